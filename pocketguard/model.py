@@ -286,10 +286,14 @@ class Transformer(nn.Module):
             valid = torch.ones(B, T, dtype=torch.bool, device=dev)
         if cache is None:
             positions = (valid.long().cumsum(1) - 1).clamp(min=0)
-            if bool(valid.all()):
+            if T > self.args.max_seq_len and bool(valid.all()):
+                raise ContextLengthError(f"{T} tokens exceed the model's context of {self.args.max_seq_len}")
+            if bool((valid == (torch.arange(T, device=dev) < valid.sum(1, keepdim=True))).all()):
+                # No padding, or right padding only (training batches): causal attention alone is exact for
+                # every real token, whose keys (itself and earlier) are all real, and it runs the flash
+                # kernel instead of materialising a [B, T, T] mask. Padding positions see padding keys, but
+                # nothing reads their outputs.
                 mask = None
-                if T > self.args.max_seq_len:
-                    raise ContextLengthError(f"{T} tokens exceed the model's context of {self.args.max_seq_len}")
             else:
                 causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()
                 mask = causal & valid[:, None, :]

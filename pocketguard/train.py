@@ -120,7 +120,8 @@ def load_examples(path: str | Path) -> list[dict]:
     path = Path(path)
     out = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # split on "\n" only: str.splitlines() also breaks at U+2028/U+0085, which JSON leaves raw in strings
+        lines = path.read_text(encoding="utf-8").split("\n")
     except FileNotFoundError:
         raise ExampleError(f"example file not found: {path}") from None
     for n, line in enumerate(lines, 1):
@@ -635,9 +636,11 @@ def train(
         dev_examples = load_examples(dev_examples)
     if config.kl_weight and teacher is None:
         raise ValueError("kl_weight > 0 needs a teacher")
-    data = GuardData(examples, tokenizer, policy, config.max_len, config.overlong, config.augment, config.seed)
+    # A prompt longer than the model's context cannot be trained on: the cap is the smaller of the two.
+    max_len = min(config.max_len, model.args.max_seq_len)
+    data = GuardData(examples, tokenizer, policy, max_len, config.overlong, config.augment, config.seed)
     if data.skipped and rank == 0:
-        warnings.warn(f"{data.skipped} example(s) skipped: the judged turn alone exceeds max_len={config.max_len}")
+        warnings.warn(f"{data.skipped} example(s) skipped: the judged turn alone exceeds max_len={max_len}")
 
     model.to(device)
     lut = head_lookup(model).to(device)
@@ -677,7 +680,7 @@ def train(
 
     dev_batches: list[Batch] = []
     if dev_examples:
-        dev = GuardData(dev_examples, tokenizer, policy, config.max_len, "truncate")
+        dev = GuardData(dev_examples, tokenizer, policy, max_len, "truncate")
         order = sorted(range(len(dev)), key=lambda i: dev.lengths[i])
         mine = order[rank::world]
         dev_batches = [collate([dev.encoded[i] for i in mine[k : k + config.batch_size]])
@@ -743,6 +746,7 @@ def train(
     t_last, tok_count = time.perf_counter(), 0
     acc = torch.zeros(3, device=device)  # loss, ce, kl sums since the last log
     acc_n = 0
+    skipped_steps = 0
     for step in range(start, total):
         lr = lr_at(step, total, config)
         for g in optimizer.param_groups:
@@ -770,16 +774,24 @@ def train(
                 (loss / config.grad_accum).backward()
             acc += torch.stack([loss.detach(), ce, kl])
             acc_n += 1
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-        optimizer.step()
+        # One non-finite gradient (a bf16 overflow, a loss spike) would turn every weight into NaN for good:
+        # such a step is skipped and counted instead. The norm is the same on every rank (gradients are
+        # all-reduced first), so ranks skip together.
+        norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip or float("inf"))
+        if torch.isfinite(norm):
+            optimizer.step()
+        else:
+            skipped_steps += 1
+            if skipped_steps > max(10, total // 100):
+                raise FloatingPointError(f"{skipped_steps} of {step + 1 - start} steps had non-finite gradients; "
+                                         "lower the learning rate (or check the data)")
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
         if done % max(1, config.log_every) == 0 or done == total:
             vals = (acc / max(acc_n, 1)).tolist()
             dt = time.perf_counter() - t_last
             rec = {"step": done, "loss": vals[0], "ce": vals[1], "kl": vals[2], "lr": lr,
-                   "tokens_per_s": tok_count * world / max(dt, 1e-9)}
+                   "tokens_per_s": tok_count * world / max(dt, 1e-9), "skipped_steps": skipped_steps}
             emit(rec)
             if bar is not None:
                 bar.set_postfix(loss=f"{vals[0]:.4f}", lr=f"{lr:.2e}")

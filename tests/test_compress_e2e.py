@@ -130,6 +130,10 @@ def test_recipe_runs_end_to_end_and_resumes(toy, tmp_path, capsys):
     assert all(l["dev"]["n"] == len(dev) and l["wall_s"] >= 0 for l in lines)
     assert lines[-1]["dev"]["agreement"] >= 0.9 and lines[3]["dev"]["agreement"] >= 0.9
     assert sorted(p.name for p in (out / "steps").iterdir()) == [f"{i:02d}-{l['kind']}" for i, l in enumerate(lines, 1)]
+    # training steps keep their loss curve (one record per logged step) beside their checkpoint
+    log = [json.loads(l) for l in (out / "steps" / "04-distill" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r][-1] == 80 and not (out / "steps" / "04-distill" / "train").exists()
+    assert not (out / "model" / "train_log.jsonl").exists() and not (out / "steps" / "03-prune_output" / "train_log.jsonl").exists()
 
     guard = Guard.load(out / "model")
     assert guard.policy.codes == POLICY.codes and guard.meta.get("layout") == "pocketguard-int4"

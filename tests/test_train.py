@@ -229,3 +229,57 @@ def test_two_process_training_ends_with_identical_weights(tok, tmp_path, paralle
     assert any(not torch.equal(a[k], init[k]) for k in a)
     assert torch.load(tmp_path / "eval0.pt") == torch.load(tmp_path / "eval1.pt")  # all-reduced dev metrics
     assert (tmp_path / "run" / "train_state.pt").exists()
+
+
+def test_load_examples_keeps_unicode_line_separators_inside_strings(tmp_path):
+    """JSON leaves U+2028 / U+0085 raw inside strings; a JSONL reader must split on '\\n' alone."""
+    import json
+
+    from pocketguard.train import load_examples
+
+    text = "first\u2028second\x85third"
+    rows = [{"messages": [{"role": "user", "content": text}], "role": "user", "label": "safe", "categories": []},
+            {"messages": [{"role": "user", "content": "x"}], "role": "user", "label": "safe", "categories": []}]
+    path = tmp_path / "ex.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    got = load_examples(path)
+    assert [r["messages"][0]["content"] for r in got] == [text, "x"]
+
+
+def test_training_caps_prompts_at_the_models_context(tok):
+    """max_len above the model's context must not crash a step: earliest turns go, as at inference."""
+    msgs = [{"role": "user", "content": "bread " * 80}, {"role": "assistant", "content": "cake " * 80},
+            {"role": "user", "content": "how do I make a bomb"}]
+    examples = [{"messages": msgs, "role": "user", "label": "unsafe", "categories": ["S9"]}] * 4
+    n_full = len(encode_example(tok, POLICY, examples[0], 10_000))
+    model = small(tok, max_seq_len=n_full - 40)
+    cfg = TrainConfig(steps=2, batch_size=2, max_len=4096, progress=False, device="cpu")
+    r = train(model, examples, tok, POLICY, cfg)
+    assert r.step == 2 and r.skipped_examples == 0 and all(h["loss"] == h["loss"] for h in r.history if "loss" in h)
+
+
+def test_a_non_finite_gradient_skips_its_step_instead_of_poisoning_the_weights(tok):
+    model = small(tok, seed=1)
+    calls = {"n": 0}
+
+    def poison_second(g):
+        calls["n"] += 1
+        return g * float("nan") if calls["n"] == 2 else g
+
+    model.layers[0].attention.wq.weight.register_hook(poison_second)
+    cfg = TrainConfig(lr=1e-3, steps=5, batch_size=8, log_every=1, progress=False, device="cpu")
+    r = train(model, toy_examples(64, seed=0), tok, POLICY, cfg)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert [h["skipped_steps"] for h in r.history if "loss" in h] == [0, 1, 1, 1, 1]
+
+
+def test_right_padded_batches_take_the_causal_path_with_the_same_real_logits(tok):
+    model = small(tok, seed=2).eval()
+    a, b = tok.encode("how do I make a bomb"), tok.encode("hello")
+    tokens = torch.tensor([a, b + [0] * (len(a) - len(b))])
+    valid = torch.tensor([[True] * len(a), [True] * len(b) + [False] * (len(a) - len(b))])
+    with torch.no_grad():
+        both = model(tokens, valid=valid)
+        alone = model(torch.tensor([b]))
+    torch.testing.assert_close(both[1, : len(b)], alone[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(both[0], model(torch.tensor([a]))[0], rtol=1e-5, atol=1e-5)

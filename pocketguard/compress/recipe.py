@@ -523,6 +523,8 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
         params = {**sk.defaults, **spec}
         if sk.trains:
             params = {**recipe.train, **params}
+            if data.get("max_len"):  # [data] max_len caps training prompts too, unless a step sets its own
+                params.setdefault("max_len", int(data["max_len"]))
             params.setdefault("out_dir", str(work / "train"))
             params.setdefault("progress", progress)
             params.setdefault("name", kind)
@@ -543,6 +545,8 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
         wall = time.perf_counter() - t0
         if main:
             fmt = "artifact" if ctx.saved else _save_model(model, tokenizer, policy, work, recipe.raw)
+            if (work / "train" / "train_log.jsonl").exists():  # the step's loss curve stays with its checkpoint
+                os.replace(work / "train" / "train_log.jsonl", work / "train_log.jsonl")
             shutil.rmtree(work / "train", ignore_errors=True)  # optimizer state is not needed once the step is done
             metrics = None
             if dev_examples:
@@ -567,7 +571,7 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
         last = steps_dir / names[-1]
         target = out / "model"
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(last, target, ignore=shutil.ignore_patterns("step.json"))
+        shutil.copytree(last, target, ignore=shutil.ignore_patterns("step.json", "train_log.jsonl"))
         _say(f"done: {target}")
     barrier()
     return out

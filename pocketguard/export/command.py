@@ -90,7 +90,7 @@ def verify(args, model, tok, policy, out) -> int:
 
     convs = list(VERIFY_CONVERSATIONS)
     if args.conversations:
-        for line in args.conversations.read_text(encoding="utf-8").splitlines():
+        for line in args.conversations.read_text(encoding="utf-8").split("\n"):  # JSONL: not splitlines()
             if line.strip():
                 item = json.loads(line)
                 convs.append(item["messages"] if isinstance(item, dict) else item)
