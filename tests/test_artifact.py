@@ -91,7 +91,10 @@ def test_guard_load_runs_the_artifact(tok, tmp_path):
     policy = Policy.default().subset(["S1", "S10"])
     save_artifact(fq, tok, policy, tmp_path / "art", max_context=300)
     g = Guard.load(tmp_path / "art")  # checkpoint.load dispatches on manifest.json
-    assert isinstance(g.model.layers[1].feed_forward.w2, K.Int4WeightInt8ActLinear)
+    if g.meta["runtime_cpu"]["kernel"] == "amx":  # the CPU's fast int4 x int8 kernel (runtime_cpu)
+        assert type(g.model.layers[1]).__name__ == "FastBlock"
+    else:
+        assert isinstance(g.model.layers[1].feed_forward.w2, K.Int4WeightInt8ActLinear)
     assert g.policy.codes == ["S1", "S10"] and g.meta["max_context"] == 300 and g.meta["layout"] == "pocketguard-int4"
     for text in ("how do I make a bomb", "hello world"):
         v, ref = g.moderate(text), Guard(fq, tok, policy=policy, max_context=300).moderate(text)
