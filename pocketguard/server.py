@@ -5,6 +5,10 @@ Endpoints (docs/serving.md has the details and the category table):
   category names mapped from S1–S14 (codes with no OpenAI equivalent under `pocketguard/<code>`).
 - `POST /v1/guard` — native: `{"messages": [...], "role": ..., "policy": {...}, "category_scores": bool}` in,
   pocketguard's `Verdict` out.
+- `WS /v1/guard/stream` — streaming response moderation: send `{"messages": [...up to the user's turn]}`, then
+  `{"chunk": "..."}` per piece of the agent's reply as it is generated; each chunk is answered with the
+  verdict on the reply so far (`guard.stream`, incremental KV). The first unsafe (or error) verdict is sent
+  with `"stopped": true` and the socket is closed: stop showing the reply.
 - `GET /health`, `GET /metrics` (Prometheus).
 
 How a request is served: the body is read with a byte limit (413) *before* any parsing, decoded as strict
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -130,10 +134,11 @@ class ServerConfig:
     max_policy_categories: int = 64
     max_policy_chars: int = 16_384  # total characters of names and descriptions in a request policy
     policy_cache_size: int = 64  # parsed request policies kept (the guard keeps 16 prefix KV caches)
+    max_streams: int = 16  # open /v1/guard/stream sockets (each holds a KV cache of the guard's context)
 
     def __post_init__(self):
         for name in ("max_batch", "max_queue", "max_body_bytes", "max_items", "max_messages", "max_chars",
-                     "max_policy_categories", "max_policy_chars", "policy_cache_size"):
+                     "max_policy_categories", "max_policy_chars", "policy_cache_size", "max_streams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.batch_wait_ms < 0 or self.request_timeout_s <= 0:
@@ -653,6 +658,75 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
 
         return await judged(request, parse, respond)
 
+    open_streams = {"n": 0}
+
+    @app.websocket("/v1/guard/stream")
+    async def guard_stream(ws: WebSocket):
+        """One agent reply per socket. Every failure is an `error` message and a closed socket, never a verdict
+        that reads as safe; guard work runs on the batcher's worker thread, serialised with the batches."""
+        await ws.accept()
+
+        async def fail(e: ApiError) -> None:  # the HTTP endpoints' error body, then close (1008: policy, 1011: ours)
+            await ws.send_json({"type": "error", "error": {"message": e.message, "type": e.type, "param": e.param,
+                                                           "code": e.status}})
+            await ws.close(code=1008 if e.status < 500 else 1011)
+
+        async def receive() -> dict:
+            try:
+                raw = await asyncio.wait_for(ws.receive_text(), config.request_timeout_s)
+            except asyncio.TimeoutError:
+                raise ApiError(408, f"no message within {config.request_timeout_s:g} s", "timeout") from None
+            except KeyError:  # a binary frame: receive_text() finds no "text" in it
+                raise ApiError(400, "send JSON text frames, not binary", "invalid_json") from None
+            if len(raw.encode("utf-8", "surrogatepass")) > config.max_body_bytes:
+                raise ApiError(413, f"a message is over {config.max_body_bytes} bytes", "payload_too_large")
+            try:
+                data = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise ApiError(400, f"a message is not valid JSON: {e}", "invalid_json") from None
+            if not isinstance(data, dict):
+                raise ApiError(422, f"a message must be a JSON object, got {_json_type(data)}")
+            return data
+
+        if open_streams["n"] >= config.max_streams:
+            metrics.rejected.labels("streams_full").inc()
+            return await fail(ApiError(429, f"{config.max_streams} streams are open; retry later", "rate_limit_exceeded"))
+        open_streams["n"] += 1
+        try:
+            batcher.ensure_started()
+            loop = asyncio.get_running_loop()
+            first = await receive()
+            if first.get("role", "user") != "user":
+                raise ApiError(422, "a stream judges the agent's reply to the conversation's last user message: "
+                                    "send the messages up to that message, then the reply as chunks", param="role")
+            req = parse_guard_request(first, guard, config, policies)
+            if req.conv.judged != "user":
+                raise ApiError(422, "a stream judges the agent's reply to the conversation's last user message: "
+                                    "end 'messages' with that message and send the reply as chunks", param="messages")
+            stream = await loop.run_in_executor(batcher._executor, guard.stream, req.conv, req.policy, req.category_scores)
+            while True:
+                data = await receive()
+                if set(data) != {"chunk"} or not isinstance(data["chunk"], str):
+                    raise ApiError(422, "after the first message, send {\"chunk\": \"...\"} objects", param="chunk")
+                check_text(stream.text + data["chunk"], "the reply so far", config)
+                v = _fail_closed(await loop.run_in_executor(batcher._executor, stream.feed, data["chunk"]))
+                metrics.verdicts.labels(v.status).inc()
+                await ws.send_json({"type": "verdict", "chunk": stream.chunks - 1, "stopped": stream.stopped,
+                                    "first_unsafe_chunk": stream.first_unsafe, "verdict": v.to_dict()})
+                if stream.stopped:
+                    return await ws.close(code=1000)
+        except WebSocketDisconnect:
+            return None
+        except ApiError as e:
+            return await fail(e)
+        except ConversationError as e:
+            return await fail(ApiError(422, f"invalid input: {e}", "invalid_request_error"))
+        except Exception as e:  # noqa: BLE001 - never let a failure look like anything but an error
+            log.exception("unhandled error in the stream endpoint")
+            return await fail(ApiError(500, f"internal error: {type(e).__name__}", "server_error"))
+        finally:
+            open_streams["n"] -= 1
+
     @app.get("/health")
     async def health():
         batcher.ensure_started()
@@ -696,6 +770,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-items", type=int, default=d.max_items, help="inputs per /v1/moderations request")
     p.add_argument("--max-messages", type=int, default=d.max_messages, help="messages per /v1/guard conversation")
     p.add_argument("--max-chars", type=int, default=d.max_chars, help="characters per text")
+    p.add_argument("--max-streams", type=int, default=d.max_streams, help="open /v1/guard/stream sockets")
     p.add_argument("--device", default="cpu", help="torch device for the guard (cpu, cuda, cuda:1, ...)")
     p.add_argument("--threads", type=int, help="torch CPU threads for the guard")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -706,6 +781,7 @@ def config_from_args(args, model_name: str) -> ServerConfig:
         model_name=model_name, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, max_queue=args.max_queue,
         request_timeout_s=args.timeout, max_body_bytes=args.max_body_bytes, max_items=args.max_items,
         max_messages=args.max_messages, max_chars=args.max_chars, allow_custom_policy=not args.no_custom_policy,
+        max_streams=args.max_streams,
     )
 
 

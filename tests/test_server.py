@@ -572,3 +572,120 @@ def test_hf_export_loads_in_transformers_with_identical_verdicts(tiny_tok, tmp_p
                                                         dtype=torch.float32).eval()
     for a, b in zip(ours, hf_verdicts(hf2, tok, pruned, [x for x, _ in HF_EXAMPLES])):
         assert (b.status, b.categories) == (a.status, a.categories)
+
+
+# ------------------------------------------------------------------------------------------ streaming
+STREAM_USER = [{"role": "user", "content": "tell me a story about cats"}]
+REPLY_CHUNKS = ["Once upon a time a cat ", "found a garden by the river. It walked ", "home and cooked soup, ",
+                "then wrote a poem about the world and slept."]
+
+
+def _stream_until_closed(ws, chunks):
+    """Send the chunks one by one, collecting the verdicts, until a stopping verdict closes the socket."""
+    from starlette.websockets import WebSocketDisconnect
+
+    got = []
+    for c in chunks:
+        ws.send_json({"chunk": c})
+        got.append(ws.receive_json())
+        if got[-1].get("stopped"):
+            with pytest.raises(WebSocketDisconnect) as closed:  # the socket closes after a stopping verdict
+                ws.receive_json()
+            return got, closed.value.code
+    return got, None
+
+
+def test_stream_endpoint_equals_guard_stream_chunk_by_chunk(tok):
+    for seed in range(4):  # random tiny guards: some replies stay safe, some turn unsafe part-way
+        guard = make_guard(tok, seed=seed)
+        direct = guard.stream(STREAM_USER)
+        expected = []
+        for c in REPLY_CHUNKS:
+            expected.append(direct.feed(c))
+            if direct.stopped:
+                break
+        with serving(guard) as client, client.websocket_connect("/v1/guard/stream") as ws:
+            ws.send_json({"messages": STREAM_USER})
+            got, code = _stream_until_closed(ws, REPLY_CHUNKS[: len(expected)])
+        assert [m["type"] for m in got] == ["verdict"] * len(expected)
+        assert [(m["verdict"]["status"], m["verdict"]["categories"]) for m in got] == [(v.status, v.categories) for v in expected]
+        assert all(abs(m["verdict"]["p_unsafe"] - v.p_unsafe) < 1e-5 for m, v in zip(got, expected))
+        assert [m["chunk"] for m in got] == list(range(len(expected)))
+        if direct.stopped:
+            assert got[-1]["stopped"] and got[-1]["first_unsafe_chunk"] == direct.first_unsafe and code == 1000
+        else:
+            assert not any(m["stopped"] for m in got)
+
+
+def test_stream_stops_at_the_first_unsafe_chunk(tok):
+    guard = make_guard(tok, answer="unsafe\nS1")
+    with serving(guard) as client:
+        with client.websocket_connect("/v1/guard/stream") as ws:
+            ws.send_json({"messages": STREAM_USER})
+            got, code = _stream_until_closed(ws, REPLY_CHUNKS)
+        assert len(got) == 1 and got[0]["stopped"] and got[0]["verdict"]["status"] == "unsafe" and code == 1000
+        assert got[0]["verdict"]["categories"] == ["S1"] and got[0]["first_unsafe_chunk"] == 0
+        assert metric(client, 'pocketguard_verdicts_total{status="unsafe"}') == 1
+
+
+def test_stream_hostile_input_gets_errors_and_the_server_keeps_serving(tok):
+    from starlette.websockets import WebSocketDisconnect
+
+    guard = make_guard(tok, seed=1)
+    cases = [  # (first message, later messages) -> words in the error
+        ("not json", [], "not valid JSON"),
+        ([1, 2], [], "JSON object"),
+        ({"messages": STREAM_USER + [{"role": "assistant", "content": "hi"}]}, [], "reply"),
+        ({"messages": STREAM_USER, "role": "agent"}, [], "reply"),
+        ({"messages": "hello"}, [], "list"),
+        ({"messages": STREAM_USER}, [{"chunk": 3}], "chunk"),
+        ({"messages": STREAM_USER}, [{"chunk": "a", "extra": 1}], "chunk"),
+        ({"messages": STREAM_USER}, [{"chunk": "x" * 200}], "limit"),
+        ({"messages": [{"role": "user", "content": "hi<|eot_id|>\ud800"}]}, [], "surrogate"),
+    ]
+    with serving(guard, max_chars=100) as client:
+        for first, later, words in cases:
+            with client.websocket_connect("/v1/guard/stream") as ws:
+                ws.send_text(first) if isinstance(first, str) else ws.send_text(json.dumps(first))
+                for m in later:
+                    ws.send_json(m)
+                msg = ws.receive_json()
+                assert msg["type"] == "error" and words.lower() in msg["error"]["message"].lower(), (first, msg)
+                assert 400 <= msg["error"]["code"] < 500 and "verdict" not in msg
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    ws.receive_json()
+                assert closed.value.code == 1008
+        with client.websocket_connect("/v1/guard/stream") as ws:  # a binary frame
+            ws.send_bytes(b"\xff\xfe")
+            assert ws.receive_json()["error"]["code"] == 400
+        assert client.get("/health").json()["status"] == "ok"
+        assert client.post("/v1/guard", json={"messages": STREAM_USER}).status_code == 200
+
+
+def test_stream_count_is_bounded(tok):
+    with serving(make_guard(tok, seed=1), max_streams=1) as client:
+        with client.websocket_connect("/v1/guard/stream") as first:
+            first.send_json({"messages": STREAM_USER})
+            with client.websocket_connect("/v1/guard/stream") as second:
+                assert second.receive_json()["error"]["code"] == 429
+            first.send_json({"chunk": "Once upon a time"})
+            assert first.receive_json()["type"] == "verdict"
+        with client.websocket_connect("/v1/guard/stream") as again:  # the slot is free once the first closed
+            again.send_json({"messages": STREAM_USER})
+            again.send_json({"chunk": "Once upon a time"})
+            assert again.receive_json()["type"] == "verdict"
+
+
+def test_stream_over_a_real_uvicorn_websocket(tok):
+    from websockets.sync.client import connect
+
+    guard = make_guard(tok, seed=2)
+    direct = guard.stream(STREAM_USER)
+    with live_server(create_app(guard)) as url, connect(url.replace("http", "ws") + "/v1/guard/stream") as ws:
+        ws.send(json.dumps({"messages": STREAM_USER}))
+        for c in REPLY_CHUNKS[:2]:
+            ws.send(json.dumps({"chunk": c}))
+            msg, v = json.loads(ws.recv(timeout=20)), direct.feed(c)
+            assert (msg["verdict"]["status"], msg["verdict"]["categories"]) == (v.status, v.categories)
+            if v.status != "safe":
+                break

@@ -457,7 +457,7 @@ def read_toxigen(folder: Path, seed: int) -> Iterator[Example]:
         kind, group = path.stem.removesuffix("_1k").split("_", 1)
         mapped = TOXIGEN_KINDS[kind]
         statements: dict[str, None] = {}
-        for line in path.read_text(encoding="utf-8").split("\n"):  # JSONL: not splitlines()
+        for line in path.read_text(encoding="utf-8").splitlines():
             for s in re.split(r"\\n-|\n-", line):
                 s = s.strip().lstrip("-").strip()
                 if len(s.split()) >= 3:
@@ -537,6 +537,8 @@ def _complies(reply: str) -> bool:
 def read_donotanswer(folder: Path, seed: int) -> Iterator[Example]:
     for path in sorted(folder.glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").split("\n"):  # JSONL: not splitlines()
+            if not line.strip():
+                continue
             row = json.loads(line)
             text = row["prompt"].replace("\u201a\u00c4\u00f4", "'").replace("\u221a\u00a9", "é")  # mojibake in the set
             cats = _dna_codes(text, row["intents"])
@@ -593,6 +595,8 @@ def read_phrasing(folder: Path, seed: int) -> Iterator[Example]:
 
 def read_alpaca(folder: Path, seed: int) -> Iterator[Example]:
     for line in (folder / "seed_tasks.jsonl").read_text(encoding="utf-8").split("\n"):
+        if not line.strip():
+            continue
         row = json.loads(line)
         for inst in row["instances"][:1]:
             ask = row["instruction"].strip() + ("\n\n" + inst["input"].strip() if inst["input"].strip() else "")
@@ -604,6 +608,8 @@ def read_alpaca(folder: Path, seed: int) -> Iterator[Example]:
 def read_self_instruct(folder: Path, seed: int) -> Iterator[Example]:
     for path in sorted(folder.glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").split("\n"):  # JSONL: not splitlines()
+            if not line.strip():
+                continue
             row = json.loads(line)
             prompt = row["prompt"].strip()
             reply = row.get("completion", "").replace("<|endoftext|>", "").strip()

@@ -235,7 +235,8 @@ def stage_card(p: Paths) -> None:
     out = ["| split | model | n | F1 | precision | recall | FPR | AUPRC | look-alike FPR (n) | prompt F1 | response F1 |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (split, who), m in found.items():
-        o, r = m["overall"], m["by_role"]
+        o = m["overall"]
+        r = {k: v for k, v in m["by_role"].items() if v.get("unsafe")}  # F1 is undefined without unsafe examples
         out.append(f"| {split} | {who} | {o['n']} | {f(o['f1'])} | {f(o['precision'])} | {f(o['recall'])} | {f(o['fpr'])} | "
                    f"{f(o['auprc'])} | {f(m['lookalike']['fpr'])} ({m['lookalike']['n']}) | "
                    f"{f(r.get('prompt', {}).get('f1'))} | {f(r.get('response', {}).get('f1'))} |")
