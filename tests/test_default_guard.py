@@ -79,3 +79,32 @@ def test_cpu_runtime_takes_the_fastest_kernel_with_the_portable_verdicts(guard):
     for a, b in zip(fast, slow):
         assert abs(a.p_unsafe - b.p_unsafe) < 2e-3
         assert max(abs(a.category_scores[c] - b.category_scores[c]) for c in a.category_scores) < 2e-3
+
+
+def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
+    """training/default_guard.py rewrites the committed recipes' paths (and shrinks them for --smoke): the
+    result must be a recipe `pocketguard compress` accepts, with the same steps."""
+    import importlib.util
+    import tomllib
+    from pathlib import Path
+
+    from pocketguard.compress.recipe import load_recipe
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("default_guard", root / "training" / "default_guard.py")
+    dg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dg)
+    (tmp_path / "data").mkdir()
+    for name in ("train.jsonl", "dev.jsonl"):
+        (tmp_path / "data" / name).write_text("")
+    for smoke in (False, True):
+        p = dg.Paths(tmp_path / ("smoke" if smoke else "full"), tmp_path / "data", smoke)
+        for name in ("default-teacher", "default-student"):
+            committed = tomllib.loads((root / "training" / "recipes" / f"{name}.toml").read_text())
+            path = dg.resolved_recipe(p, name)
+            r = load_recipe(path)
+            assert [s["kind"] for s in r.steps] == [s["kind"] for s in committed["step"]]
+            assert r.output == (p.out / ("teacher" if name == "default-teacher" else "student"))
+            assert tomllib.loads(dg._dump_recipe(tomllib.loads(path.read_text()))) == tomllib.loads(path.read_text())
+            if not smoke:  # only the paths change: the hyperparameters are the committed ones
+                assert r.train == committed["train"] and r.steps == committed["step"]
