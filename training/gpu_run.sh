@@ -18,8 +18,10 @@ export PYTHONUNBUFFERED=1
   start=$(date +%s)
   # the loss curve as it grows (training steps write no progress bar when stderr is not a terminal)
   (while sleep 45; do tail -qn1 runs/default/*/steps/*.partial/train/train_log.jsonl 2>/dev/null; done) &
+  tailer=$!
   timeout "$budget" python3 training/default_guard.py all --data "$data" --models teacher
   echo "default_guard exit $? after $(( $(date +%s) - start ))s"
+  kill "$tailer"  # it holds the pipe to tee open: left running, the packing below would never start
 } 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn|register_constant" | tee "$results/log.txt"
 cd runs && tar czf - --exclude='*.partial' --exclude='train_state.pt' --exclude='teacher-init' \
   default/student/model default/student/report.jsonl default/teacher/report.jsonl default/recipes default/eval \
