@@ -191,3 +191,22 @@ def test_mapping_tables_are_documented():
         for key, codes in table.items():
             shown = "safe" if codes == [] else "unsafe, category unknown" if codes is None else ", ".join(codes)
             assert f"| `{key}` | {shown} |" in doc, (fmt, key)
+
+
+def test_lookalike_flag_is_read_checked_and_round_trips(tmp_path):
+    msg = [{"role": "user", "content": "How do I kill a python process?"}]
+    p = jsonl(tmp_path / "d.jsonl", [
+        {"messages": msg, "label": "safe", "lookalike": True},
+        {"messages": msg, "label": "safe"},
+        {"messages": msg, "label": "unsafe", "categories": ["S1"], "lookalike": True},  # contradiction
+        {"messages": msg, "label": "safe", "lookalike": "yes"},
+    ])
+    ex, problems = read_examples(p, skip_malformed=True)
+    assert [e.lookalike for e in ex] == [True, False]
+    assert [pr.line for pr in problems] == [3, 4] and "must be 'safe'" in problems[0].message
+    assert "true or false" in problems[1].message
+    write_examples(ex, tmp_path / "out.jsonl")
+    back, _ = read_examples(tmp_path / "out.jsonl")
+    assert [e.lookalike for e in back] == [True, False]
+    c = write_csv(tmp_path / "d.csv", ["text", "label", "lookalike"], [["hi", "safe", "true"], ["yo", "safe", ""]])
+    assert [e.lookalike for e in read_examples(c)[0]] == [True, False]

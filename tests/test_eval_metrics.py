@@ -129,3 +129,16 @@ def test_label_and_length_checks():
         evaluate(["safe", "bad"], [v("safe", 0.1)] * 2)
     with pytest.raises(ValueError, match="2 labels but 1 predictions"):
         evaluate(["safe", "safe"], [v("safe", 0.1)])
+
+
+def test_lookalike_fpr_counts_flagged_benign_lookalikes_and_errors():
+    from pocketguard.evaluate.data import Example
+    from pocketguard.evaluate.metrics import evaluate_examples
+
+    msgs = [{"role": "user", "content": "x"}]
+    examples = [Example(msgs, "user", lab, cats, lookalike=look) for lab, cats, look in
+                [("safe", [], True), ("safe", [], True), ("safe", [], True), ("safe", [], False), ("unsafe", ["S1"], False)]]
+    preds = [v("unsafe", 0.9, ["S1"]), v("error", None), v("safe", 0.1), v("unsafe", 0.8, ["S1"]), v("unsafe", 0.9, ["S1"])]
+    m = evaluate_examples(examples, preds)
+    assert m["lookalike"] == {"n": 3, "flagged": 2, "fpr": 2 / 3}  # an error verdict fails closed: flagged
+    assert "lookalike" not in evaluate_examples(examples[3:], preds[3:])

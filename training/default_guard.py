@@ -202,24 +202,15 @@ def stage_eval(p: Paths, device: str, models: list[str]) -> None:
 
 def _scored(data: Path, predictions: Path) -> dict:
     """Metrics of one model on one split, recomputed from `pocketguard eval`'s predictions file (the teacher's
-    held-out run on the lent GPU ended before its report was written; this scores every split the same way),
-    plus the false-positive rate on the benign look-alike prompts that the data marks (`lookalike`)."""
-    import numpy as np
-
+    held-out run on the lent GPU ended before its report was written; this scores every split the same way)."""
     from pocketguard.evaluate.data import read_examples
-    from pocketguard.evaluate.metrics import evaluate_examples, predicted
+    from pocketguard.evaluate.metrics import evaluate_examples
 
     examples, _ = read_examples(data)
-    raw = {n: json.loads(l) for n, l in enumerate(data.read_text(encoding="utf-8").split("\n"), 1) if l.strip()}
     rows = [json.loads(l) for l in predictions.read_text(encoding="utf-8").split("\n") if l.strip()]
     if [r["line"] for r in rows] != [e.line for e in examples]:
         raise SystemExit(f"{predictions} does not match the rows of {data}")
-    verdicts = [r["verdict"] for r in rows]
-    m = evaluate_examples(examples, verdicts)
-    flagged, _ = predicted(verdicts)
-    look = np.array([bool(raw[e.line].get("lookalike")) and e.label == "safe" for e in examples])
-    m["lookalike"] = {"n": int(look.sum()), "fpr": float(flagged[look].mean()) if look.any() else None}
-    return m
+    return evaluate_examples(examples, [r["verdict"] for r in rows])
 
 
 def stage_card(p: Paths) -> None:
@@ -238,7 +229,7 @@ def stage_card(p: Paths) -> None:
         o = m["overall"]
         r = {k: v for k, v in m["by_role"].items() if v.get("unsafe")}  # F1 is undefined without unsafe examples
         out.append(f"| {split} | {who} | {o['n']} | {f(o['f1'])} | {f(o['precision'])} | {f(o['recall'])} | {f(o['fpr'])} | "
-                   f"{f(o['auprc'])} | {f(m['lookalike']['fpr'])} ({m['lookalike']['n']}) | "
+                   f"{f(o['auprc'])} | {f(m.get('lookalike', {}).get('fpr'))} ({m.get('lookalike', {}).get('n', 0)}) | "
                    f"{f(r.get('prompt', {}).get('f1'))} | {f(r.get('response', {}).get('f1'))} |")
     codes = [f"S{i}" for i in range(1, 15)]
     out += ["", "| split | model | " + " | ".join(codes) + " | macro |", "|---|---|" + "---|" * (len(codes) + 1)]

@@ -56,6 +56,7 @@ class Example:
     categories: list[str] | None = field(default_factory=list)
     language: str | None = None
     source: str | None = None
+    lookalike: bool = False  # a benign example that looks risky (docs/data.md): FPR on these is reported apart
     line: int = 0
     meta: dict = field(default_factory=dict)
 
@@ -71,6 +72,8 @@ class Example:
         for key in ("language", "source"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
+        if self.lookalike:
+            d["lookalike"] = True
         return d
 
 
@@ -260,7 +263,14 @@ def _generic(row: Any, policy: Policy) -> Example:
     if cats is not None and not (isinstance(cats, list) and all(isinstance(c, str) for c in cats)):
         raise RowError(f"categories must be a list of codes, got {cats!r}")
     role = _str(row, "role", required=False)
-    return _example(messages, label.strip().lower(), cats, policy, role,
+    lookalike = row.get("lookalike", False)
+    if isinstance(lookalike, str) and lookalike.strip().lower() in ("", "true", "false", "0", "1"):  # a CSV cell
+        lookalike = lookalike.strip().lower() in ("true", "1")
+    if not isinstance(lookalike, bool):
+        raise RowError(f"lookalike must be true or false, got {lookalike!r}")
+    if lookalike and label.strip().lower() != "safe":
+        raise RowError("lookalike marks a benign example that looks risky: its label must be 'safe'")
+    return _example(messages, label.strip().lower(), cats, policy, role, lookalike=lookalike,
                     language=_str(row, "language", required=False), source=_str(row, "source", required=False))
 
 

@@ -230,12 +230,18 @@ def evaluate(
 
 def evaluate_examples(examples: Sequence[Any], predictions: Sequence[Any], codes: Sequence[str] | None = None,
                       target_fpr: float = 0.05) -> dict:
-    """`evaluate` on `data.Example`s."""
-    return evaluate(
+    """`evaluate` on `data.Example`s, plus `lookalike` (the false-positive rate on the benign examples marked
+    as looking risky) when the data marks any."""
+    out = evaluate(
         [e.label for e in examples], predictions, categories=[e.categories for e in examples],
         languages=[e.language for e in examples], roles=[e.role for e in examples],
         sources=[e.source for e in examples], codes=codes, target_fpr=target_fpr,
     )
+    look = np.array([bool(getattr(e, "lookalike", False)) for e in examples], dtype=bool)
+    if look.any():
+        flagged, _ = predicted(predictions)
+        out["lookalike"] = {"n": int(look.sum()), "flagged": int(flagged[look].sum()), "fpr": float(flagged[look].mean())}
+    return out
 
 
 def pareto_front(sizes: Sequence[float], scores: Sequence[float | None]) -> list[bool]:

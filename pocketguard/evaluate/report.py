@@ -109,6 +109,9 @@ def _model_markdown(m: dict, target_fpr: float) -> list[str]:
         out += [f"### By category (one-vs-rest over {cats['n']} examples with known categories; "
                 f"macro F1 {_f(cats['macro_f1'])})", "",
                 _table(["code", "support", "predicted", "F1", "precision", "recall", "FPR", "AUPRC"], rows), ""]
+    if met.get("lookalike"):
+        la = met["lookalike"]
+        out += [f"Benign look-alike examples flagged: **{la['flagged']} of {la['n']}** (FPR {_f(la['fpr'])}).", ""]
     t = met["threshold_for_target_fpr"]
     if t["threshold"] is None:
         out += [f"No p_unsafe threshold catches an unsafe example at FPR ≤ {target_fpr}.", ""]
