@@ -217,11 +217,21 @@ def stage_card(p: Paths) -> None:
     """Teacher vs student tables for docs/model-card.md, from the eval runs' predictions files."""
     found = {}
     for split in ("dev", "dev_heldout"):
-        for who, pattern in (("teacher", f"{split}-teacher*-cuda/predictions/00-*.jsonl"),
-                             ("student (CPU, int4)", f"{split}-student-cpu/predictions/00-*.jsonl")):
-            files = sorted(p.eval.glob(pattern))
-            if files:
-                found[(split, who)] = _scored(p.data / f"{split}.jsonl", files[-1])
+        # eval folders are <split>-<model>[-<model>]-<device> (stage_eval); predictions NN-*.jsonl follow the
+        # model order. The teacher is taken from any device, the student preferably from the CPU it ships for.
+        runs = {}
+        for d in sorted(p.eval.glob(f"{split}-*")):
+            *models, device = d.name[len(split) + 1 :].split("-")
+            for i, m in enumerate(models):
+                files = sorted((d / "predictions").glob(f"{i:02d}-*.jsonl"))
+                if files:
+                    runs.setdefault(m, {})[device] = files[0]
+        for who in ("teacher", "student"):
+            by_device = runs.get(who, {})
+            device = "cpu" if who == "student" and "cpu" in by_device else next(iter(sorted(by_device)), None)
+            if device is not None:
+                label = f"{who} ({device}{', int4' if who == 'student' else ''})"
+                found[(split, label)] = _scored(p.data / f"{split}.jsonl", by_device[device])
     f = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
     out = ["| split | model | n | F1 | precision | recall | FPR | AUPRC | look-alike FPR (n) | prompt F1 | response F1 |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
