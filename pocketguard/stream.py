@@ -16,7 +16,6 @@ import torch
 
 from .conversation import Conversation, Message
 from .guard import Guard, Verdict
-from .model import ContextLengthError
 from .policy import Policy
 from .prompt import encode_suffix, encode_turn
 

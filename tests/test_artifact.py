@@ -1,6 +1,5 @@
 """The compressed artifact: round trip to the same logits and verdicts, size, integrity errors."""
 
-import copy
 import json
 
 import pytest

@@ -3,7 +3,6 @@
 import random
 
 import pytest
-import torch
 
 from pocketguard.guard import Guard
 from pocketguard.model import ModelArgs, Transformer

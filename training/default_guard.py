@@ -2,6 +2,7 @@
 
     python training/build_data.py --data ../shared/data --out runs/data     # labelled train/dev sets (CPU, ~10 s)
     python training/default_guard.py all                                     # tokenizer → teacher → student → eval
+    training/gpu_run.sh runs/data results/ 470                               # the same on a GPU machine, results packed
     python training/default_guard.py ship                                    # copy the student into the package
 
 Stages (each also runs alone, and each resumes where a killed run stopped):
@@ -15,7 +16,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   ship       copy the student artifact to pocketguard/assets/default-guard (refused above 25 MB)
   card       teacher vs student tables for docs/model-card.md, from the eval predictions
 
-`--smoke` runs the same stages at toy size on CPU in about a minute (tiny model, few steps, a data sample):
+`--smoke` runs the same stages at toy size on CPU in about two minutes (tiny model, few steps, a data sample):
 the check that the whole pipeline works before GPU time is spent on it. The committed recipes hold the real
 hyperparameters; this script only points their paths at `--out`/`--data` (and, with --smoke, shrinks them)
 and writes the resolved copy it runs to OUT/recipes/.
