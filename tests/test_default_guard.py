@@ -108,3 +108,4 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
             assert tomllib.loads(dg._dump_recipe(tomllib.loads(path.read_text()))) == tomllib.loads(path.read_text())
             if not smoke:  # only the paths change: the hyperparameters are the committed ones
                 assert r.train == committed["train"] and r.steps == committed["step"]
+

@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text", type=Path, metavar="FILE", help="plain-text file for perplexity and KL divergence against --reference")
     p.add_argument("--window", type=int, default=512, metavar="N", help="tokens per scoring window for --text (default: 512)")
     p.add_argument("--device", default="cpu", help="torch device for the models (default: cpu)")
+    p.add_argument("--max-context", type=int, metavar="N",
+                   help="token limit for each guard's prompts, as for `pocketguard moderate` (default: each model's)")
 
 
 def _size_bytes(path: Path) -> int:
@@ -146,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
         is_ref = args.reference is not None and i == 0
         t0 = time.perf_counter()
         try:
-            guard = Guard.load(path, policy=policy, device=args.device)
+            guard = Guard.load(path, policy=policy, device=args.device,
+                               **({"max_context": args.max_context} if args.max_context else {}))
         except Exception as e:  # noqa: BLE001 - report which checkpoint failed, whatever the cause
             return fail(f"cannot load {path}: {e}")
         entry: dict[str, Any] = {"name": name, "path": str(path), "reference": is_ref, "size_bytes": _size_bytes(path),
