@@ -696,13 +696,13 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
             batcher.ensure_started()
             loop = asyncio.get_running_loop()
             first = await receive()
-            if first.get("role", "user") != "user":
-                raise ApiError(422, "a stream judges the agent's reply to the conversation's last user message: "
-                                    "send the messages up to that message, then the reply as chunks", param="role")
+            not_a_reply = ("a stream judges the agent's reply to the conversation's last user message: end 'messages' "
+                           "with that message and send the reply as chunks")
+            if first.get("role", "user") != "user":  # before parsing, which would only say the role mismatches
+                raise ApiError(422, not_a_reply, param="role")
             req = parse_guard_request(first, guard, config, policies)
             if req.conv.judged != "user":
-                raise ApiError(422, "a stream judges the agent's reply to the conversation's last user message: "
-                                    "end 'messages' with that message and send the reply as chunks", param="messages")
+                raise ApiError(422, not_a_reply, param="messages")
             stream = await loop.run_in_executor(batcher._executor, guard.stream, req.conv, req.policy, req.category_scores)
             while True:
                 data = await receive()

@@ -534,12 +534,17 @@ def _complies(reply: str) -> bool:
     return len(reply) >= 80 and not REFUSAL.match(reply) and not HEDGE.search(head) and COMPLY.search(head) is not None
 
 
+def _jsonl(path: Path) -> Iterator[dict]:
+    """The rows of a JSONL file. Split on "\n" only: str.splitlines() also breaks at U+2028/U+0085, which JSON
+    leaves raw inside strings."""
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if line.strip():
+            yield json.loads(line)
+
+
 def read_donotanswer(folder: Path, seed: int) -> Iterator[Example]:
     for path in sorted(folder.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").split("\n"):  # JSONL: not splitlines()
-            if not line.strip():
-                continue
-            row = json.loads(line)
+        for row in _jsonl(path):
             text = row["prompt"].replace("\u201a\u00c4\u00f4", "'").replace("\u221a\u00a9", "é")  # mojibake in the set
             cats = _dna_codes(text, row["intents"])
             if cats is not None:
@@ -594,10 +599,7 @@ def read_phrasing(folder: Path, seed: int) -> Iterator[Example]:
 
 
 def read_alpaca(folder: Path, seed: int) -> Iterator[Example]:
-    for line in (folder / "seed_tasks.jsonl").read_text(encoding="utf-8").split("\n"):
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for row in _jsonl(folder / "seed_tasks.jsonl"):
         for inst in row["instances"][:1]:
             ask = row["instruction"].strip() + ("\n\n" + inst["input"].strip() if inst["input"].strip() else "")
             yield Example(turns(ask), "safe", [], "alpaca-seed-tasks")
@@ -607,10 +609,7 @@ def read_alpaca(folder: Path, seed: int) -> Iterator[Example]:
 
 def read_self_instruct(folder: Path, seed: int) -> Iterator[Example]:
     for path in sorted(folder.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").split("\n"):  # JSONL: not splitlines()
-            if not line.strip():
-                continue
-            row = json.loads(line)
+        for row in _jsonl(path):
             prompt = row["prompt"].strip()
             reply = row.get("completion", "").replace("<|endoftext|>", "").strip()
             yield Example(turns(prompt), "safe", [], "self-instruct-t0-benign")

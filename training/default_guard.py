@@ -256,8 +256,10 @@ def stage_card(p: Paths) -> None:
 def stage_ship(p: Paths, target: Path) -> None:
     from pocketguard.guard import Guard
 
+    from pocketguard.compress.artifact import is_artifact
+
     src = p.student
-    if not (src / "manifest.json").exists():
+    if not is_artifact(src):
         raise SystemExit(f"{src} is not a finished compressed artifact (no manifest.json)")
     size = sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
     if size > MAX_SHIP_BYTES:
@@ -289,17 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     device = a.device or ("cuda" if torch.cuda.is_available() and not a.smoke else "cpu")
-    todo = STAGES if a.stage == "all" else (a.stage,)
-    for stage in todo:
+    run = {"data": lambda: stage_data(p), "tokenizer": lambda: stage_tokenizer(p), "init": lambda: stage_init(p),
+           "teacher": lambda: stage_teacher(p), "student": lambda: stage_student(p),
+           "eval": lambda: stage_eval(p, device, a.models.split(",")), "card": lambda: stage_card(p),
+           "ship": lambda: stage_ship(p, a.ship_to)}
+    for stage in STAGES if a.stage == "all" else (a.stage,):
         t0 = time.perf_counter()
-        if stage == "eval":
-            stage_eval(p, device, a.models.split(","))
-        elif stage == "card":
-            stage_card(p)
-        elif stage == "ship":
-            stage_ship(p, a.ship_to)
-        else:
-            globals()[f"stage_{stage}"](p)
+        run[stage]()
         _say(f"{stage} done in {time.perf_counter() - t0:.1f}s")
     return 0
 

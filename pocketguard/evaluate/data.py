@@ -257,6 +257,7 @@ def _generic(row: Any, policy: Policy) -> Example:
     label = row.get("label")
     if not isinstance(label, str):
         raise RowError(f"label must be 'safe' or 'unsafe', got {label!r}")
+    label = label.strip().lower()
     cats = row.get("categories", [])
     if isinstance(cats, str):  # CSV: "S1,S10" or "S1;S10"
         cats = [c.strip() for c in cats.replace(";", ",").split(",") if c.strip()]
@@ -268,9 +269,9 @@ def _generic(row: Any, policy: Policy) -> Example:
         lookalike = lookalike.strip().lower() in ("true", "1")
     if not isinstance(lookalike, bool):
         raise RowError(f"lookalike must be true or false, got {lookalike!r}")
-    if lookalike and label.strip().lower() != "safe":
+    if lookalike and label != "safe":
         raise RowError("lookalike marks a benign example that looks risky: its label must be 'safe'")
-    return _example(messages, label.strip().lower(), cats, policy, role, lookalike=lookalike,
+    return _example(messages, label, cats, policy, role, lookalike=lookalike,
                     language=_str(row, "language", required=False), source=_str(row, "source", required=False))
 
 
