@@ -640,7 +640,8 @@ def add_arguments(p) -> None:
     src.add_argument("--model", type=Path, help="pocketguard checkpoint or compressed artifact folder")
     src.add_argument("--shape", choices=sorted(SHAPES), help="build a random-weight model of this shape (cached)")
     p.add_argument("--prompt-tokens", type=int, default=500, help="length of the guard prompt (policy + conversation)")
-    p.add_argument("--runs", type=int, default=5, help="timed runs per measurement (after one warm-up)")
+    p.add_argument("--runs", type=int, default=None,
+                   help="timed runs per measurement after one warm-up (default 5; --throughput: repetitions, default 3)")
     p.add_argument("--peers", default="llamacpp,executorch", help="comma list of llamacpp, executorch ('' for none)")
     p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: all cores)")
     p.add_argument("--kernel", choices=("auto", "amx", "portable"), default="auto",
@@ -656,6 +657,14 @@ def add_arguments(p) -> None:
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for docs/benchmarks.md)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per runtime worker")
+    p.add_argument("--throughput", action="store_true",
+                   help="instead: prompts/s judging many conversations, one by one vs batched vs the roofline "
+                        "(bench_throughput.py); default model: the shipped guard")
+    p.add_argument("--mix", type=Path, help="--throughput: JSONL of conversations ({'messages': [...]} or {'text': ...}) "
+                                            "instead of the bundled generated length mix")
+    p.add_argument("--n", type=int, default=128, help="--throughput: conversations in the bundled mix (default 128)")
+    p.add_argument("--batch-size", type=int, default=64, help="--throughput: prompts per packed pass (default 64)")
+    p.add_argument("--device", default="cpu", help="--throughput: torch device (cuda: with --shape, a bf16 random model)")
     p.add_argument("--alternatives", action="store_true",
                    help="instead: time pocketguard's CPU execution strategies (AMX, portable kernels, fp32, bf16) "
                         "and thread counts on the same model, whole-model prefill and decode")
@@ -664,6 +673,12 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import platform
 
+    if args.throughput:
+        from . import bench_throughput
+
+        args.runs = args.runs or 3
+        return bench_throughput.run(args)
+    args.runs = args.runs or 5
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     workdir = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,9 @@ Three ideas live here:
   steps — is an `error` verdict. Nothing defaults to `safe`.
 - *Policy-prefix cache*: the task line and category list are the same for every request with the same
   policy and judged role, so their KV is computed once and copied into each request's cache.
+- *Packed batches*: many prompts (and the windows of over-long turns) run as one pass over their real tokens
+  only (`packed.py`); verdicts are bit-identical to judging each alone, and the answer steps of all of them
+  are one vectorised loop (`answer.decode`).
 - *Context policy*: when the prompt does not fit, drop the earliest turns first and keep the judged turn
   whole; if the judged turn alone does not fit, judge it in overlapping windows and report the worst.
 """
@@ -15,54 +18,23 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Sequence
 
 import torch
 
+from . import packed
+from .answer import AnswerGrammar, Verdict, decode, finish, p_unsafe
 from .conversation import Conversation, ConversationError, Message, Role
-from .model import KVCache, Transformer
+from .model import Transformer
 from .policy import Policy
 from .prompt import encode_prefix, encode_suffix, encode_turn
+from .stream import ResponseStream
 from .tokenizer import Tokenizer
 
-Status = Literal["safe", "unsafe", "error"]
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default-guard"
-
-
-@dataclass
-class Verdict:
-    status: Status
-    role: Role | None = None
-    categories: list[str] = field(default_factory=list)
-    category_names: list[str] = field(default_factory=list)
-    p_unsafe: float | None = None
-    category_scores: dict[str, float] | None = None
-    answer: str = ""
-    error: str | None = None
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    answer_tokens: int = 0
-    truncation: dict | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def flagged(self) -> bool:
-        """True for `unsafe` and for `error`: a guard that cannot judge fails closed."""
-        return self.status != "safe"
-
-    @property
-    def safe(self) -> bool:
-        return self.status == "safe"
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"flagged": self.flagged}
-
-    @classmethod
-    def failure(cls, message: str, role: Role | None = None) -> "Verdict":
-        return cls(status="error", role=role, error=message)
-
+__all__ = ["AnswerGrammar", "Guard", "Verdict", "as_conversation"]
 
 ConversationLike = Conversation | str | Sequence[dict] | Sequence[Message]
 
@@ -74,69 +46,6 @@ def as_conversation(item: ConversationLike, role: str | None = None) -> Conversa
     if isinstance(item, str):
         return Conversation.create([Message("user", item)], role)
     return Conversation.from_messages(item, role)
-
-
-class AnswerGrammar:
-    """Which answer strings a policy allows, and which head tokens can extend a partial answer."""
-
-    def __init__(self, tokenizer: Tokenizer, model: Transformer, policy: Policy):
-        self.codes = policy.codes
-        self.eot = tokenizer.special("<|eot_id|>")
-        alphabet = set("safeun\n,") | set("".join(self.codes))
-        head_ids = (
-            model.output_token_ids.tolist() if model.output_token_ids is not None else range(model.args.vocab_size)
-        )
-        specials = tokenizer.special_ids
-        # Candidate tokens: those whose text uses only answer characters (computed once per grammar).
-        self.candidates: list[tuple[int, str]] = []
-        for tid in head_ids:
-            if tid in specials:
-                continue
-            text = tokenizer.decode([tid])
-            if text and set(text) <= alphabet:
-                self.candidates.append((tid, text))
-        self.eot_row = model.head_rows([self.eot])[0]
-        self.rows = dict(zip([t for t, _ in self.candidates], model.head_rows([t for t, _ in self.candidates])))
-
-    def _parts(self, text: str) -> tuple[list[str], str] | None:
-        if not text.startswith("unsafe\n"):
-            return None
-        *done, last = text[len("unsafe\n"):].split(",")
-        if len(set(done)) != len(done) or any(c not in self.codes for c in done):
-            return None
-        return done, last
-
-    def is_prefix(self, text: str) -> bool:
-        if "safe".startswith(text) or "unsafe\n".startswith(text):
-            return True
-        parts = self._parts(text)
-        return parts is not None and any(c.startswith(parts[1]) and c not in parts[0] for c in self.codes)
-
-    def is_complete(self, text: str) -> bool:
-        if text == "safe":
-            return True
-        parts = self._parts(text)
-        return parts is not None and parts[1] in self.codes and parts[1] not in parts[0]
-
-    def parse(self, text: str) -> tuple[Status, list[str]]:
-        """Strict parse of a finished answer (also used for other runtimes' raw outputs)."""
-        text = text.strip()
-        if text == "safe":
-            return "safe", []
-        if self.is_complete(text):
-            return "unsafe", self._parts(text)[0] + [self._parts(text)[1]]
-        return "error", []
-
-    def allowed(self, text: str) -> list[tuple[int, int, str]]:
-        """(vocab id, head row, token text) of every token that keeps `text` a valid answer prefix."""
-        out = [(t, self.rows[t], s) for t, s in self.candidates if self.rows[t] is not None and self.is_prefix(text + s)]
-        if self.is_complete(text) and self.eot_row is not None:
-            out.append((self.eot, self.eot_row, ""))
-        return out
-
-    @property
-    def max_steps(self) -> int:
-        return 4 + 4 * len(self.codes)
 
 
 @dataclass
@@ -169,7 +78,7 @@ class Guard:
         self.threshold = threshold
         self.use_prefix_cache = prefix_cache
         self.meta = meta or {}
-        self._prefix_cache: OrderedDict[tuple, tuple[list[int], KVCache | None]] = OrderedDict()
+        self._prefix_cache: OrderedDict[tuple, tuple[list[int], packed.Sequence | None]] = OrderedDict()
         self._grammars: dict[tuple, AnswerGrammar] = {}
         self._lock = threading.Lock()
         self.device = next(model.parameters()).device
@@ -214,9 +123,11 @@ class Guard:
         roles: Sequence[str | None] | None = None,
         policy: Policy | None = None,
         category_scores: bool = False,
-        batch_size: int = 8,
+        batch_size: int = 64,
     ) -> list[Verdict]:
-        """Judge many; an item that cannot be parsed gets an `error` verdict instead of stopping the batch."""
+        """Judge many, as packed passes of up to `batch_size` prompts and `batch_tokens` tokens; the same
+        verdicts as `moderate` on each. An item that cannot be parsed gets an `error` verdict instead of
+        stopping the batch."""
         items = list(conversations)
         roles = list(roles) if roles is not None else [None] * len(items)
         verdicts: list[Verdict | None] = [None] * len(items)
@@ -226,16 +137,14 @@ class Guard:
                 good.append((i, as_conversation(item, r)))
             except ConversationError as e:
                 verdicts[i] = Verdict.failure(str(e))
-        for start in range(0, len(good), batch_size):
-            chunk = good[start : start + batch_size]
-            for (i, _), v in zip(chunk, self._run([c for _, c in chunk], policy or self.policy, category_scores)):
+        if good:
+            run = self._run([c for _, c in good], policy or self.policy, category_scores, batch_size)
+            for (i, _), v in zip(good, run):
                 verdicts[i] = v
         return verdicts  # type: ignore[return-value]
 
     def stream(self, conversation: ConversationLike, policy: Policy | None = None, category_scores: bool = False):
         """Judge an agent reply while it streams: `s = guard.stream(msgs); v = s.feed(chunk)` (see stream.py)."""
-        from .stream import ResponseStream
-
         return ResponseStream(self, as_conversation(conversation), policy, category_scores)
 
     def parse_answer(self, text: str, policy: Policy | None = None) -> Verdict:
@@ -250,27 +159,47 @@ class Guard:
     def _grammar(self, policy: Policy) -> AnswerGrammar:
         key = tuple(policy.codes)
         if key not in self._grammars:
-            self._grammars[key] = AnswerGrammar(self.tokenizer, self.model, policy)
+            m = self.model
+            head = m.output_token_ids.tolist() if m.output_token_ids is not None else range(m.args.vocab_size)
+            g = AnswerGrammar(self.tokenizer, head, policy)
+            g.rows = m.head_rows(g.ids)  # logits column of each candidate (None: the head cannot emit it)
+            self._grammars[key] = g
         return self._grammars[key]
 
-    def _prefix(self, policy: Policy, role: Role) -> tuple[list[int], KVCache | None]:
-        """Prefix tokens and, with the cache on, their KV (batch 1), kept for the 16 latest (policy, role)."""
+    def _prefix(self, policy: Policy, role: Role) -> tuple[list[int], packed.Sequence | None]:
+        """Prefix tokens and, with the cache on, their KV, kept for the 16 latest (policy, role)."""
         key = (tuple((c.code, c.name) for c in policy.categories), role)
         with self._lock:
             if key in self._prefix_cache:
                 self._prefix_cache.move_to_end(key)
                 return self._prefix_cache[key]
         ids = encode_prefix(self.tokenizer, policy, role)
-        kv = None
+        seq = None
         if self.use_prefix_cache:
-            kv = KVCache(self.model.args, 1, len(ids), self.device, self.cache_dtype)
-            with torch.inference_mode():
-                self.model(torch.tensor([ids], device=self.device), cache=kv, last_only=True)
+            seq = packed.Sequence(self.model, len(ids), self.device, self.cache_dtype)
+            self._forward([seq], [ids])
         with self._lock:
-            self._prefix_cache[key] = (ids, kv)
+            self._prefix_cache[key] = (ids, seq)
             while len(self._prefix_cache) > 16:
                 self._prefix_cache.popitem(last=False)
-        return ids, kv
+        return ids, seq
+
+    def _forward(self, seqs: list[packed.Sequence], tokens: list[list[int]], all_logits: bool = False):
+        """The one place the guard runs its model: `packed.forward` (a seam for tests and instrumentation)."""
+        return packed.forward(self.model, seqs, tokens, all_logits)
+
+    def _answer_room(self, policy: Policy, grammar: AnswerGrammar, category_scores: bool) -> int:
+        """Slots a prompt's sequence needs after the prompt: the answer steps, and category scoring's."""
+        extra = max(len(self.tokenizer.encode(c)) for c in policy.codes) + len(self.tokenizer.encode("unsafe\n"))
+        return grammar.max_steps + (extra if category_scores else 0)
+
+    def _sequence(self, policy: Policy, role: Role, length: int, room: int) -> tuple[packed.Sequence, list[int], int]:
+        """A fresh sequence for a prompt of `length` tokens after the policy prefix -> (sequence, the prefix
+        tokens still to run, cached prefix tokens)."""
+        prefix_ids, prefix = self._prefix(policy, role)
+        if prefix is not None:
+            return packed.Sequence.after(prefix, self.model, length + room), [], prefix.length
+        return packed.Sequence(self.model, len(prefix_ids) + length + room, self.device, self.cache_dtype), prefix_ids, 0
 
     def _plan(self, index: int, conv: Conversation, budget: int) -> list[_Job]:
         """Apply the context policy: drop earliest turns; window the judged turn if it alone is too long."""
@@ -312,7 +241,9 @@ class Guard:
             j.truncation = window_info
         return jobs
 
-    def _run(self, convs: list[Conversation], policy: Policy, category_scores: bool) -> list[Verdict]:
+    batch_tokens = 4096  # prompt tokens per packed pass: bounds activation memory, not speed
+
+    def _run(self, convs: list[Conversation], policy: Policy, category_scores: bool, batch_size: int = 64) -> list[Verdict]:
         t0 = time.perf_counter()
         grammar = self._grammar(policy)
         jobs: list[_Job] = []
@@ -321,132 +252,90 @@ class Guard:
             suffix_len = len(encode_suffix(self.tokenizer, conv.judged))
             budget = self.max_context - len(prefix_ids) - suffix_len - grammar.max_steps
             jobs.extend(self._plan(i, conv, budget))
-        by_role: dict[Role, list[_Job]] = {}
-        for j in jobs:
-            by_role.setdefault(j.role, []).append(j)
         results: dict[int, list[Verdict]] = {}
-        for role, group in by_role.items():
-            for job, v in zip(group, self._decode(group, policy, grammar, role, category_scores)):
-                v.truncation = job.truncation
-                results.setdefault(job.index, []).append(v)
+        chunk: list[_Job] = []
+        for n, job in enumerate(jobs):  # windows of over-long turns share passes with everything else
+            chunk.append(job)
+            size = sum(sum(map(len, j.turns)) for j in chunk)
+            nxt = sum(map(len, jobs[n + 1].turns)) if n + 1 < len(jobs) else None
+            if nxt is None or len(chunk) >= batch_size or size + nxt > self.batch_tokens:
+                for j, v in zip(chunk, self._judge(chunk, policy, grammar, category_scores)):
+                    v.truncation = j.truncation
+                    results.setdefault(j.index, []).append(v)
+                chunk = []
         out = [_worst(results[i], policy) for i in range(len(convs))]
         total = (time.perf_counter() - t0) * 1000
         for v in out:
             v.timings["total_ms"] = total / len(out)
         return out
 
-    def _new_cache(self, batch: int, length: int, policy: Policy, grammar: AnswerGrammar, category_scores: bool) -> KVCache:
-        """A cache with room for `length` prompt tokens plus the answer steps (and category scoring)."""
-        extra = grammar.max_steps + (max(len(self.tokenizer.encode(c)) for c in policy.codes) + 4 if category_scores else 0)
-        return KVCache(self.model.args, batch, length + extra, self.device, self.cache_dtype)
-
-    @torch.inference_mode()
-    def _decode(self, jobs: list[_Job], policy: Policy, grammar: AnswerGrammar, role: Role, category_scores: bool) -> list[Verdict]:
-        """Prefill a batch of prompts (on top of the cached policy prefix), then answer."""
+    def _judge(self, jobs: list[_Job], policy: Policy, grammar: AnswerGrammar, category_scores: bool) -> list[Verdict]:
+        """One packed pass: every job's prompt (after its cached policy prefix), then the answers."""
         t0 = time.perf_counter()
-        prefix_ids, prefix_kv = self._prefix(policy, role)
-        suffix = encode_suffix(self.tokenizer, role)
-        bodies = [[t for turn in j.turns for t in turn] + suffix for j in jobs]
-        if prefix_kv is None:
-            bodies = [prefix_ids + b for b in bodies]
-        B, T = len(jobs), max(map(len, bodies))
-        start = len(prefix_ids) if prefix_kv is not None else 0
-        cache = self._new_cache(B, start + T, policy, grammar, category_scores)
-        if prefix_kv is not None:
-            cache.load_prefix(prefix_kv)
-        tokens = torch.zeros(B, T, dtype=torch.long, device=self.device)
-        valid = torch.zeros(B, T, dtype=torch.bool, device=self.device)
-        for b, body in enumerate(bodies):
-            tokens[b, : len(body)] = torch.tensor(body)
-            valid[b, : len(body)] = True
-        logits = self.model(tokens, cache=cache, valid=valid, last_only=True)[:, 0].float()
+        room = self._answer_room(policy, grammar, category_scores)
+        seqs, bodies, verdicts = [], [], []
+        for j in jobs:
+            suffix = encode_suffix(self.tokenizer, j.role)
+            body = [t for turn in j.turns for t in turn] + suffix
+            seq, todo, cached = self._sequence(policy, j.role, len(body), room)
+            seqs.append(seq)
+            bodies.append(todo + body)
+            verdicts.append(Verdict(status="error", role=j.role, prompt_tokens=cached + len(todo) + len(body),
+                                    cached_tokens=cached))
+        logits = self._forward(seqs, bodies)
         t_prefill = time.perf_counter()
-        verdicts = [
-            Verdict(status="error", role=role, prompt_tokens=len(prefix_ids) + sum(map(len, j.turns)) + len(suffix), cached_tokens=start)
-            for j in jobs
-        ]
-        self._answer(cache, logits, verdicts, policy, grammar, category_scores)
+        self._answer(seqs, logits, verdicts, policy, grammar, category_scores)
         for v in verdicts:
             v.timings["prefill_ms"] = (t_prefill - t0) * 1000
         return verdicts
 
-    @torch.inference_mode()
-    def _answer(self, cache: KVCache, logits: torch.Tensor, verdicts: list[Verdict], policy: Policy, grammar: AnswerGrammar,
-                category_scores: bool) -> None:
-        """Fill `verdicts` from the logits after the prompt: p_unsafe, the constrained answer, category scores.
+    def _answer(self, seqs: list[packed.Sequence], logits: torch.Tensor, verdicts: list[Verdict], policy: Policy,
+                grammar: AnswerGrammar, category_scores: bool) -> None:
+        """Fill `verdicts` from the logits after each prompt: p_unsafe, the constrained answer, category scores.
 
-        The answer steps go on top of `cache` and are rolled back afterwards, so the caller's cache still ends
-        at the prompt (streaming keeps extending it).
-        """
+        The answer steps go on top of each sequence and are rolled back afterwards, so a sequence still ends
+        at its prompt (streaming keeps extending it)."""
         t0 = time.perf_counter()
-        B = len(verdicts)
         rows = self.model.head_rows([self._first["safe"], self._first["unsafe"]])
         if None in rows:
             for v in verdicts:
                 v.error = "the model's output head cannot emit 'safe'/'unsafe'"
             return
-        p_unsafe = torch.softmax(logits[:, rows], dim=-1)[:, 1]
+        p = p_unsafe(logits, rows)
         for b, v in enumerate(verdicts):
-            v.p_unsafe = float(p_unsafe[b])
-        after_prompt = cache.snapshot()
-
-        texts, done = [""] * B, [False] * B
-        first_choice = None
+            v.p_unsafe = float(p[b])
+        first = None
         if self.threshold is not None:  # thresholded mode: the first token follows p_unsafe, not argmax
-            first_choice = ["unsafe" if float(p) >= self.threshold else "safe" for p in p_unsafe]
-        for step in range(grammar.max_steps):
-            nxt = torch.zeros(B, 1, dtype=torch.long, device=self.device)
-            live = torch.zeros(B, 1, dtype=torch.bool, device=self.device)
-            for b in range(B):
-                if done[b]:
-                    continue
-                options = grammar.allowed(texts[b])
-                if step == 0 and first_choice is not None:
-                    options = [o for o in options if o[0] == self._first[first_choice[b]]]
-                if not options:
-                    verdicts[b].error = f"the model cannot continue the answer {texts[b]!r} under this policy"
-                    done[b] = True
-                    continue
-                tid, _, text = max(options, key=lambda o: float(logits[b, o[1]]))
-                verdicts[b].answer_tokens += 1
-                if tid == grammar.eot:
-                    done[b] = True
-                    continue
-                texts[b] += text
-                nxt[b, 0], live[b, 0] = tid, True
-            if all(done):
-                break
-            logits = self.model(nxt, cache=cache, valid=live, last_only=True)[:, 0].float()
-        cache.restore(after_prompt)
-        t_decode = time.perf_counter()
+            first = [self._first["unsafe" if float(x) >= self.threshold else "safe"] for x in p]
+        marks = [s.length for s in seqs]
 
-        for b, v in enumerate(verdicts):
-            v.answer = texts[b]
-            if not done[b]:
-                v.error = f"answer did not finish within {grammar.max_steps} tokens: {texts[b]!r}"
-            elif v.error is None:
-                status, cats = grammar.parse(texts[b])
-                v.status, v.categories, v.category_names = status, cats, policy.names(cats)
-                if status == "error":
-                    v.error = f"malformed guard answer {texts[b]!r}"
+        def step(live: list[int], ids: list[int]) -> torch.Tensor:
+            return self._forward([seqs[b] for b in live], [[t] for t in ids])
+
+        answers = decode(logits, step, grammar, grammar.rows, first)
+        for s, m in zip(seqs, marks):
+            s.length = m
+        t_decode = time.perf_counter()
+        for v, a in zip(verdicts, answers):
+            finish(v, a, grammar, policy)
             v.timings["decode_ms"] = (t_decode - t0) * 1000
         if category_scores:
-            for b, s in enumerate(self._category_scores(cache, policy, p_unsafe)):
-                verdicts[b].category_scores = s
+            for v, sc in zip(verdicts, self._category_scores(seqs, policy, p)):
+                v.category_scores = sc
 
-    def _category_scores(self, cache: KVCache, policy: Policy, p_unsafe: torch.Tensor) -> list[dict[str, float]]:
+    def _category_scores(self, seqs: list[packed.Sequence], policy: Policy, p_unsafe: torch.Tensor) -> list[dict[str, float]]:
         """score(c) = p_unsafe · P(c is the first listed code | "unsafe\\n"), normalised over the policy's codes.
 
         Each code's tokens are teacher-forced after `unsafe\\n` and followed by `,` or end of turn, so S1 is
-        not credited with the mass of S10. Runs on top of the prompt cache and rolls it back afterwards.
+        not credited with the mass of S10. Runs on top of each prompt and rolls back afterwards.
         """
         head = self.model.head_rows
         lead = self.tokenizer.encode("unsafe\n")
         term = [r for r in head([self.tokenizer.encode(",")[0], self.tokenizer.special("<|eot_id|>")]) if r is not None]
-        B = cache.batch
-        base = cache.snapshot()
-        lead_logits = self.model(torch.tensor([lead] * B, device=self.device), cache=cache)[:, -1].float()
-        after_lead = cache.snapshot()
+        B = len(seqs)
+        base = [s.length for s in seqs]
+        lead_logits = self._forward(seqs, [lead] * B)
+        after_lead = [s.length for s in seqs]
         logp = torch.zeros(B, len(policy.codes))
         for ci, code in enumerate(policy.codes):
             ids = self.tokenizer.encode(code)
@@ -455,14 +344,15 @@ class Guard:
                 logp[:, ci] = float("-inf")
                 continue
             lp = torch.log_softmax(lead_logits, -1)[:, rows[0]]
-            out = self.model(torch.tensor([ids] * B, device=self.device), cache=cache).float()
-            steps = torch.log_softmax(out, -1)
+            steps = torch.log_softmax(torch.stack(self._forward(seqs, [ids] * B, all_logits=True)), -1)
             for k in range(1, len(ids)):
                 lp = lp + steps[:, k - 1, rows[k]]
             lp = lp + torch.logsumexp(steps[:, -1, term], -1)
             logp[:, ci] = lp.cpu()
-            cache.restore(after_lead)
-        cache.restore(base)
+            for s, n in zip(seqs, after_lead):
+                s.length = n
+        for s, n in zip(seqs, base):
+            s.length = n
         dist = torch.softmax(logp, -1)
         return [{c: float(p_unsafe[b]) * float(dist[b, i]) for i, c in enumerate(policy.codes)} for b in range(B)]
 

@@ -584,14 +584,26 @@ class FastBlock(nn.Module):
                                                       attn_mask=bias[..., r0:r1, :e], enable_gqa=gqa))
         return torch.cat(out, dim=2)
 
+    def _qkv(self, x2: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """Rows [M, D] -> q|k|v rows [M, (H + 2 KV) hd] with RoPE applied to q and k."""
+        hd = self.head_dim
+        qkv = self.wqkv.mm(rmsnorm_quantize(x2, self.attention_norm_weight, self.attention_eps))
+        c2, s2 = _rows(cos, hd), _rows(sin, hd)
+        _load().pg_rope(x2.shape[0], self.n_heads + self.n_kv_heads, hd, qkv.data_ptr(), qkv.stride(0), c2.data_ptr(),
+                        s2.data_ptr(), _threads())
+        return qkv
+
+    def _rest(self, y2: Tensor, x2: Tensor) -> Tensor:
+        """Attention output rows y2 [M, H hd] and block input rows x2 -> block output rows [M, D]."""
+        h = self.wo.mm(quantize_rows(y2), residual=x2)
+        gu = self.w13.mm(rmsnorm_quantize(h, self.ffn_norm_weight, self.ffn_eps))
+        return self.w2.mm(silu_mul_quantize(gu, self.hidden), residual=h)
+
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, cache: KVCache | None, layer: int) -> Tensor:
         B, T, D = x.shape
         H, KV, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        lib, nt = _load(), _threads()
         x2 = _rows(x, D)
-        qkv = self.wqkv.mm(rmsnorm_quantize(x2, self.attention_norm_weight, self.attention_eps))
-        c2, s2 = _rows(cos, hd), _rows(sin, hd)
-        lib.pg_rope(B * T, H + KV, hd, qkv.data_ptr(), qkv.stride(0), c2.data_ptr(), s2.data_ptr(), nt)
+        qkv = self._qkv(x2, cos, sin)
         q = qkv[:, : H * hd].view(B, T, H, hd).transpose(1, 2)
         k = qkv[:, H * hd : (H + KV) * hd].view(B, T, KV, hd).transpose(1, 2)
         v = qkv[:, (H + KV) * hd :].view(B, T, KV, hd).transpose(1, 2)
@@ -601,10 +613,16 @@ class FastBlock(nn.Module):
             cache.v[layer][:, :, s0 : s0 + T] = v.to(cache.v[layer].dtype)
             k, v = cache.k[layer][:, :, : s0 + T].to(q.dtype), cache.v[layer][:, :, : s0 + T].to(q.dtype)
         y = self._attention(q, k, v, mask, T)
-        h = self.wo.mm(quantize_rows(y.transpose(1, 2).reshape(B * T, H * hd)), residual=x2)
-        gu = self.w13.mm(rmsnorm_quantize(h, self.ffn_norm_weight, self.ffn_eps))
-        out = self.w2.mm(silu_mul_quantize(gu, self.hidden), residual=h)
-        return out.view(B, T, D).to(x.dtype)
+        return self._rest(y.transpose(1, 2).reshape(B * T, H * hd), x2).view(B, T, D).to(x.dtype)
+
+    def packed(self, x: Tensor, cos: Tensor, sin: Tensor, attend, layer: int) -> Tensor:
+        """The block on packed rows x [N, D] (`packed.forward`): `attend(layer, q, k, v)` is the per-sequence
+        attention. Every step here is per row, so a row's output does not depend on the other rows."""
+        H, KV, hd = self.n_heads, self.n_kv_heads, self.head_dim
+        x2 = _rows(x, x.shape[-1])
+        qkv = self._qkv(x2, cos, sin)
+        y = attend(layer, qkv[:, : H * hd], qkv[:, H * hd : (H + KV) * hd], qkv[:, (H + KV) * hd :])
+        return self._rest(y, x2).to(x.dtype)
 
 
 def _int4_g32(m: nn.Module | None) -> bool:

@@ -1,27 +1,27 @@
 """Streaming response moderation: judge an agent reply chunk by chunk and stop at the first unsafe point.
 
-The stream keeps one KV cache holding the policy prefix, the earlier turns and the reply so far. For each
-chunk it re-tokenizes the reply (so tokens equal a fresh tokenization of the whole text — a chunk boundary
-may fall inside a word), rolls the cache back to the longest common token prefix, appends only what changed,
-then runs the fixed prompt suffix and the answer steps on top and rolls those back. A chunk therefore costs
-its new tokens, the few tokens the boundary re-tokenized, the suffix, and the answer steps — not the whole
-conversation again.
+The stream keeps one sequence (`packed.Sequence`) holding the policy prefix, the earlier turns and the reply
+so far. For each chunk it re-tokenizes the reply (so tokens equal a fresh tokenization of the whole text — a
+chunk boundary may fall inside a word), rolls the sequence back to the longest common token prefix, appends
+only what changed, then runs the fixed prompt suffix and the answer steps on top and rolls those back. A
+chunk therefore costs its new tokens, the few tokens the boundary re-tokenized, the suffix, and the answer
+steps — not the whole conversation again.
+
+`guard` is a `pocketguard.guard.Guard` (not imported here: the guard imports this module).
 """
 
 from __future__ import annotations
 
 import time
 
-import torch
-
+from .answer import Verdict
 from .conversation import Conversation, Message
-from .guard import Guard, Verdict
 from .policy import Policy
 from .prompt import encode_suffix, encode_turn
 
 
 class ResponseStream:
-    def __init__(self, guard: Guard, conversation: Conversation, policy: Policy | None = None, category_scores: bool = False):
+    def __init__(self, guard, conversation: Conversation, policy: Policy | None = None, category_scores: bool = False):
         if conversation.judged != "user":
             raise ValueError("stream() takes the conversation up to the user's last message; the reply is what you feed")
         self.guard, self.conversation = guard, conversation
@@ -33,27 +33,23 @@ class ResponseStream:
         self.first_unsafe: int | None = None  # index of the chunk at which the reply first became unsafe
         self.verdict: Verdict | None = None
         self.fed_tokens = 0  # tokens actually run through the model, for cost accounting
-        prefix_ids, prefix_kv = guard._prefix(self.policy, "agent")
-        self._prefix_len = len(prefix_ids)
         self._history = [t for m in conversation.messages for t in encode_turn(guard.tokenizer, m.role, m.content)]
         self._suffix = encode_suffix(guard.tokenizer, "agent")
-        self._cache = guard._new_cache(1, guard.max_context, self.policy, self.grammar, category_scores)
-        if prefix_kv is not None:
-            self._cache.load_prefix(prefix_kv)
-            self._run(self._history)
-        else:
-            self._run(prefix_ids + self._history)
-        self._base = self._cache.snapshot()
-        self._reply: list[int] = []  # reply-turn tokens currently in the cache after the history
+        room = guard._answer_room(self.policy, self.grammar, category_scores)
+        self._seq, todo, self._prefix_len = guard._sequence(self.policy, "agent", guard.max_context, room)
+        self._prefix_len += len(todo)
+        self._run(todo + self._history)
+        self._base = self._seq.length
+        self._reply: list[int] = []  # reply-turn tokens currently in the sequence after the history
 
     @property
     def stopped(self) -> bool:
         """True once a verdict was unsafe or error: a caller should stop streaming the reply to the user."""
         return self.verdict is not None and self.verdict.status != "safe"
 
-    def _run(self, ids: list[int]) -> torch.Tensor:
+    def _run(self, ids: list[int]):
         self.fed_tokens += len(ids)
-        return self.guard.model(torch.tensor([ids], device=self.guard.device), cache=self._cache, last_only=True)[:, 0].float()
+        return self.guard._forward([self._seq], [ids])
 
     def feed(self, chunk: str) -> Verdict:
         """Append `chunk` to the reply and judge the reply so far. After an unsafe/error verdict the stream
@@ -77,16 +73,14 @@ class ResponseStream:
             if a != b:
                 break
             common += 1
-        length, pos = self._base
-        self._cache.restore((length + common, pos + common))
-        with torch.inference_mode():
-            logits = self._run(turn[common:] + self._suffix)
+        self._seq.length = self._base + common
+        logits = self._run(turn[common:] + self._suffix)
         self._reply = turn
         v = Verdict(status="error", role="agent", prompt_tokens=self._prefix_len + len(self._history) + len(turn) + len(self._suffix),
                     cached_tokens=self._prefix_len + len(self._history) + common)
-        self.guard._answer(self._cache, logits, [v], self.policy, self.grammar, self.category_scores)
-        # Keep the reply in the cache, drop the suffix (it must come after whatever the next chunk adds).
-        self._cache.restore((length + len(turn), pos + len(turn)))
+        self.guard._answer([self._seq], logits, [v], self.policy, self.grammar, self.category_scores)
+        # Keep the reply in the sequence, drop the suffix (it must come after whatever the next chunk adds).
+        self._seq.length = self._base + len(turn)
         v.timings["total_ms"] = (time.perf_counter() - t0) * 1000
         return self._record(v)
 

@@ -10,7 +10,7 @@ from pocketguard import testing as T
 from pocketguard.cli import main
 from pocketguard.evaluate.command import _moderate
 from pocketguard.evaluate.data import Example, read_examples
-from pocketguard.guard import Verdict
+from pocketguard.guard import Guard, Verdict
 from pocketguard.evaluate.metrics import evaluate_examples
 from pocketguard.evaluate.report import markdown, read_json
 
@@ -121,7 +121,7 @@ def test_eval_end_to_end(setup, capsys):
     assert sum(r["pareto"] for r in report["comparison"]) >= 1
 
 
-def test_a_failing_batch_costs_only_the_example_that_fails():
+def test_a_failing_batch_costs_only_the_example_that_fails(tmp_path):
     class Flaky:
         """Raises for any batch holding a 'boom' conversation, like a runtime that rejects one input."""
 
@@ -131,7 +131,7 @@ def test_a_failing_batch_costs_only_the_example_that_fails():
             return [Verdict(status="safe", role=r, p_unsafe=0.1) for r in roles]
 
     examples = [Example([{"role": "user", "content": t}], "user", "safe") for t in ["a", "boom", "c", "d", "e"]]
-    got = _moderate(Flaky(), examples, batch_size=4, desc="x")
+    got = _moderate(Flaky(), examples, batch_size=4, desc="x", out=tmp_path / "p.jsonl", run_key={})
     assert [v.status for v in got] == ["safe", "error", "safe", "safe", "safe"]
     assert got[1].error == "RuntimeError: boom" and got[1].flagged
 
@@ -154,3 +154,34 @@ def test_max_context_reaches_the_guards(setup):
     cut = verdict("ctx-cut", "--max-context", str(full["prompt_tokens"] - 10))
     assert full["truncation"] is None and cut["status"] != "error"
     assert cut["truncation"]["dropped_turns"] >= 1 and cut["prompt_tokens"] <= full["prompt_tokens"] - 10
+
+
+def test_a_stopped_run_continues_where_it_stopped(setup, monkeypatch):
+    out = setup / "resume"
+    args = ["eval", "--model", str(setup / "copy"), "--data", str(setup / "dev.jsonl"), "--skip-malformed",
+            "--out", str(out), "--batch-size", "2"]
+    assert main(args) == 0
+    pred = out / "predictions" / "00-copy.jsonl"
+    full = [json.loads(line) for line in pred.read_text().splitlines()]
+    judged = []
+    real = Guard.moderate_batch
+
+    def spy(self, convs, *a, **k):
+        judged.append(len(convs))
+        return real(self, convs, *a, **k)
+
+    monkeypatch.setattr(Guard, "moderate_batch", spy)
+    # killed after two batches: four predictions on disk (written as they were made), the fifth torn
+    lines = pred.read_text().splitlines()
+    pred.write_text("\n".join(lines[:4]) + "\n" + lines[4][:25])
+    assert main(args) == 0
+    assert judged == [2]  # only the last two examples ran again
+    again = [json.loads(line) for line in pred.read_text().splitlines()]
+    assert [(r["line"], r["verdict"]["status"], r["verdict"]["p_unsafe"]) for r in again] == \
+        [(r["line"], r["verdict"]["status"], r["verdict"]["p_unsafe"]) for r in full]
+    assert read_json(out / "report.json")["models"][0]["metrics"]["overall"]["n"] == 6
+    # other settings (or --restart) never reuse old predictions
+    judged.clear()
+    assert main(args + ["--max-context", "1500"]) == 0 and judged == [2, 2, 2]
+    judged.clear()
+    assert main(args + ["--max-context", "1500", "--restart"]) == 0 and judged == [2, 2, 2]

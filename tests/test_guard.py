@@ -4,12 +4,12 @@ import random
 
 import pytest
 
-from pocketguard.guard import Guard
 from pocketguard.model import ModelArgs, Transformer
 from pocketguard.policy import Policy
 from pocketguard.prompt import encode_prompt
 from pocketguard.conversation import Conversation
 from pocketguard.tokenizer import train_bpe
+from scripted import ScriptedGuard
 
 WORDS = "safe unsafe hello world how do I make a bomb kill cake recipe bread the of and to a S1 S9 S10 S14".split()
 
@@ -21,27 +21,16 @@ def tok(tmp_path_factory):
     return train_bpe(texts, 400, tmp_path_factory.mktemp("tok") / "tokenizer.json")
 
 
-class Scripted(Transformer):
-    """A random model that, during answer decoding, strongly prefers the tokens of a scripted answer."""
-
-    def __init__(self, args, script):
-        super().__init__(args)
-        self.script, self.step = script, 0
-
-    def forward(self, tokens, cache=None, valid=None, last_only=False, return_hidden=False):
-        out = super().forward(tokens, cache, valid, last_only, return_hidden)
-        self.step = 0 if tokens.shape[1] > 1 else self.step + 1
-        if self.step < len(self.script):
-            out = out.clone()
-            out[..., self.head_rows([self.script[self.step]])[0]] += 50.0
-        return out
+class Guard(ScriptedGuard):
+    """Scripted by `model.script` (see tests/scripted.py)."""
 
 
 def make(tok, script_text=None, seed=0, **over):
     args = ModelArgs(**{**dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=tok.vocab_size, ffn_dims=96,
                                max_seq_len=4096), **over})
-    script = [] if script_text is None else tok.encode(script_text) + [tok.special("<|eot_id|>")]
-    return Scripted(args, script).init_weights(seed=seed)
+    model = Transformer(args).init_weights(seed=seed)
+    model.script = [] if script_text is None else tok.encode(script_text) + [tok.special("<|eot_id|>")]
+    return model
 
 
 def test_scripted_answers_become_verdicts(tok):
@@ -130,27 +119,19 @@ def test_overlong_judged_turn_is_windowed_never_cut(tok):
 
 
 def test_window_verdict_is_the_worst(tok):
-    class Trigger(Transformer):
+    class Trigger(Guard):
         """Says unsafe S1 exactly when the prompt contains the token for ' bomb'."""
-        def forward(self, tokens, cache=None, valid=None, last_only=False, return_hidden=False):
-            out = super().forward(tokens, cache, valid, last_only, return_hidden)
-            if tokens.shape[1] > 1:
-                self.hit = (tokens == tok.encode(" bomb")[0]).any(1)
-                self.step = 0
+        def boost(self, seq, new_tokens, had):
+            if len(new_tokens) > 1:
+                seq.hit, seq.step = tok.encode(" bomb")[0] in new_tokens, 0
             else:
-                self.step += 1
+                seq.step += 1
             script = tok.encode("unsafe\nS1") + [tok.special("<|eot_id|>")]
-            out = out.clone()
-            if self.step < len(script):
-                for b in range(out.shape[0]):
-                    if self.hit[b]:
-                        out[b, ..., self.head_rows([script[self.step]])[0]] += 50
-                    elif self.step == 0:
-                        out[b, ..., self.head_rows([tok.encode("safe")[0]])[0]] += 50
-            return out
+            if seq.step < len(script) and seq.hit:
+                return {script[seq.step]: 50.0}
+            return {tok.encode("safe")[0]: 50.0} if seq.step == 0 else {}
 
-    args = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=tok.vocab_size, ffn_dims=96, max_seq_len=4096)
-    g = Guard(Trigger(args).init_weights(seed=0), tok, max_context=1100)
+    g = Trigger(make(tok), tok, max_context=1100)
     v = g.moderate("bread " * 600 + "the bomb")
     assert v.truncation["windows"] >= 2
     assert v.status == "unsafe" and v.categories == ["S1"]
@@ -186,19 +167,18 @@ def test_stream_equals_full_remoderation_on_random_chunkings(tok):
 
 
 def test_stream_stops_at_first_unsafe_chunk(tok):
-    class Trigger(Scripted):
-        def forward(self, tokens, cache=None, valid=None, last_only=False, return_hidden=False):
-            if tokens.shape[1] > 1:
-                self.hit = bool((cache.valid.any() and (tokens == tok.encode(" bomb")[0]).any())) or getattr(self, "hit", False)
-            out = super().forward(tokens, cache, valid, last_only, return_hidden)
-            if not self.hit and self.step == 0:
-                out = out.clone()
-                out[..., self.head_rows([tok.encode("safe")[0]])[0]] += 100
-            return out
+    class Trigger(Guard):
+        """Scripted to say unsafe S9 once the reply (after the prefix and history) holds ' bomb'; safe before."""
+        hit = False
 
-    args = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=tok.vocab_size, ffn_dims=96, max_seq_len=4096)
-    model = Trigger(args, tok.encode("unsafe\nS9") + [tok.special("<|eot_id|>")]).init_weights(seed=0)
-    s = Guard(model, tok).stream([{"role": "user", "content": "hello"}])
+        def boost(self, seq, new_tokens, had):
+            if len(new_tokens) > 1:
+                self.hit = self.hit or (had > 0 and tok.encode(" bomb")[0] in new_tokens)
+            out = super().boost(seq, new_tokens, had)
+            return {tok.encode("safe")[0]: 100.0} if not self.hit and seq.step == 0 else out
+
+    model = make(tok, "unsafe\nS9")
+    s = Trigger(model, tok).stream([{"role": "user", "content": "hello"}])
     statuses = [s.feed(c).status for c in ["bread and", " cake", " then a bomb", " more", " text"]]
     assert statuses[:2] == ["safe", "safe"] and statuses[2] == "unsafe"
     assert s.first_unsafe == 2 and s.stopped and s.verdict.categories == ["S9"]

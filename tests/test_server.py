@@ -23,6 +23,7 @@ from pocketguard.model import ModelArgs, Transformer
 from pocketguard.policy import Policy
 from pocketguard.prompt import encode_prompt
 from pocketguard.server import OPENAI_CATEGORIES, OPENAI_FROM_CODES, ServerConfig, create_app, openai_result
+from scripted import ScriptedGuard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,25 +47,10 @@ def tiny_args(tok, **over):
                                max_seq_len=4096), **over})
 
 
-class Scripted(Transformer):
-    """A random model that, during answer decoding, strongly prefers the tokens of a scripted answer."""
-
-    def __init__(self, args, script):
-        super().__init__(args)
-        self.script, self.step = script, 0
-
-    def forward(self, tokens, cache=None, valid=None, last_only=False, return_hidden=False):
-        out = super().forward(tokens, cache, valid, last_only, return_hidden)
-        self.step = 0 if tokens.shape[1] > 1 else self.step + 1
-        if self.step < len(self.script):
-            out = out.clone()
-            out[..., self.head_rows([self.script[self.step]])[0]] += 50.0
-        return out
-
-
 def make_guard(tok, answer=None, seed=0, **kw):
-    script = [] if answer is None else tok.encode(answer) + [tok.special("<|eot_id|>")]
-    return Guard(Scripted(tiny_args(tok), script).init_weights(seed=seed), tok, **kw)
+    model = Transformer(tiny_args(tok)).init_weights(seed=seed)
+    model.script = [] if answer is None else tok.encode(answer) + [tok.special("<|eot_id|>")]
+    return ScriptedGuard(model, tok, **kw)
 
 
 @contextmanager
@@ -290,19 +276,22 @@ def test_custom_policy_can_be_switched_off(tok):
 
 
 # ------------------------------------------------------------------------------------------------ fail closed
-class NaNModel(Transformer):
-    def forward(self, tokens, cache=None, valid=None, last_only=False, return_hidden=False):
-        return torch.full_like(super().forward(tokens, cache, valid, last_only, return_hidden), float("nan"))
+def nan_model(args):
+    """A broken model: its output head's weights are NaN, so every logit is."""
+    m = Transformer(args).init_weights(seed=0)
+    with torch.no_grad():
+        m.output.weight.fill_(float("nan"))
+    return m
 
 
 def test_guard_failures_are_json_errors_never_unflagged(tok):
     # 1. A head that cannot spell "unsafe": the guard returns an error verdict.
     keep = [i for i in range(tok.vocab_size) if i != tok.encode("unsafe")[0]]
-    broken = Guard(Scripted(tiny_args(tok, output_token_ids=keep), []).init_weights(seed=0), tok)
+    broken = Guard(Transformer(tiny_args(tok, output_token_ids=keep)).init_weights(seed=0), tok)
     # 2. A guard that raises. 3. A model that emits NaN (its greedy answer could read "safe"; it must not pass).
     raising = make_guard(tok, "safe")
     raising.moderate_batch = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("CUDA fell over"))
-    nan = Guard(NaNModel(tiny_args(tok)).init_weights(seed=0), tok)
+    nan = Guard(nan_model(tiny_args(tok)), tok)
     for guard, words in ((broken, ["cannot emit"]), (raising, ["CUDA fell over"]), (nan, ["non-finite"])):
         with serving(guard) as c:
             err = assert_error(c.post("/v1/guard", json=GOOD), 500, *words)

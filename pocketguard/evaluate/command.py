@@ -3,6 +3,10 @@
     pocketguard eval --model runs/guard-1b --model runs/guard-1b-int4 --data dev.jsonl --out eval-report
     pocketguard eval --model runs/int4 --reference runs/bf16 --data xstest_prompts.csv --format xstest \\
         --text wiki.test.raw
+
+Predictions are written as they are made (`OUT/predictions/NN-model.jsonl`, flushed after every batch); a
+rerun with the same model, data and settings continues after the last prediction written instead of starting
+over (`--restart` starts over).
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", type=Path, metavar="TOML", help="custom policy TOML for the guards and for checking the data's categories")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N examples")
     p.add_argument("--out", type=Path, default=Path("eval-report"), metavar="DIR", help="report folder (default: eval-report)")
-    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="conversations per guard batch (default: 8)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="conversations per packed guard pass (default: 64)")
+    p.add_argument("--restart", action="store_true", help="ignore predictions left by an earlier, stopped run")
     p.add_argument("--target-fpr", type=float, default=0.05, metavar="F", help="report the p_unsafe threshold for this FPR (default: 0.05)")
     p.add_argument("--reference", type=Path, metavar="PATH", help="uncompressed reference guard: verdict agreement on --data, PPL/KL on --text")
     p.add_argument("--text", type=Path, metavar="FILE", help="plain-text file for perplexity and KL divergence against --reference")
@@ -74,22 +80,57 @@ def _judge(guard: Any, chunk: list[Example]) -> list[Any]:
     return [v for ex in chunk for v in _judge(guard, [ex])]
 
 
-def _moderate(guard: Any, examples: list[Example], batch_size: int, desc: str) -> list[Any]:
-    """Verdicts for every example, in batches, with a progress bar."""
-    verdicts: list[Any] = []
-    with tqdm(total=len(examples), desc=desc, unit="ex", file=sys.stderr, disable=None) as bar:
-        for start in range(0, len(examples), batch_size):
+def _moderate(guard: Any, examples: list[Example], batch_size: int, desc: str, out: Path, run_key: dict,
+              restart: bool = False) -> list[Any]:
+    """Verdicts for every example, in batches, with a progress bar; each batch's predictions are appended to
+    `out` as soon as they are made. Predictions an earlier run left there for the same `run_key` (model,
+    data, settings) and the same leading examples are reused, so a stopped run continues where it stopped."""
+    key_file = out.with_suffix(".run.json")
+    verdicts = [] if restart else _resume(out, key_file, run_key, examples)
+    if verdicts:
+        print(f"{desc}: continuing after {len(verdicts)} predictions already in {out}", file=sys.stderr)
+    else:
+        out.write_text("", encoding="utf-8")
+        key_file.write_text(json.dumps(run_key, indent=1), encoding="utf-8")
+    with open(out, "a", encoding="utf-8") as f, \
+            tqdm(total=len(examples), initial=len(verdicts), desc=desc, unit="ex", file=sys.stderr, disable=None) as bar:
+        for start in range(len(verdicts), len(examples), batch_size):
             chunk = examples[start : start + batch_size]
-            verdicts += _judge(guard, chunk)
+            new = _judge(guard, chunk)
+            for ex, v in zip(chunk, new):
+                row = {"line": ex.line, "label": ex.label, "categories": ex.categories, "verdict": v.to_dict()}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            verdicts += new
             bar.update(len(chunk))
     return verdicts
 
 
-def _write_predictions(path: Path, examples: list[Example], verdicts: list[Any]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for ex, v in zip(examples, verdicts):
-            row = {"line": ex.line, "label": ex.label, "categories": ex.categories, "verdict": v.to_dict()}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+def _resume(path: Path, key_file: Path, run_key: dict, examples: list[Example]) -> list[Any]:
+    """The verdicts of a predictions file written for `run_key` (kept next to it in `key_file`), as far as
+    they match `examples` in order (a torn last line from a killed run is dropped); [] when there is nothing
+    to continue."""
+    from ..guard import Verdict
+
+    try:
+        if json.loads(key_file.read_text(encoding="utf-8")) != run_key:
+            return []
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, json.JSONDecodeError):
+        return []
+    out: list[Any] = []
+    for ex, line in zip(examples, lines):
+        try:
+            row = json.loads(line)
+            if (row["line"], row["label"]) != (ex.line, ex.label):
+                break
+            d = {k: v for k, v in row["verdict"].items() if k != "flagged"}
+            out.append(Verdict(**d))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            break
+    # rewrite what is kept, so appending continues from a clean line
+    path.write_text("".join(x + "\n" for x in lines[: len(out)]), encoding="utf-8")
+    return out
 
 
 def _slug(name: str) -> str:
@@ -155,9 +196,12 @@ def run(args: argparse.Namespace) -> int:
         entry: dict[str, Any] = {"name": name, "path": str(path), "reference": is_ref, "size_bytes": _size_bytes(path),
                                  "load_ms": (time.perf_counter() - t0) * 1000}
         if examples:
-            verdicts = _moderate(guard, examples, args.batch_size, name)
+            run_key = {"model": str(path.resolve()), "data": str(args.data.resolve()), "format": args.format,
+                       "policy": str(args.policy.resolve()) if args.policy else None, "max_context": args.max_context,
+                       "device": args.device, "skip_malformed": args.skip_malformed}
+            verdicts = _moderate(guard, examples, args.batch_size, name,
+                                 args.out / "predictions" / f"{i:02d}-{_slug(name)}.jsonl", run_key, args.restart)
             entry["metrics"] = evaluate_examples(examples, verdicts, codes, args.target_fpr)
-            _write_predictions(args.out / "predictions" / f"{i:02d}-{_slug(name)}.jsonl", examples, verdicts)
             curves[name] = (y, predicted(verdicts)[1])
             o = entry["metrics"]["overall"]
             points[name] = (o["recall"], o["precision"])

@@ -5,9 +5,9 @@ logits after its last token; `step(token_id)` appends one token and returns the 
 maps vocabulary ids to positions of that logits vector (None where the runtime's head cannot emit the id).
 
 `judge(guard, conversation, backend)` then does exactly what `Guard` does for one conversation — the same
-prompt token ids (`encode_prompt`), `p_unsafe` from the first answer position, greedy decoding restricted to
-the answers the policy allows (`AnswerGrammar.allowed`, the same candidate tokens as the pocketguard model's
-head) — and parses the answer with `guard.parse_answer`. With the same weights the verdicts must agree;
+prompt token ids (`encode_prompt`), `p_unsafe` from the first answer position, and the guard's own answer
+loop (`answer.decode`: greedy decoding restricted to the answers the policy allows, over the same candidate
+tokens as the pocketguard model's head), parsed strictly. With the same weights the verdicts must agree;
 `tests/test_export.py` checks that for GGUF/llama.cpp and ExecuTorch.
 
 It does not apply the guard's context policy (dropping early turns / windows): a prompt that does not fit the
@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ..conversation import Conversation
-from ..guard import Guard, Verdict, as_conversation
+from ..answer import Verdict, decode, finish, p_unsafe
+from ..guard import Guard, as_conversation
 from ..policy import Policy
 from ..prompt import encode_prompt
 
@@ -39,15 +40,17 @@ class LogitsBackend(Protocol):
     def rows(self, vocab_ids: Sequence[int]) -> list[int | None]: ...
 
 
-def _np(x) -> np.ndarray:
+def _logits(x) -> torch.Tensor:
+    """One logits vector (tensor or array) as float32 [1, n] on the CPU."""
     if isinstance(x, torch.Tensor):
-        return x.detach().float().reshape(-1).cpu().numpy()
-    return np.asarray(x, dtype=np.float32).reshape(-1)
+        return x.detach().float().reshape(1, -1).cpu()
+    return torch.from_numpy(np.asarray(x, dtype=np.float32).reshape(1, -1))
 
 
 def judge(guard: Guard, conversation, backend: LogitsBackend, policy: Policy | None = None,
           prompt_ids: Sequence[int] | None = None, trace: list | None = None) -> Verdict:
-    """The verdict of `backend` on one conversation, decoded under `guard`'s grammar for `policy`.
+    """The verdict of `backend` on one conversation, decoded under `guard`'s grammar for `policy` by the same
+    loop as the guard's own (`answer.decode`).
 
     `trace`, when given, receives one (chosen text, margin) per answer step: the logit gap between the chosen
     token and the best other allowed token (how robust the step is to numerical differences)."""
@@ -59,49 +62,20 @@ def judge(guard: Guard, conversation, backend: LogitsBackend, policy: Policy | N
         return Verdict.failure(f"{len(ids)} prompt tokens do not fit {backend.name}'s context of {backend.max_len}",
                                conv.judged)
     t0 = time.perf_counter()
-    logits = _np(backend.prefill(ids))
+    logits = _logits(backend.prefill(ids))
     t1 = time.perf_counter()
     first = guard._first
-    r_safe, r_unsafe = backend.rows([first["safe"], first["unsafe"]])
     v = Verdict(status="error", role=conv.judged, prompt_tokens=len(ids))
-    if r_safe is None or r_unsafe is None:
+    rows = backend.rows([first["safe"], first["unsafe"]])
+    if None in rows:
         v.error = f"{backend.name}'s output head cannot emit 'safe'/'unsafe'"
         return v
-    pair = logits[[r_safe, r_unsafe]].astype(np.float64)
-    pair = np.exp(pair - pair.max())
-    v.p_unsafe = float(pair[1] / pair.sum())
-
-    text, done = "", False
-    for _ in range(grammar.max_steps):
-        options = grammar.allowed(text)  # (vocab id, pocketguard head row, text): same candidates as Guard
-        brow = backend.rows([o[0] for o in options])
-        options = [(o[0], r, o[2]) for o, r in zip(options, brow) if r is not None]
-        if not options:
-            v.error = f"{backend.name} cannot continue the answer {text!r} under this policy"
-            break
-        ranked = sorted(options, key=lambda o: -float(logits[o[1]]))
-        tid, _, piece = ranked[0]
-        if trace is not None:
-            gap = float(logits[ranked[0][1]] - logits[ranked[1][1]]) if len(ranked) > 1 else float("inf")
-            trace.append((piece if tid != grammar.eot else "<eot>", gap))
-        v.answer_tokens += 1
-        if tid == grammar.eot:
-            done = True
-            break
-        text += piece
-        logits = _np(backend.step(tid))
+    v.p_unsafe = float(p_unsafe(logits, rows)[0])
+    (a,) = decode(logits, lambda live, tids: _logits(backend.step(tids[0])), grammar, backend.rows(grammar.ids),
+                  trace=trace)
     t2 = time.perf_counter()
     v.timings = {"prefill_ms": (t1 - t0) * 1000, "decode_ms": (t2 - t1) * 1000, "total_ms": (t2 - t0) * 1000}
-    if v.error is not None:
-        v.answer = text
-        return v
-    if not done:
-        v.answer, v.error = text, f"answer did not finish within {grammar.max_steps} tokens: {text!r}"
-        return v
-    parsed = guard.parse_answer(text, policy)
-    parsed.role, parsed.p_unsafe, parsed.prompt_tokens = conv.judged, v.p_unsafe, len(ids)
-    parsed.answer_tokens, parsed.timings = v.answer_tokens, v.timings
-    return parsed
+    return finish(v, a, grammar, policy)
 
 
 class TorchBackend:

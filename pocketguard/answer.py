@@ -1,0 +1,200 @@
+"""The guard's answer: which answers a policy allows, the one constrained decoding loop, and the Verdict.
+
+`decode` is the only answer loop in pocketguard: `Guard` runs it on its packed batches and streams, and
+`export.backend.judge` on another runtime's logits (llama.cpp, ExecuTorch). It is greedy decoding
+restricted to the answers the policy allows (`safe`, or `unsafe` plus distinct codes of the policy), for
+many prompts at once: each step is one masked argmax over the candidate tokens of all live rows. The mask
+of a partial answer is computed once per distinct text and cached (`AnswerGrammar.mask`), so no step loops
+in Python over the candidate vocabulary. Anything that cannot finish a valid answer is an `error`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Literal, Sequence
+
+import torch
+from torch import Tensor
+
+from .conversation import Role
+from .policy import Policy
+from .tokenizer import Tokenizer
+
+Status = Literal["safe", "unsafe", "error"]
+
+
+@dataclass
+class Verdict:
+    status: Status
+    role: Role | None = None
+    categories: list[str] = field(default_factory=list)
+    category_names: list[str] = field(default_factory=list)
+    p_unsafe: float | None = None
+    category_scores: dict[str, float] | None = None
+    answer: str = ""
+    error: str | None = None
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    answer_tokens: int = 0
+    truncation: dict | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> bool:
+        """True for `unsafe` and for `error`: a guard that cannot judge fails closed."""
+        return self.status != "safe"
+
+    @property
+    def safe(self) -> bool:
+        return self.status == "safe"
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"flagged": self.flagged}
+
+    @classmethod
+    def failure(cls, message: str, role: Role | None = None) -> "Verdict":
+        return cls(status="error", role=role, error=message)
+
+
+class AnswerGrammar:
+    """Which answer strings a policy allows, over the head's candidate tokens (those spelling only answer
+    characters) plus end-of-turn, in a fixed order: `ids[i]` / `texts[i]`, end-of-turn last."""
+
+    MASK_CACHE = 4096  # distinct partial answers kept (a policy of 14 codes visits a few dozen in practice)
+
+    def __init__(self, tokenizer: Tokenizer, head_ids: Sequence[int], policy: Policy):
+        self.codes = policy.codes
+        self.eot = tokenizer.special("<|eot_id|>")
+        alphabet = set("safeun\n,") | set("".join(self.codes))
+        specials = tokenizer.special_ids
+        ids, texts = [], []
+        for tid in head_ids:  # computed once per grammar
+            if tid in specials:
+                continue
+            text = tokenizer.decode([tid])
+            if text and set(text) <= alphabet:
+                ids.append(int(tid))
+                texts.append(text)
+        self.ids, self.texts = ids + [self.eot], texts + [""]
+        self._ids = torch.tensor(self.ids)
+        self._masks: dict[str, Tensor] = {}
+
+    def _parts(self, text: str) -> tuple[list[str], str] | None:
+        if not text.startswith("unsafe\n"):
+            return None
+        *done, last = text[len("unsafe\n"):].split(",")
+        if len(set(done)) != len(done) or any(c not in self.codes for c in done):
+            return None
+        return done, last
+
+    def is_prefix(self, text: str) -> bool:
+        if "safe".startswith(text) or "unsafe\n".startswith(text):
+            return True
+        parts = self._parts(text)
+        return parts is not None and any(c.startswith(parts[1]) and c not in parts[0] for c in self.codes)
+
+    def is_complete(self, text: str) -> bool:
+        if text == "safe":
+            return True
+        parts = self._parts(text)
+        return parts is not None and parts[1] in self.codes and parts[1] not in parts[0]
+
+    def parse(self, text: str) -> tuple[Status, list[str]]:
+        """Strict parse of a finished answer (also used for other runtimes' raw outputs)."""
+        text = text.strip()
+        if text == "safe":
+            return "safe", []
+        if self.is_complete(text):
+            done, last = self._parts(text)
+            return "unsafe", done + [last]
+        return "error", []
+
+    def mask(self, text: str) -> Tensor:
+        """bool [len(ids)]: the tokens that keep `text` a valid answer prefix (end-of-turn: `text` is complete)."""
+        m = self._masks.get(text)
+        if m is None:
+            m = torch.tensor([self.is_prefix(text + s) for s in self.texts[:-1]] + [self.is_complete(text)])
+            if len(self._masks) < self.MASK_CACHE:
+                self._masks[text] = m
+        return m
+
+    @property
+    def max_steps(self) -> int:
+        return 4 + 4 * len(self.codes)
+
+
+@dataclass
+class Answer:
+    text: str = ""
+    finished: bool = False
+    tokens: int = 0
+    error: str | None = None
+
+
+Step = Callable[[list[int], list[int]], Tensor]
+
+
+def p_unsafe(logits: Tensor, rows: Sequence[int]) -> Tensor:
+    """Softmax over the first answer token restricted to (safe, unsafe): [B] from logits [B, n]."""
+    return torch.softmax(logits[:, list(rows)].float(), dim=-1)[:, 1]
+
+
+def decode(logits: Tensor, step: Step, grammar: AnswerGrammar, rows: Sequence[int | None],
+           first: Sequence[int] | None = None, trace: list | None = None) -> list[Answer]:
+    """Constrained greedy answers for B prompts at once.
+
+    `logits` [B, n] follow each prompt; `rows[i]` is the logits column of `grammar.ids[i]` (None: the
+    runtime cannot emit it). `step(live, ids)` appends `ids[j]` to prompt `live[j]` and returns their next
+    logits [len(live), n]. `first[b]`, when given, is the only token prompt b may start with (thresholded
+    mode). Ties go to the earlier candidate. `trace` (one prompt) receives (chosen text, logit gap to the
+    best other allowed token) per step: how robust the answer is to numerical differences."""
+    B = logits.shape[0]
+    avail = torch.tensor([r is not None for r in rows])
+    cols = torch.tensor([r if r is not None else 0 for r in rows], device=logits.device)
+    eot = len(grammar.ids) - 1
+    out = [Answer() for _ in range(B)]
+    live = list(range(B))
+    for k in range(grammar.max_steps):
+        allowed = torch.stack([grammar.mask(out[b].text) for b in live]) & avail
+        if k == 0 and first is not None:
+            allowed &= grammar._ids[None, :] == torch.tensor([first[b] for b in live])[:, None]
+        scores = logits[:, cols].float().cpu().masked_fill(~allowed, float("-inf"))
+        pick, any_ok = scores.argmax(1).tolist(), allowed.any(1).tolist()
+        fed, ids = [], []
+        for j, b in enumerate(live):
+            a = out[b]
+            if not any_ok[j]:
+                a.error = f"the model cannot continue the answer {a.text!r} under this policy"
+                continue
+            c = pick[j]
+            a.tokens += 1
+            if trace is not None:
+                top = scores[j].topk(2).values if int(allowed[j].sum()) > 1 else None
+                gap = float(top[0] - top[1]) if top is not None else float("inf")
+                trace.append((grammar.texts[c] if c != eot else "<eot>", gap))
+            if c == eot:
+                a.finished = True
+                continue
+            a.text += grammar.texts[c]
+            fed.append(b)
+            ids.append(grammar.ids[c])
+        if not fed or k == grammar.max_steps - 1:
+            break
+        logits, live = step(fed, ids), fed
+    for a in out:
+        if not a.finished and a.error is None:
+            a.error = f"answer did not finish within {grammar.max_steps} tokens: {a.text!r}"
+    return out
+
+
+def finish(v: Verdict, a: Answer, grammar: AnswerGrammar, policy: Policy) -> Verdict:
+    """Fill `v` (status error until proven otherwise) from a decoded answer, parsed strictly."""
+    v.answer, v.answer_tokens = a.text, v.answer_tokens + a.tokens
+    if a.error is not None:
+        v.error = a.error
+        return v
+    status, cats = grammar.parse(a.text)
+    v.status, v.categories, v.category_names = status, cats, policy.names(cats)
+    if status == "error":
+        v.error = f"malformed guard answer {a.text!r}"
+    return v

@@ -1,0 +1,248 @@
+"""`pocketguard bench --throughput`: prompts/s judging many conversations — one by one, batched, and the roofline.
+
+    pocketguard bench --throughput                                  # the shipped guard, the bundled mix
+    pocketguard bench --throughput --mix my.jsonl --n 256 --markdown
+    pocketguard bench --throughput --shape lg3-1b-int4 --device cuda   # random 1B-shaped guard on a GPU
+
+The mix: `--mix FILE` (JSONL, one conversation a line: `{"messages": [...]}`, or `{"text": "..."}` for a user
+prompt) or the bundled generated one: `--n` conversations (half user prompts, half agent replies) whose judged
+text lengths follow a seeded log-normal with mean ~200 tokens and a tail to ~2,000 (like the public moderation
+set of issue 13: mean 198, max 1,961), so some turns exceed a small guard's context and are windowed.
+
+Each repetition times the whole mix one by one (`guard.moderate`) and then batched (`guard.moderate_batch`),
+interleaved, so both see the same machine load; the median of the repetitions is reported with the ratio
+within each repetition. The verdicts of the two modes are compared (status, categories, p_unsafe: they must
+be identical).
+
+The roofline is computed from the kernel's own rate in the same run: every linear layer of the model is
+timed on 256 rows (`kernel GMAC/s`), and a prompt costs the multiply-accumulates of its tokens that are
+not in the policy-prefix cache plus its answer steps; roofline prompts/s = rate / (MACs per token x tokens a
+prompt must run). Attention, norms and the answer grammar are the overhead the batched path must keep small.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+TARGET_SPEEDUP, TARGET_ROOFLINE = 2.5, 0.5
+_WORDS = ("the a of to and in is it you that he was for on are with as his they be at one have this from or had by "
+          "word but what some we can out other were all there when up use your how said an each she which do their "
+          "time if will way about many then them write would like so these her long make thing see him two has look "
+          "more day could go come did number sound no most people my over know water than call first who may down "
+          "side been now find bread cake knife gun hack bank kill help please recipe weather doctor vote").split()
+
+
+def bundled_mix(tokenizer, n: int = 128, seed: int = 0, mean_tokens: int = 200, max_tokens: int = 1961) -> list:
+    """`n` conversations with judged-text lengths ~ log-normal (mean ~`mean_tokens`, one at `max_tokens`)."""
+    rng = random.Random(seed)
+    sigma = 0.9
+    mu = math.log(mean_tokens) - sigma ** 2 / 2
+    lengths = [min(max_tokens, max(4, int(rng.lognormvariate(mu, sigma)))) for _ in range(n)]
+    lengths[rng.randrange(n)] = max_tokens
+    convs = []
+    for i, k in enumerate(lengths):
+        words: list[str] = []
+        while len(tokenizer.encode(" ".join(words))) < k:
+            words += [rng.choice(_WORDS) for _ in range(max(1, (k - len(tokenizer.encode(" ".join(words)))) // 2))]
+        text = " ".join(words)
+        if i % 2:
+            convs.append([{"role": "user", "content": "Can you help me with this?"}, {"role": "assistant", "content": text}])
+        else:
+            convs.append(text)
+    return convs
+
+
+def read_mix(path: Path) -> list:
+    convs = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        item = row.get("messages") if isinstance(row, dict) else None
+        item = item if item is not None else (row.get("text") if isinstance(row, dict) else None)
+        if item is None:
+            raise ValueError(f"{path}:{i}: a line needs 'messages' (OpenAI-style) or 'text'")
+        convs.append(item)
+    if not convs:
+        raise ValueError(f"{path} holds no conversations")
+    return convs
+
+
+def _linears(model):
+    from torch import nn
+
+    from .kernels import QuantLinear
+
+    kinds = (nn.Linear, QuantLinear)
+    try:
+        from .runtime_cpu import AmxInt4Linear
+
+        kinds += (AmxInt4Linear,)
+    except ImportError:  # pragma: no cover - runtime_cpu only needs torch
+        pass
+    return [m for m in model.layers.modules() if isinstance(m, kinds)]
+
+
+def kernel_rate(model, rows: int = 256, repeats: int = 3) -> tuple[float, int]:
+    """(multiply-accumulates per second of the model's block linears on `rows` rows, MACs per token)."""
+    import torch
+
+    lins = _linears(model)
+    dev = model.rope_cos.device
+    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    xs = [torch.randn(rows, m.in_features, device=dev, dtype=dtype) for m in lins]
+    macs = sum(m.in_features * m.out_features for m in lins)
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            _sync(dev)
+            t = time.perf_counter()
+            for m, x in zip(lins, xs):
+                m(x)
+            _sync(dev)
+            best = min(best, time.perf_counter() - t)
+    return macs * rows / best, macs
+
+
+def _sync(dev) -> None:
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def random_guard(shape: str, device: str, dtype: str):
+    """A random-weight guard of a named `bench.SHAPES` shape on `device`, with the shipped guard's tokenizer
+    (so no download: throughput does not depend on the vocabulary, the head is pruned to the answer tokens)."""
+    import torch
+
+    from .bench import SHAPES
+    from .compress.prune import guard_output_token_ids
+    from .guard import DEFAULT_MODEL_DIR, Guard
+    from .model import ModelArgs, Transformer
+    from .policy import Policy
+    from .tokenizer import Tokenizer
+
+    tok = Tokenizer.load(DEFAULT_MODEL_DIR)
+    policy = Policy.default()
+    spec = {**SHAPES[shape]["args"], "vocab_size": tok.vocab_size}
+    args = ModelArgs(**spec, output_token_ids=guard_output_token_ids(tok, policy))
+    with torch.device(device):
+        model = Transformer(args)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.fill_(1.0) if name.endswith("norm.weight") else p.normal_(0.0, 0.02)
+    model = model.to(getattr(torch, dtype)).eval()
+    return Guard(model, tok, policy, max_context=2048)
+
+
+def _same(a, b) -> bool:
+    return (a.status, a.categories, a.p_unsafe) == (b.status, b.categories, b.p_unsafe)
+
+
+def measure(guard, convs: list, repeats: int = 3, batch_size: int = 64, log=print) -> dict:
+    """Interleaved one-by-one and batched passes over `convs`; rates, ratios, roofline, verdict identity."""
+    guard.moderate_batch(convs[:4], batch_size=batch_size)  # warm-up: prefix cache, kernels, allocator
+    guard.moderate(convs[0])
+    one_t, bat_t, speedups = [], [], []
+    identical = True
+    one = bat = None
+    for r in range(repeats):
+        t = time.perf_counter()
+        one = [guard.moderate(c) for c in convs]
+        one_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        bat = guard.moderate_batch(convs, batch_size=batch_size)
+        bat_t.append(time.perf_counter() - t)
+        speedups.append(one_t[-1] / bat_t[-1])
+        identical &= all(_same(a, b) for a, b in zip(one, bat))
+        log(f"  repetition {r + 1}: one by one {len(convs) / one_t[-1]:.2f} prompts/s, batched "
+            f"{len(convs) / bat_t[-1]:.2f} prompts/s ({speedups[-1]:.2f}x)")
+    rate, macs = kernel_rate(guard.model)
+    run_tokens = sum(v.prompt_tokens - v.cached_tokens + v.answer_tokens for v in one)
+    prompt_tokens = sum(v.prompt_tokens for v in one)
+    n = len(convs)
+    roofline = rate / (macs * run_tokens / n)
+    t1, tb = statistics.median(one_t), statistics.median(bat_t)
+    return {
+        "prompts": n, "prompt_tokens": prompt_tokens, "run_tokens": run_tokens,
+        "mean_prompt_tokens": prompt_tokens / n, "max_prompt_tokens": max(v.prompt_tokens for v in one),
+        "windowed": sum(bool(v.truncation and v.truncation.get("windows")) for v in one),
+        "one_by_one": {"prompts_s": n / t1, "tokens_s": run_tokens / t1, "seconds": one_t},
+        "batched": {"prompts_s": n / tb, "tokens_s": run_tokens / tb, "seconds": bat_t},
+        "speedup": statistics.median(speedups), "speedups": speedups,
+        "kernel_gmac_s": rate / 1e9, "macs_per_token": macs,
+        "roofline": {"prompts_s": roofline, "tokens_s": rate / macs},
+        "batched_of_roofline": (n / tb) / roofline,
+        "identical_verdicts": identical,
+        "errors": sum(v.status == "error" for v in bat),
+    }
+
+
+def render(res: dict, title: str, markdown: bool = False) -> str:
+    rows = [("one by one (`moderate`)", res["one_by_one"]["prompts_s"], res["one_by_one"]["tokens_s"], "1.00x"),
+            ("batched (`moderate_batch`)", res["batched"]["prompts_s"], res["batched"]["tokens_s"], f"{res['speedup']:.2f}x"),
+            (f"roofline ({res['kernel_gmac_s']:.1f} GMAC/s x {res['macs_per_token'] / 1e6:.1f}M MAC/token)",
+             res["roofline"]["prompts_s"], res["roofline"]["tokens_s"], "")]
+    peer = res.get("peer")
+    lines = [f"**{title}**" if markdown else title, ""]
+    lines += ["| mode | prompts/s | tokens/s | vs one by one |", "|---|---|---|---|"]
+    lines += [f"| {m} | {p:,.2f} | {t:,.0f} | {s} |" for m, p, t, s in rows]
+    if peer:
+        lines.append(f"| {peer} | — | — | — |")
+    mark = lambda ok: "MET" if ok else "MISSED"  # noqa: E731
+    lines += ["", f"{'- ' if markdown else ''}mix: {res['prompts']} prompts, mean {res['mean_prompt_tokens']:.0f} prompt tokens "
+              f"(max {res['max_prompt_tokens']}), {res['windowed']} windowed; tokens run (not in the prefix cache, "
+              f"plus answer steps): {res['run_tokens']:,}",
+              f"{'- ' if markdown else ''}[{mark(res['speedup'] >= TARGET_SPEEDUP)}] batched >= {TARGET_SPEEDUP}x one by one: "
+              f"{res['speedup']:.2f}x (median of {', '.join(f'{s:.2f}' for s in res['speedups'])})",
+              f"{'- ' if markdown else ''}[{mark(res['batched_of_roofline'] >= TARGET_ROOFLINE)}] batched >= "
+              f"{TARGET_ROOFLINE:.0%} of the roofline: {res['batched_of_roofline']:.0%}",
+              f"{'- ' if markdown else ''}[{mark(res['identical_verdicts'])}] batched verdicts identical to one by one "
+              f"(status, categories, p_unsafe); errors: {res['errors']}"]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    import os
+    import platform
+
+    import torch
+
+    from .guard import Guard
+
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    threads = args.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    if args.shape:
+        guard = random_guard(args.shape, args.device, "bfloat16" if args.device.startswith("cuda") else "float32")
+    else:
+        guard = Guard.load(args.model, device=args.device)
+    convs = read_mix(args.mix) if args.mix else bundled_mix(guard.tokenizer, args.n, args.seed)
+    kernel = (guard.meta.get("runtime_cpu") or {}).get("kernel", "torch")
+    where = (torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
+             else f"{threads} threads, {platform.machine()}, kernels: {kernel}")
+    log(f"judging {len(convs)} conversations, {args.runs} repetitions, {where} ...")
+    res = measure(guard, convs, repeats=args.runs, batch_size=args.batch_size, log=log)
+    res["peer"] = _peer_note()
+    title = f"{args.shape or args.model or 'shipped default guard'} | {args.mix or 'bundled mix'} | {where}"
+    print(render(res, title, markdown=args.markdown))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"title": title, **res}, indent=1))
+    return 0 if res["identical_verdicts"] and not res["errors"] else 1
+
+
+def _peer_note() -> str | None:
+    """llama.cpp's batched mode is the peer where llama-cpp-python is installed."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return "llama.cpp batched: not installed here (pip install llama-cpp-python)"
+    return "llama.cpp batched: not measured by this version (use `llama-batched-bench` on the GGUF export)"

@@ -1,0 +1,153 @@
+"""Packed forward: many sequences through the model in one pass, paying only for their real tokens.
+
+Why not `Transformer.forward` on a padded batch: padding every row to the longest item wastes most of a
+mixed-length batch (one 2,000-token message pads 127 short ones), and a padded batch computes each row
+with other shapes than the same row alone, so its verdict could differ from one-by-one in the last bits.
+
+Here the tokens of all sequences are concatenated into one matrix of rows: every linear (the bulk of the
+work) runs once over all of them; attention runs per sequence, on its own keys only, with exactly the
+shapes it has when judged alone. Each sequence owns its KV (`Sequence`), which starts as a copy of a shared
+prefix (the policy prefix is computed once per policy and role). A row's result never depends on the
+other rows of the pass, so batched verdicts are bit-identical to one-by-one:
+
+* the AMX kernel (`runtime_cpu`) quantizes and accumulates each row on its own (16-row tiles, per-row
+  accumulators, threads split the output columns);
+* BLAS (`F.linear`, the portable kernels) picks its summation order by the number of rows, and a single
+  row takes a different (gemv) path: the row count is padded to a multiple of 16 (`_ROWS`), where MKL's
+  per-row results are the same for every row count (`tests/test_batching.py` checks both kernels);
+* norms, RoPE and the int8 head's integer matmul are per row.
+
+`forward(model, seqs, tokens)` appends `tokens[i]` to `seqs[i]` and returns the logits at each sequence's
+last new token (or at all of them); `Sequence.length` is the rollback point (set it back to forget steps).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .model import ContextLengthError, rotate_half
+
+_ROWS = 16  # row counts are padded to a multiple of this (see the module docstring)
+ATTN_BLOCK = 128  # query rows per attention call: block [r0, r1) only reads the keys it can see
+
+
+class Sequence:
+    """One sequence's keys and values, [1, n_kv_heads, capacity, head_dim] per layer, filled up to `length`."""
+
+    __slots__ = ("k", "v", "length", "capacity", "__dict__")
+
+    def __init__(self, model: nn.Module, capacity: int, device=None, dtype=torch.float32):
+        a = model.args
+        shape = (1, a.n_kv_heads, capacity, a.head_dim)
+        self.k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(a.n_layers)]
+        self.v = [torch.empty(shape, device=device, dtype=dtype) for _ in range(a.n_layers)]
+        self.length, self.capacity = 0, capacity
+
+    @classmethod
+    def after(cls, prefix: "Sequence", model: nn.Module, extra: int) -> "Sequence":
+        """A sequence that starts with `prefix`'s keys and values (a copy) and has room for `extra` more."""
+        n = prefix.length
+        s = cls(model, n + extra, prefix.k[0].device, prefix.k[0].dtype)
+        for dst, src in ((s.k, prefix.k), (s.v, prefix.v)):
+            for d, x in zip(dst, src):
+                d[:, :, :n] = x[:, :, :n]
+        s.length = n
+        return s
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, start: int) -> Tensor:
+    """Causal attention of T queries at slots start..start+T-1 over keys [0, start+T): [1, H, T, hd]."""
+    T = q.shape[2]
+    gqa = k.shape[1] != q.shape[1]
+    if T == 1:
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+    if start == 0 and T <= ATTN_BLOCK:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+    out = []
+    for r0 in range(0, T, ATTN_BLOCK):
+        r1 = min(T, r0 + ATTN_BLOCK)
+        e = start + r1
+        rows = torch.arange(start + r0, e, device=q.device)[:, None]
+        bias = torch.zeros(r1 - r0, e, dtype=q.dtype, device=q.device)
+        bias.masked_fill_(torch.arange(e, device=q.device)[None, :] > rows, float("-inf"))
+        out.append(F.scaled_dot_product_attention(q[:, :, r0:r1], k[:, :, :e], v[:, :, :e], attn_mask=bias,
+                                                  enable_gqa=gqa))
+    return torch.cat(out, dim=2) if len(out) > 1 else out[0]
+
+
+class Attention:
+    """Per-sequence attention over packed rows; also writes each sequence's new keys/values."""
+
+    def __init__(self, seqs: list[Sequence], lengths: list[int], n_heads: int, n_kv_heads: int, head_dim: int):
+        self.seqs, self.lengths = seqs, lengths
+        self.H, self.KV, self.hd = n_heads, n_kv_heads, head_dim
+
+    def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """q [N, H*hd], k/v [N, KV*hd] (rope applied; N may include padding rows) -> [N, H*hd]."""
+        H, KV, hd = self.H, self.KV, self.hd
+        out = torch.zeros(q.shape[0], H * hd, dtype=q.dtype, device=q.device)
+        o = 0
+        for s, T in zip(self.seqs, self.lengths):
+            s0 = s.length
+            kc, vc = s.k[layer], s.v[layer]
+            kc[0, :, s0 : s0 + T] = k[o : o + T].view(T, KV, hd).transpose(0, 1).to(kc.dtype)
+            vc[0, :, s0 : s0 + T] = v[o : o + T].view(T, KV, hd).transpose(0, 1).to(vc.dtype)
+            qi = q[o : o + T].view(T, H, hd).transpose(0, 1).unsqueeze(0)
+            y = _attend(qi, kc[:, :, : s0 + T].to(q.dtype), vc[:, :, : s0 + T].to(q.dtype), s0)
+            out[o : o + T] = y[0].transpose(0, 1).reshape(T, H * hd)
+            o += T
+        return out
+
+
+def _block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, attend: Attention, layer: int) -> Tensor:
+    """`model.TransformerBlock`'s computation on packed rows x [N, D] (cos/sin [N, hd])."""
+    packed = getattr(block, "packed", None)
+    if packed is not None:  # runtime_cpu.FastBlock
+        return packed(x, cos, sin, attend, layer)
+    a, N = block.attention, x.shape[0]
+    hn = block.attention_norm(x)
+    q = a.wq(hn).view(N, a.n_heads, a.head_dim)
+    k = a.wk(hn).view(N, a.n_kv_heads, a.head_dim)
+    c, s = cos.unsqueeze(1), sin.unsqueeze(1)
+    q = (q * c + rotate_half(q) * s).reshape(N, -1)
+    k = (k * c + rotate_half(k) * s).reshape(N, -1)
+    h = x + a.wo(attend(layer, q, k, a.wv(hn)))
+    return h + block.feed_forward(block.ffn_norm(h))
+
+
+def _pad_rows(x: Tensor) -> Tensor:
+    n = (-x.shape[0]) % _ROWS
+    return torch.cat([x, x.new_zeros(n, *x.shape[1:])]) if n else x
+
+
+@torch.inference_mode()
+def forward(model: nn.Module, seqs: list[Sequence], tokens: list[list[int]], all_logits: bool = False):
+    """Append `tokens[i]` to `seqs[i]` for every i in one pass; logits [len(seqs), n_out] at each sequence's
+    last new token, or with `all_logits` a list of [len(tokens[i]), n_out]. Every `tokens[i]` is non-empty."""
+    lengths = [len(t) for t in tokens]
+    if not seqs or min(lengths) < 1:
+        raise ValueError("every sequence needs at least one new token")
+    for s, T in zip(seqs, lengths):
+        if s.length + T > s.capacity:
+            raise ContextLengthError(f"{s.length + T} tokens exceed the sequence's room of {s.capacity}")
+        if s.length + T > model.args.max_seq_len:
+            raise ContextLengthError(f"{s.length + T} tokens exceed the model's context of {model.args.max_seq_len}")
+    dev = model.rope_cos.device
+    N = sum(lengths)
+    ids = _pad_rows(torch.tensor([t for ts in tokens for t in ts], dtype=torch.long, device=dev))
+    pos = _pad_rows(torch.cat([torch.arange(s.length, s.length + T, device=dev) for s, T in zip(seqs, lengths)]))
+    h = model.embed(ids.unsqueeze(0))[0]
+    cos, sin = model.rope_cos[pos].to(h.dtype), model.rope_sin[pos].to(h.dtype)
+    a = model.args
+    attend = Attention(seqs, lengths, a.n_heads, a.n_kv_heads, a.head_dim)
+    for i, layer in enumerate(model.layers):
+        h = _block(layer, h, cos, sin, attend, i)
+    for s, T in zip(seqs, lengths):
+        s.length += T
+    if all_logits:
+        logits = model.output(model.norm(h))[:N].float()
+        return list(logits.split(lengths))
+    last = torch.tensor(lengths, device=dev).cumsum(0) - 1
+    return model.output(model.norm(_pad_rows(h[last])))[: len(seqs)].float()

@@ -1,0 +1,151 @@
+"""Batched judging (packed passes, answer loop): verdicts bit-identical to one-by-one, on mixed lengths, on
+every kernel, for shapes like the next default guard's (non-power-of-two widths, 3:1 grouped-query heads)."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+import torch
+
+from pocketguard import packed
+from pocketguard import runtime_cpu as R
+from pocketguard import testing as T
+from pocketguard.answer import AnswerGrammar, decode
+from pocketguard.compress.quantize import QuantConfig, quantize_
+from pocketguard.guard import Guard
+from pocketguard.policy import Policy
+
+AMX = R.available()[0]
+
+
+def _mix(tok, n=9, seed=0):
+    """Conversations of very different lengths: prompts, exchanges, multi-turn, one over-long judged turn."""
+    rng = random.Random(seed)
+    words = T._WORDS
+
+    def text(k):
+        return " ".join(rng.choice(words) for _ in range(k))
+
+    convs = []
+    for i in range(n):
+        k = rng.choice([2, 5, 20, 60, 150])
+        if i % 3 == 0:
+            convs.append(text(k))
+        elif i % 3 == 1:
+            convs.append([{"role": "user", "content": text(4)}, {"role": "assistant", "content": text(k)}])
+        else:
+            convs.append([{"role": "user", "content": text(k)}, {"role": "assistant", "content": text(3)},
+                          {"role": "user", "content": text(7)}])
+    convs.append(text(700))  # windowed at max_context=600 (the default policy prompt is ~420 tiny tokens)
+    return convs
+
+
+def _key(v):
+    return (v.status, v.categories, v.p_unsafe, v.category_scores, v.answer, v.error, v.prompt_tokens, v.cached_tokens,
+            v.answer_tokens, v.truncation)
+
+
+def _check_identical(guard, convs):
+    one = [guard.moderate(c, category_scores=True) for c in convs]
+    assert any(v.truncation and v.truncation.get("windows") for v in one), "the mix must exercise windows"
+    assert all(v.error is None for v in one), [v.error for v in one]
+    for batch_size in (64, 3):
+        many = guard.moderate_batch(convs, category_scores=True, batch_size=batch_size)
+        assert [_key(v) for v in many] == [_key(v) for v in one]
+    rev = guard.moderate_batch(convs[::-1], category_scores=True)[::-1]  # other neighbours, other positions
+    assert [_key(v) for v in rev] == [_key(v) for v in one]
+    return one
+
+
+def _model(tok, quantized: bool, **over):
+    args = T.tiny_args(vocab_size=tok.vocab_size, **over)
+    m = T.tiny_model(args, seed=2, std=0.1)
+    return quantize_(m, QuantConfig(mode="rtn")).eval() if quantized else m
+
+
+@pytest.mark.parametrize("shape", [dict(), dict(dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)], ids=["64d-4h2kv", "192d-3h1kv"])
+def test_batched_equals_one_by_one_float(tiny_tok, shape):
+    _check_identical(Guard(_model(tiny_tok, False, **shape), tiny_tok, max_context=600), _mix(tiny_tok))
+
+
+def test_batched_equals_one_by_one_portable_int4(tiny_tok):
+    """The 8da4w model on the portable kernels (what POCKETGUARD_CPU_KERNEL=portable runs)."""
+    m = _model(tiny_tok, True, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
+    _check_identical(Guard(m, tiny_tok, max_context=600), _mix(tiny_tok, seed=1))
+
+
+@pytest.mark.skipif(not AMX, reason=f"AMX kernel unavailable here: {R.available()[1]}")
+def test_batched_equals_one_by_one_amx(tiny_tok):
+    m = _model(tiny_tok, True, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
+    fast = copy.deepcopy(m)
+    assert R.accelerate(fast)["blocks"] == 2
+    one = _check_identical(Guard(fast, tiny_tok, max_context=600), _mix(tiny_tok, seed=2))
+    ref = [Guard(m, tiny_tok, max_context=600).moderate(c) for c in _mix(tiny_tok, seed=2)]
+    assert [v.status for v in one] == [v.status for v in ref]  # AMX vs portable: same verdicts (to float rounding)
+
+
+def test_packed_pass_matches_the_padded_model(tiny_tok):
+    """The packed forward computes what `Transformer.forward` computes, per sequence (to float rounding)."""
+    m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
+    rng = random.Random(0)
+    seqs_ids = [[rng.randrange(tiny_tok.vocab_size) for _ in range(n)] for n in (3, 200, 17)]
+    seqs = [packed.Sequence(m, 256) for _ in seqs_ids]
+    got = packed.forward(m, seqs, seqs_ids)
+    for ids, g in zip(seqs_ids, got):
+        want = m(torch.tensor([ids]))[0, -1]
+        torch.testing.assert_close(g, want, atol=1e-4, rtol=1e-4)
+    steps = packed.forward(m, seqs, [[5], [6], [7]])  # then one decode step each, on top of their keys
+    for ids, t, g in zip(seqs_ids, (5, 6, 7), steps):
+        torch.testing.assert_close(g, m(torch.tensor([ids + [t]]))[0, -1], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="at least one"):
+        packed.forward(m, seqs[:1], [[]])
+
+
+def _reference_decode(logits_rows, grammar, rows):
+    """The pre-vectorisation loop: Python over the candidate vocabulary at every step (one prompt)."""
+    text = ""
+    for k in range(grammar.max_steps):
+        lg = logits_rows[k]
+        opts = [(i, grammar.texts[i]) for i in range(len(grammar.ids) - 1)
+                if rows[i] is not None and grammar.is_prefix(text + grammar.texts[i])]
+        if grammar.is_complete(text) and rows[-1] is not None:
+            opts.append((len(grammar.ids) - 1, ""))
+        if not opts:
+            return text, "error"
+        i, s = max(opts, key=lambda o: float(lg[rows[o[0]]]))
+        if i == len(grammar.ids) - 1:
+            return text, "done"
+        text += s
+    return text, "unfinished"
+
+
+def test_vectorised_answer_loop_equals_the_reference_loop(tiny_tok):
+    head = list(range(tiny_tok.vocab_size))
+    g = AnswerGrammar(tiny_tok, head, Policy.default())
+    rows = list(g.ids)
+    gen = torch.Generator().manual_seed(0)
+    B = 40
+    table = torch.randn(B, g.max_steps, tiny_tok.vocab_size, generator=gen) * 3
+    # bias towards answer-ish tokens so that both safe and long unsafe answers occur
+    table[:, :, [g.ids[i] for i, t in enumerate(g.texts) if t and t[0] in "S,\nu"]] += 2.0
+    table[:, :, g.eot] += torch.linspace(-4, 4, B)[:, None]
+    count = [0] * B
+
+    def step(live, ids):
+        out = []
+        for b in live:
+            count[b] += 1
+            out.append(table[b, count[b]])
+        return torch.stack(out)
+
+    got = decode(table[:, 0], step, g, rows)
+    outcomes = set()
+    for b, a in enumerate(got):
+        text, how = _reference_decode(table[b], g, rows)
+        assert a.text == text
+        assert (a.finished, a.error is not None) == {"done": (True, False), "error": (False, True),
+                                                     "unfinished": (False, True)}[how]
+        outcomes.add((how, text.split("\n")[0]))
+    assert ("done", "safe") in outcomes and ("done", "unsafe") in outcomes
