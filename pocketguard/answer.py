@@ -131,7 +131,7 @@ class Answer:
     error: str | None = None
 
 
-Step = Callable[[list[int], list[int]], Tensor]
+Step = Callable[[list[int], list[list[int]]], Tensor]
 
 
 def p_unsafe(logits: Tensor, rows: Sequence[int]) -> Tensor:
@@ -144,10 +144,13 @@ def decode(logits: Tensor, step: Step, grammar: AnswerGrammar, rows: Sequence[in
     """Constrained greedy answers for B prompts at once.
 
     `logits` [B, n] follow each prompt; `rows[i]` is the logits column of `grammar.ids[i]` (None: the
-    runtime cannot emit it). `step(live, ids)` appends `ids[j]` to prompt `live[j]` and returns their next
-    logits [len(live), n]. `first[b]`, when given, is the only token prompt b may start with (thresholded
-    mode). Ties go to the earlier candidate. `trace` (one prompt) receives (chosen text, logit gap to the
-    best other allowed token) per step: how robust the answer is to numerical differences."""
+    runtime cannot emit it). `step(live, ids)` appends the tokens `ids[j]` to prompt `live[j]` and returns
+    their next logits [len(live), n]. `first[b]`, when given, is the only token prompt b may start with
+    (thresholded mode). Ties go to the earlier candidate. A token that is the only one allowed (`\\n` after
+    `unsafe`, end-of-turn after `safe`) is taken without running the model for it: it rides along with the
+    chosen token, and a forced end-of-turn ends the answer. `trace` (one prompt) receives (chosen text, logit
+    gap to the best other allowed token; inf when forced) per token: how robust the answer is to numerical
+    differences."""
     B = logits.shape[0]
     avail = torch.tensor([r is not None for r in rows])
     cols = torch.tensor([r if r is not None else 0 for r in rows], device=logits.device)
@@ -176,8 +179,23 @@ def decode(logits: Tensor, step: Step, grammar: AnswerGrammar, rows: Sequence[in
                 a.finished = True
                 continue
             a.text += grammar.texts[c]
-            fed.append(b)
-            ids.append(grammar.ids[c])
+            chain = [grammar.ids[c]]
+            while True:  # tokens the grammar forces need no logits: append them in the same step
+                nxt = grammar.mask(a.text) & avail
+                if int(nxt.sum()) != 1:
+                    break
+                f = int(nxt.nonzero()[0, 0])
+                a.tokens += 1
+                if trace is not None:
+                    trace.append((grammar.texts[f] if f != eot else "<eot>", float("inf")))
+                if f == eot:
+                    a.finished = True
+                    break
+                a.text += grammar.texts[f]
+                chain.append(grammar.ids[f])
+            if not a.finished:
+                fed.append(b)
+                ids.append(chain)
         if not fed or k == grammar.max_steps - 1:
             break
         logits, live = step(fed, ids), fed

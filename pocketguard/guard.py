@@ -184,14 +184,15 @@ class Guard:
                 self._prefix_cache.popitem(last=False)
         return ids, seq
 
-    def _forward(self, seqs: list[packed.Sequence], tokens: list[list[int]], all_logits: bool = False):
+    def _forward(self, seqs: list[packed.Sequence], tokens: list[list[int]], all_logits: bool = False,
+                 parents: list[int] | None = None):
         """The one place the guard runs its model: `packed.forward` (a seam for tests and instrumentation)."""
-        return packed.forward(self.model, seqs, tokens, all_logits)
+        return packed.forward(self.model, seqs, tokens, all_logits, parents)
 
     def _answer_room(self, policy: Policy, grammar: AnswerGrammar, category_scores: bool) -> int:
-        """Slots a prompt's sequence needs after the prompt: the answer steps, and category scoring's."""
-        extra = max(len(self.tokenizer.encode(c)) for c in policy.codes) + len(self.tokenizer.encode("unsafe\n"))
-        return grammar.max_steps + (extra if category_scores else 0)
+        """Slots a prompt's sequence needs after the prompt: the answer steps, or category scoring's tree."""
+        tree = sum(len(self.tokenizer.encode(c)) for c in policy.codes) + len(self.tokenizer.encode("unsafe\n"))
+        return max(grammar.max_steps, tree if category_scores else 0)
 
     def _sequence(self, policy: Policy, role: Role, length: int, room: int) -> tuple[packed.Sequence, list[int], int]:
         """A fresh sequence for a prompt of `length` tokens after the policy prefix -> (sequence, the prefix
@@ -309,8 +310,8 @@ class Guard:
             first = [self._first["unsafe" if float(x) >= self.threshold else "safe"] for x in p]
         marks = [s.length for s in seqs]
 
-        def step(live: list[int], ids: list[int]) -> torch.Tensor:
-            return self._forward([seqs[b] for b in live], [[t] for t in ids])
+        def step(live: list[int], ids: list[list[int]]) -> torch.Tensor:
+            return self._forward([seqs[b] for b in live], ids)
 
         answers = decode(logits, step, grammar, grammar.rows, first)
         for s, m in zip(seqs, marks):
@@ -327,32 +328,35 @@ class Guard:
         """score(c) = p_unsafe · P(c is the first listed code | "unsafe\\n"), normalised over the policy's codes.
 
         Each code's tokens are teacher-forced after `unsafe\\n` and followed by `,` or end of turn, so S1 is
-        not credited with the mass of S10. Runs on top of each prompt and rolls back afterwards.
+        not credited with the mass of S10. All codes are branches of one tree after `unsafe\\n` (each sees the
+        prompt, `unsafe\\n` and its own tokens), scored in one pass on top of each prompt, then rolled back.
         """
         head = self.model.head_rows
         lead = self.tokenizer.encode("unsafe\n")
         term = [r for r in head([self.tokenizer.encode(",")[0], self.tokenizer.special("<|eot_id|>")]) if r is not None]
         B = len(seqs)
-        base = [s.length for s in seqs]
-        lead_logits = self._forward(seqs, [lead] * B)
-        after_lead = [s.length for s in seqs]
-        logp = torch.zeros(B, len(policy.codes))
-        for ci, code in enumerate(policy.codes):
+        tokens, parents, spans = list(lead), list(range(-1, len(lead) - 1)), {}
+        for code in policy.codes:
             ids = self.tokenizer.encode(code)
-            rows = head(ids)
-            if None in rows or not term:
-                logp[:, ci] = float("-inf")
+            if None in head(ids) or not term:
                 continue
-            lp = torch.log_softmax(lead_logits, -1)[:, rows[0]]
-            steps = torch.log_softmax(torch.stack(self._forward(seqs, [ids] * B, all_logits=True)), -1)
-            for k in range(1, len(ids)):
-                lp = lp + steps[:, k - 1, rows[k]]
-            lp = lp + torch.logsumexp(steps[:, -1, term], -1)
-            logp[:, ci] = lp.cpu()
-            for s, n in zip(seqs, after_lead):
-                s.length = n
+            spans[code] = (len(tokens), ids)
+            parents += [len(lead) - 1] + list(range(len(tokens), len(tokens) + len(ids) - 1))
+            tokens += ids
+        base = [s.length for s in seqs]
+        out = torch.log_softmax(torch.stack(self._forward(seqs, [tokens] * B, all_logits=True, parents=parents)), -1)
         for s, n in zip(seqs, base):
             s.length = n
+        logp = torch.full((B, len(policy.codes)), float("-inf"))
+        for ci, code in enumerate(policy.codes):
+            if code not in spans:
+                continue
+            o, ids = spans[code]
+            rows = head(ids)
+            lp = out[:, len(lead) - 1, rows[0]]  # the first code token, after "unsafe\n"
+            for k in range(1, len(ids)):
+                lp = lp + out[:, o + k - 1, rows[k]]
+            logp[:, ci] = (lp + torch.logsumexp(out[:, o + len(ids) - 1, term], -1)).cpu()
         dist = torch.softmax(logp, -1)
         return [{c: float(p_unsafe[b]) * float(dist[b, i]) for i, c in enumerate(policy.codes)} for b in range(B)]
 

@@ -57,10 +57,15 @@ class Sequence:
         return s
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, start: int) -> Tensor:
-    """Causal attention of T queries at slots start..start+T-1 over keys [0, start+T): [1, H, T, hd]."""
+def _attend(q: Tensor, k: Tensor, v: Tensor, start: int, tree: Tensor | None = None) -> Tensor:
+    """Causal attention of T queries at slots start..start+T-1 over keys [0, start+T): [1, H, T, hd].
+    `tree` [T, T] (bool), when given, says which new tokens each new token sees instead of causal order."""
     T = q.shape[2]
     gqa = k.shape[1] != q.shape[1]
+    if tree is not None:
+        bias = torch.zeros(T, start + T, dtype=q.dtype, device=q.device)
+        bias[:, start:].masked_fill_(~tree, float("-inf"))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, enable_gqa=gqa)
     if T == 1:
         return F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
     if start == 0 and T <= ATTN_BLOCK:
@@ -80,8 +85,9 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, start: int) -> Tensor:
 class Attention:
     """Per-sequence attention over packed rows; also writes each sequence's new keys/values."""
 
-    def __init__(self, seqs: list[Sequence], lengths: list[int], n_heads: int, n_kv_heads: int, head_dim: int):
-        self.seqs, self.lengths = seqs, lengths
+    def __init__(self, seqs: list[Sequence], lengths: list[int], n_heads: int, n_kv_heads: int, head_dim: int,
+                 trees: list[Tensor] | None = None):
+        self.seqs, self.lengths, self.trees = seqs, lengths, trees or [None] * len(seqs)
         self.H, self.KV, self.hd = n_heads, n_kv_heads, head_dim
 
     def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -89,13 +95,13 @@ class Attention:
         H, KV, hd = self.H, self.KV, self.hd
         out = torch.zeros(q.shape[0], H * hd, dtype=q.dtype, device=q.device)
         o = 0
-        for s, T in zip(self.seqs, self.lengths):
+        for s, T, tree in zip(self.seqs, self.lengths, self.trees):
             s0 = s.length
             kc, vc = s.k[layer], s.v[layer]
             kc[0, :, s0 : s0 + T] = k[o : o + T].view(T, KV, hd).transpose(0, 1).to(kc.dtype)
             vc[0, :, s0 : s0 + T] = v[o : o + T].view(T, KV, hd).transpose(0, 1).to(vc.dtype)
             qi = q[o : o + T].view(T, H, hd).transpose(0, 1).unsqueeze(0)
-            y = _attend(qi, kc[:, :, : s0 + T].to(q.dtype), vc[:, :, : s0 + T].to(q.dtype), s0)
+            y = _attend(qi, kc[:, :, : s0 + T].to(q.dtype), vc[:, :, : s0 + T].to(q.dtype), s0, tree)
             out[o : o + T] = y[0].transpose(0, 1).reshape(T, H * hd)
             o += T
         return out
@@ -122,26 +128,50 @@ def _pad_rows(x: Tensor) -> Tensor:
     return torch.cat([x, x.new_zeros(n, *x.shape[1:])]) if n else x
 
 
+def _tree(parents: list[int], start: int, device) -> tuple[Tensor, Tensor]:
+    """(positions [T], sees [T, T]) of new tokens forming a tree: parents[j] < j is token j's parent among
+    the new tokens, -1 the sequence's last token. A token sees its ancestors and itself, at depth positions."""
+    T = len(parents)
+    sees = torch.zeros(T, T, dtype=torch.bool)
+    pos = []
+    for j, p in enumerate(parents):
+        if not -1 <= p < j:
+            raise ValueError(f"token {j}'s parent {p} is not an earlier token")
+        if p >= 0:
+            sees[j] = sees[p]
+        sees[j, j] = True
+        pos.append(start if p < 0 else pos[p] + 1)
+    return torch.tensor(pos, device=device), sees.to(device)
+
+
 @torch.inference_mode()
-def forward(model: nn.Module, seqs: list[Sequence], tokens: list[list[int]], all_logits: bool = False):
+def forward(model: nn.Module, seqs: list[Sequence], tokens: list[list[int]], all_logits: bool = False,
+            parents: list[int] | None = None):
     """Append `tokens[i]` to `seqs[i]` for every i in one pass; logits [len(seqs), n_out] at each sequence's
-    last new token, or with `all_logits` a list of [len(tokens[i]), n_out]. Every `tokens[i]` is non-empty."""
+    last new token, or with `all_logits` a list of [len(tokens[i]), n_out]. Every `tokens[i]` is non-empty.
+
+    `parents` (one list for every sequence, see `_tree`) makes the new tokens a tree instead of a chain:
+    several short continuations of each sequence scored in one pass (the guard's category scores)."""
     lengths = [len(t) for t in tokens]
     if not seqs or min(lengths) < 1:
         raise ValueError("every sequence needs at least one new token")
     for s, T in zip(seqs, lengths):
         if s.length + T > s.capacity:
             raise ContextLengthError(f"{s.length + T} tokens exceed the sequence's room of {s.capacity}")
-        if s.length + T > model.args.max_seq_len:
+        if s.length + T > model.args.max_seq_len:  # (a tree's positions are no further than its slots)
             raise ContextLengthError(f"{s.length + T} tokens exceed the model's context of {model.args.max_seq_len}")
     dev = model.rope_cos.device
     N = sum(lengths)
     ids = _pad_rows(torch.tensor([t for ts in tokens for t in ts], dtype=torch.long, device=dev))
-    pos = _pad_rows(torch.cat([torch.arange(s.length, s.length + T, device=dev) for s, T in zip(seqs, lengths)]))
+    trees = [_tree(parents, s.length, dev) for s in seqs] if parents is not None else None
+    if trees is not None and set(lengths) != {len(parents)}:
+        raise ValueError("a tree pass gives every sequence as many tokens as `parents` has")
+    pos = _pad_rows(torch.cat([t[0] for t in trees] if trees is not None else
+                              [torch.arange(s.length, s.length + T, device=dev) for s, T in zip(seqs, lengths)]))
     h = model.embed(ids.unsqueeze(0))[0]
     cos, sin = model.rope_cos[pos].to(h.dtype), model.rope_sin[pos].to(h.dtype)
     a = model.args
-    attend = Attention(seqs, lengths, a.n_heads, a.n_kv_heads, a.head_dim)
+    attend = Attention(seqs, lengths, a.n_heads, a.n_kv_heads, a.head_dim, [t[1] for t in trees] if trees else None)
     for i, layer in enumerate(model.layers):
         h = _block(layer, h, cos, sin, attend, i)
     for s, T in zip(seqs, lengths):

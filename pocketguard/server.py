@@ -44,7 +44,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .conversation import Conversation, ConversationError
-from .guard import Guard, Verdict, as_conversation
+from .guard import Guard, Verdict
 from .policy import Policy, PolicyError
 
 log = logging.getLogger("pocketguard.server")
@@ -122,7 +122,7 @@ def openai_result(verdict: Verdict, policy: Policy) -> dict:
 @dataclass
 class ServerConfig:
     model_name: str = "pocketguard"
-    max_batch: int = 8  # items (texts) per forward pass
+    max_batch: int = 32  # items (texts) per packed pass: a pass pays per real token, so fuller is cheaper
     batch_wait_ms: float = 5.0  # how long the batcher waits for a batch to fill
     max_queue: int = 256  # items waiting; more gets 429
     request_timeout_s: float = 30.0  # body read + queue wait + judging; then 504 (408 while reading the body)
@@ -222,18 +222,19 @@ class _Item:
     enqueued: float  # loop time
 
     @property
-    def key(self) -> tuple:
-        """Items batch together when they share the policy, the scoring and the judged role: the guard runs
-        one forward batch per (policy, role), so a mixed batch would cost two."""
-        return self.policy, self.scores, self.conv.judged
+    def key(self) -> Policy | None:
+        """Items batch together when they share the policy (one `moderate_batch` call): user and agent turns
+        share a packed pass, and category scores cost one extra pass for the whole batch when any item wants
+        them (the others' verdicts are the same either way; they are sent without scores)."""
+        return self.policy
 
 
 class Batcher:
     """An asyncio queue in front of one worker thread that runs `guard.moderate_batch` on up to `max_batch` items.
 
     While the worker is busy, new requests accumulate, so the next batch is naturally larger under load.
-    A batch holds items of one (policy, category_scores, judged role) — one `moderate_batch` call, one forward
-    batch; items of other keys keep their places for the next batch.
+    A batch holds items of one policy — one `moderate_batch` call, packed passes over the items' real tokens;
+    items of other policies keep their places for the next batch.
     """
 
     def __init__(self, guard: Guard, config: ServerConfig, metrics: Metrics):
@@ -358,7 +359,7 @@ class Batcher:
         """Runs on the worker thread. A batch that raises is retried item by item, so one bad item cannot take
         the others down with it; an item that still raises gets an `error` verdict."""
         t0 = time.perf_counter()
-        convs, policy, scores = [it.conv for it in items], items[0].policy, items[0].scores
+        convs, policy, scores = [it.conv for it in items], items[0].policy, any(it.scores for it in items)
         try:
             verdicts = self.guard.moderate_batch(convs, policy=policy, category_scores=scores, batch_size=len(convs))
         except Exception as e:
@@ -368,6 +369,9 @@ class Batcher:
             else:
                 verdicts = [self._judge([it])[0] for it in items]
                 return verdicts
+        for it, v in zip(items, verdicts):
+            if not it.scores:
+                v.category_scores = None
         self.batches += 1
         self.metrics.batch_size.observe(len(convs))
         self.metrics.batch_latency.observe(time.perf_counter() - t0)
@@ -566,7 +570,7 @@ def parse_guard_request(data: dict, guard: Guard, config: ServerConfig, cache: P
     if not isinstance(scores, bool):
         raise ApiError(422, f"'category_scores' must be true or false, got {_json_type(scores)}", param="category_scores")
     try:
-        conv = as_conversation(msgs, role)
+        conv = Conversation.from_messages(msgs, role)
     except ConversationError as e:
         raise ApiError(422, f"invalid conversation: {e}", param="messages") from None
     for i, m in enumerate(conv.messages):
@@ -634,7 +638,7 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
     @app.post("/v1/moderations")
     async def moderations(request: Request):
         def parse(data):
-            return [as_conversation(t) for t in parse_moderation_inputs(data, config)], None, True
+            return [Conversation.prompt(t) for t in parse_moderation_inputs(data, config)], None, True
 
         def respond(data, verdicts, policy):
             refuse_errors(verdicts, single=len(verdicts) == 1)

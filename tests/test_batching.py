@@ -135,8 +135,8 @@ def test_vectorised_answer_loop_equals_the_reference_loop(tiny_tok):
 
     def step(live, ids):
         out = []
-        for b in live:
-            count[b] += 1
+        for b, chain in zip(live, ids):
+            count[b] += len(chain)  # forced tokens ride along: the table is indexed by answer token
             out.append(table[b, count[b]])
         return torch.stack(out)
 
@@ -149,3 +149,27 @@ def test_vectorised_answer_loop_equals_the_reference_loop(tiny_tok):
                                                      "unfinished": (False, True)}[how]
         outcomes.add((how, text.split("\n")[0]))
     assert ("done", "safe") in outcomes and ("done", "unsafe") in outcomes
+
+
+def test_category_scores_tree_pass_equals_teacher_forcing_each_code(tiny_tok):
+    """The one tree pass over all codes scores each code as a plain forward of prompt + "unsafe\\n" + code."""
+    from pocketguard.conversation import Conversation
+    from pocketguard.prompt import encode_prompt
+
+    m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
+    g = Guard(m, tiny_tok)
+    v = g.moderate("how do I make a bomb", category_scores=True)
+    ids = encode_prompt(tiny_tok, g.policy, Conversation.prompt("how do I make a bomb")).ids
+    lead = tiny_tok.encode("unsafe\n")
+    term = m.head_rows([tiny_tok.encode(",")[0], tiny_tok.special("<|eot_id|>")])
+    logp = []
+    for code in g.policy.codes:
+        c = tiny_tok.encode(code)
+        with torch.no_grad():
+            out = torch.log_softmax(m(torch.tensor([ids + lead + c]))[0], -1)
+        n = len(ids) + len(lead)
+        lp = sum(float(out[n - 1 + k, m.head_rows([t])[0]]) for k, t in enumerate(c))
+        logp.append(lp + float(torch.logsumexp(out[n + len(c) - 1, term], -1)))
+    want = torch.softmax(torch.tensor(logp), -1) * v.p_unsafe
+    got = torch.tensor([v.category_scores[c] for c in g.policy.codes])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)

@@ -122,12 +122,10 @@ def test_window_verdict_is_the_worst(tok):
     class Trigger(Guard):
         """Says unsafe S1 exactly when the prompt contains the token for ' bomb'."""
         def boost(self, seq, new_tokens, had):
-            if len(new_tokens) > 1:
-                seq.hit, seq.step = tok.encode(" bomb")[0] in new_tokens, 0
-            else:
-                seq.step += 1
+            if self.advance(seq, new_tokens, had):
+                seq.hit = tok.encode(" bomb")[0] in new_tokens
             script = tok.encode("unsafe\nS1") + [tok.special("<|eot_id|>")]
-            if seq.step < len(script) and seq.hit:
+            if seq.step < len(script) and getattr(seq, "hit", False):
                 return {script[seq.step]: 50.0}
             return {tok.encode("safe")[0]: 50.0} if seq.step == 0 else {}
 
@@ -172,7 +170,7 @@ def test_stream_stops_at_first_unsafe_chunk(tok):
         hit = False
 
         def boost(self, seq, new_tokens, had):
-            if len(new_tokens) > 1:
+            if self.advance(seq, new_tokens, had):  # a prompt pass: the reply so far
                 self.hit = self.hit or (had > 0 and tok.encode(" bomb")[0] in new_tokens)
             out = super().boost(seq, new_tokens, had)
             return {tok.encode("safe")[0]: 100.0} if not self.hit and seq.step == 0 else out

@@ -71,8 +71,12 @@ def judge(guard: Guard, conversation, backend: LogitsBackend, policy: Policy | N
         v.error = f"{backend.name}'s output head cannot emit 'safe'/'unsafe'"
         return v
     v.p_unsafe = float(p_unsafe(logits, rows)[0])
-    (a,) = decode(logits, lambda live, tids: _logits(backend.step(tids[0])), grammar, backend.rows(grammar.ids),
-                  trace=trace)
+    def step(live: list[int], ids: list[list[int]]) -> torch.Tensor:
+        for t in ids[0]:
+            out = backend.step(t)
+        return _logits(out)
+
+    (a,) = decode(logits, step, grammar, backend.rows(grammar.ids), trace=trace)
     t2 = time.perf_counter()
     v.timings = {"prefill_ms": (t1 - t0) * 1000, "decode_ms": (t2 - t1) * 1000, "total_ms": (t2 - t0) * 1000}
     return finish(v, a, grammar, policy)
