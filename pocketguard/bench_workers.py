@@ -1,0 +1,420 @@
+"""The runtimes `pocketguard bench` times, each in its own subprocess (`python -m pocketguard.bench_workers`):
+pocketguard, llama.cpp, ExecuTorch and pocketguard's alternative CPU strategies, plus the exports they run.
+
+Each worker gets a JSON spec (prompt token ids, the policy prefix length, the answer grammar's candidates)
+and writes its timings, answers and its own peak RSS. Nothing heavy at module level: the llama.cpp worker
+must stay torch-free for a clean RSS figure (hence the torch-free `_Grammar` copy of the answer rule).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DECODE_STEPS = 16
+
+
+# -------------------------------------------------------------------------------------------- workers
+
+
+def _stats(xs: list[float]) -> dict:
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+class _Grammar:
+    """Torch-free copy of `guard.AnswerGrammar`'s decision rule (the llama.cpp worker must not import torch):
+    the parent passes the candidate tokens, codes and end-of-turn id computed by the real grammar."""
+
+    def __init__(self, spec: dict):
+        self.codes = spec["codes"]
+        self.eot = spec["eot"]
+        self.candidates = [(int(t), s) for t, s in spec["candidates"]]
+        self.max_steps = spec["max_steps"]
+
+    def _parts(self, text):
+        if not text.startswith("unsafe\n"):
+            return None
+        *done, last = text[len("unsafe\n"):].split(",")
+        if len(set(done)) != len(done) or any(c not in self.codes for c in done):
+            return None
+        return done, last
+
+    def is_prefix(self, text):
+        if "safe".startswith(text) or "unsafe\n".startswith(text):
+            return True
+        p = self._parts(text)
+        return p is not None and any(c.startswith(p[1]) and c not in p[0] for c in self.codes)
+
+    def is_complete(self, text):
+        if text == "safe":
+            return True
+        p = self._parts(text)
+        return p is not None and p[1] in self.codes and p[1] not in p[0]
+
+    def allowed(self, text):
+        out = [(t, s) for t, s in self.candidates if self.is_prefix(text + s)]
+        if self.is_complete(text):
+            out.append((self.eot, ""))
+        return out
+
+
+def _decode(grammar: _Grammar, logits, step) -> tuple[str, int]:
+    """Greedy constrained decoding; returns (answer text, steps run after the prompt)."""
+    text, steps = "", 0
+    for _ in range(grammar.max_steps):
+        opts = grammar.allowed(text)
+        if not opts:
+            return text + "<error>", steps
+        tid, piece = max(opts, key=lambda o: float(logits[o[0]]))
+        if tid == grammar.eot:
+            return text, steps
+        text += piece
+        logits = step(tid)
+        steps += 1
+    return text + "<unfinished>", steps
+
+
+def _worker_llamacpp(spec: dict) -> dict:
+    import numpy as np
+    from llama_cpp import Llama, llama_get_logits_ith
+
+    threads = spec["threads"]
+    t0 = time.perf_counter()
+    tuned = {} if spec.get("llamacpp_stock") else {"use_mmap": False, "flash_attn": True}
+    llm = Llama(model_path=spec["gguf"], n_ctx=spec["n_ctx"], n_threads=threads, n_threads_batch=threads,
+                n_batch=spec["n_ctx"], n_ubatch=512, logits_all=False, verbose=False, **tuned)
+    load_s = time.perf_counter() - t0
+    n_vocab = llm.n_vocab()
+    ids, prefix_len = spec["ids"], spec["prefix_len"]
+    grammar = _Grammar(spec["grammar"])
+
+    def logits():
+        return np.ctypeslib.as_array(llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,))
+
+    def step(tid):
+        llm.eval([tid])
+        return logits()
+
+    def clear():
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+
+    def run(cached: bool):
+        if cached:
+            llm.n_tokens = prefix_len  # keep the policy prefix's KV; eval drops the cache past n_tokens
+        else:
+            clear()
+        t = time.perf_counter()
+        llm.eval(ids[prefix_len:] if cached else ids)
+        t_pre = time.perf_counter()
+        answer, steps = _decode(grammar, logits(), step)
+        return answer, t_pre - t, time.perf_counter() - t, steps
+
+    res = {"load_s": load_s}
+    for mode in ("cold", "cached"):
+        if mode == "cached":
+            clear()
+            llm.eval(ids[:prefix_len])
+        run(mode == "cached")  # warm-up
+        pre, ttv, answers = [], [], set()
+        for _ in range(spec["runs"]):
+            a, p, t, _ = run(mode == "cached")
+            pre.append(p)
+            ttv.append(t)
+            answers.add(a)
+        res[mode] = {"ttv_s": _stats(ttv), "prefill_s": _stats(pre), "answers": sorted(answers)}
+    clear()
+    llm.eval(ids)
+    step_t = []
+    for i in range(DECODE_STEPS):
+        t = time.perf_counter()
+        llm.eval([spec["decode_token"]])
+        step_t.append(time.perf_counter() - t)
+    res["decode_step_s"] = _stats(step_t)
+    return res
+
+
+def _worker_executorch(spec: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    from .export.executorch import ExecuTorchBackend
+
+    t0 = time.perf_counter()
+    b = ExecuTorchBackend(spec["pte"], n_threads=spec["threads"])
+    load_s = time.perf_counter() - t0
+    ids = spec["ids"]
+    grammar = _Grammar(spec["grammar"])
+    rows = b.rows(range(spec["vocab_size"])) if b._row is not None else None
+
+    def vocab_logits(x):  # map head rows back to vocabulary ids for the torch-free grammar
+        x = x.float()
+        if rows is None:
+            return x
+        full = torch.full((spec["vocab_size"],), float("-inf"))
+        keep = [i for i, r in enumerate(rows) if r is not None]
+        full[keep] = x[[rows[i] for i in keep]]
+        return full
+
+    prefix_len = spec["prefix_len"]
+
+    def run(cached: bool):
+        t = time.perf_counter()
+        if cached:  # the static KV cache still holds the policy prefix: continue after it
+            b.pos = prefix_len
+            lg = vocab_logits(b._run(ids[prefix_len:]))
+        else:
+            lg = vocab_logits(b.prefill(ids))
+        t_pre = time.perf_counter()
+        answer, steps = _decode(grammar, lg, lambda tid: vocab_logits(b.step(tid)))
+        return answer, t_pre - t, time.perf_counter() - t
+
+    res = {"load_s": load_s}
+    for mode in ("cold", "cached"):
+        if mode == "cached":
+            b.prefill(ids[:prefix_len])
+        run(mode == "cached")  # warm-up
+        pre, ttv, answers = [], [], set()
+        for _ in range(spec["runs"]):
+            a, p, t = run(mode == "cached")
+            pre.append(p)
+            ttv.append(t)
+            answers.add(a)
+        res[mode] = {"ttv_s": _stats(ttv), "prefill_s": _stats(pre), "answers": sorted(answers)}
+    b.prefill(ids)
+    step_t = []
+    for _ in range(DECODE_STEPS):
+        t = time.perf_counter()
+        b.step(spec["decode_token"])
+        step_t.append(time.perf_counter() - t)
+    res["decode_step_s"] = _stats(step_t)
+    return res
+
+
+def _worker_pocketguard(spec: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    from .guard import Guard
+    from .model import KVCache
+    from .policy import Policy
+
+    t0 = time.perf_counter()
+    kernel = spec.get("kernel", "auto")
+    if kernel in ("auto", "amx") and spec.get("is_artifact"):
+        from .runtime_cpu import available, load_fast
+
+        if kernel == "amx" and not available()[0]:
+            raise RuntimeError(f"AMX kernel unavailable: {available()[1]}")
+        loaded = load_fast(spec["model"], accelerate_model=True)
+    else:
+        from .checkpoint import load
+
+        loaded = load(spec["model"])
+        if spec.get("float_dtype") == "bfloat16" and not spec.get("is_artifact"):
+            loaded.model.to(torch.bfloat16)  # AMX-BF16 / AVX512-BF16 through oneDNN
+    load_s = time.perf_counter() - t0
+    model, tok = loaded.model, loaded.tokenizer
+    info = getattr(model, "runtime_cpu", {"kernel": "portable"})
+    policy = Policy.default()
+    messages = spec["messages"]
+    res = {"load_s": load_s, "kernel": info.get("kernel", "portable")}
+    for mode in ("cold", "cached"):
+        g = Guard(model, tok, policy, prefix_cache=(mode == "cached"))
+        g.moderate(messages)  # warm-up (and, cached, fills the policy prefix)
+        pre, ttv, answers = [], [], set()
+        for _ in range(spec["runs"]):
+            t = time.perf_counter()
+            v = g.moderate(messages)
+            ttv.append(time.perf_counter() - t)
+            pre.append(v.timings["prefill_ms"] / 1000)
+            answers.add(v.answer if v.error is None else f"<error: {v.error}>")
+        res[mode] = {"ttv_s": _stats(ttv), "prefill_s": _stats(pre), "answers": sorted(answers),
+                     "prompt_tokens": v.prompt_tokens, "cached_tokens": v.cached_tokens}
+    ids = spec["ids"]
+    with torch.inference_mode():
+        cache = KVCache(model.args, 1, len(ids) + DECODE_STEPS + 1)
+        model(torch.tensor([ids]), cache=cache, last_only=True)
+        step_t = []
+        for _ in range(DECODE_STEPS):
+            t = time.perf_counter()
+            model(torch.tensor([[spec["decode_token"]]]), cache=cache, last_only=True)
+            step_t.append(time.perf_counter() - t)
+    res["decode_step_s"] = _stats(step_t)
+    return res
+
+
+ALTERNATIVES = {
+    "amx": "runtime_cpu AMX int4xint8 (load_fast)",
+    "portable": "pocketguard.kernels fast path (tiled dequantize + fp32 F.linear, int8 activations)",
+    "float32": "dequantized float model, fp32 F.linear (MKL)",
+    "bfloat16": "dequantized float model in bf16 (oneDNN AMX-BF16)",
+}
+
+
+def _worker_alternative(spec: dict) -> dict:
+    """Whole-model prefill/decode of one CPU execution strategy (same weights), for the alternatives table."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    from .model import KVCache
+
+    kind = spec["alternative"]
+    t0 = time.perf_counter()
+    if kind == "amx":
+        from .runtime_cpu import load_fast
+
+        model = load_fast(spec["model"]).model
+        if getattr(model, "runtime_cpu", {}).get("kernel") != "amx":
+            raise RuntimeError("AMX kernel unavailable")
+    else:
+        from .compress.artifact import load_artifact
+
+        model = load_artifact(spec["model"]).model
+        if kind in ("float32", "bfloat16"):
+            from .export.hf import dequantized_model
+
+            model = dequantized_model(model)
+            if kind == "bfloat16":
+                model = model.to(torch.bfloat16)
+    load_s = time.perf_counter() - t0
+    ids = torch.tensor([spec["ids"]])
+    dt = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    pre, steps = [], []
+    with torch.inference_mode():
+        for r in range(spec["runs"] + 1):
+            cache = KVCache(model.args, 1, ids.shape[1] + DECODE_STEPS + 1, dtype=dt)
+            t = time.perf_counter()
+            model(ids, cache=cache, last_only=True)
+            if r:
+                pre.append(time.perf_counter() - t)
+            for _ in range(4 if r else 1):
+                t = time.perf_counter()
+                model(torch.tensor([[spec["decode_token"]]]), cache=cache, last_only=True)
+                if r:
+                    steps.append(time.perf_counter() - t)
+    return {"load_s": load_s, "prefill_s": _stats(pre), "decode_step_s": _stats(steps)}
+
+
+WORKERS = {"pocketguard": _worker_pocketguard, "llamacpp": _worker_llamacpp, "executorch": _worker_executorch,
+           "alternative": _worker_alternative}
+
+
+def _busy_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine, from /proc/stat."""
+    try:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return sum(f) - idle, sum(f)
+
+
+def _run_worker(name: str, spec: dict, workdir: Path, timeout: float | None = None) -> dict:
+    """Run one runtime in a fresh interpreter; returns its results plus its own peak RSS, and how much CPU
+    other processes took meanwhile (a benchmark on a shared machine must say when it was not alone)."""
+    spec_path = workdir / f"spec-{name}.json"
+    out_path = workdir / f"result-{name}.json"
+    spec_path.write_text(json.dumps(spec))
+    out_path.unlink(missing_ok=True)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(spec["threads"]))
+    cmd = [sys.executable, "-m", "pocketguard.bench_workers", name, str(spec_path), str(out_path)]
+    t0 = time.perf_counter()
+    busy0, total0 = _busy_jiffies()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=str(Path(__file__).resolve().parent.parent))
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        return {"error": f"timed out after {timeout:.0f} s"}
+    # (peak RSS comes from the worker itself: RUSAGE_CHILDREN is a max over all children, see _peak_rss_bytes)
+    if proc.returncode != 0 or not out_path.exists():
+        tail = (stderr or stdout or "").strip().splitlines()[-8:]
+        return {"error": f"exit code {proc.returncode}: " + " | ".join(tail)}
+    res = json.loads(out_path.read_text())
+    res["wall_s"] = time.perf_counter() - t0
+    busy1, total1 = _busy_jiffies()
+    if total1 > total0:
+        hz = os.sysconf("SC_CLK_TCK")
+        others = (busy1 - busy0) / hz - res.get("cpu_s", 0.0)
+        res["others_cpu_share"] = max(0.0, others / ((total1 - total0) / hz))  # of all cores' time
+    return res
+
+
+def _peak_rss_bytes(ru) -> int:
+    """This process's peak RSS. VmHWM belongs to the address space exec created, so it is this worker's own;
+    Linux carries `ru_maxrss` over fork+exec from the parent (a parent that just exported a model would
+    otherwise lend its peak to every worker)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return ru.ru_maxrss * 1024
+
+
+def _worker_entry(name: str, spec_path: str, out_path: str) -> int:
+    import resource
+
+    spec = json.loads(Path(spec_path).read_text())
+    res = WORKERS[name](spec)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    res["peak_rss_bytes"] = _peak_rss_bytes(ru)
+    res["cpu_s"] = ru.ru_utime + ru.ru_stime
+    Path(out_path).write_text(json.dumps(res))
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- exports
+
+
+def _code_tag(module: str) -> str:
+    """Short hash of an exporter's source: a changed exporter never reuses a stale cached export."""
+    import hashlib
+
+    return hashlib.sha256((Path(__file__).parent / module).read_bytes()).hexdigest()[:8]
+
+
+def _ensure_gguf(model_dir: Path, workdir: Path, qtype: str, log) -> Path:
+    out = workdir / f"{model_dir.name}-{qtype}-{_code_tag('export/gguf.py')}.gguf"
+    if out.exists() and out.stat().st_mtime >= _newest(model_dir):
+        return out
+    log(f"exporting GGUF {qtype} -> {out} ...")
+    from .checkpoint import load
+    from .export.gguf import export_gguf
+    from .policy import Policy
+
+    loaded = load(model_dir)
+    export_gguf(loaded.model, loaded.tokenizer, out, qtype, policy=Policy.default())
+    return out
+
+
+def _ensure_pte(model_dir: Path, workdir: Path, max_len: int, log) -> Path:
+    out = workdir / f"{model_dir.name}-8da4w-{max_len}-{_code_tag('export/executorch.py')}.pte"
+    if out.exists() and out.stat().st_mtime >= _newest(model_dir):
+        return out
+    log(f"exporting ExecuTorch XNNPACK 8da4w (max_len {max_len}) -> {out} (slow: minutes for a 1B model) ...")
+    # A subprocess: export peaks at several GB and we want none of it in this process.
+    code = ("import sys; from pocketguard.checkpoint import load; from pocketguard.export.executorch import export_executorch; "
+            "l = load(sys.argv[1]); export_executorch(l.model, sys.argv[2], max_len=int(sys.argv[3]))")
+    r = subprocess.run([sys.executable, "-c", code, str(model_dir), str(out), str(max_len)], capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError("ExecuTorch export failed: " + " | ".join(r.stderr.strip().splitlines()[-6:]))
+    return out
+
+
+def _newest(path: Path) -> float:
+    return max(f.stat().st_mtime for f in Path(path).iterdir()) if Path(path).is_dir() else Path(path).stat().st_mtime
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_entry(*sys.argv[1:4]))

@@ -1,0 +1,61 @@
+"""`pocketguard bench --throughput`: the bundled length mix, the JSONL reader, and the measurement's report
+(rates, ratio, roofline, verdict identity) on a tiny guard. Timings themselves are never asserted."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from pocketguard import bench, bench_throughput as BT
+from pocketguard import testing as T
+from pocketguard.guard import Guard
+
+
+def test_bundled_mix_has_the_length_profile(tiny_tok):
+    convs = BT.bundled_mix(tiny_tok, n=64, seed=0)
+    assert convs == BT.bundled_mix(tiny_tok, n=64, seed=0)  # deterministic
+    text = [c if isinstance(c, str) else c[-1]["content"] for c in convs]
+    n = [len(tiny_tok.encode(t)) for t in text]
+    assert max(n) >= 1961 and min(n) >= 4 and 120 <= statistics.mean(n) <= 320
+    assert sum(isinstance(c, str) for c in convs) == 32  # half prompts, half agent replies
+
+
+def test_mix_file(tmp_path):
+    p = tmp_path / "mix.jsonl"
+    p.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n\n" + json.dumps({"text": "yo"}) + "\n")
+    assert BT.read_mix(p) == [[{"role": "user", "content": "hi"}], "yo"]
+    p.write_text(json.dumps({"label": "safe"}) + "\n")
+    with pytest.raises(ValueError, match=":1: a line needs"):
+        BT.read_mix(p)
+
+
+def test_measure_reports_rates_roofline_and_identity(tiny_tok):
+    g = Guard(T.tiny_model(T.tiny_args(vocab_size=tiny_tok.vocab_size), seed=3, std=0.1), tiny_tok, max_context=700)
+    convs = BT.bundled_mix(tiny_tok, n=6, seed=1, mean_tokens=40, max_tokens=400)
+    res = BT.measure(g, convs, repeats=2, batch_size=4, log=lambda m: None)
+    assert res["identical_verdicts"] and res["errors"] == 0 and res["windowed"] >= 1
+    assert len(res["speedups"]) == 2 and res["speedup"] > 0
+    lin = sum(m.in_features * m.out_features for m in BT._linears(g.model))
+    assert res["macs_per_token"] == lin and res["kernel_gmac_s"] > 0
+    assert res["roofline"]["prompts_s"] == pytest.approx(res["kernel_gmac_s"] * 1e9 / (lin * res["run_tokens"] / 6))
+    table = BT.render(res, "t", markdown=True)
+    assert "| batched (`moderate_batch`) |" in table and "of the roofline" in table and "identical" in table
+
+
+def test_random_guard_of_a_named_shape(monkeypatch):
+    shape = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dims=96, max_seq_len=2048)
+    monkeypatch.setitem(bench.SHAPES, "tiny", {"args": shape, "description": "test"})
+    g = BT.random_guard("tiny", "cpu", "float32")
+    assert g.model.args.dim == 64 and g.model.output_token_ids is not None
+    assert g.moderate("hello").status in ("safe", "unsafe")
+
+
+def test_cli_flag_reaches_the_throughput_bench():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    a = p.parse_args(["--throughput", "--n", "8", "--device", "cuda", "--shape", "lg3-1b-int4"])
+    assert a.throughput and a.n == 8 and a.device == "cuda" and a.runs is None
