@@ -268,6 +268,8 @@ def add_arguments(p) -> None:
                                             "instead of the bundled generated length mix")
     p.add_argument("--n", type=int, default=128, help="--throughput: conversations in the bundled mix (default 128)")
     p.add_argument("--batch-size", type=int, default=64, help="--throughput: prompts per packed pass (default 64)")
+    p.add_argument("--batch-tokens", type=int, default=None,
+                   help="--throughput: prompt tokens per packed pass (default: the guard's, 4096)")
     p.add_argument("--device", default="cpu", help="--throughput: torch device (cuda: with --shape, a bf16 random model)")
     p.add_argument("--alternatives", action="store_true",
                    help="instead: time pocketguard's CPU execution strategies (AMX, portable kernels, fp32, bf16) "

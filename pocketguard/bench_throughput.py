@@ -224,6 +224,8 @@ def run(args) -> int:
         guard = random_guard(args.shape, args.device, "bfloat16" if args.device.startswith("cuda") else "float32")
     else:
         guard = Guard.load(args.model, device=args.device)
+    if args.batch_tokens:
+        guard.batch_tokens = args.batch_tokens
     convs = read_mix(args.mix) if args.mix else bundled_mix(guard.tokenizer, args.n, args.seed)
     kernel = (guard.meta.get("runtime_cpu") or {}).get("kernel", "torch")
     where = (torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
@@ -231,7 +233,8 @@ def run(args) -> int:
     log(f"judging {len(convs)} conversations, {args.runs} repetitions, {where} ...")
     res = measure(guard, convs, repeats=args.runs, batch_size=args.batch_size, log=log)
     res["peer"] = _peer_note()
-    title = f"{args.shape or args.model or 'shipped default guard'} | {args.mix or 'bundled mix'} | {where}"
+    title = (f"{args.shape or args.model or 'shipped default guard'} | {args.mix or 'bundled mix'} | {where} | "
+             f"up to {args.batch_size} prompts / {guard.batch_tokens} tokens per pass")
     print(render(res, title, markdown=args.markdown))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
