@@ -149,8 +149,12 @@ def quantize_act(x: Tensor, bits: int = 8) -> tuple[Tensor, Tensor, Tensor]:
 def fake_quantize_act(x: Tensor, bits: int = 8) -> Tensor:
     s, z = act_qparams(x, bits)
     qmin, qmax = qrange(bits)
-    q = torch.clamp(_round(x * (1.0 / s)) + z, qmin, qmax)
-    return ((q - z) * s).to(x.dtype)
+    if x.requires_grad and torch.is_grad_enabled():
+        q = torch.clamp(_round(x * (1.0 / s)) + z, qmin, qmax)
+        return ((q - z) * s).to(x.dtype)
+    # inference: the same operations in the same order, in place (one buffer instead of six)
+    q = (x * (1.0 / s)).round_().add_(z).clamp_(qmin, qmax)
+    return q.sub_(z).mul_(s).to(x.dtype)
 
 
 def pack_int4(q: Tensor) -> Tensor:
