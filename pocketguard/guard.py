@@ -1,6 +1,6 @@
 """The guard runtime: conversation in, Verdict out.
 
-Three ideas live here:
+Four ideas live here:
 - *Constrained decoding*: only answers the policy allows can be produced (`safe`, or `unsafe` plus distinct
   codes of the policy). Anything else — a head that cannot spell an answer, a decode that runs out of
   steps — is an `error` verdict. Nothing defaults to `safe`.
@@ -254,16 +254,18 @@ class Guard:
             budget = self.max_context - len(prefix_ids) - suffix_len - grammar.max_steps
             jobs.extend(self._plan(i, conv, budget))
         results: dict[int, list[Verdict]] = {}
-        chunk: list[_Job] = []
-        for n, job in enumerate(jobs):  # windows of over-long turns share passes with everything else
-            chunk.append(job)
-            size = sum(sum(map(len, j.turns)) for j in chunk)
-            nxt = sum(map(len, jobs[n + 1].turns)) if n + 1 < len(jobs) else None
-            if nxt is None or len(chunk) >= batch_size or size + nxt > self.batch_tokens:
-                for j, v in zip(chunk, self._judge(chunk, policy, grammar, category_scores)):
-                    v.truncation = j.truncation
-                    results.setdefault(j.index, []).append(v)
-                chunk = []
+        sizes = [sum(map(len, j.turns)) for j in jobs]
+        start = 0
+        while start < len(jobs):  # windows of over-long turns share passes with everything else
+            end, size = start + 1, sizes[start]
+            while end < len(jobs) and end - start < batch_size and size + sizes[end] <= self.batch_tokens:
+                size += sizes[end]
+                end += 1
+            chunk = jobs[start:end]
+            for j, v in zip(chunk, self._judge(chunk, policy, grammar, category_scores)):
+                v.truncation = j.truncation
+                results.setdefault(j.index, []).append(v)
+            start = end
         out = [_worst(results[i], policy) for i in range(len(convs))]
         total = (time.perf_counter() - t0) * 1000
         for v in out:
