@@ -52,17 +52,17 @@ SEED = 0
 
 # Student shapes (decoder blocks kept of the backbone's 30, MLP width of its 1536): the quality-vs-size points
 # of the model card. Per block: 0.88M attention + 3 x 576 x width MLP parameters; the 28.3M-parameter
-# embedding (int8) is the same for all.
-SHAPES = {"b10-f1536": (10, 1536), "b14-f1536": (14, 1536), "b18-f1024": (18, 1024)}
+# embedding (int8, 28.5 MB) and tokenizer.json (3.5 MB) are the same for all; the package may ship 60 MB.
+SHAPES = {"b10-f1536": (10, 1536), "b13-f1536": (13, 1536), "b18-f1024": (18, 1024)}
 SMOKE_SHAPES = {"b1-f128": (1, 128), "b2-f64": (2, 64)}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
-SMOKE_EXAMPLES = (240, 40)  # train, dev sample sizes
+SMOKE_EXAMPLES = (96, 24)  # train, dev sample sizes
 
 # Smoke overrides per recipe: [train]/[data] keys and per-step keys by kind.
 SMOKE = {
     "default-teacher": {"data": {"dev_max": 20}, "train": {"batch_size": 8, "save_every": 0},
                         "steps": {"train": {"epochs": 1, "lr": 1e-4}}},
-    "default-student": {"data": {"dev_max": 20, "calib": 16}, "train": {"batch_size": 8, "save_every": 0},
+    "default-student": {"data": {"dev_max": 12, "calib": 8}, "train": {"batch_size": 8, "save_every": 0},
                         "steps": {"distill": {"epochs": 0.5}, "qat": {"epochs": 0.25}}},
 }
 
@@ -239,6 +239,10 @@ def stage_probe(p: Paths, models: list[str], device: str) -> None:
     from pocketguard.train import load_examples
 
     probes = load_examples(PROBES)
+    seen = {m["content"].strip().lower() for e in load_examples(p.data / "train.jsonl") for m in e["messages"]}
+    leaked = [m["content"] for e in probes for m in e["messages"] if m["content"].strip().lower() in seen]
+    if leaked:
+        raise SystemExit(f"probes must not be trained on; in train.jsonl: {leaked}")
     out = ["| # | judged | text | expected | " + " | ".join(models) + " |", "|---|---|---|---|" + "---|" * len(models)]
     verdicts = {m: Guard.load(p.model(m), device=device).moderate_batch([e["messages"] for e in probes]) for m in models}
     right = dict.fromkeys(models, 0)
