@@ -140,14 +140,15 @@ def _dequantize(t, source: str) -> torch.Tensor:
 def _llama3_scaling(factors: torch.Tensor, args: ModelArgs, source: str) -> dict:
     """Llama 3 RoPE scaling from llama.cpp's `rope_freqs` tensor (one divisor per frequency). The tensor is
     what convert_hf_to_gguf computed from `rope_scaling`; the parameters are recovered by matching it with
-    the configurations Llama 3.1-3.3 ship (factor = the largest divisor; low/high factors 1/4; 8192 tokens)."""
+    Llama 3's form (factor = the largest divisor, low/high frequency factors 1 and 4, the original context a
+    power of two: 8192 for Llama 3.1-3.3), and checked by recomputing every divisor."""
     plain = rope_frequencies(replace(args, rope_scaling=None))
     if factors.shape != plain.shape:
         raise CheckpointError(f"{source}: rope_freqs has shape {list(factors.shape)}, the heads need {list(plain.shape)}")
     factor = float(factors.max())
     if factor == 1.0:
         return None
-    for orig in (8192, 4096, 2048, 16384, 32768):
+    for orig in (2 ** i for i in range(4, 21)):
         scaling = {"factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": orig}
         if torch.allclose(plain / rope_frequencies(replace(args, rope_scaling=scaling)), factors, rtol=1e-4):
             return scaling
@@ -195,12 +196,17 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
 
 
 def _policy_dict(text: str, source: str) -> dict:
+    """The policy a pocketguard GGUF export embedded, as guard.json holds it."""
     import tomllib
 
+    from .policy import Policy, PolicyError
+
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise CheckpointError(f"{source}: pocketguard.policy_toml is not valid TOML: {e}") from None
+        data = tomllib.loads(text)
+        Policy.from_dict(data, source=f"{source}: pocketguard.policy_toml")
+    except (tomllib.TOMLDecodeError, PolicyError) as e:
+        raise CheckpointError(f"{source}: pocketguard.policy_toml is not a valid policy: {e}") from None
+    return data
 
 
 # ----------------------------------------------------------------------------------------- tokenizer
