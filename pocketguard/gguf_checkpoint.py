@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, Loaded, _assemble, _layer_order, permute_to_hf
+from .checkpoint import CheckpointError, Loaded, _assemble
 from .model import ModelArgs, rope_frequencies
 from .tokenizer import LLAMA3_PATTERN, REQUIRED_SPECIALS, HFTokenizer, TokenizerError
 
@@ -134,10 +134,12 @@ def _dequantize(t, source: str) -> torch.Tensor:
     shape = tuple(int(n) for n in reversed(t.shape))  # GGUF lists dimensions innermost first
     if a.size != int(np.prod(shape)):
         raise CheckpointError(f"{source}: tensor {t.name} holds {a.size} values for its shape {list(shape)}")
-    return torch.from_numpy(np.array(a, dtype=np.float32).reshape(shape))  # a copy: the file stays read-only
+    if not a.flags.writeable:  # F32/F16 come back as views of the read-only mapped file
+        a = a.copy()
+    return torch.from_numpy(a.astype(np.float32, copy=False).reshape(shape))
 
 
-def _llama3_scaling(factors: torch.Tensor, args: ModelArgs, source: str) -> dict:
+def _llama3_scaling(factors: torch.Tensor, args: ModelArgs, source: str) -> dict | None:
     """Llama 3 RoPE scaling from llama.cpp's `rope_freqs` tensor (one divisor per frequency). The tensor is
     what convert_hf_to_gguf computed from `rope_scaling`; the parameters are recovered by matching it with
     Llama 3's form (factor = the largest divisor, low/high frequency factors 1 and 4, the original context a
@@ -185,9 +187,9 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
         w = _dequantize(t, source).to(dtype)  # one tensor at a time: only the float model stays resident
         tensors[ours], origin[ours] = w, source
     args = replace(args, rope_scaling=scaling)
-    model = _assemble(args, dict(sorted(tensors.items(), key=lambda kv: _layer_order(kv[0]))), origin, device, dtype,
-                      gguf_key, source, permute={f"layers.{i}.attention.{w}.weight": h for i in range(args.n_layers)
-                                                 for w, h in (("wq", args.n_heads), ("wk", args.n_kv_heads))})
+    unpermute = {f"layers.{i}.attention.{w}.weight": h for i in range(args.n_layers)
+                 for w, h in (("wq", args.n_heads), ("wk", args.n_kv_heads))}
+    model = _assemble(args, tensors, origin, device, dtype, gguf_key, source, permute=unpermute)
     meta = {"layout": "gguf"}
     policy = _field(reader, "pocketguard.policy_toml")
     if policy:
@@ -261,7 +263,8 @@ def gguf_tokenizer(reader, source: str) -> HFTokenizer:
     tok.decoder = decoders.ByteLevel()
     control = [AddedToken(t, normalized=False, special=True) for t, ty in zip(tokens, types)
                if ty == _TOKEN_CONTROL and set(t) <= alphabet]
-    user = [AddedToken(t, normalized=False, special=False) for t, ty in zip(tokens, types) if ty == _TOKEN_USER_DEFINED]
+    user = [AddedToken(t, normalized=False, special=False) for t, ty in zip(tokens, types)
+            if ty == _TOKEN_USER_DEFINED and set(t) <= alphabet]  # others are respelled vocabulary entries
     tok.add_special_tokens(control)
     tok.add_tokens(user)
     if tok.get_vocab_size(with_added_tokens=True) != len(vocab):

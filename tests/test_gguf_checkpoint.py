@@ -20,7 +20,7 @@ from pocketguard.guard import Guard, as_conversation
 from pocketguard.model import ModelArgs, Transformer
 from pocketguard.policy import Policy
 from pocketguard.prompt import encode_prompt
-from pocketguard.tokenizer import REQUIRED_SPECIALS, HFTokenizer
+from pocketguard.tokenizer import HFTokenizer
 
 gguf = pytest.importorskip("gguf")
 Q = gguf.GGMLQuantizationType
@@ -323,6 +323,8 @@ def test_convert_round_trip_and_guard(tmp_path, chat_tok, capsys):
 
     with safe_open(str(tmp_path / "bf16" / "model.safetensors"), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    assert main(["convert", str(T.build_tiny_checkpoint(tmp_path / "src")), str(tmp_path / "copy")]) == 0  # any layout
+    torch.testing.assert_close(load(tmp_path / "copy").model.state_dict(), load(tmp_path / "src").model.state_dict())
     assert Guard.load(tmp_path / "hf").moderate([{"role": "user", "content": "hello world"}]).status in ("safe", "unsafe")
 
 
