@@ -5,7 +5,7 @@
 
 * Weights: every type `gguf.quants.dequantize` knows (F32/F16/BF16, Q4_0/Q4_1/Q5_x/Q8_0, the K-quants, the
   IQ types), dequantized one tensor at a time from the memory-mapped file, so peak memory is the float model
-  plus one tensor. q/k rows are un-permuted from llama.cpp's interleaved RoPE pairs to our rotate-half layout
+  plus one tensor. The file's header is parsed by `read_gguf` (see there why not `gguf.GGUFReader`). q/k rows are un-permuted from llama.cpp's interleaved RoPE pairs to our rotate-half layout
   (the inverse of convert_hf_to_gguf's `LlamaModel.permute`, i.e. `checkpoint.permute_to_hf`).
 * Tokenizer: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) rebuilt as a `tokenizers.Tokenizer`, with
   the pre-tokenizer llama.cpp uses for `tokenizer.ggml.pre` (llama-vocab.cpp), CONTROL tokens as special
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -65,31 +66,116 @@ def _our_key(name: str) -> str | None:
     return None
 
 
-def _reader(path: Path):
+# ------------------------------------------------------------------------------------------- reading
+class GGUFTensor(NamedTuple):
+    name: str
+    type: object  # gguf.GGMLQuantizationType
+    shape: tuple[int, ...]  # as GGUF lists it: innermost (contiguous) dimension first
+    data: np.ndarray  # the raw bytes, [rows, bytes per row], a view of the memory-mapped file
+
+
+class GGUFFile(NamedTuple):
+    fields: dict  # metadata; arrays as lists
+    tensors: list[GGUFTensor]
+
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+def read_gguf(path: str | Path) -> GGUFFile:
+    """Metadata and tensor index of a little-endian GGUF (v2/v3), with tensor bytes memory-mapped.
+
+    Hand-written rather than `gguf.GGUFReader` (the format is a short header of length-prefixed fields):
+    GGUFReader builds numpy views for every element of every array, ~25 s for a Llama 3 vocabulary (400k
+    token and merge strings), where this takes well under a second. Dequantization stays gguf's."""
+    import struct
+
     import gguf
 
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as e:  # gguf raises ValueError, struct/numpy errors, ... on damaged files
-        raise CheckpointError(f"{path} is not a readable GGUF file (truncated or corrupt?): {e}") from None
-    size = path.stat().st_size
-    for t in reader.tensors:  # the reader maps tensors lazily; a short file would surface mid-load
-        if t.data_offset + t.n_bytes > size:
-            raise CheckpointError(f"{path} is truncated: tensor {t.name} ends at byte {t.data_offset + t.n_bytes}, "
-                                  f"the file has {size}")
-    return reader
+    path = Path(path)
+    data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
+    buf, pos = memoryview(data), 0
+
+    def take(fmt: str):
+        nonlocal pos
+        try:
+            (v,) = struct.unpack_from(fmt, buf, pos)
+        except struct.error:
+            raise CheckpointError(f"{path} is truncated or corrupt: its header ends at byte {len(buf)}") from None
+        pos += struct.calcsize(fmt)
+        return v
+
+    def string() -> str:
+        nonlocal pos
+        n = take("<Q")
+        if pos + n > len(buf):
+            raise CheckpointError(f"{path} is truncated or corrupt: a {n}-byte string at byte {pos} runs past its end")
+        pos += n
+        return bytes(buf[pos - n:pos]).decode("utf-8", errors="replace")
+
+    def value(vtype: int):
+        nonlocal pos
+        if vtype == _STRING:
+            return string()
+        if vtype == _ARRAY:
+            etype, n = take("<I"), take("<Q")
+            if etype in _SCALARS:  # numeric arrays in one go
+                dt = np.dtype(_SCALARS[etype].replace("?", "b1"))
+                if pos + n * dt.itemsize > len(buf):
+                    raise CheckpointError(f"{path} is truncated or corrupt: an array at byte {pos} runs past its end")
+                out = np.frombuffer(buf, dt, n, pos).tolist()
+                pos += n * dt.itemsize
+                return out
+            return [value(etype) for _ in range(n)]
+        if vtype not in _SCALARS:
+            raise CheckpointError(f"{path} is corrupt: unknown metadata value type {vtype} at byte {pos}")
+        return take(_SCALARS[vtype])
+
+    if take("<I") != gguf.GGUF_MAGIC:
+        raise CheckpointError(f"{path} is not a GGUF file (no GGUF magic)")
+    version = take("<I")
+    if version not in (2, 3):
+        raise CheckpointError(f"{path}: GGUF version {version} is not supported (2 and 3 are; big-endian files are not)")
+    n_tensors, n_fields = take("<Q"), take("<Q")
+    fields = {}
+    for _ in range(n_fields):
+        key = string()
+        fields[key] = value(take("<I"))
+    infos = []
+    for _ in range(n_tensors):
+        name, n_dims = string(), take("<I")
+        shape = tuple(take("<Q") for _ in range(n_dims))
+        infos.append((name, shape, take("<I"), take("<Q")))
+    align = int(fields.get("general.alignment", gguf.GGUF_DEFAULT_ALIGNMENT))
+    start = -(-pos // align) * align
+    tensors = []
+    for name, shape, type_id, offset in infos:
+        try:
+            qtype = gguf.GGMLQuantizationType(type_id)
+            block, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError):
+            raise CheckpointError(f"{path}: tensor {name} has unknown GGML type id {type_id}") from None
+        cols, rows = (shape[0], int(np.prod(shape[1:]))) if shape else (1, 1)
+        if cols % block:
+            raise CheckpointError(f"{path}: tensor {name} rows of {cols} values are not whole {qtype.name} blocks")
+        row_bytes = cols // block * block_bytes
+        begin, end = start + offset, start + offset + rows * row_bytes
+        if end > len(buf):
+            raise CheckpointError(f"{path} is truncated: tensor {name} ends at byte {end}, the file has {len(buf)}")
+        tensors.append(GGUFTensor(name, qtype, shape, data[begin:end].reshape(rows, row_bytes)))
+    return GGUFFile(fields, tensors)
 
 
-def _field(reader, key: str, default=None, required: bool = False):
-    f = reader.fields.get(key)
-    if f is None:
+def _field(f: GGUFFile, key: str, default=None, required: bool = False):
+    if key not in f.fields:
         if required:
             raise CheckpointError(f"GGUF metadata lacks {key}")
         return default
-    return f.contents()
+    return f.fields[key]
 
 
-def args_from_gguf(reader, source: str) -> ModelArgs:
+def args_from_gguf(reader: GGUFFile, source: str) -> ModelArgs:
     """ModelArgs from `llama.*` metadata; the vocabulary size is the token list's length."""
     arch = _field(reader, "general.architecture", required=True)
     if arch != "llama":
@@ -120,17 +206,17 @@ def args_from_gguf(reader, source: str) -> ModelArgs:
         raise CheckpointError(f"{source}: inconsistent llama metadata: {e}") from None
 
 
-def _dequantize(t, source: str) -> torch.Tensor:
+def _dequantize(t: GGUFTensor, source: str) -> torch.Tensor:
     """One GGUF tensor as float32 in PyTorch's [rows, cols] order."""
     import gguf
 
     try:
-        a = gguf.quants.dequantize(t.data, t.tensor_type)
+        a = gguf.quants.dequantize(t.data, t.type)
     except NotImplementedError:
-        raise CheckpointError(f"{source}: tensor {t.name} has type {t.tensor_type.name}, which pocketguard "
+        raise CheckpointError(f"{source}: tensor {t.name} has type {t.type.name}, which pocketguard "
                               "(gguf.quants) cannot dequantize") from None
     if not np.issubdtype(a.dtype, np.floating):
-        raise CheckpointError(f"{source}: tensor {t.name} has integer type {t.tensor_type.name}; weights must be float")
+        raise CheckpointError(f"{source}: tensor {t.name} has integer type {t.type.name}; weights must be float")
     shape = tuple(int(n) for n in reversed(t.shape))  # GGUF lists dimensions innermost first
     if a.size != int(np.prod(shape)):
         raise CheckpointError(f"{source}: tensor {t.name} holds {a.size} values for its shape {list(shape)}")
@@ -166,7 +252,7 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
     if not path.is_file():
         raise CheckpointError(f"GGUF file not found: {path}")
     source = path.name
-    reader = _reader(path)
+    reader = read_gguf(path)
     args = args_from_gguf(reader, source)
     tokenizer = gguf_tokenizer(reader, source)
     missing = [s for s in REQUIRED_SPECIALS if s not in tokenizer.specials]
@@ -227,7 +313,7 @@ def _pre_tokenizer(pre: str, source: str):
                           f"{sorted(_LLAMA3_PRES + _GPT2_PRES + _DIGIT_PRES)})")
 
 
-def gguf_tokenizer(reader, source: str) -> HFTokenizer:
+def gguf_tokenizer(reader: GGUFFile, source: str) -> HFTokenizer:
     """The byte-level BPE tokenizer `tokenizer.ggml.*` describes, as an HFTokenizer (guard tokens not required)."""
     from tokenizers import AddedToken, decoders, models
     from tokenizers import Tokenizer as _Tok

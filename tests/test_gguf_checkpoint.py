@@ -15,7 +15,7 @@ from pocketguard import testing as T
 from pocketguard.checkpoint import CheckpointError, load, permute_to_meta, save_hf
 from pocketguard.cli import main
 from pocketguard.export.gguf import export_gguf, gguf_vocab
-from pocketguard.gguf_checkpoint import GUARD_TOKENS, add_guard_tokens, load_gguf
+from pocketguard.gguf_checkpoint import GUARD_TOKENS, add_guard_tokens, load_gguf, read_gguf
 from pocketguard.guard import Guard, as_conversation
 from pocketguard.model import ModelArgs, Transformer
 from pocketguard.policy import Policy
@@ -197,6 +197,20 @@ def test_pocketguard_gguf_export_round_trips(tmp_path, tiny_tok):
     torch.testing.assert_close(our_logits(loaded.model, ids), our_logits(model, ids), rtol=1e-5, atol=1e-5)
 
 
+def test_reader_agrees_with_gguf_reader(tmp_path, tiny_tok):
+    """read_gguf (ours, fast) sees the same metadata, tensor index and bytes as gguf.GGUFReader."""
+    model = T.tiny_model(_args(tiny_tok))
+    tensors = model_tensors(model, Q.Q4_1)
+    tensors["blk.0.ffn_norm.weight"] = (tensors["blk.0.ffn_norm.weight"][0].astype(np.float16), None)
+    path = write_gguf(tmp_path / "r.gguf", model.args, tensors, vocab_of(tiny_tok), extra={"x.unicode": "Ünï 🙂"})
+    ours, ref = read_gguf(path), gguf.GGUFReader(str(path))
+    assert ours.fields == {k: f.contents() for k, f in ref.fields.items() if not k.startswith("GGUF.")}
+    assert [(t.name, t.type, t.shape) for t in ours.tensors] == [(t.name, t.tensor_type, tuple(int(n) for n in t.shape))
+                                                                  for t in ref.tensors]
+    assert all(np.array_equal(a.data.reshape(-1), np.asarray(b.data).reshape(-1).view(np.uint8))
+               for a, b in zip(ours.tensors, ref.tensors))
+
+
 # ---------------------------------------------------------------------------------------- tokenizer
 def hf_gguf_tokenizer(path: Path):
     transformers = pytest.importorskip("transformers")
@@ -253,6 +267,10 @@ def test_errors(good, tiny_tok):
     err(d / "cut.gguf", "truncated")
     (d / "head.gguf").write_bytes(ok.read_bytes()[:100])
     err(d / "head.gguf", "truncated or corrupt")
+    (d / "text.gguf").write_text("not a gguf file")
+    err(d / "text.gguf", "not a GGUF file")
+    (d / "empty.gguf").write_bytes(b"")
+    err(d / "empty.gguf", "truncated or corrupt")
     err(d / "none.gguf", "not found")
     missing = {k: v for k, v in tensors.items() if k != "blk.1.ffn_up.weight"}
     err(write_gguf(d / "missing.gguf", a, missing, vocab), r"missing tensors \['blk.1.ffn_up.weight'\]")
@@ -260,6 +278,11 @@ def test_errors(good, tiny_tok):
     err(write_gguf(d / "shape.gguf", a, odd, vocab), r"blk.0.attn_k.weight .* has shape \[64, 64\].* implies \[32, 64\]")
     ints = dict(tensors, **{"blk.0.ffn_up.weight": (np.zeros((128, 64), np.int32), None)})
     err(write_gguf(d / "int.gguf", a, ints, vocab), "blk.0.ffn_up.weight has type I32")
+    raw = bytearray(ok.read_bytes())  # a type id ggml does not know: patch the tensor index of blk.0.ffn_up
+    at = raw.find(b"blk.0.ffn_up.weight") + len("blk.0.ffn_up.weight") + 4 + 2 * 8  # after n_dims and 2 dims
+    raw[at:at + 4] = (99).to_bytes(4, "little")
+    (d / "type.gguf").write_bytes(bytes(raw))
+    err(d / "type.gguf", "tensor blk.0.ffn_up.weight has unknown GGML type id 99")
     extra = dict(tensors, **{"blk.0.attn_q.bias": (np.zeros(64, np.float32), None)})
     err(write_gguf(d / "extra.gguf", a, extra, vocab), "unexpected tensor blk.0.attn_q.bias")
     err(write_gguf(d / "spm.gguf", a, tensors, vocab, tokenizer_model="llama"), "not SentencePiece")
