@@ -370,17 +370,21 @@ def add_guard_tokens(loaded: Loaded) -> Loaded:
     missing = [t for t in GUARD_TOKENS if t not in old.specials]
     if not missing:
         return loaded
+    from tokenizers import AddedToken
+
     tok = old.backend_copy()
-    tok.add_special_tokens(_added(missing))
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in missing])
     try:
         tokenizer = HFTokenizer.from_tokenizer(tok)
-    except TokenizerError as e:  # a plain (non-special) token of that name already in the vocabulary
+    except TokenizerError as e:  # should tokenizers decline to make one of them special
         raise CheckpointError(f"cannot add the guard tokens: {e}") from None
     model, a = loaded.model, loaded.model.args
     if a.output_token_ids is not None or a.input_token_ids is not None:
         raise CheckpointError("add_guard_tokens needs a model with its full vocabulary (not a pruned one)")
-    new_ids = [tokenizer.specials[t] for t in missing]
-    vocab = max(a.vocab_size, max(new_ids) + 1)
+    # Ids past the old tokenizer are new (or untrained padding rows of the model); a name the vocabulary
+    # already had as a plain token keeps its id and its trained row.
+    new_ids = [i for i in (tokenizer.specials[t] for t in missing) if i >= old.vocab_size]
+    vocab = max([a.vocab_size, *(i + 1 for i in new_ids)])
     state = {k: v.detach() for k, v in model.state_dict().items()}
     for name in ("tok_embeddings.weight",) + (() if a.tie_embeddings else ("output.weight",)):
         w = state[name]
@@ -396,10 +400,4 @@ def add_guard_tokens(loaded: Loaded) -> Loaded:
     dev, dt = state["tok_embeddings.weight"].device, state["tok_embeddings.weight"].dtype
     grown_model = _assemble(args, state, dict.fromkeys(state, "add_guard_tokens"), dev, dt, gguf_key, "add_guard_tokens")
     return Loaded(grown_model, tokenizer, dict(loaded.meta))
-
-
-def _added(names):
-    from tokenizers import AddedToken
-
-    return [AddedToken(t, normalized=False, special=True) for t in names]
 

@@ -329,6 +329,20 @@ def test_add_guard_tokens(tmp_path, chat_tok, tied):
     assert add_guard_tokens(grown) is grown  # nothing missing: nothing to do
 
 
+def test_add_guard_tokens_keeps_a_trained_token_of_that_name():
+    """A vocabulary that has `<|eot_id|>` as an ordinary token: it becomes special with its id and row."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from pocketguard.checkpoint import Loaded
+
+    backend = Tokenizer(models.BPE(vocab={"a": 0, "b": 1, "<|eot_id|>": 2}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    model = T.tiny_model(T.tiny_args(vocab_size=3, rope_scaling=None))
+    grown = add_guard_tokens(Loaded(model, HFTokenizer.from_tokenizer(backend, require_specials=False), {}))
+    assert grown.tokenizer.specials["<|eot_id|>"] == 2 and grown.model.args.vocab_size == 3 + len(GUARD_TOKENS) - 1
+    assert torch.equal(grown.model.tok_embeddings.weight[:3], model.tok_embeddings.weight)
+
+
 def test_convert_round_trip_and_guard(tmp_path, chat_tok, capsys):
     model = T.tiny_model(_args(chat_tok), std=0.1)
     path = write_gguf(tmp_path / "chat.gguf", model.args, model_tensors(model, Q.Q8_0), vocab_of(chat_tok), pre="gpt2")
