@@ -30,6 +30,7 @@ def convert(src: str | Path, dst: str | Path, add_tokens: bool = False, dtype: s
     import torch
 
     from .checkpoint import CheckpointError, load, save_hf
+    from .compress.artifact import is_artifact
     from .gguf_checkpoint import add_guard_tokens, load_gguf
     from .tokenizer import REQUIRED_SPECIALS
 
@@ -37,6 +38,9 @@ def convert(src: str | Path, dst: str | Path, add_tokens: bool = False, dtype: s
         raise CheckpointError(f"--dtype must be one of {DTYPES}, got {dtype!r}")
     torch_dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype]
     src = Path(src)
+    if is_artifact(src):
+        raise CheckpointError(f"{src} is a compressed artifact: `pocketguard export --model {src} --format hf` "
+                              "writes it in the Hugging Face layout")
     if src.suffix.lower() == ".gguf":
         loaded = load_gguf(src, dtype=torch_dtype, require_guard_tokens=False)
     else:
@@ -47,9 +51,6 @@ def convert(src: str | Path, dst: str | Path, add_tokens: bool = False, dtype: s
     if missing:
         raise CheckpointError(f"{src}: the vocabulary lacks the guard prompt's control tokens {missing}; "
                               "run convert with --add-guard-tokens")
-    if getattr(loaded.model.args, "output_token_ids", None) is not None or any(
-            not p.is_floating_point() for p in loaded.model.parameters()):
-        raise CheckpointError(f"{src} is a compressed model; `pocketguard export --format hf` writes those")
     settings = {k: v for k, v in loaded.meta.items() if k in ("policy", "max_context")}
     return save_hf(loaded.model, loaded.tokenizer, dst, guard_meta=settings or None)
 

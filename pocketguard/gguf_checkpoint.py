@@ -5,7 +5,7 @@
 
 * Weights: every type `gguf.quants.dequantize` knows (F32/F16/BF16, Q4_0/Q4_1/Q5_x/Q8_0, the K-quants, the
   IQ types), dequantized one tensor at a time from the memory-mapped file, so peak memory is the float model
-  plus one tensor. q/k rows are un-permuted from llama.cpp's interleaved RoPE pairs to our rotate-half layout
+  plus one tensor. The file's header is parsed by `read_gguf` (see there why not `gguf.GGUFReader`). q/k rows are un-permuted from llama.cpp's interleaved RoPE pairs to our rotate-half layout
   (the inverse of convert_hf_to_gguf's `LlamaModel.permute`, i.e. `checkpoint.permute_to_hf`).
 * Tokenizer: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) rebuilt as a `tokenizers.Tokenizer`, with
   the pre-tokenizer llama.cpp uses for `tokenizer.ggml.pre` (llama-vocab.cpp), CONTROL tokens as special
@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, Loaded, _assemble, _layer_order, permute_to_hf
+from .checkpoint import CheckpointError, Loaded, _assemble
 from .model import ModelArgs, rope_frequencies
 from .tokenizer import LLAMA3_PATTERN, REQUIRED_SPECIALS, HFTokenizer, TokenizerError
 
@@ -65,31 +66,116 @@ def _our_key(name: str) -> str | None:
     return None
 
 
-def _reader(path: Path):
+# ------------------------------------------------------------------------------------------- reading
+class GGUFTensor(NamedTuple):
+    name: str
+    type: object  # gguf.GGMLQuantizationType
+    shape: tuple[int, ...]  # as GGUF lists it: innermost (contiguous) dimension first
+    data: np.ndarray  # the raw bytes, [rows, bytes per row], a view of the memory-mapped file
+
+
+class GGUFFile(NamedTuple):
+    fields: dict  # metadata; arrays as lists
+    tensors: list[GGUFTensor]
+
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+def read_gguf(path: str | Path) -> GGUFFile:
+    """Metadata and tensor index of a little-endian GGUF (v2/v3), with tensor bytes memory-mapped.
+
+    Hand-written rather than `gguf.GGUFReader` (the format is a short header of length-prefixed fields):
+    GGUFReader builds numpy views for every element of every array, ~25 s for a Llama 3 vocabulary (400k
+    token and merge strings), where this takes well under a second. Dequantization stays gguf's."""
+    import struct
+
     import gguf
 
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as e:  # gguf raises ValueError, struct/numpy errors, ... on damaged files
-        raise CheckpointError(f"{path} is not a readable GGUF file (truncated or corrupt?): {e}") from None
-    size = path.stat().st_size
-    for t in reader.tensors:  # the reader maps tensors lazily; a short file would surface mid-load
-        if t.data_offset + t.n_bytes > size:
-            raise CheckpointError(f"{path} is truncated: tensor {t.name} ends at byte {t.data_offset + t.n_bytes}, "
-                                  f"the file has {size}")
-    return reader
+    path = Path(path)
+    data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
+    buf, pos = memoryview(data), 0
+
+    def take(fmt: str):
+        nonlocal pos
+        try:
+            (v,) = struct.unpack_from(fmt, buf, pos)
+        except struct.error:
+            raise CheckpointError(f"{path} is truncated or corrupt: its header ends at byte {len(buf)}") from None
+        pos += struct.calcsize(fmt)
+        return v
+
+    def string() -> str:
+        nonlocal pos
+        n = take("<Q")
+        if pos + n > len(buf):
+            raise CheckpointError(f"{path} is truncated or corrupt: a {n}-byte string at byte {pos} runs past its end")
+        pos += n
+        return bytes(buf[pos - n:pos]).decode("utf-8", errors="replace")
+
+    def value(vtype: int):
+        nonlocal pos
+        if vtype == _STRING:
+            return string()
+        if vtype == _ARRAY:
+            etype, n = take("<I"), take("<Q")
+            if etype in _SCALARS:  # numeric arrays in one go
+                dt = np.dtype(_SCALARS[etype].replace("?", "b1"))
+                if pos + n * dt.itemsize > len(buf):
+                    raise CheckpointError(f"{path} is truncated or corrupt: an array at byte {pos} runs past its end")
+                out = np.frombuffer(buf, dt, n, pos).tolist()
+                pos += n * dt.itemsize
+                return out
+            return [value(etype) for _ in range(n)]
+        if vtype not in _SCALARS:
+            raise CheckpointError(f"{path} is corrupt: unknown metadata value type {vtype} at byte {pos}")
+        return take(_SCALARS[vtype])
+
+    if take("<I") != gguf.GGUF_MAGIC:
+        raise CheckpointError(f"{path} is not a GGUF file (no GGUF magic)")
+    version = take("<I")
+    if version not in (2, 3):
+        raise CheckpointError(f"{path}: GGUF version {version} is not supported (2 and 3 are; big-endian files are not)")
+    n_tensors, n_fields = take("<Q"), take("<Q")
+    fields = {}
+    for _ in range(n_fields):
+        key = string()
+        fields[key] = value(take("<I"))
+    infos = []
+    for _ in range(n_tensors):
+        name, n_dims = string(), take("<I")
+        shape = tuple(take("<Q") for _ in range(n_dims))
+        infos.append((name, shape, take("<I"), take("<Q")))
+    align = int(fields.get("general.alignment", gguf.GGUF_DEFAULT_ALIGNMENT))
+    start = -(-pos // align) * align
+    tensors = []
+    for name, shape, type_id, offset in infos:
+        try:
+            qtype = gguf.GGMLQuantizationType(type_id)
+            block, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError):
+            raise CheckpointError(f"{path}: tensor {name} has unknown GGML type id {type_id}") from None
+        cols, rows = (shape[0], int(np.prod(shape[1:]))) if shape else (1, 1)
+        if cols % block:
+            raise CheckpointError(f"{path}: tensor {name} rows of {cols} values are not whole {qtype.name} blocks")
+        row_bytes = cols // block * block_bytes
+        begin, end = start + offset, start + offset + rows * row_bytes
+        if end > len(buf):
+            raise CheckpointError(f"{path} is truncated: tensor {name} ends at byte {end}, the file has {len(buf)}")
+        tensors.append(GGUFTensor(name, qtype, shape, data[begin:end].reshape(rows, row_bytes)))
+    return GGUFFile(fields, tensors)
 
 
-def _field(reader, key: str, default=None, required: bool = False):
-    f = reader.fields.get(key)
-    if f is None:
+def _field(f: GGUFFile, key: str, default=None, required: bool = False):
+    if key not in f.fields:
         if required:
             raise CheckpointError(f"GGUF metadata lacks {key}")
         return default
-    return f.contents()
+    return f.fields[key]
 
 
-def args_from_gguf(reader, source: str) -> ModelArgs:
+def args_from_gguf(reader: GGUFFile, source: str) -> ModelArgs:
     """ModelArgs from `llama.*` metadata; the vocabulary size is the token list's length."""
     arch = _field(reader, "general.architecture", required=True)
     if arch != "llama":
@@ -120,34 +206,37 @@ def args_from_gguf(reader, source: str) -> ModelArgs:
         raise CheckpointError(f"{source}: inconsistent llama metadata: {e}") from None
 
 
-def _dequantize(t, source: str) -> torch.Tensor:
+def _dequantize(t: GGUFTensor, source: str) -> torch.Tensor:
     """One GGUF tensor as float32 in PyTorch's [rows, cols] order."""
     import gguf
 
     try:
-        a = gguf.quants.dequantize(t.data, t.tensor_type)
+        a = gguf.quants.dequantize(t.data, t.type)
     except NotImplementedError:
-        raise CheckpointError(f"{source}: tensor {t.name} has type {t.tensor_type.name}, which pocketguard "
+        raise CheckpointError(f"{source}: tensor {t.name} has type {t.type.name}, which pocketguard "
                               "(gguf.quants) cannot dequantize") from None
     if not np.issubdtype(a.dtype, np.floating):
-        raise CheckpointError(f"{source}: tensor {t.name} has integer type {t.tensor_type.name}; weights must be float")
+        raise CheckpointError(f"{source}: tensor {t.name} has integer type {t.type.name}; weights must be float")
     shape = tuple(int(n) for n in reversed(t.shape))  # GGUF lists dimensions innermost first
     if a.size != int(np.prod(shape)):
         raise CheckpointError(f"{source}: tensor {t.name} holds {a.size} values for its shape {list(shape)}")
-    return torch.from_numpy(np.array(a, dtype=np.float32).reshape(shape))  # a copy: the file stays read-only
+    if not a.flags.writeable:  # F32/F16 come back as views of the read-only mapped file
+        a = a.copy()
+    return torch.from_numpy(a.astype(np.float32, copy=False).reshape(shape))
 
 
-def _llama3_scaling(factors: torch.Tensor, args: ModelArgs, source: str) -> dict:
+def _llama3_scaling(factors: torch.Tensor, args: ModelArgs, source: str) -> dict | None:
     """Llama 3 RoPE scaling from llama.cpp's `rope_freqs` tensor (one divisor per frequency). The tensor is
     what convert_hf_to_gguf computed from `rope_scaling`; the parameters are recovered by matching it with
-    the configurations Llama 3.1-3.3 ship (factor = the largest divisor; low/high factors 1/4; 8192 tokens)."""
+    Llama 3's form (factor = the largest divisor, low/high frequency factors 1 and 4, the original context a
+    power of two: 8192 for Llama 3.1-3.3), and checked by recomputing every divisor."""
     plain = rope_frequencies(replace(args, rope_scaling=None))
     if factors.shape != plain.shape:
         raise CheckpointError(f"{source}: rope_freqs has shape {list(factors.shape)}, the heads need {list(plain.shape)}")
     factor = float(factors.max())
     if factor == 1.0:
         return None
-    for orig in (8192, 4096, 2048, 16384, 32768):
+    for orig in (2 ** i for i in range(4, 21)):
         scaling = {"factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": orig}
         if torch.allclose(plain / rope_frequencies(replace(args, rope_scaling=scaling)), factors, rtol=1e-4):
             return scaling
@@ -163,7 +252,7 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
     if not path.is_file():
         raise CheckpointError(f"GGUF file not found: {path}")
     source = path.name
-    reader = _reader(path)
+    reader = read_gguf(path)
     args = args_from_gguf(reader, source)
     tokenizer = gguf_tokenizer(reader, source)
     missing = [s for s in REQUIRED_SPECIALS if s not in tokenizer.specials]
@@ -184,9 +273,9 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
         w = _dequantize(t, source).to(dtype)  # one tensor at a time: only the float model stays resident
         tensors[ours], origin[ours] = w, source
     args = replace(args, rope_scaling=scaling)
-    model = _assemble(args, dict(sorted(tensors.items(), key=lambda kv: _layer_order(kv[0]))), origin, device, dtype,
-                      gguf_key, source, permute={f"layers.{i}.attention.{w}.weight": h for i in range(args.n_layers)
-                                                 for w, h in (("wq", args.n_heads), ("wk", args.n_kv_heads))})
+    unpermute = {f"layers.{i}.attention.{w}.weight": h for i in range(args.n_layers)
+                 for w, h in (("wq", args.n_heads), ("wk", args.n_kv_heads))}
+    model = _assemble(args, tensors, origin, device, dtype, gguf_key, source, permute=unpermute)
     meta = {"layout": "gguf"}
     policy = _field(reader, "pocketguard.policy_toml")
     if policy:
@@ -195,12 +284,17 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
 
 
 def _policy_dict(text: str, source: str) -> dict:
+    """The policy a pocketguard GGUF export embedded, as guard.json holds it."""
     import tomllib
 
+    from .policy import Policy, PolicyError
+
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise CheckpointError(f"{source}: pocketguard.policy_toml is not valid TOML: {e}") from None
+        data = tomllib.loads(text)
+        Policy.from_dict(data, source=f"{source}: pocketguard.policy_toml")
+    except (tomllib.TOMLDecodeError, PolicyError) as e:
+        raise CheckpointError(f"{source}: pocketguard.policy_toml is not a valid policy: {e}") from None
+    return data
 
 
 # ----------------------------------------------------------------------------------------- tokenizer
@@ -219,7 +313,7 @@ def _pre_tokenizer(pre: str, source: str):
                           f"{sorted(_LLAMA3_PRES + _GPT2_PRES + _DIGIT_PRES)})")
 
 
-def gguf_tokenizer(reader, source: str) -> HFTokenizer:
+def gguf_tokenizer(reader: GGUFFile, source: str) -> HFTokenizer:
     """The byte-level BPE tokenizer `tokenizer.ggml.*` describes, as an HFTokenizer (guard tokens not required)."""
     from tokenizers import AddedToken, decoders, models
     from tokenizers import Tokenizer as _Tok
@@ -255,7 +349,8 @@ def gguf_tokenizer(reader, source: str) -> HFTokenizer:
     tok.decoder = decoders.ByteLevel()
     control = [AddedToken(t, normalized=False, special=True) for t, ty in zip(tokens, types)
                if ty == _TOKEN_CONTROL and set(t) <= alphabet]
-    user = [AddedToken(t, normalized=False, special=False) for t, ty in zip(tokens, types) if ty == _TOKEN_USER_DEFINED]
+    user = [AddedToken(t, normalized=False, special=False) for t, ty in zip(tokens, types)
+            if ty == _TOKEN_USER_DEFINED and set(t) <= alphabet]  # others are respelled vocabulary entries
     tok.add_special_tokens(control)
     tok.add_tokens(user)
     if tok.get_vocab_size(with_added_tokens=True) != len(vocab):
@@ -275,17 +370,21 @@ def add_guard_tokens(loaded: Loaded) -> Loaded:
     missing = [t for t in GUARD_TOKENS if t not in old.specials]
     if not missing:
         return loaded
+    from tokenizers import AddedToken
+
     tok = old.backend_copy()
-    tok.add_special_tokens(_added(missing))
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in missing])
     try:
         tokenizer = HFTokenizer.from_tokenizer(tok)
-    except TokenizerError as e:  # a plain (non-special) token of that name already in the vocabulary
+    except TokenizerError as e:  # should tokenizers decline to make one of them special
         raise CheckpointError(f"cannot add the guard tokens: {e}") from None
     model, a = loaded.model, loaded.model.args
     if a.output_token_ids is not None or a.input_token_ids is not None:
         raise CheckpointError("add_guard_tokens needs a model with its full vocabulary (not a pruned one)")
-    new_ids = [tokenizer.specials[t] for t in missing]
-    vocab = max(a.vocab_size, max(new_ids) + 1)
+    # Ids past the old tokenizer are new (or untrained padding rows of the model); a name the vocabulary
+    # already had as a plain token keeps its id and its trained row.
+    new_ids = [i for i in (tokenizer.specials[t] for t in missing) if i >= old.vocab_size]
+    vocab = max([a.vocab_size, *(i + 1 for i in new_ids)])
     state = {k: v.detach() for k, v in model.state_dict().items()}
     for name in ("tok_embeddings.weight",) + (() if a.tie_embeddings else ("output.weight",)):
         w = state[name]
@@ -301,10 +400,4 @@ def add_guard_tokens(loaded: Loaded) -> Loaded:
     dev, dt = state["tok_embeddings.weight"].device, state["tok_embeddings.weight"].dtype
     grown_model = _assemble(args, state, dict.fromkeys(state, "add_guard_tokens"), dev, dt, gguf_key, "add_guard_tokens")
     return Loaded(grown_model, tokenizer, dict(loaded.meta))
-
-
-def _added(names):
-    from tokenizers import AddedToken
-
-    return [AddedToken(t, normalized=False, special=True) for t in names]
 
