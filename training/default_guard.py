@@ -20,6 +20,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   eval       `pocketguard eval` of the teacher and the students side by side on dev and dev_heldout
   ship       copy one student artifact to pocketguard/assets/default-guard (refused above 60 MB)
   card       teacher vs students tables for docs/model-card.md, from the eval predictions
+  pick       the student to ship: the best dev F1 among the shapes that fit the package
   probe      the hand-written probes of training/probes.jsonl (never trained on), expected vs each model
 
 `--smoke` runs the same stages at toy size on CPU in a few minutes (the backbone cut to two blocks, few
@@ -321,6 +322,26 @@ def stage_card(p: Paths) -> None:
     print(text)
 
 
+def stage_pick(p: Paths) -> str:
+    """The student to ship: the best dev F1 (its recipe's last report line) among the finished shapes that fit
+    MAX_SHIP_BYTES, the smaller artifact on a tie. Written to OUT/picked.txt."""
+    best = None
+    for shape in p.shapes:
+        report, model = p.student(shape) / "report.jsonl", p.model(shape)
+        if not report.exists() or not (model / "manifest.json").exists() or _size(model) > MAX_SHIP_BYTES:
+            continue
+        f1 = json.loads(report.read_text().strip().split("\n")[-1])["dev"]["f1"]
+        key = (round(f1, 3), -_size(model))
+        _say(f"pick: {shape} dev F1 {f1:.3f}, {_size(model) / 1e6:.1f} MB")
+        if best is None or key > best[0]:
+            best = (key, shape)
+    if best is None:
+        raise SystemExit("no finished student fits the package")
+    (p.out / "picked.txt").write_text(best[1] + "\n")
+    _say(f"pick: {best[1]}")
+    return best[1]
+
+
 def stage_ship(p: Paths, shape: str, target: Path) -> None:
     from pocketguard.compress.artifact import is_artifact
     from pocketguard.guard import Guard
@@ -345,7 +366,7 @@ STAGES = ("data", "backbone", "teacher", "student", "eval")
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe"))
+    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "pick"))
     ap.add_argument("--data", type=Path, default=ROOT / "runs" / "data", help="build_data.py output (default: runs/data)")
     ap.add_argument("--out", type=Path, help="run folder (default: runs/default, or runs/smoke with --smoke)")
     ap.add_argument("--backbone", type=Path, default=BACKBONE, help=f"the backbone GGUF (default: {BACKBONE.relative_to(ROOT)})")
@@ -367,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     models = a.models.split(",") if a.models else ["teacher", *shapes]
     run = {"data": lambda: stage_data(p), "backbone": lambda: stage_backbone(p), "teacher": lambda: stage_teacher(p),
            "student": lambda: stage_student(p, shapes), "eval": lambda: stage_eval(p, device, models),
-           "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device), "ship": lambda: stage_ship(p, shapes[0], a.ship_to)}
+           "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device),
+           "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to)}
     if a.stage == "ship" and len(shapes) != 1:
         ap.error("ship needs exactly one --shape")
     for stage in STAGES if a.stage == "all" else (a.stage,):
