@@ -341,6 +341,7 @@ def test_generated_benign_requests_are_safe_and_split_by_template(built):
     assert all(e.label == "safe" and not e.categories for _, e in gen)
     assert any(e.lookalike for _, e in gen) and any(not e.lookalike for _, e in gen)
     assert any(e.role == "agent" for _, e in gen) and any(len(e.messages) > 2 for _, e in gen)
+    assert {e.language for _, e in gen} == {"en", *bd.GENERATED_BENIGN_I18N}  # everyday requests in every language
     split_of = {}
     for split, e in gen:
         split_of.setdefault(e.group, set()).add(split)

