@@ -426,3 +426,13 @@ def test_upsampling_reaches_the_floor_with_varied_copies():
     assert max(Counter(e.group for e in copies).values()) <= bd.UPSAMPLE_MAX
     assert not bd.upsample(train, floor=10, seed=0)  # above the floor: nothing added
     assert len(bd.upsample(train[:5], floor=100, seed=0)) == 5 * bd.UPSAMPLE_MAX  # a small pool is copied at most UPSAMPLE_MAX times
+
+
+def test_form_probe_sees_a_form_shortcut_and_only_form():
+    r = random.Random(0)
+    words = ["bread", "bomb", "poem", "car", "steal", "sea", "kill", "cat", "code", "drugs"]
+    texts = [" ".join(r.choice(words) for _ in range(6)) for _ in range(400)]
+    shortcut = [_ex(t.capitalize() + "?" if i % 2 else t, ["S1"] if i % 2 else []) for i, t in enumerate(texts)]
+    by_words = [_ex(t.capitalize() + "?" if r.random() < 0.5 else t, ["S1"] if "bomb" in t else []) for t in texts]
+    assert bd.form_probe({"train": shortcut, "dev": shortcut})["dev AUC"] > 0.95
+    assert 0.4 < bd.form_probe({"train": by_words, "dev": by_words})["dev AUC"] < 0.6  # label by meaning: form is no help

