@@ -810,7 +810,7 @@ def vary(text: str, key: str, language: str = "en") -> str:
     if r.random() < 0.2 and core[-1] in ".?!":
         core = core[:-1] if r.random() < 0.6 else core + core[-1]
     english = language == "en"
-    if english and r.random() < 0.2:
+    if english and r.random() < 0.35:
         core = _reform(core, r)
     if english and r.random() < 0.25:
         first = core.split(" ", 1)[0].lower()
@@ -839,7 +839,8 @@ _QUESTION_WORDS = {"what", "how", "why", "when", "where", "who", "which", "is", 
 _HOW = re.compile(r"^how (?:do|can|could|would|should|might) (?:i|we|one|someone|you|people) (.+?)\s*\?*$|^how to (.+?)\s*[?.]*$", re.I | re.S)
 _TELL_HOW = re.compile(r"^(?:explain|tell me|describe|show me) how to (.+?)\s*[.!]*$", re.I | re.S)
 HOW_FORMS = ["Give me step-by-step instructions to {}.", "Explain how to {}.", "Tell me how to {}.", "Write a short guide on how to {}.",
-             "I need detailed instructions on how to {}.", "Describe how to {}.", "What's the best way to {}?", "Walk me through how to {}."]
+             "I need detailed instructions on how to {}.", "Describe how to {}.", "What's the best way to {}?", "Walk me through how to {}.",
+             "Give detailed step-by-step instructions for how to {}.", "List the steps to {}."]
 
 
 def _reform(text: str, r: random.Random) -> str:
