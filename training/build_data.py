@@ -376,6 +376,9 @@ CAPS: dict[tuple[str, str], int] = {
 STATEMENT_SOURCES = ("davidson-hate-offensive", "toxigen-prompts")
 # Big plain-benign sets that give way when train has more than max_safe_share safe examples.
 BALANCE_SOURCES = ("clinc-oos-queries", "self-instruct-t0-benign")
+# Benign conversations (ending on the assistant) that single messages are appended to: task dialogues and
+# generated request / helpful-reply exchanges.
+DIALOGUE_SOURCES = ("sgd-dialogues", "generated-benign")
 # Benign single messages that are spliced into dialogues and long small talk.
 SPLICE_SOURCES = BALANCE_SOURCES + ("generated-benign",)
 JAILBREAK_MAX_CHARS = 2500
@@ -1663,8 +1666,8 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
     - compliance: a harmful ask answered by a template compliant reply (COMPLIANCE) → unsafe, the ask's codes;
     - advice: a specialised-advice prompt (AILuminate spc_*) answered unqualified → unsafe S6 / S13, or hedged
       and pointing to a professional / the official source → safe (ADVICE_REPLIES);
-    - in-dialogue: a harmful or a benign single-turn English message appended to a benign task dialogue (half
-      each), so that neither dialogue context nor red-team style alone decides the label;
+    - in-dialogue: a harmful or a benign single-turn English message appended to a benign task dialogue or a
+      generated benign exchange (half each), so that neither context nor red-team style alone decides the label;
     - in-long-text: a harmful or a benign English ask after or inside benign small talk (half each);
     - jailbreak: each jailbreak template wrapped around a harmful English ask → unsafe with the ask's codes.
     """
@@ -1690,7 +1693,7 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
                                f"{e.base_source}/advice", lookalike=True, group=e.group))
     short = lambda e: len(e.messages) == 1 and e.language == "en" and len(e.messages[0]["content"]) < 600  # noqa: E731
     benign = [e for e in exs if e.role == "user" and e.label == "safe" and e.base_source in SPLICE_SOURCES and short(e)]
-    prefixes = [e.messages for e in exs if e.base_source == "sgd-dialogues" and e.role == "agent"]
+    prefixes = [e.messages for e in exs if e.base_source in DIALOGUE_SOURCES and e.role == "agent" and e.label == "safe"]
     pools = [[e for e in asks if short(e)], benign]
     for i in range(splices if prefixes and all(pools) else 0):
         msg = rng.choice(pools[i % 2])
