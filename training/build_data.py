@@ -1742,11 +1742,12 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
     for i in range(splices if prefixes and all(pools) else 0):
         msg = rng.choice(pools[i % 2])
         out.append(Example(rng.choice(prefixes) + msg.messages, msg.label, msg.categories, f"{msg.base_source}/in-dialogue",
-                           group=msg.group))
+                           lookalike=msg.lookalike, group=msg.group))
     for i in range(long_texts if all(pools) else 0):
         msg = rng.choice(pools[i % 2])
         text = long_text(msg.messages[0]["content"], f"{rng.random()}", inside=rng.random() < 0.3)
-        out.append(Example(turns(text), msg.label, msg.categories, f"{msg.base_source}/in-long-text", group=msg.group))
+        out.append(Example(turns(text), msg.label, msg.categories, f"{msg.base_source}/in-long-text", lookalike=msg.lookalike,
+                           group=msg.group))
     wrappable = [e for e in asks if short(e)]
     for t in templates if wrappable else []:
         ask = rng.choice(wrappable)
