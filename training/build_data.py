@@ -4,7 +4,9 @@
     python training/build_data.py --data ../shared/data --out runs/data [--seed 0]
 
 Writes train.jsonl, dev.jsonl (same sources as train, no shared text), dev_heldout.jsonl (whole sources the
-guard never trains on) and summary.json, in the labelled-example schema of docs/design.md. Every label decision
+guard never trains on) and summary.json, in the labelled-example schema of docs/design.md. Besides the public
+sets it composes examples from its own tables (everyday benign requests, S13 / S14 asks, compliant replies) and
+rewrites the surface form of a share of examples, so that style stops predicting the label. Every label decision
 is a table or a rule in this file and is written out in docs/data.md. None of the sets carries S1–S14 labels and
 several are noisy, so the rule throughout is: when a row cannot support a defensible label, drop it rather
 than guess; a wrong `safe` on a harmful ask costs more than a missing example.
