@@ -676,6 +676,8 @@ class VnniInt4Linear(AmxInt4Linear):
 
 
 def _linear_class() -> type[AmxInt4Linear]:
+    """The linear of the kernel `available()` chose."""
+    _load()
     return VnniInt4Linear if _KERNEL == "vnni" else AmxInt4Linear
 
 
