@@ -49,29 +49,39 @@ def linear_table(repeats: int) -> None:
     kernels = [k for k in ("amx", "vnni") if k in R._RUNS]
     classes = {"amx": R.AmxInt4Linear, "vnni": R.VnniInt4Linear}
     cols = ["M x K x N", "portable", *kernels, "torch._int_mm int8 (no scales)", "bf16 F.linear"]
-    print("GMAC/s (best of %d); ratio = %s / peer" % (repeats, kernels[0] if kernels else "-"))
+    print("GMAC/s (best of %d, candidates interleaved); ratio = %s / peer" % (repeats, kernels[0] if kernels else "-"))
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     gen = torch.Generator().manual_seed(0)
     for M, Kd, N in SHAPES:
         lin = K.Int4WeightInt8ActLinear.from_weight(torch.randn(N, Kd, generator=gen) * 0.05, 32, torch.float16)
         x = torch.randn(M, Kd, generator=gen)
-        gmac = M * Kd * N / 1e9
-        rate = {"portable": gmac / min(timed(lambda: lin(x), max(3, repeats // 2)))}
-        for k in kernels:
-            fast = classes[k]([lin])
-            rate[k] = gmac / min(timed(lambda: fast(x), repeats))
         Mi = max(M, 17)  # _int_mm needs M > 16: a decode step is timed at 17 rows and counted as 1
         a = torch.randint(-128, 128, (Mi, Kd), dtype=torch.int8, generator=gen)
         b = torch.randint(-128, 128, (N, Kd), dtype=torch.int8, generator=gen).t()
-        rate["int_mm"] = gmac / min(timed(lambda: torch._int_mm(a, b), repeats))
         xb, wb = x.bfloat16(), lin.dequantize().bfloat16()
-        rate["bf16"] = gmac / min(timed(lambda: F.linear(xb, wb), repeats))
+        fast = {k: classes[k]([lin]) for k in kernels}
+        calls = {"portable": lambda: lin(x), **{k: (lambda m=m: m(x)) for k, m in fast.items()},
+                 "int_mm": lambda: torch._int_mm(a, b), "bf16": lambda: F.linear(xb, wb)}
+        for f in calls.values():  # warm-up
+            f()
+        best = dict.fromkeys(calls, float("inf"))
+        for i in range(repeats):  # round robin: a burst of load on this shared machine hits every candidate
+            for k, f in calls.items():
+                if k != "portable" or i < max(3, repeats // 10):  # the slow one fewer times
+                    best[k] = min(best[k], _once(f))
+        rate = {k: M * Kd * N / 1e9 / t for k, t in best.items()}
         ref = rate[kernels[0]] if kernels else None
 
         def cell(k):
             return f"{rate[k]:.0f}" + (f" ({ref / rate[k]:.1f}x)" if ref and k != kernels[0] else "")
 
-        print(f"| {M} x {Kd} x {N} | " + " | ".join(cell(k) for k in ["portable", *kernels, "int_mm", "bf16"]) + " |")
+        print(f"| {M} x {Kd} x {N} | " + " | ".join(cell(k) for k in calls) + " |")
+
+
+def _once(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
 
 
 def synthetic_artifact(tok, policy, directory: Path, n_layers: int) -> Path:
@@ -130,7 +140,7 @@ def verdict_table(prompt_tokens: int, repeats: int, n_layers: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=50, help="per linear; time-to-verdict takes a fifth")
     ap.add_argument("--prompt-tokens", type=int, default=300)
     ap.add_argument("--layers", type=int, default=14, help="blocks of the random dim-576 model")
     args = ap.parse_args()
@@ -138,7 +148,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, runtime_cpu: {R.available()}")
     linear_table(args.repeats)
-    verdict_table(args.prompt_tokens, max(3, args.repeats // 2), args.layers)
+    verdict_table(args.prompt_tokens, max(3, args.repeats // 5), args.layers)
 
 
 if __name__ == "__main__":
