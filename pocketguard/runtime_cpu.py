@@ -483,9 +483,9 @@ def _load():
         torch.get_num_threads()  # torch (and its libgomp) are loaded first: the kernel shares that OpenMP runtime
         lib = ctypes.CDLL(str(_build()))
         if "amx" in runs and not lib.pg_amx_init():
-            if want == "amx" or runs == {"amx"}:
-                raise RuntimeError("the kernel refused AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM failed)")
             runs.discard("amx")
+            if want == "amx" or not runs:
+                raise RuntimeError("the kernel refused AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM failed)")
         vp, i, l = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
         lib.pg_quant_act.argtypes = [i, i, i, vp, l, vp, vp, vp, i]
         lib.pg_quant_act.restype = None
@@ -629,7 +629,8 @@ class AmxInt4Linear(nn.Module):
     def __init__(self, parts: list[nn.Module]):
         super().__init__()
         if _load() is None or self.KERNEL not in _RUNS:
-            raise RuntimeError(f"the {self.KERNEL} kernel does not run here: {_WHY_NOT or f'the CPU lacks {self.KERNEL}'}")
+            why = _WHY_NOT or f"the CPU lacks {self.KERNEL}"
+            raise RuntimeError(f"the {self.KERNEL} kernel does not run here: {why}")
         K = parts[0].in_features
         for p in parts:
             if p.in_features != K or not _int4_g32(p):
@@ -656,8 +657,9 @@ class AmxInt4Linear(nn.Module):
                                      or tuple(residual.shape) != (q.M, self.out_features)):
             raise ValueError("residual must be fp32 [M, out_features] with contiguous rows (and no padding)")
         rp, rl = (residual.data_ptr(), residual.stride(0)) if residual is not None else (None, 0)
-        getattr(_load(), f"pg_gemm_{self.KERNEL}")(q.M, N, q.K, q.xu.data_ptr(), q.sx.data_ptr(), q.zu.data_ptr(), self.packed.data_ptr(),
-                            self.sw.data_ptr(), self.wsum.data_ptr(), y.data_ptr(), N, rp, rl, _threads())
+        gemm = getattr(_load(), f"pg_gemm_{self.KERNEL}")
+        gemm(q.M, N, q.K, q.xu.data_ptr(), q.sx.data_ptr(), q.zu.data_ptr(), self.packed.data_ptr(),
+             self.sw.data_ptr(), self.wsum.data_ptr(), y.data_ptr(), N, rp, rl, _threads())
         return y[:, : self.out_features] if self.n_pad else y
 
     def forward(self, x: Tensor) -> Tensor:

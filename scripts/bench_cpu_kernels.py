@@ -109,7 +109,8 @@ def verdict_table(prompt_tokens: int, repeats: int, n_layers: int) -> None:
     ok, kernel = R.available()
     print(f"\ncold time-to-verdict, ms: wall best / median of {repeats}, [median CPU ms]; "
           f"fast kernel: {kernel if ok else 'none: ' + kernel}")
-    print("| model | prompt tokens | portable | %s | speed-up (median wall / CPU) | same verdicts |\n|---|---|---|---|---|---|" % kernel)
+    print(f"| model | prompt tokens | portable | {kernel} | speed-up (median wall / CPU) | same verdicts |")
+    print("|---|---|---|---|---|---|")
     shipped = Guard.load(DEFAULT_MODEL_DIR)  # its tokenizer and policy make the prompt realistic
     tok, policy = shipped.tokenizer, shipped.policy
     messages = realistic_conversation(tok, policy, prompt_tokens)
