@@ -4,6 +4,9 @@ POCKETGUARD_CPU_KERNEL switch. Each test forces the VNNI kernel, so these also r
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 import torch
 
@@ -166,3 +169,24 @@ def test_the_environment_picks_the_kernel(monkeypatch, tiny_tok):
         _reset(monkeypatch, "vnni")
         with pytest.raises(RuntimeError, match="amx kernel does not run here"):
             R.AmxInt4Linear([_linear(16, 64, seed=0)])
+
+
+@pytest.mark.skipif(not (shutil.which("gcc") and shutil.which("objdump")), reason="needs gcc and objdump")
+def test_only_the_vnni_matmul_uses_vnni_instructions(tmp_path):
+    """Built for an AVX-512 CPU without VNNI (x86-64-v4 in place of -march=native), the library has vpdpbusd only
+    in pg_gemm_vnni, and AMX instructions only in pg_gemm_amx: the helpers every kernel shares run on any
+    AVX-512F/BW CPU, and a CPU without VNNI never meets an instruction it lacks (it is never given that kernel)."""
+    src = tmp_path / "pg.c"
+    src.write_text(R._C_SOURCE + R._C_VNNI)
+    flags = ["-march=x86-64-v4" if f == "-march=native" else f for f in R._CFLAGS]
+    subprocess.run(["gcc", *flags, str(src), "-o", str(tmp_path / "pg.so")], check=True)
+    asm = subprocess.run(["objdump", "-d", str(tmp_path / "pg.so")], capture_output=True, text=True, check=True).stdout
+    where: dict[str, set[str]] = {"vpdpbusd": set(), "tdpbusd": set()}
+    fn = ""
+    for line in asm.splitlines():
+        if line.endswith(">:"):
+            fn = line.split("<", 1)[1][:-2]
+        for ins in where:
+            if f" {ins} " in f" {line.replace(chr(9), ' ')} ":
+                where[ins].add(fn.split(".")[0])
+    assert where == {"vpdpbusd": {"pg_gemm_vnni"}, "tdpbusd": {"pg_gemm_amx"}}
