@@ -570,7 +570,7 @@ def _threads() -> int:
 
 
 class QAct:
-    """Activations quantized for the AMX kernel: uint8 codes [Mp, K] (rows padded to 16), per-row scale and
+    """Activations quantized for the AMX / VNNI kernels: uint8 codes [Mp, K] (rows padded to 16), per-row scale and
     zero point (as u = q + 128)."""
 
     __slots__ = ("xu", "sx", "zu", "M", "K")
@@ -819,7 +819,7 @@ def load_fast(path: str | Path, accelerate_model: bool = True, verify: bool = Tr
 
     `compress.artifact.load_artifact` builds the model (its tensors are memory-mapped by safetensors, so
     nothing is resident until touched); then each layer's int4 weights are read with `pread` into private
-    memory, repacked for the AMX kernel and dropped, so the mapped copies are never touched. The embedding
+    memory, repacked for the AMX / VNNI kernel and dropped, so the mapped copies are never touched. The embedding
     table stays mapped: only the rows prompts use become resident. `meta["runtime_cpu"]` says which kernel runs."""
     from .compress.artifact import WEIGHTS, load_artifact
 
