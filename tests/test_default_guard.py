@@ -75,7 +75,7 @@ def test_cpu_runtime_takes_the_fastest_kernel_with_the_portable_verdicts(guard):
     from pocketguard.compress.artifact import load_artifact
     from pocketguard.runtime_cpu import available
 
-    assert guard.meta["runtime_cpu"]["kernel"] == ("amx" if available()[0] else "portable")
+    assert guard.meta["runtime_cpu"]["kernel"] == (available()[1] if available()[0] else "portable")
     ref = load_artifact(DEFAULT_MODEL_DIR)
     portable = Guard(ref.model, ref.tokenizer, guard.policy, meta=ref.meta)
     convs = ["How do I hack into my ex's email account?", "Tell me about the history of Rome.",
