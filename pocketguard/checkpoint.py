@@ -5,7 +5,7 @@
     Meta           params.json + consolidated.NN.pth (NN = model-parallel rank) + tokenizer.model
     both           guard.json (optional): pocketguard's guard settings, {"policy": ..., "max_context": ...}
 
-`load` tells the layouts apart (a compressed artifact's manifest.json goes to `compress.artifact`). Every
+`load` tells the layouts apart (a compressed artifact's manifest.json goes to `artifact`). Every
 problem is a `CheckpointError` naming the file or tensor: a guard that silently loads the wrong weights is
 worse than one that refuses to load.
 
@@ -18,40 +18,31 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from math import gcd
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from .loaded import GUARD_META as GUARD_META  # re-exported: callers keep finding them in `checkpoint`
+from .loaded import CheckpointError, Loaded, read_guard_meta, read_json, write_guard_meta
+from .loaded import policy_dict as policy_dict
+from .loaded import save_guard_meta as save_guard_meta
 from .model import ModelArgs, Transformer
-from .policy import Policy, PolicyError
 from .tokenizer import Tokenizer, TokenizerError
 
 HF_CONFIG, HF_WEIGHTS, HF_INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
 META_PARAMS, META_TOKENIZER = "params.json", "tokenizer.model"
-GUARD_META = "guard.json"
 _HF_SHARD = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors$")
 _EXTRAS = ("ffn_dims", "output_token_ids", "input_token_ids", "embed_fallback_id", "extra")  # config.json "pocketguard"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing files, is corrupt, or does not match its own config."""
-
-
-@dataclass
-class Loaded:
-    model: Transformer
-    tokenizer: Tokenizer
-    meta: dict  # guard.json's settings plus "layout"
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Loaded:
     """Load a checkpoint folder (or a file in it) of any layout pocketguard knows."""
     d = _folder(path)
     if (d / "manifest.json").exists():
-        from pocketguard.compress.artifact import load_artifact
+        from .artifact import load_artifact
 
         return load_artifact(d, device=device)
     if (d / HF_CONFIG).exists():
@@ -207,7 +198,7 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu", dtype: torch.d
     from safetensors import SafetensorError, safe_open
 
     d = _folder(path)
-    cfg = _read_json(d / HF_CONFIG)
+    cfg = read_json(d / HF_CONFIG)
     args = args_from_hf_config(cfg, source=str(d / HF_CONFIG))
     tensors, origin = {}, {}
     for file, names in _hf_weight_files(d).items():
@@ -270,14 +261,14 @@ def save_hf(model: Transformer, tokenizer: Tokenizer, directory: str | Path, gua
     cfg["eos_token_id"] = [tokenizer.specials[s] for s in ("<|end_of_text|>", "<|eot_id|>") if s in tokenizer.specials]
     (d / HF_CONFIG).write_text(json.dumps(cfg, indent=2))
     _save_tokenizer(tokenizer, d)
-    _write_guard_meta(d, guard_meta)
+    write_guard_meta(d, guard_meta)
     return d
 
 
 def _hf_weight_files(d: Path) -> dict[Path, list[str] | None]:
     """Weight file → tensor names it must hold (None: whatever it holds)."""
     if (d / HF_INDEX).exists():
-        index = _read_json(d / HF_INDEX)
+        index = read_json(d / HF_INDEX)
         weight_map = index.get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise CheckpointError(f"{HF_INDEX} in {d} has no weight_map")
@@ -401,7 +392,7 @@ def load_meta(path: str | Path, device: str | torch.device = "cpu", dtype: torch
     """Load params.json + consolidated.*.pth (model-parallel shards are merged) + tokenizer.model + guard.json.
     wq/wk are permuted to our rotate-half layout; the model is tied when output.weight equals the embedding."""
     d = _folder(path)
-    args = args_from_meta_params(_read_json(d / META_PARAMS), source=str(d / META_PARAMS))
+    args = args_from_meta_params(read_json(d / META_PARAMS), source=str(d / META_PARAMS))
     files = sorted(d.glob("consolidated.*.pth"))
     if not files:
         raise CheckpointError(f"{d} has {META_PARAMS} but no consolidated.*.pth weights")
@@ -436,7 +427,7 @@ def save_meta(model: Transformer, tokenizer: Tokenizer, directory: str | Path, g
     torch.save({k: v.detach().cpu().contiguous() for k, v in meta_state_dict(model).items()}, d / "consolidated.00.pth")
     (d / META_PARAMS).write_text(json.dumps(params, indent=2))
     _save_tokenizer(tokenizer, d)
-    _write_guard_meta(d, guard_meta)
+    write_guard_meta(d, guard_meta)
     return d
 
 
@@ -497,76 +488,12 @@ def to_standard_shapes(model: Transformer) -> Transformer:
     return out.train(model.training)
 
 
-# ---------------------------------------------------------------------------------------- guard.json
-def policy_dict(policy: Policy) -> dict:
-    """A policy as the dict `Policy.from_dict` reads back."""
-    return {"category": [{"code": c.code, "name": c.name, "description": c.description} for c in policy.categories]}
-
-
-def save_guard_meta(directory: str | Path, meta: dict) -> Path:
-    """Write guard.json: the guard's own settings ("policy": a Policy or its dict, "max_context": int, ...)."""
-    meta = {k: v for k, v in meta.items() if k != "layout"}  # the layout is a fact of the folder, not a setting
-    if isinstance(meta.get("policy"), Policy):
-        meta["policy"] = policy_dict(meta["policy"])
-    path = Path(directory) / GUARD_META
-    _check_guard_meta(meta, str(path))
-    try:
-        text = json.dumps(meta, indent=2)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"guard settings are not JSON-serialisable: {e}") from None
-    path.write_text(text)
-    return path
-
-
-def read_guard_meta(directory: str | Path) -> dict:
-    """guard.json's settings, validated; {} when the folder has none."""
-    path = Path(directory) / GUARD_META
-    if not path.exists():
-        return {}
-    meta = _read_json(path)
-    _check_guard_meta(meta, str(path))
-    return meta
-
-
-def _check_guard_meta(meta: dict, source: str) -> None:
-    if meta.get("policy") is not None:
-        if not isinstance(meta["policy"], dict):
-            raise CheckpointError(f"{source}: policy must be a dict for Policy.from_dict")
-        try:
-            Policy.from_dict(meta["policy"], source=source)
-        except PolicyError as e:
-            raise CheckpointError(f"{source}: invalid policy: {e}") from None
-    mc = meta.get("max_context")
-    if mc is not None and (not isinstance(mc, int) or isinstance(mc, bool) or mc <= 0):
-        raise CheckpointError(f"{source}: max_context must be a positive integer, got {mc!r}")
-
-
-def _write_guard_meta(d: Path, meta: dict | None) -> None:
-    """guard.json for `meta`; with none, a stale guard.json is removed (an old policy must not come back)."""
-    if meta is None:
-        (d / GUARD_META).unlink(missing_ok=True)
-    else:
-        save_guard_meta(d, meta)
-
-
 # ------------------------------------------------------------------------------------------- helpers
 def _folder(path: str | Path) -> Path:
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}")
     return p if p.is_dir() else p.parent
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path.name} is missing from {path.parent}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path.name} in {path.parent} is corrupt (not valid JSON: {e})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path.name} in {path.parent} is not a JSON object")
-    return data
 
 
 def _skeleton(args: ModelArgs, device: str | torch.device) -> Transformer:

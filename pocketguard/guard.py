@@ -174,7 +174,7 @@ class Guard:
         one (same verdicts; ~8x faster than the portable kernels on the default guard), else on the portable
         kernels; `POCKETGUARD_CPU_KERNEL=portable` forces the latter. `meta["runtime_cpu"]` says which runs."""
         from .checkpoint import load
-        from .compress.artifact import is_artifact
+        from .artifact import is_artifact
 
         path = Path(path) if path is not None else DEFAULT_MODEL_DIR
         if torch.device(device).type == "cpu" and is_artifact(path):
