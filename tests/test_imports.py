@@ -17,8 +17,8 @@ LAYERS = {
     "model & checkpoints": ["model", "kernels", "loaded", "artifact", "checkpoint", "train", "testing"],
     "compress": ["compress", "compress.*"],
     "export": ["export", "export.executorch", "export.gguf", "export.hf"],
-    "runtime": ["guard", "stream", "runtime_cpu", "export.backend"],
-    "evaluate & bench": ["evaluate", "evaluate.*", "bench", "server"],
+    "runtime": ["guard", "stream", "runtime_cpu", "server", "export.backend"],
+    "evaluate & bench": ["evaluate", "evaluate.*", "bench"],
     "commands & API": ["cli", "compress.recipe", "export.command", "evaluate.command", ""],
 }
 
