@@ -14,7 +14,8 @@ PKG = ROOT / "pocketguard"
 # Layers, lowest first (docs/design.md). A module may import its own layer or lower ones, never higher.
 LAYERS = {
     "policy & prompt": ["policy", "conversation", "tokenizer", "prompt", "augment"],
-    "model & checkpoints": ["model", "kernels", "loaded", "artifact", "checkpoint", "train", "testing"],
+    "model & checkpoints": ["model", "kernels", "loaded", "artifact", "checkpoint", "examples", "toy", "distributed",
+                            "train", "testing"],
     "compress": ["compress", "compress.*"],
     "export": ["export", "export.executorch", "export.gguf", "export.hf"],
     "runtime": ["guard", "stream", "runtime_cpu", "server", "export.backend"],

@@ -356,7 +356,7 @@ def test_ptq_recipe_step_calibrates_on_guard_prompts(tiny_tok):
     from pocketguard.compress.steps import ptq_step
     from pocketguard.policy import Policy
     from pocketguard.testing import tiny_args, tiny_model
-    from pocketguard.train import toy_examples
+    from pocketguard.toy import toy_examples
 
     policy = Policy.default().subset(["S1", "S9", "S10"])
     examples = toy_examples(4)

@@ -97,7 +97,7 @@ def stage_tokenizer(p: Paths) -> None:
     from pocketguard.policy import Policy
     from pocketguard.prompt import prefix_text, suffix_text
     from pocketguard.tokenizer import train_bpe
-    from pocketguard.train import load_examples
+    from pocketguard.examples import load_examples
 
     target = p.tokenizer / "tokenizer.json"
     if target.exists():

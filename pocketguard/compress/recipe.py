@@ -217,7 +217,7 @@ def verdict_metrics(verdicts: list[dict], dev: list[dict], teacher: list[dict] |
 
 
 def _say(msg: str) -> None:
-    from ..train import is_main
+    from ..distributed import is_main
 
     if is_main():
         print(msg, file=sys.stderr, flush=True)
@@ -236,7 +236,8 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
                progress: bool = True) -> Path:
     """Run (or continue, with `resume`) a recipe; returns the output folder."""
     from .. import checkpoint
-    from ..train import barrier, default_device, init_distributed, load_examples
+    from ..distributed import barrier, default_device, init_distributed
+    from ..examples import load_examples
 
     recipe = load_recipe(path)
     dev_str = device or recipe.device
@@ -502,7 +503,8 @@ def make_toy(directory: str | Path, steps: int = 300) -> Path:
     `train.jsonl`, `dev.jsonl` and `recipe.toml` (prune → distill → int4 QAT → artifact). ~10 s on CPU."""
     from ..checkpoint import policy_dict, save_hf
     from ..model import ModelArgs
-    from ..train import TrainConfig, toy_examples, toy_tokenizer, train
+    from ..toy import toy_examples, toy_tokenizer
+    from ..train import TrainConfig, train
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -543,7 +545,7 @@ def run(args) -> int:
             print(f"{kind:16s} {sk.doc}")
         return 0
     from ..checkpoint import CheckpointError
-    from ..train import ExampleError
+    from ..examples import ExampleError
 
     if getattr(args, "make_toy", None) is not None:
         d = make_toy(args.make_toy)

@@ -77,7 +77,7 @@ class StepContext:
     def calib_batches(self) -> list:
         """Guard-formatted calibration batches (prompt + answer; targets on the answer tokens)."""
         if self._calib_batches is None:
-            from ..train import calibration_batches
+            from ..examples import calibration_batches
 
             self._calib_batches = calibration_batches(
                 self.calibration, self.tokenizer, self.policy, n=len(self.calibration),
@@ -160,7 +160,7 @@ def _last_loss(history: list[dict]) -> float | None:
 def _export_artifact(model, ctx: StepContext):
     from .artifact import save_artifact
 
-    from ..train import is_main
+    from ..distributed import is_main
 
     if is_main():
         save_artifact(model, ctx.tokenizer, ctx.policy, ctx.work_dir, recipe=ctx.recipe)
