@@ -8,6 +8,7 @@ import importlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 # verb -> (module, one-line help). Modules are imported only when their verb runs, so `moderate` stays light.
 VERBS = {
@@ -35,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
 
-def _conversation(args) -> object:
+def _conversation(args) -> Any:
+    """The messages to judge: TEXT (+ --response), or --conversation's JSON (validated by the guard)."""
     from .conversation import ConversationError
 
     given = sum(x is not None for x in (args.text, args.conversation))

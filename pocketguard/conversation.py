@@ -70,6 +70,7 @@ class Conversation:
         counts: Counter[str] = Counter()
         last_side = None
         for i, m in enumerate(messages, 1):
+            side: str  # user, agent, tool or system
             if isinstance(m, Message):
                 side, texts, skipped = m.role, [m.content], 0
             elif isinstance(m, dict):
@@ -159,7 +160,8 @@ def content_text(content: Any, where: str = "content") -> tuple[str, Counter[str
         return content, Counter()
     if not isinstance(content, list):
         raise ConversationError(f"{where} must be a string or a list of content parts, got {_json_type(content)}")
-    texts, skipped = [], Counter()
+    texts: list[str] = []
+    skipped: Counter[str] = Counter()
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if not isinstance(kind, str):
@@ -182,8 +184,9 @@ def _read(i: int, m: dict, counts: Counter[str]) -> tuple[str, list[str], int]:
         raise ConversationError(f"message #{i}: role must be 'user', 'assistant', 'tool' or 'system', got {r!r}")
     content = m.get("content")
     calls = _tool_calls(i, m) if side == "agent" else []
+    skipped: Counter[str] = Counter()
     if content is None and calls:
-        text, skipped = "", Counter()
+        text = ""
     elif content is None:
         raise ConversationError(f"message #{i}: content must be a string or a list of content parts, got null")
     else:
