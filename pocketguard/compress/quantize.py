@@ -9,11 +9,12 @@ Modes
 -----
 * `qat`     — `prepare_qat`: swap in fake-quantized modules (torchao's `FakeQuantizedLinear` /
               `FakeQuantizedEmbedding` + `IntxFakeQuantizer`, straight-through gradients); train with
-              `pocketguard.train.train`; `convert` to real quantized kernels. The recipe step `qat` does all three.
+              `pocketguard.train.train`; `convert` to real quantized kernels. The recipe step `qat` (steps.py) does all three.
 * `rtn`     — round to nearest, straight to `pocketguard.kernels` modules.
 * `imatrix` — RTN whose per-group scale minimises Σ importance·(w − ŵ)², importance = mean x² of each
               input channel on calibration data (llama.cpp's imatrix idea).
-* `gptq`    — GPTQ (Frantar et al.) block by block with Hessians from calibration activations (gptq.py).
+* `gptq`    — GPTQ (Frantar et al.) block by block with Hessians from calibration activations (the
+              algorithm in gptq.py, the model-wide pass here; calibration passes in calibration.py).
 
 `rotation="hadamard"|"random"` first folds the RMSNorms and rotates the residual stream (rotate.py), which
 leaves the float model's outputs unchanged and spreads outlier channels before quantizing.
