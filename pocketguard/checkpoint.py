@@ -39,7 +39,11 @@ _EXTRAS = ("ffn_dims", "output_token_ids", "input_token_ids", "embed_fallback_id
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Loaded:
-    """Load a checkpoint folder (or a file in it) of any layout pocketguard knows."""
+    """Load a checkpoint folder (or a file in it) of any layout pocketguard knows, or a llama.cpp `.gguf` file."""
+    if Path(path).suffix.lower() == ".gguf":
+        from .gguf_checkpoint import load_gguf
+
+        return load_gguf(path, device, dtype)
     d = _folder(path)
     if (d / "manifest.json").exists():
         from .artifact import load_artifact
@@ -571,7 +575,7 @@ def _save_tokenizer(tok: Tokenizer, d: Path) -> None:
     `Tokenizer.load` might otherwise prefer."""
     name, other = ("tokenizer.json", "tokenizer.model") if tok.kind == "hf" else ("tokenizer.model", "tokenizer.json")
     target = d / name
-    if not (target.exists() and target.samefile(tok.path)):
+    if not (tok.path is not None and target.exists() and target.samefile(tok.path)):
         tok.save(d)
     (d / other).unlink(missing_ok=True)
 

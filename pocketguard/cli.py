@@ -17,6 +17,7 @@ VERBS = {
     "eval": ("pocketguard.evaluate.command", "evaluate guards on labelled data"),
     "serve": ("pocketguard.server", "run the HTTP moderation server"),
     "export": ("pocketguard.export.command", "export to ExecuTorch, GGUF or Hugging Face"),
+    "convert": ("pocketguard.convert", "convert a GGUF (or any checkpoint) to a Hugging Face folder"),
     "bench": ("pocketguard.bench", "benchmark against llama.cpp and ExecuTorch"),
 }
 
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--response", help="the agent's reply to TEXT; judges the reply (response classification)")
     p.add_argument("--conversation", type=Path, help="JSON file of OpenAI-style messages (a list, or an object with "
                    "'messages'); the last user or agent turn is judged, system messages are not (docs/api.md)")
-    p.add_argument("--model", type=Path, help="checkpoint folder (default: the shipped default guard)")
+    p.add_argument("--model", type=Path, help="checkpoint folder or .gguf file (default: the shipped default guard)")
     p.add_argument("--policy", type=Path, help="custom policy TOML (see docs/policy.md)")
     p.add_argument("--threshold", type=float, help="flag when p_unsafe >= THRESHOLD instead of greedy decoding")
     p.add_argument("--max-context", type=int, help="token limit for the whole prompt (default: model's)")

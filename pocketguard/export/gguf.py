@@ -223,7 +223,7 @@ def gguf_vocab(tokenizer, n_vocab: int) -> tuple[list[str], list[int], list[str]
 
     specials = {i: s for s, i in tokenizer.specials.items()}
     if tokenizer.kind == "hf":
-        data = json.loads(Path(tokenizer.path).read_text(encoding="utf-8"))
+        data = json.loads(tokenizer.to_json())
         model = data.get("model", {})
         if model.get("type") != "BPE":
             raise ExportError(f"GGUF export supports byte-level BPE tokenizers, not {model.get('type')!r}")
