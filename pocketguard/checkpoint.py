@@ -30,6 +30,8 @@ from .loaded import CheckpointError, Loaded, read_guard_meta, read_json, write_g
 from .loaded import policy_dict as policy_dict
 from .loaded import save_guard_meta as save_guard_meta
 from .model import ModelArgs, Transformer
+from .weights import assemble, assign, permute_to_meta, skeleton
+from .weights import permute_to_hf as permute_to_hf  # re-exported: part of checkpoint's public naming
 from .tokenizer import Tokenizer, TokenizerError
 
 HF_CONFIG, HF_WEIGHTS, HF_INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
@@ -88,19 +90,6 @@ def our_key(name: str) -> str | None:
     if m and m[2] in _OUR_LAYER:
         return f"layers.{m[1]}.{_OUR_LAYER[m[2]]}.weight"
     return None
-
-
-def permute_to_hf(w: Tensor, n_heads: int) -> Tensor:
-    """wq/wk rows from Meta's interleaved RoPE pairs (2i, 2i+1) to the rotate-half pairs (i, i + head_dim/2),
-    per head: the permute of transformers' convert_llama_weights_to_hf.py."""
-    rows, cols = w.shape
-    return w.reshape(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
-
-
-def permute_to_meta(w: Tensor, n_heads: int) -> Tensor:
-    """Inverse of `permute_to_hf`."""
-    rows, cols = w.shape
-    return w.reshape(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
 
 
 def hf_state_dict(model: Transformer) -> dict[str, Tensor]:
@@ -223,7 +212,7 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu", dtype: torch.d
                     tensors[key], origin[key] = f.get_tensor(name), file.name
         except SafetensorError as e:
             raise CheckpointError(f"{file.name} in {d} is corrupt: {e}") from None
-    model = _assemble(args, tensors, origin, device, dtype, hf_key, HF_CONFIG)
+    model = assemble(args, tensors, origin, device, dtype, hf_key, HF_CONFIG)
     tokenizer = _load_tokenizer(d, model.args)
     return Loaded(model, tokenizer, {**read_guard_meta(d), "layout": "hf"})
 
@@ -408,7 +397,7 @@ def load_meta(path: str | Path, device: str | torch.device = "cpu", dtype: torch
     if emb is not None and out is not None and emb.shape == out.shape and torch.equal(emb, out):
         args = replace(args, tie_embeddings=True)
         state.pop("output.weight")
-    model = _assemble(args, state, dict.fromkeys(state, source), device, dtype, lambda k: k, META_PARAMS,
+    model = assemble(args, state, dict.fromkeys(state, source), device, dtype, lambda k: k, META_PARAMS,
                       permute={f"layers.{i}.attention.{w}.weight": h for i in range(args.n_layers)
                                for w, h in (("wq", args.n_heads), ("wk", args.n_kv_heads))})
     if not (d / META_TOKENIZER).exists():
@@ -484,9 +473,9 @@ def to_standard_shapes(model: Transformer) -> Transformer:
             head[model.output_token_ids] = v
             v = head
         sd[k] = v.clone()
-    out = _skeleton(full, next(model.parameters()).device)
+    out = skeleton(full, next(model.parameters()).device)
     try:
-        _assign(out, sd)
+        assign(out, sd)
     except RuntimeError as e:
         raise CheckpointError(f"to_standard_shapes needs a float Transformer (dequantize first): {e}") from None
     return out.train(model.training)
@@ -498,61 +487,6 @@ def _folder(path: str | Path) -> Path:
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}")
     return p if p.is_dir() else p.parent
-
-
-def _skeleton(args: ModelArgs, device: str | torch.device) -> Transformer:
-    """The model with its parameters on the meta device, to be assigned from a checkpoint: building it for
-    real would initialise every weight first (over 30 s for a 1B model on CPU). Its buffers (rotary tables,
-    token maps) depend on `args` alone, so a one-wide, layerless twin computes them on `device`."""
-    with torch.device("meta"):
-        model = Transformer(args)
-    with torch.device(device):
-        twin = Transformer(replace(args, dim=1, n_heads=1, n_kv_heads=1, n_layers=0, ffn_dims=[], tie_embeddings=False))
-    for name, buf in twin.named_buffers():
-        setattr(model, name, buf)
-    return model
-
-
-def _assemble(args: ModelArgs, tensors: dict[str, Tensor], origin: dict[str, str], device, dtype: torch.dtype,
-              file_key, config: str, permute: dict[str, int] | None = None) -> Transformer:
-    """Check `tensors` (our names) against the model `args` describes, and build it from them. Errors name
-    tensors as the file does (`file_key`) and say which file (`origin`) held them."""
-    model = _skeleton(args, device)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if args.tie_embeddings:
-        expected.pop("output.weight")
-    missing = sorted(set(expected) - set(tensors), key=_layer_order)
-    unexpected = sorted(set(tensors) - set(expected), key=_layer_order)
-    if missing or unexpected:
-        what = [f"missing tensors {[file_key(k) for k in missing[:6]]}" if missing else "",
-                f"unexpected tensors {[file_key(k) if k in expected else k for k in unexpected[:6]]}" if unexpected else ""]
-        raise CheckpointError(f"weights do not match {config}: " + "; ".join(w for w in what if w))
-    state = {}
-    for k, t in tensors.items():
-        if tuple(t.shape) != expected[k]:
-            raise CheckpointError(f"tensor {file_key(k)} in {origin[k]} has shape {list(t.shape)}, "
-                                  f"but {config} implies {list(expected[k])}")
-        if not t.is_floating_point():
-            raise CheckpointError(f"tensor {file_key(k)} in {origin[k]} has dtype {t.dtype}; pocketguard loads float weights")
-        t = t.to(device=device, dtype=dtype)
-        state[k] = permute_to_hf(t, permute[k]) if permute and k in permute else t
-    if args.tie_embeddings:
-        state["output.weight"] = state["tok_embeddings.weight"]
-    _assign(model, state)
-    return model.eval()
-
-
-def _assign(model: Transformer, state: dict[str, Tensor]) -> None:
-    """Load `state` into a skeleton's meta parameters, keeping a tied head tied (assign=True would give the
-    head and the embedding two Parameters)."""
-    model.load_state_dict(state, strict=True, assign=True)
-    if model.args.tie_embeddings:
-        model.output.weight = model.tok_embeddings.weight
-
-
-def _layer_order(name: str) -> tuple:
-    m = re.search(r"layers\.(\d+)\.", name)
-    return (int(m[1]) if m else -1, name)
 
 
 def _load_tokenizer(path: Path, args: ModelArgs) -> Tokenizer:

@@ -14,13 +14,13 @@ PKG = ROOT / "pocketguard"
 # Layers, lowest first (docs/design.md). A module may import its own layer or lower ones, never higher.
 LAYERS = {
     "policy & prompt": ["policy", "conversation", "tokenizer", "prompt", "augment"],
-    "model & checkpoints": ["model", "kernels", "loaded", "artifact", "checkpoint", "examples", "toy", "distributed",
-                            "train", "testing"],
+    "model & checkpoints": ["model", "kernels", "loaded", "weights", "artifact", "gguf_checkpoint", "checkpoint",
+                            "examples", "toy", "distributed", "train", "testing"],
     "compress": ["compress", "compress.*"],
     "export": ["export", "export.executorch", "export.gguf", "export.hf"],
     "runtime": ["guard", "stream", "runtime_cpu", "server", "export.backend"],
     "evaluate & bench": ["evaluate", "evaluate.*", "bench"],
-    "commands & API": ["cli", "compress.recipe", "export.command", "evaluate.command", ""],
+    "commands & API": ["cli", "convert", "compress.recipe", "export.command", "evaluate.command", ""],
 }
 
 # Known exceptions, each to be removed when its fix is merged. Keep this list short and named.
