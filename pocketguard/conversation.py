@@ -96,8 +96,7 @@ class Conversation:
             raise ConversationError("the last message is a system message, which a guard does not judge: end the "
                                     "conversation with the user, assistant or tool message whose role is to be judged")
         if not turns:
-            raise ConversationError("conversation is empty" if not counts["system"] else
-                                    "the conversation has only system messages: nothing with a user or agent role to judge")
+            raise ConversationError("conversation is empty")
         parsed = []
         for r, texts, last, skipped in turns:
             text = "\n".join(t for t in texts if t.strip())
