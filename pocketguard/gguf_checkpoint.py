@@ -6,7 +6,7 @@
 * Weights: every type `gguf.quants.dequantize` knows (F32/F16/BF16, Q4_0/Q4_1/Q5_x/Q8_0, the K-quants, the
   IQ types), dequantized one tensor at a time from the memory-mapped file, so peak memory is the float model
   plus one tensor. The file's header is parsed by `read_gguf` (see there why not `gguf.GGUFReader`). q/k rows are un-permuted from llama.cpp's interleaved RoPE pairs to our rotate-half layout
-  (the inverse of convert_hf_to_gguf's `LlamaModel.permute`, i.e. `checkpoint.permute_to_hf`).
+  (the inverse of convert_hf_to_gguf's `LlamaModel.permute`, i.e. `weights.permute_to_hf`).
 * Tokenizer: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) rebuilt as a `tokenizers.Tokenizer`, with
   the pre-tokenizer llama.cpp uses for `tokenizer.ggml.pre` (llama-vocab.cpp), CONTROL tokens as special
   added tokens and USER_DEFINED ones as plain added tokens (as transformers' GGUF converter does).
@@ -25,9 +25,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, Loaded, _assemble
+from .loaded import CheckpointError, Loaded
 from .model import ModelArgs, rope_frequencies
-from .tokenizer import LLAMA3_PATTERN, REQUIRED_SPECIALS, HFTokenizer, TokenizerError
+from .tokenizer import LLAMA3_PATTERN, REQUIRED_SPECIALS, HFTokenizer, TokenizerError, bytes_to_unicode
+from .weights import assemble, layer_order
 
 # GGUF tensor name -> our (Meta) name; blocks are `blk.N.<name>`.
 _TOP = {"token_embd.weight": "tok_embeddings.weight", "output_norm.weight": "norm.weight", "output.weight": "output.weight"}
@@ -273,9 +274,9 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
         w = _dequantize(t, source).to(dtype)  # one tensor at a time: only the float model stays resident
         tensors[ours], origin[ours] = w, source
     args = replace(args, rope_scaling=scaling)
-    unpermute = {f"layers.{i}.attention.{w}.weight": h for i in range(args.n_layers)
-                 for w, h in (("wq", args.n_heads), ("wk", args.n_kv_heads))}
-    model = _assemble(args, tensors, origin, device, dtype, gguf_key, source, permute=unpermute)
+    model = assemble(args, dict(sorted(tensors.items(), key=lambda kv: layer_order(kv[0]))), origin, device, dtype,
+                      gguf_key, source, permute={f"layers.{i}.attention.{w}.weight": h for i in range(args.n_layers)
+                                                 for w, h in (("wq", args.n_heads), ("wk", args.n_kv_heads))})
     meta = {"layout": "gguf"}
     policy = _field(reader, "pocketguard.policy_toml")
     if policy:
@@ -318,7 +319,6 @@ def gguf_tokenizer(reader: GGUFFile, source: str) -> HFTokenizer:
     from tokenizers import AddedToken, decoders, models
     from tokenizers import Tokenizer as _Tok
 
-    from .export.gguf import _bytes_to_unicode
 
     kind = _field(reader, "tokenizer.ggml.model", required=True)
     if kind != "gpt2":
@@ -333,7 +333,7 @@ def gguf_tokenizer(reader: GGUFFile, source: str) -> HFTokenizer:
         raise CheckpointError(f"{source}: {len(tokens)} tokens but {len(types)} token types")
     # A byte-level vocabulary spells tokens in GPT-2's byte alphabet; one spelled otherwise (e.g. with a
     # plain space) is respelled the way transformers' GGUF converter does, so both tokenizers agree.
-    spelling = _bytes_to_unicode()
+    spelling = bytes_to_unicode()
     alphabet = set(spelling.values())
     vocab = {}
     for i, tok in enumerate(tokens):
@@ -398,6 +398,6 @@ def add_guard_tokens(loaded: Loaded) -> Loaded:
         state.pop("output.weight", None)
     args = replace(a, vocab_size=vocab)
     dev, dt = state["tok_embeddings.weight"].device, state["tok_embeddings.weight"].dtype
-    grown_model = _assemble(args, state, dict.fromkeys(state, "add_guard_tokens"), dev, dt, gguf_key, "add_guard_tokens")
+    grown_model = assemble(args, state, dict.fromkeys(state, "add_guard_tokens"), dev, dt, gguf_key, "add_guard_tokens")
     return Loaded(grown_model, tokenizer, dict(loaded.meta))
 

@@ -21,7 +21,7 @@ from typing import Iterable, Literal, Sequence
 
 import torch
 
-from .conversation import Conversation, ConversationError, Message, Role
+from .conversation import Conversation, ConversationError, ConversationLike, Role, as_conversation
 from .model import KVCache, Transformer
 from .policy import Policy
 from .prompt import encode_prefix, encode_suffix, encode_turn
@@ -45,6 +45,7 @@ class Verdict:
     cached_tokens: int = 0
     answer_tokens: int = 0
     truncation: dict | None = None
+    notes: list[str] = field(default_factory=list)  # what of the input was not judged (Conversation.notes)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -62,18 +63,6 @@ class Verdict:
     @classmethod
     def failure(cls, message: str, role: Role | None = None) -> "Verdict":
         return cls(status="error", role=role, error=message)
-
-
-ConversationLike = Conversation | str | Sequence[dict] | Sequence[Message]
-
-
-def as_conversation(item: ConversationLike, role: str | None = None) -> Conversation:
-    """A plain string is a user prompt; lists are OpenAI-style messages."""
-    if isinstance(item, Conversation):
-        return Conversation.create(list(item.messages), role)
-    if isinstance(item, str):
-        return Conversation.create([Message("user", item)], role)
-    return Conversation.from_messages(item, role)
 
 
 class AnswerGrammar:
@@ -185,7 +174,7 @@ class Guard:
         one (same verdicts; ~8x faster than the portable kernels on the default guard), else on the portable
         kernels; `POCKETGUARD_CPU_KERNEL=portable` forces the latter. `meta["runtime_cpu"]` says which runs."""
         from .checkpoint import load
-        from .compress.artifact import is_artifact
+        from .artifact import is_artifact
 
         path = Path(path) if path is not None else DEFAULT_MODEL_DIR
         if torch.device(device).type == "cpu" and is_artifact(path):
@@ -331,8 +320,9 @@ class Guard:
                 results.setdefault(job.index, []).append(v)
         out = [_worst(results[i], policy) for i in range(len(convs))]
         total = (time.perf_counter() - t0) * 1000
-        for v in out:
+        for v, conv in zip(out, convs):
             v.timings["total_ms"] = total / len(out)
+            v.notes = list(conv.notes)
         return out
 
     def _new_cache(self, batch: int, length: int, policy: Policy, grammar: AnswerGrammar, category_scores: bool) -> KVCache:

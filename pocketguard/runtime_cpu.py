@@ -817,11 +817,11 @@ _ST_DTYPES = {"U8": torch.uint8, "I8": torch.int8, "F16": torch.float16, "F32": 
 def load_fast(path: str | Path, accelerate_model: bool = True, verify: bool = True):
     """Load a compressed artifact for fast CPU inference at low peak memory -> `Loaded(model, tokenizer, meta)`.
 
-    `compress.artifact.load_artifact` builds the model (its tensors are memory-mapped by safetensors, so
+    `artifact.load_artifact` builds the model (its tensors are memory-mapped by safetensors, so
     nothing is resident until touched); then each layer's int4 weights are read with `pread` into private
     memory, repacked for the AMX / VNNI kernel and dropped, so the mapped copies are never touched. The embedding
     table stays mapped: only the rows prompts use become resident. `meta["runtime_cpu"]` says which kernel runs."""
-    from .compress.artifact import WEIGHTS, load_artifact
+    from .artifact import WEIGHTS, load_artifact
 
     loaded = load_artifact(path, verify=verify)
     model = loaded.model

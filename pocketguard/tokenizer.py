@@ -219,3 +219,16 @@ def train_bpe(texts: Iterable[str], vocab_size: int, path: str | Path, min_frequ
     # Sanity: the saved file must round-trip as JSON (a partially written file is a corrupt checkpoint).
     json.loads(path.read_text(encoding="utf-8"))
     return HFTokenizer(path)
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map (byte-level BPE vocabulary strings)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))

@@ -117,8 +117,8 @@ def test_tiktoken_tokenizer_round_trips(tmp_path):
 def test_qat_recipe_step_trains_and_converts(tok, tmp_path):
     from types import SimpleNamespace
 
-    from pocketguard.compress.quantize import qat_step
-    from pocketguard.train import toy_examples
+    from pocketguard.compress.steps import qat_step
+    from pocketguard.toy import toy_examples
 
     policy = Policy.default().subset(["S1", "S9", "S10"])
     ctx = SimpleNamespace(tokenizer=tok, policy=policy, teacher=None, examples=toy_examples(16), dev_examples=[], info={})

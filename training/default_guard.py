@@ -237,7 +237,7 @@ def stage_probe(p: Paths, models: list[str], device: str) -> None:
     """The hand-written probes (training/probes.jsonl: never trained on) as a table: expected vs each model's
     verdict; a probe is right when the status matches and, for unsafe, the expected categories are named."""
     from pocketguard.guard import Guard
-    from pocketguard.train import load_examples
+    from pocketguard.examples import load_examples
 
     probes = load_examples(PROBES)
     seen = {m["content"].strip().lower() for e in load_examples(p.data / "train.jsonl") for m in e["messages"]}

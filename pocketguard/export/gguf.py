@@ -180,22 +180,11 @@ def gguf_tensors(model, qtype: str = "q4_0", head_qtype: str | None = None, embe
 # ---------------------------------------------------------------------------------------- tokenizer
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character map (byte-level BPE vocabulary strings)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
 def _tiktoken_vocab(ranks: dict[bytes, int]) -> tuple[dict[int, str], list[str]]:
     """Byte-level token strings and BPE merges recovered from tiktoken ranks (as transformers' converter)."""
-    b2u = _bytes_to_unicode()
+    from ..tokenizer import bytes_to_unicode
+
+    b2u = bytes_to_unicode()
     enc = lambda b: "".join(b2u[x] for x in b)  # noqa: E731
     vocab = {r: enc(t) for t, r in ranks.items()}
     merges = []
