@@ -37,6 +37,7 @@ class Verdict:
     cached_tokens: int = 0
     answer_tokens: int = 0
     truncation: dict | None = None
+    notes: list[str] = field(default_factory=list)  # what of the input was not judged (Conversation.notes)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property

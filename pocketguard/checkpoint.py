@@ -5,7 +5,7 @@
     Meta           params.json + consolidated.NN.pth (NN = model-parallel rank) + tokenizer.model
     both           guard.json (optional): pocketguard's guard settings, {"policy": ..., "max_context": ...}
 
-`load` tells the layouts apart (a compressed artifact's manifest.json goes to `compress.artifact`). Every
+`load` tells the layouts apart (a compressed artifact's manifest.json goes to `artifact`). Every
 problem is a `CheckpointError` naming the file or tensor: a guard that silently loads the wrong weights is
 worse than one that refuses to load.
 
@@ -18,40 +18,37 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from math import gcd
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from .loaded import GUARD_META as GUARD_META  # re-exported: callers keep finding them in `checkpoint`
+from .loaded import CheckpointError, Loaded, read_guard_meta, read_json, write_guard_meta
+from .loaded import policy_dict as policy_dict
+from .loaded import save_guard_meta as save_guard_meta
 from .model import ModelArgs, Transformer
-from .policy import Policy, PolicyError
+from .weights import assemble, assign, permute_to_meta, skeleton
+from .weights import permute_to_hf as permute_to_hf  # re-exported: part of checkpoint's public naming
 from .tokenizer import Tokenizer, TokenizerError
 
 HF_CONFIG, HF_WEIGHTS, HF_INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
 META_PARAMS, META_TOKENIZER = "params.json", "tokenizer.model"
-GUARD_META = "guard.json"
 _HF_SHARD = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors$")
 _EXTRAS = ("ffn_dims", "output_token_ids", "input_token_ids", "embed_fallback_id", "extra")  # config.json "pocketguard"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing files, is corrupt, or does not match its own config."""
-
-
-@dataclass
-class Loaded:
-    model: Transformer
-    tokenizer: Tokenizer
-    meta: dict  # guard.json's settings plus "layout"
-
-
 def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Loaded:
-    """Load a checkpoint folder (or a file in it) of any layout pocketguard knows."""
+    """Load a checkpoint folder (or a file in it) of any layout pocketguard knows, or a llama.cpp `.gguf` file."""
+    if Path(path).suffix.lower() == ".gguf":
+        from .gguf_checkpoint import load_gguf
+
+        return load_gguf(path, device, dtype)
     d = _folder(path)
     if (d / "manifest.json").exists():
-        from pocketguard.compress.artifact import load_artifact
+        from .artifact import load_artifact
 
         return load_artifact(d, device=device)
     if (d / HF_CONFIG).exists():
@@ -93,19 +90,6 @@ def our_key(name: str) -> str | None:
     if m and m[2] in _OUR_LAYER:
         return f"layers.{m[1]}.{_OUR_LAYER[m[2]]}.weight"
     return None
-
-
-def permute_to_hf(w: Tensor, n_heads: int) -> Tensor:
-    """wq/wk rows from Meta's interleaved RoPE pairs (2i, 2i+1) to the rotate-half pairs (i, i + head_dim/2),
-    per head: the permute of transformers' convert_llama_weights_to_hf.py."""
-    rows, cols = w.shape
-    return w.reshape(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
-
-
-def permute_to_meta(w: Tensor, n_heads: int) -> Tensor:
-    """Inverse of `permute_to_hf`."""
-    rows, cols = w.shape
-    return w.reshape(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
 
 
 def hf_state_dict(model: Transformer) -> dict[str, Tensor]:
@@ -207,7 +191,7 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu", dtype: torch.d
     from safetensors import SafetensorError, safe_open
 
     d = _folder(path)
-    cfg = _read_json(d / HF_CONFIG)
+    cfg = read_json(d / HF_CONFIG)
     args = args_from_hf_config(cfg, source=str(d / HF_CONFIG))
     tensors, origin = {}, {}
     for file, names in _hf_weight_files(d).items():
@@ -228,7 +212,7 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu", dtype: torch.d
                     tensors[key], origin[key] = f.get_tensor(name), file.name
         except SafetensorError as e:
             raise CheckpointError(f"{file.name} in {d} is corrupt: {e}") from None
-    model = _assemble(args, tensors, origin, device, dtype, hf_key, HF_CONFIG)
+    model = assemble(args, tensors, origin, device, dtype, hf_key, HF_CONFIG)
     tokenizer = _load_tokenizer(d, model.args)
     return Loaded(model, tokenizer, {**read_guard_meta(d), "layout": "hf"})
 
@@ -270,14 +254,14 @@ def save_hf(model: Transformer, tokenizer: Tokenizer, directory: str | Path, gua
     cfg["eos_token_id"] = [tokenizer.specials[s] for s in ("<|end_of_text|>", "<|eot_id|>") if s in tokenizer.specials]
     (d / HF_CONFIG).write_text(json.dumps(cfg, indent=2))
     _save_tokenizer(tokenizer, d)
-    _write_guard_meta(d, guard_meta)
+    write_guard_meta(d, guard_meta)
     return d
 
 
 def _hf_weight_files(d: Path) -> dict[Path, list[str] | None]:
     """Weight file → tensor names it must hold (None: whatever it holds)."""
     if (d / HF_INDEX).exists():
-        index = _read_json(d / HF_INDEX)
+        index = read_json(d / HF_INDEX)
         weight_map = index.get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise CheckpointError(f"{HF_INDEX} in {d} has no weight_map")
@@ -401,7 +385,7 @@ def load_meta(path: str | Path, device: str | torch.device = "cpu", dtype: torch
     """Load params.json + consolidated.*.pth (model-parallel shards are merged) + tokenizer.model + guard.json.
     wq/wk are permuted to our rotate-half layout; the model is tied when output.weight equals the embedding."""
     d = _folder(path)
-    args = args_from_meta_params(_read_json(d / META_PARAMS), source=str(d / META_PARAMS))
+    args = args_from_meta_params(read_json(d / META_PARAMS), source=str(d / META_PARAMS))
     files = sorted(d.glob("consolidated.*.pth"))
     if not files:
         raise CheckpointError(f"{d} has {META_PARAMS} but no consolidated.*.pth weights")
@@ -413,7 +397,7 @@ def load_meta(path: str | Path, device: str | torch.device = "cpu", dtype: torch
     if emb is not None and out is not None and emb.shape == out.shape and torch.equal(emb, out):
         args = replace(args, tie_embeddings=True)
         state.pop("output.weight")
-    model = _assemble(args, state, dict.fromkeys(state, source), device, dtype, lambda k: k, META_PARAMS,
+    model = assemble(args, state, dict.fromkeys(state, source), device, dtype, lambda k: k, META_PARAMS,
                       permute={f"layers.{i}.attention.{w}.weight": h for i in range(args.n_layers)
                                for w, h in (("wq", args.n_heads), ("wk", args.n_kv_heads))})
     if not (d / META_TOKENIZER).exists():
@@ -436,7 +420,7 @@ def save_meta(model: Transformer, tokenizer: Tokenizer, directory: str | Path, g
     torch.save({k: v.detach().cpu().contiguous() for k, v in meta_state_dict(model).items()}, d / "consolidated.00.pth")
     (d / META_PARAMS).write_text(json.dumps(params, indent=2))
     _save_tokenizer(tokenizer, d)
-    _write_guard_meta(d, guard_meta)
+    write_guard_meta(d, guard_meta)
     return d
 
 
@@ -489,64 +473,12 @@ def to_standard_shapes(model: Transformer) -> Transformer:
             head[model.output_token_ids] = v
             v = head
         sd[k] = v.clone()
-    out = _skeleton(full, next(model.parameters()).device)
+    out = skeleton(full, next(model.parameters()).device)
     try:
-        _assign(out, sd)
+        assign(out, sd)
     except RuntimeError as e:
         raise CheckpointError(f"to_standard_shapes needs a float Transformer (dequantize first): {e}") from None
     return out.train(model.training)
-
-
-# ---------------------------------------------------------------------------------------- guard.json
-def policy_dict(policy: Policy) -> dict:
-    """A policy as the dict `Policy.from_dict` reads back."""
-    return {"category": [{"code": c.code, "name": c.name, "description": c.description} for c in policy.categories]}
-
-
-def save_guard_meta(directory: str | Path, meta: dict) -> Path:
-    """Write guard.json: the guard's own settings ("policy": a Policy or its dict, "max_context": int, ...)."""
-    meta = {k: v for k, v in meta.items() if k != "layout"}  # the layout is a fact of the folder, not a setting
-    if isinstance(meta.get("policy"), Policy):
-        meta["policy"] = policy_dict(meta["policy"])
-    path = Path(directory) / GUARD_META
-    _check_guard_meta(meta, str(path))
-    try:
-        text = json.dumps(meta, indent=2)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"guard settings are not JSON-serialisable: {e}") from None
-    path.write_text(text)
-    return path
-
-
-def read_guard_meta(directory: str | Path) -> dict:
-    """guard.json's settings, validated; {} when the folder has none."""
-    path = Path(directory) / GUARD_META
-    if not path.exists():
-        return {}
-    meta = _read_json(path)
-    _check_guard_meta(meta, str(path))
-    return meta
-
-
-def _check_guard_meta(meta: dict, source: str) -> None:
-    if meta.get("policy") is not None:
-        if not isinstance(meta["policy"], dict):
-            raise CheckpointError(f"{source}: policy must be a dict for Policy.from_dict")
-        try:
-            Policy.from_dict(meta["policy"], source=source)
-        except PolicyError as e:
-            raise CheckpointError(f"{source}: invalid policy: {e}") from None
-    mc = meta.get("max_context")
-    if mc is not None and (not isinstance(mc, int) or isinstance(mc, bool) or mc <= 0):
-        raise CheckpointError(f"{source}: max_context must be a positive integer, got {mc!r}")
-
-
-def _write_guard_meta(d: Path, meta: dict | None) -> None:
-    """guard.json for `meta`; with none, a stale guard.json is removed (an old policy must not come back)."""
-    if meta is None:
-        (d / GUARD_META).unlink(missing_ok=True)
-    else:
-        save_guard_meta(d, meta)
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -555,73 +487,6 @@ def _folder(path: str | Path) -> Path:
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}")
     return p if p.is_dir() else p.parent
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path.name} is missing from {path.parent}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path.name} in {path.parent} is corrupt (not valid JSON: {e})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path.name} in {path.parent} is not a JSON object")
-    return data
-
-
-def _skeleton(args: ModelArgs, device: str | torch.device) -> Transformer:
-    """The model with its parameters on the meta device, to be assigned from a checkpoint: building it for
-    real would initialise every weight first (over 30 s for a 1B model on CPU). Its buffers (rotary tables,
-    token maps) depend on `args` alone, so a one-wide, layerless twin computes them on `device`."""
-    with torch.device("meta"):
-        model = Transformer(args)
-    with torch.device(device):
-        twin = Transformer(replace(args, dim=1, n_heads=1, n_kv_heads=1, n_layers=0, ffn_dims=[], tie_embeddings=False))
-    for name, buf in twin.named_buffers():
-        setattr(model, name, buf)
-    return model
-
-
-def _assemble(args: ModelArgs, tensors: dict[str, Tensor], origin: dict[str, str], device, dtype: torch.dtype,
-              file_key, config: str, permute: dict[str, int] | None = None) -> Transformer:
-    """Check `tensors` (our names) against the model `args` describes, and build it from them. Errors name
-    tensors as the file does (`file_key`) and say which file (`origin`) held them."""
-    model = _skeleton(args, device)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if args.tie_embeddings:
-        expected.pop("output.weight")
-    missing = sorted(set(expected) - set(tensors), key=_layer_order)
-    unexpected = sorted(set(tensors) - set(expected), key=_layer_order)
-    if missing or unexpected:
-        what = [f"missing tensors {[file_key(k) for k in missing[:6]]}" if missing else "",
-                f"unexpected tensors {[file_key(k) if k in expected else k for k in unexpected[:6]]}" if unexpected else ""]
-        raise CheckpointError(f"weights do not match {config}: " + "; ".join(w for w in what if w))
-    state = {}
-    for k, t in tensors.items():
-        if tuple(t.shape) != expected[k]:
-            raise CheckpointError(f"tensor {file_key(k)} in {origin[k]} has shape {list(t.shape)}, "
-                                  f"but {config} implies {list(expected[k])}")
-        if not t.is_floating_point():
-            raise CheckpointError(f"tensor {file_key(k)} in {origin[k]} has dtype {t.dtype}; pocketguard loads float weights")
-        t = t.to(device=device, dtype=dtype)
-        state[k] = permute_to_hf(t, permute[k]) if permute and k in permute else t
-    if args.tie_embeddings:
-        state["output.weight"] = state["tok_embeddings.weight"]
-    _assign(model, state)
-    return model.eval()
-
-
-def _assign(model: Transformer, state: dict[str, Tensor]) -> None:
-    """Load `state` into a skeleton's meta parameters, keeping a tied head tied (assign=True would give the
-    head and the embedding two Parameters)."""
-    model.load_state_dict(state, strict=True, assign=True)
-    if model.args.tie_embeddings:
-        model.output.weight = model.tok_embeddings.weight
-
-
-def _layer_order(name: str) -> tuple:
-    m = re.search(r"layers\.(\d+)\.", name)
-    return (int(m[1]) if m else -1, name)
 
 
 def _load_tokenizer(path: Path, args: ModelArgs) -> Tokenizer:
@@ -644,7 +509,7 @@ def _save_tokenizer(tok: Tokenizer, d: Path) -> None:
     `Tokenizer.load` might otherwise prefer."""
     name, other = ("tokenizer.json", "tokenizer.model") if tok.kind == "hf" else ("tokenizer.model", "tokenizer.json")
     target = d / name
-    if not (target.exists() and target.samefile(tok.path)):
+    if not (tok.path is not None and target.exists() and target.samefile(tok.path)):
         tok.save(d)
     (d / other).unlink(missing_ok=True)
 

@@ -8,6 +8,7 @@ import importlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 # verb -> (module, one-line help). Modules are imported only when their verb runs, so `moderate` stays light.
 VERBS = {
@@ -16,6 +17,7 @@ VERBS = {
     "eval": ("pocketguard.evaluate.command", "evaluate guards on labelled data"),
     "serve": ("pocketguard.server", "run the HTTP moderation server"),
     "export": ("pocketguard.export.command", "export to ExecuTorch, GGUF or Hugging Face"),
+    "convert": ("pocketguard.convert", "convert a GGUF (or any checkpoint) to a Hugging Face folder"),
     "bench": ("pocketguard.bench", "benchmark against llama.cpp and ExecuTorch"),
 }
 
@@ -25,8 +27,9 @@ EXIT_SAFE, EXIT_UNSAFE, EXIT_ERROR = 0, 1, 2
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="?", help="the user prompt to judge (prompt classification)")
     p.add_argument("--response", help="the agent's reply to TEXT; judges the reply (response classification)")
-    p.add_argument("--conversation", type=Path, help="JSON file of OpenAI-style messages; the last message is judged")
-    p.add_argument("--model", type=Path, help="checkpoint folder (default: the shipped default guard)")
+    p.add_argument("--conversation", type=Path, help="JSON file of OpenAI-style messages (a list, or an object with "
+                   "'messages'); the last user or agent turn is judged, system messages are not (docs/api.md)")
+    p.add_argument("--model", type=Path, help="checkpoint folder or .gguf file (default: the shipped default guard)")
     p.add_argument("--policy", type=Path, help="custom policy TOML (see docs/policy.md)")
     p.add_argument("--threshold", type=float, help="flag when p_unsafe >= THRESHOLD instead of greedy decoding")
     p.add_argument("--max-context", type=int, help="token limit for the whole prompt (default: model's)")
@@ -34,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
 
-def _conversation(args) -> object:
+def _conversation(args) -> Any:
+    """The messages to judge: TEXT (+ --response), or --conversation's JSON (validated by the guard)."""
     from .conversation import ConversationError
 
     given = sum(x is not None for x in (args.text, args.conversation))
@@ -77,6 +81,8 @@ def _print_verdict(v, args) -> None:
         if t.get("windows"):
             note += f"; judged turn ({t['judged_turn_tokens']} tokens) checked in {t['windows']} overlapping windows"
         print(f"       note: over the context limit — {note}")
+    for note in v.notes:
+        print(f"       note: {note}")
     print(f"       {v.prompt_tokens} prompt tokens ({v.cached_tokens} from the policy cache), "
           f"{v.timings.get('total_ms', 0):.0f} ms")
 

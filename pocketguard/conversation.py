@@ -1,12 +1,32 @@
-"""Conversations as a guard sees them: alternating user / agent turns, the last one judged."""
+"""Conversations as a guard sees them: alternating user / agent turns, the last one judged.
+
+Applications send OpenAI-style chat messages; Llama Guard 3's prompt has only `User:` and `Agent:` turns. The
+mapping below is the one place that decides how one becomes the other (docs/api.md says why):
+
+- `user` is a user turn; `assistant` (or `agent`, `model`, `bot`) is the agent's.
+- `tool` (legacy `function`, Llama's `ipython`) is tool output the agent received: it belongs to the agent's turn,
+  and a run of assistant and tool messages between two user messages is one agent turn, judged as a whole.
+  An assistant message's tool calls are text the agent wrote, judged as `name(arguments)` lines; a tool-call-only
+  message (content null) is fine.
+- `system` / `developer` messages are not judged and are dropped: the template has no system turn, and folding
+  the operator's instructions into a `User:` turn would judge them as the user's words. A conversation that
+  *ends* with one has nothing defined to judge and is refused.
+- content given as parts: text parts are joined by newlines; other parts (images, audio, files) are not judged.
+
+Whatever is dropped or reinterpreted is counted in `Conversation.notes`, which the verdict carries.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable, Literal
+import json
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Literal, Sequence
 
 Role = Literal["user", "agent"]
-_ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "agent", "agent": "agent", "model": "agent", "bot": "agent"}
+_SIDE = {"user": "user", "human": "user", "assistant": "agent", "agent": "agent", "model": "agent", "bot": "agent",
+         "tool": "tool", "function": "tool", "ipython": "tool", "system": "system", "developer": "system"}
+_TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
 
 
 class ConversationError(ValueError):
@@ -21,9 +41,14 @@ class Message:
 
 @dataclass(frozen=True)
 class Conversation:
-    """Alternating turns starting with the user. `judged` is whose last message the guard judges."""
+    """Alternating turns starting with the user. `judged` is whose last message the guard judges.
+
+    `notes` says, in words, what of the input was not judged or was judged as something else (system messages
+    dropped, tool output judged as the agent's, non-text parts not judged); empty for plain user/agent text.
+    """
 
     messages: tuple[Message, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def judged(self) -> Role:
@@ -33,64 +58,183 @@ class Conversation:
         return len(self.messages)
 
     @classmethod
-    def from_messages(cls, messages: Iterable[Any], role: str | None = None) -> "Conversation":
-        """Parse OpenAI-style messages (dicts with role/content, or Message).
+    def from_messages(cls, messages: Iterable[Any], role: str | None = None) -> Conversation:
+        """Parse OpenAI-style chat messages (dicts with role/content, or Message) as the module docstring says.
 
-        System messages are rejected rather than dropped: a guard prompt has no place for them and silently
-        losing text is worse than an error. `role`, when given, must match the last message.
+        `role`, when given ('user' or 'agent'/'assistant'), must be the judged side, i.e. the last turn's.
         """
         if isinstance(messages, (str, bytes, dict)):
             raise ConversationError("messages must be a list of {role, content} objects")
-        parsed: list[Message] = []
-        for i, m in enumerate(messages):
+        # turns as (role, text pieces, number of its last message, count of its parts not judged)
+        turns: list[tuple[Role, list[str], int, int]] = []
+        counts: Counter[str] = Counter()
+        last_side = None
+        for i, m in enumerate(messages, 1):
+            side: str  # user, agent, tool or system
             if isinstance(m, Message):
-                parsed.append(m)
+                side, texts, skipped = m.role, [m.content], 0
+            elif isinstance(m, dict):
+                side, texts, skipped = _read(i, m, counts)
+            else:
+                raise ConversationError(f"message #{i} must be an object with role and content, got {type(m).__name__}")
+            last_side = side
+            if side == "system":
+                counts["system"] += 1
                 continue
-            if not isinstance(m, dict):
-                raise ConversationError(f"message #{i + 1} must be an object with role and content, got {type(m).__name__}")
-            r, content = m.get("role"), m.get("content")
-            if not isinstance(r, str) or r.lower() not in _ROLE_ALIASES:
-                raise ConversationError(f"message #{i + 1}: role must be 'user' or 'assistant', got {r!r}")
-            if isinstance(content, list):  # OpenAI content parts: keep text parts, refuse anything else
-                texts = []
-                for part in content:
-                    if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
-                        raise ConversationError(f"message #{i + 1}: only text content parts can be judged")
-                    texts.append(part["text"])
-                content = "".join(texts)
-            if not isinstance(content, str):
-                raise ConversationError(f"message #{i + 1}: content must be a string, got {type(content).__name__}")
-            parsed.append(Message(_ROLE_ALIASES[r.lower()], content))
-        return cls.create(parsed, role)
+            turn_role: Role = "user" if side == "user" else "agent"
+            if turns and turns[-1][0] == turn_role == "agent":
+                turns[-1] = (turn_role, turns[-1][1] + texts, i, turns[-1][3] + skipped)
+                continue
+            if turns and turns[-1][0] == turn_role:
+                raise ConversationError(f"message #{i} is from the user again, but turns must alternate user, agent, "
+                                        "user, … (merge the two user messages)")
+            if not turns and turn_role == "agent":
+                raise ConversationError(f"message #{i} is from the {'tool' if side == 'tool' else 'agent'} but the "
+                                        "conversation must start with the user (system messages aside)")
+            turns.append((turn_role, texts, i, skipped))
+        if last_side == "system":
+            raise ConversationError("the last message is a system message, which a guard does not judge: end the "
+                                    "conversation with the user, assistant or tool message whose role is to be judged")
+        if not turns:
+            raise ConversationError("conversation is empty")
+        parsed = []
+        for r, texts, last, skipped in turns:
+            text = "\n".join(t for t in texts if t.strip())
+            if not text:
+                raise ConversationError(f"message #{last} has no text to judge: its {skipped} non-text content "
+                                        "part(s) cannot be judged" if skipped else f"message #{last} is empty")
+            parsed.append(Message(r, text))
+        return cls.create(parsed, role, _notes(counts))
 
     @classmethod
-    def create(cls, messages: list[Message], role: str | None = None) -> "Conversation":
+    def create(cls, messages: Sequence[Message], role: str | None = None, notes: Sequence[str] = ()) -> Conversation:
+        """Validate already-normalised turns (alternating, non-empty) and the judged `role`."""
         if not messages:
             raise ConversationError("conversation is empty")
         for i, m in enumerate(messages):
             expected = "user" if i % 2 == 0 else "agent"
             if m.role != expected:
-                raise ConversationError(
-                    f"message #{i + 1} is from {m.role!r} but turns must alternate user, agent, user, … starting with the user"
-                )
+                raise ConversationError(f"message #{i + 1} is from {m.role!r} but turns must alternate user, agent, "
+                                        "user, … starting with the user")
             if not m.content.strip():
                 raise ConversationError(f"message #{i + 1} is empty")
-        conv = cls(tuple(messages))
+        conv = cls(tuple(messages), tuple(notes))
         if role is not None:
-            r = _ROLE_ALIASES.get(role.lower()) if isinstance(role, str) else None
-            if r is None:
+            r = _SIDE.get(role.lower()) if isinstance(role, str) else None
+            if r not in ("user", "agent"):
                 raise ConversationError(f"judged role must be 'user' or 'agent', got {role!r}")
             if r != conv.judged:
                 raise ConversationError(f"asked to judge the {r}'s message but the last message is the {conv.judged}'s")
         return conv
 
     @classmethod
-    def prompt(cls, text: str) -> "Conversation":
+    def prompt(cls, text: str) -> Conversation:
         return cls.create([Message("user", text)])
 
     @classmethod
-    def exchange(cls, prompt: str, response: str) -> "Conversation":
+    def exchange(cls, prompt: str, response: str) -> Conversation:
         return cls.create([Message("user", prompt), Message("agent", response)])
 
     def to_messages(self) -> list[dict]:
         return [{"role": "user" if m.role == "user" else "assistant", "content": m.content} for m in self.messages]
+
+
+ConversationLike = Conversation | str | Sequence[dict] | Sequence[Message]
+
+
+def as_conversation(item: ConversationLike, role: str | None = None) -> Conversation:
+    """Everything a caller may pass to a guard, as a Conversation: a plain string is a user prompt, a list is
+    OpenAI-style messages, a Conversation is checked against `role` (its notes kept)."""
+    if isinstance(item, Conversation):
+        return replace(Conversation.create(item.messages, role), notes=item.notes)
+    if isinstance(item, str):
+        return Conversation.create([Message("user", item)], role)
+    return Conversation.from_messages(item, role)
+
+
+def content_text(content: Any, where: str = "content") -> tuple[str, Counter[str]]:
+    """The judgeable text of an OpenAI `content` (a string or a list of parts) and the non-text part types it
+    held, by count; text parts are joined by newlines. Malformed content raises ConversationError."""
+    if isinstance(content, str):
+        return content, Counter()
+    if not isinstance(content, list):
+        raise ConversationError(f"{where} must be a string or a list of content parts, got {_json_type(content)}")
+    texts: list[str] = []
+    skipped: Counter[str] = Counter()
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(kind, str):
+            raise ConversationError(f"{where}[{j}] must be a content part object with a 'type'")
+        key = _TEXT_PARTS.get(kind)
+        if key is None:
+            skipped[kind] += 1
+        elif not isinstance(part.get(key), str):
+            raise ConversationError(f"{where}[{j}]: a {kind!r} part needs a string {key!r}")
+        else:
+            texts.append(part[key])
+    return "\n".join(texts), skipped
+
+
+def _read(i: int, m: dict, counts: Counter[str]) -> tuple[str, list[str], int]:
+    """One message dict -> (side, text pieces, parts not judged); counts what was reinterpreted or not judged."""
+    r = m.get("role")
+    side = _SIDE.get(r.lower()) if isinstance(r, str) else None
+    if side is None:
+        raise ConversationError(f"message #{i}: role must be 'user', 'assistant', 'tool' or 'system', got {r!r}")
+    content = m.get("content")
+    calls = _tool_calls(i, m) if side == "agent" else []
+    skipped: Counter[str] = Counter()
+    if content is None and calls:
+        text = ""
+    elif content is None:
+        raise ConversationError(f"message #{i}: content must be a string or a list of content parts, got null")
+    else:
+        text, skipped = content_text(content, f"message #{i}: content")
+    if side != "system":  # a system message's parts are dropped with it, not counted twice
+        counts["nontext"] += sum(skipped.values())
+        counts.update({f"part:{k}": n for k, n in skipped.items()})
+    if side == "tool":
+        counts["tool"] += 1
+    counts["call"] += len(calls)
+    return side, [text, *calls], sum(skipped.values())
+
+
+def _tool_calls(i: int, m: dict) -> list[str]:
+    """An assistant message's tool calls (`tool_calls`, or legacy `function_call`) as `name(arguments)` lines."""
+    calls = m.get("tool_calls") or []
+    if m.get("function_call") is not None:
+        calls = [*calls, {"function": m["function_call"]}]
+    if not isinstance(calls, list):
+        raise ConversationError(f"message #{i}: tool_calls must be a list")
+    out = []
+    for j, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        name, args = (fn.get("name"), fn.get("arguments", "")) if isinstance(fn, dict) else (None, None)
+        if isinstance(args, (dict, list)):
+            args = json.dumps(args, ensure_ascii=False)
+        if not isinstance(name, str) or not isinstance(args, str):
+            raise ConversationError(f"message #{i}: tool call #{j + 1} needs function.name and function.arguments")
+        out.append(f"{name}({args})")
+    return out
+
+
+def _notes(counts: Counter[str]) -> tuple[str, ...]:
+    def n(k: int, what: str) -> str:
+        return f"{k} {what}{'' if k == 1 else 's'}"
+
+    notes = []
+    if counts["system"]:
+        notes.append(f"{n(counts['system'], 'system message')} not judged (dropped)")
+    if counts["tool"]:
+        notes.append(f"{n(counts['tool'], 'tool message')} judged as part of the agent's turn")
+    if counts["call"]:
+        notes.append(f"{n(counts['call'], 'tool call')} judged as the agent's text")
+    if counts["nontext"]:
+        kinds = ", ".join(sorted(k.removeprefix("part:") for k in counts if k.startswith("part:")))
+        notes.append(f"{n(counts['nontext'], 'non-text content part')} not judged ({kinds})")
+    return tuple(notes)
+
+
+def _json_type(x: Any) -> str:
+    return {type(None): "null", bool: "a boolean", int: "a number", float: "a number", dict: "an object"}.get(
+        type(x), type(x).__name__)

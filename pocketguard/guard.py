@@ -26,7 +26,7 @@ import torch
 
 from . import packed
 from .answer import AnswerGrammar, Verdict, decode, finish, p_unsafe
-from .conversation import Conversation, ConversationError, Message, Role
+from .conversation import Conversation, ConversationError, ConversationLike, Role, as_conversation
 from .model import Transformer
 from .policy import Policy
 from .prompt import encode_prefix, encode_suffix, encode_turn
@@ -35,17 +35,6 @@ from .tokenizer import Tokenizer
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default-guard"
 __all__ = ["AnswerGrammar", "Guard", "Verdict", "as_conversation"]
-
-ConversationLike = Conversation | str | Sequence[dict] | Sequence[Message]
-
-
-def as_conversation(item: ConversationLike, role: str | None = None) -> Conversation:
-    """A plain string is a user prompt; lists are OpenAI-style messages."""
-    if isinstance(item, Conversation):
-        return Conversation.create(list(item.messages), role)
-    if isinstance(item, str):
-        return Conversation.create([Message("user", item)], role)
-    return Conversation.from_messages(item, role)
 
 
 @dataclass
@@ -94,7 +83,7 @@ class Guard:
         one (same verdicts; ~8x faster than the portable kernels on the default guard), else on the portable
         kernels; `POCKETGUARD_CPU_KERNEL=portable` forces the latter. `meta["runtime_cpu"]` says which runs."""
         from .checkpoint import load
-        from .compress.artifact import is_artifact
+        from .artifact import is_artifact
 
         path = Path(path) if path is not None else DEFAULT_MODEL_DIR
         if torch.device(device).type == "cpu" and is_artifact(path):
@@ -268,8 +257,9 @@ class Guard:
             start = end
         out = [_worst(results[i], policy) for i in range(len(convs))]
         total = (time.perf_counter() - t0) * 1000
-        for v in out:
+        for v, conv in zip(out, convs):
             v.timings["total_ms"] = total / len(out)
+            v.notes = list(conv.notes)
         return out
 
     def _judge(self, jobs: list[_Job], policy: Policy, grammar: AnswerGrammar, category_scores: bool) -> list[Verdict]:

@@ -19,14 +19,21 @@ threads come from the libgomp torch already loaded):
   (`y = s_x (acc - z_u * sum_g s_g sum_k c)`). Only the fp32 summation order differs from the reference
   (dequantize + F.linear): `tests/test_bench.py` checks parity and identical verdicts.
 
+x86 CPUs without AMX but with AVX-512 VNNI (AMD Zen 4, Intel Ice Lake / Cascade Lake) run a second kernel on
+the same packed weights, `pg_gemm_vnni`: an AMX B-tile row (16 columns x 4 consecutive k) is exactly a
+`vpdpbusd` operand, so each group is 8 `vpdpbusd` per row and 16 columns on the unsigned nibbles c + 8, started
+from -8 * sum_k u: the same exact int32 group sums, the same fp32 steps after them (`tests/test_runtime_vnni.py`).
+The activation, RMSNorm, SiLU and RoPE helpers need only AVX-512F/BW, so every kernel shares them. The
+kernel is chosen once per process: AMX, else VNNI, else portable, or `POCKETGUARD_CPU_KERNEL=amx|vnni|portable`.
+
 `accelerate(model)` swaps each transformer block for a `FastBlock` (RMSNorm fused with the activation
 quantization, q|k|v in one matmul and gate|up in one matmul so each activation is quantized once, SiLU·up
 fused with the next quantization, residual adds in the matmul epilogue, RoPE in place, attention by query
 blocks); the block's interface is unchanged, so the KV cache, the prefix cache and constrained decoding in
 `Guard` work as before. `load_fast(path)` loads an artifact the same way but packs each layer from a private
 read of its tensors and leaves the embedding table memory-mapped, so peak RSS stays near the packed weights.
-Both leave the model on the portable `kernels` path when the CPU has no AMX-INT8 (`available()` says why)
-or when `POCKETGUARD_CPU_KERNEL=portable`. Measurements: docs/benchmarks.md.
+Both leave the model on the portable `kernels` path when the CPU has neither AMX-INT8 nor AVX-512 VNNI
+(`available()` says why) or when `POCKETGUARD_CPU_KERNEL=portable`. Measurements: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -293,6 +300,117 @@ void pg_gemm_amx(int M, int N, int K, const uint8_t *xu, const float *sx, const 
 }
 """
 
+# The AVX-512 VNNI kernel for CPUs without AMX (e.g. AMD Zen 4, Intel Ice Lake / Cascade Lake). Its own target
+# pragma: only these functions may use VNNI instructions, so the library still loads on AVX-512 CPUs without it.
+_C_VNNI = r"""
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
+
+#define VNNI_MR 4  /* rows per tile: 4 x 2 blocks = 8 independent accumulator chains, 24 of the 32 zmm registers */
+#define VNNI_NR 2
+
+/* One tile of MR rows x NR 16-column blocks of y over all of K. An AMX B-tile row of the packed weights (16
+   columns x 4 consecutive k, as nibbles c + 8) is exactly a vpdpbusd operand, so the packing is shared: per group
+   and k-quad, u[m, 4 k] is broadcast and multiplied with the unsigned nibbles c + 8 (0..15, valid as the signed
+   operand). The int32 accumulator starts at uc = -8 * sum_k u, so each group's sum_k u (c + 8) - 8 sum_k u is the
+   exact sum_k u c that tdpbusd gives; then the same fp32 steps as pg_gemm_amx (scale FMA per group, zero point
+   and row scale in the epilogue), so the two kernels round identically. MR and NR are compile-time constants
+   after inlining: the accumulators live in registers and each unpacked weight vector serves MR rows. */
+static inline __attribute__((always_inline)) void vnni_tile(
+        const int MR, const int NR, int m0, int nb, int G, int K, const uint8_t *xu, const int32_t *uc,
+        const float *sx, const float *zu, const uint8_t *wpk, const uint16_t *sw, const float *wsum,
+        float *y, long ldy, const float *res, long ldr) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 facc[VNNI_MR][VNNI_NR];
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NR; c++) facc[r][c] = _mm512_setzero_ps();
+    for (int g = 0; g < G; g++) {
+        __m512i acc[VNNI_MR][VNNI_NR];
+        for (int r = 0; r < MR; r++) {
+            const __m512i init = _mm512_set1_epi32(uc[(long)(m0 + r) * G + g]);
+            for (int c = 0; c < NR; c++) acc[r][c] = init;
+        }
+        for (int i = 0; i < 4; i++) {
+            __m512i wl[VNNI_NR], wh[VNNI_NR];
+            for (int c = 0; c < NR; c++) {
+                const __m512i v = _mm512_loadu_si512((const void *)(wpk + ((size_t)(nb + c) * G + g) * 256 + i * 64));
+                wl[c] = _mm512_and_si512(v, m4);                        /* k = 4i .. 4i+3 of the group */
+                wh[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);  /* k = 16+4i .. 16+4i+3 */
+            }
+            for (int r = 0; r < MR; r++) {
+                const uint8_t *a = xu + (long)(m0 + r) * K + g * 32 + 4 * i;
+                int32_t lo, hi;
+                memcpy(&lo, a, 4);
+                memcpy(&hi, a + 16, 4);
+                const __m512i al = _mm512_set1_epi32(lo), ah = _mm512_set1_epi32(hi);
+                for (int c = 0; c < NR; c++) {
+                    acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], al, wl[c]);
+                    acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], ah, wh[c]);
+                }
+            }
+        }
+        for (int c = 0; c < NR; c++) {
+            const __m512 sc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sw + ((size_t)(nb + c) * G + g) * 16)));
+            for (int r = 0; r < MR; r++) facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][c]), sc, facc[r][c]);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        const int m = m0 + r;
+        const __m512 vs = _mm512_set1_ps(sx[m]), vz = _mm512_set1_ps(zu[m]);
+        for (int c = 0; c < NR; c++) {
+            const int n = (nb + c) * 16;
+            __m512 o = _mm512_mul_ps(_mm512_fnmadd_ps(vz, _mm512_loadu_ps(wsum + n), facc[r][c]), vs);
+            if (res) o = _mm512_add_ps(_mm512_loadu_ps(res + (long)m * ldr + n), o);
+            _mm512_storeu_ps(y + (long)m * ldy + n, o);
+        }
+    }
+}
+
+
+/* All M rows of NR column blocks starting at nb: VNNI_MR-row tiles, then single rows. */
+static inline __attribute__((always_inline)) void vnni_cols(
+        const int NR, int M, int nb, int G, int K, const uint8_t *xu, const int32_t *uc, const float *sx,
+        const float *zu, const uint8_t *wpk, const uint16_t *sw, const float *wsum, float *y, long ldy,
+        const float *res, long ldr) {
+    int m0 = 0;
+    for (; m0 + VNNI_MR <= M; m0 += VNNI_MR)
+        vnni_tile(VNNI_MR, NR, m0, nb, G, K, xu, uc, sx, zu, wpk, sw, wsum, y, ldy, res, ldr);
+    for (; m0 < M; m0++)
+        vnni_tile(1, NR, m0, nb, G, K, xu, uc, sx, zu, wpk, sw, wsum, y, ldy, res, ldr);
+}
+
+/* pg_gemm_amx's contract (same packed weights, same arguments) on AVX-512 VNNI. */
+void pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const float *zu,
+                  const uint8_t *wpk, const uint16_t *sw, const float *wsum, float *y, long ldy,
+                  const float *res, long ldr, int nthreads) {
+    const int NB = N / 16, G = K / 32, NT = (NB + VNNI_NR - 1) / VNNI_NR;
+    int32_t *uc = (int32_t *)malloc((size_t)(M > 0 ? M : 1) * G * sizeof(int32_t));
+    #pragma omp parallel num_threads(nthreads)
+    {
+        #pragma omp for schedule(static)
+        for (int m = 0; m < M; m++)  /* uc[m, g] = -8 * (sum of the group's 32 activation codes) */
+            for (int g = 0; g < G; g++) {
+                const __m256i s = _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(xu + (long)m * K + g * 32)),
+                                                  _mm256_setzero_si256());
+                uc[(long)m * G + g] = -8 * (int32_t)(_mm256_extract_epi64(s, 0) + _mm256_extract_epi64(s, 1)
+                                                     + _mm256_extract_epi64(s, 2) + _mm256_extract_epi64(s, 3));
+            }
+        #pragma omp for schedule(static)
+        for (int t = 0; t < NT; t++) {
+            const int nb = t * VNNI_NR;
+            if (nb + VNNI_NR <= NB)
+                vnni_cols(VNNI_NR, M, nb, G, K, xu, uc, sx, zu, wpk, sw, wsum, y, ldy, res, ldr);
+            else
+                for (int b = nb; b < NB; b++)
+                    vnni_cols(1, M, b, G, K, xu, uc, sx, zu, wpk, sw, wsum, y, ldy, res, ldr);
+        }
+    }
+    free(uc);
+}
+
+#pragma GCC pop_options
+"""
+
 _CFLAGS = ["-O3", "-march=native", "-mamx-tile", "-mamx-int8", "-mavx512f", "-mavx512bw", "-mavx512vl",
            "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]  # no implicit FMA: elementwise ops round like torch
 
@@ -309,6 +427,9 @@ def _cpu_flags() -> set[str]:
 
 _LIB = None
 _WHY_NOT: str | None = None
+_KERNEL: str | None = None  # the int4 x int8 matmul FastBlock uses: "amx" or "vnni" (once _load succeeded)
+_RUNS: frozenset = frozenset()  # the matmul kernels this CPU can run
+_KERNEL_FLAGS = {"amx": {"amx_int8", "amx_tile"}, "vnni": {"avx512_vnni"}}  # beyond avx512f/bw (every kernel)
 
 
 def _cache_dir() -> Path:
@@ -321,13 +442,15 @@ def _build() -> Path:
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if not cc:
         raise RuntimeError("no C compiler (gcc) on PATH")
-    key = hashlib.sha256((_C_SOURCE + " ".join(_CFLAGS) + cc).encode()).hexdigest()[:16]
+    source = _C_SOURCE + _C_VNNI
+    # -march=native: the CPU's flags are part of the key, so a shared cache never hands one CPU another's build
+    key = hashlib.sha256((source + " ".join(_CFLAGS) + cc + " ".join(sorted(_cpu_flags()))).encode()).hexdigest()[:16]
     out = _cache_dir() / f"pg_amx_{key}.so"
     if out.exists():
         return out
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "pg_amx.c"
-        src.write_text(_C_SOURCE)
+        src.write_text(source)
         # build next to the final name, then rename: concurrent processes never load a half-written library
         fd, tmp_out = tempfile.mkstemp(suffix=".so", dir=out.parent)
         os.close(fd)
@@ -340,33 +463,43 @@ def _build() -> Path:
 
 
 def _load():
-    global _LIB, _WHY_NOT
+    global _LIB, _WHY_NOT, _KERNEL, _RUNS
     if _LIB is not None or _WHY_NOT is not None:
         return _LIB
     try:
-        if os.environ.get("POCKETGUARD_CPU_KERNEL", "auto") == "portable":
+        want = os.environ.get("POCKETGUARD_CPU_KERNEL", "auto")
+        if want not in ("auto", "amx", "vnni", "portable"):
+            raise RuntimeError(f"POCKETGUARD_CPU_KERNEL must be auto, amx, vnni or portable, not {want!r}")
+        if want == "portable":
             raise RuntimeError("disabled by POCKETGUARD_CPU_KERNEL=portable")
         if platform.machine() not in ("x86_64", "AMD64"):
-            raise RuntimeError(f"AMX kernels are x86-64 only (this is {platform.machine()})")
-        need = {"amx_int8", "amx_tile", "avx512f", "avx512bw"}
-        missing = need - _cpu_flags()
-        if missing:
-            raise RuntimeError(f"the CPU lacks {sorted(missing)}")
+            raise RuntimeError(f"the int8 kernels are x86-64 only (this is {platform.machine()})")
+        flags = _cpu_flags()
+        missing = {k: sorted(({"avx512f", "avx512bw"} | f) - flags) for k, f in _KERNEL_FLAGS.items()}
+        runs = {k for k, m in missing.items() if not m}
+        if not runs or (want != "auto" and want not in runs):
+            asked = [want] if want != "auto" else list(_KERNEL_FLAGS)
+            raise RuntimeError("the CPU lacks " + " and ".join(f"{missing[k]} ({k})" for k in asked))
         torch.get_num_threads()  # torch (and its libgomp) are loaded first: the kernel shares that OpenMP runtime
         lib = ctypes.CDLL(str(_build()))
-        if not lib.pg_amx_init():
-            raise RuntimeError("the kernel refused AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM failed)")
+        if "amx" in runs and not lib.pg_amx_init():
+            runs.discard("amx")
+            if want == "amx" or not runs:
+                raise RuntimeError("the kernel refused AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM failed)")
         vp, i, l = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
         lib.pg_quant_act.argtypes = [i, i, i, vp, l, vp, vp, vp, i]
         lib.pg_quant_act.restype = None
-        lib.pg_gemm_amx.argtypes = [i, i, i, vp, vp, vp, vp, vp, vp, vp, l, vp, l, i]
-        lib.pg_gemm_amx.restype = None
+        for gemm in (lib.pg_gemm_amx, lib.pg_gemm_vnni):
+            gemm.argtypes = [i, i, i, vp, vp, vp, vp, vp, vp, vp, l, vp, l, i]
+            gemm.restype = None
         lib.pg_rmsnorm_quant.argtypes = [i, i, i, vp, l, vp, ctypes.c_float, vp, vp, vp, i]
         lib.pg_rmsnorm_quant.restype = None
         lib.pg_rope.argtypes = [i, i, i, vp, l, vp, vp, i]
         lib.pg_rope.restype = None
         lib.pg_silu_mul_quant.argtypes = [i, i, i, vp, l, vp, vp, vp, i]
         lib.pg_silu_mul_quant.restype = None
+        _KERNEL = want if want != "auto" else ("amx" if "amx" in runs else "vnni")
+        _RUNS = frozenset(runs)
         _LIB = lib
     except Exception as e:  # noqa: BLE001 - any failure means "use the portable path"
         _WHY_NOT = str(e)
@@ -374,8 +507,9 @@ def _load():
 
 
 def available() -> tuple[bool, str]:
-    """(True, "amx") when the AMX kernel can run here; else (False, why)."""
-    return (True, "amx") if _load() is not None else (False, _WHY_NOT or "unavailable")
+    """(True, kernel) when a fast kernel runs here: "amx" (AMX-INT8) if the CPU has it, else "vnni" (AVX-512
+    VNNI), or the one `POCKETGUARD_CPU_KERNEL=amx|vnni` forces; else (False, why): the portable path."""
+    return (True, _KERNEL) if _load() is not None else (False, _WHY_NOT or "unavailable")
 
 
 # ------------------------------------------------------------------------------------------ packing
@@ -436,7 +570,7 @@ def _threads() -> int:
 
 
 class QAct:
-    """Activations quantized for the AMX kernel: uint8 codes [Mp, K] (rows padded to 16), per-row scale and
+    """Activations quantized for the AMX / VNNI kernels: uint8 codes [Mp, K] (rows padded to 16), per-row scale and
     zero point (as u = q + 128)."""
 
     __slots__ = ("xu", "sx", "zu", "M", "K")
@@ -490,8 +624,13 @@ class AmxInt4Linear(nn.Module):
     Built from one or several `kernels.Int4WeightInt8ActLinear` sharing an input (outputs concatenated: fused
     q|k|v or gate|up, so the input is quantized once)."""
 
+    KERNEL = "amx"  # pg_gemm_<KERNEL> multiplies; both kernels read the same packed weights
+
     def __init__(self, parts: list[nn.Module]):
         super().__init__()
+        if _load() is None or self.KERNEL not in _RUNS:
+            why = _WHY_NOT or f"the CPU lacks {self.KERNEL}"
+            raise RuntimeError(f"the {self.KERNEL} kernel does not run here: {why}")
         K = parts[0].in_features
         for p in parts:
             if p.in_features != K or not _int4_g32(p):
@@ -518,8 +657,9 @@ class AmxInt4Linear(nn.Module):
                                      or tuple(residual.shape) != (q.M, self.out_features)):
             raise ValueError("residual must be fp32 [M, out_features] with contiguous rows (and no padding)")
         rp, rl = (residual.data_ptr(), residual.stride(0)) if residual is not None else (None, 0)
-        _load().pg_gemm_amx(q.M, N, q.K, q.xu.data_ptr(), q.sx.data_ptr(), q.zu.data_ptr(), self.packed.data_ptr(),
-                            self.sw.data_ptr(), self.wsum.data_ptr(), y.data_ptr(), N, rp, rl, _threads())
+        gemm = getattr(_load(), f"pg_gemm_{self.KERNEL}")
+        gemm(q.M, N, q.K, q.xu.data_ptr(), q.sx.data_ptr(), q.zu.data_ptr(), self.packed.data_ptr(),
+             self.sw.data_ptr(), self.wsum.data_ptr(), y.data_ptr(), N, rp, rl, _threads())
         return y[:, : self.out_features] if self.n_pad else y
 
     def forward(self, x: Tensor) -> Tensor:
@@ -527,14 +667,27 @@ class AmxInt4Linear(nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, splits={self.splits}, int4 g32 x int8 dynamic (AMX)"
+        return f"in_features={self.in_features}, splits={self.splits}, int4 g32 x int8 dynamic ({self.KERNEL})"
+
+
+class VnniInt4Linear(AmxInt4Linear):
+    """`AmxInt4Linear` on AVX-512 VNNI (`vpdpbusd`), for x86 CPUs without AMX (AMD Zen 4, Intel Ice Lake): the
+    same packed weights and the same exact int32 group sums, so the two give the same floats."""
+
+    KERNEL = "vnni"
+
+
+def _linear_class() -> type[AmxInt4Linear]:
+    """The linear of the kernel `available()` chose."""
+    _load()
+    return VnniInt4Linear if _KERNEL == "vnni" else AmxInt4Linear
 
 
 # ------------------------------------------------------------------------------------------ modules
 
 
 class FastBlock(nn.Module):
-    """`model.TransformerBlock` on the AMX kernel, same forward signature and semantics: RMSNorm fused with
+    """`model.TransformerBlock` on the AMX (or VNNI) kernel, same forward signature and semantics: RMSNorm fused with
     the activation quantization, q|k|v and gate|up fused, RoPE in place in C, SDPA for attention."""
 
     def __init__(self, block: nn.Module):
@@ -544,11 +697,12 @@ class FastBlock(nn.Module):
         self.attention_norm_weight = nn.Parameter(block.attention_norm.weight.detach().float().clone(), requires_grad=False)
         self.ffn_norm_weight = nn.Parameter(block.ffn_norm.weight.detach().float().clone(), requires_grad=False)
         self.attention_eps, self.ffn_eps = block.attention_norm.eps, block.ffn_norm.eps
-        self.wqkv = AmxInt4Linear([a.wq, a.wk, a.wv])
-        self.wo = AmxInt4Linear([a.wo])
+        Linear = _linear_class()
+        self.wqkv = Linear([a.wq, a.wk, a.wv])
+        self.wo = Linear([a.wo])
         self.hidden = f.w1.out_features
-        self.w13 = AmxInt4Linear([f.w1, f.w3])
-        self.w2 = AmxInt4Linear([f.w2])
+        self.w13 = Linear([f.w1, f.w3])
+        self.w2 = Linear([f.w2])
 
     _bias_for: tuple = (None, None)
 
@@ -646,12 +800,12 @@ def accelerate(model: nn.Module, strict: bool = False) -> dict:
     """Swap the 8da4w transformer blocks of `model` for `FastBlock`s in place; returns what was done.
 
     Blocks whose linears are not all int4 group-32 (fp16 scales) with int8 activations are left alone.
-    Without AMX (see `available()`) nothing changes, unless `strict`, which raises instead."""
+    Without a fast kernel (see `available()`) nothing changes, unless `strict`, which raises instead."""
     ok, why = available()
-    info = {"kernel": "amx" if ok else "portable", "reason": why, "blocks": 0, "of": len(model.layers)}
+    info = {"kernel": why if ok else "portable", "reason": why, "blocks": 0, "of": len(model.layers)}
     if not ok:
         if strict:
-            raise RuntimeError(f"AMX kernel unavailable: {why}")
+            raise RuntimeError(f"no fast CPU kernel (AMX or VNNI): {why}")
         return info
     for i, block in enumerate(model.layers):
         if not isinstance(block, FastBlock) and _block_ok(block):
@@ -681,11 +835,11 @@ _ST_DTYPES = {"U8": torch.uint8, "I8": torch.int8, "F16": torch.float16, "F32": 
 def load_fast(path: str | Path, accelerate_model: bool = True, verify: bool = True):
     """Load a compressed artifact for fast CPU inference at low peak memory -> `Loaded(model, tokenizer, meta)`.
 
-    `compress.artifact.load_artifact` builds the model (its tensors are memory-mapped by safetensors, so
+    `artifact.load_artifact` builds the model (its tensors are memory-mapped by safetensors, so
     nothing is resident until touched); then each layer's int4 weights are read with `pread` into private
-    memory, repacked for the AMX kernel and dropped, so the mapped copies are never touched. The embedding
+    memory, repacked for the AMX / VNNI kernel and dropped, so the mapped copies are never touched. The embedding
     table stays mapped: only the rows prompts use become resident. `meta["runtime_cpu"]` says which kernel runs."""
-    from .compress.artifact import WEIGHTS, load_artifact
+    from .artifact import WEIGHTS, load_artifact
 
     loaded = load_artifact(path, verify=verify)
     model = loaded.model

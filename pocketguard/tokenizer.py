@@ -85,18 +85,35 @@ class Tokenizer:
 class HFTokenizer(Tokenizer):
     kind = "hf"
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path | None, backend=None, require_specials: bool = True):
+        """From a tokenizer.json `path`, or (path None) an in-memory `tokenizers.Tokenizer` `backend`.
+        `require_specials=False` admits a vocabulary without the guard's control tokens (a base model that
+        `gguf_checkpoint.add_guard_tokens` is about to extend); `Guard` never gets such a tokenizer."""
         from tokenizers import Tokenizer as _Tok
 
-        self.path = Path(path)
-        try:
-            self._tok = _Tok.from_file(str(self.path))
-        except Exception as e:  # tokenizers raises a bare Exception on bad JSON
-            raise TokenizerError(f"cannot read tokenizer {self.path}: {e}") from None
+        self.path = Path(path) if path is not None else None
+        if backend is None:
+            try:
+                backend = _Tok.from_file(str(self.path))
+            except Exception as e:  # tokenizers raises a bare Exception on bad JSON
+                raise TokenizerError(f"cannot read tokenizer {self.path}: {e}") from None
+        self._tok = backend
         # The crux of template safety: added/special tokens inside text are encoded as ordinary text.
         self._tok.encode_special_tokens = True
         self.specials = {t.content: i for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
-        self._check()
+        if require_specials:
+            self._check()
+
+    @classmethod
+    def from_tokenizer(cls, backend, require_specials: bool = True) -> "HFTokenizer":
+        """Wrap an in-memory `tokenizers.Tokenizer` (e.g. one built from GGUF metadata); `save` writes it out."""
+        return cls(None, backend=backend, require_specials=require_specials)
+
+    def backend_copy(self):
+        """An independent copy of the underlying `tokenizers.Tokenizer`, to extend without touching this one."""
+        from tokenizers import Tokenizer as _Tok
+
+        return _Tok.from_str(self._tok.to_str())
 
     @property
     def vocab_size(self) -> int:
@@ -108,8 +125,17 @@ class HFTokenizer(Tokenizer):
     def decode(self, ids: Iterable[int]) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=False)
 
+    def to_json(self) -> str:
+        """The tokenizer.json text (the file's, or the in-memory tokenizer's)."""
+        return self.path.read_text(encoding="utf-8") if self.path is not None else self._tok.to_str()
+
     def save(self, directory: str | Path) -> None:
-        shutil.copyfile(self.path, Path(directory) / "tokenizer.json")
+        """Copy the file this came from verbatim, or write the in-memory tokenizer."""
+        target = Path(directory) / "tokenizer.json"
+        if self.path is not None:
+            shutil.copyfile(self.path, target)
+        else:
+            self._tok.save(str(target))
 
 
 class TiktokenTokenizer(Tokenizer):
@@ -193,3 +219,16 @@ def train_bpe(texts: Iterable[str], vocab_size: int, path: str | Path, min_frequ
     # Sanity: the saved file must round-trip as JSON (a partially written file is a corrupt checkpoint).
     json.loads(path.read_text(encoding="utf-8"))
     return HFTokenizer(path)
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map (byte-level BPE vocabulary strings)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))

@@ -1,8 +1,7 @@
 """One training loop for teacher training (CE), distillation (CE + KL to a teacher) and QAT.
 
-Data are labelled examples (the JSONL schema of docs/design.md). Each becomes the Llama Guard 3 prompt
-(`encode_prompt`) followed by the target answer (`answer_text(categories)`) and `<|eot_id|>`; the loss is
-taken only on the answer tokens:
+Data are labelled examples, encoded as the guard reads them with the loss on the answer tokens only
+(examples.py):
 
 * **CE** on the answer tokens (the student's head rows of those vocabulary ids),
 * **KL** (with `kl_weight > 0` and a teacher) at the same positions between the teacher's and the
@@ -10,14 +9,11 @@ taken only on the answer tokens:
   vocabulary ids of `student.output_token_ids` (a full head keeps the whole vocabulary), both are softened
   by `temperature`, and `KL(p_teacher ‖ p_student) · T²` is averaged over answer positions.
 
-Prompts longer than `max_len` lose their earliest turns first (the judged last turn is kept, as the guard
-does at inference); if the judged turn alone is too long the example is skipped (`overlong="skip"`) or its
-judged turn is cut to fit (`overlong="truncate"`). Batches are right-padded with a `valid` mask and
-length-bucketed. Under `torchrun` (WORLD_SIZE > 1) the process group is initialised from the environment,
-every rank trains on its own slice of each global batch (DDP, or FSDP2 with `parallel="fsdp"`), and only
-rank 0 logs, shows progress and writes checkpoints. With `out_dir` set the loop writes
-`out_dir/train_state.pt` (model, optimizer, step) every `save_every` steps and at the end, and a later call
-with the same `out_dir` continues from the saved step: the batch order is a pure function of
+Batches are length-bucketed. Under `torchrun` (WORLD_SIZE > 1) the process group is initialised from the
+environment (distributed.py), every rank trains on its own slice of each global batch (DDP, or FSDP2 with
+`parallel="fsdp"`), and only rank 0 logs, shows progress and writes checkpoints. With `out_dir` set the loop
+writes `out_dir/train_state.pt` (model, optimizer, step) every `save_every` steps and at the end, and a later
+call with the same `out_dir` continues from the saved step: the batch order is a pure function of
 (seed, step), so a resumed run sees exactly the batches the killed one would have seen.
 
 The model is trained in place (moved to the training device) and returned.
@@ -27,11 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import datetime
 import json
 import math
 import os
-import random
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -43,18 +37,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .conversation import Conversation, ConversationError
+from .distributed import barrier, default_device, init_distributed
+from .examples import IGNORE, Batch, GuardData, collate, epoch_batches, load_examples
 from .model import Transformer
 from .policy import Policy
-from .prompt import answer_text, encode_prompt, encode_turn
 from .tokenizer import Tokenizer
 
-IGNORE = -100
 STATE_FILE = "train_state.pt"
-
-
-class ExampleError(ValueError):
-    """A labelled example does not follow the JSONL schema (or names categories the policy lacks)."""
 
 
 # ============================================================================================ config
@@ -112,318 +101,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ============================================================================================ data
-def load_examples(path: str | Path) -> list[dict]:
-    """Read a labelled-example JSONL file, checking each line against the schema."""
-    path = Path(path)
-    out = []
-    try:
-        # split on "\n" only: str.splitlines() also breaks at U+2028/U+0085, which JSON leaves raw in strings
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except FileNotFoundError:
-        raise ExampleError(f"example file not found: {path}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            ex = json.loads(line)
-            parse_example(ex)
-        except (json.JSONDecodeError, ExampleError, ConversationError) as e:
-            raise ExampleError(f"{path}:{n}: {e}") from None
-        out.append(ex)
-    if not out:
-        raise ExampleError(f"{path} holds no examples")
-    return out
-
-
-def parse_example(ex: dict, policy: Policy | None = None) -> tuple[Conversation, list[str]]:
-    """(conversation, violated codes) of one labelled example; raises ExampleError when malformed."""
-    if not isinstance(ex, dict) or "messages" not in ex:
-        raise ExampleError("an example is an object with 'messages', 'label' and 'categories'")
-    conv = Conversation.from_messages(ex["messages"], ex.get("role"))
-    label = ex.get("label")
-    cats = list(ex.get("categories") or [])
-    if label not in ("safe", "unsafe"):
-        raise ExampleError(f"label must be 'safe' or 'unsafe', got {label!r}")
-    if label == "safe" and cats:
-        raise ExampleError(f"a safe example lists categories {cats}")
-    if label == "unsafe" and not cats:
-        raise ExampleError("an unsafe example needs at least one category code (the guard's answer names them)")
-    if len(set(cats)) != len(cats):
-        raise ExampleError(f"duplicate category codes {cats}")
-    if policy is not None:
-        unknown = [c for c in cats if c not in policy]
-        if unknown:
-            raise ExampleError(f"categories {unknown} are not in the policy ({', '.join(policy.codes)})")
-    return conv, cats
-
-
-@dataclass
-class Encoded:
-    ids: list[int]
-    n_prompt: int  # the answer starts at ids[n_prompt]
-    label: int  # 1 unsafe, 0 safe
-    dropped_turns: int = 0
-    truncated: bool = False
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-def answer_ids(tokenizer: Tokenizer, categories: list[str]) -> list[int]:
-    return tokenizer.encode(answer_text(categories)) + [tokenizer.special("<|eot_id|>")]
-
-
-def encode_example(tokenizer: Tokenizer, policy: Policy, example: dict, max_len: int, overlong: str = "skip") -> Encoded | None:
-    """Prompt + answer ids; earliest turns dropped to fit `max_len`. None when skipped as over-long."""
-    conv, cats = parse_example(example, policy)
-    p = encode_prompt(tokenizer, policy, conv)
-    ans = answer_ids(tokenizer, cats)
-    budget = max_len - len(p.prefix) - len(p.suffix) - len(ans)
-    turns, dropped = list(p.turns), 0
-    while sum(map(len, turns)) > budget and len(turns) > 1:
-        turns.pop(0)
-        dropped += 1
-    truncated = False
-    if sum(map(len, turns)) > budget:
-        if overlong == "skip" or budget < 8:
-            return None
-        content = tokenizer.encode(conv.messages[-1].content.strip())[: budget]
-        while True:  # decode/re-encode can grow a cut slightly
-            turn = encode_turn(tokenizer, conv.judged, tokenizer.decode(content))
-            if len(turn) <= budget or not content:
-                break
-            content = content[: max(0, len(content) - max(1, (len(turn) - budget)))]
-        turns, truncated = [turn], True
-    prompt = p.prefix + [t for turn in turns for t in turn] + p.suffix
-    return Encoded(prompt + ans, len(prompt), int(bool(cats)), dropped, truncated)
-
-
-@dataclass
-class Batch:
-    tokens: Tensor  # [B, T] right-padded
-    valid: Tensor  # [B, T] real tokens
-    targets: Tensor  # [B, T] vocabulary id to predict at each answer position, IGNORE elsewhere
-    first: Tensor  # [B] position that predicts the first answer token (safe / unsafe)
-    labels: Tensor  # [B] 1 unsafe, 0 safe
-
-    def to(self, device) -> "Batch":
-        return Batch(*(getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)))
-
-    def __len__(self) -> int:
-        return self.tokens.shape[0]
-
-
-def collate(items: Sequence[Encoded], pad_id: int = 0) -> Batch:
-    B, T = len(items), max(map(len, items))
-    tokens = torch.full((B, T), pad_id, dtype=torch.long)
-    valid = torch.zeros(B, T, dtype=torch.bool)
-    targets = torch.full((B, T), IGNORE, dtype=torch.long)
-    first = torch.zeros(B, dtype=torch.long)
-    for b, e in enumerate(items):
-        n = len(e.ids)
-        tokens[b, :n] = torch.tensor(e.ids)
-        valid[b, :n] = True
-        # logits at position t predict token t+1: answer token ids[k] (k ≥ n_prompt) is learned at k-1
-        targets[b, e.n_prompt - 1 : n - 1] = torch.tensor(e.ids[e.n_prompt :])
-        first[b] = e.n_prompt - 1
-    labels = torch.tensor([e.label for e in items], dtype=torch.long)
-    return Batch(tokens, valid, targets, first, labels)
-
-
-def _augmenter() -> Callable | None:
-    try:
-        from .augment import augment  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return augment
-
-
-class GuardData:
-    """Labelled examples → encoded guard prompts, with optional per-epoch policy augmentation."""
-
-    def __init__(self, examples: Sequence[dict], tokenizer: Tokenizer, policy: Policy, max_len: int,
-                 overlong: str = "skip", augment: bool = False, seed: int = 0):
-        self.tokenizer, self.policy, self.max_len, self.overlong, self.seed = tokenizer, policy, max_len, overlong, seed
-        self.augment_fn = _augmenter() if augment else None
-        if augment and self.augment_fn is None:
-            warnings.warn("augment=True but pocketguard.augment is not available: training without augmentation")
-        self.examples: list[dict] = []
-        self.encoded: list[Encoded] = []
-        skipped = 0
-        for ex in examples:
-            e = encode_example(tokenizer, policy, ex, max_len, overlong)
-            if e is None:
-                skipped += 1
-                continue
-            self.examples.append(ex)
-            self.encoded.append(e)
-        self.skipped = skipped
-        if not self.encoded:
-            raise ExampleError(f"no example fits max_len={max_len} ({skipped} skipped as over-long)")
-        self.lengths = [len(e) for e in self.encoded]
-
-    def __len__(self) -> int:
-        return len(self.encoded)
-
-    def get(self, i: int, epoch: int) -> Encoded:
-        if self.augment_fn is None:
-            return self.encoded[i]
-        rng = random.Random((self.seed * 1_000_003 + epoch) * 1_000_003 + i)
-        # pocketguard.augment: (policy shown in the prompt, label, violated codes under that policy)
-        pol, label, cats = self.augment_fn(self.examples[i], self.policy, rng)
-        ex = {**self.examples[i], "label": label, "categories": cats}
-        e = encode_example(self.tokenizer, pol, ex, self.max_len, self.overlong)
-        return e if e is not None else self.encoded[i]
-
-
-def epoch_batches(lengths: Sequence[int], global_batch: int, seed: int, epoch: int, bucket: bool = True) -> list[list[int]]:
-    """Global batches (lists of example indices) of one epoch; a pure function of its arguments.
-
-    Every batch is full: a dataset that does not divide evenly wraps around to its start. With `bucket`,
-    examples of similar length share a batch (sorted within windows of 32 batches, batches then shuffled).
-    """
-    n = len(lengths)
-    rng = random.Random(seed * 100_003 + epoch)
-    perm = list(range(n))
-    rng.shuffle(perm)
-    while len(perm) % global_batch:
-        perm.extend(perm[: global_batch - len(perm) % global_batch])
-    if bucket:
-        window = global_batch * 32
-        chunks = [sorted(perm[i : i + window], key=lambda j: lengths[j]) for i in range(0, len(perm), window)]
-        perm = [j for c in chunks for j in c]
-    batches = [perm[i : i + global_batch] for i in range(0, len(perm), global_batch)]
-    rng.shuffle(batches)
-    return batches
-
-
-def calibration_batches(examples: Sequence[dict], tokenizer: Tokenizer, policy: Policy, n: int = 64,
-                        batch_size: int = 8, max_len: int = 4096, seed: int = 0) -> list[Batch]:
-    """Up to `n` guard-formatted examples (random, reproducible) as length-bucketed batches for pruning."""
-    data = GuardData(examples, tokenizer, policy, max_len, overlong="truncate")
-    idx = list(range(len(data)))
-    random.Random(seed).shuffle(idx)
-    idx = sorted(idx[:n], key=lambda i: data.lengths[i])
-    return [collate([data.encoded[i] for i in idx[k : k + batch_size]]) for k in range(0, len(idx), batch_size)]
-
-
-TOY_TRIGGERS = {"bomb": "S9", "explosive": "S9", "kill": "S1", "stab": "S1", "hate": "S10", "slur": "S10"}
-TOY_WORDS = ("bread cake recipe the of and to a how do I make world hello garden music river walk cook soup "
-             "paint learn book train city green small happy water dog cat").split()
-
-
-def toy_examples(n: int, seed: int = 0, agent_fraction: float = 0.2) -> list[dict]:
-    """Synthetic guard data for tests and smoke runs: an example is unsafe exactly when its judged message
-    contains a trigger word (bomb/explosive → S9, kill/stab → S1, hate/slur → S10). Use with
-    `Policy.default().subset(["S1", "S9", "S10"])`."""
-    rng = random.Random(seed)
-    order = ["S1", "S9", "S10"]
-    out = []
-    triggers = list(TOY_TRIGGERS)
-    for _ in range(n):
-        words = [rng.choice(TOY_WORDS) for _ in range(rng.randint(4, 10))]
-        cats: set[str] = set()
-        if rng.random() < 0.5:
-            for _ in range(1 if rng.random() < 0.85 else 2):
-                t = rng.choice(triggers)
-                words.insert(rng.randint(0, len(words)), t)
-                cats.add(TOY_TRIGGERS[t])
-        text = " ".join(words)
-        if rng.random() < agent_fraction:
-            prompt = " ".join(rng.choice(TOY_WORDS) for _ in range(rng.randint(3, 6)))
-            messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": text}]
-            role = "agent"
-        else:
-            messages, role = [{"role": "user", "content": text}], "user"
-        codes = [c for c in order if c in cats]
-        out.append({"messages": messages, "role": role, "label": "unsafe" if codes else "safe",
-                    "categories": codes, "language": "en", "source": "toy"})
-    return out
-
-
-def toy_tokenizer(directory: str | Path, policy: Policy | None = None, words: Iterable[str] = ()) -> Tokenizer:
-    """A byte-level BPE for toy runs whose Llama Guard template lines are single tokens.
-
-    With the real (or the tiny test) tokenizer a guard prompt is 130–400 tokens of fixed template around a
-    ten-word conversation; here it is ~40, which makes toy training ~4× cheaper per step and the
-    trigger-word task learnable in ~100 steps. Content words (`TOY_WORDS`, triggers, `words`) are single
-    tokens; answers tokenize as `unsafe` `\n` `S9` `,` `S10`. Written to `directory/tokenizer.json`.
-    """
-    import re
-
-    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
-    from tokenizers import Tokenizer as _Tok
-
-    from .prompt import prefix_text, suffix_text
-    from .tokenizer import LLAMA3_SPECIAL_TOKENS, HFTokenizer
-
-    policy = policy or Policy.default().subset(["S1", "S9", "S10"])
-    phrases = {"User: ", "Agent: "}
-    for role in ("user", "agent"):
-        for text in (prefix_text(policy, role), suffix_text(role)):
-            phrases.update(line for line in text.split("\n") if line)
-    alternatives = "|".join(re.escape(x) for x in sorted(phrases, key=len, reverse=True))
-    tok = _Tok(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(alternatives + r"|\n+|,|[A-Z][0-9]+| ?[A-Za-z]+|\s|\S"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    tok.decoder = decoders.ByteLevel()
-    vocab = list(TOY_WORDS) + list(TOY_TRIGGERS) + list(words)
-    corpus = sorted(phrases) + [" " + w for w in vocab] + vocab + ["safe", "unsafe", ",", "user", "assistant", "\n\n", "\n"]
-    corpus += policy.codes
-    trainer = trainers.BpeTrainer(vocab_size=8000, min_frequency=1, special_tokens=LLAMA3_SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(corpus, trainer)
-    path = Path(directory) / "tokenizer.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tok.save(str(path))
-    return HFTokenizer(path)
-
-
-# ============================================================================================ distributed
-def init_distributed(device: torch.device | None = None) -> tuple[int, int, int]:
-    """(rank, world_size, local_rank); initialises the process group from torchrun's environment once.
-
-    Backend: $POCKETGUARD_DIST_BACKEND, else NCCL for CUDA training (the default when CUDA is available),
-    gloo for CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if world > 1 and not dist.is_initialized():
-        cuda = device.type == "cuda" if device is not None else torch.cuda.is_available()
-        backend = os.environ.get("POCKETGUARD_DIST_BACKEND") or ("nccl" if cuda else "gloo")
-        if backend == "nccl":
-            torch.cuda.set_device(local)
-        # Rank 0 alone evaluates and saves between steps of a recipe; the others wait longer than the
-        # 10-minute default allows.
-        minutes = float(os.environ.get("POCKETGUARD_DIST_TIMEOUT_MIN", "120"))
-        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=minutes))
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), local
-    return 0, 1, 0
-
-
-def is_main() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def default_device(config: TrainConfig | None = None) -> torch.device:
-    if config is not None and config.device:
-        dev = torch.device(config.device)
-        if dev.type == "cuda" and dev.index is None:  # "cuda" means this process's GPU under torchrun
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
 
 
 # ============================================================================================ model glue
@@ -627,7 +304,7 @@ def train(
     """
     config = config or TrainConfig()
     policy = policy or Policy.default()
-    device = default_device(config)
+    device = default_device(config.device)
     rank, world, _ = init_distributed(device)
     torch.manual_seed(config.seed)
     if isinstance(examples, (str, Path)):

@@ -225,7 +225,7 @@ def test_load_detects_layout_and_carries_guard_settings(tmp_path, tiny_tok, tiny
 
 
 def test_load_hands_compressed_artifacts_to_their_loader(tmp_path, monkeypatch):
-    import pocketguard.compress.artifact as artifact
+    import pocketguard.artifact as artifact
 
     (tmp_path / "manifest.json").write_text("{}")
     monkeypatch.setattr(artifact, "load_artifact", lambda path, device: ("artifact", path, device))

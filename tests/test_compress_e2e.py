@@ -15,7 +15,9 @@ from pocketguard.compress.prune import prune_blocks, prune_mlp, prune_output
 from pocketguard.guard import Guard
 from pocketguard.model import ModelArgs, Transformer
 from pocketguard.policy import Policy
-from pocketguard.train import TrainConfig, calibration_batches, toy_examples, toy_tokenizer, train
+from pocketguard.examples import calibration_batches
+from pocketguard.toy import toy_examples, toy_tokenizer
+from pocketguard.train import TrainConfig, train
 
 POLICY = Policy.default().subset(["S1", "S9", "S10"])
 

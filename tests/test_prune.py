@@ -20,7 +20,8 @@ from pocketguard.conversation import Conversation
 from pocketguard.guard import Guard
 from pocketguard.policy import Category, Policy
 from pocketguard.prompt import encode_prompt
-from pocketguard.train import calibration_batches, toy_examples
+from pocketguard.examples import calibration_batches
+from pocketguard.toy import toy_examples
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -352,10 +352,11 @@ def test_lora_trains_only_adapters_and_merges(base):
 def test_ptq_recipe_step_calibrates_on_guard_prompts(tiny_tok):
     from types import SimpleNamespace
 
-    from pocketguard.compress.quantize import calibration_from_examples, ptq_step
+    from pocketguard.compress.quantize import calibration_from_examples
+    from pocketguard.compress.steps import ptq_step
     from pocketguard.policy import Policy
     from pocketguard.testing import tiny_args, tiny_model
-    from pocketguard.train import toy_examples
+    from pocketguard.toy import toy_examples
 
     policy = Policy.default().subset(["S1", "S9", "S10"])
     examples = toy_examples(4)

@@ -14,18 +14,9 @@ from pocketguard.compress.prune import prune_output
 from pocketguard.guard import Guard
 from pocketguard.model import ModelArgs, Transformer
 from pocketguard.policy import Policy
-from pocketguard.train import (
-    IGNORE,
-    GuardData,
-    TrainConfig,
-    _AtPositions,
-    collate,
-    encode_example,
-    epoch_batches,
-    toy_examples,
-    toy_tokenizer,
-    train,
-)
+from pocketguard.examples import IGNORE, GuardData, collate, encode_example, epoch_batches
+from pocketguard.toy import toy_examples, toy_tokenizer
+from pocketguard.train import TrainConfig, _AtPositions, train
 
 POLICY = Policy.default().subset(["S1", "S9", "S10"])
 
@@ -235,7 +226,7 @@ def test_load_examples_keeps_unicode_line_separators_inside_strings(tmp_path):
     """JSON leaves U+2028 / U+0085 raw inside strings; a JSONL reader must split on '\\n' alone."""
     import json
 
-    from pocketguard.train import load_examples
+    from pocketguard.examples import load_examples
 
     text = "first\u2028second\x85third"
     rows = [{"messages": [{"role": "user", "content": text}], "role": "user", "label": "safe", "categories": []},

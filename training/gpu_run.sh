@@ -1,30 +1,45 @@
 #!/usr/bin/env bash
-# Make the default guard on one GPU machine and pack what comes back: the student artifact, the eval
-# reports (teacher vs student), the step reports and training logs. Data come prepared (build_data.py
-# output) because the raw sets are not on that machine:
+# Make the default guard on one GPU machine: backbone → teacher → the student shapes in parallel, with the
+# teacher's eval on dev and dev_heldout beside them → pick the student to ship → pack what comes back
+# (reports, training logs, the teacher's eval, the picked student artifact in 15 MB parts). Data come
+# prepared (build_data.py output) and the backbone GGUF comes in, because neither the raw sets nor a hub
+# are there:
 #
-#   training/gpu_run.sh DATA_DIR RESULTS_DIR [SECONDS]
+#   training/gpu_run.sh DATA_DIR BACKBONE_GGUF RESULTS_DIR
 #
-# SECONDS bounds the training (default 480); a stopped run resumes where it stopped on the next call, as
-# long as runs/ survived. Results: RESULTS_DIR/log.txt and RESULTS_DIR/default-run.tgz.NN (15 MB parts;
-# `cat default-run.tgz.* | tar xz` restores runs/default/...).
+# A stopped run resumes where it stopped on the next call, as long as runs/ survived. RESULTS_DIR gets
+# log.txt, results.tgz and student.tgz.NN (`cat student.tgz.* | tar xz -C runs` restores
+# default/students/SHAPE/model) and ends with a line PIPELINE_FINISHED in log.txt.
 set -uo pipefail
-data=${1:?data dir}; results=${2:?results dir}; budget=${3:-480}
-mkdir -p "$results"
 export PYTHONUNBUFFERED=1
+data=${1:?data dir}; backbone=${2:?backbone gguf}; results=$(realpath -m "${3:?results dir}")
+mkdir -p "$results"
+dg="python3 training/default_guard.py --data $data --backbone $backbone"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c 'import torch, torchao; print("torch", torch.__version__, "torchao", torchao.__version__)'
   start=$(date +%s)
-  # the loss curve as it grows (training steps write no progress bar when stderr is not a terminal)
-  (while sleep 45; do tail -qn1 runs/default/*/steps/*.partial/train/train_log.jsonl 2>/dev/null; done) &
-  tailer=$!
-  timeout "$budget" python3 training/default_guard.py all --data "$data" --models teacher
-  echo "default_guard exit $? after $(( $(date +%s) - start ))s"
-  kill "$tailer"  # it holds the pipe to tee open: left running, the packing below would never start
+  if ! { $dg backbone && $dg teacher; }; then echo "TEACHER FAILED"; exit 1; fi
+  echo "teacher done after $(( $(date +%s) - start ))s"
+  # The teacher's eval runs beside the students (inference next to training fits on one H200). The students'
+  # quality-vs-size points are their recipe reports (dev F1 and agreement with the teacher after every step);
+  # the shipped one is evaluated where it ships (CPU).
+  $dg eval --device cuda --models teacher > "$results/eval-teacher.log" 2>&1 &
+  pids=($!)
+  for shape in $(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)'); do
+    $dg student --shape "$shape" > "$results/student-$shape.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || echo "a job failed (exit $?)"; done
+  echo "students and teacher eval done after $(( $(date +%s) - start ))s"
+  for f in "$results"/student-*.log; do grep -E "^\[|→" "$f"; done
+  $dg pick
+  $dg probe --device cuda --models teacher,"$(cat runs/default/picked.txt)"
 } 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn|register_constant" | tee "$results/log.txt"
-cd runs && tar czf - --exclude='*.partial' --exclude='train_state.pt' --exclude='teacher-init' \
-  default/student/model default/student/report.jsonl default/teacher/report.jsonl default/recipes default/eval \
-  default/teacher/teacher_dev.json default/student/teacher_dev.json \
-  $(ls default/*/steps/*/step.json default/*/steps/*/train_log.jsonl 2>/dev/null) 2>/dev/null | split -b 15m -d - "$results/default-run.tgz."
+cd runs && tar czf - -C . default/students/"$(cat default/picked.txt)"/model | split -b 15m -d - "$results/student.tgz."
+tar czf "$results/results.tgz" --exclude='*.partial' --exclude='train_state.pt' default/recipes default/eval \
+  default/picked.txt default/teacher/report.jsonl $(ls default/students/*/report.jsonl default/*/steps/*/step.json \
+  default/students/*/steps/*/step.json default/*/steps/*/train_log.jsonl default/students/*/steps/*/train_log.jsonl \
+  2>/dev/null) 2>/dev/null
 ls -la "$results"
+echo PIPELINE_FINISHED | tee -a "$results/log.txt"

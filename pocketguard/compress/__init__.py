@@ -6,8 +6,9 @@
 | MLP width pruning | `prune.py` | `prune_mlp(model, width, calib_batches, budget=...)` |
 | unembedding / embedding pruning | `prune.py` | `prune_output(model, tokenizer, policy)`, `prune_input(model, ids, fallback_id)` |
 | distillation | `distill.py` (loop in `pocketguard/train.py`) | `distill(student, teacher, examples, tokenizer, policy, config)` |
-| quantization (QAT, PTQ) | `quantize.py` | see that module |
-| packed artifact | `artifact.py` | see that module |
+| quantization (QAT, PTQ) | `quantize.py` (+ `calibration.py`, `gptq.py`, `lora.py`, `rotate.py`) | see that module |
+| packed artifact | `artifact.py` (writer; the format and reader: `pocketguard/artifact.py`) | `save_artifact(model, tokenizer, policy, dir)` |
+| recipe steps | `steps.py` | `STEPS`, `register_step(kind, fn)` |
 | the whole recipe | `recipe.py` | `pocketguard compress --recipe recipe.toml`, `run_recipe(path)` |
 
 Submodules are imported on use so that `import pocketguard.compress.quantize` does not pull in the rest.

@@ -15,7 +15,7 @@ minimised, not the weight error. Details follow the reference implementation:
   column order (the kernels need that), so with act-order all group scales are fixed up front from the
   original weights ("static groups").
 
-`quantize_gptq` runs it model-wide, one transformer block at a time: the Hessians of a block's linears
+`quantize.quantize_gptq` runs it model-wide, one transformer block at a time: the Hessians of a block's linears
 come from a pass in which every earlier block is already quantized (embedding first, head last), and the
 pass stops right after the block (no wasted compute on later blocks).
 """
@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import kernels as K
+from .calibration import Calibration, StopCalibration
 
 
 @torch.no_grad()
@@ -123,8 +124,6 @@ def collect_hessians(model: nn.Module, seqs: list[Tensor], names: list[str], sto
                      batch_size: int = 8) -> dict[str, HessianAccumulator]:
     """Hessians of the named linears over the calibration tokens (padding excluded); the passes end right
     after `stop_after` runs."""
-    from .quantize import Calibration, StopCalibration
-
     cal = Calibration(seqs, batch_size)
     dev = next(iter(list(model.parameters()) + list(model.buffers()))).device
     acc = {n: HessianAccumulator(model.get_submodule(n).in_features, dev) for n in names}
@@ -140,31 +139,6 @@ def collect_hessians(model: nn.Module, seqs: list[Tensor], names: list[str], sto
         for h in hooks:
             h.remove()
     return acc
-
-
-def quantize_gptq(model: nn.Module, cfg, calibration) -> nn.Module:
-    from .quantize import _quantize_embedding_rtn, as_sequences, float_weight, plan, set_module, to_kernel
-
-    seqs = as_sequences(calibration)
-    targets = plan(model, cfg)
-    _quantize_embedding_rtn(model, targets)
-    lin = {t.name: t for t in targets if t.kind == "linear"}
-    stages: list[tuple[list[str], nn.Module | None]] = []
-    for i, layer in enumerate(model.layers):
-        names = [n for n in lin if n.startswith(f"layers.{i}.")]
-        if names:
-            stages.append((names, layer))
-    if "output" in lin:
-        stages.append((["output"], None))
-    for names, stop in stages:
-        hess = collect_hessians(model, seqs, names, stop_after=stop)
-        for n in names:
-            t = lin[n]
-            W = float_weight(model.get_submodule(n))
-            q, s = gptq_quantize_weight(W, hess[n].H, t.bits, t.group_size, t.scale_dtype, cfg.gptq_damp,
-                                        cfg.gptq_block_size, cfg.act_order)
-            set_module(model, n, to_kernel(t, W, scales=s, q=q))
-    return model
 
 
 def layer_output_mse(W: Tensor, W_hat: Tensor, X: Tensor) -> float:

@@ -83,8 +83,6 @@ def _matches(name: str, targets) -> bool:
 def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, targets=None, dropout: float = 0.0) -> nn.Module:
     """Wrap the linears whose names match `targets` (fnmatch patterns; default: every transformer-block
     linear) and freeze everything except the adapters. In place; returns the model."""
-    from .quantize import set_module
-
     targets = tuple(targets) if targets else DEFAULT_TARGETS
     for p in model.parameters():
         p.requires_grad_(False)
@@ -93,7 +91,7 @@ def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, targets=None,
         if isinstance(mod, LoRALinear) or ".base" in name or not _matches(name, targets):
             continue
         if isinstance(mod, (nn.Linear, K.QuantLinear)):
-            set_module(model, name, LoRALinear(mod, rank, alpha, dropout))
+            model.set_submodule(name, LoRALinear(mod, rank, alpha, dropout))
             wrapped += 1
     if not wrapped:
         raise ValueError(f"no linear matches the LoRA targets {list(targets)}")
@@ -107,8 +105,6 @@ def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
 @torch.no_grad()
 def merge_lora(model: nn.Module, requantize: bool = True) -> nn.Module:
     """Replace every LoRALinear by one module with the merged weight (see the module docstring)."""
-    from .quantize import set_module
-
     for name, mod in list(model.named_modules()):
         if not isinstance(mod, LoRALinear):
             continue
@@ -127,7 +123,7 @@ def merge_lora(model: nn.Module, requantize: bool = True) -> nn.Module:
         else:
             new = base
             new.weight = nn.Parameter(merged.to(base.weight.dtype), requires_grad=True)
-        set_module(model, name, new)
+        model.set_submodule(name, new)
     return model
 
 
@@ -147,14 +143,3 @@ class _FloatWithActQuant(nn.Linear):
 
 def _float_with_act(base: K.QuantLinear, merged: Tensor) -> nn.Module:
     return _FloatWithActQuant(merged, base.act_bits)
-
-
-def lora_step(model: nn.Module, ctx=None, rank: int = 8, alpha: float | None = None, targets=None,
-              dropout: float = 0.0, merge: bool = True, **train_params) -> nn.Module:
-    """Recipe step `lora`: add adapters to the (quantized) model, train them with pocketguard.train (other
-    keys go to TrainConfig), then merge and re-quantize when `merge` (the default)."""
-    from .quantize import train_in_step
-
-    add_lora(model, int(rank), float(alpha) if alpha is not None else 2.0 * int(rank), targets, float(dropout))
-    model = train_in_step(model, ctx, train_params)
-    return merge_lora(model, requantize=True) if merge else model

@@ -4,9 +4,9 @@ Every function returns a *new* `Transformer` (the input model is left untouched)
 the new shapes; `args.extra["compression"]` gets one provenance entry per pruning step and
 `args.extra["kept_blocks"]` the indices of the surviving blocks in the original model.
 
-Calibration batches (`calib_batches`) are any iterable of `pocketguard.train.Batch` (tokens, valid,
+Calibration batches (`calib_batches`) are any iterable of `pocketguard.examples.Batch` (tokens, valid,
 targets), of `(tokens, valid)` pairs, or of plain token tensors. Build guard-formatted ones with
-`pocketguard.train.calibration_batches(examples, tokenizer, policy)`.
+`pocketguard.examples.calibration_batches(examples, tokenizer, policy)`.
 
 Scores
 ------

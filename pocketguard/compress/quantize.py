@@ -9,11 +9,12 @@ Modes
 -----
 * `qat`     — `prepare_qat`: swap in fake-quantized modules (torchao's `FakeQuantizedLinear` /
               `FakeQuantizedEmbedding` + `IntxFakeQuantizer`, straight-through gradients); train with
-              `pocketguard.train.train`; `convert` to real quantized kernels. The recipe step `qat` does all three.
+              `pocketguard.train.train`; `convert` to real quantized kernels. The recipe step `qat` (steps.py) does all three.
 * `rtn`     — round to nearest, straight to `pocketguard.kernels` modules.
 * `imatrix` — RTN whose per-group scale minimises Σ importance·(w − ŵ)², importance = mean x² of each
               input channel on calibration data (llama.cpp's imatrix idea).
-* `gptq`    — GPTQ (Frantar et al.) block by block with Hessians from calibration activations (gptq.py).
+* `gptq`    — GPTQ (Frantar et al.) block by block with Hessians from calibration activations (the
+              algorithm in gptq.py, the model-wide pass here; calibration passes in calibration.py).
 
 `rotation="hadamard"|"random"` first folds the RMSNorms and rotates the residual stream (rotate.py), which
 leaves the float model's outputs unchanged and spreads outlier channels before quantizing.
@@ -35,13 +36,17 @@ import fnmatch
 import logging
 import sys
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
 from torch import Tensor, nn
 
 from .. import kernels as K
 from ..kernels import QuantEmbedding, QuantLinear
+from . import gptq as G
+from .calibration import Calibration, as_sequences
+from .calibration import calibration_from_examples as calibration_from_examples  # re-exported
+from .calibration import run_calibration as run_calibration  # re-exported
 
 MODES = ("qat", "rtn", "imatrix", "gptq")
 BLOCK_LINEARS = ("attention.wq", "attention.wk", "attention.wv", "attention.wo",
@@ -308,95 +313,6 @@ def convert(model: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------------------------------------ PTQ
 
 
-def as_sequences(calibration: Any) -> list[Tensor]:
-    """Calibration token sequences: a LongTensor [B, T] / [T], or an iterable of those or of id lists."""
-    if calibration is None:
-        raise ValueError("this quantization mode needs calibration data (token sequences)")
-    if isinstance(calibration, Tensor):
-        calibration = [calibration] if calibration.dim() == 1 else list(calibration)
-    seqs = []
-    for s in calibration:
-        t = torch.as_tensor(s, dtype=torch.long)
-        seqs.extend([t] if t.dim() == 1 else list(t))
-    if not seqs:
-        raise ValueError("calibration data is empty")
-    return seqs
-
-
-def calibration_from_examples(examples: Iterable[dict], tokenizer, policy=None, max_samples: int = 128,
-                              max_len: int = 512) -> list[Tensor]:
-    """Prompt (+ expected answer) token ids of labelled JSONL examples, as calibration sequences."""
-    from ..conversation import Conversation
-    from ..policy import Policy
-    from ..prompt import answer_text, encode_prompt
-
-    policy = policy or Policy.default()
-    seqs = []
-    for ex in examples:
-        if len(seqs) >= max_samples:
-            break
-        conv = Conversation.from_messages(ex["messages"], ex.get("role"))
-        ids = encode_prompt(tokenizer, policy, conv).ids
-        if "label" in ex:
-            cats = [c for c in ex.get("categories", []) if c in policy] if ex["label"] == "unsafe" else None
-            ids = ids + tokenizer.encode(answer_text(cats))
-        seqs.append(torch.tensor(ids[-max_len:], dtype=torch.long))
-    return seqs
-
-
-def _device(model: nn.Module) -> torch.device:
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
-class StopCalibration(Exception):
-    """Raised by a hook to end a calibration forward pass early (GPTQ stops after the block it measures)."""
-
-
-class Calibration:
-    """Runs calibration sequences through a model in right-padded batches and tells hooks which rows of a
-    [B, T, K] activation are real tokens (`rows(x)` drops the padding), so statistics never see padding."""
-
-    def __init__(self, seqs: list[Tensor], batch_size: int = 8):
-        self.seqs = sorted(seqs, key=len)  # similar lengths together: little padding
-        self.batch_size = max(1, int(batch_size))
-        self.valid: Tensor | None = None
-
-    def rows(self, x: Tensor) -> Tensor:
-        x = x.detach()
-        if self.valid is not None and x.dim() == 3 and x.shape[:2] == self.valid.shape:
-            return x[self.valid.to(x.device)]
-        return x.reshape(-1, x.shape[-1])
-
-    @torch.no_grad()
-    def run(self, model: nn.Module) -> None:
-        dev = _device(model)
-        was = model.training
-        model.eval()
-        try:
-            for i in range(0, len(self.seqs), self.batch_size):
-                part = self.seqs[i : i + self.batch_size]
-                T = max(len(p) for p in part)
-                tokens = torch.zeros(len(part), T, dtype=torch.long)
-                valid = torch.zeros(len(part), T, dtype=torch.bool)
-                for j, p in enumerate(part):
-                    tokens[j, : len(p)] = p
-                    valid[j, : len(p)] = True
-                self.valid = valid
-                try:
-                    model(tokens.to(dev), valid=valid.to(dev))
-                except StopCalibration:
-                    pass
-        finally:
-            self.valid = None
-            model.train(was)
-
-
-def run_calibration(model: nn.Module, seqs: list[Tensor], batch_size: int = 8) -> None:
-    Calibration(seqs, batch_size).run(model)
-
-
 @torch.no_grad()
 def collect_imatrix(model: nn.Module, seqs: list[Tensor], names: Iterable[str], batch_size: int = 8) -> dict[str, Tensor]:
     """Mean squared activation of each input channel of each named linear over the calibration tokens."""
@@ -493,6 +409,30 @@ def quantize_imatrix(model: nn.Module, cfg: QuantConfig, calibration) -> nn.Modu
     return model
 
 
+def quantize_gptq(model: nn.Module, cfg: QuantConfig, calibration) -> nn.Module:
+    """GPTQ model-wide (gptq.py), one transformer block at a time, each measured with the earlier ones quantized."""
+    seqs = as_sequences(calibration)
+    targets = plan(model, cfg)
+    _quantize_embedding_rtn(model, targets)
+    lin = {t.name: t for t in targets if t.kind == "linear"}
+    stages: list[tuple[list[str], nn.Module | None]] = []
+    for i, layer in enumerate(model.layers):
+        names = [n for n in lin if n.startswith(f"layers.{i}.")]
+        if names:
+            stages.append((names, layer))
+    if "output" in lin:
+        stages.append((["output"], None))
+    for names, stop in stages:
+        hess = G.collect_hessians(model, seqs, names, stop_after=stop)
+        for n in names:
+            t = lin[n]
+            W = float_weight(model.get_submodule(n))
+            q, s = G.gptq_quantize_weight(W, hess[n].H, t.bits, t.group_size, t.scale_dtype, cfg.gptq_damp,
+                                        cfg.gptq_block_size, cfg.act_order)
+            set_module(model, n, to_kernel(t, W, scales=s, q=q))
+    return model
+
+
 def quantize_(model: nn.Module, cfg: QuantConfig | None = None, calibration=None) -> nn.Module:
     """Quantize `model` in place (and return it).
 
@@ -511,8 +451,6 @@ def quantize_(model: nn.Module, cfg: QuantConfig | None = None, calibration=None
     elif cfg.mode == "imatrix":
         quantize_imatrix(model, cfg, calibration)
     elif cfg.mode == "gptq":
-        from .gptq import quantize_gptq
-
         quantize_gptq(model, cfg, calibration)
     model.quant_config = cfg
     return model
@@ -533,82 +471,3 @@ def dequantized_state(model: nn.Module) -> dict[str, Tensor]:
         if isinstance(mod, (QuantLinear, QuantEmbedding)):
             out[name + ".weight"] = mod.dequantize()
     return out
-
-
-# -------------------------------------------------------------------------------------- recipe steps
-
-
-def _ctx_get(ctx, key, default=None):
-    if ctx is None:
-        return default
-    if isinstance(ctx, dict):
-        return ctx.get(key, default)
-    return getattr(ctx, key, default)
-
-
-def _calibration_for(ctx, cfg: QuantConfig, params: dict):
-    if params.get("calibration") is not None:
-        return params["calibration"]
-    examples = _ctx_get(ctx, "calibration") or _ctx_get(ctx, "examples") or _ctx_get(ctx, "train_examples")
-    tok = _ctx_get(ctx, "tokenizer")
-    if examples is None or tok is None:
-        return None
-    max_len = cfg.calibration_max_len
-    data_max = (_ctx_get(ctx, "data") or {}).get("max_len") if isinstance(_ctx_get(ctx, "data"), dict) else None
-    if data_max:
-        max_len = min(max_len, int(data_max))
-    return calibration_from_examples(examples, tok, _ctx_get(ctx, "policy"), cfg.calibration_samples, max_len)
-
-
-def ptq_step(model: nn.Module, ctx=None, **params) -> nn.Module:
-    """Recipe step `quantize` (mode rtn | imatrix | gptq; default rtn)."""
-    params = dict(params)
-    calibration = params.pop("calibration", None)
-    params.setdefault("mode", "rtn")
-    cfg, rest = QuantConfig.split(params)
-    if rest:
-        raise ValueError(f"unknown quantize step options {sorted(rest)}")
-    if cfg.mode == "qat":
-        raise ValueError("use the `qat` step for quantization-aware training")
-    cal = _calibration_for(ctx, cfg, {"calibration": calibration}) if cfg.mode in ("gptq", "imatrix") else None
-    return quantize_(model, cfg, calibration=cal)
-
-
-def qat_step(model: nn.Module, ctx=None, **params) -> nn.Module:
-    """Recipe step `qat`: prepare_qat + pocketguard.train.train + convert.
-
-    Keys QuantConfig knows configure the quantization; `lora_rank` (+ `lora_alpha`, `lora_targets`,
-    `lora_dropout`) trains LoRA adapters on the frozen fake-quantized backbone instead of all weights (QLoRA;
-    merged and re-quantized at convert); every other key goes to `TrainConfig` (the recipe's [train] table,
-    `out_dir`, …). With `kl_weight > 0` the recipe's teacher is distilled into the fake-quantized student."""
-    params = dict(params)
-    params["mode"] = "qat"
-    lora = {k: params.pop(k) for k in ("lora_rank", "lora_alpha", "lora_targets", "lora_dropout") if k in params}
-    cfg, train_params = QuantConfig.split(params)
-    prepare_qat(model, cfg)
-    if lora.get("lora_rank"):
-        from .lora import add_lora
-
-        add_lora(model, rank=int(lora["lora_rank"]), alpha=float(lora.get("lora_alpha", 2 * lora["lora_rank"])),
-                 targets=lora.get("lora_targets"), dropout=float(lora.get("lora_dropout", 0.0)))
-    model = train_in_step(model, ctx, train_params)
-    return convert(model)
-
-
-def train_in_step(model: nn.Module, ctx, train_params: dict) -> nn.Module:
-    """Run pocketguard.train.train on the step context's data (shared by the qat and lora steps)."""
-    from ..train import TrainConfig, train
-
-    config = TrainConfig.from_dict(train_params)
-    examples = _ctx_get(ctx, "examples") or _ctx_get(ctx, "train_examples")
-    if not examples:
-        raise ValueError("quantization-aware training needs training examples (recipe [data] train)")
-    teacher = _ctx_get(ctx, "teacher") if config.kl_weight else None
-    result = train(model, examples, _ctx_get(ctx, "tokenizer"), _ctx_get(ctx, "policy"), config, teacher=teacher,
-                   dev_examples=_ctx_get(ctx, "dev_examples") or None)
-    info = _ctx_get(ctx, "info")
-    if isinstance(info, dict) and not isinstance(result, nn.Module):
-        losses = [h["loss"] for h in getattr(result, "history", []) if "loss" in h]
-        info.update(train_eval=getattr(result, "eval", None), resumed_from=getattr(result, "resumed_from", None),
-                    final_loss=losses[-1] if losses else None)
-    return result if isinstance(result, nn.Module) else result.model

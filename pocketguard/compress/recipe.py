@@ -38,16 +38,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
 import json
 import os
 import shutil
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,186 +54,8 @@ from torch import nn
 from ..model import Transformer
 from ..policy import Policy
 from ..tokenizer import Tokenizer
-
-StepFn = Callable[..., nn.Module]  # (model, ctx, **params) -> model
-
-
-class RecipeError(ValueError):
-    """The recipe file is invalid, or the output folder is in a state the run cannot continue from."""
-
-
-# ============================================================================================ registry
-@dataclass
-class StepKind:
-    """One recipe step kind. `fn` is a callable or a lazy "package.module:function" reference.
-
-    `defaults` are parameters the step gets unless the recipe sets them; `trains` marks steps that run
-    `pocketguard.train.train`: they also get the recipe's `[train]` table and an `out_dir` in the step's
-    work folder (so a killed run resumes mid-training) — their function must pass such unknown keyword
-    parameters on to `TrainConfig`.
-    """
-
-    fn: StepFn | str
-    defaults: dict = field(default_factory=dict)
-    trains: bool = False
-    doc: str = ""
-
-    def resolve(self) -> StepFn:
-        if callable(self.fn):
-            return self.fn
-        module, _, name = self.fn.partition(":")
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as e:
-            raise RecipeError(f"step function {self.fn} is not available: {e}") from None
-
-
-@dataclass
-class StepContext:
-    """What a step function may use besides the model (quantize.py reads these names via `_ctx_get`)."""
-
-    tokenizer: Tokenizer
-    policy: Policy
-    teacher: Transformer
-    examples: list[dict]  # training examples
-    dev_examples: list[dict]
-    calibration: list[dict]  # calibration examples (a reproducible sample of the training examples)
-    device: torch.device
-    work_dir: Path  # the step writes any files of its own here
-    recipe: dict  # the parsed recipe, for provenance
-    data: dict  # the recipe's [data] table
-    index: int = 0
-    kind: str = ""
-    info: dict = field(default_factory=dict)  # step-specific facts for the report line (JSON-serialisable)
-    saved: bool = False  # set by a step that wrote its own output (e.g. export_artifact)
-    _calib_batches: list | None = None
-
-    @property
-    def train_examples(self) -> list[dict]:
-        return self.examples
-
-    def calib_batches(self) -> list:
-        """Guard-formatted calibration batches (prompt + answer; targets on the answer tokens)."""
-        if self._calib_batches is None:
-            from ..train import calibration_batches
-
-            self._calib_batches = calibration_batches(
-                self.calibration, self.tokenizer, self.policy, n=len(self.calibration),
-                batch_size=int(self.data.get("calib_batch_size", 8)), max_len=int(self.data.get("max_len", 4096)))
-        return self._calib_batches
-
-
-def _prune_blocks(model, ctx: StepContext, keep: int, method: str = "cosine", iterative: bool = False):
-    from .prune import prune_blocks
-
-    new, report = prune_blocks(model, int(keep), ctx.calib_batches(), method=method, iterative=bool(iterative))
-    ctx.info.update(kept=report.kept, removed=report.removed, scores=[round(s, 6) for s in report.scores])
-    return new
-
-
-def _prune_mlp(model, ctx: StepContext, width, budget: str = "uniform", min_width: int = 1, multiple_of: int = 1):
-    from .prune import prune_mlp
-
-    new, report = prune_mlp(model, width, ctx.calib_batches(), budget=budget, min_width=int(min_width),
-                            multiple_of=int(multiple_of))
-    ctx.info.update(widths=report.kept)
-    return new
-
-
-def _prune_output(model, ctx: StepContext, extra_texts: list[str] = ()):
-    from .prune import guard_output_token_ids, prune_output
-
-    extra = [t for text in extra_texts for t in ctx.tokenizer.encode(text)]
-    new = prune_output(model, ctx.tokenizer, ctx.policy, extra_token_ids=extra)
-    ids = new.args.output_token_ids
-    ctx.info.update(n_tokens=len(ids), tokens=[ctx.tokenizer.decode([i]) for i in ids])
-    assert set(guard_output_token_ids(ctx.tokenizer, ctx.policy)) <= set(ids)
-    return new
-
-
-def _prune_input(model, ctx: StepContext, fallback: str | int = "<|reserved_special_token_0|>", include_dev: bool = False):
-    from .prune import corpus_token_ids, prune_input
-
-    if isinstance(fallback, str):
-        fb = ctx.tokenizer.specials.get(fallback)
-        if fb is None:
-            ids = ctx.tokenizer.encode(fallback)
-            if len(ids) != 1:
-                raise RecipeError(f"prune_input fallback {fallback!r} is not one token")
-            fb = ids[0]
-    else:
-        fb = int(fallback)
-    seen = corpus_token_ids(ctx.examples + (ctx.dev_examples if include_dev else []), ctx.tokenizer, ctx.policy)
-    new = prune_input(model, seen, fb)
-    ctx.info.update(n_tokens=len(new.args.input_token_ids), fallback_id=fb)
-    return new
-
-
-def _distill(model, ctx: StepContext, **params):
-    from ..train import TrainConfig
-    from .distill import distill
-
-    config = TrainConfig.from_dict({"kl_weight": 1.0, **params})
-    result = distill(model, ctx.teacher, ctx.examples, ctx.tokenizer, ctx.policy, config,
-                     dev_examples=ctx.dev_examples or None, return_result=True)
-    ctx.info.update(train_eval=result.eval, resumed_from=result.resumed_from, final_loss=_last_loss(result.history))
-    return result.model
-
-
-def _train(model, ctx: StepContext, **params):
-    from ..train import TrainConfig, train
-
-    config = TrainConfig.from_dict(params)
-    result = train(model, ctx.examples, ctx.tokenizer, ctx.policy, config,
-                   teacher=ctx.teacher if config.kl_weight else None, dev_examples=ctx.dev_examples or None)
-    ctx.info.update(train_eval=result.eval, resumed_from=result.resumed_from, final_loss=_last_loss(result.history))
-    return result.model
-
-
-def _last_loss(history: list[dict]) -> float | None:
-    losses = [h["loss"] for h in history if "loss" in h]
-    return losses[-1] if losses else None
-
-
-def _export_artifact(model, ctx: StepContext):
-    from .artifact import save_artifact
-
-    from ..train import is_main
-
-    if is_main():
-        save_artifact(model, ctx.tokenizer, ctx.policy, ctx.work_dir, recipe=ctx.recipe)
-    ctx.saved = True
-    return model
-
-
-# Step kind → StepKind. The quantization modules own their step functions (referenced lazily so that a
-# recipe without quantization never imports torchao). To add a kind, add an entry here, or call
-# `register_step(kind, fn, ...)` from your module and make sure it is imported before the recipe runs.
-# Contract: fn(model, ctx: StepContext, **params) -> model; read ctx.tokenizer / policy / teacher /
-# examples / calibration / work_dir; put report facts in ctx.info; a step that writes its own output
-# into ctx.work_dir sets ctx.saved = True (otherwise the runner saves the returned model).
-STEPS: dict[str, StepKind] = {
-    "prune_blocks": StepKind(_prune_blocks, doc="keep N decoder blocks (method cosine | loss | kl)"),
-    "prune_mlp": StepKind(_prune_mlp, doc="keep `width` MLP neurons per layer (budget uniform | global)"),
-    "prune_output": StepKind(_prune_output, doc="keep only the head rows of the guard's answer tokens"),
-    "prune_input": StepKind(_prune_input, doc="keep only embedding rows of tokens seen in the training data"),
-    "distill": StepKind(_distill, trains=True, doc="CE + KL to the teacher (TrainConfig options)"),
-    "train": StepKind(_train, trains=True, doc="fine-tune with CE (KL too when kl_weight > 0)"),
-    "qat": StepKind("pocketguard.compress.quantize:qat_step", trains=True,
-                    doc="int4/int8 quantization-aware training, then convert to quantized kernels"),
-    "lora": StepKind("pocketguard.compress.lora:lora_step", trains=True, doc="LoRA adapters on a quantized model"),
-    "quantize": StepKind("pocketguard.compress.quantize:ptq_step", doc="post-training quantization (mode rtn | imatrix | gptq)"),
-    "ptq_rtn": StepKind("pocketguard.compress.quantize:ptq_step", {"mode": "rtn"}, doc="round-to-nearest PTQ"),
-    "imatrix": StepKind("pocketguard.compress.quantize:ptq_step", {"mode": "imatrix"}, doc="importance-weighted PTQ"),
-    "gptq": StepKind("pocketguard.compress.quantize:ptq_step", {"mode": "gptq"}, doc="GPTQ"),
-    "rotate": StepKind("pocketguard.compress.rotate:rotate_step", doc="fold norms + Hadamard/random rotation"),
-    "export_artifact": StepKind(_export_artifact, doc="write the packed compressed artifact"),
-}
-
-
-def register_step(kind: str, fn: StepFn | str, defaults: dict | None = None, trains: bool = False, doc: str = "") -> None:
-    STEPS[kind] = StepKind(fn, dict(defaults or {}), trains, doc)
-
+from .steps import STEPS, RecipeError, StepContext
+from .steps import register_step as register_step  # re-exported
 
 # ============================================================================================ recipe file
 @dataclass
@@ -396,7 +217,7 @@ def verdict_metrics(verdicts: list[dict], dev: list[dict], teacher: list[dict] |
 
 
 def _say(msg: str) -> None:
-    from ..train import is_main
+    from ..distributed import is_main
 
     if is_main():
         print(msg, file=sys.stderr, flush=True)
@@ -415,7 +236,8 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
                progress: bool = True) -> Path:
     """Run (or continue, with `resume`) a recipe; returns the output folder."""
     from .. import checkpoint
-    from ..train import barrier, default_device, init_distributed, load_examples
+    from ..distributed import barrier, default_device, init_distributed
+    from ..examples import load_examples
 
     recipe = load_recipe(path)
     dev_str = device or recipe.device
@@ -681,7 +503,8 @@ def make_toy(directory: str | Path, steps: int = 300) -> Path:
     `train.jsonl`, `dev.jsonl` and `recipe.toml` (prune → distill → int4 QAT → artifact). ~10 s on CPU."""
     from ..checkpoint import policy_dict, save_hf
     from ..model import ModelArgs
-    from ..train import TrainConfig, toy_examples, toy_tokenizer, train
+    from ..toy import toy_examples, toy_tokenizer
+    from ..train import TrainConfig, train
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -722,7 +545,7 @@ def run(args) -> int:
             print(f"{kind:16s} {sk.doc}")
         return 0
     from ..checkpoint import CheckpointError
-    from ..train import ExampleError
+    from ..examples import ExampleError
 
     if getattr(args, "make_toy", None) is not None:
         d = make_toy(args.make_toy)

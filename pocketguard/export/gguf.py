@@ -180,22 +180,11 @@ def gguf_tensors(model, qtype: str = "q4_0", head_qtype: str | None = None, embe
 # ---------------------------------------------------------------------------------------- tokenizer
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character map (byte-level BPE vocabulary strings)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
 def _tiktoken_vocab(ranks: dict[bytes, int]) -> tuple[dict[int, str], list[str]]:
     """Byte-level token strings and BPE merges recovered from tiktoken ranks (as transformers' converter)."""
-    b2u = _bytes_to_unicode()
+    from ..tokenizer import bytes_to_unicode
+
+    b2u = bytes_to_unicode()
     enc = lambda b: "".join(b2u[x] for x in b)  # noqa: E731
     vocab = {r: enc(t) for t, r in ranks.items()}
     merges = []
@@ -223,7 +212,7 @@ def gguf_vocab(tokenizer, n_vocab: int) -> tuple[list[str], list[int], list[str]
 
     specials = {i: s for s, i in tokenizer.specials.items()}
     if tokenizer.kind == "hf":
-        data = json.loads(Path(tokenizer.path).read_text(encoding="utf-8"))
+        data = json.loads(tokenizer.to_json())
         model = data.get("model", {})
         if model.get("type") != "BPE":
             raise ExportError(f"GGUF export supports byte-level BPE tokenizers, not {model.get('type')!r}")

@@ -1,0 +1,403 @@
+"""GGUF checkpoints in: a llama.cpp `.gguf` file (arch `llama`) loaded into our `Transformer` and a tokenizer.
+
+    load_gguf(path)          -> checkpoint.Loaded (weights dequantized to float, tokenizer from the metadata)
+    add_guard_tokens(loaded) -> the same model with the guard prompt's Llama 3 control tokens added
+
+* Weights: every type `gguf.quants.dequantize` knows (F32/F16/BF16, Q4_0/Q4_1/Q5_x/Q8_0, the K-quants, the
+  IQ types), dequantized one tensor at a time from the memory-mapped file, so peak memory is the float model
+  plus one tensor. The file's header is parsed by `read_gguf` (see there why not `gguf.GGUFReader`). q/k rows are un-permuted from llama.cpp's interleaved RoPE pairs to our rotate-half layout
+  (the inverse of convert_hf_to_gguf's `LlamaModel.permute`, i.e. `weights.permute_to_hf`).
+* Tokenizer: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) rebuilt as a `tokenizers.Tokenizer`, with
+  the pre-tokenizer llama.cpp uses for `tokenizer.ggml.pre` (llama-vocab.cpp), CONTROL tokens as special
+  added tokens and USER_DEFINED ones as plain added tokens (as transformers' GGUF converter does).
+  SentencePiece vocabularies (`"llama"`) are refused: pocketguard's prompt is byte-level BPE only.
+* A guard needs the Llama 3 template tokens (`tokenizer.REQUIRED_SPECIALS`). A base model without them
+  (SmolLM2, ...) loads with `require_guard_tokens=False` and gets them from `add_guard_tokens`, which is
+  what `pocketguard convert X.gguf OUT --add-guard-tokens` does before training a guard on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .loaded import CheckpointError, Loaded
+from .model import ModelArgs, rope_frequencies
+from .tokenizer import LLAMA3_PATTERN, REQUIRED_SPECIALS, HFTokenizer, TokenizerError, bytes_to_unicode
+from .weights import assemble, layer_order
+
+# GGUF tensor name -> our (Meta) name; blocks are `blk.N.<name>`.
+_TOP = {"token_embd.weight": "tok_embeddings.weight", "output_norm.weight": "norm.weight", "output.weight": "output.weight"}
+_BLOCK = {
+    "attn_q": "attention.wq", "attn_k": "attention.wk", "attn_v": "attention.wv", "attn_output": "attention.wo",
+    "ffn_gate": "feed_forward.w1", "ffn_down": "feed_forward.w2", "ffn_up": "feed_forward.w3",
+    "attn_norm": "attention_norm", "ffn_norm": "ffn_norm",
+}
+_GGUF_TOP = {v: k for k, v in _TOP.items()}
+_GGUF_BLOCK = {v: k for k, v in _BLOCK.items()}
+
+# tokenizer.ggml.pre -> how llama.cpp splits text before BPE (llama-vocab.cpp); values are builders below.
+_LLAMA3_PRES = ("llama3", "llama-v3", "llama-bpe")
+_GPT2_PRES = ("gpt2", "mpt", "olmo")
+_DIGIT_PRES = ("smollm", "starcoder", "refact")  # each digit on its own, then GPT-2's split
+_TOKEN_CONTROL, _TOKEN_USER_DEFINED = 3, 4
+GUARD_TOKENS = (*REQUIRED_SPECIALS, "<|end_of_text|>")
+
+
+def gguf_key(name: str) -> str:
+    """Our parameter name -> its GGUF tensor name (for error messages)."""
+    if name in _GGUF_TOP:
+        return _GGUF_TOP[name]
+    parts = name.split(".")
+    if parts[0] == "layers" and name.endswith(".weight"):
+        return f"blk.{parts[1]}.{_GGUF_BLOCK.get('.'.join(parts[2:-1]), '.'.join(parts[2:-1]))}.weight"
+    return name
+
+
+def _our_key(name: str) -> str | None:
+    if name in _TOP:
+        return _TOP[name]
+    parts = name.split(".")
+    if len(parts) == 4 and parts[0] == "blk" and parts[3] == "weight" and parts[2] in _BLOCK:
+        return f"layers.{parts[1]}.{_BLOCK[parts[2]]}.weight"
+    return None
+
+
+# ------------------------------------------------------------------------------------------- reading
+class GGUFTensor(NamedTuple):
+    name: str
+    type: object  # gguf.GGMLQuantizationType
+    shape: tuple[int, ...]  # as GGUF lists it: innermost (contiguous) dimension first
+    data: np.ndarray  # the raw bytes, [rows, bytes per row], a view of the memory-mapped file
+
+
+class GGUFFile(NamedTuple):
+    fields: dict  # metadata; arrays as lists
+    tensors: list[GGUFTensor]
+
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+def read_gguf(path: str | Path) -> GGUFFile:
+    """Metadata and tensor index of a little-endian GGUF (v2/v3), with tensor bytes memory-mapped.
+
+    Hand-written rather than `gguf.GGUFReader` (the format is a short header of length-prefixed fields):
+    GGUFReader builds numpy views for every element of every array, ~25 s for a Llama 3 vocabulary (400k
+    token and merge strings), where this takes well under a second. Dequantization stays gguf's."""
+    import struct
+
+    import gguf
+
+    path = Path(path)
+    data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
+    buf, pos = memoryview(data), 0
+
+    def take(fmt: str):
+        nonlocal pos
+        try:
+            (v,) = struct.unpack_from(fmt, buf, pos)
+        except struct.error:
+            raise CheckpointError(f"{path} is truncated or corrupt: its header ends at byte {len(buf)}") from None
+        pos += struct.calcsize(fmt)
+        return v
+
+    def string() -> str:
+        nonlocal pos
+        n = take("<Q")
+        if pos + n > len(buf):
+            raise CheckpointError(f"{path} is truncated or corrupt: a {n}-byte string at byte {pos} runs past its end")
+        pos += n
+        return bytes(buf[pos - n:pos]).decode("utf-8", errors="replace")
+
+    def value(vtype: int):
+        nonlocal pos
+        if vtype == _STRING:
+            return string()
+        if vtype == _ARRAY:
+            etype, n = take("<I"), take("<Q")
+            if etype in _SCALARS:  # numeric arrays in one go
+                dt = np.dtype(_SCALARS[etype].replace("?", "b1"))
+                if pos + n * dt.itemsize > len(buf):
+                    raise CheckpointError(f"{path} is truncated or corrupt: an array at byte {pos} runs past its end")
+                out = np.frombuffer(buf, dt, n, pos).tolist()
+                pos += n * dt.itemsize
+                return out
+            return [value(etype) for _ in range(n)]
+        if vtype not in _SCALARS:
+            raise CheckpointError(f"{path} is corrupt: unknown metadata value type {vtype} at byte {pos}")
+        return take(_SCALARS[vtype])
+
+    if take("<I") != gguf.GGUF_MAGIC:
+        raise CheckpointError(f"{path} is not a GGUF file (no GGUF magic)")
+    version = take("<I")
+    if version not in (2, 3):
+        raise CheckpointError(f"{path}: GGUF version {version} is not supported (2 and 3 are; big-endian files are not)")
+    n_tensors, n_fields = take("<Q"), take("<Q")
+    fields = {}
+    for _ in range(n_fields):
+        key = string()
+        fields[key] = value(take("<I"))
+    infos = []
+    for _ in range(n_tensors):
+        name, n_dims = string(), take("<I")
+        shape = tuple(take("<Q") for _ in range(n_dims))
+        infos.append((name, shape, take("<I"), take("<Q")))
+    align = int(fields.get("general.alignment", gguf.GGUF_DEFAULT_ALIGNMENT))
+    start = -(-pos // align) * align
+    tensors = []
+    for name, shape, type_id, offset in infos:
+        try:
+            qtype = gguf.GGMLQuantizationType(type_id)
+            block, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError):
+            raise CheckpointError(f"{path}: tensor {name} has unknown GGML type id {type_id}") from None
+        cols, rows = (shape[0], int(np.prod(shape[1:]))) if shape else (1, 1)
+        if cols % block:
+            raise CheckpointError(f"{path}: tensor {name} rows of {cols} values are not whole {qtype.name} blocks")
+        row_bytes = cols // block * block_bytes
+        begin, end = start + offset, start + offset + rows * row_bytes
+        if end > len(buf):
+            raise CheckpointError(f"{path} is truncated: tensor {name} ends at byte {end}, the file has {len(buf)}")
+        tensors.append(GGUFTensor(name, qtype, shape, data[begin:end].reshape(rows, row_bytes)))
+    return GGUFFile(fields, tensors)
+
+
+def _field(f: GGUFFile, key: str, default=None, required: bool = False):
+    if key not in f.fields:
+        if required:
+            raise CheckpointError(f"GGUF metadata lacks {key}")
+        return default
+    return f.fields[key]
+
+
+def args_from_gguf(reader: GGUFFile, source: str) -> ModelArgs:
+    """ModelArgs from `llama.*` metadata; the vocabulary size is the token list's length."""
+    arch = _field(reader, "general.architecture", required=True)
+    if arch != "llama":
+        raise CheckpointError(f"{source}: unsupported architecture {arch!r}; pocketguard loads Llama GGUFs only")
+    k = lambda name, **kw: _field(reader, f"llama.{name}", **kw)  # noqa: E731
+    dim, n_heads = int(k("embedding_length", required=True)), int(k("attention.head_count", required=True))
+    head_dim = int(k("attention.key_length", default=k("rope.dimension_count", default=dim // n_heads)))
+    if int(k("rope.dimension_count", default=head_dim)) != head_dim:
+        raise CheckpointError(f"{source}: partial rotary embeddings are not supported")
+    if k("rope.scaling.type", default="none") not in ("none",):
+        raise CheckpointError(f"{source}: unsupported rope scaling {k('rope.scaling.type')!r} "
+                              "(pocketguard implements Llama 3's, stored as a rope_freqs tensor)")
+    if k("expert_count", default=0):
+        raise CheckpointError(f"{source}: mixture-of-experts Llama GGUFs are not supported")
+    tokens = _field(reader, "tokenizer.ggml.tokens")
+    vocab = len(tokens) if tokens is not None else k("vocab_size", required=True)
+    ctx = int(k("context_length", default=2048))
+    try:
+        return ModelArgs(
+            dim=dim, n_layers=int(k("block_count", required=True)), n_heads=n_heads,
+            n_kv_heads=int(k("attention.head_count_kv", default=n_heads)), vocab_size=int(vocab),
+            ffn_dims=int(k("feed_forward_length", required=True)),
+            norm_eps=float(k("attention.layer_norm_rms_epsilon", default=1e-5)),
+            rope_theta=float(k("rope.freq_base", default=10000.0)), max_seq_len=ctx, head_dim=head_dim,
+            tie_embeddings=not any(t.name == "output.weight" for t in reader.tensors),
+        )
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: inconsistent llama metadata: {e}") from None
+
+
+def _dequantize(t: GGUFTensor, source: str) -> torch.Tensor:
+    """One GGUF tensor as float32 in PyTorch's [rows, cols] order."""
+    import gguf
+
+    try:
+        a = gguf.quants.dequantize(t.data, t.type)
+    except NotImplementedError:
+        raise CheckpointError(f"{source}: tensor {t.name} has type {t.type.name}, which pocketguard "
+                              "(gguf.quants) cannot dequantize") from None
+    if not np.issubdtype(a.dtype, np.floating):
+        raise CheckpointError(f"{source}: tensor {t.name} has integer type {t.type.name}; weights must be float")
+    shape = tuple(int(n) for n in reversed(t.shape))  # GGUF lists dimensions innermost first
+    if a.size != int(np.prod(shape)):
+        raise CheckpointError(f"{source}: tensor {t.name} holds {a.size} values for its shape {list(shape)}")
+    if not a.flags.writeable:  # F32/F16 come back as views of the read-only mapped file
+        a = a.copy()
+    return torch.from_numpy(a.astype(np.float32, copy=False).reshape(shape))
+
+
+def _llama3_scaling(factors: torch.Tensor, args: ModelArgs, source: str) -> dict | None:
+    """Llama 3 RoPE scaling from llama.cpp's `rope_freqs` tensor (one divisor per frequency). The tensor is
+    what convert_hf_to_gguf computed from `rope_scaling`; the parameters are recovered by matching it with
+    Llama 3's form (factor = the largest divisor, low/high frequency factors 1 and 4, the original context a
+    power of two: 8192 for Llama 3.1-3.3), and checked by recomputing every divisor."""
+    plain = rope_frequencies(replace(args, rope_scaling=None))
+    if factors.shape != plain.shape:
+        raise CheckpointError(f"{source}: rope_freqs has shape {list(factors.shape)}, the heads need {list(plain.shape)}")
+    factor = float(factors.max())
+    if factor == 1.0:
+        return None
+    for orig in (2 ** i for i in range(4, 21)):
+        scaling = {"factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": orig}
+        if torch.allclose(plain / rope_frequencies(replace(args, rope_scaling=scaling)), factors, rtol=1e-4):
+            return scaling
+    raise CheckpointError(f"{source}: rope_freqs matches no Llama 3 RoPE scaling pocketguard implements")
+
+
+def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+              require_guard_tokens: bool = True) -> Loaded:
+    """Load a Llama GGUF file: float weights, the tokenizer its metadata describes, `meta["layout"] = "gguf"`
+    (plus the policy when pocketguard exported the file). With `require_guard_tokens` a vocabulary without the
+    guard prompt's control tokens is an error that says how to add them."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"GGUF file not found: {path}")
+    source = path.name
+    reader = read_gguf(path)
+    args = args_from_gguf(reader, source)
+    tokenizer = gguf_tokenizer(reader, source)
+    missing = [s for s in REQUIRED_SPECIALS if s not in tokenizer.specials]
+    if require_guard_tokens and missing:
+        raise CheckpointError(f"{source}: the vocabulary lacks the guard prompt's control tokens {missing}; "
+                              f"add them with `pocketguard convert {path} OUT_DIR --add-guard-tokens` and train a guard "
+                              "from OUT_DIR")
+    tensors, origin, scaling = {}, {}, None
+    for t in reader.tensors:
+        if t.name == "rope_freqs.weight":
+            scaling = _llama3_scaling(_dequantize(t, source), args, source)
+            continue
+        ours = _our_key(t.name)
+        if ours is None:
+            raise CheckpointError(f"{source}: unexpected tensor {t.name} (not part of a Llama model)")
+        if ours in tensors:
+            raise CheckpointError(f"{source}: tensor {t.name} appears twice")
+        w = _dequantize(t, source).to(dtype)  # one tensor at a time: only the float model stays resident
+        tensors[ours], origin[ours] = w, source
+    args = replace(args, rope_scaling=scaling)
+    model = assemble(args, dict(sorted(tensors.items(), key=lambda kv: layer_order(kv[0]))), origin, device, dtype,
+                      gguf_key, source, permute={f"layers.{i}.attention.{w}.weight": h for i in range(args.n_layers)
+                                                 for w, h in (("wq", args.n_heads), ("wk", args.n_kv_heads))})
+    meta = {"layout": "gguf"}
+    policy = _field(reader, "pocketguard.policy_toml")
+    if policy:
+        meta["policy"] = _policy_dict(policy, source)
+    return Loaded(model, tokenizer, meta)
+
+
+def _policy_dict(text: str, source: str) -> dict:
+    """The policy a pocketguard GGUF export embedded, as guard.json holds it."""
+    import tomllib
+
+    from .policy import Policy, PolicyError
+
+    try:
+        data = tomllib.loads(text)
+        Policy.from_dict(data, source=f"{source}: pocketguard.policy_toml")
+    except (tomllib.TOMLDecodeError, PolicyError) as e:
+        raise CheckpointError(f"{source}: pocketguard.policy_toml is not a valid policy: {e}") from None
+    return data
+
+
+# ----------------------------------------------------------------------------------------- tokenizer
+def _pre_tokenizer(pre: str, source: str):
+    from tokenizers import Regex, pre_tokenizers
+
+    if pre in _LLAMA3_PRES:
+        return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
+                                        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    if pre in _GPT2_PRES:
+        return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if pre in _DIGIT_PRES:
+        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    raise CheckpointError(f"{source}: unsupported tokenizer.ggml.pre {pre!r} (pocketguard knows "
+                          f"{sorted(_LLAMA3_PRES + _GPT2_PRES + _DIGIT_PRES)})")
+
+
+def gguf_tokenizer(reader: GGUFFile, source: str) -> HFTokenizer:
+    """The byte-level BPE tokenizer `tokenizer.ggml.*` describes, as an HFTokenizer (guard tokens not required)."""
+    from tokenizers import AddedToken, decoders, models
+    from tokenizers import Tokenizer as _Tok
+
+
+    kind = _field(reader, "tokenizer.ggml.model", required=True)
+    if kind != "gpt2":
+        raise CheckpointError(f"{source}: tokenizer.ggml.model is {kind!r}; pocketguard reads byte-level BPE "
+                              "(\"gpt2\") vocabularies only, not SentencePiece (\"llama\") or others")
+    tokens = list(_field(reader, "tokenizer.ggml.tokens", required=True))
+    types = list(_field(reader, "tokenizer.ggml.token_type", default=[1] * len(tokens)))
+    merges = _field(reader, "tokenizer.ggml.merges", required=True)
+    pre = _field(reader, "tokenizer.ggml.pre", default="default")
+    pre_tok = _pre_tokenizer(pre, source)
+    if len(types) != len(tokens):
+        raise CheckpointError(f"{source}: {len(tokens)} tokens but {len(types)} token types")
+    # A byte-level vocabulary spells tokens in GPT-2's byte alphabet; one spelled otherwise (e.g. with a
+    # plain space) is respelled the way transformers' GGUF converter does, so both tokenizers agree.
+    spelling = bytes_to_unicode()
+    alphabet = set(spelling.values())
+    vocab = {}
+    for i, tok in enumerate(tokens):
+        vocab.setdefault(tok if set(tok) <= alphabet else "".join(spelling[b] for b in tok.encode("utf-8")), i)
+    try:
+        # llama.cpp's Llama 3 tokenizer looks a whole pre-token up before merging (as tiktoken, and the
+        # `ignore_merges` of Meta's tokenizer.json); the GPT-2-style ones always merge.
+        bpe = models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges], ignore_merges=pre in _LLAMA3_PRES)
+    except Exception as e:  # tokenizers raises a bare Exception for merges outside the vocabulary
+        raise CheckpointError(f"{source}: the BPE vocabulary and merges do not fit together: {e}") from None
+    tok = _Tok(bpe)
+    tok.pre_tokenizer = pre_tok
+    tok.decoder = decoders.ByteLevel()
+    control = [AddedToken(t, normalized=False, special=True) for t, ty in zip(tokens, types)
+               if ty == _TOKEN_CONTROL and set(t) <= alphabet]
+    user = [AddedToken(t, normalized=False, special=False) for t, ty in zip(tokens, types)
+            if ty == _TOKEN_USER_DEFINED and set(t) <= alphabet]  # others are respelled vocabulary entries
+    tok.add_special_tokens(control)
+    tok.add_tokens(user)
+    if tok.get_vocab_size(with_added_tokens=True) != len(vocab):
+        raise CheckpointError(f"{source}: the token list has repeated tokens or malformed control tokens")
+    return HFTokenizer.from_tokenizer(tok, require_specials=False)
+
+
+# -------------------------------------------------------------------------------------- guard tokens
+def add_guard_tokens(loaded: Loaded) -> Loaded:
+    """Add the guard prompt's Llama 3 control tokens (`REQUIRED_SPECIALS` and `<|end_of_text|>`) that the
+    vocabulary lacks: special added tokens in the tokenizer, new embedding (and untied head) rows. The model
+    scores every old token exactly as before. `loaded` is left as it was; the new model shares its unchanged
+    weights (no second copy of a large model), so discard `loaded` rather than train both."""
+    old = loaded.tokenizer
+    if not isinstance(old, HFTokenizer):
+        raise CheckpointError(f"add_guard_tokens needs a tokenizer.json-style tokenizer, not {old.kind}")
+    missing = [t for t in GUARD_TOKENS if t not in old.specials]
+    if not missing:
+        return loaded
+    from tokenizers import AddedToken
+
+    tok = old.backend_copy()
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in missing])
+    try:
+        tokenizer = HFTokenizer.from_tokenizer(tok)
+    except TokenizerError as e:  # should tokenizers decline to make one of them special
+        raise CheckpointError(f"cannot add the guard tokens: {e}") from None
+    model, a = loaded.model, loaded.model.args
+    if a.output_token_ids is not None or a.input_token_ids is not None:
+        raise CheckpointError("add_guard_tokens needs a model with its full vocabulary (not a pruned one)")
+    # Ids past the old tokenizer are new (or untrained padding rows of the model); a name the vocabulary
+    # already had as a plain token keeps its id and its trained row.
+    new_ids = [i for i in (tokenizer.specials[t] for t in missing) if i >= old.vocab_size]
+    vocab = max([a.vocab_size, *(i + 1 for i in new_ids)])
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    for name in ("tok_embeddings.weight",) + (() if a.tie_embeddings else ("output.weight",)):
+        w = state[name]
+        # New rows start at the mean of the existing ones, the usual initialisation for added tokens: an
+        # in-distribution vector (as opposed to zeros or random noise) whose head logit is the average
+        # logit, so the model's outputs barely move before training teaches the new tokens.
+        grown = torch.cat([w, w.new_zeros(vocab - w.shape[0], w.shape[1])])
+        grown[new_ids] = w.float().mean(0).to(w.dtype)
+        state[name] = grown
+    if a.tie_embeddings:
+        state.pop("output.weight", None)
+    args = replace(a, vocab_size=vocab)
+    dev, dt = state["tok_embeddings.weight"].device, state["tok_embeddings.weight"].dtype
+    grown_model = assemble(args, state, dict.fromkeys(state, "add_guard_tokens"), dev, dt, gguf_key, "add_guard_tokens")
+    return Loaded(grown_model, tokenizer, dict(loaded.meta))
+

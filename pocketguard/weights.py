@@ -1,0 +1,82 @@
+"""Building our `Transformer` from a layout's named tensors — shared by every reader (HF, Meta, GGUF): the
+model skeleton on the meta device, shape and dtype checks whose errors name the tensors as the file does,
+tied heads kept tied, and the RoPE row permutes between Meta's interleaved and HF's rotate-half layout."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from .loaded import CheckpointError
+from .model import ModelArgs, Transformer
+
+
+def permute_to_hf(w: Tensor, n_heads: int) -> Tensor:
+    """wq/wk rows from Meta's interleaved RoPE pairs (2i, 2i+1) to the rotate-half pairs (i, i + head_dim/2),
+    per head: the permute of transformers' convert_llama_weights_to_hf.py."""
+    rows, cols = w.shape
+    return w.reshape(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def permute_to_meta(w: Tensor, n_heads: int) -> Tensor:
+    """Inverse of `permute_to_hf`."""
+    rows, cols = w.shape
+    return w.reshape(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def skeleton(args: ModelArgs, device: str | torch.device) -> Transformer:
+    """The model with its parameters on the meta device, to be assigned from a checkpoint: building it for
+    real would initialise every weight first (over 30 s for a 1B model on CPU). Its buffers (rotary tables,
+    token maps) depend on `args` alone, so a one-wide, layerless twin computes them on `device`."""
+    with torch.device("meta"):
+        model = Transformer(args)
+    with torch.device(device):
+        twin = Transformer(replace(args, dim=1, n_heads=1, n_kv_heads=1, n_layers=0, ffn_dims=[], tie_embeddings=False))
+    for name, buf in twin.named_buffers():
+        setattr(model, name, buf)
+    return model
+
+
+def assemble(args: ModelArgs, tensors: dict[str, Tensor], origin: dict[str, str], device, dtype: torch.dtype,
+              file_key, config: str, permute: dict[str, int] | None = None) -> Transformer:
+    """Check `tensors` (our names) against the model `args` describes, and build it from them. Errors name
+    tensors as the file does (`file_key`) and say which file (`origin`) held them."""
+    model = skeleton(args, device)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if args.tie_embeddings:
+        expected.pop("output.weight")
+    missing = sorted(set(expected) - set(tensors), key=layer_order)
+    unexpected = sorted(set(tensors) - set(expected), key=layer_order)
+    if missing or unexpected:
+        what = [f"missing tensors {[file_key(k) for k in missing[:6]]}" if missing else "",
+                f"unexpected tensors {[file_key(k) if k in expected else k for k in unexpected[:6]]}" if unexpected else ""]
+        raise CheckpointError(f"weights do not match {config}: " + "; ".join(w for w in what if w))
+    state = {}
+    for k, t in tensors.items():
+        if tuple(t.shape) != expected[k]:
+            raise CheckpointError(f"tensor {file_key(k)} in {origin[k]} has shape {list(t.shape)}, "
+                                  f"but {config} implies {list(expected[k])}")
+        if not t.is_floating_point():
+            raise CheckpointError(f"tensor {file_key(k)} in {origin[k]} has dtype {t.dtype}; pocketguard loads float weights")
+        t = t.to(device=device, dtype=dtype)
+        state[k] = permute_to_hf(t, permute[k]) if permute and k in permute else t
+    if args.tie_embeddings:
+        state["output.weight"] = state["tok_embeddings.weight"]
+    assign(model, state)
+    return model.eval()
+
+
+def assign(model: Transformer, state: dict[str, Tensor]) -> None:
+    """Load `state` into a skeleton's meta parameters, keeping a tied head tied (assign=True would give the
+    head and the embedding two Parameters)."""
+    model.load_state_dict(state, strict=True, assign=True)
+    if model.args.tie_embeddings:
+        model.output.weight = model.tok_embeddings.weight
+
+
+def layer_order(name: str) -> tuple:
+    m = re.search(r"layers\.(\d+)\.", name)
+    return (int(m[1]) if m else -1, name)

@@ -1,0 +1,189 @@
+"""Conversations as chat applications send them (system, tool and tool-call messages, content parts) through
+every door: Conversation, the prompt, Guard, `pocketguard moderate --conversation`, /v1/guard and /v1/moderations.
+
+The semantics (docs/api.md): system messages are dropped and noted; tool output and tool calls are the agent's
+turn; non-text parts are noted; a conversation ending with a system message is refused."""
+
+import json
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from pocketguard.cli import main
+from pocketguard.conversation import Conversation, ConversationError, Message, as_conversation
+from pocketguard.guard import Guard
+from pocketguard.policy import Policy
+from pocketguard.prompt import render
+from pocketguard.server import ServerConfig, create_app
+
+CALL = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+AGENTIC = [  # what an agent loop sends: system prompt, user, tool call, tool output, final answer
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"},
+                                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+    {"role": "assistant", "content": None, "tool_calls": [CALL]},
+    {"role": "tool", "tool_call_id": "c1", "content": "22 C, sunny"},
+    {"role": "assistant", "content": "It is sunny and 22 C in Paris."},
+]
+# The same conversation as the guard reads it.
+PLAIN = [{"role": "user", "content": "Weather in Paris?"},
+         {"role": "assistant", "content": 'get_weather({"city": "Paris"})\n22 C, sunny\nIt is sunny and 22 C in Paris.'}]
+AGENTIC_NOTES = ["1 system message not judged (dropped)", "1 tool message judged as part of the agent's turn",
+                 "1 tool call judged as the agent's text", "1 non-text content part not judged (image_url)"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def guard(tiny_model, tiny_tok):
+    return Guard(tiny_model, tiny_tok)
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+def test_agentic_conversation_reads_as_user_and_agent_turns():
+    c = Conversation.from_messages(AGENTIC)
+    assert c.to_messages() == PLAIN and c.judged == "agent"
+    assert list(c.notes) == AGENTIC_NOTES
+    assert Conversation.from_messages(PLAIN).notes == ()
+
+
+def test_system_messages_are_dropped_and_noted_wherever_they_are():
+    c = Conversation.from_messages([{"role": "system", "content": "rules"}, {"role": "user", "content": "hi"},
+                                    {"role": "developer", "content": "more rules"},
+                                    {"role": "assistant", "content": "hello"}, {"role": "user", "content": "bye"}])
+    assert c.to_messages() == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                               {"role": "user", "content": "bye"}]
+    assert c.notes == ("2 system messages not judged (dropped)",) and c.judged == "user"
+    # The dropped text is nowhere in the prompt: the operator's words are not judged as the user's.
+    assert render(Policy.default(), c) == render(Policy.default(), Conversation.from_messages(c.to_messages()))
+    assert "rules" not in render(Policy.default(), c)
+
+
+@pytest.mark.parametrize("messages, needle", [
+    ([{"role": "user", "content": "hi"}, {"role": "system", "content": "x"}], "last message is a system message"),
+    ([{"role": "system", "content": "x"}], "system message"),
+    ([{"role": "tool", "content": "42"}, {"role": "user", "content": "hi"}], "must start with the user"),
+    ([{"role": "system", "content": "x"}, {"role": "assistant", "content": "hi"}], "must start with the user"),
+    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "alternate"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], "no text to judge"),
+    ([{"role": "user", "content": [{"type": "text"}]}], "needs a string 'text'"),
+    ([{"role": "user", "content": ["hi"]}], "content part object"),
+    ([{"role": "user", "content": None}], "got null"),
+    ([{"role": "user", "content": "a"}, {"role": "tool", "content": None}], "got null"),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": None}], "got null"),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": None, "tool_calls": [{"id": "x"}]}],
+     "function.name"),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "", "tool_calls": "f()"}], "must be a list"),
+    ([{"role": "critic", "content": "a"}], "role must be"),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "  "}], "message #2 is empty"),
+])
+def test_shapes_that_cannot_be_judged_fail_clearly(messages, needle):
+    with pytest.raises(ConversationError, match=needle):
+        Conversation.from_messages(messages)
+
+
+def test_conversation_ending_with_tool_output_judges_the_agent_turn_holding_it():
+    c = Conversation.from_messages(AGENTIC[:4])
+    assert c.judged == "agent" and c.messages[-1].content == 'get_weather({"city": "Paris"})\n22 C, sunny'
+    with pytest.raises(ConversationError, match="last message is the agent"):
+        Conversation.from_messages(AGENTIC[:4], role="user")
+
+
+def test_tool_call_only_message_and_legacy_function_call():
+    c = Conversation.from_messages([
+        {"role": "user", "content": "email Bob"},
+        {"role": "assistant", "content": None, "function_call": {"name": "send", "arguments": {"to": "bob"}}}])
+    assert c.messages[-1] == Message("agent", 'send({"to": "bob"})')
+    assert c.notes == ("1 tool call judged as the agent's text",)
+
+
+def test_content_parts_text_is_joined_and_other_parts_counted():
+    c = Conversation.from_messages([{"role": "user", "content": [
+        {"type": "text", "text": "first"}, {"type": "input_audio", "input_audio": {}},
+        {"type": "text", "text": "second"}, {"type": "image_url", "image_url": {}}, {"type": "image_url"}]},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't help with that."}]}])
+    assert c.messages[0].content == "first\nsecond" and c.messages[1].content == "I can't help with that."
+    assert c.notes == ("3 non-text content parts not judged (image_url, input_audio)",)
+
+
+def test_as_conversation_keeps_notes_and_checks_the_role():
+    c = Conversation.from_messages(AGENTIC)
+    assert as_conversation(c) == c
+    assert as_conversation(c, role="assistant").notes == c.notes
+    with pytest.raises(ConversationError, match="last message is the agent"):
+        as_conversation(c, role="user")
+
+
+# ------------------------------------------------------------------------------------------------ Guard
+def test_verdict_equals_the_plain_conversation_and_says_what_was_not_judged(guard):
+    got = guard.moderate(AGENTIC, category_scores=True)
+    want = guard.moderate(PLAIN, category_scores=True)
+    assert got.status in ("safe", "unsafe") and got.notes == AGENTIC_NOTES and want.notes == []
+    assert (got.status, got.categories, got.prompt_tokens) == (want.status, want.categories, want.prompt_tokens)
+    assert got.p_unsafe == pytest.approx(want.p_unsafe, abs=1e-6)
+    assert got.to_dict()["notes"] == AGENTIC_NOTES
+    batch = guard.moderate_batch([AGENTIC, PLAIN, AGENTIC[:1] + AGENTIC[1:2] + [{"role": "system", "content": "x"}]])
+    assert [v.notes for v in batch[:2]] == [AGENTIC_NOTES, []]
+    assert batch[2].status == "error" and batch[2].flagged and "system" in batch[2].error
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+@pytest.mark.parametrize("wrap", [False, True])
+def test_cli_moderates_a_chat_file_with_system_and_tool_messages(tmp_path, tiny_hf_dir, capsys, wrap):
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps({"messages": AGENTIC} if wrap else AGENTIC))
+    code = main(["moderate", "--conversation", str(chat), "--model", str(tiny_hf_dir), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    want = Guard.load(tiny_hf_dir).moderate(PLAIN)
+    assert code == {"safe": 0, "unsafe": 1}[want.status] and out["status"] == want.status
+    assert out["role"] == "agent" and out["notes"] == AGENTIC_NOTES
+    assert out["p_unsafe"] == pytest.approx(want.p_unsafe, abs=1e-6)
+
+    assert main(["moderate", "--conversation", str(chat), "--model", str(tiny_hf_dir)]) == code
+    text = capsys.readouterr().out
+    assert all(f"note: {n}" in text for n in AGENTIC_NOTES)
+
+
+def test_cli_refuses_a_chat_ending_with_a_system_message(tmp_path, tiny_hf_dir, capsys):
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(AGENTIC + [{"role": "system", "content": "x"}]))
+    assert main(["moderate", "--conversation", str(chat), "--model", str(tiny_hf_dir), "--json"]) == 2
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "error" and out["flagged"] and "system message" in out["error"]
+
+
+# ------------------------------------------------------------------------------------------------ server
+def test_guard_endpoint_takes_the_same_shapes(guard):
+    want = guard.moderate(PLAIN)
+    with TestClient(create_app(guard, ServerConfig())) as client:
+        r = client.post("/v1/guard", json={"messages": AGENTIC})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["status"], body["role"], body["notes"]) == (want.status, "agent", AGENTIC_NOTES)
+        assert body["p_unsafe"] == pytest.approx(want.p_unsafe, abs=1e-6)
+        r = client.post("/v1/guard", json={"messages": AGENTIC[:4], "role": "agent"})  # ends with tool output
+        assert r.status_code == 200 and r.json()["p_unsafe"] == pytest.approx(
+            guard.moderate(PLAIN[:1] + [{"role": "assistant", "content": 'get_weather({"city": "Paris"})\n22 C, sunny'}]
+                           ).p_unsafe, abs=1e-6)
+        r = client.post("/v1/guard", json={"messages": AGENTIC + [{"role": "system", "content": "x"}]})
+        assert r.status_code == 422 and "system message" in r.json()["error"]["message"]
+
+
+def test_moderations_endpoint_takes_text_parts_and_lists(guard):
+    with TestClient(create_app(guard, ServerConfig())) as client:
+        r = client.post("/v1/moderations", json={"input": [{"type": "text", "text": "Weather in"},
+                                                           {"type": "text", "text": "Paris?"}]})
+        assert r.status_code == 200, r.text
+        [res] = r.json()["results"]
+        want = guard.moderate("Weather in\nParis?")
+        assert res["flagged"] == want.flagged and res["pocketguard"]["p_unsafe"] == pytest.approx(want.p_unsafe, abs=1e-6)
+        r = client.post("/v1/moderations", json={"input": ["Weather in Paris?", "hello"]})
+        assert r.status_code == 200
+        assert [x["flagged"] for x in r.json()["results"]] == [guard.moderate(t).flagged for t in ["Weather in Paris?", "hello"]]
