@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 # public name -> the module that owns it
 _EXPORTS = {
     "Guard": "guard",
-    "Verdict": "guard",
+    "Verdict": "answer",
     "Policy": "policy",
     "Category": "policy",
     "Conversation": "conversation",
@@ -36,7 +36,8 @@ __all__ = ["Category", "CheckpointError", "Conversation", "ConversationError", "
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ below does the importing
     from .checkpoint import CheckpointError
     from .conversation import Conversation, ConversationError, Message
-    from .guard import Guard, Verdict
+    from .answer import Verdict
+    from .guard import Guard
     from .policy import Category, Policy, PolicyError
     from .tokenizer import TokenizerError
 

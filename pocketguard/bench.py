@@ -283,7 +283,7 @@ def run(args) -> int:
         from . import bench_throughput
 
         args.runs = args.runs or 3
-        return bench_throughput.run(args)
+        return bench_throughput.run(args, SHAPES)
     args.runs = args.runs or 5
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     workdir = args.workdir

@@ -117,12 +117,12 @@ def _sync(dev) -> None:
         torch.cuda.synchronize(dev)
 
 
-def random_guard(shape: str, device: str, dtype: str):
-    """A random-weight guard of a named `bench.SHAPES` shape on `device`, with the shipped guard's tokenizer
-    (so no download: throughput does not depend on the vocabulary, the head is pruned to the answer tokens)."""
+def random_guard(shape: dict, device: str, dtype: str):
+    """A random-weight guard of a shape (`bench.SHAPES[name]["args"]`) on `device`, with the shipped guard's
+    tokenizer (so no download: throughput does not depend on the vocabulary, the head is pruned to the
+    answer tokens)."""
     import torch
 
-    from .bench import SHAPES
     from .compress.prune import guard_output_token_ids
     from .guard import DEFAULT_MODEL_DIR, Guard
     from .model import ModelArgs, Transformer
@@ -131,7 +131,7 @@ def random_guard(shape: str, device: str, dtype: str):
 
     tok = Tokenizer.load(DEFAULT_MODEL_DIR)
     policy = Policy.default()
-    spec = {**SHAPES[shape]["args"], "vocab_size": tok.vocab_size}
+    spec = {**shape, "vocab_size": tok.vocab_size}
     args = ModelArgs(**spec, output_token_ids=guard_output_token_ids(tok, policy))
     with torch.device(device):
         model = Transformer(args)
@@ -209,7 +209,8 @@ def render(res: dict, title: str, markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> int:
+def run(args, shapes: dict) -> int:
+    """`pocketguard bench --throughput`; `shapes` are `bench.SHAPES` (passed in: bench imports this module)."""
     import os
     import platform
 
@@ -221,7 +222,8 @@ def run(args) -> int:
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     if args.shape:
-        guard = random_guard(args.shape, args.device, "bfloat16" if args.device.startswith("cuda") else "float32")
+        guard = random_guard(shapes[args.shape]["args"], args.device,
+                             "bfloat16" if args.device.startswith("cuda") else "float32")
     else:
         guard = Guard.load(args.model, device=args.device)
     if args.batch_tokens:

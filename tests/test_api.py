@@ -44,7 +44,7 @@ def test_import_is_light_and_names_load_on_use():
             "print(Guard.__module__, Verdict.__module__, Policy.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["pocketguard.guard", "pocketguard.guard", "pocketguard.policy"]
+    assert out.stdout.split() == ["pocketguard.guard", "pocketguard.answer", "pocketguard.policy"]
 
 
 def test_package_is_marked_typed_and_ships_the_marker():
