@@ -264,15 +264,6 @@ def stage_probe(p: Paths, models: list[str], device: str) -> None:
     print(text)
 
 
-def _num_params(args: dict) -> int:
-    import torch
-
-    from pocketguard.model import ModelArgs, Transformer
-
-    with torch.device("meta"):
-        return Transformer(ModelArgs.from_dict(args)).num_params()
-
-
 def stage_card(p: Paths) -> None:
     """Teacher vs students tables for docs/model-card.md, from the eval runs' predictions files, and the
     quality-vs-size table of the student shapes."""
@@ -308,15 +299,21 @@ def stage_card(p: Paths) -> None:
         c = m["by_category"]["codes"]
         cell = lambda k: f"{f(c[k]['f1'])} ({c[k]['support']})" if k in c and c[k]["support"] else "—"  # noqa: E731
         out.append(f"| {split} | {who} | " + " | ".join(cell(k) for k in codes) + f" | {f(m['by_category']['macro_f1'])} |")
-    out += ["", "| student shape | blocks | MLP width | parameters | artifact MB | dev F1 | dev_heldout F1 |", "|---|---|---|---|---|---|---|"]
+    # Quality vs size: every shape's own recipe report (dev F1 and agreement with the teacher on the recipe's
+    # dev_max examples after pruning, distillation and QAT), so shapes that were not shipped count too.
+    out += ["", "| student shape | blocks | MLP width | parameters | int4 artifact MB | dev F1 after pruning → distill → QAT | "
+            "agreement with teacher |", "|---|---|---|---|---|---|---|"]
     for shape, (blocks, width) in p.shapes.items():
-        model = p.model(shape)
-        if not (model / "config.json").exists():
+        report = p.student(shape) / "report.jsonl"
+        if not report.exists():
             continue
-        n_params = f"{_num_params(json.loads((model / 'config.json').read_text())['model']) / 1e6:.1f}M"
-        f1 = {split: next((m["overall"]["f1"] for (s, who), m in found.items() if s == split and who.startswith(shape + " ")), None)
-              for split in ("dev", "dev_heldout")}
-        out.append(f"| {shape} | {blocks} | {width} | {n_params} | {_size(model) / 1e6:.1f} | {f(f1['dev'])} | {f(f1['dev_heldout'])} |")
+        rows = {r["kind"]: r for r in map(json.loads, report.read_text().strip().split("\n"))}
+        first = next(iter(rows.values()))
+        n_params = f"{rows.get('prune_output', first)['n_params'] / 1e6:.1f}M"
+        size = f"{rows['export_artifact']['bytes'] / 1e6:.1f}" if "export_artifact" in rows else "— (not finished)"
+        f1s = " → ".join(f(rows[k]["dev"]["f1"]) for k in ("prune_output", "distill", "qat") if k in rows)
+        last = rows.get("qat", rows.get("distill", first))
+        out.append(f"| {shape} | {blocks} | {width} | {n_params} | {size} | {f1s} | {f(last['dev'].get('agreement'))} |")
     text = "\n".join(out) + "\n"
     (p.eval / "card.md").write_text(text, encoding="utf-8")
     print(text)
