@@ -113,8 +113,11 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
             path = dg.resolved_recipe(p, name)
             r = load_recipe(path)
             assert [s["kind"] for s in r.steps] == [s["kind"] for s in committed["step"]]
-            assert r.output == (p.out / ("teacher" if name == "default-teacher" else "student"))
+            assert r.output == (p.out / "teacher" if name == "default-teacher" else p.student(p.shipped))
             assert tomllib.loads(dg._dump_recipe(tomllib.loads(path.read_text()))) == tomllib.loads(path.read_text())
-            if not smoke:  # only the paths change: the hyperparameters are the committed ones
-                assert r.train == committed["train"] and r.steps == committed["step"]
+            if not smoke:  # only the paths and the shape change: the other hyperparameters are the committed ones
+                shape = {"prune_blocks": {"keep": p.shapes[p.shipped][0]},
+                         "prune_mlp": {"width": p.shapes[p.shipped][1]}}
+                assert r.train == committed["train"]
+                assert r.steps == [{**s, **shape.get(s["kind"], {})} for s in committed["step"]]
 

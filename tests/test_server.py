@@ -185,7 +185,9 @@ def test_concurrent_requests_are_batched_with_identical_results(tok):
         v = r.json()
         assert (v["status"], v["categories"], v["answer"]) == (d.status, d.categories, d.answer)
         assert v["p_unsafe"] == d.p_unsafe and v["category_scores"] is None  # batched == alone, scores only if asked
-    get = lambda n: float(next(l.split()[1] for l in metrics.splitlines() if l.startswith(n + " ")))
+    def get(name: str) -> float:
+        return float(next(line.split()[1] for line in metrics.splitlines() if line.startswith(name + " ")))
+
     count, total = get("pocketguard_batch_size_count"), get("pocketguard_batch_size_sum")
     # Batches hold one policy each: guard and moderation items share them (scores only where asked).
     assert total == len(texts) + 4 and count < total and total / count > 1  # mean batch size > 1

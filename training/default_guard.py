@@ -55,6 +55,7 @@ SEED = 0
 # of the model card. Per block: 0.88M attention + 3 x 576 x width MLP parameters; the 28.3M-parameter
 # embedding (int8, 28.5 MB) and tokenizer.json (3.5 MB) are the same for all; the package may ship 60 MB.
 SHAPES = {"b10-f1536": (10, 1536), "b13-f1536": (13, 1536), "b18-f1024": (18, 1024)}
+SHIPPED = "b18-f1024"  # the shape in pocketguard/assets (picked by `pick` in the 2026-12-02 run) and default-student.toml
 SMOKE_SHAPES = {"b1-f128": (1, 128), "b2-f64": (2, 64)}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
 SMOKE_EXAMPLES = (96, 24)  # train, dev sample sizes
@@ -82,6 +83,7 @@ class Paths:
         self.teacher = self.out / "teacher" / "model"
         self.eval = self.out / "eval"
         self.shapes = SMOKE_SHAPES if smoke else SHAPES
+        self.shipped = next(iter(SMOKE_SHAPES)) if smoke else SHIPPED
 
     def student(self, shape: str) -> Path:
         return self.out / "students" / shape
@@ -163,7 +165,7 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None) -> Path:
     if name == "default-teacher":
         r["teacher"], r["output"] = str(p.teacher_init), str(p.out / "teacher")
     else:
-        shape = shape or next(iter(p.shapes))
+        shape = shape or p.shipped
         r["teacher"], r["output"] = str(p.teacher), str(p.student(shape))
         blocks, width = p.shapes[shape]
         for step in r["step"]:
@@ -368,14 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="run folder (default: runs/default, or runs/smoke with --smoke)")
     ap.add_argument("--backbone", type=Path, default=BACKBONE, help=f"the backbone GGUF (default: {BACKBONE.relative_to(ROOT)})")
     ap.add_argument("--smoke", action="store_true", help="toy sizes on CPU: check the pipeline end to end")
-    ap.add_argument("--shape", action="append", help="student: which shapes of SHAPES (default: all); ship: the one to ship")
+    ap.add_argument("--shape", action="append", help="student: which shapes of SHAPES (default: all); ship: the one to ship (default: SHIPPED)")
     ap.add_argument("--device", default=None, help="device for eval (default: cuda when available, else cpu)")
     ap.add_argument("--models", default=None, help="eval: comma-separated teacher and/or shapes (default: all)")
     ap.add_argument("--ship-to", type=Path, default=ASSET, help="where `ship` puts the guard (default: the package)")
     a = ap.parse_args(argv)
     out = a.out or ROOT / "runs" / ("smoke" if a.smoke else "default")
     p = Paths(out, a.data, a.smoke, a.backbone)
-    shapes = a.shape or list(p.shapes)
+    shapes = a.shape or ([p.shipped] if a.stage == "ship" else list(p.shapes))
     unknown = [s for s in shapes if s not in p.shapes]
     if unknown:
         ap.error(f"unknown shape(s) {unknown}; known: {', '.join(p.shapes)}")
