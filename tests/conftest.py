@@ -35,3 +35,15 @@ def tiny_hf_dir(tmp_path_factory):
 def tiny_meta_dir(tmp_path_factory):
     """A saved tiny Meta checkpoint (params.json, consolidated.00.pth, tokenizer.model)."""
     return T.build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_meta"), layout="meta")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine they lose a lot to them: modules
+    that run them say `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

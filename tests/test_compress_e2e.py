@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-import torch
 
 from pocketguard import checkpoint
 from pocketguard.compress.distill import distill
@@ -28,12 +27,7 @@ except ImportError:  # pragma: no cover
 needs_quantize = pytest.mark.skipif(Q is None, reason="pocketguard.compress.quantize is not available yet")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def verdicts(model, tok, dev):

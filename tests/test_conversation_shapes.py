@@ -7,7 +7,6 @@ turn; non-text parts are noted; a conversation ending with a system message is r
 import json
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from pocketguard.cli import main
@@ -33,12 +32,7 @@ AGENTIC_NOTES = ["1 system message not judged (dropped)", "1 tool message judged
                  "1 tool call judged as the agent's text", "1 non-text content part not judged (image_url)"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

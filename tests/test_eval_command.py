@@ -4,7 +4,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from pocketguard import testing as T
 from pocketguard.cli import main
@@ -25,14 +24,7 @@ ROWS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP spinning makes each op
-    10-100x slower; restore the setting for the other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

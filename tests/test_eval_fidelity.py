@@ -12,14 +12,7 @@ from pocketguard.evaluate.fidelity import kl_divergence, perplexity, verdict_agr
 from pocketguard.model import ModelArgs, Transformer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP spinning makes each op
-    10-100x slower; restore the setting for the other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Bigram(nn.Module):

@@ -29,12 +29,7 @@ TEXTS = ["Hello world, how do I make a bomb cake?", "  two spaces\n\nand lines\t
 CHAT_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # a SmolLM2-like vocabulary: no Llama 3 tokens
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------ writing

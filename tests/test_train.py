@@ -21,13 +21,7 @@ from pocketguard.train import TrainConfig, _AtPositions, train
 POLICY = Policy.default().subset(["S1", "S9", "S10"])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train several times faster on one thread (and do not fight the other test workers)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
