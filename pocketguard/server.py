@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .conversation import Conversation, ConversationError
+from .conversation import ConversationError
 from .guard import Guard, Verdict
 from .policy import Policy, PolicyError
 from .server_api import (OPENAI_CATEGORIES, OPENAI_FROM_CODES, ApiError, Metrics, MetricsMiddleware, PolicyCache,
@@ -109,7 +109,7 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
     @app.post("/v1/moderations")
     async def moderations(request: Request):
         def parse(data):
-            return [Conversation.prompt(t) for t in parse_moderation_inputs(data, config)], None, True
+            return parse_moderation_inputs(data, config), None, True
 
         def respond(data, verdicts, policy):
             refuse_errors(verdicts, single=len(verdicts) == 1)

@@ -84,6 +84,7 @@ def openai_result(verdict: Verdict, policy: Policy) -> dict:
             "categories": list(verdict.categories),
             "category_names": list(verdict.category_names),
             "p_unsafe": verdict.p_unsafe,
+            "notes": list(verdict.notes),
         },
     }
 
@@ -235,8 +236,10 @@ def check_text(text: str, where: str, config: ServerConfig) -> None:
         raise ApiError(422, f"{where} is empty; there is nothing to judge", param=where)
 
 
-def parse_moderation_inputs(data: dict, config: ServerConfig) -> list[str]:
-    """`input`: a string, a list of strings (one result each) or a list of OpenAI text parts (one result)."""
+def parse_moderation_inputs(data: dict, config: ServerConfig) -> list[Conversation]:
+    """`input`: a string, a list of strings (one result each) or a list of OpenAI content parts (one result:
+    its text parts are judged as one user prompt; other parts, e.g. images, are listed in the verdict's
+    notes as not judged, the same rule as message content in `Conversation.from_messages`)."""
     if "input" not in data:
         raise ApiError(422, "missing required field 'input' (a string or a list of strings)", param="input")
     model = data.get("model")
@@ -244,30 +247,27 @@ def parse_moderation_inputs(data: dict, config: ServerConfig) -> list[str]:
         raise ApiError(422, f"'model' must be a string, got {_json_type(model)}", param="model")
     raw = data["input"]
     if isinstance(raw, str):
-        texts = [raw]
-    elif isinstance(raw, list):
-        if not raw:
-            raise ApiError(422, "'input' is an empty list; send at least one string", param="input")
-        if len(raw) > config.max_items:
-            raise ApiError(422, f"'input' has {len(raw)} items; the limit is {config.max_items} per request", param="input")
-        if all(isinstance(x, dict) for x in raw):  # multimodal-style parts: text only, joined into one input
-            parts = []
-            for i, p in enumerate(raw):
-                if p.get("type") != "text" or not isinstance(p.get("text"), str):
-                    raise ApiError(422, f"input[{i}]: only {{\"type\": \"text\", \"text\": ...}} parts can be judged "
-                                        f"(got type {p.get('type')!r})", param=f"input[{i}]")
-                parts.append(p["text"])
-            texts = ["\n".join(parts)]
-        else:
-            for i, x in enumerate(raw):
-                if not isinstance(x, str):
-                    raise ApiError(422, f"input[{i}] must be a string, got {_json_type(x)}", param=f"input[{i}]")
-            texts = list(raw)
-    else:
+        check_text(raw, "input", config)
+        return [Conversation.prompt(raw)]
+    if not isinstance(raw, list):
         raise ApiError(422, f"'input' must be a string or a list of strings, got {_json_type(raw)}", param="input")
-    for i, t in enumerate(texts):
-        check_text(t, "input" if isinstance(raw, str) else f"input[{i}]", config)
-    return texts
+    if not raw:
+        raise ApiError(422, "'input' is an empty list; send at least one string", param="input")
+    if len(raw) > config.max_items:
+        raise ApiError(422, f"'input' has {len(raw)} items; the limit is {config.max_items} per request", param="input")
+    if all(isinstance(x, dict) for x in raw):  # content parts: one input
+        for i, part in enumerate(raw):
+            if isinstance(part.get("text"), str):
+                check_text(part["text"], f"input[{i}]", config)
+        try:
+            return [Conversation.from_messages([{"role": "user", "content": raw}])]
+        except ConversationError as e:
+            raise ApiError(422, f"input: {e}", param="input") from None
+    for i, x in enumerate(raw):
+        if not isinstance(x, str):
+            raise ApiError(422, f"input[{i}] must be a string, got {_json_type(x)}", param=f"input[{i}]")
+        check_text(x, f"input[{i}]", config)
+    return [Conversation.prompt(x) for x in raw]
 
 
 GUARD_FIELDS = {"messages", "role", "policy", "category_scores"}

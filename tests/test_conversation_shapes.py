@@ -178,6 +178,13 @@ def test_moderations_endpoint_takes_text_parts_and_lists(guard):
         [res] = r.json()["results"]
         want = guard.moderate("Weather in\nParis?")
         assert res["flagged"] == want.flagged and res["pocketguard"]["p_unsafe"] == pytest.approx(want.p_unsafe, abs=1e-6)
+        # an image part beside the text: the text is judged, the image is named in the notes (never silently safe)
+        r = client.post("/v1/moderations", json={"input": [{"type": "text", "text": "Weather in Paris?"},
+                                                           {"type": "image_url", "image_url": {"url": "x"}}]})
+        assert r.status_code == 200, r.text
+        [res] = r.json()["results"]
+        assert res["pocketguard"]["p_unsafe"] == pytest.approx(guard.moderate("Weather in Paris?").p_unsafe, abs=1e-6)
+        assert res["pocketguard"]["notes"] == ["1 non-text content part not judged (image_url)"]
         r = client.post("/v1/moderations", json={"input": ["Weather in Paris?", "hello"]})
         assert r.status_code == 200
         assert [x["flagged"] for x in r.json()["results"]] == [guard.moderate(t).flagged for t in ["Weather in Paris?", "hello"]]
