@@ -2,7 +2,7 @@
 
     python training/build_data.py --data ../shared/data --out runs/data     # labelled train/dev sets (CPU, ~1 min)
     python training/default_guard.py all                                     # backbone → teacher → students → eval
-    training/gpu_run.sh runs/data results/ 1200                              # the same on a GPU machine, results packed
+    training/gpu_run.sh runs/data runs/backbone/SmolLM2-135M-Instruct.Q4_1.gguf results/   # on a GPU machine, packed
     python training/default_guard.py ship --shape NAME                       # copy one student into the package
 
 The backbone is SmolLM2-135M-Instruct (Apache-2.0), a pretrained Llama-architecture LM, read from the Q4_1
@@ -23,7 +23,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   pick       the student to ship: the best dev F1 among the shapes that fit the package
   probe      the hand-written probes of training/probes.jsonl (never trained on), expected vs each model
 
-`--smoke` runs the same stages at toy size on CPU in a few minutes (the backbone cut to two blocks, few
+`--smoke` runs the same stages at toy size on CPU in a few minutes (the backbone cut to SMOKE_BLOCKS, few
 steps, a data sample): the check that the whole pipeline works before GPU time is spent on it. The committed
 recipes hold the real hyperparameters; this script only points their paths at `--out`/`--data`, sets the
 shape (and, with --smoke, shrinks them) and writes the resolved copy it runs to OUT/recipes/.
@@ -133,7 +133,7 @@ def stage_backbone(p: Paths) -> None:
                  if not k.startswith("layers.") or int(k.split(".")[1]) < SMOKE_BLOCKS}
         model = rebuild(model, args, state)
     save_hf(model, loaded.tokenizer, p.teacher_init,
-            guard_meta={"policy": policy_dict(Policy.default()), "max_context": min(model.args.max_seq_len, 8192)})
+            guard_meta={"policy": policy_dict(Policy.default()), "max_context": model.args.max_seq_len})
     _say(f"backbone: {model.num_params():,} params, vocabulary {model.args.vocab_size:,} → {p.teacher_init}")
 
 
@@ -235,6 +235,14 @@ def _size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+def _report(p: Paths, shape: str) -> dict[str, dict] | None:
+    """A student's recipe report, step kind → its line (None before the recipe has run)."""
+    report = p.student(shape) / "report.jsonl"
+    if not report.exists():
+        return None
+    return {r["kind"]: r for r in map(json.loads, report.read_text().strip().split("\n"))}
+
+
 def stage_probe(p: Paths, models: list[str], device: str) -> None:
     """The hand-written probes (training/probes.jsonl: never trained on) as a table: expected vs each model's
     verdict; a probe is right when the status matches and, for unsafe, the expected categories are named."""
@@ -306,10 +314,9 @@ def stage_card(p: Paths) -> None:
     out += ["", "| student shape | blocks | MLP width | parameters | int4 artifact MB | dev F1 after pruning → distill → QAT | "
             "agreement with teacher |", "|---|---|---|---|---|---|---|"]
     for shape, (blocks, width) in p.shapes.items():
-        report = p.student(shape) / "report.jsonl"
-        if not report.exists():
+        rows = _report(p, shape)
+        if rows is None:
             continue
-        rows = {r["kind"]: r for r in map(json.loads, report.read_text().strip().split("\n"))}
         first = next(iter(rows.values()))
         n_params = f"{rows.get('prune_output', first)['n_params'] / 1e6:.1f}M"
         size = f"{rows['export_artifact']['bytes'] / 1e6:.1f}" if "export_artifact" in rows else "— (not finished)"
@@ -326,12 +333,15 @@ def stage_pick(p: Paths) -> str:
     MAX_SHIP_BYTES, the smaller artifact on a tie. Written to OUT/picked.txt."""
     best = None
     for shape in p.shapes:
-        report, model = p.student(shape) / "report.jsonl", p.model(shape)
-        if not report.exists() or not (model / "manifest.json").exists() or _size(model) > MAX_SHIP_BYTES:
+        rows, model = _report(p, shape), p.model(shape)
+        if rows is None or "export_artifact" not in rows or not (model / "manifest.json").exists():
             continue
-        f1 = json.loads(report.read_text().strip().split("\n")[-1])["dev"]["f1"]
-        key = (round(f1, 3), -_size(model))
-        _say(f"pick: {shape} dev F1 {f1:.3f}, {_size(model) / 1e6:.1f} MB")
+        size = _size(model)
+        if size > MAX_SHIP_BYTES:
+            continue
+        f1 = rows["export_artifact"]["dev"]["f1"]
+        key = (round(f1, 3), -size)
+        _say(f"pick: {shape} dev F1 {f1:.3f}, {size / 1e6:.1f} MB")
         if best is None or key > best[0]:
             best = (key, shape)
     if best is None:
