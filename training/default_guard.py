@@ -54,7 +54,7 @@ SEED = 0
 # Student shapes (decoder blocks kept of the backbone's 30, MLP width of its 1536): the quality-vs-size points
 # of the model card. Per block: 0.88M attention + 3 x 576 x width MLP parameters; the 28.3M-parameter
 # embedding (int8, 28.5 MB) and tokenizer.json (3.5 MB) are the same for all; the package may ship 60 MB.
-SHAPES = {"b10-f1536": (10, 1536), "b13-f1536": (13, 1536), "b18-f1024": (18, 1024)}
+SHAPES = {"b10-f1536": (10, 1536), "b13-f1536": (13, 1536), "b16-f1024": (16, 1024), "b18-f1024": (18, 1024)}
 SHIPPED = "b18-f1024"  # the shape in pocketguard/assets (picked by `pick` in the 2026-12-02 run) and default-student.toml
 SMOKE_SHAPES = {"b1-f128": (1, 128), "b2-f64": (2, 64)}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only

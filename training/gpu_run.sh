@@ -7,6 +7,7 @@
 #
 #   training/gpu_run.sh DATA_DIR BACKBONE_GGUF RESULTS_DIR
 #
+# SHAPES="b16-f1024 b18-f1024" (environment) trains those student shapes only (default: all of SHAPES).
 # A stopped run resumes where it stopped on the next call, as long as runs/ survived. RESULTS_DIR gets
 # log.txt, results.tgz and student.tgz.NN (`cat student.tgz.* | tar xz -C runs` restores
 # default/students/SHAPE/model) and ends with a line PIPELINE_FINISHED in log.txt.
@@ -26,7 +27,7 @@ dg="python3 training/default_guard.py --data $data --backbone $backbone"
   # the shipped one is evaluated where it ships (CPU).
   $dg eval --device cuda --models teacher > "$results/eval-teacher.log" 2>&1 &
   pids=($!)
-  for shape in $(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)'); do
+  for shape in ${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)')}; do
     $dg student --shape "$shape" > "$results/student-$shape.log" 2>&1 &
     pids+=($!)
   done
@@ -35,6 +36,12 @@ dg="python3 training/default_guard.py --data $data --backbone $backbone"
   for f in "$results"/student-*.log; do grep -E "^\[|→" "$f"; done
   $dg pick
   $dg probe --device cuda --models teacher,"$(cat runs/default/picked.txt)"
+  # The picked student on the GPU too (its fast path), beside the teacher's folders: the CPU eval it ships
+  # with runs later on the CPU machine; these are the first numbers.
+  for split in dev dev_heldout; do
+    python3 -m pocketguard.cli eval --data "$data/$split.jsonl" --out "runs/default/eval/$split-cuda-student" \
+      --device cuda --batch-size 32 --model "runs/default/students/$(cat runs/default/picked.txt)/model" | tail -25
+  done
 } 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn|register_constant" | tee "$results/log.txt"
 cd runs && tar czf - -C . default/students/"$(cat default/picked.txt)"/model | split -b 15m -d - "$results/student.tgz."
 tar czf "$results/results.tgz" --exclude='*.partial' --exclude='train_state.pt' default/recipes default/eval \
