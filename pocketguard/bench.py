@@ -111,26 +111,31 @@ def build_shape(name: str, directory: str | Path, seed: int = 0, log=print) -> P
 
 def realistic_conversation(tokenizer, policy, n_tokens: int) -> list[dict]:
     """A user question and an agent reply whose full guard prompt is `n_tokens` long (or as close as the
-    text allows): response classification, the prompt the guard sees most in production."""
+    text allows): response classification, the prompt the guard sees most in production. When the policy
+    leaves too little room for the whole question, the question is cut (a prompt of exactly the asked length
+    is what the bench measures)."""
     from .conversation import Conversation
     from .prompt import encode_prompt
 
-    def size(reply: str) -> int:
-        conv = Conversation.from_messages([{"role": "user", "content": _USER}, {"role": "assistant", "content": reply}])
+    def size(question: list[str], reply: list[str]) -> int:
+        conv = Conversation.from_messages([{"role": "user", "content": " ".join(question)},
+                                           {"role": "assistant", "content": " ".join(reply)}])
         return len(encode_prompt(tokenizer, policy, conv))
 
-    words = (_AGENT * (1 + n_tokens // 200)).split()
-    if size(words[0]) > n_tokens:
-        raise ValueError(f"the policy prompt and a one-word conversation are already {size(words[0])} tokens; "
-                         f"ask for more than {n_tokens}")
-    lo, hi = 1, len(words)
-    while lo < hi:  # the longest reply that fits n_tokens
-        mid = (lo + hi + 1) // 2
-        if size(" ".join(words[:mid])) <= n_tokens:
-            lo = mid
-        else:
-            hi = mid - 1
-    return [{"role": "user", "content": _USER}, {"role": "assistant", "content": " ".join(words[:lo])}]
+    def longest(fits, n: int) -> int:  # the largest k in 1..n with fits(k) (fits is monotone)
+        lo, hi = 1, n
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        return lo
+
+    question, words = _USER.split(), (_AGENT * (1 + n_tokens // 200)).split()
+    if size(question[:1], words[:1]) > n_tokens:
+        raise ValueError(f"the policy prompt and a one-word conversation are already {size(question[:1], words[:1])} "
+                         f"tokens; ask for more than {n_tokens}")
+    question = question[: longest(lambda k: size(question[:k], words[:1]) <= n_tokens, len(question))]
+    reply = words[: longest(lambda k: size(question, words[:k]) <= n_tokens, len(words))]
+    return [{"role": "user", "content": " ".join(question)}, {"role": "assistant", "content": " ".join(reply)}]
 
 
 def _disk_bytes(path: Path) -> int:

