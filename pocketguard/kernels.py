@@ -275,15 +275,19 @@ class QuantLinear(nn.Module):
 
     # -- forward
     def forward(self, x: Tensor) -> Tensor:
-        shape = x.shape
         x2 = x.reshape(-1, self.in_features).float()
-        if _MODE == "reference" or (x.requires_grad and torch.is_grad_enabled()):
+        if self._takes_reference(x):
             # training through a quantized layer (LoRA, distillation into later layers): the reference path
             # is differentiable in x (straight-through rounding); the integer fast paths are not
-            y = self._reference(x2)
-        else:
-            y = self._fast(x2)
-        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+            return self._shaped(self._reference(x2), x)
+        return self._shaped(self._fast(x2), x)
+
+    @staticmethod
+    def _takes_reference(x: Tensor) -> bool:
+        return _MODE == "reference" or (x.requires_grad and torch.is_grad_enabled())
+
+    def _shaped(self, y2: Tensor, x: Tensor) -> Tensor:
+        return y2.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def _activations(self, x2: Tensor) -> Tensor:
         return fake_quantize_act(x2, self.act_bits) if self.act_bits else x2
@@ -368,6 +372,18 @@ class Int8WeightInt8ActLinear(QuantLinear):
             cached = (key, self.qweight.sum(1, dtype=torch.int32))
             self._rowsum_cache = cached
         return cached[1]
+
+
+def linears(x: Tensor, *mods: nn.Module) -> list[Tensor]:
+    """`[m(x) for m in mods]` for linears that read the same input (q/k/v, gate/up): when they are quantized
+    linears of one tiled scheme, x's activations are quantized once instead of once per linear (the same
+    operations on the same input, so the same bits)."""
+    first = mods[0]
+    if (not isinstance(first, QuantLinear) or type(first)._fast is not QuantLinear._fast or first._takes_reference(x)
+            or any(type(m) is not type(first) for m in mods)):
+        return [m(x) for m in mods]
+    xa = first._activations(x.reshape(-1, first.in_features).float())
+    return [m._shaped(m._tiled(xa), x) for m in mods]
 
 
 LINEAR_KINDS: dict[str, type[QuantLinear]] = {

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .model import ContextLengthError, rotate_half
+from .kernels import linears
+from .model import ContextLengthError, apply_rope
 
 _ROWS = 16  # row counts are padded to a multiple of this (see the module docstring)
 ATTN_BLOCK = 128  # query rows per attention call: block [r0, r1) only reads the keys it can see
@@ -57,52 +58,58 @@ class Sequence:
         return s
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, start: int, tree: Tensor | None = None) -> Tensor:
-    """Causal attention of T queries at slots start..start+T-1 over keys [0, start+T): [1, H, T, hd].
+Block = tuple[int, int, Tensor | None, bool]  # query rows [r0, r1), additive mask, causal
+
+
+def _blocks(T: int, start: int, tree: Tensor | None, dtype: torch.dtype, device) -> list[Block]:
+    """The attention calls of T queries at slots start..start+T-1 over keys [0, start+T): block [r0, r1) reads
+    keys [0, start + r1) under its mask. The same in every layer, so built once per pass.
     `tree` [T, T] (bool), when given, says which new tokens each new token sees instead of causal order."""
-    T = q.shape[2]
-    gqa = k.shape[1] != q.shape[1]
     if tree is not None:
-        bias = torch.zeros(T, start + T, dtype=q.dtype, device=q.device)
+        bias = torch.zeros(T, start + T, dtype=dtype, device=device)
         bias[:, start:].masked_fill_(~tree, float("-inf"))
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, enable_gqa=gqa)
+        return [(0, T, bias, False)]
     if T == 1:
-        return F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+        return [(0, 1, None, False)]
     if start == 0 and T <= ATTN_BLOCK:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-    out = []
+        return [(0, T, None, True)]
+    out: list[Block] = []
     for r0 in range(0, T, ATTN_BLOCK):
         r1 = min(T, r0 + ATTN_BLOCK)
         e = start + r1
-        rows = torch.arange(start + r0, e, device=q.device)[:, None]
-        bias = torch.zeros(r1 - r0, e, dtype=q.dtype, device=q.device)
-        bias.masked_fill_(torch.arange(e, device=q.device)[None, :] > rows, float("-inf"))
-        out.append(F.scaled_dot_product_attention(q[:, :, r0:r1], k[:, :, :e], v[:, :, :e], attn_mask=bias,
-                                                  enable_gqa=gqa))
-    return torch.cat(out, dim=2) if len(out) > 1 else out[0]
+        rows = torch.arange(start + r0, e, device=device)[:, None]
+        bias = torch.zeros(r1 - r0, e, dtype=dtype, device=device)
+        out.append((r0, r1, bias.masked_fill_(torch.arange(e, device=device)[None, :] > rows, float("-inf")), False))
+    return out
 
 
 class Attention:
     """Per-sequence attention over packed rows; also writes each sequence's new keys/values."""
 
     def __init__(self, seqs: list[Sequence], lengths: list[int], n_heads: int, n_kv_heads: int, head_dim: int,
-                 trees: list[Tensor] | None = None):
-        self.seqs, self.lengths, self.trees = seqs, lengths, trees or [None] * len(seqs)
+                 dtype: torch.dtype, device, trees: list[Tensor] | None = None):
+        self.seqs, self.lengths = seqs, lengths
+        self.blocks = [_blocks(T, s.length, tree, dtype, device)
+                       for s, T, tree in zip(seqs, lengths, trees or [None] * len(seqs))]
         self.H, self.KV, self.hd = n_heads, n_kv_heads, head_dim
 
     def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """q [N, H*hd], k/v [N, KV*hd] (rope applied; N may include padding rows) -> [N, H*hd]."""
         H, KV, hd = self.H, self.KV, self.hd
+        gqa = KV != H
         out = torch.zeros(q.shape[0], H * hd, dtype=q.dtype, device=q.device)
         o = 0
-        for s, T, tree in zip(self.seqs, self.lengths, self.trees):
+        for s, T, blocks in zip(self.seqs, self.lengths, self.blocks):
             s0 = s.length
             kc, vc = s.k[layer], s.v[layer]
             kc[0, :, s0 : s0 + T] = k[o : o + T].view(T, KV, hd).transpose(0, 1).to(kc.dtype)
             vc[0, :, s0 : s0 + T] = v[o : o + T].view(T, KV, hd).transpose(0, 1).to(vc.dtype)
             qi = q[o : o + T].view(T, H, hd).transpose(0, 1).unsqueeze(0)
-            y = _attend(qi, kc[:, :, : s0 + T].to(q.dtype), vc[:, :, : s0 + T].to(q.dtype), s0, tree)
-            out[o : o + T] = y[0].transpose(0, 1).reshape(T, H * hd)
+            for r0, r1, mask, causal in blocks:
+                e = s0 + r1
+                y = F.scaled_dot_product_attention(qi[:, :, r0:r1], kc[:, :, :e].to(q.dtype), vc[:, :, :e].to(q.dtype),
+                                                   attn_mask=mask, is_causal=causal, enable_gqa=gqa)
+                out[o + r0 : o + r1] = y[0].transpose(0, 1).reshape(r1 - r0, H * hd)
             o += T
         return out
 
@@ -113,13 +120,11 @@ def _block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, attend: Attent
     if packed is not None:  # runtime_cpu.FastBlock
         return packed(x, cos, sin, attend, layer)
     a, N = block.attention, x.shape[0]
-    hn = block.attention_norm(x)
-    q = a.wq(hn).view(N, a.n_heads, a.head_dim)
-    k = a.wk(hn).view(N, a.n_kv_heads, a.head_dim)
+    q, k, v = linears(block.attention_norm(x), a.wq, a.wk, a.wv)
     c, s = cos.unsqueeze(1), sin.unsqueeze(1)
-    q = (q * c + rotate_half(q) * s).reshape(N, -1)
-    k = (k * c + rotate_half(k) * s).reshape(N, -1)
-    h = x + a.wo(attend(layer, q, k, a.wv(hn)))
+    q = apply_rope(q.view(N, a.n_heads, a.head_dim), c, s).reshape(N, -1)
+    k = apply_rope(k.view(N, a.n_kv_heads, a.head_dim), c, s).reshape(N, -1)
+    h = x + a.wo(attend(layer, q, k, v))
     return h + block.feed_forward(block.ffn_norm(h))
 
 
@@ -171,7 +176,8 @@ def forward(model: nn.Module, seqs: list[Sequence], tokens: list[list[int]], all
     h = model.embed(ids.unsqueeze(0))[0]
     cos, sin = model.rope_cos[pos].to(h.dtype), model.rope_sin[pos].to(h.dtype)
     a = model.args
-    attend = Attention(seqs, lengths, a.n_heads, a.n_kv_heads, a.head_dim, [t[1] for t in trees] if trees else None)
+    attend = Attention(seqs, lengths, a.n_heads, a.n_kv_heads, a.head_dim, h.dtype, dev,
+                       [t[1] for t in trees] if trees else None)
     for i, layer in enumerate(model.layers):
         h = _block(layer, h, cos, sin, attend, i)
     for s, T in zip(seqs, lengths):

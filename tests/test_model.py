@@ -7,7 +7,7 @@ import torch
 from torch.testing import assert_close
 
 from pocketguard import testing as T
-from pocketguard.model import ContextLengthError, KVCache, Transformer
+from pocketguard.model import ContextLengthError, KVCache, Transformer, apply_rope, rotate_half
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -98,3 +98,12 @@ def test_context_overflow_raises_context_length_error():
     padded = torch.zeros(1, 20, dtype=torch.bool)
     padded[0, :10] = True
     m(tokens(1, 20), valid=padded)  # padding takes no positions: 10 real tokens fit
+
+
+def test_apply_rope_gives_the_bits_of_the_rotate_half_formula():
+    """The in-place RoPE must not change a bit: exported runtimes (ExecuTorch) keep the rotate_half form."""
+    g = torch.Generator().manual_seed(0)
+    for shape, cs in [((7, 9, 64), (7, 1, 64)), ((2, 3, 5, 192), (1, 1, 5, 192))]:
+        x = torch.randn(shape, generator=g) * 5
+        cos, sin = torch.randn(cs, generator=g), torch.randn(cs, generator=g)
+        assert torch.equal(apply_rope(x, cos, sin), x * cos + rotate_half(x) * sin)

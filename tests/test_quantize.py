@@ -198,6 +198,29 @@ def test_fast_kernels_match_reference(monkeypatch):
     assert lin(torch.randn(2, 3, 64)).shape == (2, 3, 16)
 
 
+def test_linears_quantize_a_shared_input_once_with_the_same_bits(monkeypatch):
+    """q/k/v (and gate/up) read one input: `K.linears` quantizes it once and gives each forward's exact bits."""
+    torch.manual_seed(0)
+    qkv = [K.Int4WeightInt8ActLinear.from_weight(torch.randn(n, 64) * 0.05, 32, "float16") for n in (96, 32, 32)]
+    x = torch.randn(2, 5, 64) * 2
+    want = [m(x) for m in qkv]
+    calls = []
+    real = K.fake_quantize_act
+    monkeypatch.setattr(K, "fake_quantize_act", lambda *a: calls.append(1) or real(*a))
+    got = K.linears(x, *qkv)
+    assert len(calls) == 1 and all(torch.equal(g, w) for g, w in zip(got, want))
+    # other schemes, mixed kinds and the reference mode are each linear's own forward
+    calls.clear()
+    head = K.Int8WeightInt8ActLinear.from_weight(torch.randn(8, 64) * 0.05, None)
+    float_lin = torch.nn.Linear(64, 8, bias=False)
+    for mods in ([head, head], [qkv[0], float_lin], [float_lin, float_lin]):
+        assert all(torch.equal(g, m(x)) for g, m in zip(K.linears(x, *mods), mods))
+    with K.kernel_mode_ctx("reference"):
+        calls.clear()
+        assert all(torch.equal(g, m(x)) for g, m in zip(K.linears(x, *qkv), qkv))
+        assert len(calls) == 2 * len(qkv)  # once per linear in `linears`, once per linear in the check
+
+
 # ------------------------------------------------------------------------------------------ PTQ
 
 
