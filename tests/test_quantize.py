@@ -336,6 +336,7 @@ def test_rotation_helps_quantization_with_outlier_channels():
 
 @pytest.mark.parametrize("base", ["fake", "kernels"])
 def test_lora_trains_only_adapters_and_merges(base):
+    torch.manual_seed(0)
     m = prepare_qat(tiny(), QuantConfig()) if base == "fake" else quantize_(tiny(), QuantConfig(mode="rtn"))
     toks = tokens()
     with torch.no_grad():
@@ -364,11 +365,19 @@ def test_lora_trains_only_adapters_and_merges(base):
             p.add_(0.05 * torch.randn_like(p))
         m.eval()
         unmerged = m(toks)
-        exact = merge_lora(copy.deepcopy(m), requantize=False)(toks)
+        float_merged = merge_lora(copy.deepcopy(m), requantize=False)
+        exact = float_merged(toks)
         assert not any(isinstance(x, LoRALinear) for x in merge_lora(copy.deepcopy(m)).modules())
         requant = merge_lora(copy.deepcopy(m), requantize=True)(toks)
+        # Layer by layer, the float merge equals the adapter it replaces up to float rounding. Through the whole
+        # model that rounding may flip an int8 activation code in a later layer (kernels and fake-quant round
+        # their float sums differently), so the model-level check is relative.
+        x = torch.randn(3, 5, m.args.dim)
+        for name, mod in m.named_modules():
+            if isinstance(mod, LoRALinear) and mod.in_features == m.args.dim:
+                assert torch.allclose(float_merged.get_submodule(name)(x), mod(x), rtol=1e-4, atol=1e-4), name
     assert not torch.allclose(unmerged, before)
-    assert torch.allclose(exact, unmerged, rtol=1e-4, atol=1e-4)  # merge = unmerged (float merge)
+    assert (exact - unmerged).norm() < 2e-2 * unmerged.norm()  # merge = unmerged (float merge)
     assert 0 < ((requant - unmerged) ** 2).mean() < 0.1 * unmerged.var()  # re-quantized: close, not equal
 
 
