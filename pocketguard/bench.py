@@ -41,7 +41,7 @@ import os
 import sys
 from pathlib import Path
 
-from .bench_workers import ALTERNATIVES, DECODE_STEPS, _ensure_gguf, _ensure_pte, _run_worker
+from .bench_workers import ALTERNATIVES, DECODE_STEPS, _ensure_gguf, _ensure_pte, _run_worker, grammar_spec
 
 # Nothing heavy at module level: the llama.cpp worker must stay torch-free for a clean RSS figure.
 
@@ -322,9 +322,7 @@ def run(args) -> int:
     ids = encode_prompt(tok, policy, conv).ids
     prefix_len = len(encode_prefix(tok, policy, conv.judged))
     grammar = Guard(model, tok, policy)._grammar(policy)
-    gspec = {"codes": grammar.codes, "eot": grammar.eot, "max_steps": grammar.max_steps,
-             "candidates": [(t, s) for t, s, r in zip(grammar.ids[:-1], grammar.texts[:-1], grammar.rows[:-1])
-                            if r is not None]}
+    gspec = grammar_spec(grammar)
     decode_token = tok.encode(" the")[0]
     n_ctx = 1 << (len(ids) + grammar.max_steps + DECODE_STEPS + 8).bit_length()
     art = is_artifact(model_dir)

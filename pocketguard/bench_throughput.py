@@ -182,6 +182,7 @@ def measure(guard, convs: list, repeats: int = 3, batch_size: int = 64, log=prin
         "batched_of_roofline": (n / tb) / roofline,
         "identical_verdicts": identical,
         "errors": sum(v.status == "error" for v in bat),
+        "batched_status": [v.status for v in bat],
     }
 
 
@@ -194,7 +195,10 @@ def render(res: dict, title: str, markdown: bool = False) -> str:
     lines = [f"**{title}**" if markdown else title, ""]
     lines += ["| mode | prompts/s | tokens/s | vs one by one |", "|---|---|---|---|"]
     lines += [f"| {m} | {p:,.2f} | {t:,.0f} | {s} |" for m, p, t, s in rows]
-    if peer:
+    if isinstance(peer, dict):
+        lines.append(f"| llama.cpp batched ({peer['gguf']}, same passes) | {peer['prompts_s']:,.2f} | {peer['tokens_s']:,.0f} | "
+                     f"{peer['prompts_s'] / res['one_by_one']['prompts_s']:.2f}x |")
+    elif peer:
         lines.append(f"| {peer} | — | — | — |")
     mark = lambda ok: "MET" if ok else "MISSED"  # noqa: E731
     lines += ["", f"{'- ' if markdown else ''}mix: {res['prompts']} prompts, mean {res['mean_prompt_tokens']:.0f} prompt tokens "
@@ -206,6 +210,9 @@ def render(res: dict, title: str, markdown: bool = False) -> str:
               f"{TARGET_ROOFLINE:.0%} of the roofline: {res['batched_of_roofline']:.0%}",
               f"{'- ' if markdown else ''}[{mark(res['identical_verdicts'])}] batched verdicts identical to one by one "
               f"(status, categories, p_unsafe); errors: {res['errors']}"]
+    if isinstance(peer, dict):
+        lines.append(f"{'- ' if markdown else ''}llama.cpp's statuses equal pocketguard's batched ones on {peer['agree']} of "
+                     f"{res['prompts']} (errors: {peer['errors']}; it runs the whole prompt, pocketguard windows over-long turns)")
     return "\n".join(lines)
 
 
@@ -234,7 +241,7 @@ def run(args, shapes: dict) -> int:
              else f"{threads} threads, {platform.machine()}, kernels: {kernel}")
     log(f"judging {len(convs)} conversations, {args.runs} repetitions, {where} ...")
     res = measure(guard, convs, repeats=args.runs, batch_size=args.batch_size, log=log)
-    res["peer"] = _peer_note()
+    res["peer"] = llamacpp_batched(args, guard, convs, res, log)
     title = (f"{args.shape or args.model or 'shipped default guard'} | {args.mix or 'bundled mix'} | {where} | "
              f"up to {args.batch_size} prompts / {guard.batch_tokens} tokens per pass")
     print(render(res, title, markdown=args.markdown))
@@ -244,10 +251,58 @@ def run(args, shapes: dict) -> int:
     return 0 if res["identical_verdicts"] and not res["errors"] else 1
 
 
-def _peer_note() -> str | None:
-    """llama.cpp's batched mode is the peer where llama-cpp-python is installed."""
+def llamacpp_passes(prompts: list, batch_size: int, batch_tokens: int) -> list[dict]:
+    """pocketguard's packing rule for the llama.cpp peer: prompts grouped by policy prefix (one per judged
+    role), then passes of at most `batch_size` prompts and `batch_tokens` tokens after the prefix (a longer
+    prompt gets a pass of its own). Each pass: {"idx": prompt indices, "prefix": shared prefix length}."""
+    groups: dict[tuple, list[int]] = {}
+    for i, pt in enumerate(prompts):
+        groups.setdefault(tuple(pt.prefix), []).append(i)
+    passes = []
+    for prefix, idx in groups.items():
+        cur: list[int] = []
+        tokens = 0
+        for i in idx:
+            n = len(prompts[i]) - len(prefix)
+            if cur and (len(cur) == batch_size or tokens + n > batch_tokens):
+                passes.append({"idx": cur, "prefix": len(prefix)})
+                cur, tokens = [], 0
+            cur.append(i)
+            tokens += n
+        passes.append({"idx": cur, "prefix": len(prefix)})
+    return passes
+
+
+def llamacpp_batched(args, guard, convs: list, res: dict, log) -> dict | str:
+    """The peer row: llama.cpp's batched mode on the GGUF export of the same model, same prompts, same passes
+    (llama_cpp where installed; a `--shape` model has no folder to export, so it needs `--model`)."""
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
         return "llama.cpp batched: not installed here (pip install llama-cpp-python)"
-    return "llama.cpp batched: not measured by this version (use `llama-batched-bench` on the GGUF export)"
+    if args.shape:
+        return "llama.cpp batched: needs --model (a random --shape guard has no checkpoint to export)"
+    from .bench_workers import _ensure_gguf, _run_worker, grammar_spec
+    from .conversation import as_conversation
+    from .guard import DEFAULT_MODEL_DIR
+    from .prompt import encode_prompt
+
+    prompts = [encode_prompt(guard.tokenizer, guard.policy, as_conversation(c)) for c in convs]
+    passes = llamacpp_passes(prompts, args.batch_size, guard.batch_tokens)
+    grammar = guard._grammar(guard.policy)
+    n_ctx = max(sum(len(prompts[i]) - p["prefix"] + grammar.max_steps for i in p["idx"]) + p["prefix"] for p in passes)
+    workdir = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    gguf = _ensure_gguf(Path(args.model or DEFAULT_MODEL_DIR), workdir, args.gguf_type, log)
+    log(f"llama.cpp batched ({gguf.name}, {len(passes)} passes) ...")
+    threads = args.threads or 1
+    spec = {"gguf": str(gguf), "threads": threads, "runs": args.runs, "prompts": [pt.ids for pt in prompts],
+            "passes": passes, "n_ctx": -(-(n_ctx + 64) // 256) * 256, "grammar": grammar_spec(grammar)}
+    out = _run_worker("llamacpp_batched", spec, workdir, args.timeout)
+    if "error" in out:
+        return f"llama.cpp batched: failed ({out['error'][:200]})"
+    t = statistics.median(out["seconds"])
+    status = ["safe" if a == "safe" else "unsafe" if a.startswith("unsafe\n") else "error" for a in out["answers"]]
+    return {"prompts_s": len(convs) / t, "tokens_s": res["run_tokens"] / t, "seconds": out["seconds"],
+            "agree": sum(a == b for a, b in zip(status, res["batched_status"])), "errors": status.count("error"),
+            "gguf": gguf.name, "others_cpu_share": out.get("others_cpu_share")}

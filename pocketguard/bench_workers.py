@@ -63,14 +63,28 @@ class _Grammar:
         return out
 
 
+def grammar_spec(grammar) -> dict:
+    """What `_Grammar` needs from a `guard.AnswerGrammar`: codes, end of turn, step cap, and the candidate
+    tokens the model's head can emit."""
+    return {"codes": grammar.codes, "eot": grammar.eot, "max_steps": grammar.max_steps,
+            "candidates": [(t, s) for t, s, r in zip(grammar.ids[:-1], grammar.texts[:-1], grammar.rows[:-1])
+                           if r is not None]}
+
+
+def _next(grammar: _Grammar, text: str, logits) -> tuple[int, str] | None:
+    """The greedy constrained choice after `text` (None: the grammar allows nothing)."""
+    opts = grammar.allowed(text)
+    return max(opts, key=lambda o: float(logits[o[0]])) if opts else None
+
+
 def _decode(grammar: _Grammar, logits, step) -> tuple[str, int]:
     """Greedy constrained decoding; returns (answer text, steps run after the prompt)."""
     text, steps = "", 0
     for _ in range(grammar.max_steps):
-        opts = grammar.allowed(text)
-        if not opts:
+        choice = _next(grammar, text, logits)
+        if choice is None:
             return text + "<error>", steps
-        tid, piece = max(opts, key=lambda o: float(logits[o[0]]))
+        tid, piece = choice
         if tid == grammar.eot:
             return text, steps
         text += piece
@@ -137,6 +151,88 @@ def _worker_llamacpp(spec: dict) -> dict:
         step_t.append(time.perf_counter() - t)
     res["decode_step_s"] = _stats(step_t)
     return res
+
+
+def _worker_llamacpp_batched(spec: dict) -> dict:
+    """llama.cpp's batched mode on the prompts of `pocketguard bench --throughput`, packed into the same passes
+    as pocketguard's: per pass the shared policy prefix is decoded once (sequence 0) and copied to every
+    sequence, all suffixes go in one `llama_batch` (logits at each sequence's last token only), and each answer
+    step is one batch of one token per unfinished sequence, chosen by the same greedy constrained rule."""
+    import llama_cpp as L
+    import numpy as np
+
+    prompts, passes = spec["prompts"], spec["passes"]  # passes: {"idx": prompt indices, "prefix": shared length}
+    n_seq, n_ctx = max(len(p["idx"]) for p in passes), spec["n_ctx"]
+    grammar = _Grammar(spec["grammar"])
+    t0 = time.perf_counter()
+    # Llama() loads the model (its own small context is not used); the Python wrapper has no n_seq_max, so the
+    # multi-sequence context comes from the C API: one unified KV cache, where a copied prefix is shared.
+    llm = L.Llama(model_path=spec["gguf"], n_ctx=256, use_mmap=False, verbose=False)
+    params = L.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max = n_ctx, n_ctx, 512, n_seq
+    params.n_threads = params.n_threads_batch = spec["threads"]
+    params.flash_attn_type, params.kv_unified = L.LLAMA_FLASH_ATTN_TYPE_ENABLED, True
+    ctx = L.llama_init_from_model(llm._model.model, params)
+    if not ctx:
+        raise RuntimeError(f"llama.cpp could not create a context of {n_ctx} tokens for {n_seq} sequences")
+    load_s = time.perf_counter() - t0
+    n_vocab = llm.n_vocab()
+    mem = L.llama_get_memory(ctx)
+    batch = L.llama_batch_init(n_ctx, 0, n_seq)
+
+    def decode(items: list[tuple[int, int, int, bool]]) -> None:  # (token, position, sequence, wants logits)
+        batch.n_tokens = len(items)
+        for i, (t, pos, seq, want) in enumerate(items):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = t, pos, 1, want
+            batch.seq_id[i][0] = seq
+        if L.llama_decode(ctx, batch) != 0:
+            raise RuntimeError(f"llama_decode failed on a batch of {len(items)} tokens")
+
+    def logits(i: int):
+        return np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, i), shape=(n_vocab,)).copy()
+
+    def judge(idx: list[int], prefix_len: int) -> list[str]:
+        L.llama_memory_clear(mem, True)
+        decode([(t, pos, 0, False) for pos, t in enumerate(prompts[idx[0]][:prefix_len])])
+        for seq in range(1, len(idx)):
+            L.llama_memory_seq_cp(mem, 0, seq, -1, -1)
+        items, state = [], {}
+        for seq, k in enumerate(idx):
+            suffix = prompts[k][prefix_len:]
+            items += [(t, prefix_len + j, seq, j == len(suffix) - 1) for j, t in enumerate(suffix)]
+            state[seq] = ["", len(prompts[k]), len(items) - 1]  # answer so far, next position, logits index
+        decode(items)
+        current = {seq: logits(i) for seq, (_, _, i) in state.items()}
+        answers: dict[int, str] = {}
+        for _ in range(grammar.max_steps):
+            step = []
+            for seq, (text, pos, _) in list(state.items()):
+                choice = _next(grammar, text, current[seq])
+                if choice is None or choice[0] == grammar.eot:
+                    answers[seq] = text if choice else text + "<error>"
+                    del state[seq]
+                    continue
+                state[seq] = [text + choice[1], pos + 1, len(step)]
+                step.append((choice[0], pos, seq, True))
+            if not step:
+                break
+            decode(step)
+            current = {seq: logits(i) for seq, (_, _, i) in state.items()}
+        answers.update({seq: text + "<unfinished>" for seq, (text, _, _) in state.items()})
+        return [answers[seq] for seq in range(len(idx))]
+
+    out: list[str] = []
+    seconds = []
+    for _ in range(spec["runs"] + 1):  # the first repetition warms up
+        t = time.perf_counter()
+        out = [""] * len(prompts)
+        for p in passes:
+            for k, answer in zip(p["idx"], judge(p["idx"], p["prefix"])):
+                out[k] = answer
+        seconds.append(time.perf_counter() - t)
+    L.llama_batch_free(batch)
+    L.llama_free(ctx)
+    return {"load_s": load_s, "seconds": seconds[1:], "answers": out}
 
 
 def _worker_executorch(spec: dict) -> dict:
@@ -301,8 +397,8 @@ def _worker_alternative(spec: dict) -> dict:
     return {"load_s": load_s, "prefill_s": _stats(pre), "decode_step_s": _stats(steps)}
 
 
-WORKERS = {"pocketguard": _worker_pocketguard, "llamacpp": _worker_llamacpp, "executorch": _worker_executorch,
-           "alternative": _worker_alternative}
+WORKERS = {"pocketguard": _worker_pocketguard, "llamacpp": _worker_llamacpp, "llamacpp_batched": _worker_llamacpp_batched,
+           "executorch": _worker_executorch, "alternative": _worker_alternative}
 
 
 def _busy_jiffies() -> tuple[int, int]:

@@ -58,3 +58,29 @@ def test_cli_flag_reaches_the_throughput_bench():
     bench.add_arguments(p)
     a = p.parse_args(["--throughput", "--n", "8", "--device", "cuda", "--shape", "lg3-1b-int4"])
     assert a.throughput and a.n == 8 and a.device == "cuda" and a.runs is None
+
+
+def test_llamacpp_peer_packs_like_pocketguard():
+    from pocketguard.prompt import PromptTokens
+
+    user, agent = [1, 2, 3], [1, 2, 4, 5]
+    prompts = [PromptTokens(user if i % 2 == 0 else agent, [[7] * n], [9]) for i, n in enumerate([5, 50, 5, 5, 30, 5, 5])]
+    passes = BT.llamacpp_passes(prompts, batch_size=2, batch_tokens=40)
+    assert sorted(i for p in passes for i in p["idx"]) == list(range(7))  # every prompt once
+    for p in passes:
+        assert len({tuple(prompts[i].prefix) for i in p["idx"]}) == 1  # one policy prefix per pass
+        assert p["prefix"] == len(prompts[p["idx"][0]].prefix) and len(p["idx"]) <= 2
+        assert len(p["idx"]) == 1 or sum(len(prompts[i]) - p["prefix"] for i in p["idx"]) <= 40
+    assert [p["idx"] for p in passes] == [[0, 2], [4, 6], [1], [3, 5]]  # the 51-token prompt alone: over the budget
+
+
+def test_llamacpp_peer_row_says_why_it_is_missing(tiny_tok):
+    import argparse
+    import importlib.util
+
+    a = argparse.Namespace(shape="lg3-1b-int4", model=None)
+    note = BT.llamacpp_batched(a, None, [], {}, lambda m: None)
+    if importlib.util.find_spec("llama_cpp") is None:
+        assert note.startswith("llama.cpp batched: not installed")
+    else:
+        assert "needs --model" in note
