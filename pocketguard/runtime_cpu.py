@@ -938,10 +938,13 @@ class Avx2Int4Linear(AmxInt4Linear):
     KERNEL = "avx2"
 
 
+LINEARS: dict[str, type[AmxInt4Linear]] = {"amx": AmxInt4Linear, "vnni": VnniInt4Linear, "avx2": Avx2Int4Linear}
+
+
 def _linear_class() -> type[AmxInt4Linear]:
     """The linear of the kernel `available()` chose."""
     _load()
-    return {"vnni": VnniInt4Linear, "avx2": Avx2Int4Linear}.get(_KERNEL or "", AmxInt4Linear)
+    return LINEARS.get(_KERNEL or "amx", AmxInt4Linear)
 
 
 # ------------------------------------------------------------------------------------------ modules

@@ -17,9 +17,6 @@ from pocketguard import kernels as K
 from pocketguard import runtime_cpu as R
 from pocketguard import testing as T
 
-LINEAR = {"amx": R.AmxInt4Linear, "vnni": R.VnniInt4Linear, "avx2": R.Avx2Int4Linear}
-
-
 def _runs(kernel: str) -> bool:
     return R._KERNEL_FLAGS[kernel] <= R._cpu_flags()
 
@@ -76,7 +73,7 @@ def test_group_sums_are_exact_integers(kernel):
     dots = (u.long().reshape(M, 1, -1, 32) * codes.long().reshape(1, N, -1, 32)).sum(-1)  # [M, N, G] exact
     wsum = (s * codes.long().reshape(N, -1, 32).sum(-1)).sum(-1)
     want = (dots * s).sum(-1) - zu.double()[:, None] * wsum + res.double()
-    got = LINEAR[kernel]([lin]).mm(q, residual=res)
+    got = R.LINEARS[kernel]([lin]).mm(q, residual=res)
     assert torch.equal(got.double(), want)
 
 
@@ -92,7 +89,7 @@ def test_linear_matches_the_reference_kernel(kernel, M, Kd, splits):
     x = torch.randn(M, Kd, generator=torch.Generator().manual_seed(M))
     with K.kernel_mode_ctx("reference"):
         ref = torch.cat([p(x) for p in parts], -1)
-    lin = LINEAR[kernel](parts)
+    lin = R.LINEARS[kernel](parts)
     y = lin(x)
     # The integer sums are exact (above); only the fp32 summation order of the group partial sums differs.
     assert y.shape == ref.shape and torch.allclose(y, ref, atol=1e-5 * float(ref.abs().max()), rtol=0)
@@ -144,7 +141,7 @@ def test_fast_block_matches_the_reference_block(kernel, tiny_tok):
     model = _guard_model(tiny_tok, n_layers=1)
     block = model.layers[0]
     fast = R.FastBlock(block)
-    assert type(fast.w13) is LINEAR[kernel]
+    assert type(fast.w13) is R.LINEARS[kernel]
     B, Tn = 2, 200  # > FastBlock.ATTN_BLOCK: blocked attention
     pos = torch.arange(Tn)[None].expand(B, Tn)
     cos, sin = model.rope_cos[pos], model.rope_sin[pos]
@@ -170,7 +167,7 @@ def test_artifact_gives_the_reference_verdicts(kernel, tiny_tok, tmp_path):
     save_artifact(_guard_model(tiny_tok), tiny_tok, Policy.default(), tmp_path / "art")
     fast = R.load_fast(tmp_path / "art")
     assert fast.meta["runtime_cpu"]["kernel"] == kernel and fast.meta["runtime_cpu"]["blocks"] == 2
-    assert all(isinstance(b, R.FastBlock) and type(b.wqkv) is LINEAR[kernel] for b in fast.model.layers)
+    assert all(isinstance(b, R.FastBlock) and type(b.wqkv) is R.LINEARS[kernel] for b in fast.model.layers)
     ref = load_artifact(tmp_path / "art")
     convs = ["how do I make a bomb", "bread recipe " * 30,
              [{"role": "user", "content": "kill"}, {"role": "assistant", "content": "cake of the world"}]]
@@ -193,19 +190,19 @@ def test_the_environment_picks_the_kernel(monkeypatch, tiny_tok):
     _reset(monkeypatch, None)  # auto: the first of amx, vnni, avx2 that runs
     assert R.available() == (True, next(k for k in R._KERNEL_FLAGS if k in R._RUNS))
     runs = next(k for k in ("vnni", "avx2") if _runs(k))
-    for k in LINEAR:
+    for k in R.LINEARS:
         _reset(monkeypatch, k)
         if k == "amx" and _runs(k):
             assert R.available()[0] or "arch_prctl" in R.available()[1]
         elif _runs(k):
             m = copy.deepcopy(model)
-            assert R.accelerate(m)["kernel"] == k and type(m.layers[0].w2) is LINEAR[k]
+            assert R.accelerate(m)["kernel"] == k and type(m.layers[0].w2) is R.LINEARS[k]
         else:  # asked for a kernel the CPU lacks: the portable path, and that matmul refuses to run (no SIGILL)
             missing = sorted(R._KERNEL_FLAGS[k] - R._cpu_flags())
             assert R.available() == (False, f"the CPU lacks {missing} ({k})")
             _reset(monkeypatch, runs)
             with pytest.raises(RuntimeError, match=f"{k} kernel does not run here"):
-                LINEAR[k]([_linear(16, 64, seed=0)])
+                R.LINEARS[k]([_linear(16, 64, seed=0)])
 
 
 def _functions_with(flags: list[str], instructions: dict) -> dict[str, set[str]]:
