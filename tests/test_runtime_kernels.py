@@ -6,6 +6,7 @@ of every kernel it has (an AMX machine all of them) and skips the others."""
 from __future__ import annotations
 
 import copy
+import platform
 import re
 import shutil
 import subprocess
@@ -232,7 +233,8 @@ def _mnemonic(ins: str):
     return lambda line: f" {ins} " in f" {line.replace(chr(9), ' ')} "
 
 
-needs_gcc = pytest.mark.skipif(not (shutil.which("gcc") and shutil.which("objdump")), reason="needs gcc and objdump")
+needs_gcc = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not (shutil.which("gcc") and shutil.which("objdump")),
+                               reason="needs an x86-64 gcc and objdump")
 
 
 @needs_gcc
