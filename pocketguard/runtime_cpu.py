@@ -1,4 +1,4 @@
-"""Fast CPU inference for pocketguard's 8da4w artifacts: int8 kernels (AMX, AVX-512 VNNI, AVX2) for int4 group-wise weights.
+"""Fast CPU inference for pocketguard's 8da4w artifacts: int8 kernels (AMX, AVX-512 VNNI, AVX2) for int4 weights.
 
 Why a kernel of our own: the compressed artifact's linears are int4 symmetric weights in groups of 32 with
 fp16 scales, times int8 asymmetric per-token activations (`pocketguard.kernels`). On this x86 class of CPU
@@ -31,10 +31,11 @@ u by the nibbles c + 8 into int16 pair sums (at most 2 * 255 * 15, no saturation
 16 bits (at most 61200, exact as uint16) and widened once: again the exact int32 group sums, then the same fp32
 steps in the same order, so by construction the floats are the VNNI kernel's (not compared on one machine yet:
 the AVX2 one here has no AVX-512). AVX2 twins of the helpers follow the AVX-512 ones step for step (the RMSNorm
-sum in the same 16 lanes and reduction order, the same exp polynomial); the RoPE is plain C shared by all. The AVX-512 / AMX code is compiled under target pragmas and the AVX2 code
-for the CPU itself (-march=native), so one library builds on any x86-64 CPU and an AVX2 CPU never meets an
-AVX-512 instruction (`tests/test_runtime_kernels.py` checks the disassembly). The kernel is chosen once per
-process: AMX, else VNNI, else AVX2, else portable, or `POCKETGUARD_CPU_KERNEL=amx|vnni|avx2|portable`.
+sum in the same 16 lanes and reduction order, the same exp polynomial); the RoPE is plain C shared by all. The
+AVX-512 / AMX code is compiled under target pragmas and the AVX2 code for the CPU itself (-march=native), so one
+library builds on any x86-64 CPU and an AVX2 CPU never meets an AVX-512 instruction (`tests/test_runtime_kernels.py`
+checks the disassembly). The kernel is chosen once per process: AMX, else VNNI, else AVX2, else portable, or
+`POCKETGUARD_CPU_KERNEL=amx|vnni|avx2|portable`.
 
 `accelerate(model)` swaps each transformer block for a `FastBlock` (RMSNorm fused with the activation
 quantization, q|k|v in one matmul and gate|up in one matmul so each activation is quantized once, SiLU·up
