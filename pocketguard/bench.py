@@ -254,7 +254,8 @@ def add_arguments(p) -> None:
     p.add_argument("--peers", default="llamacpp,executorch", help="comma list of llamacpp, executorch ('' for none)")
     p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: all cores)")
     p.add_argument("--kernel", choices=("auto", "amx", "portable"), default="auto",
-                   help="pocketguard's int4 kernels: auto = AMX when available, else pocketguard.kernels")
+                   help="pocketguard's int4 kernels: auto = runtime_cpu's (AMX, VNNI or AVX2) when the CPU has one, "
+                        "else pocketguard.kernels")
     p.add_argument("--float-dtype", choices=("float32", "bfloat16"), default="float32",
                    help="pocketguard's dtype for an unquantized --model (bf16: oneDNN AMX/AVX512-BF16 matmuls)")
     p.add_argument("--gguf-type", default="q4_0", choices=("q4_0", "q8_0", "f16", "f32"))

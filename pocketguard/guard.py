@@ -79,8 +79,8 @@ class Guard:
     def load(cls, path: str | Path | None = None, policy: Policy | None = None, device: str = "cpu", **kwargs) -> "Guard":
         """Load any checkpoint `checkpoint.load` understands; no path means the shipped default guard.
 
-        A compressed artifact on the CPU runs on `runtime_cpu`'s AMX int4 x int8 kernel where the CPU has
-        one (same verdicts; ~8x faster than the portable kernels on the default guard), else on the portable
+        A compressed artifact on the CPU runs on `runtime_cpu`'s int4 x int8 kernel (AMX, AVX-512 VNNI or AVX2)
+        where the CPU has one (same verdicts; several times faster than the portable kernels), else on the portable
         kernels; `POCKETGUARD_CPU_KERNEL=portable` forces the latter. `meta["runtime_cpu"]` says which runs."""
         from .checkpoint import load
         from .artifact import is_artifact

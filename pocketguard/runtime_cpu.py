@@ -1,4 +1,4 @@
-"""Fast CPU inference for pocketguard's 8da4w artifacts: an AMX int8 kernel for int4 group-wise weights.
+"""Fast CPU inference for pocketguard's 8da4w artifacts: int8 kernels (AMX, AVX-512 VNNI, AVX2) for int4 weights.
 
 Why a kernel of our own: the compressed artifact's linears are int4 symmetric weights in groups of 32 with
 fp16 scales, times int8 asymmetric per-token activations (`pocketguard.kernels`). On this x86 class of CPU
@@ -22,9 +22,20 @@ threads come from the libgomp torch already loaded):
 x86 CPUs without AMX but with AVX-512 VNNI (AMD Zen 4, Intel Ice Lake / Cascade Lake) run a second kernel on
 the same packed weights, `pg_gemm_vnni`: an AMX B-tile row (16 columns x 4 consecutive k) is exactly a
 `vpdpbusd` operand, so each group is 8 `vpdpbusd` per row and 16 columns on the unsigned nibbles c + 8, started
-from -8 * sum_k u: the same exact int32 group sums, the same fp32 steps after them (`tests/test_runtime_vnni.py`).
-The activation, RMSNorm, SiLU and RoPE helpers need only AVX-512F/BW, so every kernel shares them. The
-kernel is chosen once per process: AMX, else VNNI, else portable, or `POCKETGUARD_CPU_KERNEL=amx|vnni|portable`.
+from -8 * sum_k u: the same exact int32 group sums, the same fp32 steps after them (`tests/test_runtime_kernels.py`).
+Their activation, RMSNorm and SiLU helpers need only AVX-512F/BW.
+
+x86 CPUs without AVX-512 (AMD Zen 2 / Zen 3, Intel Haswell to Alder Lake) run a third kernel on the same packed
+weights, `pg_gemm_avx2`: a packed k-quad row is two 8-column ymm halves, `vpmaddubsw` multiplies the broadcast
+u by the nibbles c + 8 into int16 pair sums (at most 2 * 255 * 15, no saturation), a group's sums are added in
+16 bits (at most 61200, exact as uint16) and widened once: again the exact int32 group sums, then the same fp32
+steps in the same order, so by construction the floats are the VNNI kernel's (not compared on one machine yet:
+the AVX2 one here has no AVX-512). AVX2 twins of the helpers follow the AVX-512 ones step for step (the RMSNorm
+sum in the same 16 lanes and reduction order, the same exp polynomial); the RoPE is plain C shared by all. The
+AVX-512 / AMX code is compiled under target pragmas and the AVX2 code for the CPU itself (-march=native), so one
+library builds on any x86-64 CPU and an AVX2 CPU never meets an AVX-512 instruction (`tests/test_runtime_kernels.py`
+checks the disassembly). The kernel is chosen once per process: AMX, else VNNI, else AVX2, else portable, or
+`POCKETGUARD_CPU_KERNEL=amx|vnni|avx2|portable`.
 
 `accelerate(model)` swaps each transformer block for a `FastBlock` (RMSNorm fused with the activation
 quantization, q|k|v in one matmul and gate|up in one matmul so each activation is quantized once, SiLU·up
@@ -32,7 +43,7 @@ fused with the next quantization, residual adds in the matmul epilogue, RoPE in 
 blocks); the block's interface is unchanged, so the KV cache, the prefix cache and constrained decoding in
 `Guard` work as before. `load_fast(path)` loads an artifact the same way but packs each layer from a private
 read of its tensors and leaves the embedding table memory-mapped, so peak RSS stays near the packed weights.
-Both leave the model on the portable `kernels` path when the CPU has neither AMX-INT8 nor AVX-512 VNNI
+Both leave the model on the portable `kernels` path when the CPU has none of AMX-INT8, AVX-512 VNNI and AVX2
 (`available()` says why) or when `POCKETGUARD_CPU_KERNEL=portable`. Measurements: docs/benchmarks.md.
 """
 
@@ -67,6 +78,11 @@ _C_SOURCE = r"""
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <omp.h>
+
+/* The AMX kernel and the AVX-512 helpers: only here (and in the VNNI kernel) may the compiler use AVX-512,
+   whatever CPU builds the library; the AVX2 kernel's code below is compiled for the CPU itself (-march=native). */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,amx-tile,amx-int8")
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
@@ -199,26 +215,6 @@ void pg_silu_mul_quant(int M, int Mp, int F, const float *gu, long ld, uint8_t *
     }
 }
 
-/* Rotary embedding in place (model.Attention: x*cos + rotate_half(x)*sin) on the first n_heads heads of
-   each row of x [M, ldx]; cos/sin [M, hd] with equal halves. */
-void pg_rope(int M, int n_heads, int hd, float *x, long ldx, const float *cs, const float *sn, int nthreads) {
-    const int h2 = hd / 2;
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int m = 0; m < M; m++) {
-        const float *c = cs + (long)m * hd, *s = sn + (long)m * hd;
-        for (int h = 0; h < n_heads; h++) {
-            float *a = x + (long)m * ldx + (long)h * hd, *b = a + h2;
-            for (int i = 0; i < h2; i++) {
-                float x1 = a[i], x2 = b[i];
-                float o1 = x1 * c[i] + (-x2) * s[i];
-                float o2 = x2 * c[h2 + i] + x1 * s[h2 + i];
-                a[i] = o1;
-                b[i] = o2;
-            }
-        }
-    }
-}
-
 /* y[M, N] (row stride ldy) = dequant(x) @ dequant(W)^T for int4 group-32 W packed by pack_int4_amx.
    wpk: [N/16][K/32][256] bytes; sw: [N/16][K/32][16] fp16 group scales; wsum[N] = sum_g s_g sum_k c. */
 void pg_gemm_amx(int M, int N, int K, const uint8_t *xu, const float *sx, const float *zu,
@@ -298,6 +294,263 @@ void pg_gemm_amx(int M, int N, int K, const uint8_t *xu, const float *sx, const 
         _tile_release();
     }
 }
+
+#pragma GCC pop_options
+"""
+
+# The AVX2 + FMA kernel for x86 CPUs without AVX-512 (AMD Zen 2/3, Intel Haswell to Alder Lake), with AVX2
+# versions of the helpers. Its pragma adds AVX2 to the CPU's own flags (-march=native) and no AVX-512: the
+# compiler auto-vectorizes this code too, and on an AVX2 CPU it must not reach for EVEX instructions.
+_C_AVX2 = r"""
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+
+/* Rotary embedding in place (model.Attention: x*cos + rotate_half(x)*sin) on the first n_heads heads of
+   each row of x [M, ldx]; cos/sin [M, hd] with equal halves. Plain C, elementwise: every kernel shares it. */
+void pg_rope(int M, int n_heads, int hd, float *x, long ldx, const float *cs, const float *sn, int nthreads) {
+    const int h2 = hd / 2;
+    #pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *c = cs + (long)m * hd, *s = sn + (long)m * hd;
+        for (int h = 0; h < n_heads; h++) {
+            float *a = x + (long)m * ldx + (long)h * hd, *b = a + h2;
+            for (int i = 0; i < h2; i++) {
+                float x1 = a[i], x2 = b[i];
+                float o1 = x1 * c[i] + (-x2) * s[i];
+                float o2 = x2 * c[h2 + i] + x1 * s[h2 + i];
+                a[i] = o1;
+                b[i] = o2;
+            }
+        }
+    }
+}
+
+/* uc[m, g] = -8 * (sum of the group's 32 activation codes), the start of the nibble kernels' int32 sums;
+   an orphaned omp for: called inside the gemms' parallel regions. */
+static void group_usums(int M, int G, int K, const uint8_t *xu, int32_t *uc) {
+    #pragma omp for schedule(static)
+    for (int m = 0; m < M; m++)
+        for (int g = 0; g < G; g++) {
+            const __m256i s = _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(xu + (long)m * K + g * 32)),
+                                              _mm256_setzero_si256());
+            uc[(long)m * G + g] = -8 * (int32_t)(_mm256_extract_epi64(s, 0) + _mm256_extract_epi64(s, 1)
+                                                 + _mm256_extract_epi64(s, 2) + _mm256_extract_epi64(s, 3));
+        }
+}
+
+/* _mm512_reduce_add_ps's order (256-bit halves, 128-bit halves, pairs) on 16 lanes held as lanes 0-7 and
+   8-15: the AVX2 RMSNorm then sums like the AVX-512 one, bit for bit. */
+static inline float reduce_add16(__m256 a, __m256 b) {
+    float x[8], y[8], t[8];
+    _mm256_storeu_ps(x, a);
+    _mm256_storeu_ps(y, b);
+    for (int i = 0; i < 8; i++) t[i] = y[i] + x[i];
+    for (int i = 0; i < 4; i++) t[i] = t[4 + i] + t[i];
+    return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
+/* quant_row on AVX2: the same formulas, so the same codes. */
+static inline void quant_row_avx2(const float *r, int K, uint8_t *o, float *sx, float *zu) {
+    __m256 vmin = _mm256_setzero_ps(), vmax = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 v = _mm256_loadu_ps(r + k);
+        vmin = _mm256_min_ps(vmin, v);
+        vmax = _mm256_max_ps(vmax, v);
+    }
+    float mn[8], mx[8], lo = 0.0f, hi = 0.0f;
+    _mm256_storeu_ps(mn, vmin);
+    _mm256_storeu_ps(mx, vmax);
+    for (int i = 0; i < 8; i++) { lo = fminf(lo, mn[i]); hi = fmaxf(hi, mx[i]); }
+    for (; k < K; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); }
+    float s = (hi - lo) / 255.0f;
+    if (!(s >= FLT_MIN)) s = FLT_MIN;
+    float z = -128.0f - nearbyintf(lo / s);
+    z = fminf(fmaxf(z, -128.0f), 127.0f);
+    float inv = 1.0f / s;
+    *sx = s;
+    *zu = z + 128.0f;
+    const __m256 vinv = _mm256_set1_ps(inv), vz = _mm256_set1_ps(z + 128.0f);
+    const __m256 v0 = _mm256_setzero_ps(), v255 = _mm256_set1_ps(255.0f);
+    for (k = 0; k + 8 <= K; k += 8) {
+        __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(r + k), vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, vz), v0), v255);
+        const __m256i q = _mm256_cvtps_epi32(v);                    /* 0..255: the packs cannot saturate */
+        const __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(q, q), _mm256_setzero_si256());
+        _mm_storel_epi64((__m128i *)(o + k), _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+    }
+    for (; k < K; k++) {
+        float q = nearbyintf(r[k] * inv) + z + 128.0f;
+        o[k] = (uint8_t)fminf(fmaxf(q, 0.0f), 255.0f);
+    }
+}
+
+void pg_quant_act_avx2(int M, int Mp, int K, const float *x, long ldx, uint8_t *xu, float *sx, float *zu, int nthreads) {
+    #pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int m = 0; m < Mp; m++) {
+        if (m >= M) { memset(xu + (long)m * K, 0, K); continue; }
+        quant_row_avx2(x + (long)m * ldx, K, xu + (long)m * K, sx + m, zu + m);
+    }
+}
+
+/* pg_rmsnorm_quant on AVX2: the sum of squares in the same 16 lanes and order. */
+void pg_rmsnorm_quant_avx2(int M, int Mp, int K, const float *x, long ldx, const float *w, float eps,
+                           uint8_t *xu, float *sx, float *zu, int nthreads) {
+    #pragma omp parallel num_threads(nthreads)
+    {
+        float *h = (float *)aligned_alloc(64, ((size_t)K * 4 + 63) / 64 * 64);
+        #pragma omp for schedule(static)
+        for (int m = 0; m < Mp; m++) {
+            if (m >= M) { memset(xu + (long)m * K, 0, K); continue; }
+            const float *r = x + (long)m * ldx;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            int k = 0;
+            for (; k + 16 <= K; k += 16) {
+                const __m256 v0 = _mm256_loadu_ps(r + k), v1 = _mm256_loadu_ps(r + k + 8);
+                a0 = _mm256_fmadd_ps(v0, v0, a0);
+                a1 = _mm256_fmadd_ps(v1, v1, a1);
+            }
+            float ss = reduce_add16(a0, a1);
+            for (; k < K; k++) ss += r[k] * r[k];
+            const float inv = 1.0f / sqrtf(ss / (float)K + eps);
+            const __m256 vi = _mm256_set1_ps(inv);
+            for (k = 0; k + 8 <= K; k += 8)
+                _mm256_storeu_ps(h + k, _mm256_mul_ps(_mm256_loadu_ps(w + k), _mm256_mul_ps(_mm256_loadu_ps(r + k), vi)));
+            for (; k < K; k++) h[k] = w[k] * (r[k] * inv);
+            quant_row_avx2(h, K, xu + (long)m * K, sx + m, zu + m);
+        }
+        free(h);
+    }
+}
+
+/* exp512 on AVX2, the same steps; scalef (x * 2^n, one rounding) becomes two exact power-of-two factors
+   2^(n>>1) and 2^(n - (n>>1)): n reaches 128, whose 2^n is no float. */
+static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 q = _mm256_set1_ps(1.9875691500E-4f);
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.3981999507E-3f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(8.3334519073E-3f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.1665795894E-2f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.6666665459E-1f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(5.0000001201E-1f));
+    q = _mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r);
+    const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 p2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_add_ps(q, _mm256_set1_ps(1.0f)), p1), p2);
+}
+
+/* pg_silu_mul_quant on AVX2: the vector exp on the same elements (blocks of 16), expf on the tail. */
+void pg_silu_mul_quant_avx2(int M, int Mp, int F, const float *gu, long ld, uint8_t *xu, float *sx, float *zu,
+                            int nthreads) {
+    #pragma omp parallel num_threads(nthreads)
+    {
+        float *h = (float *)aligned_alloc(64, ((size_t)F * 4 + 63) / 64 * 64);
+        #pragma omp for schedule(static)
+        for (int m = 0; m < Mp; m++) {
+            if (m >= M) { memset(xu + (long)m * F, 0, F); continue; }
+            const float *g = gu + (long)m * ld, *u = g + F;
+            const __m256 one = _mm256_set1_ps(1.0f);
+            int k = 0;
+            for (; k < F / 16 * 16; k += 8) {
+                const __m256 vg = _mm256_loadu_ps(g + k);
+                const __m256 s = _mm256_div_ps(vg, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), vg))));
+                _mm256_storeu_ps(h + k, _mm256_mul_ps(s, _mm256_loadu_ps(u + k)));
+            }
+            for (; k < F; k++) h[k] = (g[k] / (1.0f + expf(-g[k]))) * u[k];
+            quant_row_avx2(h, F, xu + (long)m * F, sx + m, zu + m);
+        }
+        free(h);
+    }
+}
+
+#define AVX2_MR 3  /* rows per tile: 6 int16 + 6 fp32 accumulators, 4 weight and 2 activation vectors: the 16 ymm */
+
+/* One tile of MR rows x one 16-column block of y over all of K, on the packed weights of pg_gemm_vnni: each
+   64-byte k-quad row of a packed tile is two 8-column ymm halves of 4 consecutive k per column. vpmaddubsw
+   multiplies the broadcast activations u (unsigned) by the nibbles c + 8 (0..15, valid as the signed operand)
+   and adds pairs into int16, at most 2 * 255 * 15 = 7650: no saturation. All terms are non-negative and a
+   group's 8 pair sums total at most 61200 < 2^16, so wrapping 16-bit adds hold the group sum exactly as
+   uint16; it is widened by a mask and a shift (not vpmaddwd: the multiplier port is the bottleneck) and added
+   to uc = -8 * sum_k u, giving the exact int32 group sums of the other kernels. Then the same fp32 steps in the
+   same order as pg_gemm_vnni, so the same floats. */
+static inline __attribute__((always_inline)) void avx2_tile(
+        const int MR, int m0, int nb, int G, int K, const uint8_t *xu, const int32_t *uc, const float *sx,
+        const float *zu, const uint8_t *wpk, const uint16_t *sw, const float *wsum, float *y, long ldy,
+        const float *res, long ldr) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), lo16 = _mm256_set1_epi32(0xFFFF);
+    __m256 facc[AVX2_MR][2];
+    for (int r = 0; r < MR; r++) facc[r][0] = facc[r][1] = _mm256_setzero_ps();
+    for (int g = 0; g < G; g++) {
+        const uint8_t *p = wpk + ((size_t)nb * G + g) * 256;
+        __m256i acc[AVX2_MR][2];
+        for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            __m256i wl[2], wh[2];
+            for (int h = 0; h < 2; h++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(p + i * 64 + h * 32));
+                wl[h] = _mm256_and_si256(v, m4);                        /* k = 4i .. 4i+3 */
+                wh[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);  /* k = 16+4i .. 16+4i+3 */
+            }
+            for (int r = 0; r < MR; r++) {
+                const uint8_t *a = xu + (long)(m0 + r) * K + g * 32 + 4 * i;
+                int32_t lo, hi;
+                memcpy(&lo, a, 4);
+                memcpy(&hi, a + 16, 4);
+                const __m256i al = _mm256_set1_epi32(lo), ah = _mm256_set1_epi32(hi);
+                for (int h = 0; h < 2; h++)
+                    acc[r][h] = _mm256_add_epi16(acc[r][h], _mm256_add_epi16(_mm256_maddubs_epi16(al, wl[h]),
+                                                                             _mm256_maddubs_epi16(ah, wh[h])));
+            }
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sw + ((size_t)nb * G + g) * 16 + h * 8)));
+            for (int r = 0; r < MR; r++) {
+                const __m256i s = _mm256_add_epi32(_mm256_and_si256(acc[r][h], lo16), _mm256_srli_epi32(acc[r][h], 16));
+                const __m256i d = _mm256_add_epi32(s, _mm256_set1_epi32(uc[(long)(m0 + r) * G + g]));
+                facc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sc, facc[r][h]);
+            }
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        const int m = m0 + r;
+        const __m256 vs = _mm256_set1_ps(sx[m]), vz = _mm256_set1_ps(zu[m]);
+        for (int h = 0; h < 2; h++) {
+            const int n = nb * 16 + h * 8;
+            __m256 o = _mm256_mul_ps(_mm256_fnmadd_ps(vz, _mm256_loadu_ps(wsum + n), facc[r][h]), vs);
+            if (res) o = _mm256_add_ps(_mm256_loadu_ps(res + (long)m * ldr + n), o);
+            _mm256_storeu_ps(y + (long)m * ldy + n, o);
+        }
+    }
+}
+
+/* pg_gemm_amx's contract (same packed weights, same arguments) on AVX2. */
+void pg_gemm_avx2(int M, int N, int K, const uint8_t *xu, const float *sx, const float *zu,
+                  const uint8_t *wpk, const uint16_t *sw, const float *wsum, float *y, long ldy,
+                  const float *res, long ldr, int nthreads) {
+    const int NB = N / 16, G = K / 32;
+    int32_t *uc = (int32_t *)malloc((size_t)(M > 0 ? M : 1) * G * sizeof(int32_t));
+    #pragma omp parallel num_threads(nthreads)
+    {
+        group_usums(M, G, K, xu, uc);
+        #pragma omp for schedule(static)
+        for (int nb = 0; nb < NB; nb++) {
+            int m0 = 0;
+            for (; m0 + AVX2_MR <= M; m0 += AVX2_MR)
+                avx2_tile(AVX2_MR, m0, nb, G, K, xu, uc, sx, zu, wpk, sw, wsum, y, ldy, res, ldr);
+            for (; m0 < M; m0++)
+                avx2_tile(1, m0, nb, G, K, xu, uc, sx, zu, wpk, sw, wsum, y, ldy, res, ldr);
+        }
+    }
+    free(uc);
+}
+
+#pragma GCC pop_options
 """
 
 # The AVX-512 VNNI kernel for CPUs without AMX (e.g. AMD Zen 4, Intel Ice Lake / Cascade Lake). Its own target
@@ -387,14 +640,7 @@ void pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const
     int32_t *uc = (int32_t *)malloc((size_t)(M > 0 ? M : 1) * G * sizeof(int32_t));
     #pragma omp parallel num_threads(nthreads)
     {
-        #pragma omp for schedule(static)
-        for (int m = 0; m < M; m++)  /* uc[m, g] = -8 * (sum of the group's 32 activation codes) */
-            for (int g = 0; g < G; g++) {
-                const __m256i s = _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(xu + (long)m * K + g * 32)),
-                                                  _mm256_setzero_si256());
-                uc[(long)m * G + g] = -8 * (int32_t)(_mm256_extract_epi64(s, 0) + _mm256_extract_epi64(s, 1)
-                                                     + _mm256_extract_epi64(s, 2) + _mm256_extract_epi64(s, 3));
-            }
+        group_usums(M, G, K, xu, uc);
         #pragma omp for schedule(static)
         for (int t = 0; t < NT; t++) {
             const int nb = t * VNNI_NR;
@@ -411,8 +657,9 @@ void pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const
 #pragma GCC pop_options
 """
 
-_CFLAGS = ["-O3", "-march=native", "-mamx-tile", "-mamx-int8", "-mavx512f", "-mavx512bw", "-mavx512vl",
-           "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]  # no implicit FMA: elementwise ops round like torch
+# The AVX-512 / AMX code asks for its instructions with target pragmas (not -mavx512f here), so nothing else gets
+# them on a CPU without them. No implicit FMA: elementwise ops round like torch.
+_CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]
 
 
 def _cpu_flags() -> set[str]:
@@ -427,9 +674,12 @@ def _cpu_flags() -> set[str]:
 
 _LIB = None
 _WHY_NOT: str | None = None
-_KERNEL: str | None = None  # the int4 x int8 matmul FastBlock uses: "amx" or "vnni" (once _load succeeded)
+_KERNEL: str | None = None  # the int4 x int8 matmul FastBlock uses: "amx", "vnni" or "avx2" (once _load succeeded)
 _RUNS: frozenset = frozenset()  # the matmul kernels this CPU can run
-_KERNEL_FLAGS = {"amx": {"amx_int8", "amx_tile"}, "vnni": {"avx512_vnni"}}  # beyond avx512f/bw (every kernel)
+# CPU flags each kernel (and the helpers it runs with) needs, in the order `auto` prefers them
+_KERNEL_FLAGS = {"amx": {"avx512f", "avx512bw", "amx_int8", "amx_tile"}, "vnni": {"avx512f", "avx512bw", "avx512_vnni"},
+                 "avx2": {"avx2", "fma", "f16c"}}
+_AVX2_HELPERS = ("pg_quant_act", "pg_rmsnorm_quant", "pg_silu_mul_quant")  # each has a <name>_avx2 twin
 
 
 def _cache_dir() -> Path:
@@ -442,7 +692,7 @@ def _build() -> Path:
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if not cc:
         raise RuntimeError("no C compiler (gcc) on PATH")
-    source = _C_SOURCE + _C_VNNI
+    source = _C_SOURCE + _C_AVX2 + _C_VNNI
     # -march=native: the CPU's flags are part of the key, so a shared cache never hands one CPU another's build
     key = hashlib.sha256((source + " ".join(_CFLAGS) + cc + " ".join(sorted(_cpu_flags()))).encode()).hexdigest()[:16]
     out = _cache_dir() / f"pg_amx_{key}.so"
@@ -457,7 +707,7 @@ def _build() -> Path:
         r = subprocess.run([cc, *_CFLAGS, str(src), "-o", tmp_out], capture_output=True, text=True)
         if r.returncode:
             os.unlink(tmp_out)
-            raise RuntimeError(f"compiling the AMX kernel failed: {r.stderr.strip()[:800]}")
+            raise RuntimeError(f"compiling the CPU kernels failed: {r.stderr.strip()[:800]}")
         os.replace(tmp_out, out)
     return out
 
@@ -468,14 +718,14 @@ def _load():
         return _LIB
     try:
         want = os.environ.get("POCKETGUARD_CPU_KERNEL", "auto")
-        if want not in ("auto", "amx", "vnni", "portable"):
-            raise RuntimeError(f"POCKETGUARD_CPU_KERNEL must be auto, amx, vnni or portable, not {want!r}")
+        if want not in ("auto", *_KERNEL_FLAGS, "portable"):
+            raise RuntimeError(f"POCKETGUARD_CPU_KERNEL must be auto, amx, vnni, avx2 or portable, not {want!r}")
         if want == "portable":
             raise RuntimeError("disabled by POCKETGUARD_CPU_KERNEL=portable")
         if platform.machine() not in ("x86_64", "AMD64"):
             raise RuntimeError(f"the int8 kernels are x86-64 only (this is {platform.machine()})")
         flags = _cpu_flags()
-        missing = {k: sorted(({"avx512f", "avx512bw"} | f) - flags) for k, f in _KERNEL_FLAGS.items()}
+        missing = {k: sorted(f - flags) for k, f in _KERNEL_FLAGS.items()}
         runs = {k for k, m in missing.items() if not m}
         if not runs or (want != "auto" and want not in runs):
             asked = [want] if want != "auto" else list(_KERNEL_FLAGS)
@@ -486,10 +736,14 @@ def _load():
             runs.discard("amx")
             if want == "amx" or not runs:
                 raise RuntimeError("the kernel refused AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM failed)")
+        kernel = want if want != "auto" else next(k for k in _KERNEL_FLAGS if k in runs)
+        if kernel == "avx2":  # the AVX-512 helpers would fault on an AVX2 CPU: bind their AVX2 twins instead
+            for name in _AVX2_HELPERS:
+                setattr(lib, name, getattr(lib, name + "_avx2"))
         vp, i, l = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
         lib.pg_quant_act.argtypes = [i, i, i, vp, l, vp, vp, vp, i]
         lib.pg_quant_act.restype = None
-        for gemm in (lib.pg_gemm_amx, lib.pg_gemm_vnni):
+        for gemm in (lib.pg_gemm_amx, lib.pg_gemm_vnni, lib.pg_gemm_avx2):
             gemm.argtypes = [i, i, i, vp, vp, vp, vp, vp, vp, vp, l, vp, l, i]
             gemm.restype = None
         lib.pg_rmsnorm_quant.argtypes = [i, i, i, vp, l, vp, ctypes.c_float, vp, vp, vp, i]
@@ -498,7 +752,7 @@ def _load():
         lib.pg_rope.restype = None
         lib.pg_silu_mul_quant.argtypes = [i, i, i, vp, l, vp, vp, vp, i]
         lib.pg_silu_mul_quant.restype = None
-        _KERNEL = want if want != "auto" else ("amx" if "amx" in runs else "vnni")
+        _KERNEL = kernel
         _RUNS = frozenset(runs)
         _LIB = lib
     except Exception as e:  # noqa: BLE001 - any failure means "use the portable path"
@@ -508,7 +762,8 @@ def _load():
 
 def available() -> tuple[bool, str]:
     """(True, kernel) when a fast kernel runs here: "amx" (AMX-INT8) if the CPU has it, else "vnni" (AVX-512
-    VNNI), or the one `POCKETGUARD_CPU_KERNEL=amx|vnni` forces; else (False, why): the portable path."""
+    VNNI), else "avx2" (AVX2 + FMA), or the one `POCKETGUARD_CPU_KERNEL=amx|vnni|avx2` forces; else (False, why):
+    the portable path."""
     return (True, _KERNEL) if _load() is not None else (False, _WHY_NOT or "unavailable")
 
 
@@ -570,7 +825,7 @@ def _threads() -> int:
 
 
 class QAct:
-    """Activations quantized for the AMX / VNNI kernels: uint8 codes [Mp, K] (rows padded to 16), per-row scale and
+    """Activations quantized for the fast kernels: uint8 codes [Mp, K] (rows padded to 16), per-row scale and
     zero point (as u = q + 128)."""
 
     __slots__ = ("xu", "sx", "zu", "M", "K")
@@ -677,17 +932,27 @@ class VnniInt4Linear(AmxInt4Linear):
     KERNEL = "vnni"
 
 
+class Avx2Int4Linear(AmxInt4Linear):
+    """`AmxInt4Linear` on AVX2 (`vpmaddubsw` + `vpmaddwd`), for x86 CPUs without AVX-512: the same packed weights
+    and the same exact int32 group sums, so it gives the same floats as the other two."""
+
+    KERNEL = "avx2"
+
+
+LINEARS: dict[str, type[AmxInt4Linear]] = {"amx": AmxInt4Linear, "vnni": VnniInt4Linear, "avx2": Avx2Int4Linear}
+
+
 def _linear_class() -> type[AmxInt4Linear]:
     """The linear of the kernel `available()` chose."""
     _load()
-    return VnniInt4Linear if _KERNEL == "vnni" else AmxInt4Linear
+    return LINEARS.get(_KERNEL or "amx", AmxInt4Linear)
 
 
 # ------------------------------------------------------------------------------------------ modules
 
 
 class FastBlock(nn.Module):
-    """`model.TransformerBlock` on the AMX (or VNNI) kernel, same forward signature and semantics: RMSNorm fused with
+    """`model.TransformerBlock` on the AMX (or VNNI, or AVX2) kernel, same forward signature and semantics: RMSNorm fused with
     the activation quantization, q|k|v and gate|up fused, RoPE in place in C, SDPA for attention."""
 
     def __init__(self, block: nn.Module):
@@ -805,7 +1070,7 @@ def accelerate(model: nn.Module, strict: bool = False) -> dict:
     info = {"kernel": why if ok else "portable", "reason": why, "blocks": 0, "of": len(model.layers)}
     if not ok:
         if strict:
-            raise RuntimeError(f"no fast CPU kernel (AMX or VNNI): {why}")
+            raise RuntimeError(f"no fast CPU kernel (AMX, VNNI or AVX2): {why}")
         return info
     for i, block in enumerate(model.layers):
         if not isinstance(block, FastBlock) and _block_ok(block):
@@ -837,7 +1102,7 @@ def load_fast(path: str | Path, accelerate_model: bool = True, verify: bool = Tr
 
     `artifact.load_artifact` builds the model (its tensors are memory-mapped by safetensors, so
     nothing is resident until touched); then each layer's int4 weights are read with `pread` into private
-    memory, repacked for the AMX / VNNI kernel and dropped, so the mapped copies are never touched. The embedding
+    memory, repacked for the fast kernel and dropped, so the mapped copies are never touched. The embedding
     table stays mapped: only the rows prompts use become resident. `meta["runtime_cpu"]` says which kernel runs."""
     from .artifact import WEIGHTS, load_artifact
 

@@ -5,7 +5,7 @@
 
 Table 1: GMAC/s of one linear at the default guard's shapes (M=300 prompt tokens, or 1 for a decode step):
 `portable` (pocketguard.kernels fast path: tiled dequantize + fp32 F.linear), each runtime_cpu kernel this CPU
-runs (`amx`, `vnni`; activation quantization included), and two peers that do less work: oneDNN int8
+runs (`amx`, `vnni`, `avx2`; activation quantization included), and two peers that do less work: oneDNN int8
 `torch._int_mm` (pre-quantized int8 x int8 -> int32, no group scales, no quantization) and bf16 F.linear.
 Table 2: cold time-to-verdict (no prefix cache) of a ~300-token guard prompt on the shipped default guard and
 on a random int4 model at the next guard's shape (dim 576, 9 / 3 heads, 14 blocks, MLP 1536), portable vs
@@ -46,8 +46,7 @@ def timed(f, repeats: int, cpu: list | None = None) -> list[float]:
 
 
 def linear_table(repeats: int) -> None:
-    kernels = [k for k in ("amx", "vnni") if k in R._RUNS]
-    classes = {"amx": R.AmxInt4Linear, "vnni": R.VnniInt4Linear}
+    kernels = [k for k in R.LINEARS if k in R._RUNS]
     cols = ["M x K x N", "portable", *kernels, "torch._int_mm int8 (no scales)", "bf16 F.linear"]
     print("GMAC/s (best of %d, candidates interleaved); ratio = %s / peer" % (repeats, kernels[0] if kernels else "-"))
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
@@ -59,7 +58,7 @@ def linear_table(repeats: int) -> None:
         a = torch.randint(-128, 128, (Mi, Kd), dtype=torch.int8, generator=gen)
         b = torch.randint(-128, 128, (N, Kd), dtype=torch.int8, generator=gen).t()
         xb, wb = x.bfloat16(), lin.dequantize().bfloat16()
-        fast = {k: classes[k]([lin]) for k in kernels}
+        fast = {k: R.LINEARS[k]([lin]) for k in kernels}
         calls = {"portable": lambda: lin(x), **{k: (lambda m=m: m(x)) for k, m in fast.items()},
                  "int_mm": lambda: torch._int_mm(a, b), "bf16": lambda: F.linear(xb, wb)}
         for f in calls.values():  # warm-up
@@ -115,7 +114,7 @@ def verdict_table(prompt_tokens: int, repeats: int, n_layers: int) -> None:
     tok, policy = shipped.tokenizer, shipped.policy
     messages = realistic_conversation(tok, policy, prompt_tokens)
     with tempfile.TemporaryDirectory() as tmp:
-        models = {"shipped default guard (dim 512, 10 blocks)": DEFAULT_MODEL_DIR,
+        models = {"shipped default guard": DEFAULT_MODEL_DIR,
                   f"random int4, dim 576, 9/3 heads, {n_layers} blocks, MLP 1536":
                       synthetic_artifact(tok, policy, Path(tmp) / "syn", n_layers)}
         for name, path in models.items():

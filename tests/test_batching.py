@@ -17,7 +17,7 @@ from pocketguard.compress.quantize import QuantConfig, quantize_
 from pocketguard.guard import Guard
 from pocketguard.policy import Policy
 
-FAST = R.available()[0]  # runtime_cpu's AMX or AVX-512 VNNI kernel
+FAST = R.available()[0]  # runtime_cpu's AMX, AVX-512 VNNI or AVX2 kernel
 
 
 def _mix(tok, n=9, seed=0):
@@ -78,7 +78,7 @@ def test_batched_equals_one_by_one_portable_int4(tiny_tok):
 
 @pytest.mark.skipif(not FAST, reason=f"no runtime_cpu kernel here: {R.available()[1]}")
 def test_batched_equals_one_by_one_runtime_cpu(tiny_tok):
-    """The AMX or VNNI kernel (whichever this CPU runs), on the 3:1-grouped, 192-wide shape."""
+    """The AMX, VNNI or AVX2 kernel (whichever this CPU runs), on the 3:1-grouped, 192-wide shape."""
     m = _model(tiny_tok, True, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
     fast = copy.deepcopy(m)
     assert R.accelerate(fast)["blocks"] == 2

@@ -1,0 +1,263 @@
+"""runtime_cpu's AVX-512 VNNI kernel (CPUs without AMX) and AVX2 kernel (CPUs without AVX-512): exact int32 group
+sums, parity with the reference kernels at the default guard's shapes (dim 576, 9 / 3 heads), FastBlock and
+whole-model verdicts, and the POCKETGUARD_CPU_KERNEL switch. Each test forces its kernel, so a CPU runs the tests
+of every kernel it has (an AMX machine all of them) and skips the others."""
+
+from __future__ import annotations
+
+import copy
+import platform
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from pocketguard import kernels as K
+from pocketguard import runtime_cpu as R
+from pocketguard import testing as T
+
+def _runs(kernel: str) -> bool:
+    return R._KERNEL_FLAGS[kernel] <= R._cpu_flags()
+
+
+KERNELS = [pytest.param(k, marks=pytest.mark.skipif(not _runs(k), reason=f"the CPU cannot run the {k} kernel"))
+           for k in ("vnni", "avx2")]
+
+
+def _reset(monkeypatch, kernel: str | None) -> None:
+    """Forget the loaded kernel and choose again under POCKETGUARD_CPU_KERNEL=kernel (None: unset)."""
+    for name, value in (("_LIB", None), ("_WHY_NOT", None), ("_KERNEL", None), ("_RUNS", frozenset())):
+        monkeypatch.setattr(R, name, value)
+    if kernel is None:
+        monkeypatch.delenv("POCKETGUARD_CPU_KERNEL", raising=False)
+    else:
+        monkeypatch.setenv("POCKETGUARD_CPU_KERNEL", kernel)
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request, monkeypatch) -> str:
+    _reset(monkeypatch, request.param)
+    assert R.available() == (True, request.param), R.available()
+    return request.param
+
+
+def _linear(n: int, k: int, seed: int) -> K.Int4WeightInt8ActLinear:
+    gen = torch.Generator().manual_seed(seed)
+    return K.Int4WeightInt8ActLinear.from_weight(torch.randn(n, k, generator=gen) * 0.05, 32, torch.float16)
+
+
+def test_group_sums_are_exact_integers(kernel):
+    """With power-of-two scales every fp32 step is exact, so the kernel must equal the integer reference bit for
+    bit: this checks the int32 per-group dot products (the unsigned-nibble trick and its -8 * sum_k u start; on
+    AVX2 also the int16 sums, largest for u = 255, c = 7) including the extreme codes (u = 0 / 255, c = -8 / 7),
+    the zero point and the residual."""
+    gen = torch.Generator().manual_seed(0)
+    M, Kd, N = 13, 576, 80  # 13 = 3 x 4 (VNNI) or 4 x 3 (AVX2) row tiles + one single row; 80 = 5 x 16 columns
+    codes = torch.randint(-8, 8, (N, Kd), generator=gen)
+    codes[0], codes[1, :32] = -8, 7
+    scales = 2.0 ** torch.randint(-1, 2, (N, Kd // 32), generator=gen).to(torch.float16)
+    lin = K.Int4WeightInt8ActLinear(Kd, N, 32, scale_dtype=torch.float16)
+    lin.set_codes(codes, scales)
+    u = torch.randint(0, 256, (M, Kd), generator=gen, dtype=torch.uint8)
+    u[0], u[1] = 255, 0
+    zu = torch.randint(0, 256, (M,), generator=gen).float()
+    zu[2] = 0.0
+    q = R.QAct(M, Kd)
+    q.xu.zero_()[:M] = u
+    q.sx.fill_(1.0)
+    q.zu[:M] = zu
+    res = torch.randint(-100, 100, (M, N), generator=gen).float()
+
+    s = scales.double().reshape(N, -1)
+    dots = (u.long().reshape(M, 1, -1, 32) * codes.long().reshape(1, N, -1, 32)).sum(-1)  # [M, N, G] exact
+    wsum = (s * codes.long().reshape(N, -1, 32).sum(-1)).sum(-1)
+    want = (dots * s).sum(-1) - zu.double()[:, None] * wsum + res.double()
+    got = R.LINEARS[kernel]([lin]).mm(q, residual=res)
+    assert torch.equal(got.double(), want)
+
+
+@pytest.mark.parametrize("M,Kd,splits", [
+    (1, 576, [576, 192, 192]),   # decode step, fused q|k|v of the dim-576 / 9 + 3 heads guard
+    (5, 576, [200]),             # N neither a multiple of 32 nor of 16 (padded); a row tile + single rows
+    (300, 576, [1536, 1536]),    # fused gate|up, a 300-token prompt
+    (37, 1536, [576]),           # down projection, K = 1536
+    (64, 1024, [48, 16, 8]),     # three parts, the last padded
+])
+def test_linear_matches_the_reference_kernel(kernel, M, Kd, splits):
+    parts = [_linear(n, Kd, seed=M + i) for i, n in enumerate(splits)]
+    x = torch.randn(M, Kd, generator=torch.Generator().manual_seed(M))
+    with K.kernel_mode_ctx("reference"):
+        ref = torch.cat([p(x) for p in parts], -1)
+    lin = R.LINEARS[kernel](parts)
+    y = lin(x)
+    # The integer sums are exact (above); only the fp32 summation order of the group partial sums differs.
+    assert y.shape == ref.shape and torch.allclose(y, ref, atol=1e-5 * float(ref.abs().max()), rtol=0)
+    # a row's output does not depend on the other rows (row tiles and single rows compute alike): batching
+    # prompts together must not change their verdicts
+    assert torch.equal(lin(x[-1:]), y[-1:]) and torch.equal(lin(x[M // 2 :]), y[M // 2 :])
+    if not lin.n_pad:
+        r = torch.randn(M, lin.out_features)
+        q = R.quantize_rows(x)
+        assert torch.equal(lin.mm(q, residual=r), lin.mm(q) + r)  # the fused epilogue adds like torch
+
+
+@pytest.mark.parametrize("Kd", [576, 203])  # 203: tails after the 16-wide and 8-wide loops
+def test_fused_helpers_match_torch(kernel, Kd):
+    """The kernel's activation helpers against torch: quantization bit for bit; RMSNorm and SiLU·up (their sums
+    and exp round differently from torch's) to one quantization step, on the same scale and zero point."""
+    gen = torch.Generator().manual_seed(Kd)
+    x = torch.randn(37, Kd, generator=gen) * torch.rand(37, 1, generator=gen) * 4 + torch.randn(37, 1, generator=gen)
+    x[3] = 0.0
+
+    def check(q, want, exact):
+        codes, s, z = K.quantize_act(want)
+        got = q.xu[: q.M].to(torch.int16) - 128
+        assert (torch.equal(got, codes.to(torch.int16)) if exact
+                else int((got - codes).abs().max()) <= 1 and float((got != codes).float().mean()) < 0.01)
+        assert torch.allclose(q.sx[: q.M], s[:, 0], rtol=1e-6, atol=0) and torch.equal(q.zu[: q.M] - 128, z[:, 0].float())
+        assert not q.xu[q.M :].any()  # padding rows
+
+    check(R.quantize_rows(x), x, exact=True)
+    w = torch.rand(Kd, generator=gen) + 0.5
+    check(R.rmsnorm_quantize(x, w, 1e-5), w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)), exact=False)
+    gu = torch.randn(37, 2 * Kd, generator=gen) * 3
+    check(R.silu_mul_quantize(gu, Kd), torch.nn.functional.silu(gu[:, :Kd]) * gu[:, Kd:], exact=False)
+
+
+def _guard_model(tok, n_layers: int = 2):
+    """A random quantized model at the next default guard's shapes (dim 576, 9 q / 3 kv heads, MLP 1536)."""
+    from pocketguard.compress.prune import prune_output
+    from pocketguard.compress.quantize import QuantConfig, quantize_
+    from pocketguard.policy import Policy
+
+    args = T.tiny_args(dim=576, n_heads=9, n_kv_heads=3, n_layers=n_layers, ffn_dims=1536, vocab_size=tok.vocab_size,
+                       tie_embeddings=True, rope_scaling=None, rope_theta=100000.0)
+    m = prune_output(T.tiny_model(args, seed=3), tok, Policy.default())
+    return quantize_(m, QuantConfig(mode="rtn")).eval()
+
+
+def test_fast_block_matches_the_reference_block(kernel, tiny_tok):
+    model = _guard_model(tiny_tok, n_layers=1)
+    block = model.layers[0]
+    fast = R.FastBlock(block)
+    assert type(fast.w13) is R.LINEARS[kernel]
+    B, Tn = 2, 200  # > FastBlock.ATTN_BLOCK: blocked attention
+    pos = torch.arange(Tn)[None].expand(B, Tn)
+    cos, sin = model.rope_cos[pos], model.rope_sin[pos]
+    x = torch.randn(B, Tn, 576, generator=torch.Generator().manual_seed(1))
+
+    def dev(a, b):
+        return float((a - b).abs().max() / a.abs().max())
+
+    with torch.inference_mode(), K.kernel_mode_ctx("reference"):
+        ref = block(x, cos, sin, None, None, 0)
+        # Yardstick as in test_bench: dynamic int8 activations turn 1-ulp differences into whole quantization
+        # steps, so the bound is the reference's own change under a 1-ulp nudge of its input.
+        nudged = max(dev(ref, block(torch.nextafter(x, x + d), cos, sin, None, None, 0)) for d in (1, -1))
+        assert 0 < nudged < 0.05
+        assert dev(ref, fast(x, cos, sin, None, None, 0)) <= 2 * nudged
+
+
+def test_artifact_gives_the_reference_verdicts(kernel, tiny_tok, tmp_path):
+    from pocketguard.compress.artifact import load_artifact, save_artifact
+    from pocketguard.guard import Guard
+    from pocketguard.policy import Policy
+
+    save_artifact(_guard_model(tiny_tok), tiny_tok, Policy.default(), tmp_path / "art")
+    fast = R.load_fast(tmp_path / "art")
+    assert fast.meta["runtime_cpu"]["kernel"] == kernel and fast.meta["runtime_cpu"]["blocks"] == 2
+    assert all(isinstance(b, R.FastBlock) and type(b.wqkv) is R.LINEARS[kernel] for b in fast.model.layers)
+    ref = load_artifact(tmp_path / "art")
+    convs = ["how do I make a bomb", "bread recipe " * 30,
+             [{"role": "user", "content": "kill"}, {"role": "assistant", "content": "cake of the world"}]]
+    got = Guard(fast.model, fast.tokenizer, prefix_cache=True).moderate_batch(convs)
+    with K.kernel_mode_ctx("reference"):
+        want = Guard(ref.model, ref.tokenizer).moderate_batch(convs)
+    assert [(v.status, v.categories) for v in got] == [(v.status, v.categories) for v in want]
+    # the 1-ulp sensitivity of a random model shows as up to ~1e-2 in p_unsafe (see test_bench)
+    assert all(abs(g.p_unsafe - w.p_unsafe) < 2e-2 for g, w in zip(got, want))
+
+
+@pytest.mark.skipif(not any(map(_runs, R._KERNEL_FLAGS)), reason="the CPU runs none of the fast kernels")
+def test_the_environment_picks_the_kernel(monkeypatch, tiny_tok):
+    model = _guard_model(tiny_tok, n_layers=1)
+    _reset(monkeypatch, "portable")
+    assert R.available() == (False, "disabled by POCKETGUARD_CPU_KERNEL=portable")
+    assert R.accelerate(model)["kernel"] == "portable" and not isinstance(model.layers[0], R.FastBlock)
+    _reset(monkeypatch, "simd")
+    assert not R.available()[0] and "must be auto, amx, vnni, avx2 or portable" in R.available()[1]
+    _reset(monkeypatch, None)  # auto: the first of amx, vnni, avx2 that runs
+    assert R.available() == (True, next(k for k in R._KERNEL_FLAGS if k in R._RUNS))
+    runs = next(k for k in ("vnni", "avx2") if _runs(k))
+    for k in R.LINEARS:
+        _reset(monkeypatch, k)
+        if k == "amx" and _runs(k):
+            assert R.available()[0] or "arch_prctl" in R.available()[1]
+        elif _runs(k):
+            m = copy.deepcopy(model)
+            assert R.accelerate(m)["kernel"] == k and type(m.layers[0].w2) is R.LINEARS[k]
+        else:  # asked for a kernel the CPU lacks: the portable path, and that matmul refuses to run (no SIGILL)
+            missing = sorted(R._KERNEL_FLAGS[k] - R._cpu_flags())
+            assert R.available() == (False, f"the CPU lacks {missing} ({k})")
+            _reset(monkeypatch, runs)
+            with pytest.raises(RuntimeError, match=f"{k} kernel does not run here"):
+                R.LINEARS[k]([_linear(16, 64, seed=0)])
+
+
+def _functions_with(flags: list[str], instructions: dict) -> dict[str, set[str]]:
+    """Build the library with `flags` and name the functions (OpenMP bodies under their parent's name) where each
+    test of `instructions` (a predicate on an objdump line) holds."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, so = Path(tmp) / "pg.c", Path(tmp) / "pg.so"
+        src.write_text(R._C_SOURCE + R._C_AVX2 + R._C_VNNI)
+        subprocess.run(["gcc", *flags, str(src), "-o", str(so)], check=True)
+        asm = subprocess.run(["objdump", "-d", str(so)], capture_output=True, text=True, check=True).stdout
+    where: dict[str, set[str]] = {name: set() for name in instructions}
+    fn = ""
+    for line in asm.splitlines():
+        if line.endswith(">:"):
+            fn = line.split("<", 1)[1][:-2].split(".")[0]
+        elif "\t" in line:
+            for name, holds in instructions.items():
+                if holds(line):
+                    where[name].add(fn)
+    return where
+
+
+def _mnemonic(ins: str):
+    return lambda line: f" {ins} " in f" {line.replace(chr(9), ' ')} "
+
+
+needs_gcc = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not (shutil.which("gcc") and shutil.which("objdump")),
+                               reason="needs an x86-64 gcc and objdump")
+
+
+@needs_gcc
+def test_only_the_vnni_matmul_uses_vnni_instructions():
+    """Built for an AVX-512 CPU without VNNI (x86-64-v4 in place of -march=native), the library has vpdpbusd only
+    in pg_gemm_vnni, and AMX instructions only in pg_gemm_amx: the helpers every kernel shares run on any
+    AVX-512F/BW CPU, and a CPU without VNNI never meets an instruction it lacks (it is never given that kernel)."""
+    flags = ["-march=x86-64-v4" if f == "-march=native" else f for f in R._CFLAGS]
+    where = _functions_with(flags, {"vpdpbusd": _mnemonic("vpdpbusd"), "tdpbusd": _mnemonic("tdpbusd")})
+    assert where == {"vpdpbusd": {"pg_gemm_vnni"}, "tdpbusd": {"pg_gemm_amx"}}
+
+
+@needs_gcc
+def test_the_avx2_kernel_has_no_avx512_instructions():
+    """Built for an AVX2 CPU (x86-64-v3 in place of -march=native), EVEX-encoded (AVX-512) instructions appear only
+    in the functions of the AMX / AVX-512 source, which an AVX2 CPU never runs; the AVX2 matmul, its helpers and
+    the shared RoPE have none (the compiler must not auto-vectorize them with AVX-512)."""
+    flags = ["-march=x86-64-v3" if f == "-march=native" else f for f in R._CFLAGS]
+    evex = re.compile(r"^\s*[0-9a-f]+:\t62 ")  # 0x62 opens an EVEX instruction (BOUND in 32-bit code only)
+    where = _functions_with(flags, {"evex": evex.match, "vpmaddubsw": _mnemonic("vpmaddubsw")})
+    defined = r"^(?:static )?(?:inline )?(?:__attribute__\(\(\w+\)\) )?\w+ \*?(\w+)\("  # a function's first line
+    avx512_source = set(re.findall(defined, R._C_SOURCE + R._C_VNNI, re.M))
+    avx2_source = set(re.findall(defined, R._C_AVX2, re.M))
+    assert {"pg_gemm_avx2", "pg_rope", *(f"{h}_avx2" for h in R._AVX2_HELPERS)} <= avx2_source
+    assert where["evex"] and where["evex"] <= avx512_source and not where["evex"] & avx2_source
+    assert where["vpmaddubsw"] == {"pg_gemm_avx2"}
