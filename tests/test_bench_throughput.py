@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import statistics
 
@@ -84,3 +85,25 @@ def test_llamacpp_peer_row_says_why_it_is_missing(tiny_tok):
         assert note.startswith("llama.cpp batched: not installed")
     else:
         assert "needs --model" in note
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed")
+def test_llamacpp_batched_peer_answers_as_one_at_a_time_and_as_pocketguard(tiny_tok, tmp_path):
+    from pocketguard.bench_workers import _run_worker, grammar_spec
+    from pocketguard.compress.prune import guard_output_token_ids
+    from pocketguard.conversation import as_conversation
+    from pocketguard.export.gguf import export_gguf
+    from pocketguard.policy import Policy
+    from pocketguard.prompt import encode_prompt
+
+    keep = sorted(set(guard_output_token_ids(tiny_tok, Policy.default())) | set(range(12, 60)))
+    model = T.tiny_model(T.tiny_args(vocab_size=tiny_tok.vocab_size, output_token_ids=keep), seed=3, std=0.1).eval()
+    g = Guard(model, tiny_tok)
+    convs = BT.bundled_mix(tiny_tok, n=6, seed=1, mean_tokens=40, max_tokens=200)
+    prompts = [encode_prompt(tiny_tok, g.policy, as_conversation(c)) for c in convs]
+    base = {"gguf": str(export_gguf(model, tiny_tok, tmp_path / "f32.gguf", "f32")), "threads": 1, "runs": 1,
+            "prompts": [p.ids for p in prompts], "grammar": grammar_spec(g._grammar(g.policy)), "n_ctx": 4096}
+    together = _run_worker("llamacpp_batched", {**base, "passes": BT.llamacpp_passes(prompts, 4, 4096)}, tmp_path)
+    alone = _run_worker("llamacpp_batched", {**base, "passes": BT.llamacpp_passes(prompts, 1, 4096)}, tmp_path)
+    assert "error" not in together and together["answers"] == alone["answers"]
+    assert together["answers"] == [v.answer for v in g.moderate_batch(convs)]
