@@ -79,6 +79,25 @@ _C_SOURCE = r"""
 #include <sys/syscall.h>
 #include <omp.h>
 
+/* The scalar steps of kernels.quantize_act that every SIMD flavour of quant_row shares, so that all of them
+   give the same codes: scale and zero point from the row's min / max (min <= 0 <= max), and the elements past
+   the last full vector. */
+static inline void quant_scale(float lo, float hi, float *inv, float *z, float *sx, float *zu) {
+    float s = (hi - lo) / 255.0f;
+    if (!(s >= FLT_MIN)) s = FLT_MIN;
+    *z = fminf(fmaxf(-128.0f - nearbyintf(lo / s), -128.0f), 127.0f);
+    *inv = 1.0f / s;
+    *sx = s;
+    *zu = *z + 128.0f;
+}
+
+static inline void quant_tail(const float *r, int k, int K, float inv, float z, uint8_t *o) {
+    for (; k < K; k++) {
+        float q = nearbyintf(r[k] * inv) + z + 128.0f;
+        o[k] = (uint8_t)fminf(fmaxf(q, 0.0f), 255.0f);
+    }
+}
+
 /* The AMX kernel and the AVX-512 helpers: only here (and in the VNNI kernel) may the compiler use AVX-512,
    whatever CPU builds the library; the AVX2 kernel's code below is compiled for the CPU itself (-march=native). */
 #pragma GCC push_options
@@ -118,13 +137,8 @@ static inline void quant_row(const float *r, int K, uint8_t *o, float *sx, float
     }
     float lo = _mm512_reduce_min_ps(vmin), hi = _mm512_reduce_max_ps(vmax);
     for (; k < K; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); }
-    float s = (hi - lo) / 255.0f;
-    if (!(s >= FLT_MIN)) s = FLT_MIN;
-    float z = -128.0f - nearbyintf(lo / s);
-    z = fminf(fmaxf(z, -128.0f), 127.0f);
-    float inv = 1.0f / s;
-    *sx = s;
-    *zu = z + 128.0f;
+    float inv, z;
+    quant_scale(lo, hi, &inv, &z, sx, zu);
     __m512 vinv = _mm512_set1_ps(inv), vz = _mm512_set1_ps(z + 128.0f);
     __m512 v0 = _mm512_setzero_ps(), v255 = _mm512_set1_ps(255.0f);
     for (k = 0; k + 16 <= K; k += 16) {
@@ -133,10 +147,7 @@ static inline void quant_row(const float *r, int K, uint8_t *o, float *sx, float
         v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, vz), v0), v255);
         _mm_storeu_si128((__m128i *)(o + k), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
     }
-    for (; k < K; k++) {
-        float q = nearbyintf(r[k] * inv) + z + 128.0f;
-        o[k] = (uint8_t)fminf(fmaxf(q, 0.0f), 255.0f);
-    }
+    quant_tail(r, k, K, inv, z, o);
 }
 
 /* Quantize rows of x [M, K] (row stride ldx) into xu [Mp, K]; rows M..Mp-1 are zeroed. */
@@ -363,13 +374,8 @@ static inline void quant_row_avx2(const float *r, int K, uint8_t *o, float *sx, 
     _mm256_storeu_ps(mx, vmax);
     for (int i = 0; i < 8; i++) { lo = fminf(lo, mn[i]); hi = fmaxf(hi, mx[i]); }
     for (; k < K; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); }
-    float s = (hi - lo) / 255.0f;
-    if (!(s >= FLT_MIN)) s = FLT_MIN;
-    float z = -128.0f - nearbyintf(lo / s);
-    z = fminf(fmaxf(z, -128.0f), 127.0f);
-    float inv = 1.0f / s;
-    *sx = s;
-    *zu = z + 128.0f;
+    float inv, z;
+    quant_scale(lo, hi, &inv, &z, sx, zu);
     const __m256 vinv = _mm256_set1_ps(inv), vz = _mm256_set1_ps(z + 128.0f);
     const __m256 v0 = _mm256_setzero_ps(), v255 = _mm256_set1_ps(255.0f);
     for (k = 0; k + 8 <= K; k += 8) {
@@ -379,10 +385,7 @@ static inline void quant_row_avx2(const float *r, int K, uint8_t *o, float *sx, 
         const __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(q, q), _mm256_setzero_si256());
         _mm_storel_epi64((__m128i *)(o + k), _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
     }
-    for (; k < K; k++) {
-        float q = nearbyintf(r[k] * inv) + z + 128.0f;
-        o[k] = (uint8_t)fminf(fmaxf(q, 0.0f), 255.0f);
-    }
+    quant_tail(r, k, K, inv, z, o);
 }
 
 void pg_quant_act_avx2(int M, int Mp, int K, const float *x, long ldx, uint8_t *xu, float *sx, float *zu, int nthreads) {
