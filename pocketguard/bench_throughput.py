@@ -241,7 +241,7 @@ def run(args, shapes: dict) -> int:
              else f"{threads} threads, {platform.machine()}, kernels: {kernel}")
     log(f"judging {len(convs)} conversations, {args.runs} repetitions, {where} ...")
     res = measure(guard, convs, repeats=args.runs, batch_size=args.batch_size, log=log)
-    res["peer"] = llamacpp_batched(args, guard, convs, res, log)
+    res["peer"] = llamacpp_batched(args, guard, convs, res, threads, log)
     title = (f"{args.shape or args.model or 'shipped default guard'} | {args.mix or 'bundled mix'} | {where} | "
              f"up to {args.batch_size} prompts / {guard.batch_tokens} tokens per pass")
     print(render(res, title, markdown=args.markdown))
@@ -273,9 +273,10 @@ def llamacpp_passes(prompts: list, batch_size: int, batch_tokens: int) -> list[d
     return passes
 
 
-def llamacpp_batched(args, guard, convs: list, res: dict, log) -> dict | str:
+def llamacpp_batched(args, guard, convs: list, res: dict, threads: int, log) -> dict | str:
     """The peer row: llama.cpp's batched mode on the GGUF export of the same model, same prompts, same passes
-    (llama_cpp where installed; a `--shape` model has no folder to export, so it needs `--model`)."""
+    (llama_cpp where installed; a `--shape` model has no folder to export, so it needs `--model`), on the
+    threads pocketguard ran with."""
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
@@ -295,7 +296,6 @@ def llamacpp_batched(args, guard, convs: list, res: dict, log) -> dict | str:
     workdir.mkdir(parents=True, exist_ok=True)
     gguf = _ensure_gguf(Path(args.model or DEFAULT_MODEL_DIR), workdir, args.gguf_type, log)
     log(f"llama.cpp batched ({gguf.name}, {len(passes)} passes) ...")
-    threads = args.threads or 1
     spec = {"gguf": str(gguf), "threads": threads, "runs": args.runs, "prompts": [pt.ids for pt in prompts],
             "passes": passes, "n_ctx": -(-(n_ctx + 64) // 256) * 256, "grammar": grammar_spec(grammar)}
     out = _run_worker("llamacpp_batched", spec, workdir, args.timeout)

@@ -80,7 +80,7 @@ def test_llamacpp_peer_row_says_why_it_is_missing(tiny_tok):
     import importlib.util
 
     a = argparse.Namespace(shape="lg3-1b-int4", model=None)
-    note = BT.llamacpp_batched(a, None, [], {}, lambda m: None)
+    note = BT.llamacpp_batched(a, None, [], {}, 1, lambda m: None)
     if importlib.util.find_spec("llama_cpp") is None:
         assert note.startswith("llama.cpp batched: not installed")
     else:
