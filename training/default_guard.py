@@ -201,13 +201,14 @@ def stage_student(p: Paths, shapes: list[str]) -> None:
         _run_recipe(p, "default-student", shape)
 
 
-def stage_eval(p: Paths, device: str, models: list[str]) -> None:
+def stage_eval(p: Paths, device: str, models: list[str], tag: str = "") -> None:
     """`pocketguard eval` on the in-distribution dev set and on the held-out sources, into
-    OUT/eval/<split>-<device>/ (predictions NN-*.jsonl in `models` order, recorded in models.json). The teacher
-    is evaluated where it was trained (it is too big to bring back from a lent GPU); the shipped student also
-    on this machine's CPU, with the kernels it ships with."""
+    OUT/eval/<split>-<device>[-<tag>]/ (predictions NN-*.jsonl in `models` order, recorded in models.json; a tag
+    keeps a run beside another one on the same device, e.g. the picked student's next to the teacher's). The
+    teacher is evaluated where it was trained (it is too big to bring back from a lent GPU); the shipped student
+    also on this machine's CPU, with the kernels it ships with."""
     for split in ("dev", "dev_heldout"):
-        out = p.eval / f"{split}-{device.split(':')[0]}"
+        out = p.eval / f"{split}-{device.split(':')[0]}{'-' + tag if tag else ''}"
         cmd = [sys.executable, "-m", "pocketguard.cli", "eval", "--data", str(p.data / f"{split}.jsonl"),
                "--out", str(out), "--device", device, "--batch-size", "32"]
         for m in models:
@@ -279,12 +280,12 @@ def stage_card(p: Paths) -> None:
     quality-vs-size table of the student shapes."""
     found: dict[tuple[str, str], dict] = {}
     for split in ("dev", "dev_heldout"):
-        # eval folders are <split>-<device> (stage_eval) with models.json naming the predictions NN-*.jsonl. The
-        # teacher is taken from any device, a student preferably from the CPU it ships for.
+        # eval folders are <split>-<device>[-<tag>] (stage_eval) with models.json naming the predictions
+        # NN-*.jsonl. The teacher is taken from any device, a student preferably from the CPU it ships for.
         runs: dict[str, dict[str, Path]] = {}
         for d in sorted(p.eval.glob(f"{split}-*")):
-            device = d.name[len(split) + 1 :]
-            if "-" in device or not (d / "models.json").exists():
+            device = d.name[len(split) + 1 :].split("-")[0]
+            if not (d / "models.json").exists():
                 continue
             for i, m in enumerate(json.loads((d / "models.json").read_text())):
                 files = sorted((d / "predictions").glob(f"{i:02d}-*.jsonl"))
@@ -383,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shape", action="append", help="student: which shapes of SHAPES (default: all); ship: the one to ship (default: SHIPPED)")
     ap.add_argument("--device", default=None, help="device for eval (default: cuda when available, else cpu)")
     ap.add_argument("--models", default=None, help="eval: comma-separated teacher and/or shapes (default: all)")
+    ap.add_argument("--tag", default="", help="eval: suffix of the output folders (OUT/eval/<split>-<device>-<tag>), so a "
+                                               "separate run does not replace another on the same device")
     ap.add_argument("--ship-to", type=Path, default=ASSET, help="where `ship` puts the guard (default: the package)")
     a = ap.parse_args(argv)
     out = a.out or ROOT / "runs" / ("smoke" if a.smoke else "default")
@@ -396,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     device = a.device or ("cuda" if torch.cuda.is_available() and not a.smoke else "cpu")
     models = a.models.split(",") if a.models else ["teacher", *shapes]
     run = {"data": lambda: stage_data(p), "backbone": lambda: stage_backbone(p), "teacher": lambda: stage_teacher(p),
-           "student": lambda: stage_student(p, shapes), "eval": lambda: stage_eval(p, device, models),
+           "student": lambda: stage_student(p, shapes), "eval": lambda: stage_eval(p, device, models, a.tag),
            "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device),
            "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to)}
     if a.stage == "ship" and len(shapes) != 1:

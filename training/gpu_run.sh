@@ -38,10 +38,7 @@ dg="python3 training/default_guard.py --data $data --backbone $backbone"
   $dg probe --device cuda --models teacher,"$(cat runs/default/picked.txt)"
   # The picked student on the GPU too (its fast path), beside the teacher's folders: the CPU eval it ships
   # with runs later on the CPU machine; these are the first numbers.
-  for split in dev dev_heldout; do
-    python3 -m pocketguard.cli eval --data "$data/$split.jsonl" --out "runs/default/eval/$split-cuda-student" \
-      --device cuda --batch-size 32 --model "runs/default/students/$(cat runs/default/picked.txt)/model" | tail -25
-  done
+  $dg eval --device cuda --models "$(cat runs/default/picked.txt)" --tag student | tail -25
 } 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn|register_constant" | tee "$results/log.txt"
 cd runs && tar czf - -C . default/students/"$(cat default/picked.txt)"/model | split -b 15m -d - "$results/student.tgz."
 tar czf "$results/results.tgz" --exclude='*.partial' --exclude='train_state.pt' default/recipes default/eval \
