@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make the default guard on one GPU machine: backbone → teacher → the student shapes in parallel, with the
-# teacher's eval on dev and dev_heldout beside them → pick the student to ship → pack what comes back
+# Make the default guard on one GPU machine: backbone → teacher → the student shapes in parallel (each
+# evaluated when trained), with the teacher's eval on dev and dev_heldout beside them → pick the student to
+# ship → pack what comes back
 # (reports, training logs, the teacher's eval, the picked student artifact in 15 MB parts). Data come
 # prepared (build_data.py output) and the backbone GGUF comes in, because neither the raw sets nor a hub
 # are there:
@@ -27,8 +28,13 @@ dg="python3 training/default_guard.py --data $data --backbone $backbone"
   # the shipped one is evaluated where it ships (CPU).
   $dg eval --device cuda --models teacher > "$results/eval-teacher.log" 2>&1 &
   pids=($!)
-  for shape in ${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)')}; do
-    $dg student --shape "$shape" > "$results/student-$shape.log" 2>&1 &
+  # Each student is evaluated on the GPU (its fast path) as soon as it is trained, beside the others' training:
+  # the quality-vs-size points on dev and on the held-out sources; the shipped one is evaluated again on the CPU.
+  # At most PARALLEL (default 2) students train at once: distillation holds the teacher and a student at batch
+  # 64 x 1024 tokens, ~60 GB each, and three beside the teacher's eval ran out of the H200's 140 GB (2026-12-02-c).
+    for shape in ${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)')}; do
+    while [ "$(jobs -rp | grep -c -v -x -F "${pids[0]}")" -ge "${PARALLEL:-2}" ]; do wait -n; done
+    { $dg student --shape "$shape" && $dg eval --device cuda --models "$shape" --tag "$shape"; } > "$results/student-$shape.log" 2>&1 &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || echo "a job failed (exit $?)"; done
@@ -36,9 +42,6 @@ dg="python3 training/default_guard.py --data $data --backbone $backbone"
   for f in "$results"/student-*.log; do grep -E "^\[|→" "$f"; done
   $dg pick
   $dg probe --device cuda --models teacher,"$(cat runs/default/picked.txt)"
-  # The picked student on the GPU too (its fast path), beside the teacher's folders: the CPU eval it ships
-  # with runs later on the CPU machine; these are the first numbers.
-  $dg eval --device cuda --models "$(cat runs/default/picked.txt)" --tag student | tail -25
 } 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn|register_constant" | tee "$results/log.txt"
 cd runs && tar czf - -C . default/students/"$(cat default/picked.txt)"/model | split -b 15m -d - "$results/student.tgz."
 tar czf "$results/results.tgz" --exclude='*.partial' --exclude='train_state.pt' default/recipes default/eval \
