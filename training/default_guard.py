@@ -57,7 +57,7 @@ SEED = 0
 # scales), which buys six more blocks ("-e4" shapes); tokenizer.json is 3.5 MB; the package may ship 60 MB.
 SHAPES = {"b10-f1536": (10, 1536, 8), "b13-f1536": (13, 1536, 8), "b16-f1024": (16, 1024, 8), "b18-f1024": (18, 1024, 8),
           "b24-f1024-e4": (24, 1024, 4), "b20-f1536-e4": (20, 1536, 4)}
-SHIPPED = "b18-f1024"  # the shape in pocketguard/assets (picked by `pick` in the 2026-12-02 run) and default-student.toml
+SHIPPED = "b24-f1024-e4"  # the shape in pocketguard/assets (picked by `pick` in run c, 2026-12-02) and default-student.toml
 SMOKE_SHAPES = {"b1-f128": (1, 128, 8), "b2-f64-e4": (2, 64, 4)}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
 SMOKE_EXAMPLES = (96, 24)  # train, dev sample sizes
