@@ -77,12 +77,16 @@ def test_batched_equals_one_by_one_portable_int4(tiny_tok):
 
 
 @pytest.mark.skipif(not FAST, reason=f"no runtime_cpu kernel here: {R.available()[1]}")
-def test_batched_equals_one_by_one_runtime_cpu(tiny_tok):
-    """The AMX, VNNI or AVX2 kernel (whichever this CPU runs), on the 3:1-grouped, 192-wide shape."""
+def test_batched_equals_one_by_one_runtime_cpu(tiny_tok, monkeypatch):
+    """The AMX, VNNI or AVX2 kernel (whichever this CPU runs), on the 3:1-grouped, 192-wide shape; then with
+    the block's second half in row chunks of 37 (as a 4,096-token pass runs in chunks of 1,024): the same bits."""
     m = _model(tiny_tok, True, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
     fast = copy.deepcopy(m)
     assert R.accelerate(fast)["blocks"] == 2
     one = _check_identical(Guard(fast, tiny_tok, max_context=600), _mix(tiny_tok, seed=2))
+    monkeypatch.setattr(R.FastBlock, "REST_ROWS", 37)
+    chunked = _check_identical(Guard(fast, tiny_tok, max_context=600), _mix(tiny_tok, seed=2))
+    assert [_key(v) for v in chunked] == [_key(v) for v in one]
     ref = [Guard(m, tiny_tok, max_context=600).moderate(c) for c in _mix(tiny_tok, seed=2)]
     assert [v.status for v in one] == [v.status for v in ref]  # fast vs portable: same verdicts (to float rounding)
 
