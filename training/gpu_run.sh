@@ -8,7 +8,8 @@
 #
 #   training/gpu_run.sh DATA_DIR BACKBONE_GGUF RESULTS_DIR
 #
-# SHAPES="b16-f1024 b18-f1024" (environment) trains those student shapes only (default: all of SHAPES).
+# SHAPES="b18-f1024 b24-f1024-e4" (environment) trains those student shapes only (default: all of SHAPES),
+# PARALLEL=N of them at a time (default 2: each distillation holds ~60 GB of the H200).
 # A stopped run resumes where it stopped on the next call, as long as runs/ survived. RESULTS_DIR gets
 # log.txt, results.tgz and student.tgz.NN (`cat student.tgz.* | tar xz -C runs` restores
 # default/students/SHAPE/model) and ends with a line PIPELINE_FINISHED in log.txt.
