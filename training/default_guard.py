@@ -56,7 +56,7 @@ SEED = 0
 # g32: ~1.5 MB at width 1024); the 28.3M-parameter embedding is 28.5 MB at int8 and 14.2 MB at int4 (per-row
 # scales), which buys six more blocks ("-e4" shapes); tokenizer.json is 3.5 MB; the package may ship 60 MB.
 SHAPES = {"b10-f1536": (10, 1536, 8), "b13-f1536": (13, 1536, 8), "b16-f1024": (16, 1024, 8), "b18-f1024": (18, 1024, 8),
-          "b24-f1024-e4": (24, 1024, 4), "b20-f1536-e4": (20, 1536, 4)}
+          "b24-f1024-e4": (24, 1024, 4), "b26-f1024-e4": (26, 1024, 4), "b20-f1536-e4": (20, 1536, 4)}
 SHIPPED = "b24-f1024-e4"  # the shape in pocketguard/assets (picked by `pick` in run c, 2026-12-02) and default-student.toml
 SMOKE_SHAPES = {"b1-f128": (1, 128, 8), "b2-f64-e4": (2, 64, 4)}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
