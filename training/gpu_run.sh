@@ -12,7 +12,8 @@
 # PARALLEL=N of them at a time (default 2: each distillation holds ~60 GB of the H200).
 # A stopped run resumes where it stopped on the next call, as long as runs/ survived. RESULTS_DIR gets
 # log.txt, results.tgz and student.tgz.NN (`cat student.tgz.* | tar xz -C runs` restores
-# default/students/SHAPE/model) and ends with a line PIPELINE_FINISHED in log.txt.
+# default/students/SHAPE/model) and ends with a line PIPELINE_FINISHED in log.txt (PIPELINE_FAILED when the teacher
+# failed or no student finished).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 data=${1:?data dir}; backbone=${2:?backbone gguf}; results=$(realpath -m "${3:?results dir}")
@@ -44,6 +45,10 @@ dg="python3 training/default_guard.py --data $data --backbone $backbone"
   $dg pick
   $dg probe --device cuda --models teacher,"$(cat runs/default/picked.txt)"
 } 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn|register_constant" | tee "$results/log.txt"
+# A failed teacher, or no student to pick, leaves nothing to pack: say so instead of finishing.
+if grep -q "TEACHER FAILED" "$results/log.txt" || [ ! -s runs/default/picked.txt ]; then
+  echo PIPELINE_FAILED | tee -a "$results/log.txt"; exit 1
+fi
 cd runs && tar czf - -C . default/students/"$(cat default/picked.txt)"/model | split -b 15m -d - "$results/student.tgz."
 tar czf "$results/results.tgz" --exclude='*.partial' --exclude='train_state.pt' default/recipes default/eval \
   default/picked.txt default/teacher/report.jsonl $(ls default/students/*/report.jsonl default/*/steps/*/step.json \

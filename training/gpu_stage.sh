@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Run training/gpu_run.sh on a lent GPU machine (the `device` tool): it takes at most 64 MiB of working tree
+# per call, keeps files outside the repository while it stays warm (30 s idle), and ends a call after 10
+# minutes. So the backbone GGUF (98 MB) travels in parts over calls made back to back and is joined there, the
+# pipeline runs detached from a copy of the tree (it outlives the call), and later calls wait for it and bring
+# the results back through $OUT. How run c (training/runs/2026-12-02-h200-c) was made:
+#
+#   here:    split -b 49300000 -d -a 2 runs/backbone/SmolLM2-135M-Instruct.Q4_1.gguf .carry/p
+#            tar czf .carry/data.tgz -C runs data
+#            pip download --no-deps torchao==0.18.0 gguf==0.19.0 -d .whl     # not on the GPU machine
+#            (move pocketguard/assets/default-guard/model.safetensors out of the tree while calls carry parts)
+#   call 1:  training/gpu_stage.sh part .carry/p00 .whl/*.whl                   carry: .carry/p00 .whl
+#   call 2:  training/gpu_stage.sh start "b18-f1024 b24-f1024-e4" .carry/data.tgz .carry/p01 \
+#              && training/gpu_stage.sh poll 500                                 carry: .carry/p01 .carry/data.tgz
+#   next:    training/gpu_stage.sh poll 570                     (until it prints PIPELINE_FINISHED or PIPELINE_FAILED)
+#
+# `poll` copies log.txt, results.tgz, logs.tgz and the picked student's student.tgz.NN into $OUT once the
+# pipeline has finished (`cat student.tgz.* | tar xz` restores default/students/SHAPE/model here).
+# BACKBONE_SHA256 (environment) is the joined file's checksum (default: SmolLM2-135M-Instruct.Q4_1.gguf's).
+set -euo pipefail
+stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results}
+sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
+mkdir -p "$stage"
+
+stage_files() {  # GGUF parts (p00, p01, ...) and data go to the stage; wheels are installed into /tmp/site
+  for f in "$@"; do
+    case "$f" in
+      *.whl) pip install -q --no-index --no-deps --target /tmp/site "$f" ;;
+      *) cp "$f" "$stage/" ;;
+    esac
+  done
+}
+
+case "${1:?part | start | poll}" in
+  part)
+    shift; stage_files "$@"; ls -la "$stage" ;;
+  start)
+    shapes=${2:?shapes}; shift 2; stage_files "$@"
+    cat "$stage"/p[0-9][0-9] > "$stage/backbone.gguf"
+    echo "$sha  $stage/backbone.gguf" | sha256sum -c
+    rm -rf "$work" "$results" && mkdir -p "$work/runs" "$results"
+    tar --exclude=./.carry --exclude=./.whl --exclude=./.git --exclude=./runs -cf - . | tar xf - -C "$work"
+    tar xzf "$stage/data.tgz" -C "$work/runs"
+    cd "$work"
+    PYTHONPATH=/tmp/site:$work SHAPES="$shapes" setsid nohup bash training/gpu_run.sh runs/data "$stage/backbone.gguf" \
+      "$results" > "$stage/run.log" 2>&1 < /dev/null &
+    sleep 5; cat "$stage/run.log" ;;
+  poll)
+    end=$(( $(date +%s) + ${2:-500} ))
+    while [ "$(date +%s)" -lt $end ]; do
+      grep -q "PIPELINE_FINISHED\|PIPELINE_FAILED" "$results/log.txt" 2>/dev/null && break
+      sleep 10
+    done
+    tail -c 2500 "$results/log.txt" 2>/dev/null || tail -c 2500 "$stage/run.log"
+    for f in "$results"/student-*.log; do [ -e "$f" ] && { echo "== $f"; grep -E "^\[|→|Error|Traceback" "$f" | tail -6; }; done
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
+    if grep -q PIPELINE_FINISHED "$results/log.txt" 2>/dev/null && [ -n "${OUT:-}" ]; then
+      (cd "$results" && tar czf "$OUT/logs.tgz" ./*.log && cp results.tgz student.tgz.* log.txt "$OUT/")
+    fi ;;
+  *) echo "usage: $0 part FILES... | start SHAPES FILES... | poll SECONDS" >&2; exit 2 ;;
+esac
