@@ -34,7 +34,7 @@ dg="python3 training/default_guard.py --data $data --backbone $backbone"
   # the quality-vs-size points on dev and on the held-out sources; the shipped one is evaluated again on the CPU.
   # At most PARALLEL (default 2) students train at once: distillation holds the teacher and a student at batch
   # 64 x 1024 tokens, ~60 GB each, and three beside the teacher's eval ran out of the H200's 140 GB (2026-12-02-c).
-    for shape in ${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)')}; do
+  for shape in ${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)')}; do
     while [ "$(jobs -rp | grep -c -v -x -F "${pids[0]}")" -ge "${PARALLEL:-2}" ]; do wait -n; done
     { $dg student --shape "$shape" && $dg eval --device cuda --models "$shape" --tag "$shape"; } > "$results/student-$shape.log" 2>&1 &
     pids+=($!)
