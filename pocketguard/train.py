@@ -8,6 +8,11 @@ Data are labelled examples, encoded as the guard reads them with the loss on the
   student's distributions over the *student's kept head tokens*: the teacher's logits are gathered at the
   vocabulary ids of `student.output_token_ids` (a full head keeps the whole vocabulary), both are softened
   by `temperature`, and `KL(p_teacher ‖ p_student) · T²` is averaged over answer positions.
+* **hidden** (with `hidden_weight > 0` and a teacher of the same width) at *every* real token: the cosine
+  distance between the teacher's and the student's final (normed) hidden states. The answer-position KL sees
+  about two tokens per conversation; this dense term passes on how the teacher reads the whole conversation,
+  which a block- and width-pruned student has to relearn (the intermediate-state loss of Minitron and the
+  cosine loss of DistilBERT, here on the last layer only since pruning keeps the width but not the depth).
 
 Batches are length-bucketed. Under `torchrun` (WORLD_SIZE > 1) the process group is initialised from the
 environment (distributed.py), every rank trains on its own slice of each global batch (DDP, or FSDP2 with
@@ -64,6 +69,7 @@ class TrainConfig:
     ce_weight: float = 1.0
     kl_weight: float = 0.0
     temperature: float = 1.0
+    hidden_weight: float = 0.0  # cosine distance to the teacher's final hidden states at every real token
     max_len: int = 4096
     overlong: str = "skip"  # judged turn alone longer than max_len: "skip" the example or "truncate" it
     eval_every: int = 0  # steps; 0: only at the end (when dev data are given)
@@ -86,8 +92,9 @@ class TrainConfig:
             raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be at least 1")
-        if self.ce_weight < 0 or self.kl_weight < 0 or (self.ce_weight == 0 and self.kl_weight == 0):
-            raise ValueError("ce_weight and kl_weight must be ≥ 0 and not both 0")
+        weights = (self.ce_weight, self.kl_weight, self.hidden_weight)
+        if min(weights) < 0 or max(weights) == 0:
+            raise ValueError("ce_weight, kl_weight and hidden_weight must be ≥ 0 and not all 0")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
 
@@ -102,6 +109,10 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def uses_teacher(self) -> bool:
+        return bool(self.kl_weight or self.hidden_weight)
+
 
 # ============================================================================================ model glue
 class _AtPositions(nn.Module):
@@ -112,9 +123,12 @@ class _AtPositions(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: Tensor, valid: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, valid: Tensor, rows: Tensor, cols: Tensor,
+                hidden: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits at (rows, cols); with `hidden`, also the final hidden states of every real token."""
         h = self.model(tokens, valid=valid, return_hidden=True)
-        return self.model.output(h[rows, cols])
+        logits = self.model.output(h[rows, cols])
+        return (logits, h[valid]) if hidden else logits
 
 
 def head_lookup(model: Transformer) -> Tensor:
@@ -173,7 +187,9 @@ class TrainResult:
     skipped_examples: int = 0
 
 
-def _loss(out: Tensor, y: Tensor, t_logits: Tensor | None, config: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
+def _loss(out: Tensor, y: Tensor, t_logits: Tensor | None, config: TrainConfig, h: Tensor | None = None,
+          t_h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(weighted loss, its detached parts [ce, kl, hidden])."""
     out = out.float()
     ce = F.cross_entropy(out, y) if config.ce_weight else out.new_zeros(())
     kl = out.new_zeros(())
@@ -182,7 +198,11 @@ def _loss(out: Tensor, y: Tensor, t_logits: Tensor | None, config: TrainConfig) 
         lt = torch.log_softmax(t_logits.float() / T, -1)
         ls = torch.log_softmax(out / T, -1)
         kl = (lt.exp() * (lt - ls)).sum(-1).mean() * T * T
-    return config.ce_weight * ce + config.kl_weight * kl, ce.detach(), kl.detach()
+    hid = out.new_zeros(())
+    if h is not None and t_h is not None:
+        hid = (1 - F.cosine_similarity(h.float(), t_h.float(), dim=-1)).mean()
+    loss = config.ce_weight * ce + config.kl_weight * kl + config.hidden_weight * hid
+    return loss, torch.stack([ce.detach(), kl.detach(), hid.detach()])
 
 
 # ============================================================================================ evaluation
@@ -296,7 +316,8 @@ def train(
     dev_examples: Sequence[dict] | str | Path | None = None,
     log: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Train `model` on labelled examples (CE; + KL to `teacher` when `config.kl_weight > 0`).
+    """Train `model` on labelled examples (CE; + KL / hidden-state distance to `teacher` when `config.kl_weight`
+    / `config.hidden_weight > 0`).
 
     `model` may be any module with Transformer's interface (`forward(..., return_hidden=True)`, `.output`,
     `.args`, `.output_token_ids`) — e.g. a fake-quantized model for QAT. Returns a TrainResult whose
@@ -311,8 +332,11 @@ def train(
         examples = load_examples(examples)
     if isinstance(dev_examples, (str, Path)):
         dev_examples = load_examples(dev_examples)
-    if config.kl_weight and teacher is None:
-        raise ValueError("kl_weight > 0 needs a teacher")
+    if config.uses_teacher and teacher is None:
+        raise ValueError("kl_weight or hidden_weight > 0 needs a teacher")
+    if config.hidden_weight and teacher.args.dim != model.args.dim:
+        raise ValueError(f"hidden_weight needs a teacher of the student's width ({model.args.dim}), "
+                         f"not {teacher.args.dim}")
     # A prompt longer than the model's context cannot be trained on: the cap is the smaller of the two.
     max_len = min(config.max_len, model.args.max_seq_len)
     data = GuardData(examples, tokenizer, policy, max_len, config.overlong, config.augment, config.seed)
@@ -327,7 +351,8 @@ def train(
     if lacking:
         raise ValueError(f"the model's head cannot emit answer tokens {lacking}; prune_output with this policy")
     t_rows = None
-    if teacher is not None and config.kl_weight:
+    use_teacher = teacher is not None and config.uses_teacher
+    if use_teacher:
         teacher.to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -404,7 +429,7 @@ def train(
     if rank == 0 and config.progress and start < total:
         from tqdm.auto import tqdm
 
-        label = config.name or ("distill" if t_rows is not None or (teacher is not None and config.kl_weight) else "train")
+        label = config.name or ("distill" if use_teacher else "train")
         bar = tqdm(total=total, initial=start, desc=label, unit="step",
                    dynamic_ncols=True, leave=False)
 
@@ -421,7 +446,7 @@ def train(
     net.train()
     last_eval = None
     t_last, tok_count = time.perf_counter(), 0
-    acc = torch.zeros(3, device=device)  # loss, ce, kl sums since the last log
+    acc = torch.zeros(4, device=device)  # loss, ce, kl, hidden sums since the last log
     acc_n = 0
     skipped_steps = 0
     for step in range(start, total):
@@ -435,21 +460,24 @@ def train(
             m = batch.targets != IGNORE
             rows, cols = m.nonzero(as_tuple=True)
             y = lut[batch.targets[rows, cols]]
-            t_logits = None
-            if teacher is not None and config.kl_weight:
+            t_logits = t_h = h = None
+            if use_teacher:
                 with torch.no_grad(), _autocast(device, config.bf16):
-                    th = teacher(batch.tokens, valid=batch.valid, return_hidden=True)[rows, cols]
-                    t_logits = teacher.output(th)
+                    th = teacher(batch.tokens, valid=batch.valid, return_hidden=True)
+                    t_logits = teacher.output(th[rows, cols])
                     if t_rows is not None:
                         t_logits = t_logits[:, t_rows]
+                    t_h = th[batch.valid] if config.hidden_weight else None
             sync = a == config.grad_accum - 1
             ctx = net.no_sync() if (not sync and hasattr(net, "no_sync")) else contextlib.nullcontext()
             with ctx:
                 with _autocast(device, config.bf16):
-                    out = net(batch.tokens, batch.valid, rows, cols)
-                loss, ce, kl = _loss(out, y, t_logits, config)
+                    out = net(batch.tokens, batch.valid, rows, cols, hidden=t_h is not None)
+                if t_h is not None:
+                    out, h = out
+                loss, parts = _loss(out, y, t_logits, config, h, t_h)
                 (loss / config.grad_accum).backward()
-            acc += torch.stack([loss.detach(), ce, kl])
+            acc += torch.cat([loss.detach()[None], parts])
             acc_n += 1
         # One non-finite gradient (a bf16 overflow, a loss spike) would turn every weight into NaN for good:
         # such a step is skipped and counted instead. The norm is the same on every rank (gradients are
@@ -467,7 +495,7 @@ def train(
         if done % max(1, config.log_every) == 0 or done == total:
             vals = (acc / max(acc_n, 1)).tolist()
             dt = time.perf_counter() - t_last
-            rec = {"step": done, "loss": vals[0], "ce": vals[1], "kl": vals[2], "lr": lr,
+            rec = {"step": done, "loss": vals[0], "ce": vals[1], "kl": vals[2], **({"hidden": vals[3]} if config.hidden_weight else {}), "lr": lr,
                    "tokens_per_s": tok_count * world / max(dt, 1e-9), "skipped_steps": skipped_steps}
             emit(rec)
             if bar is not None:

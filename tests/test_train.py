@@ -150,6 +150,35 @@ def test_distillation_uses_the_teachers_logits_on_the_students_kept_tokens(tok):
         check_same_tokenizer(student, small(tok, vocab_size=tok.vocab_size + 1), tok)
 
 
+def test_hidden_distillation_pulls_every_tokens_hidden_state_to_the_teachers(tok):
+    teacher = small(tok, seed=5, n_layers=3, ffn_dims=160)  # deeper and wider MLP, same model width
+    student = prune_output(small(tok, seed=6), tok, POLICY)
+    exs = toy_examples(48, seed=4)
+    b = collate(GuardData(exs, tok, POLICY, 256).encoded[:8])
+
+    def distance():
+        with torch.no_grad():
+            t = teacher(b.tokens, valid=b.valid, return_hidden=True)[b.valid]
+            s = student(b.tokens, valid=b.valid, return_hidden=True)[b.valid]
+            return float((1 - torch.nn.functional.cosine_similarity(s, t, dim=-1)).mean())
+
+    before = distance()
+    seen = []
+    cfg = TrainConfig(lr=3e-3, steps=30, batch_size=8, ce_weight=0.0, kl_weight=0.0, hidden_weight=1.0,
+                      progress=False, log_every=5, device="cpu")
+    train(student, exs, tok, POLICY, cfg, teacher=teacher, log=seen.append)
+    assert distance() < 0.5 * before
+    logged = [r["hidden"] for r in seen if "hidden" in r]
+    assert len(logged) == 6 and logged[-1] < logged[0]
+    # the dense term needs a teacher, of the student's width
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train(small(tok), exs, tok, POLICY, replace(cfg, steps=1))
+    with pytest.raises(ValueError, match="width"):
+        train(small(tok), exs, tok, POLICY, replace(cfg, steps=1), teacher=small(tok, dim=32, n_heads=2, n_kv_heads=1))
+    with pytest.raises(ValueError, match="not all 0"):
+        TrainConfig(ce_weight=0.0)
+
+
 def test_ce_needs_every_answer_token_in_the_head(tok):
     model = small(tok)
     keep = [i for i in range(tok.vocab_size) if i != tok.encode("S9")[0]]

@@ -15,8 +15,8 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   backbone   the GGUF → a Hugging Face checkpoint with the Llama Guard 3 control tokens added (new embedding
              rows), the teacher's starting point
   teacher    training/recipes/default-teacher.toml: the whole backbone fine-tuned as a Llama Guard 3 guard (GPU)
-  student    training/recipes/default-student.toml at each shape of SHAPES (blocks kept, MLP width, embedding bits): prune →
-             distill → int4 QAT → artifact (GPU); `--shape` picks one
+  student    training/recipes/default-student.toml at each shape of SHAPES (blocks kept, MLP width, embedding bits,
+             hidden-state distillation weight): prune → distill → int4 QAT → artifact (GPU); `--shape` picks one
   eval       `pocketguard eval` of the teacher and the students side by side on dev and dev_heldout
   ship       copy one student artifact to pocketguard/assets/default-guard (refused above 60 MB)
   card       teacher vs students tables for docs/model-card.md, from the eval predictions
@@ -40,6 +40,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,14 +52,25 @@ BACKBONE = ROOT / "runs" / "backbone" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 MAX_SHIP_BYTES = 60 * 1000 * 1000
 SEED = 0
 
-# Student shapes (decoder blocks kept of the backbone's 30, MLP width of its 1536, input-embedding bits): the
-# quality-vs-size points of the model card. Per block: 0.88M attention + 3 x 576 x width MLP parameters (int4
-# g32: ~1.5 MB at width 1024); the 28.3M-parameter embedding is 28.5 MB at int8 and 14.2 MB at int4 (per-row
-# scales), which buys six more blocks ("-e4" shapes); tokenizer.json is 3.5 MB; the package may ship 60 MB.
-SHAPES = {"b10-f1536": (10, 1536, 8), "b13-f1536": (13, 1536, 8), "b16-f1024": (16, 1024, 8), "b18-f1024": (18, 1024, 8),
-          "b24-f1024-e4": (24, 1024, 4), "b26-f1024-e4": (26, 1024, 4), "b20-f1536-e4": (20, 1536, 4)}
+# Student shapes (decoder blocks kept of the backbone's 30, MLP width of its 1536, input-embedding bits) and how
+# they are distilled: the quality-vs-size points of the model card. Per block: 0.88M attention + 3 x 576 x width
+# MLP parameters (int4 g32: ~1.5 MB at width 1024); the 28.3M-parameter embedding is 28.5 MB at int8 and 14.2 MB
+# at int4 (per-row scales), which buys six more blocks ("-e4" shapes); tokenizer.json is 3.5 MB; the package may
+# ship 60 MB. "-h" shapes add the dense hidden-state term to distillation and QAT (pocketguard.train:
+# hidden_weight, the cosine distance to the teacher's last hidden states at every token).
+class Shape(NamedTuple):
+    blocks: int
+    width: int
+    embedding_bits: int
+    hidden_weight: float = 0.0
+
+
+SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16-f1024": Shape(16, 1024, 8),
+          "b18-f1024": Shape(18, 1024, 8), "b24-f1024-e4": Shape(24, 1024, 4), "b26-f1024-e4": Shape(26, 1024, 4),
+          "b20-f1536-e4": Shape(20, 1536, 4), "b24-f1024-e4-h": Shape(24, 1024, 4, 1.0),
+          "b26-f1024-e4-h": Shape(26, 1024, 4, 1.0)}
 SHIPPED = "b24-f1024-e4"  # the shape in pocketguard/assets (picked by `pick` in run c, 2026-12-02) and default-student.toml
-SMOKE_SHAPES = {"b1-f128": (1, 128, 8), "b2-f64-e4": (2, 64, 4)}
+SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-h": Shape(2, 64, 4, 1.0)}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
 SMOKE_EXAMPLES = (96, 24)  # train, dev sample sizes
 
@@ -169,10 +181,11 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None) -> Path:
     else:
         shape = shape or p.shipped
         r["teacher"], r["output"] = str(p.teacher), str(p.student(shape))
-        blocks, width, embedding_bits = p.shapes[shape]
+        s = p.shapes[shape]
+        hidden = {"hidden_weight": s.hidden_weight} if s.hidden_weight else {}
         for step in r["step"]:
-            step.update({"prune_blocks": {"keep": blocks}, "prune_mlp": {"width": width},
-                         "qat": {"embedding_bits": embedding_bits}}.get(step["kind"], {}))
+            step.update({"prune_blocks": {"keep": s.blocks}, "prune_mlp": {"width": s.width}, "distill": hidden,
+                         "qat": {"embedding_bits": s.embedding_bits, **hidden}}.get(step["kind"], {}))
     r["data"]["train"], r["data"]["dev"] = str(p.data / "train.jsonl"), str(p.data / "dev.jsonl")
     if p.smoke:
         r["device"] = "cpu"
@@ -315,9 +328,10 @@ def stage_card(p: Paths) -> None:
         out.append(f"| {split} | {who} | " + " | ".join(cell(k) for k in codes) + f" | {f(m['by_category']['macro_f1'])} |")
     # Quality vs size: every shape's own recipe report (dev F1 and agreement with the teacher on the recipe's
     # dev_max examples after pruning, distillation and QAT), so shapes that were not shipped count too.
-    out += ["", "| student shape | blocks | MLP width | embedding bits | parameters | int4 artifact MB | "
-            "dev F1 after pruning → distill → QAT | agreement with teacher |", "|---|---|---|---|---|---|---|---|"]
-    for shape, (blocks, width, embedding_bits) in p.shapes.items():
+    out += ["", "| student shape | blocks | MLP width | embedding bits | hidden-state distillation | parameters | "
+            "int4 artifact MB | dev F1 after pruning → distill → QAT | agreement with teacher |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for shape, (blocks, width, embedding_bits, hidden_weight) in p.shapes.items():
         rows = _report(p, shape)
         if rows is None:
             continue
@@ -326,7 +340,8 @@ def stage_card(p: Paths) -> None:
         size = f"{rows['export_artifact']['bytes'] / 1e6:.1f}" if "export_artifact" in rows else "— (not finished)"
         f1s = " → ".join(f(rows[k]["dev"]["f1"]) for k in ("prune_output", "distill", "qat") if k in rows)
         last = rows.get("qat", rows.get("distill", first))
-        out.append(f"| {shape} | {blocks} | {width} | {embedding_bits} | {n_params} | {size} | {f1s} | {f(last['dev'].get('agreement'))} |")
+        out.append(f"| {shape} | {blocks} | {width} | {embedding_bits} | {hidden_weight or '—'} | {n_params} | {size} | "
+                   f"{f1s} | {f(last['dev'].get('agreement'))} |")
     text = "\n".join(out) + "\n"
     (p.eval / "card.md").write_text(text, encoding="utf-8")
     print(text)

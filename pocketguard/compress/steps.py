@@ -147,7 +147,7 @@ def _train(model, ctx: StepContext, **params):
 
     config = TrainConfig.from_dict(params)
     result = train(model, ctx.examples, ctx.tokenizer, ctx.policy, config,
-                   teacher=ctx.teacher if config.kl_weight else None, dev_examples=ctx.dev_examples or None)
+                   teacher=ctx.teacher if config.uses_teacher else None, dev_examples=ctx.dev_examples or None)
     ctx.info.update(train_eval=result.eval, resumed_from=result.resumed_from, final_loss=_last_loss(result.history))
     return result.model
 
@@ -214,7 +214,7 @@ def qat_step(model: nn.Module, ctx=None, **params) -> nn.Module:
     Keys QuantConfig knows configure the quantization; `lora_rank` (+ `lora_alpha`, `lora_targets`,
     `lora_dropout`) trains LoRA adapters on the frozen fake-quantized backbone instead of all weights (QLoRA;
     merged and re-quantized at convert); every other key goes to `TrainConfig` (the recipe's [train] table,
-    `out_dir`, …). With `kl_weight > 0` the recipe's teacher is distilled into the fake-quantized student."""
+    `out_dir`, …). With `kl_weight` or `hidden_weight > 0` the recipe's teacher is distilled into the fake-quantized student."""
     from .quantize import QuantConfig, convert, prepare_qat
 
     params = dict(params)
@@ -239,7 +239,7 @@ def train_in_step(model: nn.Module, ctx, train_params: dict) -> nn.Module:
     examples = _ctx_get(ctx, "examples") or _ctx_get(ctx, "train_examples")
     if not examples:
         raise ValueError("quantization-aware training needs training examples (recipe [data] train)")
-    teacher = _ctx_get(ctx, "teacher") if config.kl_weight else None
+    teacher = _ctx_get(ctx, "teacher") if config.uses_teacher else None
     result = train(model, examples, _ctx_get(ctx, "tokenizer"), _ctx_get(ctx, "policy"), config, teacher=teacher,
                    dev_examples=_ctx_get(ctx, "dev_examples") or None)
     info = _ctx_get(ctx, "info")
@@ -272,7 +272,7 @@ STEPS: dict[str, StepKind] = {
     "prune_output": StepKind(_prune_output, doc="keep only the head rows of the guard's answer tokens"),
     "prune_input": StepKind(_prune_input, doc="keep only embedding rows of tokens seen in the training data"),
     "distill": StepKind(_distill, trains=True, doc="CE + KL to the teacher (TrainConfig options)"),
-    "train": StepKind(_train, trains=True, doc="fine-tune with CE (KL too when kl_weight > 0)"),
+    "train": StepKind(_train, trains=True, doc="fine-tune with CE (KL / hidden-state distillation too when kl_weight / hidden_weight > 0)"),
     "qat": StepKind(qat_step, trains=True,
                     doc="int4/int8 quantization-aware training, then convert to quantized kernels"),
     "lora": StepKind(lora_step, trains=True, doc="LoRA adapters on a quantized model"),
