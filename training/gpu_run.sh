@@ -9,7 +9,8 @@
 #   training/gpu_run.sh DATA_DIR BACKBONE_GGUF RESULTS_DIR
 #
 # SHAPES="b18-f1024 b24-f1024-e4" (environment) trains those student shapes only (default: all of SHAPES),
-# PARALLEL=N of them at a time (default 2: each distillation holds ~60 GB of the H200).
+# PARALLEL=N of them at a time (default 2: each distillation holds ~60 GB of the H200; a student that fails
+# there, e.g. out of memory, is retried alone once the others are done).
 # A stopped run resumes where it stopped on the next call, as long as runs/ survived. RESULTS_DIR gets
 # log.txt, results.tgz and student.tgz.NN (`cat student.tgz.* | tar xz -C runs` restores
 # default/students/SHAPE/model) and ends with a line PIPELINE_FINISHED in log.txt (PIPELINE_FAILED when the teacher
@@ -19,6 +20,7 @@ export PYTHONUNBUFFERED=1
 data=${1:?data dir}; backbone=${2:?backbone gguf}; results=$(realpath -m "${3:?results dir}")
 mkdir -p "$results"
 dg="python3 training/default_guard.py --data $data --backbone $backbone"
+shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)')}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c 'import torch, torchao; print("torch", torch.__version__, "torchao", torchao.__version__)'
@@ -34,12 +36,21 @@ dg="python3 training/default_guard.py --data $data --backbone $backbone"
   # the quality-vs-size points on dev and on the held-out sources; the shipped one is evaluated again on the CPU.
   # At most PARALLEL (default 2) students train at once: distillation holds the teacher and a student at batch
   # 64 x 1024 tokens, ~60 GB each, and three beside the teacher's eval ran out of the H200's 140 GB (2026-12-02-c).
-  for shape in ${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)')}; do
+  for shape in $shapes; do
     while [ "$(jobs -rp | grep -c -v -x -F "${pids[0]}")" -ge "${PARALLEL:-2}" ]; do wait -n; done
     { $dg student --shape "$shape" && $dg eval --device cuda --models "$shape" --tag "$shape"; } > "$results/student-$shape.log" 2>&1 &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || echo "a job failed (exit $?)"; done
+  # A student that failed beside another (two QAT steps at once ran out of memory in run d) is run again alone:
+  # the recipe resumes from its last finished step.
+  for shape in $shapes; do
+    if [ ! -s "runs/default/students/$shape/model/manifest.json" ]; then
+      echo "retrying $shape alone"
+      { $dg student --shape "$shape" && $dg eval --device cuda --models "$shape" --tag "$shape"; } >> "$results/student-$shape.log" 2>&1 \
+        || echo "$shape failed again"
+    fi
+  done
   echo "students and teacher eval done after $(( $(date +%s) - start ))s"
   for f in "$results"/student-*.log; do grep -E "^\[|→" "$f"; done
   $dg pick
