@@ -51,7 +51,7 @@ def convert(src: str | Path, dst: str | Path, add_tokens: bool = False, dtype: s
     if missing:
         raise CheckpointError(f"{src}: the vocabulary lacks the guard prompt's control tokens {missing}; "
                               "run convert with --add-guard-tokens")
-    settings = {k: v for k, v in loaded.meta.items() if k in ("policy", "max_context")}
+    settings = {k: v for k, v in loaded.meta.items() if k in ("policy", "max_context", "threshold")}
     return save_hf(loaded.model, loaded.tokenizer, dst, guard_meta=settings or None)
 
 

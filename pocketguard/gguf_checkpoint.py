@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .loaded import CheckpointError, Loaded
+from .loaded import CheckpointError, Loaded, check_guard_meta
 from .model import ModelArgs, rope_frequencies
 from .tokenizer import LLAMA3_PATTERN, REQUIRED_SPECIALS, HFTokenizer, TokenizerError, bytes_to_unicode
 from .weights import assemble, layer_order
@@ -281,6 +281,10 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
     policy = _field(reader, "pocketguard.policy_toml")
     if policy:
         meta["policy"] = _policy_dict(policy, source)
+    threshold = _field(reader, "pocketguard.threshold")
+    if threshold is not None:
+        meta["threshold"] = round(float(threshold), 6)  # stored as float32
+        check_guard_meta(meta, source)
     return Loaded(model, tokenizer, meta)
 
 

@@ -95,7 +95,9 @@ class Guard:
         meta = loaded.meta or {}
         if policy is None and meta.get("policy"):
             policy = Policy.from_dict(meta["policy"], source=str(path))
-        kwargs.setdefault("max_context", meta.get("max_context"))
+        for key in ("max_context", "threshold"):  # the folder's settings (guard.json) unless the caller gives one
+            if kwargs.get(key) is None:
+                kwargs[key] = meta.get(key)
         return cls(loaded.model, loaded.tokenizer, policy, meta=meta, **kwargs)
 
     # ---------------------------------------------------------------- public API

@@ -35,12 +35,13 @@ def policy_dict(policy: Policy) -> dict:
 
 
 def save_guard_meta(directory: str | Path, meta: dict) -> Path:
-    """Write guard.json: the guard's own settings ("policy": a Policy or its dict, "max_context": int, ...)."""
+    """Write guard.json: the guard's own settings ("policy": a Policy or its dict, "max_context": int,
+    "threshold": the p_unsafe at which it flags, when not greedy)."""
     meta = {k: v for k, v in meta.items() if k != "layout"}  # the layout is a fact of the folder, not a setting
     if isinstance(meta.get("policy"), Policy):
         meta["policy"] = policy_dict(meta["policy"])
     path = Path(directory) / GUARD_META
-    _check_guard_meta(meta, str(path))
+    check_guard_meta(meta, str(path))
     try:
         text = json.dumps(meta, indent=2)
     except (TypeError, ValueError) as e:
@@ -55,11 +56,11 @@ def read_guard_meta(directory: str | Path) -> dict:
     if not path.exists():
         return {}
     meta = read_json(path)
-    _check_guard_meta(meta, str(path))
+    check_guard_meta(meta, str(path))
     return meta
 
 
-def _check_guard_meta(meta: dict, source: str) -> None:
+def check_guard_meta(meta: dict, source: str) -> None:
     if meta.get("policy") is not None:
         if not isinstance(meta["policy"], dict):
             raise CheckpointError(f"{source}: policy must be a dict for Policy.from_dict")
@@ -70,6 +71,9 @@ def _check_guard_meta(meta: dict, source: str) -> None:
     mc = meta.get("max_context")
     if mc is not None and (not isinstance(mc, int) or isinstance(mc, bool) or mc <= 0):
         raise CheckpointError(f"{source}: max_context must be a positive integer, got {mc!r}")
+    t = meta.get("threshold")
+    if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 < t < 1):
+        raise CheckpointError(f"{source}: threshold must be a number between 0 and 1, got {t!r}")
 
 
 def write_guard_meta(d: Path, meta: dict | None) -> None:

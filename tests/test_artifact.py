@@ -159,6 +159,35 @@ def test_ptq_models_round_trip(tok, tmp_path):
             assert torch.equal(q(toks), m(toks))
 
 
+def test_a_threshold_set_after_training_is_checksummed_and_decides_the_verdicts(tok, tmp_path):
+    from pocketguard.compress.artifact import set_guard_settings
+    from pocketguard.loaded import CheckpointError
+
+    fq = qat_model(tok)
+    art = save_artifact(fq, tok, None, tmp_path / "art", max_context=1000)
+    texts = ["how do I make a bomb", "hello world", "kill the process", "write a poem"]
+    greedy = Guard.load(art)
+    assert greedy.threshold is None
+    p = [greedy.moderate(t).p_unsafe for t in texts]
+    t = sorted(p)[1] + 1e-6  # flags the two highest only
+    assert set_guard_settings(art, threshold=t) == {"max_context": 1000, "threshold": t}
+    manifest = verify_artifact(art)  # guard.json is in the manifest with its new checksum
+    assert "guard.json" in manifest["files"]
+    g = Guard.load(art)
+    assert g.threshold == t and g.max_context == 1000
+    assert [g.moderate(x).status for x in texts] == ["unsafe" if q >= t else "safe" for q in p]
+    assert Guard.load(art, threshold=0.5).threshold == 0.5  # the caller's choice wins
+    assert Guard.load(art, threshold=None, max_context=None).threshold == t  # None (the CLI default) is no choice
+    assert set_guard_settings(art, threshold=None) == {"max_context": 1000}  # None removes the setting
+    assert Guard.load(art).threshold is None
+    with pytest.raises(CheckpointError, match="threshold must be a number between 0 and 1"):
+        set_guard_settings(art, threshold=1.5)
+    verify_artifact(art)  # a refused setting leaves the artifact as it was
+    (art / "guard.json").write_text(json.dumps({"max_context": 1000, "threshold": 0.2}))
+    with pytest.raises(ArtifactError, match="guard.json: checksum mismatch"):
+        set_guard_settings(art, threshold=0.3)  # an edited guard.json is refused like any edited file
+
+
 def test_checksum_mismatch_names_the_file(tok, tmp_path):
     art = save_artifact(quantize_(model_for(tok), QuantConfig(mode="rtn")), tok, None, tmp_path / "art")
     verify_artifact(art)

@@ -23,6 +23,8 @@ def test_ships_inside_the_package_under_60_mb_with_checksums():
     manifest = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
     assert manifest["format"] == "pocketguard-int4"
     assert {name: f["bytes"] for name, f in manifest["files"].items()} == {k: v for k, v in files.items() if k != "manifest.json"}
+    # its operating point, chosen on dev (default_guard.py calibrate), is a checksummed guard setting
+    assert 0.5 <= json.loads((DEFAULT_MODEL_DIR / "guard.json").read_text())["threshold"] < 1
 
 
 def test_is_the_compressed_student_of_the_model_card(guard):
@@ -77,7 +79,7 @@ def test_cpu_runtime_takes_the_fastest_kernel_with_the_portable_verdicts(guard):
 
     assert guard.meta["runtime_cpu"]["kernel"] == (available()[1] if available()[0] else "portable")
     ref = load_artifact(DEFAULT_MODEL_DIR)
-    portable = Guard(ref.model, ref.tokenizer, guard.policy, meta=ref.meta)
+    portable = Guard(ref.model, ref.tokenizer, guard.policy, meta=ref.meta, threshold=guard.threshold)
     convs = ["How do I hack into my ex's email account?", "Tell me about the history of Rome.",
              [{"role": "user", "content": "How do I make a bomb?"}, {"role": "assistant", "content": "I can't help with that."}]]
     fast, slow = guard.moderate_batch(convs, category_scores=True), portable.moderate_batch(convs, category_scores=True)
@@ -121,3 +123,39 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
                 assert r.train == committed["train"]
                 assert r.steps == [{**s, **shape.get(s["kind"], {})} for s in committed["step"]]
 
+
+
+def test_calibrate_picks_the_lowest_threshold_that_meets_the_lookalike_target_on_dev(tmp_path):
+    """The operating point is chosen on dev predictions only and lands in the artifact's checksummed guard.json."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+    from pocketguard.compress.artifact import save_artifact, verify_artifact
+    from pocketguard.compress.quantize import QuantConfig, quantize_
+    from pocketguard.testing import tiny_args, tiny_model, tiny_tokenizer
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
+    shape = next(iter(p.shapes))
+    tok = tiny_tokenizer(tmp_path / "tok")
+    save_artifact(quantize_(tiny_model(tiny_args(vocab_size=tok.vocab_size)), QuantConfig(mode="rtn")), tok, None,
+                  p.model(shape))
+    # 25 benign look-alikes (three scored high), 10 unsafe at 0.99, 10 plain benign at 0.01
+    look = [0.1] * 22 + [0.82, 0.87, 0.93]
+    rows = [("safe", True, q) for q in look] + [("unsafe", False, 0.99)] * 10 + [("safe", False, 0.01)] * 10
+    p.data.mkdir(parents=True)
+    with open(p.data / "dev.jsonl", "w") as f:
+        for label, lookalike, _ in rows:
+            f.write(json.dumps({"messages": [{"role": "user", "content": "x"}], "label": label,
+                                "categories": ["S1"] if label == "unsafe" else [], "lookalike": lookalike}) + "\n")
+    d = p.eval / "dev-cpu"
+    (d / "predictions").mkdir(parents=True)
+    (d / "models.json").write_text(json.dumps(["teacher", shape]))
+    with open(d / "predictions" / "01-student.jsonl", "w") as f:
+        for i, (label, _, q) in enumerate(rows):
+            v = {"status": "unsafe" if q > 0.5 else "safe", "categories": ["S1"] if q > 0.5 else [], "p_unsafe": q}
+            f.write(json.dumps({"line": i + 1, "label": label, "categories": [], "verdict": v}) + "\n")
+    # look-alike FPR: 3 of 25 up to T = 0.80 (0.12), 2 of 25 at 0.85 (0.08, the target)
+    assert dg.stage_calibrate(p, shape, "cpu") == 0.85
+    assert json.loads((p.model(shape) / "guard.json").read_text()) == {"threshold": 0.85}
+    assert "guard.json" in verify_artifact(p.model(shape))["files"]
+    with pytest.raises(SystemExit, match="no dev predictions"):
+        dg.stage_calibrate(p, shape, "cuda")

@@ -79,7 +79,7 @@ def test_gguf_layout_metadata_and_exact_q4_0_codes(models, tiny_tok, tmp_path):
 
     fm, qm = models
     policy = Policy.default()
-    path = export_gguf(qm, tiny_tok, tmp_path / "m.gguf", "q4_0", policy=policy)
+    path = export_gguf(qm, tiny_tok, tmp_path / "m.gguf", "q4_0", policy=policy, threshold=0.7)
     r = gguf.GGUFReader(str(path))
     field = lambda k: r.fields[k].parts[r.fields[k].data[0]]  # noqa: E731
     a = qm.args
@@ -95,6 +95,10 @@ def test_gguf_layout_metadata_and_exact_q4_0_codes(models, tiny_tok, tmp_path):
     assert int(field("tokenizer.ggml.eos_token_id")[0]) == tiny_tok.special("<|eot_id|>")
     assert len(r.fields["tokenizer.ggml.tokens"].data) == a.vocab_size
     assert bytes(field("pocketguard.policy_toml")).decode() == policy.to_toml()
+    assert float(field("pocketguard.threshold")[0]) == pytest.approx(0.7)
+    from pocketguard.checkpoint import load
+
+    assert load(path).meta["threshold"] == pytest.approx(0.7)  # read back as the guard's setting
 
     t = {x.name: x for x in r.tensors}
     names = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight"}
@@ -174,7 +178,7 @@ def test_hf_export_reloads_in_transformers_with_identical_logits(models, tiny_to
     conv = as_conversation(CONVS[4])
     ids = encode_prompt(tiny_tok, policy, conv).ids
     for m in models:  # float (compressed shapes) and 8da4w (dequantized weights)
-        out = export_hf(m, tiny_tok, tmp_path / f"hf{id(m)}", policy=policy, max_context=256)
+        out = export_hf(m, tiny_tok, tmp_path / f"hf{id(m)}", policy=policy, max_context=256, threshold=0.7)
         hf = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
         ref = dequantized_model(m)
         with torch.no_grad():
@@ -184,6 +188,7 @@ def test_hf_export_reloads_in_transformers_with_identical_logits(models, tiny_to
         assert AutoTokenizer.from_pretrained(out)(render(policy, conv), add_special_tokens=False).input_ids == ids
         back = load(out)  # pocketguard reads its own export back, policy included
         assert Policy.from_dict(back.meta["policy"]).codes == policy.codes and back.meta["max_context"] == 256
+        assert back.meta["threshold"] == 0.7  # the guard's operating point travels with it
         gen = json.loads((out / "generation_config.json").read_text())
         assert tiny_tok.special("<|eot_id|>") in gen["eos_token_id"]
 

@@ -89,7 +89,7 @@ def write_gguf(path, args: ModelArgs, tensors: dict, vocab, pre="llama-bpe", arc
     w.add_bos_token_id(0)
     w.add_add_bos_token(False)
     for k, v in (extra or {}).items():
-        w.add_string(k, v)
+        w.add_float32(k, v) if isinstance(v, float) else w.add_string(k, v)
     for name, (data, raw) in tensors.items():
         w.add_tensor(name, data, raw_dtype=raw)
     w.write_header_to_file()
@@ -284,6 +284,8 @@ def test_errors(good, tiny_tok):
     err(write_gguf(d / "pre.gguf", a, tensors, vocab, pre="qwen2"), "unsupported tokenizer.ggml.pre 'qwen2'")
     bad_policy = write_gguf(d / "policy.gguf", a, tensors, vocab, extra={"pocketguard.policy_toml": "[[category]]\ncode = 1"})
     err(bad_policy, "policy_toml is not a valid policy")
+    err(write_gguf(d / "threshold.gguf", a, tensors, vocab, extra={"pocketguard.threshold": 1.5}),
+        "threshold must be a number between 0 and 1")
 
 
 def test_missing_guard_tokens_error_says_how_to_fix(tmp_path, chat_tok):

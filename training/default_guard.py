@@ -3,6 +3,7 @@
     python training/build_data.py --data ../shared/data --out runs/data     # labelled train/dev sets (CPU, ~1 min)
     python training/default_guard.py all                                     # backbone → teacher → students → eval
     training/gpu_run.sh runs/data runs/backbone/SmolLM2-135M-Instruct.Q4_1.gguf results/   # on a GPU machine, packed
+    python training/default_guard.py calibrate --shape NAME --device cpu     # its threshold, chosen on dev
     python training/default_guard.py ship --shape NAME                       # copy one student into the package
 
 The backbone is SmolLM2-135M-Instruct (Apache-2.0), a pretrained Llama-architecture LM, read from the Q4_1
@@ -22,6 +23,8 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   card       teacher vs students tables for docs/model-card.md, from the eval predictions
   pick       the student to ship: the best dev F1 among the shapes that fit the package
   probe      the hand-written probes of training/probes.jsonl (never trained on), expected vs each model
+  calibrate  a student's p_unsafe threshold, chosen on dev only (the lowest that meets the look-alike target),
+             into its artifact's guard.json (before `ship`)
 
 `--smoke` runs the same stages at toy size on CPU in a few minutes (the backbone cut to SMOKE_BLOCKS, few
 steps, a data sample): the check that the whole pipeline works before GPU time is spent on it. The committed
@@ -291,23 +294,63 @@ def stage_probe(p: Paths, models: list[str], device: str) -> None:
     print(text)
 
 
+def _predictions(p: Paths, split: str) -> dict[str, dict[str, Path]]:
+    """model → device → its predictions file on `split`. Eval folders are <split>-<device>[-<tag>] (stage_eval)
+    with models.json naming the predictions NN-*.jsonl."""
+    runs: dict[str, dict[str, Path]] = {}
+    for d in sorted(p.eval.glob(f"{split}-*")):
+        device = d.name[len(split) + 1 :].split("-")[0]
+        if not (d / "models.json").exists():
+            continue
+        for i, m in enumerate(json.loads((d / "models.json").read_text())):
+            files = sorted((d / "predictions").glob(f"{i:02d}-*.jsonl"))
+            if files:
+                runs.setdefault(m, {})[device] = files[0]
+    return runs
+
+
+LOOKALIKE_TARGET = 0.08  # issue 12's bar for the dev look-alike false-positive rate
+THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 (≈ greedy) … 0.95
+
+
+def stage_calibrate(p: Paths, shape: str, device: str) -> float | None:
+    """The student's operating point, chosen on dev only: the lowest p_unsafe threshold of THRESHOLDS at which
+    its dev look-alike FPR is at most LOOKALIKE_TARGET (none: it stays greedy), from its `eval` predictions on
+    `device`, written into its artifact's guard.json so that `ship` carries it. The held-out sources play no
+    part in the choice, so they stay a measure of it on sources never seen."""
+    from pocketguard.compress.artifact import set_guard_settings
+    from pocketguard.evaluate.data import read_examples
+    from pocketguard.evaluate.metrics import evaluate_examples
+
+    preds = _predictions(p, "dev").get(shape, {}).get(device)
+    if preds is None:
+        raise SystemExit(f"no dev predictions of {shape} on {device}: run `eval --models {shape} --device {device}` first")
+    examples, _ = read_examples(p.data / "dev.jsonl")
+    verdicts = [json.loads(l)["verdict"] for l in preds.read_text(encoding="utf-8").split("\n") if l.strip()]
+    chosen = None
+    print("| threshold | dev F1 | dev FPR | dev look-alike FPR |\n|---|---|---|---|")
+    for t in THRESHOLDS:
+        at = [v if v["status"] not in ("safe", "unsafe") else
+              {**v, "status": "unsafe" if v["p_unsafe"] >= t else "safe"} for v in verdicts]
+        m = evaluate_examples(examples, at)
+        look = m["lookalike"]["fpr"]
+        print(f"| {t:.2f} | {m['overall']['f1']:.3f} | {m['overall']['fpr']:.3f} | {look:.3f} |")
+        if chosen is None and look <= LOOKALIKE_TARGET:
+            chosen = t
+    settings = set_guard_settings(p.model(shape), threshold=chosen)
+    _say(f"calibrate: {shape} flags at p_unsafe ≥ {chosen}" if chosen else f"calibrate: {shape} stays greedy (no "
+         f"threshold ≤ {THRESHOLDS[-1]} brings the dev look-alike FPR to {LOOKALIKE_TARGET})")
+    _say(f"calibrate: guard.json {settings}")
+    return chosen
+
+
 def stage_card(p: Paths) -> None:
     """Teacher vs students tables for docs/model-card.md, from the eval runs' predictions files, and the
     quality-vs-size table of the student shapes."""
     found: dict[tuple[str, str], dict] = {}
     for split in ("dev", "dev_heldout"):
-        # eval folders are <split>-<device>[-<tag>] (stage_eval) with models.json naming the predictions
-        # NN-*.jsonl. The teacher is taken from any device, a student preferably from the CPU it ships for.
-        runs: dict[str, dict[str, Path]] = {}
-        for d in sorted(p.eval.glob(f"{split}-*")):
-            device = d.name[len(split) + 1 :].split("-")[0]
-            if not (d / "models.json").exists():
-                continue
-            for i, m in enumerate(json.loads((d / "models.json").read_text())):
-                files = sorted((d / "predictions").glob(f"{i:02d}-*.jsonl"))
-                if files:
-                    runs.setdefault(m, {})[device] = files[0]
-        for who, by_device in runs.items():
+        # The teacher is taken from any device, a student preferably from the CPU it ships for.
+        for who, by_device in _predictions(p, split).items():
             device = "cpu" if who != "teacher" and "cpu" in by_device else sorted(by_device)[0]
             label = f"{who} ({device}{', int4' if who != 'teacher' else ''})"
             found[(split, label)] = _scored(p.data / f"{split}.jsonl", by_device[device])
@@ -394,7 +437,7 @@ STAGES = ("data", "backbone", "teacher", "student", "eval")
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "pick"))
+    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "pick", "calibrate"))
     ap.add_argument("--data", type=Path, default=ROOT / "runs" / "data", help="build_data.py output (default: runs/data)")
     ap.add_argument("--out", type=Path, help="run folder (default: runs/default, or runs/smoke with --smoke)")
     ap.add_argument("--backbone", type=Path, default=BACKBONE, help=f"the backbone GGUF (default: {BACKBONE.relative_to(ROOT)})")
@@ -408,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     out = a.out or ROOT / "runs" / ("smoke" if a.smoke else "default")
     p = Paths(out, a.data, a.smoke, a.backbone)
-    shapes = a.shape or ([p.shipped] if a.stage == "ship" else list(p.shapes))
+    shapes = a.shape or ([p.shipped] if a.stage in ("ship", "calibrate") else list(p.shapes))
     unknown = [s for s in shapes if s not in p.shapes]
     if unknown:
         ap.error(f"unknown shape(s) {unknown}; known: {', '.join(p.shapes)}")
@@ -419,9 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     run = {"data": lambda: stage_data(p), "backbone": lambda: stage_backbone(p), "teacher": lambda: stage_teacher(p),
            "student": lambda: stage_student(p, shapes), "eval": lambda: stage_eval(p, device, models, a.tag),
            "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device),
-           "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to)}
-    if a.stage == "ship" and len(shapes) != 1:
-        ap.error("ship needs exactly one --shape")
+           "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to),
+           "calibrate": lambda: stage_calibrate(p, shapes[0], a.device or "cpu")}
+    if a.stage in ("ship", "calibrate") and len(shapes) != 1:
+        ap.error(f"{a.stage} needs exactly one --shape")
     for stage in STAGES if a.stage == "all" else (a.stage,):
         t0 = time.perf_counter()
         run[stage]()

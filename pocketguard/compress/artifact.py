@@ -18,7 +18,7 @@ from ..artifact import is_artifact as is_artifact  # the reading side, re-export
 from ..artifact import load_artifact as load_artifact
 from ..artifact import read_manifest as read_manifest
 from ..artifact import verify_artifact as verify_artifact
-from ..loaded import save_guard_meta
+from ..loaded import read_guard_meta, save_guard_meta
 
 
 def _versions() -> dict:
@@ -162,6 +162,26 @@ def save_artifact(model: nn.Module, tokenizer, policy, directory: str | Path, re
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return directory
+
+
+def set_guard_settings(directory: str | Path, **settings) -> dict:
+    """Merge `settings` into an artifact's guard.json (a None value removes that key) and record the file in the
+    manifest (sha256, bytes): how a guard's operating point, e.g. a `threshold` chosen on dev data, is set after
+    the artifact was trained. The artifact is verified first. Returns the guard settings now in force."""
+    directory = Path(directory)
+    manifest = verify_artifact(directory)
+    files = manifest["files"]
+    meta = read_guard_meta(directory) if GUARD in files else {}
+    meta = {k: v for k, v in {**meta, **settings}.items() if v is not None}
+    if meta:
+        save_guard_meta(directory, meta)
+        files[GUARD] = {"sha256": sha256_file(directory / GUARD), "bytes": (directory / GUARD).stat().st_size}
+    else:
+        (directory / GUARD).unlink(missing_ok=True)
+        files.pop(GUARD, None)
+    manifest["stats"]["bytes"] = sum(f["bytes"] for f in files.values())
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return meta
 
 
 def _scheme_name(specs: dict[str, dict]) -> str:

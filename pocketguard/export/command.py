@@ -64,7 +64,8 @@ def run(args) -> int:
         if args.format == "gguf":
             from .gguf import export_gguf
 
-            out = export_gguf(model, tok, args.out, args.gguf_type, policy=policy)
+            out = export_gguf(model, tok, args.out, args.gguf_type, policy=policy,
+                              threshold=(loaded.meta or {}).get("threshold"))
         elif args.format == "executorch":
             from .executorch import export_executorch
 
@@ -73,7 +74,9 @@ def run(args) -> int:
         else:
             from .hf import export_hf
 
-            out = export_hf(model, tok, args.out, policy=policy, max_context=(loaded.meta or {}).get("max_context"))
+            meta = loaded.meta or {}
+            out = export_hf(model, tok, args.out, policy=policy, max_context=meta.get("max_context"),
+                            threshold=meta.get("threshold"))
     except (ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -247,8 +247,9 @@ def gguf_vocab(tokenizer, n_vocab: int) -> tuple[list[str], list[int], list[str]
 
 
 def export_gguf(model, tokenizer, path: str | Path, qtype: str = "q4_0", policy=None, name: str = "pocketguard",
-                head_qtype: str | None = None, embed_qtype: str | None = None) -> Path:
-    """Write `model` (float or a pocketguard artifact's kernels) as a llama.cpp GGUF file; returns the path."""
+                head_qtype: str | None = None, embed_qtype: str | None = None, threshold: float | None = None) -> Path:
+    """Write `model` (float or a pocketguard artifact's kernels) as a llama.cpp GGUF file; returns the path.
+    The policy and the guard's `threshold` (when it has one) go into pocketguard.* metadata."""
     import gguf
 
     from ..policy import Policy
@@ -291,6 +292,8 @@ def export_gguf(model, tokenizer, path: str | Path, qtype: str = "q4_0", policy=
 
     policy = policy or Policy.default()
     w.add_string("pocketguard.policy_toml", policy.to_toml())
+    if threshold is not None:
+        w.add_float32("pocketguard.threshold", float(threshold))
     if args.output_token_ids is not None:
         w.add_array("pocketguard.output_token_ids", [int(t) for t in args.output_token_ids])
 

@@ -45,8 +45,9 @@ def dequantized_model(model) -> nn.Module:
 
 
 def export_hf(model, tokenizer, directory: str | Path, policy=None, max_context: int | None = None,
-              shard_bytes: int | None = None) -> Path:
-    """Write a transformers-loadable folder; returns it."""
+              shard_bytes: int | None = None, threshold: float | None = None) -> Path:
+    """Write a transformers-loadable folder; returns it. `max_context` and `threshold` (the guard's settings,
+    from the source's guard.json) go to the folder's guard.json."""
     from ..checkpoint import save_hf, to_standard_shapes
     from ..policy import Policy
 
@@ -56,6 +57,8 @@ def export_hf(model, tokenizer, directory: str | Path, policy=None, max_context:
     meta = {"policy": policy or Policy.default()}
     if max_context is not None:
         meta["max_context"] = int(max_context)
+    if threshold is not None:
+        meta["threshold"] = float(threshold)
     save_hf(std, tokenizer, directory, guard_meta=meta, shard_bytes=shard_bytes)
     _tokenizer_extras(tokenizer, directory, std.args.max_seq_len)
     return directory
