@@ -8,7 +8,7 @@
                          "token_maps": {output_token_ids, input_token_ids, embed_fallback_id}}
     policy.toml         the policy the guard was trained for (`Policy.to_toml()`)
     tokenizer.json | tokenizer.model
-    guard.json          optional guard settings (max_context), as checkpoint.py writes them
+    guard.json          optional guard settings (max_context, threshold), as checkpoint.py writes them
     manifest.json       format, sha256 + size of every file above, the recipe, library versions, bits/weight
 
 `load_artifact` verifies every checksum before reading anything (a mismatch names the file), builds the

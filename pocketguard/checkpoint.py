@@ -3,7 +3,7 @@
     Hugging Face   config.json + model.safetensors (or model-0000i-of-0000n.safetensors + model.safetensors.index.json)
                    + tokenizer.json (or tokenizer.model)
     Meta           params.json + consolidated.NN.pth (NN = model-parallel rank) + tokenizer.model
-    both           guard.json (optional): pocketguard's guard settings, {"policy": ..., "max_context": ...}
+    both           guard.json (optional): pocketguard's guard settings, {"policy": ..., "max_context": ..., "threshold": ...}
 
 `load` tells the layouts apart (a compressed artifact's manifest.json goes to `artifact`). Every
 problem is a `CheckpointError` naming the file or tensor: a guard that silently loads the wrong weights is
