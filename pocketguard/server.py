@@ -207,7 +207,7 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
         batcher.ensure_started()
         body = {"status": "ok" if batcher.alive else "unavailable", "model": config.model_name,
                 "queue_depth": batcher.depth, "max_queue": config.max_queue, "max_batch": config.max_batch,
-                "policy_codes": guard.policy.codes, "max_context": guard.max_context}
+                "policy_codes": guard.policy.codes, "max_context": guard.max_context, "threshold": guard.threshold}
         return JSONResponse(body, status_code=200 if batcher.alive else 503)
 
     @app.get("/metrics")

@@ -124,6 +124,9 @@ def test_moderations_shape_and_category_mapping(tok):
     with serving(make_guard(tok, "safe")) as c:
         res = c.post("/v1/moderations", json={"input": "bread"}).json()["results"][0]
         assert res["flagged"] is False and not any(res["categories"].values())
+        assert c.get("/health").json()["threshold"] is None  # greedy
+    with serving(make_guard(tok, "safe", threshold=0.7)) as c:  # the operating point a client is judged at
+        assert c.get("/health").json()["threshold"] == 0.7
 
 
 def test_guard_endpoint_equals_direct_moderate(tok):
