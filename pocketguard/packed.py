@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import runtime_cpu
 from .kernels import linears
 from .model import ContextLengthError, apply_rope
 
@@ -92,6 +93,9 @@ class Attention:
         self.blocks = [_blocks(T, s.length, tree, dtype, device)
                        for s, T, tree in zip(seqs, lengths, trees or [None] * len(seqs))]
         self.H, self.KV, self.hd = n_heads, n_kv_heads, head_dim
+        # opt-in int8 attention on VNNI CPUs (runtime_cpu.int8_attention) for causal passes; trees keep SDPA
+        self.int8 = (trees is None and torch.device(device).type == "cpu" and dtype == torch.float32
+                     and seqs[0].k[0].dtype == torch.float32 and runtime_cpu.int8_attention())
 
     def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """q [N, H*hd], k/v [N, KV*hd] (rope applied; N may include padding rows) -> [N, H*hd]."""
@@ -104,6 +108,10 @@ class Attention:
             kc, vc = s.k[layer], s.v[layer]
             kc[0, :, s0 : s0 + T] = k[o : o + T].view(T, KV, hd).transpose(0, 1).to(kc.dtype)
             vc[0, :, s0 : s0 + T] = v[o : o + T].view(T, KV, hd).transpose(0, 1).to(vc.dtype)
+            if self.int8:
+                out[o : o + T] = runtime_cpu.attention_int8(q[o : o + T], kc[0], vc[0], s0, H)
+                o += T
+                continue
             qi = q[o : o + T].view(T, H, hd).transpose(0, 1).unsqueeze(0)
             for r0, r1, mask, causal in blocks:
                 e = s0 + r1

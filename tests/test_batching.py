@@ -91,6 +91,27 @@ def test_batched_equals_one_by_one_runtime_cpu(tiny_tok, monkeypatch):
     assert [v.status for v in one] == [v.status for v in ref]  # fast vs portable: same verdicts (to float rounding)
 
 
+@pytest.mark.skipif(not (FAST and "vnni" in R._RUNS), reason="int8 attention needs AVX-512 VNNI")
+def test_int8_attention_keeps_batched_equal_to_one_by_one(tiny_tok, monkeypatch):
+    """POCKETGUARD_ATTENTION=int8: every causal pass runs `pg_attn_vnni` (trees keep SDPA), and a conversation's
+    verdict is still the same bits batched or alone; scores stay close to fp32 attention's."""
+    m = _model(tiny_tok, True, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
+    R.accelerate(m)
+    convs = _mix(tiny_tok, seed=3)
+    sdpa = [Guard(m, tiny_tok, max_context=600).moderate(c) for c in convs]
+    calls = []
+    real = R.attention_int8
+    monkeypatch.setattr(R, "attention_int8", lambda *a: calls.append(a[0].shape[0]) or real(*a))
+    monkeypatch.setenv("POCKETGUARD_ATTENTION", "int8")
+    one = _check_identical(Guard(m, tiny_tok, max_context=600), convs)
+    assert calls and 1 in calls and max(calls) > 100  # prompt passes and answer steps
+    diffs = [abs(a.p_unsafe - b.p_unsafe) for a, b in zip(one, sdpa)]
+    assert max(diffs) < 0.1 and sum(diffs) / len(diffs) < 0.03
+    monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp8")
+    with pytest.raises(ValueError, match="POCKETGUARD_ATTENTION must be sdpa or int8"):
+        Guard(m, tiny_tok, max_context=600).moderate("hello")
+
+
 def test_packed_pass_matches_the_padded_model(tiny_tok):
     """The packed forward computes what `Transformer.forward` computes, per sequence (to float rounding)."""
     m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)

@@ -233,6 +233,33 @@ def _mnemonic(ins: str):
     return lambda line: f" {ins} " in f" {line.replace(chr(9), ' ')} "
 
 
+@pytest.mark.skipif(not (R.available()[0] and "vnni" in R._RUNS), reason="int8 attention needs AVX-512 VNNI")
+@pytest.mark.parametrize("T,s0,H,KV,hd", [(1, 300, 9, 3, 64), (37, 50, 9, 3, 64), (130, 0, 4, 2, 32), (20, 7, 2, 2, 128)])
+def test_int8_attention_matches_sdpa_and_each_query_row_stands_alone(T, s0, H, KV, hd):
+    """`attention_int8` (pg_attn_vnni) against fp32 SDPA with the causal-with-offset mask of a cached pass: within
+    int8 rounding; and a row's result is the same bits whatever other rows the call has (what keeps batched
+    verdicts equal to one-by-one)."""
+    torch.manual_seed(T)
+    cap = s0 + T + 3  # a cache with room left over: the kernel must not read past s0 + T
+    q = torch.randn(T, H * hd) * 2
+    k, v = torch.randn(KV, cap, hd) * 2, torch.randn(KV, cap, hd)
+    L = s0 + T
+    bias = torch.zeros(T, L).masked_fill_(torch.arange(L)[None] > torch.arange(s0, L)[:, None], float("-inf"))
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.view(T, H, hd).transpose(0, 1)[None], k[None, :, :L], v[None, :, :L], attn_mask=bias, enable_gqa=True)
+    ref = ref[0].transpose(0, 1).reshape(T, H * hd)
+    out = R.attention_int8(q, k, v, s0, H)
+    assert ((out - ref).norm() / ref.norm()).item() < 0.04
+    k2, v2 = k.clone(), v.clone()
+    k2[:, L:], v2[:, L:] = 1e6, 1e6  # keys past the pass are never read
+    first = R.attention_int8(q[: (T + 1) // 2], k2, v2, s0, H)
+    assert torch.equal(first, out[: (T + 1) // 2])
+    with pytest.raises(ValueError, match="fp32 q rows"):
+        R.attention_int8(q.double(), k, v, s0, H)
+    with pytest.raises(ValueError, match="cannot take head size"):
+        R.attention_int8(q[:, : H * 8].contiguous(), k[..., :8].contiguous(), v[..., :8].contiguous(), s0, H)
+
+
 needs_gcc = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not (shutil.which("gcc") and shutil.which("objdump")),
                                reason="needs an x86-64 gcc and objdump")
 
@@ -240,11 +267,12 @@ needs_gcc = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or 
 @needs_gcc
 def test_only_the_vnni_matmul_uses_vnni_instructions():
     """Built for an AVX-512 CPU without VNNI (x86-64-v4 in place of -march=native), the library has vpdpbusd only
-    in pg_gemm_vnni, and AMX instructions only in pg_gemm_amx: the helpers every kernel shares run on any
-    AVX-512F/BW CPU, and a CPU without VNNI never meets an instruction it lacks (it is never given that kernel)."""
+    in pg_gemm_vnni and the int8 attention, and AMX instructions only in pg_gemm_amx: the helpers every kernel
+    shares run on any AVX-512F/BW CPU, and a CPU without VNNI never meets an instruction it lacks (it is never
+    given that kernel, and runtime_cpu.int8_attention() is False there)."""
     flags = ["-march=x86-64-v4" if f == "-march=native" else f for f in R._CFLAGS]
     where = _functions_with(flags, {"vpdpbusd": _mnemonic("vpdpbusd"), "tdpbusd": _mnemonic("tdpbusd")})
-    assert where == {"vpdpbusd": {"pg_gemm_vnni"}, "tdpbusd": {"pg_gemm_amx"}}
+    assert where == {"vpdpbusd": {"pg_gemm_vnni", "pg_attn_vnni"}, "tdpbusd": {"pg_gemm_amx"}}
 
 
 @needs_gcc
