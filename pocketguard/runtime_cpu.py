@@ -40,7 +40,7 @@ checks the disassembly). The kernel is chosen once per process: AMX, else VNNI, 
 Attention stays fp32 (torch's SDPA) by default. `POCKETGUARD_ATTENTION=int8` runs every causal packed pass's
 attention in `pg_attn_vnni` instead (AVX-512 VNNI CPUs): int8 queries and keys per row give exact int32 scores,
 the softmax is fp32, and the probabilities (uint8 per row, value scales folded in) times int8 values are again
-exact int32 sums — 2.5-2.7x SDPA on the default guard's shapes, at ~2 % relative error in the attention output.
+exact int32 sums — 3-3.75x SDPA on the default guard's prompt shapes, at ~2 % relative error in the attention output.
 It is opt-in because the shipped guard was measured with fp32 attention (docs/benchmarks.md has both).
 
 `accelerate(model)` swaps each transformer block for a `FastBlock` (RMSNorm fused with the activation
@@ -677,6 +677,9 @@ void pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const
    query row is computed alone, in the same order whatever the threads or the other rows: a sequence gets the
    same bits batched or alone. hd is a multiple of 16, at most 256. */
 static inline float hmax512(__m512 x) { return _mm512_reduce_max_ps(x); }
+#define AT_R 4  /* query rows per group */
+#define AT_B 4  /* key blocks of 16 per step of the scores: AT_R x AT_B accumulators */
+#define AT_C 4  /* 16-channel blocks of the output per pass over the keys: AT_R x AT_C accumulators */
 
 int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq, const float *k, const float *v,
                  long ldh, float *out, long ldo, float scale, int nthreads) {
@@ -725,88 +728,118 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
             const int32_t sum = _mm512_reduce_add_epi32(sv);
             ks[gj] = km / 127.0f; vs[gj] = vm / 127.0f; ksum[gj] = sum;
         }
-        float *sc = (float *)aligned_alloc(64, (size_t)Lp * sizeof(float));
-        uint8_t *pu = (uint8_t *)aligned_alloc(64, (size_t)Lp);
-        uint8_t qu[256] __attribute__((aligned(64)));
+        /* query rows go in groups of AT_R consecutive rows of one head: each key (and value) vector loaded serves
+           all of them, and their accumulators are independent chains. A row's result does not depend on its group:
+           the group runs to its last row's keys, and for the others the extra keys are masked (-inf score, weight
+           exactly 0, nothing added to the integer sums). */
+        float *sc = (float *)aligned_alloc(64, (size_t)AT_R * Lp * sizeof(float));
+        uint8_t *pu = (uint8_t *)aligned_alloc(64, (size_t)AT_R * Lp);
+        uint8_t qu[AT_R][256] __attribute__((aligned(64)));
         if (!sc || !pu) {
             #pragma omp atomic write
             failed = 1;
         }
-        #pragma omp for schedule(dynamic, 8)
-        for (long ht = 0; ht < (long)H * T; ht++) {
+        const int TG = (T + AT_R - 1) / AT_R;
+        #pragma omp for schedule(dynamic, 2)
+        for (long hg = 0; hg < (long)H * TG; hg++) {
             if (!sc || !pu) continue;  /* this thread's scratch is missing: the call fails, nothing is read */
-            const int h = (int)(ht / T), t = (int)(ht % T), g = h / grp, n = s0 + t + 1, nb = (n + 15) / 16;
-            const float *qr = q + (size_t)t * ldq + (size_t)h * hd;
-            __m512 qmv = _mm512_setzero_ps();
-            for (int c = 0; c < hd; c += 16) qmv = _mm512_max_ps(qmv, _mm512_abs_ps(_mm512_loadu_ps(qr + c)));
-            const float qm = hmax512(qmv), qi = qm > 0.0f ? 127.0f / qm : 0.0f;
-            for (int c = 0; c < hd; c += 16) {
-                const __m512i a = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(qr + c), _mm512_set1_ps(qi)),
-                                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                _mm_store_si128((__m128i *)(qu + c), _mm512_cvtepi32_epi8(_mm512_add_epi32(a, _mm512_set1_epi32(128))));
-            }
+            const int h = (int)(hg / TG), t0 = (int)(hg % TG) * AT_R, nr = T - t0 < AT_R ? T - t0 : AT_R, g = h / grp;
+            const int nb = (s0 + t0 + nr + 15) / 16;  /* key blocks of the group's last row */
             const int8_t *kg = kq + (size_t)g * Lp * hd;
             const float *ksg = ks + (size_t)g * Lp, *vsg = vs + (size_t)g * Lp;
             const int32_t *sumg = ksum + (size_t)g * Lp;
-            const __m512 qs = _mm512_set1_ps(qm / 127.0f * scale);
-            __m512 mx = _mm512_set1_ps(-INFINITY);
-            for (int b0 = 0; b0 < nb; b0 += 8) {
-                /* eight blocks of 16 keys at once: eight independent vpdpbusd chains (one alone waits on its latency) */
-                const int nbk = nb - b0 < 8 ? nb - b0 : 8;
-                __m512i acc[8];
-                for (int i = 0; i < 8; i++) acc[i] = _mm512_setzero_si512();
+            __m512 qs[AT_R], mx[AT_R];
+            int n[AT_R];
+            for (int r = 0; r < AT_R; r++) {
+                n[r] = r < nr ? s0 + t0 + r + 1 : 0;  /* rows past T see no keys: computed, never stored */
+                const float *qr = q + (size_t)(r < nr ? t0 + r : t0) * ldq + (size_t)h * hd;
+                __m512 qmv = _mm512_setzero_ps();
+                for (int c = 0; c < hd; c += 16) qmv = _mm512_max_ps(qmv, _mm512_abs_ps(_mm512_loadu_ps(qr + c)));
+                const float qm = hmax512(qmv), qi = qm > 0.0f ? 127.0f / qm : 0.0f;
+                for (int c = 0; c < hd; c += 16) {
+                    const __m512i a = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(qr + c), _mm512_set1_ps(qi)),
+                                                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    _mm_store_si128((__m128i *)(qu[r] + c), _mm512_cvtepi32_epi8(_mm512_add_epi32(a, _mm512_set1_epi32(128))));
+                }
+                qs[r] = _mm512_set1_ps(qm / 127.0f * scale);
+                mx[r] = _mm512_set1_ps(-INFINITY);
+            }
+            for (int b0 = 0; b0 < nb; b0 += AT_B) {
+                const int nbk = nb - b0 < AT_B ? nb - b0 : AT_B;
+                __m512i acc[AT_R][AT_B];
+                for (int r = 0; r < AT_R; r++)
+                    for (int i = 0; i < AT_B; i++) acc[r][i] = _mm512_setzero_si512();
                 for (int c = 0; c < C4; c++) {
-                    int32_t q4;
-                    memcpy(&q4, qu + 4 * c, 4);
-                    const __m512i bq = _mm512_set1_epi32(q4);
-                    for (int i = 0; i < nbk; i++)
-                        acc[i] = _mm512_dpbusd_epi32(acc[i], bq,
-                                                     _mm512_load_si512((const void *)(kg + (size_t)(b0 + i) * hd * 16 + c * 64)));
+                    __m512i kv[AT_B];
+                    for (int i = 0; i < nbk; i++) kv[i] = _mm512_load_si512((const void *)(kg + (size_t)(b0 + i) * hd * 16 + c * 64));
+                    for (int r = 0; r < AT_R; r++) {
+                        int32_t q4;
+                        memcpy(&q4, qu[r] + 4 * c, 4);
+                        const __m512i bq = _mm512_set1_epi32(q4);
+                        for (int i = 0; i < nbk; i++) acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], bq, kv[i]);
+                    }
                 }
                 for (int i = 0; i < nbk; i++) {
-                    const int b = b0 + i, left = n - b * 16;
-                    const __m512i a = _mm512_sub_epi32(acc[i], _mm512_slli_epi32(_mm512_load_si512((const void *)(sumg + b * 16)), 7));
-                    __m512 x = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), qs), _mm512_load_ps(ksg + b * 16));
-                    if (left < 16) x = _mm512_mask_blend_ps((__mmask16)((1u << left) - 1), _mm512_set1_ps(-INFINITY), x);
-                    _mm512_store_ps(sc + b * 16, x);
-                    mx = _mm512_max_ps(mx, x);
+                    const int b = b0 + i;
+                    const __m512i corr = _mm512_slli_epi32(_mm512_load_si512((const void *)(sumg + b * 16)), 7);
+                    const __m512 kscale = _mm512_load_ps(ksg + b * 16);
+                    for (int r = 0; r < AT_R; r++) {
+                        const int left = n[r] - b * 16;
+                        __m512 x = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][i], corr)), qs[r]), kscale);
+                        if (left < 16) x = _mm512_mask_blend_ps(left > 0 ? (__mmask16)((1u << left) - 1) : 0, _mm512_set1_ps(-INFINITY), x);
+                        _mm512_store_ps(sc + (size_t)r * Lp + b * 16, x);
+                        mx[r] = _mm512_max_ps(mx[r], x);
+                    }
                 }
             }
-            const __m512 m = _mm512_set1_ps(hmax512(mx));
-            __m512 tot = _mm512_setzero_ps(), pmx = _mm512_setzero_ps();
-            for (int b = 0; b < nb; b++) {
-                const int left = n - b * 16;
-                const __mmask16 live = left < 16 ? (__mmask16)((1u << left) - 1) : (__mmask16)0xFFFF;
-                const __m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(_mm512_load_ps(sc + b * 16), m)));
-                tot = _mm512_add_ps(tot, e);
-                const __m512 pv = _mm512_mul_ps(e, _mm512_load_ps(vsg + b * 16));  /* value scales folded in */
-                _mm512_store_ps(sc + b * 16, pv);
-                pmx = _mm512_max_ps(pmx, pv);
+            float f[AT_R];
+            for (int r = 0; r < AT_R; r++) {
+                float *sr = sc + (size_t)r * Lp;
+                const __m512 m = _mm512_set1_ps(r < nr ? hmax512(mx[r]) : 0.0f);
+                __m512 tot = _mm512_setzero_ps(), pmx = _mm512_setzero_ps();
+                for (int b = 0; b < nb; b++) {
+                    const int left = n[r] - b * 16;
+                    const __mmask16 live = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+                    const __m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(_mm512_load_ps(sr + b * 16), m)));
+                    tot = _mm512_add_ps(tot, e);
+                    const __m512 pv = _mm512_mul_ps(e, _mm512_load_ps(vsg + b * 16));  /* value scales folded in */
+                    _mm512_store_ps(sr + b * 16, pv);
+                    pmx = _mm512_max_ps(pmx, pv);
+                }
+                const float pm = hmax512(pmx), sum = _mm512_reduce_add_ps(tot);
+                const __m512 pinv = _mm512_set1_ps(pm > 0.0f ? 255.0f / pm : 0.0f);
+                for (int b = 0; b < nb; b++) {
+                    const __m512i u = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_load_ps(sr + b * 16), pinv),
+                                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    _mm_store_si128((__m128i *)(pu + (size_t)r * Lp + b * 16), _mm512_cvtusepi32_epi8(u));
+                }
+                f[r] = sum > 0.0f ? pm / 255.0f / sum : 0.0f;
             }
-            const float pm = hmax512(pmx), sum = _mm512_reduce_add_ps(tot);
-            const __m512 pinv = _mm512_set1_ps(pm > 0.0f ? 255.0f / pm : 0.0f);
-            for (int b = 0; b < nb; b++) {
-                const __m512i u = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_load_ps(sc + b * 16), pinv),
-                                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                _mm_store_si128((__m128i *)(pu + b * 16), _mm512_cvtusepi32_epi8(u));
-            }
-            /* two accumulator sets (even and odd key quads): twice the independent chains; integer sums, so the
-               split does not change the result */
-            __m512i o[2][16];
-            for (int cb = 0; cb < CB; cb++) o[0][cb] = o[1][cb] = _mm512_setzero_si512();
+            /* P V: per key quad, the 4 keys' weights of each row times the value vectors loaded once for all rows;
+               integer sums, so the order does not matter */
             const int8_t *vg = vq + (size_t)g * Lp * hd;
-            for (int j4 = 0; j4 < nb * 4; j4++) {
-                int32_t p4;
-                memcpy(&p4, pu + 4 * j4, 4);
-                const __m512i bp = _mm512_set1_epi32(p4);
-                __m512i *oo = o[j4 & 1];
-                for (int cb = 0; cb < CB; cb++)
-                    oo[cb] = _mm512_dpbusd_epi32(oo[cb], bp, _mm512_load_si512((const void *)(vg + (size_t)j4 * hd * 4 + cb * 64)));
+            for (int c0 = 0; c0 < CB; c0 += AT_C) {
+                const int ncb = CB - c0 < AT_C ? CB - c0 : AT_C;
+                __m512i o[AT_R][AT_C];
+                for (int r = 0; r < AT_R; r++)
+                    for (int cb = 0; cb < AT_C; cb++) o[r][cb] = _mm512_setzero_si512();
+                for (int j4 = 0; j4 < nb * 4; j4++) {
+                    __m512i vv[AT_C];
+                    for (int cb = 0; cb < ncb; cb++)
+                        vv[cb] = _mm512_load_si512((const void *)(vg + (size_t)j4 * hd * 4 + (c0 + cb) * 64));
+                    for (int r = 0; r < AT_R; r++) {
+                        int32_t p4;
+                        memcpy(&p4, pu + (size_t)r * Lp + 4 * j4, 4);
+                        const __m512i bp = _mm512_set1_epi32(p4);
+                        for (int cb = 0; cb < ncb; cb++) o[r][cb] = _mm512_dpbusd_epi32(o[r][cb], bp, vv[cb]);
+                    }
+                }
+                for (int r = 0; r < nr; r++) {
+                    float *orow = out + (size_t)(t0 + r) * ldo + (size_t)h * hd;
+                    for (int cb = 0; cb < ncb; cb++)
+                        _mm512_storeu_ps(orow + (c0 + cb) * 16, _mm512_mul_ps(_mm512_cvtepi32_ps(o[r][cb]), _mm512_set1_ps(f[r])));
+                }
             }
-            const __m512 f = _mm512_set1_ps(pm / 255.0f / sum);
-            float *orow = out + (size_t)t * ldo + (size_t)h * hd;
-            for (int cb = 0; cb < CB; cb++)
-                _mm512_storeu_ps(orow + cb * 16, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(o[0][cb], o[1][cb])), f));
         }
         free(sc);
         free(pu);
@@ -935,8 +968,8 @@ def available() -> tuple[bool, str]:
 
 def int8_attention() -> bool:
     """Whether packed passes run attention in int8 (`pg_attn_vnni`): opt-in with POCKETGUARD_ATTENTION=int8, on a
-    CPU with AVX-512 VNNI. Off by default: it is 2-3x faster than fp32 SDPA on the default guard's shapes but moves
-    scores by int8 rounding (docs/benchmarks.md), and the shipped guard's measured quality is fp32 attention's."""
+    CPU with AVX-512 VNNI. Off by default: it is 3-3.75x faster than fp32 SDPA on the default guard's prompt shapes
+    but moves scores by int8 rounding (docs/benchmarks.md), and the shipped guard's measured quality is fp32's."""
     want = os.environ.get("POCKETGUARD_ATTENTION", "sdpa")
     if want not in ("sdpa", "int8"):
         raise ValueError(f"POCKETGUARD_ATTENTION must be sdpa or int8, not {want!r}")
