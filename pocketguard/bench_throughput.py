@@ -237,8 +237,11 @@ def run(args, shapes: dict) -> int:
         guard.batch_tokens = args.batch_tokens
     convs = read_mix(args.mix) if args.mix else bundled_mix(guard.tokenizer, args.n, args.seed)
     kernel = (guard.meta.get("runtime_cpu") or {}).get("kernel", "torch")
+    from .runtime_cpu import int8_attention
+
     where = (torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
-             else f"{threads} threads, {platform.machine()}, kernels: {kernel}")
+             else f"{threads} threads, {platform.machine()}, kernels: {kernel}, "
+                  f"attention: {'int8' if int8_attention() else 'fp32'}")
     log(f"judging {len(convs)} conversations, {args.runs} repetitions, {where} ...")
     res = measure(guard, convs, repeats=args.runs, batch_size=args.batch_size, log=log)
     res["peer"] = llamacpp_batched(args, guard, convs, res, threads, log)
