@@ -677,6 +677,19 @@ void pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const
    query row is computed alone, in the same order whatever the threads or the other rows: a sequence gets the
    same bits batched or alone. hd is a multiple of 16, at most 256. */
 static inline float hmax512(__m512 x) { return _mm512_reduce_max_ps(x); }
+
+/* max |r[c]| over a row of hd floats (hd a multiple of 16), and r[c] * s rounded to the nearest integer (even on
+   ties): the symmetric per-row int8 quantization of queries, keys and values */
+static inline float absmax_row(const float *r, int hd) {
+    __m512 m = _mm512_setzero_ps();
+    for (int c = 0; c < hd; c += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(r + c)));
+    return hmax512(m);
+}
+
+static inline __m512i round_scaled(const float *r, float s) {
+    return _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(r), _mm512_set1_ps(s)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 #define AT_R 4  /* query rows per group */
 #define AT_B 4  /* key blocks of 16 per step of the scores: AT_R x AT_B accumulators */
 #define AT_C 4  /* 16-channel blocks of the output per pass over the keys: AT_R x AT_C accumulators */
@@ -705,19 +718,11 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
                 continue;
             }
             const float *kr = k + (size_t)g * ldh + (size_t)j * hd, *vr = v + (size_t)g * ldh + (size_t)j * hd;
-            __m512 kmv = _mm512_setzero_ps(), vmv = _mm512_setzero_ps();
-            for (int c = 0; c < hd; c += 16) {
-                kmv = _mm512_max_ps(kmv, _mm512_abs_ps(_mm512_loadu_ps(kr + c)));
-                vmv = _mm512_max_ps(vmv, _mm512_abs_ps(_mm512_loadu_ps(vr + c)));
-            }
-            const float km = hmax512(kmv), vm = hmax512(vmv);
+            const float km = absmax_row(kr, hd), vm = absmax_row(vr, hd);
             const float ki = km > 0.0f ? 127.0f / km : 0.0f, vi = vm > 0.0f ? 127.0f / vm : 0.0f;
             __m512i sv = _mm512_setzero_si512();
             for (int c = 0; c < hd; c += 16) {
-                const __m512i a = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(kr + c), _mm512_set1_ps(ki)),
-                                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                const __m512i b = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(vr + c), _mm512_set1_ps(vi)),
-                                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                const __m512i a = round_scaled(kr + c, ki), b = round_scaled(vr + c, vi);
                 sv = _mm512_add_epi32(sv, a);
                 int8_t a8[16], b8[16];
                 _mm_storeu_si128((__m128i *)a8, _mm512_cvtsepi32_epi8(a));
@@ -753,14 +758,10 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
             for (int r = 0; r < AT_R; r++) {
                 n[r] = r < nr ? s0 + t0 + r + 1 : 0;  /* rows past T see no keys: computed, never stored */
                 const float *qr = q + (size_t)(r < nr ? t0 + r : t0) * ldq + (size_t)h * hd;
-                __m512 qmv = _mm512_setzero_ps();
-                for (int c = 0; c < hd; c += 16) qmv = _mm512_max_ps(qmv, _mm512_abs_ps(_mm512_loadu_ps(qr + c)));
-                const float qm = hmax512(qmv), qi = qm > 0.0f ? 127.0f / qm : 0.0f;
-                for (int c = 0; c < hd; c += 16) {
-                    const __m512i a = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(qr + c), _mm512_set1_ps(qi)),
-                                                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                    _mm_store_si128((__m128i *)(qu[r] + c), _mm512_cvtepi32_epi8(_mm512_add_epi32(a, _mm512_set1_epi32(128))));
-                }
+                const float qm = absmax_row(qr, hd), qi = qm > 0.0f ? 127.0f / qm : 0.0f;
+                for (int c = 0; c < hd; c += 16)
+                    _mm_store_si128((__m128i *)(qu[r] + c),
+                                    _mm512_cvtepi32_epi8(_mm512_add_epi32(round_scaled(qr + c, qi), _mm512_set1_epi32(128))));
                 qs[r] = _mm512_set1_ps(qm / 127.0f * scale);
                 mx[r] = _mm512_set1_ps(-INFINITY);
             }

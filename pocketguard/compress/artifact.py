@@ -151,7 +151,7 @@ def save_artifact(model: nn.Module, tokenizer, policy, directory: str | Path, re
         "format": LAYOUT,
         "format_version": FORMAT_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "files": {n: {"sha256": sha256_file(directory / n), "bytes": (directory / n).stat().st_size} for n in files},
+        "files": {n: _file_entry(directory / n) for n in files},
         "recipe": recipe,
         "versions": _versions(),
         "stats": {
@@ -162,6 +162,11 @@ def save_artifact(model: nn.Module, tokenizer, policy, directory: str | Path, re
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return directory
+
+
+def _file_entry(path: Path) -> dict:
+    """A manifest's record of one file."""
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def set_guard_settings(directory: str | Path, **settings) -> dict:
@@ -175,7 +180,7 @@ def set_guard_settings(directory: str | Path, **settings) -> dict:
     meta = {k: v for k, v in {**meta, **settings}.items() if v is not None}
     if meta:
         save_guard_meta(directory, meta)
-        files[GUARD] = {"sha256": sha256_file(directory / GUARD), "bytes": (directory / GUARD).stat().st_size}
+        files[GUARD] = _file_entry(directory / GUARD)
     else:
         (directory / GUARD).unlink(missing_ok=True)
         files.pop(GUARD, None)
