@@ -351,7 +351,7 @@ def train(
     if lacking:
         raise ValueError(f"the model's head cannot emit answer tokens {lacking}; prune_output with this policy")
     t_rows = None
-    use_teacher = teacher is not None and config.uses_teacher
+    use_teacher = config.uses_teacher  # (a teacher is there: checked above)
     if use_teacher:
         teacher.to(device).eval()
         for p in teacher.parameters():
@@ -464,9 +464,9 @@ def train(
             if use_teacher:
                 with torch.no_grad(), _autocast(device, config.bf16):
                     th = teacher(batch.tokens, valid=batch.valid, return_hidden=True)
-                    t_logits = teacher.output(th[rows, cols])
-                    if t_rows is not None:
-                        t_logits = t_logits[:, t_rows]
+                    if config.kl_weight:
+                        t_logits = teacher.output(th[rows, cols])
+                        t_logits = t_logits[:, t_rows] if t_rows is not None else t_logits
                     t_h = th[batch.valid] if config.hidden_weight else None
             sync = a == config.grad_accum - 1
             ctx = net.no_sync() if (not sync and hasattr(net, "no_sync")) else contextlib.nullcontext()
