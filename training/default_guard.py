@@ -16,6 +16,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   backbone   the GGUF → a Hugging Face checkpoint with the Llama Guard 3 control tokens added (new embedding
              rows), the teacher's starting point
   teacher    training/recipes/default-teacher.toml: the whole backbone fine-tuned as a Llama Guard 3 guard (GPU)
+  label      the teacher's verdicts on build_data.py's unlabelled pool (extra.jsonl) → train + pool, for "-x" shapes
   student    training/recipes/default-student.toml at each shape of SHAPES (blocks kept, MLP width, embedding bits,
              hidden-state distillation weight): prune → distill → int4 QAT → artifact (GPU); `--shape` picks one
   eval       `pocketguard eval` of the teacher and the students side by side on dev and dev_heldout
@@ -60,22 +61,26 @@ SEED = 0
 # MLP parameters (int4 g32: ~1.5 MB at width 1024); the 28.3M-parameter embedding is 28.5 MB at int8 and 14.2 MB
 # at int4 (per-row scales), which buys six more blocks ("-e4" shapes); tokenizer.json is 3.5 MB; the package may
 # ship 60 MB. "-h" shapes add the dense hidden-state term to distillation and QAT (pocketguard.train:
-# hidden_weight, the cosine distance to the teacher's last hidden states at every token).
+# hidden_weight, the cosine distance to the teacher's last hidden states at every token). "-x" shapes distil on
+# train plus the teacher-labelled unlabelled pool (stage `label`) for EXTRA_EPOCHS: about the steps the others
+# take on train alone, spread over ~50 % more, broader conversations.
 class Shape(NamedTuple):
     blocks: int
     width: int
     embedding_bits: int
     hidden_weight: float = 0.0
+    extra: bool = False
 
 
 SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16-f1024": Shape(16, 1024, 8),
           "b18-f1024": Shape(18, 1024, 8), "b24-f1024-e4": Shape(24, 1024, 4), "b26-f1024-e4": Shape(26, 1024, 4),
           "b20-f1536-e4": Shape(20, 1536, 4), "b24-f1024-e4-h": Shape(24, 1024, 4, 1.0),
-          "b26-f1024-e4-h": Shape(26, 1024, 4, 1.0)}
+          "b26-f1024-e4-h": Shape(26, 1024, 4, 1.0), "b26-f1024-e4-hx": Shape(26, 1024, 4, 1.0, True)}
+EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the labelled pool (16k) ≈ 1.5 / 0.5 epochs of train
 SHIPPED = "b26-f1024-e4-h"  # the shape in pocketguard/assets (picked by `pick` in run d, 2026-12-02) and default-student.toml
-SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-h": Shape(2, 64, 4, 1.0)}
+SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hx": Shape(2, 64, 4, 1.0, True)}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
-SMOKE_EXAMPLES = (96, 24)  # train, dev sample sizes
+SMOKE_EXAMPLES = (96, 24, 24, 48)  # train, dev, dev_heldout, extra sample sizes
 
 # Smoke overrides per recipe: [train]/[data] keys and per-step keys by kind.
 SMOKE = {
@@ -98,6 +103,7 @@ class Paths:
         self.backbone = backbone
         self.teacher_init = self.out / "teacher-init"
         self.teacher = self.out / "teacher" / "model"
+        self.labelled = self.out / "labelled" / "train.jsonl"  # train + the teacher-labelled pool (stage `label`)
         self.eval = self.out / "eval"
         self.shapes = SMOKE_SHAPES if smoke else SHAPES
         self.shipped = next(iter(SMOKE_SHAPES)) if smoke else SHIPPED
@@ -111,15 +117,18 @@ class Paths:
 
 
 # ---------------------------------------------------------------------------------------------- stages
+DATA_FILES = ("train.jsonl", "dev.jsonl", "dev_heldout.jsonl", "extra.jsonl")
+
+
 def stage_data(p: Paths) -> None:
     """Smoke runs use a seeded sample of the data (the full sets are used as they are)."""
-    for name in ("train.jsonl", "dev.jsonl", "dev_heldout.jsonl"):
+    for name in DATA_FILES:
         if not (p.source_data / name).exists():
             raise SystemExit(f"{p.source_data / name} is missing: run training/build_data.py first")
     if not p.smoke:
         return
     p.data.mkdir(parents=True, exist_ok=True)
-    for name, n in zip(("train.jsonl", "dev.jsonl", "dev_heldout.jsonl"), SMOKE_EXAMPLES + (SMOKE_EXAMPLES[1],)):
+    for name, n in zip(DATA_FILES, SMOKE_EXAMPLES):
         lines = [l for l in (p.source_data / name).read_text(encoding="utf-8").split("\n") if l.strip()]
         random.Random(SEED).shuffle(lines)
         (p.data / name).write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
@@ -152,6 +161,39 @@ def stage_backbone(p: Paths) -> None:
     save_hf(model, loaded.tokenizer, p.teacher_init,
             guard_meta={"policy": policy_dict(Policy.default()), "max_context": model.args.max_seq_len})
     _say(f"backbone: {model.num_params():,} params, vocabulary {model.args.vocab_size:,} → {p.teacher_init}")
+
+
+def stage_label(p: Paths, device: str) -> None:
+    """The teacher's verdicts on the unlabelled pool (build_data.py's extra.jsonl: training-source rows no rule
+    can label, and rows over a source's cap) → OUT/labelled/train.jsonl: train.jsonl plus the pool with the
+    teacher's answer as its label, for the "-x" students. Distillation matches the teacher's distribution at
+    the answer anyway; the pool only widens the inputs it is matched on. A row the teacher cannot judge
+    (an error verdict) is left out and counted."""
+    from pocketguard.guard import Guard
+
+    if p.labelled.exists():
+        _say(f"label: {p.labelled} exists")
+        return
+    rows = [json.loads(line) for line in (p.data / "extra.jsonl").read_text(encoding="utf-8").split("\n") if line.strip()]
+    guard = Guard.load(p.teacher, device=device)
+    t0, out, skipped = time.perf_counter(), [], 0
+    for start in range(0, len(rows), 1024):
+        chunk = rows[start : start + 1024]
+        for row, v in zip(chunk, guard.moderate_batch([r["messages"] for r in chunk], batch_size=128)):
+            if v.status not in ("safe", "unsafe") or (v.status == "unsafe" and not v.categories):
+                skipped += 1
+                continue
+            codes = sorted(v.categories, key=lambda c: int(c[1:])) if v.status == "unsafe" else []
+            out.append({**row, "label": v.status, "categories": codes,
+                        "source": row["source"] + "/teacher-labelled"})
+        _say(f"label: {start + len(chunk)}/{len(rows)} in {time.perf_counter() - t0:.0f}s")
+    p.labelled.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.labelled.with_suffix(".partial")
+    tmp.write_text((p.data / "train.jsonl").read_text(encoding="utf-8")
+                   + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out), encoding="utf-8")
+    tmp.rename(p.labelled)
+    unsafe = sum(r["label"] == "unsafe" for r in out)
+    _say(f"label: {len(out)} labelled ({unsafe} unsafe), {skipped} left out (no verdict) → {p.labelled}")
 
 
 def _toml_value(v) -> str:
@@ -189,7 +231,11 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None) -> Path:
         for step in r["step"]:
             step.update({"prune_blocks": {"keep": s.blocks}, "prune_mlp": {"width": s.width}, "distill": hidden,
                          "qat": {"embedding_bits": s.embedding_bits, **hidden}}.get(step["kind"], {}))
+            if s.extra and step["kind"] in EXTRA_EPOCHS:
+                step["epochs"] = EXTRA_EPOCHS[step["kind"]]
     r["data"]["train"], r["data"]["dev"] = str(p.data / "train.jsonl"), str(p.data / "dev.jsonl")
+    if shape and p.shapes[shape].extra:
+        r["data"]["train"] = str(p.labelled)
     if p.smoke:
         r["device"] = "cpu"
         o = SMOKE[name]
@@ -217,6 +263,8 @@ def stage_teacher(p: Paths) -> None:
 
 def stage_student(p: Paths, shapes: list[str]) -> None:
     for shape in shapes:
+        if p.shapes[shape].extra and not p.labelled.exists():
+            raise SystemExit(f"{shape} trains on {p.labelled}: run the `label` stage first")
         _run_recipe(p, "default-student", shape)
 
 
@@ -432,7 +480,7 @@ def stage_ship(p: Paths, shape: str, target: Path) -> None:
     _say(f"ship: {shape}, {size / 1e6:.2f} MB → {target}")
 
 
-STAGES = ("data", "backbone", "teacher", "student", "eval")
+STAGES = ("data", "backbone", "teacher", "label", "student", "eval")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backbone", type=Path, default=BACKBONE, help=f"the backbone GGUF (default: {BACKBONE.relative_to(ROOT)})")
     ap.add_argument("--smoke", action="store_true", help="toy sizes on CPU: check the pipeline end to end")
     ap.add_argument("--shape", action="append", help="student: which shapes of SHAPES (default: all); ship: the one to ship (default: SHIPPED)")
-    ap.add_argument("--device", default=None, help="device for eval (default: cuda when available, else cpu)")
+    ap.add_argument("--device", default=None, help="device for eval, label and probe (default: cuda when available, else cpu)")
     ap.add_argument("--models", default=None, help="eval: comma-separated teacher and/or shapes (default: all)")
     ap.add_argument("--tag", default="", help="eval: suffix of the output folders (OUT/eval/<split>-<device>-<tag>), so a "
                                                "separate run does not replace another on the same device")
@@ -460,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     device = a.device or ("cuda" if torch.cuda.is_available() and not a.smoke else "cpu")
     models = a.models.split(",") if a.models else ["teacher", *shapes]
     run = {"data": lambda: stage_data(p), "backbone": lambda: stage_backbone(p), "teacher": lambda: stage_teacher(p),
+           "label": lambda: stage_label(p, device),
            "student": lambda: stage_student(p, shapes), "eval": lambda: stage_eval(p, device, models, a.tag),
            "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device),
            "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to),

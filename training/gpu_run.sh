@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make the default guard on one GPU machine: backbone → teacher → the student shapes in parallel (each
+# Make the default guard on one GPU machine: backbone → teacher → its labels on the unlabelled pool → the
+# student shapes in parallel (each
 # evaluated when trained), with the teacher's eval on dev and dev_heldout beside them → pick the student to
 # ship → pack what comes back
 # (reports, training logs, the teacher's eval, the picked student artifact in 15 MB parts). Data come
@@ -27,11 +28,13 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   start=$(date +%s)
   if ! { $dg backbone && $dg teacher; }; then echo "TEACHER FAILED"; exit 1; fi
   echo "teacher done after $(( $(date +%s) - start ))s"
-  # The teacher's eval runs beside the students (inference next to training fits on one H200). The students'
-  # quality-vs-size points are their recipe reports (dev F1 and agreement with the teacher after every step);
-  # the shipped one is evaluated where it ships (CPU).
+  # The teacher's eval runs beside its labelling of the unlabelled pool and the students (inference next to
+  # training fits on one H200). The students' quality-vs-size points are their recipe reports (dev F1 and
+  # agreement with the teacher after every step); the shipped one is evaluated where it ships (CPU).
   $dg eval --device cuda --models teacher > "$results/eval-teacher.log" 2>&1 &
   pids=($!)
+  if ! $dg label; then echo "TEACHER FAILED (label)"; exit 1; fi
+  echo "label done after $(( $(date +%s) - start ))s"
   # Each student is evaluated on the GPU (its fast path) as soon as it is trained, beside the others' training:
   # the quality-vs-size points on dev and on the held-out sources; the shipped one is evaluated again on the CPU.
   # At most PARALLEL (default 2) students train at once: distillation holds the teacher and a student at batch
