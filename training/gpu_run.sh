@@ -21,6 +21,9 @@ export PYTHONUNBUFFERED=1
 data=${1:?data dir}; backbone=${2:?backbone gguf}; results=$(realpath -m "${3:?results dir}")
 mkdir -p "$results"
 dg="python3 training/default_guard.py --data $data --backbone $backbone"
+# STUDENT_EVAL=0 skips the students' GPU eval (~4 min each): `pick` reads their recipe reports, and the shipped
+# one is evaluated on the CPU it ships for anyway.
+student_eval() { [ "${STUDENT_EVAL:-1}" = 0 ] || $dg eval --device cuda --models "$1" --tag "$1"; }
 shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)')}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -41,7 +44,7 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   # 64 x 1024 tokens, ~60 GB each, and three beside the teacher's eval ran out of the H200's 140 GB (2026-12-02-c).
   for shape in $shapes; do
     while [ "$(jobs -rp | grep -c -v -x -F "${pids[0]}")" -ge "${PARALLEL:-2}" ]; do wait -n; done
-    { $dg student --shape "$shape" && $dg eval --device cuda --models "$shape" --tag "$shape"; } > "$results/student-$shape.log" 2>&1 &
+    { $dg student --shape "$shape" && student_eval "$shape"; } > "$results/student-$shape.log" 2>&1 &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || echo "a job failed (exit $?)"; done
@@ -50,7 +53,7 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   for shape in $shapes; do
     if [ ! -s "runs/default/students/$shape/model/manifest.json" ]; then
       echo "retrying $shape alone"
-      { $dg student --shape "$shape" && $dg eval --device cuda --models "$shape" --tag "$shape"; } >> "$results/student-$shape.log" 2>&1 \
+      { $dg student --shape "$shape" && student_eval "$shape"; } >> "$results/student-$shape.log" 2>&1 \
         || echo "$shape failed again"
     fi
   done
