@@ -81,7 +81,9 @@ class Guard:
 
         A compressed artifact on the CPU runs on `runtime_cpu`'s int4 x int8 kernel (AMX, AVX-512 VNNI or AVX2)
         where the CPU has one (same verdicts; several times faster than the portable kernels), else on the portable
-        kernels; `POCKETGUARD_CPU_KERNEL=portable` forces the latter. `meta["runtime_cpu"]` says which runs."""
+        kernels; `POCKETGUARD_CPU_KERNEL=portable` forces the latter. `meta["runtime_cpu"]` says which runs. On CPUs
+        with AVX-512 VNNI, attention runs in int8 by default, which moves scores slightly (`runtime_cpu.int8_attention`;
+        `POCKETGUARD_ATTENTION=fp32` keeps fp32)."""
         from .checkpoint import load
         from .artifact import is_artifact
 

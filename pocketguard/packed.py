@@ -93,7 +93,8 @@ class Attention:
         self.blocks = [_blocks(T, s.length, tree, dtype, device)
                        for s, T, tree in zip(seqs, lengths, trees or [None] * len(seqs))]
         self.H, self.KV, self.hd = n_heads, n_kv_heads, head_dim
-        # opt-in int8 attention on VNNI CPUs (runtime_cpu.int8_attention) for causal passes; trees keep SDPA
+        # int8 attention on VNNI CPUs (runtime_cpu.int8_attention: the default, POCKETGUARD_ATTENTION=fp32 turns it off)
+        # for causal passes; trees keep SDPA
         self.int8 = (trees is None and torch.device(device).type == "cpu" and dtype == torch.float32
                      and seqs[0].k[0].dtype == torch.float32 and runtime_cpu.int8_attention())
 

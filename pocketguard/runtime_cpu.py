@@ -37,11 +37,13 @@ library builds on any x86-64 CPU and an AVX2 CPU never meets an AVX-512 instruct
 checks the disassembly). The kernel is chosen once per process: AMX, else VNNI, else AVX2, else portable, or
 `POCKETGUARD_CPU_KERNEL=amx|vnni|avx2|portable`.
 
-Attention stays fp32 (torch's SDPA) by default. `POCKETGUARD_ATTENTION=int8` runs every causal packed pass's
-attention in `pg_attn_vnni` instead (AVX-512 VNNI CPUs): int8 queries and keys per row give exact int32 scores,
-the softmax is fp32, and the probabilities (uint8 per row, value scales folded in) times int8 values are again
-exact int32 sums — 3-3.75x SDPA on the default guard's prompt shapes, at ~2 % relative error in the attention output.
-It is opt-in because the shipped guard was measured with fp32 attention (docs/benchmarks.md has both).
+Attention runs in int8 by default where the CPU has AVX-512 VNNI: every causal packed pass of an fp32 model on
+CPU (an accelerated artifact or a float checkpoint) computes its attention in `pg_attn_vnni`. int8 queries and keys
+per row give exact int32 scores, the softmax is fp32, and the probabilities (uint8 per row, value scales folded in)
+times int8 values are again exact int32 sums — 3-3.75x SDPA on the default guard's prompt shapes, at ~2 % relative
+error in the attention output; the shipped guard keeps the status of 3,785 / 3,798 held-out conversations
+(docs/benchmarks.md). Everywhere else (no VNNI, the portable path, tree passes, GPUs, bf16) attention is torch's
+SDPA in the model's dtype, and `POCKETGUARD_ATTENTION=fp32` asks for exact fp32 SDPA on CPU too (`int8_attention()`).
 
 `accelerate(model)` swaps each transformer block for a `FastBlock` (RMSNorm fused with the activation
 quantization, q|k|v in one matmul and gate|up in one matmul so each activation is quantized once, SiLU·up
@@ -967,14 +969,29 @@ def available() -> tuple[bool, str]:
 # ------------------------------------------------------------------------------------------ packing
 
 
+ATTENTION_MODES = ("auto", "int8", "fp32", "sdpa")  # POCKETGUARD_ATTENTION's values; sdpa is fp32's older name
+
+
+def int8_attention_available() -> bool:
+    """Whether `pg_attn_vnni` runs here: the kernel library loaded (not POCKETGUARD_CPU_KERNEL=portable) on a CPU
+    with AVX-512 VNNI (whichever matmul kernel was chosen)."""
+    return _load() is not None and "vnni" in _RUNS
+
+
 def int8_attention() -> bool:
-    """Whether packed passes run attention in int8 (`pg_attn_vnni`): opt-in with POCKETGUARD_ATTENTION=int8, on a
-    CPU with AVX-512 VNNI. Off by default: it is 3-3.75x faster than fp32 SDPA on the default guard's prompt shapes
-    but moves scores by int8 rounding (docs/benchmarks.md), and the shipped guard's measured quality is fp32's."""
-    want = os.environ.get("POCKETGUARD_ATTENTION", "sdpa")
-    if want not in ("sdpa", "int8"):
-        raise ValueError(f"POCKETGUARD_ATTENTION must be sdpa or int8, not {want!r}")
-    return want == "int8" and _load() is not None and "vnni" in _RUNS
+    """Whether causal packed passes on CPU in fp32 run attention in int8 (`pg_attn_vnni`), per POCKETGUARD_ATTENTION:
+
+    * `auto` (default) and `int8`: int8 wherever the kernel is available (`int8_attention_available`), else fp32
+      SDPA without a warning; the two are the same, `int8` is kept for the settings written when it was opt-in;
+    * `fp32` (or its older name `sdpa`): never int8, torch's SDPA (exact fp32 on CPU).
+
+    int8 is 3-3.75x faster than fp32 SDPA on the default guard's prompt shapes and moves scores by int8 rounding;
+    on the shipped guard it keeps the status of 3,785 / 3,798 held-out conversations (docs/benchmarks.md). Tree
+    passes, GPUs and non-fp32 models keep SDPA whatever the setting (`packed.Attention`)."""
+    want = os.environ.get("POCKETGUARD_ATTENTION", "auto")
+    if want not in ATTENTION_MODES:
+        raise ValueError(f"POCKETGUARD_ATTENTION must be auto, int8 or fp32 (sdpa: the same as fp32), not {want!r}")
+    return want in ("auto", "int8") and int8_attention_available()
 
 
 def attention_int8(q: Tensor, k: Tensor, v: Tensor, s0: int, n_heads: int) -> Tensor:

@@ -70,8 +70,10 @@ def test_batched_equals_one_by_one_float(tiny_tok, shape):
     _check_identical(Guard(_model(tiny_tok, False, **shape), tiny_tok, max_context=600), _mix(tiny_tok))
 
 
-def test_batched_equals_one_by_one_portable_int4(tiny_tok):
-    """The 8da4w model on the portable kernels (what POCKETGUARD_CPU_KERNEL=portable runs)."""
+def test_batched_equals_one_by_one_portable_int4(tiny_tok, monkeypatch):
+    """The 8da4w model on the portable kernels (what POCKETGUARD_CPU_KERNEL=portable runs: fp32 SDPA attention, so
+    fp32 is pinned here; the float test above runs this CPU's default attention, int8 on VNNI CPUs)."""
+    monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp32")
     m = _model(tiny_tok, True, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
     _check_identical(Guard(m, tiny_tok, max_context=600), _mix(tiny_tok, seed=1))
 
@@ -93,27 +95,53 @@ def test_batched_equals_one_by_one_runtime_cpu(tiny_tok, monkeypatch):
 
 @pytest.mark.skipif(not (FAST and "vnni" in R._RUNS), reason="int8 attention needs AVX-512 VNNI")
 def test_int8_attention_keeps_batched_equal_to_one_by_one(tiny_tok, monkeypatch):
-    """POCKETGUARD_ATTENTION=int8: every causal pass runs `pg_attn_vnni` (trees keep SDPA), and a conversation's
-    verdict is still the same bits batched or alone; scores stay close to fp32 attention's."""
+    """int8 attention (the default here, POCKETGUARD_ATTENTION=auto): every causal pass runs `pg_attn_vnni` (trees
+    keep SDPA), and a conversation's verdict is still the same bits batched or alone; scores stay close to fp32
+    attention's. `int8` is the same as the default; `fp32` and its older name `sdpa` never call the kernel."""
     m = _model(tiny_tok, True, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
     R.accelerate(m)
     convs = _mix(tiny_tok, seed=3)
+    monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp32")  # the reference scores: exact fp32 SDPA
     sdpa = [Guard(m, tiny_tok, max_context=600).moderate(c) for c in convs]
     calls = []
     real = R.attention_int8
     monkeypatch.setattr(R, "attention_int8", lambda *a: calls.append(a[0].shape[0]) or real(*a))
-    monkeypatch.setenv("POCKETGUARD_ATTENTION", "int8")
+    monkeypatch.delenv("POCKETGUARD_ATTENTION")
     one = _check_identical(Guard(m, tiny_tok, max_context=600), convs)
     assert calls and 1 in calls and max(calls) > 100  # prompt passes and answer steps
     diffs = [abs(a.p_unsafe - b.p_unsafe) for a, b in zip(one, sdpa)]
-    assert max(diffs) < 0.1 and sum(diffs) / len(diffs) < 0.03
-    monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp8")
-    with pytest.raises(ValueError, match="POCKETGUARD_ATTENTION must be sdpa or int8"):
-        Guard(m, tiny_tok, max_context=600).moderate("hello")
+    assert 0 < max(diffs) < 0.1 and sum(diffs) / len(diffs) < 0.03
+    monkeypatch.setenv("POCKETGUARD_ATTENTION", "int8")
+    assert [_key(Guard(m, tiny_tok, max_context=600).moderate(c, category_scores=True)) for c in convs[:2]] == \
+        [_key(v) for v in one[:2]]
+    for fp32 in ("fp32", "sdpa"):
+        monkeypatch.setenv("POCKETGUARD_ATTENTION", fp32)
+        calls.clear()
+        assert Guard(m, tiny_tok, max_context=600).moderate(convs[0]).p_unsafe == sdpa[0].p_unsafe and not calls
+    for bad in ("fp8", "INT8", ""):
+        monkeypatch.setenv("POCKETGUARD_ATTENTION", bad)
+        with pytest.raises(ValueError, match=r"POCKETGUARD_ATTENTION must be auto, int8 or fp32 \(sdpa: the same as fp32\)"):
+            Guard(m, tiny_tok, max_context=600).moderate("hello")
 
 
-def test_packed_pass_matches_the_padded_model(tiny_tok):
+@pytest.mark.parametrize("available", [True, False], ids=["vnni", "no-vnni"])
+def test_attention_setting_picks_int8_exactly_where_the_kernel_runs(monkeypatch, available):
+    """auto (the default) and int8: int8 exactly where `pg_attn_vnni` is available, else fp32 SDPA (no error);
+    fp32 and sdpa: never int8. The availability check is patched, so this runs the same on any CPU."""
+    monkeypatch.setattr(R, "int8_attention_available", lambda: available)
+    monkeypatch.delenv("POCKETGUARD_ATTENTION", raising=False)
+    assert R.int8_attention() is available
+    for mode, want in (("auto", available), ("int8", available), ("fp32", False), ("sdpa", False)):
+        monkeypatch.setenv("POCKETGUARD_ATTENTION", mode)
+        assert R.int8_attention() is want, mode
+    monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp16")
+    with pytest.raises(ValueError, match="must be auto, int8 or fp32"):
+        R.int8_attention()
+
+
+def test_packed_pass_matches_the_padded_model(tiny_tok, monkeypatch):
     """The packed forward computes what `Transformer.forward` computes, per sequence (to float rounding)."""
+    monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp32")  # the padded reference is SDPA: compare like with like
     m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
     rng = random.Random(0)
     seqs_ids = [[rng.randrange(tiny_tok.vocab_size) for _ in range(n)] for n in (3, 200, 17)]
@@ -177,8 +205,9 @@ def test_vectorised_answer_loop_equals_the_reference_loop(tiny_tok):
     assert ("done", "safe") in outcomes and ("done", "unsafe") in outcomes
 
 
-def test_category_scores_tree_pass_equals_teacher_forcing_each_code(tiny_tok):
+def test_category_scores_tree_pass_equals_teacher_forcing_each_code(tiny_tok, monkeypatch):
     """The one tree pass over all codes scores each code as a plain forward of prompt + "unsafe\\n" + code."""
+    monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp32")  # the prompt pass would be int8; the plain forward is SDPA
     from pocketguard.conversation import Conversation
     from pocketguard.prompt import encode_prompt
 
