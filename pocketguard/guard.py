@@ -324,21 +324,30 @@ class Guard:
         """score(c) = p_unsafe · P(c is the first listed code | "unsafe\\n"), normalised over the policy's codes.
 
         Each code's tokens are teacher-forced after `unsafe\\n` and followed by `,` or end of turn, so S1 is
-        not credited with the mass of S10. All codes are branches of one tree after `unsafe\\n` (each sees the
-        prompt, `unsafe\\n` and its own tokens), scored in one pass on top of each prompt, then rolled back.
+        not credited with the mass of S10. All codes are paths of one token trie after `unsafe\\n` (each token sees
+        the prompt, `unsafe\\n` and its own prefix; codes share their common prefixes, e.g. S1 and S10-S14 the
+        tokens of "S1"), scored in one pass on top of each prompt, then rolled back.
         """
         head = self.model.head_rows
         lead = self.tokenizer.encode("unsafe\n")
         term = [r for r in head([self.tokenizer.encode(",")[0], self.tokenizer.special("<|eot_id|>")]) if r is not None]
         B = len(seqs)
-        tokens, parents, spans = list(lead), list(range(-1, len(lead) - 1)), {}
+        tokens, parents = list(lead), list(range(-1, len(lead) - 1))
+        nodes: dict[tuple[int, int], int] = {}  # (parent slot, token) -> slot
+        spans: dict[str, tuple[list[int], list[int]]] = {}  # code -> (its tokens' slots, its tokens)
         for code in policy.codes:
             ids = self.tokenizer.encode(code)
             if None in head(ids) or not term:
                 continue
-            spans[code] = (len(tokens), ids)
-            parents += [len(lead) - 1] + list(range(len(tokens), len(tokens) + len(ids) - 1))
-            tokens += ids
+            at, slots = len(lead) - 1, []
+            for t in ids:
+                if (at, t) not in nodes:
+                    nodes[(at, t)] = len(tokens)
+                    tokens.append(t)
+                    parents.append(at)
+                at = nodes[(at, t)]
+                slots.append(at)
+            spans[code] = (slots, ids)
         base = [s.length for s in seqs]
         out = torch.log_softmax(torch.stack(self._forward(seqs, [tokens] * B, all_logits=True, parents=parents)), -1)
         for s, n in zip(seqs, base):
@@ -347,12 +356,12 @@ class Guard:
         for ci, code in enumerate(policy.codes):
             if code not in spans:
                 continue
-            o, ids = spans[code]
+            slots, ids = spans[code]
             rows = head(ids)
             lp = out[:, len(lead) - 1, rows[0]]  # the first code token, after "unsafe\n"
             for k in range(1, len(ids)):
-                lp = lp + out[:, o + k - 1, rows[k]]
-            logp[:, ci] = (lp + torch.logsumexp(out[:, o + len(ids) - 1, term], -1)).cpu()
+                lp = lp + out[:, slots[k - 1], rows[k]]
+            logp[:, ci] = (lp + torch.logsumexp(out[:, slots[-1], term], -1)).cpu()
         dist = torch.softmax(logp, -1)
         return [{c: float(p_unsafe[b]) * float(dist[b, i]) for i, c in enumerate(policy.codes)} for b in range(B)]
 

@@ -90,12 +90,12 @@ class Attention:
     def __init__(self, seqs: list[Sequence], lengths: list[int], n_heads: int, n_kv_heads: int, head_dim: int,
                  dtype: torch.dtype, device, trees: list[Tensor] | None = None):
         self.seqs, self.lengths = seqs, lengths
-        self.blocks = [_blocks(T, s.length, tree, dtype, device)
-                       for s, T, tree in zip(seqs, lengths, trees or [None] * len(seqs))]
+        self.trees = trees or [None] * len(seqs)
+        self.blocks = [_blocks(T, s.length, tree, dtype, device) for s, T, tree in zip(seqs, lengths, self.trees)]
         self.H, self.KV, self.hd = n_heads, n_kv_heads, head_dim
-        # int8 attention on VNNI CPUs (runtime_cpu.int8_attention: the default, POCKETGUARD_ATTENTION=fp32 turns it off)
-        # for causal passes; trees keep SDPA
-        self.int8 = (trees is None and torch.device(device).type == "cpu" and dtype == torch.float32
+        # int8 attention on VNNI CPUs (runtime_cpu.int8_attention: the default, POCKETGUARD_ATTENTION=fp32 turns it off),
+        # causal or under a tree mask
+        self.int8 = (torch.device(device).type == "cpu" and dtype == torch.float32
                      and seqs[0].k[0].dtype == torch.float32 and runtime_cpu.int8_attention())
 
     def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -104,13 +104,13 @@ class Attention:
         gqa = KV != H
         out = torch.zeros(q.shape[0], H * hd, dtype=q.dtype, device=q.device)
         o = 0
-        for s, T, blocks in zip(self.seqs, self.lengths, self.blocks):
+        for s, T, blocks, tree in zip(self.seqs, self.lengths, self.blocks, self.trees):
             s0 = s.length
             kc, vc = s.k[layer], s.v[layer]
             kc[0, :, s0 : s0 + T] = k[o : o + T].view(T, KV, hd).transpose(0, 1).to(kc.dtype)
             vc[0, :, s0 : s0 + T] = v[o : o + T].view(T, KV, hd).transpose(0, 1).to(vc.dtype)
             if self.int8:
-                out[o : o + T] = runtime_cpu.attention_int8(q[o : o + T], kc[0], vc[0], s0, H)
+                out[o : o + T] = runtime_cpu.attention_int8(q[o : o + T], kc[0], vc[0], s0, H, tree)
                 o += T
                 continue
             qi = q[o : o + T].view(T, H, hd).transpose(0, 1).unsqueeze(0)

@@ -677,7 +677,9 @@ void pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const
    128 * sum k) times the two scales; the softmax is fp32; each value row is int8 with its own scale, folded into
    the probabilities, which are then uint8 per query row (max -> 255), so P V is again exact int32 sums. Every
    query row is computed alone, in the same order whatever the threads or the other rows: a sequence gets the
-   same bits batched or alone. hd is a multiple of 16, at most 256. */
+   same bits batched or alone. hd is a multiple of 16, at most 256. `tree` (NULL: causal) is a [T][T] byte mask
+   instead of causal order among the new tokens: query t sees every key < s0 and new key u where tree[t * T + u]
+   (the category-score pass: each code's tokens see the prompt and their own branch). */
 static inline float hmax512(__m512 x) { return _mm512_reduce_max_ps(x); }
 
 /* max |r[c]| over a row of hd floats (hd a multiple of 16), and r[c] * s rounded to the nearest integer (even on
@@ -697,7 +699,7 @@ static inline __m512i round_scaled(const float *r, float s) {
 #define AT_C 4  /* 16-channel blocks of the output per pass over the keys: AT_R x AT_C accumulators */
 
 int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq, const float *k, const float *v,
-                 long ldh, float *out, long ldo, float scale, int nthreads) {
+                 long ldh, float *out, long ldo, float scale, const uint8_t *tree, int nthreads) {
     const int L = s0 + T, Lp = (L + 15) & ~15, C4 = hd / 4, CB = hd / 16, grp = H / KV;
     int8_t *kq = (int8_t *)aligned_alloc(64, (size_t)KV * Lp * hd);
     int8_t *vq = (int8_t *)aligned_alloc(64, (size_t)KV * Lp * hd);
@@ -751,14 +753,14 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
         for (long hg = 0; hg < (long)H * TG; hg++) {
             if (!sc || !pu) continue;  /* this thread's scratch is missing: the call fails, nothing is read */
             const int h = (int)(hg / TG), t0 = (int)(hg % TG) * AT_R, nr = T - t0 < AT_R ? T - t0 : AT_R, g = h / grp;
-            const int nb = (s0 + t0 + nr + 15) / 16;  /* key blocks of the group's last row */
+            const int nb = tree ? (L + 15) / 16 : (s0 + t0 + nr + 15) / 16;  /* key blocks of the group's last row */
             const int8_t *kg = kq + (size_t)g * Lp * hd;
             const float *ksg = ks + (size_t)g * Lp, *vsg = vs + (size_t)g * Lp;
             const int32_t *sumg = ksum + (size_t)g * Lp;
             __m512 qs[AT_R], mx[AT_R];
             int n[AT_R];
             for (int r = 0; r < AT_R; r++) {
-                n[r] = r < nr ? s0 + t0 + r + 1 : 0;  /* rows past T see no keys: computed, never stored */
+                n[r] = r < nr ? (tree ? L : s0 + t0 + r + 1) : 0;  /* rows past T see no keys: computed, never stored */
                 const float *qr = q + (size_t)(r < nr ? t0 + r : t0) * ldq + (size_t)h * hd;
                 const float qm = absmax_row(qr, hd), qi = qm > 0.0f ? 127.0f / qm : 0.0f;
                 for (int c = 0; c < hd; c += 16)
@@ -790,6 +792,15 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
                         const int left = n[r] - b * 16;
                         __m512 x = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][i], corr)), qs[r]), kscale);
                         if (left < 16) x = _mm512_mask_blend_ps(left > 0 ? (__mmask16)((1u << left) - 1) : 0, _mm512_set1_ps(-INFINITY), x);
+                        if (tree && r < nr && b * 16 + 16 > s0) {  /* new keys of this block that the row's branch cannot see */
+                            __mmask16 hide = 0;
+                            const uint8_t *tr = tree + (size_t)(t0 + r) * T;
+                            for (int u = 0; u < 16; u++) {
+                                const int j = b * 16 + u;
+                                if (j >= s0 && j < L && !tr[j - s0]) hide |= (__mmask16)(1u << u);
+                            }
+                            x = _mm512_mask_blend_ps(hide, x, _mm512_set1_ps(-INFINITY));
+                        }
                         _mm512_store_ps(sc + (size_t)r * Lp + b * 16, x);
                         mx[r] = _mm512_max_ps(mx[r], x);
                     }
@@ -802,7 +813,9 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
                 __m512 tot = _mm512_setzero_ps(), pmx = _mm512_setzero_ps();
                 for (int b = 0; b < nb; b++) {
                     const int left = n[r] - b * 16;
-                    const __mmask16 live = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+                    /* masked keys (-inf) get weight exactly 0, whatever exp512 makes of -inf */
+                    const __mmask16 live = (left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0)
+                                           & _mm512_cmp_ps_mask(_mm512_load_ps(sr + b * 16), _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
                     const __m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(_mm512_load_ps(sr + b * 16), m)));
                     tot = _mm512_add_ps(tot, e);
                     const __m512 pv = _mm512_mul_ps(e, _mm512_load_ps(vsg + b * 16));  /* value scales folded in */
@@ -949,7 +962,7 @@ def _load():
         lib.pg_rope.restype = None
         lib.pg_silu_mul_quant.argtypes = [i, i, i, vp, l, vp, vp, vp, i]
         lib.pg_silu_mul_quant.restype = None
-        lib.pg_attn_vnni.argtypes = [i, i, i, i, i, vp, l, vp, vp, l, vp, l, ctypes.c_float, i]
+        lib.pg_attn_vnni.argtypes = [i, i, i, i, i, vp, l, vp, vp, l, vp, l, ctypes.c_float, vp, i]
         lib.pg_attn_vnni.restype = ctypes.c_int
         _KERNEL = kernel
         _RUNS = frozenset(runs)
@@ -994,18 +1007,23 @@ def int8_attention() -> bool:
     return want in ("auto", "int8") and int8_attention_available()
 
 
-def attention_int8(q: Tensor, k: Tensor, v: Tensor, s0: int, n_heads: int) -> Tensor:
+def attention_int8(q: Tensor, k: Tensor, v: Tensor, s0: int, n_heads: int, tree: Tensor | None = None) -> Tensor:
     """Causal attention of one sequence's T new queries over its keys [0, s0 + T) in int8 (`pg_attn_vnni`):
     q [T, H * hd] fp32 rows (any row stride), k / v [KV, capacity, hd] fp32 with contiguous rows -> [T, H * hd].
-    A query row's result depends on nothing but its own inputs, so batched and one-by-one passes agree."""
+    `tree` [T, T] bool, when given, says which new keys each new query sees instead of causal order (all keys
+    before s0 are seen). A query row's result depends on nothing but its own inputs, so batched and one-by-one
+    passes agree."""
     T, KV, hd = q.shape[0], k.shape[0], k.shape[2]
     if q.dtype != torch.float32 or q.stride(1) != 1 or k.stride()[1:] != (hd, 1) or v.stride() != k.stride():
         raise ValueError("attention_int8 needs fp32 q rows and contiguous k/v rows of the same layout")
     if hd % 16 or hd > 256 or n_heads % KV or s0 + T > k.shape[1]:
         raise ValueError(f"attention_int8 cannot take head size {hd}, {n_heads} heads over {KV}, {s0 + T} keys")
+    if tree is not None and (tree.shape != (T, T) or tree.dtype != torch.bool):
+        raise ValueError(f"attention_int8's tree must be a [{T}, {T}] bool mask, got {tuple(tree.shape)} {tree.dtype}")
+    mask = None if tree is None else tree.to(torch.uint8).contiguous()
     out = torch.empty(T, n_heads * hd, dtype=torch.float32)
     if _load().pg_attn_vnni(T, s0, n_heads, KV, hd, q.data_ptr(), q.stride(0), k.data_ptr(), v.data_ptr(), k.stride(0),
-                            out.data_ptr(), out.stride(0), hd ** -0.5, _threads()):
+                            out.data_ptr(), out.stride(0), hd ** -0.5, None if mask is None else mask.data_ptr(), _threads()):
         raise MemoryError(f"int8 attention could not allocate its buffers ({s0 + T} keys)")  # the guard fails closed
     return out
 

@@ -95,9 +95,9 @@ def test_batched_equals_one_by_one_runtime_cpu(tiny_tok, monkeypatch):
 
 @pytest.mark.skipif(not (FAST and "vnni" in R._RUNS), reason="int8 attention needs AVX-512 VNNI")
 def test_int8_attention_keeps_batched_equal_to_one_by_one(tiny_tok, monkeypatch):
-    """int8 attention (the default here, POCKETGUARD_ATTENTION=auto): every causal pass runs `pg_attn_vnni` (trees
-    keep SDPA), and a conversation's verdict is still the same bits batched or alone; scores stay close to fp32
-    attention's. `int8` is the same as the default; `fp32` and its older name `sdpa` never call the kernel."""
+    """int8 attention (the default here, POCKETGUARD_ATTENTION=auto): every pass runs `pg_attn_vnni` (causal, and
+    the category scores' tree pass under its mask), and a conversation's verdict is still the same bits batched or
+    alone; scores stay close to fp32 attention's. `int8` is the same as the default; `fp32` and its older name `sdpa` never call the kernel."""
     m = _model(tiny_tok, True, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
     R.accelerate(m)
     convs = _mix(tiny_tok, seed=3)
@@ -105,10 +105,11 @@ def test_int8_attention_keeps_batched_equal_to_one_by_one(tiny_tok, monkeypatch)
     sdpa = [Guard(m, tiny_tok, max_context=600).moderate(c) for c in convs]
     calls = []
     real = R.attention_int8
-    monkeypatch.setattr(R, "attention_int8", lambda *a: calls.append(a[0].shape[0]) or real(*a))
+    monkeypatch.setattr(R, "attention_int8", lambda *a: calls.append((a[0].shape[0], a[5] is not None)) or real(*a))
     monkeypatch.delenv("POCKETGUARD_ATTENTION")
     one = _check_identical(Guard(m, tiny_tok, max_context=600), convs)
-    assert calls and 1 in calls and max(calls) > 100  # prompt passes and answer steps
+    rows = [n for n, tree in calls if not tree]
+    assert 1 in rows and max(rows) > 100 and any(tree for _, tree in calls)  # prompt passes, answer steps, trees
     diffs = [abs(a.p_unsafe - b.p_unsafe) for a, b in zip(one, sdpa)]
     assert 0 < max(diffs) < 0.1 and sum(diffs) / len(diffs) < 0.03
     monkeypatch.setenv("POCKETGUARD_ATTENTION", "int8")

@@ -260,6 +260,42 @@ def test_int8_attention_matches_sdpa_and_each_query_row_stands_alone(T, s0, H, K
         R.attention_int8(q[:, : H * 8].contiguous(), k[..., :8].contiguous(), v[..., :8].contiguous(), s0, H)
 
 
+@pytest.mark.skipif(not (R.available()[0] and "vnni" in R._RUNS), reason="int8 attention needs AVX-512 VNNI")
+@pytest.mark.parametrize("T,s0,H,KV,hd", [(31, 290, 9, 3, 64), (5, 16, 4, 2, 32), (40, 0, 2, 2, 64)])
+def test_int8_attention_under_a_tree_mask(T, s0, H, KV, hd):
+    """The category-score pass: new queries see every cached key and, among the new ones, only their branch
+    (`tree`). Against fp32 SDPA with that mask, within int8 rounding; a lower-triangular tree is causal order,
+    bit for bit; rows stand alone; a mask of the wrong shape or type is refused."""
+    torch.manual_seed(T + s0)
+    cap, L = s0 + T + 2, s0 + T
+    q = torch.randn(T, H * hd) * 2
+    k, v = torch.randn(KV, cap, hd) * 2, torch.randn(KV, cap, hd)
+    parents = [-1] + [max(-1, t - 1 - 3 * (t % 3 == 0)) for t in range(1, T)]  # branches off earlier tokens
+    tree = torch.eye(T, dtype=torch.bool)
+    for t in range(T):
+        p = parents[t]
+        while p >= 0:
+            tree[t, p], p = True, parents[p]
+    bias = torch.zeros(T, L)
+    bias[:, s0:].masked_fill_(~tree, float("-inf"))
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.view(T, H, hd).transpose(0, 1)[None], k[None, :, :L], v[None, :, :L], attn_mask=bias, enable_gqa=True)
+    ref = ref[0].transpose(0, 1).reshape(T, H * hd)
+    out = R.attention_int8(q, k, v, s0, H, tree)
+    assert ((out - ref).norm() / ref.norm()).item() < 0.04
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    assert torch.equal(R.attention_int8(q, k, v, s0, H, causal), R.attention_int8(q, k, v, s0, H))
+    k2, v2 = k.clone(), v.clone()
+    k2[:, L:], v2[:, L:] = 1e6, 1e6  # keys past the pass are never read
+    assert torch.equal(R.attention_int8(q, k2, v2, s0, H, tree), out)
+    h = (T + 1) // 2  # the first rows alone (a branch only sees earlier tokens): the same bits
+    assert torch.equal(R.attention_int8(q[:h], k, v, s0, H, tree[:h, :h]), out[:h])
+    with pytest.raises(ValueError, match="tree must be"):
+        R.attention_int8(q, k, v, s0, H, tree[:, :-1])
+    with pytest.raises(ValueError, match="tree must be"):
+        R.attention_int8(q, k, v, s0, H, tree.float())
+
+
 needs_gcc = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not (shutil.which("gcc") and shutil.which("objdump")),
                                reason="needs an x86-64 gcc and objdump")
 
