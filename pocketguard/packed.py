@@ -97,12 +97,16 @@ class Attention:
         # causal or under a tree mask
         self.int8 = (torch.device(device).type == "cpu" and dtype == torch.float32
                      and seqs[0].k[0].dtype == torch.float32 and runtime_cpu.int8_attention())
+        self.out: Tensor | None = None  # one output buffer for every layer of the pass (each layer's is used up
+        # by its output projection before the next layer runs): no multi-MB allocation and memset per layer
 
     def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """q [N, H*hd], k/v [N, KV*hd] (rope applied; N may include padding rows) -> [N, H*hd]."""
         H, KV, hd = self.H, self.KV, self.hd
         gqa = KV != H
-        out = torch.zeros(q.shape[0], H * hd, dtype=q.dtype, device=q.device)
+        if self.out is None or self.out.shape[0] != q.shape[0]:
+            self.out = torch.zeros(q.shape[0], H * hd, dtype=q.dtype, device=q.device)  # padding rows stay zero
+        out = self.out
         o = 0
         for s, T, blocks, tree in zip(self.seqs, self.lengths, self.blocks, self.trees):
             s0 = s.length
@@ -110,7 +114,7 @@ class Attention:
             kc[0, :, s0 : s0 + T] = k[o : o + T].view(T, KV, hd).transpose(0, 1).to(kc.dtype)
             vc[0, :, s0 : s0 + T] = v[o : o + T].view(T, KV, hd).transpose(0, 1).to(vc.dtype)
             if self.int8:
-                out[o : o + T] = runtime_cpu.attention_int8(q[o : o + T], kc[0], vc[0], s0, H, tree)
+                runtime_cpu.attention_int8(q[o : o + T], kc[0], vc[0], s0, H, tree, out=out[o : o + T])
                 o += T
                 continue
             qi = q[o : o + T].view(T, H, hd).transpose(0, 1).unsqueeze(0)

@@ -1007,12 +1007,14 @@ def int8_attention() -> bool:
     return want in ("auto", "int8") and int8_attention_available()
 
 
-def attention_int8(q: Tensor, k: Tensor, v: Tensor, s0: int, n_heads: int, tree: Tensor | None = None) -> Tensor:
+def attention_int8(q: Tensor, k: Tensor, v: Tensor, s0: int, n_heads: int, tree: Tensor | None = None,
+                   out: Tensor | None = None) -> Tensor:
     """Causal attention of one sequence's T new queries over its keys [0, s0 + T) in int8 (`pg_attn_vnni`):
     q [T, H * hd] fp32 rows (any row stride), k / v [KV, capacity, hd] fp32 with contiguous rows -> [T, H * hd].
     `tree` [T, T] bool, when given, says which new keys each new query sees instead of causal order (all keys
-    before s0 are seen). A query row's result depends on nothing but its own inputs, so batched and one-by-one
-    passes agree."""
+    before s0 are seen). `out`, when given, is written in place ([T, H * hd] fp32 rows, any row stride: a slice
+    of a packed pass's output). A query row's result depends on nothing but its own inputs, so batched and
+    one-by-one passes agree."""
     T, KV, hd = q.shape[0], k.shape[0], k.shape[2]
     if q.dtype != torch.float32 or q.stride(1) != 1 or k.stride()[1:] != (hd, 1) or v.stride() != k.stride():
         raise ValueError("attention_int8 needs fp32 q rows and contiguous k/v rows of the same layout")
@@ -1021,7 +1023,10 @@ def attention_int8(q: Tensor, k: Tensor, v: Tensor, s0: int, n_heads: int, tree:
     if tree is not None and (tree.shape != (T, T) or tree.dtype != torch.bool):
         raise ValueError(f"attention_int8's tree must be a [{T}, {T}] bool mask, got {tuple(tree.shape)} {tree.dtype}")
     mask = None if tree is None else tree.to(torch.uint8).contiguous()
-    out = torch.empty(T, n_heads * hd, dtype=torch.float32)
+    if out is None:
+        out = torch.empty(T, n_heads * hd, dtype=torch.float32)
+    elif out.shape != (T, n_heads * hd) or out.dtype != torch.float32 or out.stride(1) != 1:
+        raise ValueError(f"attention_int8's out must be [{T}, {n_heads * hd}] fp32 rows, got {tuple(out.shape)} {out.dtype}")
     if _load().pg_attn_vnni(T, s0, n_heads, KV, hd, q.data_ptr(), q.stride(0), k.data_ptr(), v.data_ptr(), k.stride(0),
                             out.data_ptr(), out.stride(0), hd ** -0.5, None if mask is None else mask.data_ptr(), _threads()):
         raise MemoryError(f"int8 attention could not allocate its buffers ({s0 + T} keys)")  # the guard fails closed

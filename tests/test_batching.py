@@ -105,7 +105,7 @@ def test_int8_attention_keeps_batched_equal_to_one_by_one(tiny_tok, monkeypatch)
     sdpa = [Guard(m, tiny_tok, max_context=600).moderate(c) for c in convs]
     calls = []
     real = R.attention_int8
-    monkeypatch.setattr(R, "attention_int8", lambda *a: calls.append((a[0].shape[0], a[5] is not None)) or real(*a))
+    monkeypatch.setattr(R, "attention_int8", lambda *a, **kw: calls.append((a[0].shape[0], a[5] is not None)) or real(*a, **kw))
     monkeypatch.delenv("POCKETGUARD_ATTENTION")
     one = _check_identical(Guard(m, tiny_tok, max_context=600), convs)
     rows = [n for n, tree in calls if not tree]

@@ -254,6 +254,11 @@ def test_int8_attention_matches_sdpa_and_each_query_row_stands_alone(T, s0, H, K
     k2[:, L:], v2[:, L:] = 1e6, 1e6  # keys past the pass are never read
     first = R.attention_int8(q[: (T + 1) // 2], k2, v2, s0, H)
     assert torch.equal(first, out[: (T + 1) // 2])
+    into = torch.full((T + 2, H * hd + 8), float("nan"))  # written in place into a slice with a wider row stride
+    R.attention_int8(q, k, v, s0, H, out=into[1 : T + 1, : H * hd])
+    assert torch.equal(into[1 : T + 1, : H * hd], out) and into[0].isnan().all() and into[:, H * hd :].isnan().all()
+    with pytest.raises(ValueError, match="out must be"):
+        R.attention_int8(q, k, v, s0, H, out=into[:T, : H * hd].double())
     with pytest.raises(ValueError, match="fp32 q rows"):
         R.attention_int8(q.double(), k, v, s0, H)
     with pytest.raises(ValueError, match="cannot take head size"):
