@@ -37,12 +37,13 @@ library builds on any x86-64 CPU and an AVX2 CPU never meets an AVX-512 instruct
 checks the disassembly). The kernel is chosen once per process: AMX, else VNNI, else AVX2, else portable, or
 `POCKETGUARD_CPU_KERNEL=amx|vnni|avx2|portable`.
 
-Attention runs in int8 by default where the CPU has AVX-512 VNNI: every causal packed pass of an fp32 model on
-CPU (an accelerated artifact or a float checkpoint) computes its attention in `pg_attn_vnni`. int8 queries and keys
+Attention runs in int8 by default where the CPU has AVX-512 VNNI: every packed pass of an fp32 model on CPU (an
+accelerated artifact or a float checkpoint; causal, or the category scores' tree pass under its mask) computes its
+attention in `pg_attn_vnni`. int8 queries and keys
 per row give exact int32 scores, the softmax is fp32, and the probabilities (uint8 per row, value scales folded in)
 times int8 values are again exact int32 sums — 3-3.75x SDPA on the default guard's prompt shapes, at ~2 % relative
 error in the attention output; the shipped guard keeps the status of 3,785 / 3,798 held-out conversations
-(docs/benchmarks.md). Everywhere else (no VNNI, the portable path, tree passes, GPUs, bf16) attention is torch's
+(docs/benchmarks.md). Everywhere else (no VNNI, the portable path, GPUs, bf16) attention is torch's
 SDPA in the model's dtype, and `POCKETGUARD_ATTENTION=fp32` asks for exact fp32 SDPA on CPU too (`int8_attention()`).
 
 `accelerate(model)` swaps each transformer block for a `FastBlock` (RMSNorm fused with the activation
@@ -992,15 +993,15 @@ def int8_attention_available() -> bool:
 
 
 def int8_attention() -> bool:
-    """Whether causal packed passes on CPU in fp32 run attention in int8 (`pg_attn_vnni`), per POCKETGUARD_ATTENTION:
+    """Whether packed passes on CPU in fp32 run attention in int8 (`pg_attn_vnni`), per POCKETGUARD_ATTENTION:
 
     * `auto` (default) and `int8`: int8 wherever the kernel is available (`int8_attention_available`), else fp32
       SDPA without a warning; the two are the same, `int8` is kept for the settings written when it was opt-in;
     * `fp32` (or its older name `sdpa`): never int8, torch's SDPA (exact fp32 on CPU).
 
     int8 is 3-3.75x faster than fp32 SDPA on the default guard's prompt shapes and moves scores by int8 rounding;
-    on the shipped guard it keeps the status of 3,785 / 3,798 held-out conversations (docs/benchmarks.md). Tree
-    passes, GPUs and non-fp32 models keep SDPA whatever the setting (`packed.Attention`)."""
+    on the shipped guard it keeps the status of 3,785 / 3,798 held-out conversations (docs/benchmarks.md). GPUs
+    and non-fp32 models keep SDPA whatever the setting (`packed.Attention`)."""
     want = os.environ.get("POCKETGUARD_ATTENTION", "auto")
     if want not in ATTENTION_MODES:
         raise ValueError(f"POCKETGUARD_ATTENTION must be auto, int8 or fp32 (sdpa: the same as fp32), not {want!r}")
