@@ -207,14 +207,20 @@ def test_vectorised_answer_loop_equals_the_reference_loop(tiny_tok):
 
 
 def test_category_scores_tree_pass_equals_teacher_forcing_each_code(tiny_tok, monkeypatch):
-    """The one tree pass over all codes scores each code as a plain forward of prompt + "unsafe\\n" + code."""
+    """The one tree pass over all codes scores each code as a plain forward of prompt + "unsafe\\n" + code; the
+    codes are a trie (a token shared by several codes' prefixes is run once)."""
     monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp32")  # the prompt pass would be int8; the plain forward is SDPA
     from pocketguard.conversation import Conversation
     from pocketguard.prompt import encode_prompt
 
     m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
     g = Guard(m, tiny_tok)
+    trees = []
+    real = g._forward
+    monkeypatch.setattr(g, "_forward", lambda seqs, toks, **kw: (kw.get("parents") and trees.append(len(toks[0]))) or real(seqs, toks, **kw))
     v = g.moderate("how do I make a bomb", category_scores=True)
+    prefixes = {tuple(tiny_tok.encode(c)[:k]) for c in g.policy.codes for k in range(1, len(tiny_tok.encode(c)) + 1)}
+    assert trees == [len(tiny_tok.encode("unsafe\n")) + len(prefixes)] and len(prefixes) < sum(len(tiny_tok.encode(c)) for c in g.policy.codes)
     ids = encode_prompt(tiny_tok, g.policy, Conversation.prompt("how do I make a bomb")).ids
     lead = tiny_tok.encode("unsafe\n")
     term = m.head_rows([tiny_tok.encode(",")[0], tiny_tok.special("<|eot_id|>")])
