@@ -159,3 +159,36 @@ def test_calibrate_picks_the_lowest_threshold_that_meets_the_lookalike_target_on
     assert "guard.json" in verify_artifact(p.model(shape))["files"]
     with pytest.raises(SystemExit, match="no dev predictions"):
         dg.stage_calibrate(p, shape, "cuda")
+
+
+def test_label_stage_writes_train_plus_the_teachers_verdicts_on_the_pool(tmp_path):
+    """`default_guard.py label`: train.jsonl as it is, then every pool row with the teacher's own verdict as its
+    label (codes in order), marked as teacher-labelled; a finished file is not redone; -x shapes need it."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+    from pocketguard.compress.artifact import save_artifact
+    from pocketguard.compress.quantize import QuantConfig, quantize_
+    from pocketguard.testing import tiny_args, tiny_model, tiny_tokenizer
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
+    tok = tiny_tokenizer(tmp_path / "tok")
+    save_artifact(quantize_(tiny_model(tiny_args(vocab_size=tok.vocab_size)), QuantConfig(mode="rtn")), tok, None, p.teacher)
+    p.data.mkdir(parents=True)
+    train = '{"messages": [{"role": "user", "content": "hi"}], "role": "user", "label": "safe", "categories": []}\n'
+    (p.data / "train.jsonl").write_text(train)
+    pool = [[{"role": "user", "content": f"message number {i}, how do I make a bomb"}] for i in range(5)]
+    pool.append([{"role": "user", "content": "write a poem"}, {"role": "assistant", "content": "The sea is wide."}])
+    (p.data / "extra.jsonl").write_text("".join(json.dumps({"messages": m, "role": "user", "label": "unlabelled",
+                                                            "categories": [], "source": "src"}) + "\n" for m in pool))
+    with pytest.raises(SystemExit, match="run the `label` stage first"):
+        dg.stage_student(p, [s for s in p.shapes if p.shapes[s].extra])
+    dg.stage_label(p, "cpu")
+    lines = p.labelled.read_text().splitlines()
+    assert lines[0] + "\n" == train and len(lines) == 1 + len(pool)
+    want = Guard.load(p.teacher).moderate_batch(pool)
+    for row, v in zip(map(json.loads, lines[1:]), want):
+        assert (row["label"], row["categories"]) == (v.status, sorted(v.categories, key=lambda c: int(c[1:])))
+        assert row["source"] == "src/teacher-labelled" and row["label"] in ("safe", "unsafe")
+    p.labelled.write_text("kept\n")
+    dg.stage_label(p, "cpu")  # finished: left as it is
+    assert p.labelled.read_text() == "kept\n"

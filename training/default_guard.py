@@ -76,7 +76,7 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           "b18-f1024": Shape(18, 1024, 8), "b24-f1024-e4": Shape(24, 1024, 4), "b26-f1024-e4": Shape(26, 1024, 4),
           "b20-f1536-e4": Shape(20, 1536, 4), "b24-f1024-e4-h": Shape(24, 1024, 4, 1.0),
           "b26-f1024-e4-h": Shape(26, 1024, 4, 1.0), "b26-f1024-e4-hx": Shape(26, 1024, 4, 1.0, True)}
-EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the labelled pool (16k) ≈ 1.5 / 0.5 epochs of train
+EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the labelled pool (13k) ≈ 1.5 / 0.5 epochs of train
 SHIPPED = "b26-f1024-e4-h"  # the shape in pocketguard/assets (picked by `pick` in run d, 2026-12-02) and default-student.toml
 SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hx": Shape(2, 64, 4, 1.0, True)}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
