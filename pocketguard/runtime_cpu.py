@@ -699,6 +699,51 @@ static inline __m512i round_scaled(const float *r, float s) {
 #define AT_B 4  /* key blocks of 16 per step of the scores: AT_R x AT_B accumulators */
 #define AT_C 4  /* 16-channel blocks of the output per pass over the keys: AT_R x AT_C accumulators */
 
+/* Q K of one group of AT_R query rows (uint8 q + 128, qu) over nbk (<= AT_B) blocks of 16 keys (kb: the first
+   block's [hd/4][16 keys][4 channels]) into int32 acc. Always inlined, with nbk == AT_B a constant in the common
+   case, so that the accumulators stay in registers (see attn_pv). */
+static inline __attribute__((always_inline)) void attn_qk(int nbk, int C4, const int8_t *kb, int hd,
+                                                          uint8_t (*qu)[256], __m512i acc[AT_R][AT_B]) {
+    for (int r = 0; r < AT_R; r++)
+        for (int i = 0; i < AT_B; i++) acc[r][i] = _mm512_setzero_si512();
+    for (int c = 0; c < C4; c++) {
+        __m512i kv[AT_B];
+        for (int i = 0; i < nbk; i++) kv[i] = _mm512_load_si512((const void *)(kb + (size_t)i * hd * 16 + c * 64));
+        for (int r = 0; r < AT_R; r++) {
+            int32_t q4;
+            memcpy(&q4, qu[r] + 4 * c, 4);
+            const __m512i bq = _mm512_set1_epi32(q4);
+            for (int i = 0; i < nbk; i++) acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], bq, kv[i]);
+        }
+    }
+}
+
+/* P V of one group of AT_R query rows for ncb (<= AT_C) 16-channel blocks of the output from channel block c0: per
+   key quad (nq of them), the 4 keys' uint8 weights of each row times the int8 value vectors, loaded once for all
+   rows; integer sums, so the order does not matter; then each row times its scale f[r] into out rows (stride ldo).
+   Always inlined and called with ncb == AT_C as a constant in the common case: with a run-time trip count the
+   AT_R x AT_C accumulators were kept in memory, and this phase took twice the time of the scores. */
+static inline __attribute__((always_inline)) void attn_pv(int ncb, int nq, int nr, const int8_t *vg, int hd, int c0,
+                                                          const uint8_t *pu, long Lp, const float *f, float *out, long ldo) {
+    __m512i o[AT_R][AT_C];
+    for (int r = 0; r < AT_R; r++)
+        for (int cb = 0; cb < AT_C; cb++) o[r][cb] = _mm512_setzero_si512();
+    for (int j4 = 0; j4 < nq; j4++) {
+        __m512i vv[AT_C];
+        for (int cb = 0; cb < ncb; cb++)
+            vv[cb] = _mm512_load_si512((const void *)(vg + (size_t)j4 * hd * 4 + (c0 + cb) * 64));
+        for (int r = 0; r < AT_R; r++) {
+            int32_t p4;
+            memcpy(&p4, pu + (size_t)r * Lp + 4 * j4, 4);
+            const __m512i bp = _mm512_set1_epi32(p4);
+            for (int cb = 0; cb < ncb; cb++) o[r][cb] = _mm512_dpbusd_epi32(o[r][cb], bp, vv[cb]);
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        for (int cb = 0; cb < ncb; cb++)
+            _mm512_storeu_ps(out + (size_t)r * ldo + (c0 + cb) * 16, _mm512_mul_ps(_mm512_cvtepi32_ps(o[r][cb]), _mm512_set1_ps(f[r])));
+}
+
 int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq, const float *k, const float *v,
                  long ldh, float *out, long ldo, float scale, const uint8_t *tree, int nthreads) {
     const int L = s0 + T, Lp = (L + 15) & ~15, C4 = hd / 4, CB = hd / 16, grp = H / KV;
@@ -773,18 +818,10 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
             for (int b0 = 0; b0 < nb; b0 += AT_B) {
                 const int nbk = nb - b0 < AT_B ? nb - b0 : AT_B;
                 __m512i acc[AT_R][AT_B];
-                for (int r = 0; r < AT_R; r++)
-                    for (int i = 0; i < AT_B; i++) acc[r][i] = _mm512_setzero_si512();
-                for (int c = 0; c < C4; c++) {
-                    __m512i kv[AT_B];
-                    for (int i = 0; i < nbk; i++) kv[i] = _mm512_load_si512((const void *)(kg + (size_t)(b0 + i) * hd * 16 + c * 64));
-                    for (int r = 0; r < AT_R; r++) {
-                        int32_t q4;
-                        memcpy(&q4, qu[r] + 4 * c, 4);
-                        const __m512i bq = _mm512_set1_epi32(q4);
-                        for (int i = 0; i < nbk; i++) acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], bq, kv[i]);
-                    }
-                }
+                if (nbk == AT_B)
+                    attn_qk(AT_B, C4, kg + (size_t)b0 * hd * 16, hd, qu, acc);
+                else
+                    attn_qk(nbk, C4, kg + (size_t)b0 * hd * 16, hd, qu, acc);
                 for (int i = 0; i < nbk; i++) {
                     const int b = b0 + i;
                     const __m512i corr = _mm512_slli_epi32(_mm512_load_si512((const void *)(sumg + b * 16)), 7);
@@ -835,27 +872,12 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
             /* P V: per key quad, the 4 keys' weights of each row times the value vectors loaded once for all rows;
                integer sums, so the order does not matter */
             const int8_t *vg = vq + (size_t)g * Lp * hd;
+            float *og = out + (size_t)t0 * ldo + (size_t)h * hd;
             for (int c0 = 0; c0 < CB; c0 += AT_C) {
-                const int ncb = CB - c0 < AT_C ? CB - c0 : AT_C;
-                __m512i o[AT_R][AT_C];
-                for (int r = 0; r < AT_R; r++)
-                    for (int cb = 0; cb < AT_C; cb++) o[r][cb] = _mm512_setzero_si512();
-                for (int j4 = 0; j4 < nb * 4; j4++) {
-                    __m512i vv[AT_C];
-                    for (int cb = 0; cb < ncb; cb++)
-                        vv[cb] = _mm512_load_si512((const void *)(vg + (size_t)j4 * hd * 4 + (c0 + cb) * 64));
-                    for (int r = 0; r < AT_R; r++) {
-                        int32_t p4;
-                        memcpy(&p4, pu + (size_t)r * Lp + 4 * j4, 4);
-                        const __m512i bp = _mm512_set1_epi32(p4);
-                        for (int cb = 0; cb < ncb; cb++) o[r][cb] = _mm512_dpbusd_epi32(o[r][cb], bp, vv[cb]);
-                    }
-                }
-                for (int r = 0; r < nr; r++) {
-                    float *orow = out + (size_t)(t0 + r) * ldo + (size_t)h * hd;
-                    for (int cb = 0; cb < ncb; cb++)
-                        _mm512_storeu_ps(orow + (c0 + cb) * 16, _mm512_mul_ps(_mm512_cvtepi32_ps(o[r][cb]), _mm512_set1_ps(f[r])));
-                }
+                if (CB - c0 >= AT_C)
+                    attn_pv(AT_C, nb * 4, nr, vg, hd, c0, pu, Lp, f, og, ldo);
+                else
+                    attn_pv(CB - c0, nb * 4, nr, vg, hd, c0, pu, Lp, f, og, ldo);
             }
         }
         free(sc);
