@@ -39,12 +39,12 @@ checks the disassembly). The kernel is chosen once per process: AMX, else VNNI, 
 
 Attention runs in int8 by default where the CPU has AVX-512 VNNI: every packed pass of an fp32 model on CPU (an
 accelerated artifact or a float checkpoint; causal, or the category scores' tree pass under its mask) computes its
-attention in `pg_attn_vnni`. int8 queries and keys
-per row give exact int32 scores, the softmax is fp32, and the probabilities (uint8 per row, value scales folded in)
-times int8 values are again exact int32 sums — 3-3.75x SDPA on the default guard's prompt shapes, at ~2 % relative
-error in the attention output; the shipped guard keeps the status of 3,785 / 3,798 held-out conversations
-(docs/benchmarks.md). Everywhere else (no VNNI, the portable path, GPUs, bf16) attention is torch's
-SDPA in the model's dtype, and `POCKETGUARD_ATTENTION=fp32` asks for exact fp32 SDPA on CPU too (`int8_attention()`).
+attention in `pg_attn_vnni`. int8 queries and keys per row give exact int32 scores, the softmax is fp32, and the
+probabilities (uint8 per row, value scales folded in) times int8 values are again exact int32 sums — 3-3.75x SDPA
+on the default guard's prompt shapes, at ~2 % relative error in the attention output; the shipped guard keeps the
+status of 3,785 / 3,798 held-out conversations (docs/benchmarks.md). Everywhere else (no VNNI, the portable or a
+forced AVX2 kernel, GPUs, bf16) attention is torch's SDPA in the model's dtype, and `POCKETGUARD_ATTENTION=fp32`
+asks for exact fp32 SDPA on CPU too (`int8_attention()`).
 
 `accelerate(model)` swaps each transformer block for a `FastBlock` (RMSNorm fused with the activation
 quantization, q|k|v in one matmul and gate|up in one matmul so each activation is quantized once, SiLU·up
@@ -1009,9 +1009,9 @@ ATTENTION_MODES = ("auto", "int8", "fp32", "sdpa")  # POCKETGUARD_ATTENTION's va
 
 
 def int8_attention_available() -> bool:
-    """Whether `pg_attn_vnni` runs here: the kernel library loaded (not POCKETGUARD_CPU_KERNEL=portable) on a CPU
-    with AVX-512 VNNI (whichever matmul kernel was chosen)."""
-    return _load() is not None and "vnni" in _RUNS
+    """Whether `pg_attn_vnni` runs here: the kernel library loaded on a CPU with AVX-512 VNNI, with a VNNI or AMX
+    matmul kernel. POCKETGUARD_CPU_KERNEL=avx2 (or portable) asks for what an older CPU runs, attention included."""
+    return _load() is not None and "vnni" in _RUNS and _KERNEL != "avx2"
 
 
 def int8_attention() -> bool:

@@ -140,6 +140,14 @@ def test_attention_setting_picks_int8_exactly_where_the_kernel_runs(monkeypatch,
         R.int8_attention()
 
 
+@pytest.mark.skipif(not (FAST and "vnni" in R._RUNS), reason="needs the AVX-512 VNNI kernels")
+def test_a_forced_avx2_kernel_also_means_fp32_attention(monkeypatch):
+    """POCKETGUARD_CPU_KERNEL=avx2 reproduces an AVX2 CPU: its matmuls and its (fp32) attention."""
+    assert R.int8_attention_available()
+    monkeypatch.setattr(R, "_KERNEL", "avx2")
+    assert not R.int8_attention_available() and not R.int8_attention()
+
+
 def test_packed_pass_matches_the_padded_model(tiny_tok, monkeypatch):
     """The packed forward computes what `Transformer.forward` computes, per sequence (to float rounding)."""
     monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp32")  # the padded reference is SDPA: compare like with like
