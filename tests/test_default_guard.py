@@ -192,3 +192,22 @@ def test_label_stage_writes_train_plus_the_teachers_verdicts_on_the_pool(tmp_pat
     p.labelled.write_text("kept\n")
     dg.stage_label(p, "cpu")  # finished: left as it is
     assert p.labelled.read_text() == "kept\n"
+
+
+def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
+    """`default_guard.py card`'s quality-vs-size table: a row per shape with a recipe report, naming how it was
+    distilled (hidden-state term, teacher-labelled pool)."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
+    dev = {"f1": 0.9, "agreement": 0.95}
+    for shape in p.shapes:
+        p.student(shape).mkdir(parents=True)
+        rows = [{"kind": k, "n_params": 1e6, "bytes": 2e6, "dev": dev} for k in ("prune_output", "distill", "qat", "export_artifact")]
+        (p.student(shape) / "report.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dg.stage_card(p)
+    table = (p.eval / "card.md").read_text()
+    for shape, s in p.shapes.items():
+        cells = f"| {shape} | {s.blocks} | {s.width} | {s.embedding_bits} | {s.hidden_weight or '—'} | {'yes' if s.extra else '—'} | 1.0M | 2.0 |"
+        assert cells in table

@@ -419,10 +419,10 @@ def stage_card(p: Paths) -> None:
         out.append(f"| {split} | {who} | " + " | ".join(cell(k) for k in codes) + f" | {f(m['by_category']['macro_f1'])} |")
     # Quality vs size: every shape's own recipe report (dev F1 and agreement with the teacher on the recipe's
     # dev_max examples after pruning, distillation and QAT), so shapes that were not shipped count too.
-    out += ["", "| student shape | blocks | MLP width | embedding bits | hidden-state distillation | parameters | "
-            "int4 artifact MB | dev F1 after pruning → distill → QAT | agreement with teacher |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for shape, (blocks, width, embedding_bits, hidden_weight) in p.shapes.items():
+    out += ["", "| student shape | blocks | MLP width | embedding bits | hidden-state distillation | teacher-labelled pool | "
+            "parameters | int4 artifact MB | dev F1 after pruning → distill → QAT | agreement with teacher |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for shape, (blocks, width, embedding_bits, hidden_weight, extra) in p.shapes.items():
         rows = _report(p, shape)
         if rows is None:
             continue
@@ -431,7 +431,8 @@ def stage_card(p: Paths) -> None:
         size = f"{rows['export_artifact']['bytes'] / 1e6:.1f}" if "export_artifact" in rows else "— (not finished)"
         f1s = " → ".join(f(rows[k]["dev"]["f1"]) for k in ("prune_output", "distill", "qat") if k in rows)
         last = rows.get("qat", rows.get("distill", first))
-        out.append(f"| {shape} | {blocks} | {width} | {embedding_bits} | {hidden_weight or '—'} | {n_params} | {size} | "
+        out.append(f"| {shape} | {blocks} | {width} | {embedding_bits} | {hidden_weight or '—'} | {'yes' if extra else '—'} | "
+                   f"{n_params} | {size} | "
                    f"{f1s} | {f(last['dev'].get('agreement'))} |")
     text = "\n".join(out) + "\n"
     (p.eval / "card.md").write_text(text, encoding="utf-8")
