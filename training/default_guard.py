@@ -435,6 +435,7 @@ def stage_card(p: Paths) -> None:
                    f"{n_params} | {size} | "
                    f"{f1s} | {f(last['dev'].get('agreement'))} |")
     text = "\n".join(out) + "\n"
+    p.eval.mkdir(parents=True, exist_ok=True)
     (p.eval / "card.md").write_text(text, encoding="utf-8")
     print(text)
 
