@@ -91,12 +91,13 @@ class Attention:
                  dtype: torch.dtype, device, trees: list[Tensor] | None = None):
         self.seqs, self.lengths = seqs, lengths
         self.trees = trees or [None] * len(seqs)
-        self.blocks = [_blocks(T, s.length, tree, dtype, device) for s, T, tree in zip(seqs, lengths, self.trees)]
         self.H, self.KV, self.hd = n_heads, n_kv_heads, head_dim
         # int8 attention on VNNI CPUs (runtime_cpu.int8_attention: the default, POCKETGUARD_ATTENTION=fp32 turns it off),
-        # causal or under a tree mask
+        # causal or under a tree mask; SDPA's calls and masks (`_blocks`) are only built for the SDPA path
         self.int8 = (torch.device(device).type == "cpu" and dtype == torch.float32
                      and seqs[0].k[0].dtype == torch.float32 and runtime_cpu.int8_attention())
+        self.blocks = [] if self.int8 else [_blocks(T, s.length, tree, dtype, device)
+                                            for s, T, tree in zip(seqs, lengths, self.trees)]
         self.out: Tensor | None = None  # one output buffer for every layer of the pass (each layer's is used up
         # by its output projection before the next layer runs): no multi-MB allocation and memset per layer
 
@@ -108,17 +109,17 @@ class Attention:
             self.out = torch.zeros(q.shape[0], H * hd, dtype=q.dtype, device=q.device)  # padding rows stay zero
         out = self.out
         o = 0
-        for s, T, blocks, tree in zip(self.seqs, self.lengths, self.blocks, self.trees):
+        for i, (s, T) in enumerate(zip(self.seqs, self.lengths)):
             s0 = s.length
             kc, vc = s.k[layer], s.v[layer]
             kc[0, :, s0 : s0 + T] = k[o : o + T].view(T, KV, hd).transpose(0, 1).to(kc.dtype)
             vc[0, :, s0 : s0 + T] = v[o : o + T].view(T, KV, hd).transpose(0, 1).to(vc.dtype)
             if self.int8:
-                runtime_cpu.attention_int8(q[o : o + T], kc[0], vc[0], s0, H, tree, out=out[o : o + T])
+                runtime_cpu.attention_int8(q[o : o + T], kc[0], vc[0], s0, H, self.trees[i], out=out[o : o + T])
                 o += T
                 continue
             qi = q[o : o + T].view(T, H, hd).transpose(0, 1).unsqueeze(0)
-            for r0, r1, mask, causal in blocks:
+            for r0, r1, mask, causal in self.blocks[i]:
                 e = s0 + r1
                 y = F.scaled_dot_product_attention(qi[:, :, r0:r1], kc[:, :, :e].to(q.dtype), vc[:, :, :e].to(q.dtype),
                                                    attn_mask=mask, is_causal=causal, enable_gqa=gqa)
