@@ -58,14 +58,13 @@ def run(args) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model, tok = loaded.model, loaded.tokenizer
-    policy = _policy(args, loaded.meta or {})
+    model, tok, meta = loaded.model, loaded.tokenizer, loaded.meta or {}
+    policy = _policy(args, meta)
     try:
         if args.format == "gguf":
             from .gguf import export_gguf
 
-            out = export_gguf(model, tok, args.out, args.gguf_type, policy=policy,
-                              threshold=(loaded.meta or {}).get("threshold"))
+            out = export_gguf(model, tok, args.out, args.gguf_type, policy=policy, threshold=meta.get("threshold"))
         elif args.format == "executorch":
             from .executorch import export_executorch
 
@@ -74,7 +73,6 @@ def run(args) -> int:
         else:
             from .hf import export_hf
 
-            meta = loaded.meta or {}
             out = export_hf(model, tok, args.out, policy=policy, max_context=meta.get("max_context"),
                             threshold=meta.get("threshold"))
     except (ValueError, OSError, ImportError) as e:
