@@ -364,10 +364,10 @@ def run(args) -> int:
     busy = {n: r.get("others_cpu_share", 0.0) for n, r in results.items() if "error" not in r}
     rows = summarize(results, len(ids))
     kernel = rows.get("pocketguard", {}).get("kernel") or "?"
-    from .runtime_cpu import int8_attention
+    from .runtime_cpu import attention_name
 
     title = (f"{args.shape or model_dir} | prompt {len(ids)} tokens ({prefix_len} policy prefix) | {threads} threads | "
-             f"{platform.machine()} | pocketguard kernels: {kernel}, attention: {'int8' if int8_attention() else 'fp32'}")
+             f"{platform.machine()} | pocketguard kernels: {kernel}, attention: {attention_name()}")
     print(render_table(rows, title, markdown=args.markdown))
     tgt = targets(rows)
     print()

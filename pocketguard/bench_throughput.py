@@ -237,11 +237,10 @@ def run(args, shapes: dict) -> int:
         guard.batch_tokens = args.batch_tokens
     convs = read_mix(args.mix) if args.mix else bundled_mix(guard.tokenizer, args.n, args.seed)
     kernel = (guard.meta.get("runtime_cpu") or {}).get("kernel", "torch")
-    from .runtime_cpu import int8_attention
+    from .runtime_cpu import attention_name
 
     where = (torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
-             else f"{threads} threads, {platform.machine()}, kernels: {kernel}, "
-                  f"attention: {'int8' if int8_attention() else 'fp32'}")
+             else f"{threads} threads, {platform.machine()}, kernels: {kernel}, attention: {attention_name()}")
     log(f"judging {len(convs)} conversations, {args.runs} repetitions, {where} ...")
     res = measure(guard, convs, repeats=args.runs, batch_size=args.batch_size, log=log)
     res["peer"] = llamacpp_batched(args, guard, convs, res, threads, log)

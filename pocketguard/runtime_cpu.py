@@ -1030,6 +1030,11 @@ def int8_attention() -> bool:
     return want in ("auto", "int8") and int8_attention_available()
 
 
+def attention_name() -> str:
+    """What packed CPU passes run attention in here, for benchmark headers: "int8" or "fp32"."""
+    return "int8" if int8_attention() else "fp32"
+
+
 def attention_int8(q: Tensor, k: Tensor, v: Tensor, s0: int, n_heads: int, tree: Tensor | None = None,
                    out: Tensor | None = None) -> Tensor:
     """Causal attention of one sequence's T new queries over its keys [0, s0 + T) in int8 (`pg_attn_vnni`):
