@@ -850,10 +850,9 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
                 const __m512 m = _mm512_set1_ps(r < nr ? hmax512(mx[r]) : 0.0f);
                 __m512 tot = _mm512_setzero_ps(), pmx = _mm512_setzero_ps();
                 for (int b = 0; b < nb; b++) {
-                    const int left = n[r] - b * 16;
-                    /* masked keys (-inf) get weight exactly 0, whatever exp512 makes of -inf */
-                    const __mmask16 live = (left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0)
-                                           & _mm512_cmp_ps_mask(_mm512_load_ps(sr + b * 16), _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+                    /* every key the row does not see (causal tail, tree, rows past T) scored -inf above: weight exactly 0,
+                       whatever exp512 makes of -inf (a NaN score, should one occur, stays live and propagates) */
+                    const __mmask16 live = _mm512_cmp_ps_mask(_mm512_load_ps(sr + b * 16), _mm512_set1_ps(-INFINITY), _CMP_NEQ_UQ);
                     const __m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(_mm512_load_ps(sr + b * 16), m)));
                     tot = _mm512_add_ps(tot, e);
                     const __m512 pv = _mm512_mul_ps(e, _mm512_load_ps(vsg + b * 16));  /* value scales folded in */
