@@ -233,6 +233,15 @@ def _mnemonic(ins: str):
     return lambda line: f" {ins} " in f" {line.replace(chr(9), ' ')} "
 
 
+def _sdpa_rows(q, k, v, bias, H):
+    """fp32 SDPA of q rows [T, H * hd] over the first bias.shape[1] keys of k / v [KV, cap, hd] under an additive
+    mask: the reference the int8 attention is held to, in its row layout."""
+    T, L, hd = q.shape[0], bias.shape[1], k.shape[2]
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.view(T, H, hd).transpose(0, 1)[None], k[None, :, :L], v[None, :, :L], attn_mask=bias, enable_gqa=True)
+    return ref[0].transpose(0, 1).reshape(T, H * hd)
+
+
 @pytest.mark.skipif(not (R.available()[0] and "vnni" in R._RUNS), reason="int8 attention needs AVX-512 VNNI")
 @pytest.mark.parametrize("T,s0,H,KV,hd", [(1, 300, 9, 3, 64), (37, 50, 9, 3, 64), (130, 0, 4, 2, 32), (20, 7, 2, 2, 128)])
 def test_int8_attention_matches_sdpa_and_each_query_row_stands_alone(T, s0, H, KV, hd):
@@ -245,9 +254,7 @@ def test_int8_attention_matches_sdpa_and_each_query_row_stands_alone(T, s0, H, K
     k, v = torch.randn(KV, cap, hd) * 2, torch.randn(KV, cap, hd)
     L = s0 + T
     bias = torch.zeros(T, L).masked_fill_(torch.arange(L)[None] > torch.arange(s0, L)[:, None], float("-inf"))
-    ref = torch.nn.functional.scaled_dot_product_attention(
-        q.view(T, H, hd).transpose(0, 1)[None], k[None, :, :L], v[None, :, :L], attn_mask=bias, enable_gqa=True)
-    ref = ref[0].transpose(0, 1).reshape(T, H * hd)
+    ref = _sdpa_rows(q, k, v, bias, H)
     out = R.attention_int8(q, k, v, s0, H)
     assert ((out - ref).norm() / ref.norm()).item() < 0.04
     k2, v2 = k.clone(), v.clone()
@@ -283,9 +290,7 @@ def test_int8_attention_under_a_tree_mask(T, s0, H, KV, hd):
             tree[t, p], p = True, parents[p]
     bias = torch.zeros(T, L)
     bias[:, s0:].masked_fill_(~tree, float("-inf"))
-    ref = torch.nn.functional.scaled_dot_product_attention(
-        q.view(T, H, hd).transpose(0, 1)[None], k[None, :, :L], v[None, :, :L], attn_mask=bias, enable_gqa=True)
-    ref = ref[0].transpose(0, 1).reshape(T, H * hd)
+    ref = _sdpa_rows(q, k, v, bias, H)
     out = R.attention_int8(q, k, v, s0, H, tree)
     assert ((out - ref).norm() / ref.norm()).item() < 0.04
     causal = torch.ones(T, T, dtype=torch.bool).tril()
