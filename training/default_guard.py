@@ -163,6 +163,11 @@ def stage_backbone(p: Paths) -> None:
     _say(f"backbone: {model.num_params():,} params, vocabulary {model.args.vocab_size:,} → {p.teacher_init}")
 
 
+def _jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file (blank lines skipped)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
 def stage_label(p: Paths, device: str) -> None:
     """The teacher's verdicts on the unlabelled pool (build_data.py's extra.jsonl: training-source rows no rule
     can label, and rows over a source's cap) → OUT/labelled/train.jsonl: train.jsonl plus the pool with the
@@ -174,7 +179,7 @@ def stage_label(p: Paths, device: str) -> None:
     if p.labelled.exists():
         _say(f"label: {p.labelled} exists")
         return
-    rows = [json.loads(line) for line in (p.data / "extra.jsonl").read_text(encoding="utf-8").split("\n") if line.strip()]
+    rows = _jsonl(p.data / "extra.jsonl")
     guard = Guard.load(p.teacher, device=device)
     t0, out, skipped = time.perf_counter(), [], 0
     for start in range(0, len(rows), 1024):
@@ -293,7 +298,7 @@ def _scored(data: Path, predictions: Path) -> dict:
     from pocketguard.evaluate.metrics import evaluate_examples
 
     examples, _ = read_examples(data)
-    rows = [json.loads(l) for l in predictions.read_text(encoding="utf-8").split("\n") if l.strip()]
+    rows = _jsonl(predictions)
     if [r["line"] for r in rows] != [e.line for e in examples]:
         raise SystemExit(f"{predictions} does not match the rows of {data}")
     return evaluate_examples(examples, [r["verdict"] for r in rows])
@@ -308,7 +313,7 @@ def _report(p: Paths, shape: str) -> dict[str, dict] | None:
     report = p.student(shape) / "report.jsonl"
     if not report.exists():
         return None
-    return {r["kind"]: r for r in map(json.loads, report.read_text().strip().split("\n"))}
+    return {r["kind"]: r for r in _jsonl(report)}
 
 
 def stage_probe(p: Paths, models: list[str], device: str) -> None:
@@ -374,7 +379,7 @@ def stage_calibrate(p: Paths, shape: str, device: str) -> float | None:
     if preds is None:
         raise SystemExit(f"no dev predictions of {shape} on {device}: run `eval --models {shape} --device {device}` first")
     examples, _ = read_examples(p.data / "dev.jsonl")
-    verdicts = [json.loads(l)["verdict"] for l in preds.read_text(encoding="utf-8").split("\n") if l.strip()]
+    verdicts = [r["verdict"] for r in _jsonl(preds)]
     chosen = None
     print("| threshold | dev F1 | dev FPR | dev look-alike FPR |\n|---|---|---|---|")
     for t in THRESHOLDS:
