@@ -17,6 +17,12 @@ other rows of the pass, so batched verdicts are bit-identical to one-by-one:
   per-row results are the same for every row count (`tests/test_batching.py` checks both kernels);
 * norms, RoPE and the int8 head's integer matmul are per row.
 
+On a GPU the per-sequence attention calls would be thousands of tiny kernel launches per pass, so there
+(`padded(device)`) the sequences of a pass share one KV buffer per layer (`_Group`) and attention is one
+SDPA call per layer over them, queries and keys padded to the pass's longest under a mask that gives each
+row exactly the keys it sees alone. The GPU's results are not bit-identical to one-by-one anyway (cuBLAS
+picks its algorithm by shape); this path only changes the launch count.
+
 `forward(model, seqs, tokens)` appends `tokens[i]` to `seqs[i]` and returns the logits at each sequence's
 last new token (or at all of them); `Sequence.length` is the rollback point (set it back to forget steps).
 """
@@ -35,10 +41,15 @@ _ROWS = 16  # row counts are padded to a multiple of this (see the module docstr
 ATTN_BLOCK = 128  # query rows per attention call: block [r0, r1) only reads the keys it can see
 
 
+def padded(device) -> bool:
+    """Whether passes on `device` take the padded one-call attention (GPUs: launches, not FLOPs, bound them)."""
+    return torch.device(device).type == "cuda"
+
+
 class Sequence:
     """One sequence's keys and values, [1, n_kv_heads, capacity, head_dim] per layer, filled up to `length`."""
 
-    __slots__ = ("k", "v", "length", "capacity", "__dict__")
+    __slots__ = ("k", "v", "length", "capacity", "group", "row", "__dict__")
 
     def __init__(self, model: nn.Module, capacity: int, device=None, dtype=torch.float32):
         a = model.args
@@ -46,6 +57,8 @@ class Sequence:
         self.k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(a.n_layers)]
         self.v = [torch.empty(shape, device=device, dtype=dtype) for _ in range(a.n_layers)]
         self.length, self.capacity = 0, capacity
+        self.group: _Group | None = None  # the shared KV buffer it lives in (padded path), at batch row `row`
+        self.row = 0
 
     @classmethod
     def after(cls, prefix: "Sequence", model: nn.Module, extra: int) -> "Sequence":
@@ -57,6 +70,32 @@ class Sequence:
                 d[:, :, :n] = x[:, :, :n]
         s.length = n
         return s
+
+
+class _Group:
+    """The KV of several sequences in one buffer per layer, [B, n_kv_heads, capacity, head_dim]: each member's
+    `k`/`v` become views of its row, so the padded attention reads and writes them all with one op per layer."""
+
+    def __init__(self, seqs: list[Sequence]):
+        cap = max(s.capacity for s in seqs)
+        B, (_, KV, _, hd) = len(seqs), seqs[0].k[0].shape
+        like = seqs[0].k[0]
+        self.k = [like.new_zeros(B, KV, cap, hd) for _ in seqs[0].k]
+        self.v = [like.new_zeros(B, KV, cap, hd) for _ in seqs[0].k]
+        for b, s in enumerate(seqs):
+            for dst, src in ((self.k, s.k), (self.v, s.v)):
+                for layer, (d, x) in enumerate(zip(dst, src)):
+                    d[b, :, : s.length] = x[0, :, : s.length]
+                    src[layer] = d[b : b + 1]
+            s.group, s.row = self, b
+
+
+def _grouped(seqs: list[Sequence]) -> _Group:
+    """The one group holding all of `seqs` (made, moving their KV into it, unless they already share one)."""
+    g = seqs[0].group
+    if g is None or any(s.group is not g for s in seqs):
+        g = _Group(seqs)
+    return g
 
 
 Block = tuple[int, int, Tensor | None, bool]  # query rows [r0, r1), additive mask, causal
@@ -96,13 +135,58 @@ class Attention:
         # causal or under a tree mask; SDPA's calls and masks (`_blocks`) are only built for the SDPA path
         self.int8 = (torch.device(device).type == "cpu" and dtype == torch.float32
                      and seqs[0].k[0].dtype == torch.float32 and runtime_cpu.int8_attention())
-        self.blocks = [] if self.int8 else [_blocks(T, s.length, tree, dtype, device)
-                                            for s, T, tree in zip(seqs, lengths, self.trees)]
+        self.group = _grouped(seqs) if padded(device) else None
+        if self.group is not None:
+            self._pad_plan(device)
+        self.blocks = [] if self.int8 or self.group else [_blocks(T, s.length, tree, dtype, device)
+                                                          for s, T, tree in zip(seqs, lengths, self.trees)]
         self.out: Tensor | None = None  # one output buffer for every layer of the pass (each layer's is used up
         # by its output projection before the next layer runs): no multi-MB allocation and memset per layer
 
+    def _pad_plan(self, device) -> None:
+        """Where each packed row goes in the padded [B, Tmax] query grid and the KV buffer, and the mask
+        [B, 1, Tmax, Kmax] that lets row r of sequence b see exactly its keys: those before the pass, then its
+        new ones causally (or under the tree). Built once per pass, used by every layer."""
+        starts = torch.tensor([s.length for s in self.seqs], device=device)
+        T = torch.tensor(self.lengths, device=device)
+        self.tmax, self.kmax = max(self.lengths), int((starts + T).max())
+        b = torch.repeat_interleave(torch.arange(len(self.seqs), device=device), T)
+        self.b, self.r = b, torch.arange(len(b), device=device) - torch.repeat_interleave(T.cumsum(0) - T, T)
+        self.rows = torch.tensor([s.row for s in self.seqs], device=device)
+        self.slot = starts[b] + self.r
+        rr = torch.arange(self.tmax, device=device)[None, :, None]
+        rel = torch.arange(self.kmax, device=device)[None, None, :] - starts[:, None, None]  # key - first new slot
+        if self.trees[0] is None:
+            new = (rel >= 0) & (rel <= rr)
+        else:  # one tree for every sequence (forward checks); rows past it only see the old keys
+            tree, n = self.trees[0], self.trees[0].shape[0]
+            new = (rel >= 0) & (rel < n) & (rr < n) & tree[rr.clamp(max=n - 1), rel.clamp(0, n - 1)]
+        pad_row = rr >= T[:, None, None]  # grid rows past a sequence's tokens: see key 0 only (no NaN rows)
+        self.mask = (((rel < 0) | new) & ~pad_row | pad_row & (rel == -starts[:, None, None])).unsqueeze(1)
+
+    def _padded(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """All sequences in one SDPA call: write the new keys/values into the group buffer, attend over the
+        padded grid, scatter the rows back."""
+        g, H, KV, hd, N = self.group, self.H, self.KV, self.hd, len(self.b)
+        assert g is not None
+        kc, vc = g.k[layer], g.v[layer]
+        rows = self.rows[self.b]
+        kc[rows, :, self.slot] = k[:N].view(N, KV, hd).to(kc.dtype)
+        vc[rows, :, self.slot] = v[:N].view(N, KV, hd).to(vc.dtype)
+        B = len(self.seqs)
+        qp = q.new_zeros(B, self.tmax, H, hd)
+        qp[self.b, self.r] = q[:N].view(N, H, hd)
+        y = F.scaled_dot_product_attention(qp.transpose(1, 2), kc[self.rows, :, : self.kmax].to(q.dtype),
+                                           vc[self.rows, :, : self.kmax].to(q.dtype), attn_mask=self.mask,
+                                           enable_gqa=KV != H)
+        out = q.new_zeros(q.shape[0], H * hd)
+        out[:N] = y.transpose(1, 2)[self.b, self.r].reshape(N, H * hd)
+        return out
+
     def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """q [N, H*hd], k/v [N, KV*hd] (rope applied; N may include padding rows) -> [N, H*hd]."""
+        if self.group is not None:
+            return self._padded(layer, q, k, v)
         H, KV, hd = self.H, self.KV, self.hd
         gqa = KV != H
         if self.out is None or self.out.shape[0] != q.shape[0]:
