@@ -166,17 +166,25 @@ def test_packed_pass_matches_the_padded_model(tiny_tok, monkeypatch):
         packed.forward(m, seqs[:1], [[]])
 
 
-def test_padded_gpu_attention_matches_the_per_sequence_path(tiny_tok, monkeypatch):
-    """The GPU's one-call attention (`packed.padded`, forced here on the CPU): shared prefix copies, prompts of
-    mixed lengths, decode steps on a subset, a tree pass, each logit as the per-sequence path's (fp32 SDPA both)."""
+# The GPU's one-call attention (`packed.padded`), forced on the CPU here and, where a GPU is present, checked
+# there against the per-sequence path forced on (training/gpu_run.sh runs these first on the lent GPU).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_padded_gpu_attention_matches_the_per_sequence_path(tiny_tok, monkeypatch, device):
+    """Shared prefix copies, prompts of mixed lengths, decode steps on a subset, a tree pass: each logit as the
+    per-sequence path's (fp32 SDPA both)."""
     monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp32")
-    m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
+    m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320).to(device)
     rng = random.Random(1)
     prefix_ids = [rng.randrange(tiny_tok.vocab_size) for _ in range(40)]
     bodies = [[rng.randrange(tiny_tok.vocab_size) for _ in range(n)] for n in (3, 150, 1, 61)]
+    tol = dict(atol=2e-5, rtol=1e-5) if device == "cpu" else dict(atol=2e-4, rtol=1e-4)
 
-    def run():
-        prefix = packed.Sequence(m, 40)
+    def run(pad):
+        monkeypatch.setattr(packed, "padded", lambda device: pad)
+        prefix = packed.Sequence(m, 40, device)
         packed.forward(m, [prefix], [prefix_ids])
         seqs = [packed.Sequence.after(prefix, m, 160) for _ in bodies]
         out = [packed.forward(m, seqs, bodies, all_logits=True)]
@@ -184,32 +192,34 @@ def test_padded_gpu_attention_matches_the_per_sequence_path(tiny_tok, monkeypatc
         out.append(packed.forward(m, seqs, [[8, 9, 10]] * 4, all_logits=True, parents=[-1, 0, 0]))  # a tree
         return out, seqs
 
-    want, ref_seqs = run()
-    monkeypatch.setattr(packed, "padded", lambda device: True)
-    got, seqs = run()
+    want, ref_seqs = run(False)
+    got, seqs = run(True)
     assert all(s.group is seqs[0].group is not None for s in seqs)  # one shared KV buffer, made once
     for w, g in zip(want, got):
         for a, b in zip(w, g):
-            torch.testing.assert_close(b, a, atol=2e-5, rtol=1e-5)
+            torch.testing.assert_close(b, a, **tol)
     for s, r in zip(seqs, ref_seqs):  # the keys each sequence kept (its own rows of the group) are the same
         assert s.length == r.length
-        torch.testing.assert_close(s.k[1][0, :, : s.length], r.k[1][0, :, : r.length], atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(s.k[1][0, :, : s.length], r.k[1][0, :, : r.length], **tol)
 
 
-def test_padded_gpu_attention_gives_the_same_verdicts(tiny_tok, monkeypatch):
+@pytest.mark.parametrize("device", DEVICES)
+def test_padded_gpu_attention_gives_the_same_verdicts(tiny_tok, monkeypatch, device):
     """Through the guard (length-sorted passes, windows, answer steps, category scores): the padded path's verdicts
     are those of the per-sequence path, in the caller's order."""
     monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp32")
-    m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
+    m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320).to(device)
     convs = _mix(tiny_tok, seed=4)
+    monkeypatch.setattr(packed, "padded", lambda device: False)
     want = Guard(m, tiny_tok, max_context=600).moderate_batch(convs, category_scores=True)
     monkeypatch.setattr(packed, "padded", lambda device: True)
     got = Guard(m, tiny_tok, max_context=600).moderate_batch(convs, category_scores=True)
     assert [(v.status, v.categories, v.prompt_tokens, v.truncation) for v in got] == \
         [(v.status, v.categories, v.prompt_tokens, v.truncation) for v in want]
+    tol = 1e-5 if device == "cpu" else 1e-4
     for a, b in zip(got, want):
-        assert a.p_unsafe == pytest.approx(b.p_unsafe, abs=1e-5)
-        assert a.category_scores == pytest.approx(b.category_scores, abs=1e-5)
+        assert a.p_unsafe == pytest.approx(b.p_unsafe, abs=tol)
+        assert a.category_scores == pytest.approx(b.category_scores, abs=tol)
 
 
 def _reference_decode(logits_rows, grammar, rows):

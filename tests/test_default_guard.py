@@ -211,3 +211,45 @@ def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
     for shape, s in p.shapes.items():
         cells = f"| {shape} | {s.blocks} | {s.width} | {s.embedding_bits} | {s.hidden_weight or '—'} | {'yes' if s.extra else '—'} | 1.0M | 2.0 |"
         assert cells in table
+
+
+def test_teacher_soup_averages_the_ingredients_unless_that_scores_below_them(tmp_path):
+    """`default_guard.py teacher` with several TEACHER_SEEDS: the teacher is the weight average of the seeds'
+    fine-tunes when its dev F1 is at least the worst ingredient's (recorded in soup.json), else the best one."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+    import torch
+    from safetensors.torch import load_file
+
+    from pocketguard.checkpoint import policy_dict, save_hf
+    from pocketguard.testing import tiny_args, tiny_model, tiny_tokenizer
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
+    p.data.mkdir(parents=True)
+    rows = [{"messages": [{"role": "user", "content": f"question {i}"}], "role": "user",
+             "label": "unsafe" if i % 2 else "safe", "categories": ["S1"] if i % 2 else []} for i in range(6)]
+    (p.data / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tok = tiny_tokenizer(tmp_path / "tok")
+    meta = {"policy": policy_dict(Policy.default())}
+    weights = []
+    for seed in p.seeds:
+        save_hf(tiny_model(tiny_args(vocab_size=tok.vocab_size), seed=seed), tok, p.model(f"teacher-s{seed}"), meta)
+        weights.append(load_file(str(p.model(f"teacher-s{seed}") / "model.safetensors")))
+
+    def report(f1s):
+        for seed, f1 in zip(p.seeds, f1s):
+            (p.ingredient(seed) / "report.jsonl").write_text(json.dumps({"kind": "train", "dev": {"f1": f1}}) + "\n")
+
+    report([0.0] * len(p.seeds))  # every ingredient at the lowest F1: the soup cannot score below them
+    dg.soup(p)
+    got = load_file(str(p.teacher / "model.safetensors"))
+    for k in got:
+        torch.testing.assert_close(got[k], sum(w[k] for w in weights) / len(weights))
+    assert json.loads((p.teacher.parent / "soup.json").read_text())["teacher"] == "soup"
+    report([1.5 + s for s in p.seeds])  # F1s no model reaches: the soup scores below them, the best one is used
+    dg.soup(p)
+    best = f"teacher-s{p.seeds[-1]}"
+    assert json.loads((p.teacher.parent / "soup.json").read_text())["teacher"] == best
+    assert load_file(str(p.teacher / "model.safetensors")).keys() == weights[-1].keys()
+    for k, w in weights[-1].items():
+        assert torch.equal(load_file(str(p.teacher / "model.safetensors"))[k], w)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make the default guard on one GPU machine: backbone → teacher → its labels on the unlabelled pool → the
+# Make the default guard on one GPU machine: backbone → teacher (a soup of fine-tunes trained side by side) → its labels on the unlabelled pool → the
 # student shapes in parallel (each
 # evaluated when trained), with the teacher's eval on dev and dev_heldout beside them → pick the student to
 # ship → pack what comes back
@@ -29,12 +29,17 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c 'import torch, torchao; print("torch", torch.__version__, "torchao", torchao.__version__)'
   start=$(date +%s)
+  # The padded one-call attention that label and eval take on the GPU, checked there against the per-sequence path
+  if ! python3 -m pytest -q -x -p no:cacheprovider tests/test_batching.py -k padded; then echo "TEACHER FAILED (padded check)"; exit 1; fi
+  # The teacher: TEACHER_SEEDS fine-tunes side by side, averaged (default_guard.py soup)
   if ! { $dg backbone && $dg teacher; }; then echo "TEACHER FAILED"; exit 1; fi
   echo "teacher done after $(( $(date +%s) - start ))s"
   # The teacher's eval runs beside its labelling of the unlabelled pool and the students (inference next to
   # training fits on one H200). The students' quality-vs-size points are their recipe reports (dev F1 and
   # agreement with the teacher after every step); the shipped one is evaluated where it ships (CPU).
-  $dg eval --device cuda --models teacher > "$results/eval-teacher.log" 2>&1 &
+  # (the soup's ingredients too: whether averaging helped on the held-out sources is measured, not assumed)
+  ingredients=$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(",".join(f"teacher-s{s}" for s in d.TEACHER_SEEDS if len(d.TEACHER_SEEDS) > 1))')
+  $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" > "$results/eval-teacher.log" 2>&1 &
   pids=($!)
   if ! $dg label; then echo "TEACHER FAILED (label)"; exit 1; fi
   echo "label done after $(( $(date +%s) - start ))s"
@@ -60,7 +65,7 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   echo "students and teacher eval done after $(( $(date +%s) - start ))s"
   for f in "$results"/student-*.log; do grep -E "^\[|→" "$f"; done
   $dg pick
-  $dg probe --device cuda --models teacher,"$(cat runs/default/picked.txt)"
+  $dg probe --device cuda --models "teacher${ingredients:+,$ingredients}","$(cat runs/default/picked.txt)"
 } 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn|register_constant" | tee "$results/log.txt"
 # A failed teacher, or no student to pick, leaves nothing to pack: say so instead of finishing.
 if grep -q "TEACHER FAILED" "$results/log.txt" || [ ! -s runs/default/picked.txt ]; then
@@ -68,7 +73,8 @@ if grep -q "TEACHER FAILED" "$results/log.txt" || [ ! -s runs/default/picked.txt
 fi
 cd runs && tar czf - -C . default/students/"$(cat default/picked.txt)"/model | split -b 15m -d - "$results/student.tgz."
 tar czf "$results/results.tgz" --exclude='*.partial' --exclude='train_state.pt' default/recipes default/eval \
-  default/picked.txt default/teacher/report.jsonl $(ls default/students/*/report.jsonl default/*/steps/*/step.json \
+  default/picked.txt $(ls default/teacher/report.jsonl default/teacher/soup.json default/teacher-s*/report.jsonl \
+  default/students/*/report.jsonl default/*/steps/*/step.json \
   default/students/*/steps/*/step.json default/*/steps/*/train_log.jsonl default/students/*/steps/*/train_log.jsonl \
   2>/dev/null) 2>/dev/null
 ls -la "$results"
