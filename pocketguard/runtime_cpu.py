@@ -11,7 +11,8 @@ The kernel (C, compiled once with the system gcc into ~/.cache/pocketguard, load
 threads come from the libgomp torch already loaded):
 
 * activations are quantized per token exactly as `kernels.quantize_act` (same fp32 formulas, round half to
-  even) and stored as uint8 `u = q + 128`;
+  even) and stored as uint8 `u = q + 128`; a row holding a NaN or an infinity gets a NaN scale, so its outputs
+  are NaN (the guard fails closed), not the finite garbage that min / max, which drop NaNs, would make of it;
 * weights are repacked once at load time into 16-column x 32-deep AMX B tiles (VNNI order), still 4 bits:
   256 bytes per tile, low nibbles = tile rows 0-3, high nibbles = rows 4-7, so unpacking is and/shift/sub;
 * per group, one `tdpbusd` gives the exact int32 dot products `sum_k u[m,k] c[n,k]`; they are scaled by
@@ -44,7 +45,8 @@ probabilities (uint8 per row, value scales folded in) times int8 values are agai
 on the default guard's prompt shapes, at ~2 % relative error in the attention output; the shipped guard keeps the
 status of 3,785 / 3,798 held-out conversations (docs/benchmarks.md). Everywhere else (no VNNI, the portable or a
 forced AVX2 kernel, GPUs, bf16) attention is torch's SDPA in the model's dtype, and `POCKETGUARD_ATTENTION=fp32`
-asks for exact fp32 SDPA on CPU too (`int8_attention()`).
+asks for exact fp32 SDPA on CPU too (`int8_attention()`). The int8 attention fails closed as well: a query,
+key or value row holding a NaN or an infinity makes NaN every output that reads it.
 
 `accelerate(model)` swaps each transformer block for a `FastBlock` (RMSNorm fused with the activation
 quantization, q|k|v in one matmul and gate|up in one matmul so each activation is quantized once, SiLU·up
@@ -90,13 +92,15 @@ _C_SOURCE = r"""
 
 /* The scalar steps of kernels.quantize_act that every SIMD flavour of quant_row shares, so that all of them
    give the same codes: scale and zero point from the row's min / max (min <= 0 <= max), and the elements past
-   the last full vector. */
-static inline void quant_scale(float lo, float hi, float *inv, float *z, float *sx, float *zu) {
+   the last full vector. `bad` is the sum of x * 0 over the row: 0, or NaN when the row holds a NaN or an
+   infinity. min / max (and fminf / fmaxf) drop NaNs, so such a row would quantize to finite codes and give finite
+   garbage; it gets a NaN scale instead, which makes every output of the row NaN (the guard must fail closed). */
+static inline void quant_scale(float lo, float hi, float bad, float *inv, float *z, float *sx, float *zu) {
     float s = (hi - lo) / 255.0f;
     if (!(s >= FLT_MIN)) s = FLT_MIN;
     *z = fminf(fmaxf(-128.0f - nearbyintf(lo / s), -128.0f), 127.0f);
     *inv = 1.0f / s;
-    *sx = s;
+    *sx = isnan(bad) ? NAN : s;
     *zu = *z + 128.0f;
 }
 
@@ -110,9 +114,10 @@ static inline void quant_tail(const float *r, int k, int K, float inv, float z, 
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 /* exp for the SiLU and the int8 attention's softmax (Cephes expf polynomial, ~1 ulp; inputs clamped to the finite
-   range); AVX-512F only, so the AMX and the VNNI code can both inline it. */
+   range, x as the second operand of the clamp: min / max return it when it is NaN, so NaN stays NaN); AVX-512F
+   only, so the AMX and the VNNI code can both inline it. */
 static inline __m512 exp512(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
+    x = _mm512_min_ps(_mm512_set1_ps(88.7f), _mm512_max_ps(_mm512_set1_ps(-87.3f), x));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -159,17 +164,19 @@ static void pg_tiles(void) {
 
 /* Per-token asymmetric int8 quantization of one row, exactly kernels.quantize_act; u = q + 128. */
 static inline void quant_row(const float *r, int K, uint8_t *o, float *sx, float *zu) {
-    __m512 vmin = _mm512_setzero_ps(), vmax = _mm512_setzero_ps();
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 vmin = zero, vmax = zero, vbad = zero;
     int k = 0;
     for (; k + 16 <= K; k += 16) {
         __m512 v = _mm512_loadu_ps(r + k);
         vmin = _mm512_min_ps(vmin, v);
         vmax = _mm512_max_ps(vmax, v);
+        vbad = _mm512_fmadd_ps(v, zero, vbad);  /* x * 0: stays 0 unless x is a NaN or an infinity (quant_scale) */
     }
-    float lo = _mm512_reduce_min_ps(vmin), hi = _mm512_reduce_max_ps(vmax);
-    for (; k < K; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); }
+    float lo = _mm512_reduce_min_ps(vmin), hi = _mm512_reduce_max_ps(vmax), bad = _mm512_reduce_add_ps(vbad);
+    for (; k < K; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); bad += r[k] * 0.0f; }
     float inv, z;
-    quant_scale(lo, hi, &inv, &z, sx, zu);
+    quant_scale(lo, hi, bad, &inv, &z, sx, zu);
     __m512 vinv = _mm512_set1_ps(inv), vz = _mm512_set1_ps(z + 128.0f);
     __m512 v0 = _mm512_setzero_ps(), v255 = _mm512_set1_ps(255.0f);
     for (k = 0; k + 16 <= K; k += 16) {
@@ -376,20 +383,23 @@ static inline float reduce_add16(__m256 a, __m256 b) {
 
 /* quant_row on AVX2: the same formulas, so the same codes. */
 static inline void quant_row_avx2(const float *r, int K, uint8_t *o, float *sx, float *zu) {
-    __m256 vmin = _mm256_setzero_ps(), vmax = _mm256_setzero_ps();
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 vmin = zero, vmax = zero, vbad = zero;
     int k = 0;
     for (; k + 8 <= K; k += 8) {
         __m256 v = _mm256_loadu_ps(r + k);
         vmin = _mm256_min_ps(vmin, v);
         vmax = _mm256_max_ps(vmax, v);
+        vbad = _mm256_fmadd_ps(v, zero, vbad);
     }
-    float mn[8], mx[8], lo = 0.0f, hi = 0.0f;
+    float mn[8], mx[8], bd[8], lo = 0.0f, hi = 0.0f, bad = 0.0f;
     _mm256_storeu_ps(mn, vmin);
     _mm256_storeu_ps(mx, vmax);
-    for (int i = 0; i < 8; i++) { lo = fminf(lo, mn[i]); hi = fmaxf(hi, mx[i]); }
-    for (; k < K; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); }
+    _mm256_storeu_ps(bd, vbad);
+    for (int i = 0; i < 8; i++) { lo = fminf(lo, mn[i]); hi = fmaxf(hi, mx[i]); bad += bd[i]; }
+    for (; k < K; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); bad += r[k] * 0.0f; }
     float inv, z;
-    quant_scale(lo, hi, &inv, &z, sx, zu);
+    quant_scale(lo, hi, bad, &inv, &z, sx, zu);
     const __m256 vinv = _mm256_set1_ps(inv), vz = _mm256_set1_ps(z + 128.0f);
     const __m256 v0 = _mm256_setzero_ps(), v255 = _mm256_set1_ps(255.0f);
     for (k = 0; k + 8 <= K; k += 8) {
@@ -443,7 +453,7 @@ void pg_rmsnorm_quant_avx2(int M, int Mp, int K, const float *x, long ldx, const
 /* exp512 on AVX2, the same steps; scalef (x * 2^n, one rounding) becomes two exact power-of-two factors
    2^(n>>1) and 2^(n - (n>>1)): n reaches 128, whose 2^n is no float. */
 static inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+    x = _mm256_min_ps(_mm256_set1_ps(88.7f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -684,11 +694,16 @@ void pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const
 static inline float hmax512(__m512 x) { return _mm512_reduce_max_ps(x); }
 
 /* max |r[c]| over a row of hd floats (hd a multiple of 16), and r[c] * s rounded to the nearest integer (even on
-   ties): the symmetric per-row int8 quantization of queries, keys and values */
+   ties): the symmetric per-row int8 quantization of queries, keys and values. The maximum is taken on the bits of
+   |x|, whose integer order is the float order, with NaNs above infinity (_mm512_max_ps would drop a NaN): a row
+   holding a NaN or an infinity gets NaN, and so a NaN scale. */
 static inline float absmax_row(const float *r, int hd) {
-    __m512 m = _mm512_setzero_ps();
-    for (int c = 0; c < hd; c += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(r + c)));
-    return hmax512(m);
+    __m512i m = _mm512_setzero_si512();
+    for (int c = 0; c < hd; c += 16) m = _mm512_max_epu32(m, _mm512_castps_si512(_mm512_abs_ps(_mm512_loadu_ps(r + c))));
+    const uint32_t b = _mm512_reduce_max_epu32(m);
+    float x;
+    memcpy(&x, &b, 4);
+    return x <= FLT_MAX ? x : NAN;
 }
 
 static inline __m512i round_scaled(const float *r, float s) {
@@ -781,7 +796,10 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
                 for (int i = 0; i < 16; i++) vb[(c + i) * 4] = b8[i];
             }
             const int32_t sum = _mm512_reduce_add_epi32(sv);
-            ks[gj] = km / 127.0f; vs[gj] = vm / 127.0f; ksum[gj] = sum;
+            /* a key or value row that is not finite makes its key's score NaN, so every query that sees the key
+               gets a NaN output (below); its value scale is 0, so a query that does not see it adds 0 x 0 */
+            const int bad = isnan(km) || isnan(vm);
+            ks[gj] = bad ? NAN : km / 127.0f; vs[gj] = bad ? 0.0f : vm / 127.0f; ksum[gj] = sum;
         }
         /* query rows go in groups of AT_R consecutive rows of one head: each key (and value) vector loaded serves
            all of them, and their accumulators are independent chains. A row's result does not depend on its group:
@@ -866,7 +884,9 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
                                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
                     _mm_store_si128((__m128i *)(pu + (size_t)r * Lp + b * 16), _mm512_cvtusepi32_epi8(u));
                 }
-                f[r] = sum > 0.0f ? pm / 255.0f / sum : 0.0f;
+                /* a NaN score (a query, key or value that is not finite: its NaN scale) made its weight and so the
+                   sum NaN: the row's output is NaN too, not finite garbage */
+                f[r] = sum > 0.0f || isnan(sum) ? pm / 255.0f / sum : 0.0f;
             }
             /* P V: per key quad, the 4 keys' weights of each row times the value vectors loaded once for all rows;
                integer sums, so the order does not matter */

@@ -1,11 +1,13 @@
 """runtime_cpu's AVX-512 VNNI kernel (CPUs without AMX) and AVX2 kernel (CPUs without AVX-512): exact int32 group
 sums, parity with the reference kernels at the default guard's shapes (dim 576, 9 / 3 heads), FastBlock and
-whole-model verdicts, and the POCKETGUARD_CPU_KERNEL switch. Each test forces its kernel, so a CPU runs the tests
-of every kernel it has (an AMX machine all of them) and skips the others."""
+whole-model verdicts, and the POCKETGUARD_CPU_KERNEL switch; on every kernel (AMX too) and in the int8 attention, a
+NaN or an infinity in an input row gives NaN outputs (fail closed). Each test forces its kernel, so a CPU runs the
+tests of every kernel it has (an AMX machine all of them) and skips the others."""
 
 from __future__ import annotations
 
 import copy
+import math
 import platform
 import re
 import shutil
@@ -22,8 +24,12 @@ def _runs(kernel: str) -> bool:
     return R._KERNEL_FLAGS[kernel] <= R._cpu_flags()
 
 
-KERNELS = [pytest.param(k, marks=pytest.mark.skipif(not _runs(k), reason=f"the CPU cannot run the {k} kernel"))
-           for k in ("vnni", "avx2")]
+def _kernels(*names: str) -> list:
+    return [pytest.param(k, marks=pytest.mark.skipif(not _runs(k), reason=f"the CPU cannot run the {k} kernel"))
+            for k in names]
+
+
+KERNELS = _kernels("vnni", "avx2")
 
 
 def _reset(monkeypatch, kernel: str | None) -> None:
@@ -36,11 +42,21 @@ def _reset(monkeypatch, kernel: str | None) -> None:
         monkeypatch.setenv("POCKETGUARD_CPU_KERNEL", kernel)
 
 
+def _force(monkeypatch, kernel: str) -> str:
+    _reset(monkeypatch, kernel)
+    assert R.available() == (True, kernel), R.available()
+    return kernel
+
+
 @pytest.fixture(params=KERNELS)
 def kernel(request, monkeypatch) -> str:
-    _reset(monkeypatch, request.param)
-    assert R.available() == (True, request.param), R.available()
-    return request.param
+    return _force(monkeypatch, request.param)
+
+
+@pytest.fixture(params=_kernels(*R.LINEARS))
+def any_kernel(request, monkeypatch) -> str:
+    """`kernel`, AMX included: for what every kernel path must do alike."""
+    return _force(monkeypatch, request.param)
 
 
 def _linear(n: int, k: int, seed: int) -> K.Int4WeightInt8ActLinear:
@@ -126,6 +142,49 @@ def test_fused_helpers_match_torch(kernel, Kd):
     check(R.silu_mul_quantize(gu, Kd), torch.nn.functional.silu(gu[:, :Kd]) * gu[:, Kd:], exact=False)
 
 
+NOT_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+@pytest.mark.parametrize("bad", NOT_FINITE)
+@pytest.mark.parametrize("Kd", [576, 203])
+def test_a_row_that_is_not_finite_gets_a_nan_scale(any_kernel, Kd, bad):
+    """Fail closed: min / max drop NaNs, so a row holding a NaN quantized to finite codes and the matmul gave finite
+    garbage. Wherever the element sits (first vector, middle, last element: the tails after the 16-wide and 8-wide
+    loops when Kd = 203), each activation helper gives its row a NaN scale (an infinity too), the other rows the
+    same bits."""
+    gen = torch.Generator().manual_seed(Kd)
+    x, gu = torch.randn(13, Kd, generator=gen), torch.randn(13, 2 * Kd, generator=gen)
+    w = torch.rand(Kd, generator=gen) + 0.5
+    helpers = [(R.quantize_rows, x, 0), (lambda x: R.rmsnorm_quantize(x, w, 1e-5), x, 0),
+               (lambda gu: R.silu_mul_quantize(gu, Kd), gu, 0), (lambda gu: R.silu_mul_quantize(gu, Kd), gu, Kd)]
+    for helper, inp, c0 in helpers:  # c0: the gate or the up half of gu
+        ref = helper(inp)
+        for row, col in ((6, 0), (12, Kd // 2), (6, Kd - 1)):
+            xb = inp.clone()
+            xb[row, c0 + col] = bad
+            q = helper(xb)
+            keep = torch.arange(13) != row
+            assert q.sx[row].isnan()
+            assert all(torch.equal(a[:13][keep], b[:13][keep]) for a, b in ((q.xu, ref.xu), (q.sx, ref.sx), (q.zu, ref.zu)))
+
+
+@pytest.mark.parametrize("bad", NOT_FINITE)
+def test_a_row_that_is_not_finite_gives_nan_outputs(any_kernel, bad):
+    """The NaN scale through each kernel's matmul: every output of the row is NaN (with and without the residual
+    epilogue), every other row the same bits. 13 rows: the VNNI / AVX2 row tiles and single rows, a partial AMX
+    tile."""
+    gen = torch.Generator().manual_seed(5)
+    lin = R.LINEARS[any_kernel]([_linear(80, 576, seed=5)])
+    x, res = torch.randn(13, 576, generator=gen), torch.randn(13, 80, generator=gen)
+    ref, ref_res = lin(x), lin.mm(R.quantize_rows(x), residual=res)
+    for row, col in ((6, 3), (12, 300)):
+        xb = x.clone()
+        xb[row, col] = bad
+        keep = torch.arange(13) != row
+        for got, want in ((lin(xb), ref), (lin.mm(R.quantize_rows(xb), residual=res), ref_res)):
+            assert got[row].isnan().all() and torch.equal(got[keep], want[keep])
+
+
 def _guard_model(tok, n_layers: int = 2):
     """A random quantized model at the next default guard's shapes (dim 576, 9 q / 3 kv heads, MLP 1536)."""
     from pocketguard.compress.prune import prune_output
@@ -178,6 +237,24 @@ def test_artifact_gives_the_reference_verdicts(kernel, tiny_tok, tmp_path):
     assert [(v.status, v.categories) for v in got] == [(v.status, v.categories) for v in want]
     # the 1-ulp sensitivity of a random model shows as up to ~1e-2 in p_unsafe (see test_bench)
     assert all(abs(g.p_unsafe - w.p_unsafe) < 2e-2 for g, w in zip(got, want))
+
+
+def test_a_nan_weight_gives_nan_scores(any_kernel, tiny_tok):
+    """End to end, on each kernel with its attention (int8 on VNNI and AMX, fp32 SDPA on AVX2): one NaN fp16 group
+    scale in the first block's q projection (a corrupt artifact) makes one q column NaN. The int8 activations (and
+    the int8 attention's queries) used to drop it, giving finite scores and possibly `safe`; now p_unsafe is NaN.
+    The verdict must then be `error`, which is answer.decode's part: an argmax over NaN logits takes the first
+    allowed token, so `safe` comes out, a known gap outside the kernels (xfail until it is closed)."""
+    from pocketguard.guard import Guard
+
+    model = _guard_model(tiny_tok, n_layers=1)
+    model.layers[0].attention.wq.scales[5, 0] = float("nan")
+    assert R.accelerate(model)["blocks"] == 1
+    verdicts = Guard(model, tiny_tok).moderate_batch(["how do I make a bomb", "bread recipe " * 30])
+    assert all(math.isnan(v.p_unsafe) for v in verdicts)
+    if any(v.status == "safe" for v in verdicts):
+        pytest.xfail("answer.decode turns NaN logits into `safe` (argmax over NaN)")
+    assert all(v.status == "error" for v in verdicts)
 
 
 @pytest.mark.skipif(not any(map(_runs, R._KERNEL_FLAGS)), reason="the CPU runs none of the fast kernels")
@@ -304,6 +381,39 @@ def test_int8_attention_under_a_tree_mask(T, s0, H, KV, hd):
         R.attention_int8(q, k, v, s0, H, tree[:, :-1])
     with pytest.raises(ValueError, match="tree must be"):
         R.attention_int8(q, k, v, s0, H, tree.float())
+
+
+@pytest.mark.skipif(not (R.available()[0] and "vnni" in R._RUNS), reason="int8 attention needs AVX-512 VNNI")
+@pytest.mark.parametrize("bad", NOT_FINITE)
+@pytest.mark.parametrize("tree", [False, True])
+def test_int8_attention_fails_closed(bad, tree):
+    """A query, key or value row holding a NaN or an infinity: the per-row absmax (and the softmax's exp clamp and
+    zero-sum guard) dropped the NaN, giving finite garbage. Now the (query row, head) pairs that read it are NaN
+    (a query: its own; a key or value: the queries of its KV head's heads that see it, causal or tree) and every
+    other pair keeps its bits."""
+    T, s0, H, KV, hd = 21, 40, 6, 2, 64
+    gen = torch.Generator().manual_seed(T)
+    L, grp = s0 + T, H // KV
+    q = torch.randn(T, H * hd, generator=gen) * 2
+    k, v = torch.randn(KV, L, hd, generator=gen) * 2, torch.randn(KV, L, hd, generator=gen)
+    mask = torch.ones(T, T, dtype=torch.bool).tril()
+    if tree:
+        mask &= (torch.rand(T, T, generator=gen) < 0.5) | torch.eye(T, dtype=torch.bool)
+    sees = torch.cat([torch.ones(T, s0, dtype=torch.bool), mask], 1)  # [T, L]: the keys each query row sees
+    ref = R.attention_int8(q, k, v, s0, H, mask if tree else None).view(T, H, hd)
+
+    def check(q, k, v, hit):  # hit [T, H]: the (row, head) pairs that read the bad element
+        out = R.attention_int8(q, k, v, s0, H, mask if tree else None).view(T, H, hd)
+        assert hit.any() and out[hit].isnan().all() and torch.equal(out[~hit], ref[~hit])
+
+    qb, hit = q.clone(), torch.zeros(T, H, dtype=torch.bool)
+    qb[7, 2 * hd + 5], hit[7, 2] = bad, True
+    check(qb, k, v, hit)
+    for j in (3, s0 + 5):  # a cached key every query sees; a new key that the first rows (and tree branches) do not
+        for which in range(2):
+            kv = [k.clone(), v.clone()]
+            kv[which][1, j, 9] = bad
+            check(q, *kv, sees[:, j, None] & (torch.arange(H) // grp == 1))
 
 
 needs_gcc = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not (shutil.which("gcc") and shutil.which("objdump")),
