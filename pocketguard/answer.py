@@ -162,11 +162,18 @@ def decode(logits: Tensor, step: Step, grammar: AnswerGrammar, rows: Sequence[in
         allowed = torch.stack([grammar.mask(out[b].text) for b in live]) & avail
         if k == 0 and first is not None:
             allowed &= grammar._ids[None, :] == torch.tensor([first[b] for b in live])[:, None]
-        scores = logits[:, cols].float().cpu().masked_fill(~allowed, float("-inf"))
+        raw = logits[:, cols].float().cpu()
+        # A guard fails closed: NaN / inf logits (a corrupt checkpoint, an overflow) would make the argmax pick
+        # the first allowed candidate, i.e. `safe`, so such a prompt gets an error instead of an answer.
+        finite = torch.isfinite(raw).all(1).tolist()
+        scores = raw.masked_fill(~allowed, float("-inf"))
         pick, any_ok = scores.argmax(1).tolist(), allowed.any(1).tolist()
         fed, ids = [], []
         for j, b in enumerate(live):
             a = out[b]
+            if not finite[j]:
+                a.error = f"the model's scores are not finite (NaN or inf) after {a.text!r}: cannot judge"
+                continue
             if not any_ok[j]:
                 a.error = f"the model cannot continue the answer {a.text!r} under this policy"
                 continue

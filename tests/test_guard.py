@@ -3,6 +3,7 @@
 import random
 
 import pytest
+import torch
 
 from pocketguard.model import ModelArgs, Transformer
 from pocketguard.policy import Policy
@@ -57,6 +58,21 @@ def test_head_without_answer_tokens_fails_closed(tok):
     keep = [i for i in range(tok.vocab_size) if i != tok.encode("unsafe")[0]]
     v = Guard(make(tok, output_token_ids=keep), tok).moderate("hello")
     assert v.status == "error" and v.flagged and "cannot emit" in v.error
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("threshold", [None, 0.5])
+def test_non_finite_scores_fail_closed(tok, bad, threshold):
+    """A model whose scores are NaN / inf (a corrupt checkpoint, an overflow) gives `error`, never `safe` (an argmax
+    over NaN picks the first allowed answer, `safe`), greedy and thresholded, alone and batched beside a good one."""
+    model = make(tok)
+    with torch.no_grad():
+        model.norm.weight[0] = bad
+    g = Guard(model, tok, threshold=threshold)
+    for v in [g.moderate("hello"), *g.moderate_batch(["hello", "bread recipe " * 9])]:
+        assert v.status == "error" and v.flagged and "not finite" in v.error, v
+    good = Guard(make(tok, "safe"), tok, threshold=threshold).moderate("hello")
+    assert good.status == "safe" and good.error is None
 
 
 @pytest.mark.parametrize("raw, status", [("safe", "safe"), ("unsafe\nS1,S10", "unsafe"), ("unsafe", "error"),

@@ -243,8 +243,7 @@ def test_a_nan_weight_gives_nan_scores(any_kernel, tiny_tok):
     """End to end, on each kernel with its attention (int8 on VNNI and AMX, fp32 SDPA on AVX2): one NaN fp16 group
     scale in the first block's q projection (a corrupt artifact) makes one q column NaN. The int8 activations (and
     the int8 attention's queries) used to drop it, giving finite scores and possibly `safe`; now p_unsafe is NaN.
-    The verdict must then be `error`, which is answer.decode's part: an argmax over NaN logits takes the first
-    allowed token, so `safe` comes out, a known gap outside the kernels (xfail until it is closed)."""
+    The verdict is then `error` (answer.decode refuses non-finite scores), never `safe`."""
     from pocketguard.guard import Guard
 
     model = _guard_model(tiny_tok, n_layers=1)
@@ -252,9 +251,7 @@ def test_a_nan_weight_gives_nan_scores(any_kernel, tiny_tok):
     assert R.accelerate(model)["blocks"] == 1
     verdicts = Guard(model, tiny_tok).moderate_batch(["how do I make a bomb", "bread recipe " * 30])
     assert all(math.isnan(v.p_unsafe) for v in verdicts)
-    if any(v.status == "safe" for v in verdicts):
-        pytest.xfail("answer.decode turns NaN logits into `safe` (argmax over NaN)")
-    assert all(v.status == "error" for v in verdicts)
+    assert all(v.status == "error" and "not finite" in v.error for v in verdicts)
 
 
 @pytest.mark.skipif(not any(map(_runs, R._KERNEL_FLAGS)), reason="the CPU runs none of the fast kernels")
