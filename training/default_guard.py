@@ -76,7 +76,10 @@ class Shape(NamedTuple):
 SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16-f1024": Shape(16, 1024, 8),
           "b18-f1024": Shape(18, 1024, 8), "b24-f1024-e4": Shape(24, 1024, 4), "b26-f1024-e4": Shape(26, 1024, 4),
           "b20-f1536-e4": Shape(20, 1536, 4), "b24-f1024-e4-h": Shape(24, 1024, 4, 1.0),
-          "b26-f1024-e4-h": Shape(26, 1024, 4, 1.0), "b26-f1024-e4-hx": Shape(26, 1024, 4, 1.0, True)}
+          "b26-f1024-e4-h": Shape(26, 1024, 4, 1.0), "b26-f1024-e4-hx": Shape(26, 1024, 4, 1.0, True),
+          # every block kept, the MLP cut deeper instead (~55.4 and ~56.4 MB shipped, computed, not yet trained):
+          # runs a-d found blocks worth more than width, and run f found the student, not the teacher, losing most
+          "b30-f768-e4-h": Shape(30, 768, 4, 1.0), "b28-f896-e4-h": Shape(28, 896, 4, 1.0)}
 EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the labelled pool (13k) ≈ 1.5 / 0.5 epochs of train
 # The teacher is a "model soup" (Wortsman et al., 2022) of fine-tunes that differ only in seed (data order,
 # augmentation): trained side by side on the one GPU, then averaged weight by weight. Fine-tunes of one
