@@ -39,6 +39,7 @@ from .model import ContextLengthError, apply_rope
 
 _ROWS = 16  # row counts are padded to a multiple of this (see the module docstring)
 ATTN_BLOCK = 128  # query rows per attention call: block [r0, r1) only reads the keys it can see
+GQA_SCORES = 1 << 28  # padded attention: the most scores (1 GiB in fp32) a pass may hold with enable_gqa
 
 
 def padded(device) -> bool:
@@ -176,9 +177,14 @@ class Attention:
         B = len(self.seqs)
         qp = q.new_zeros(B, self.tmax, H, hd)
         qp[self.b, self.r] = q[:N].view(N, H, hd)
-        y = F.scaled_dot_product_attention(qp.transpose(1, 2), kc[self.rows, :, : self.kmax].to(q.dtype),
-                                           vc[self.rows, :, : self.kmax].to(q.dtype), attn_mask=self.mask,
-                                           enable_gqa=KV != H)
+        kp, vp = (x[self.rows, :, : self.kmax].to(q.dtype) for x in (kc, vc))
+        # enable_gqa was the faster on the H200 (docs/benchmarks.md), but with a mask it may take the math kernel,
+        # which holds [B, H, Tmax, Kmax] scores; past GQA_SCORES of them the KV heads are repeated instead, so the
+        # memory-efficient kernel keeps a long window's pass in bounds on a smaller GPU
+        gqa = KV != H and B * H * self.tmax * self.kmax <= GQA_SCORES
+        if KV != H and not gqa:
+            kp, vp = kp.repeat_interleave(H // KV, dim=1), vp.repeat_interleave(H // KV, dim=1)
+        y = F.scaled_dot_product_attention(qp.transpose(1, 2), kp, vp, attn_mask=self.mask, enable_gqa=gqa)
         out = q.new_zeros(q.shape[0], H * hd)
         out[:N] = y.transpose(1, 2)[self.b, self.r].reshape(N, H * hd)
         return out
