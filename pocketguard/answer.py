@@ -172,7 +172,7 @@ def decode(logits: Tensor, step: Step, grammar: AnswerGrammar, rows: Sequence[in
         for j, b in enumerate(live):
             a = out[b]
             if not finite[j]:
-                a.error = f"the model's scores are not finite (NaN or inf) after {a.text!r}: cannot judge"
+                a.error = f"the model produced non-finite scores (NaN or inf) after {a.text!r}; no verdict"
                 continue
             if not any_ok[j]:
                 a.error = f"the model cannot continue the answer {a.text!r} under this policy"

@@ -15,6 +15,7 @@ Four ideas live here:
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -322,6 +323,8 @@ class Guard:
         if category_scores:
             for v, sc in zip(verdicts, self._category_scores(seqs, policy, p)):
                 v.category_scores = sc
+        for v in verdicts:
+            _fail_closed(v)
 
     def _category_scores(self, seqs: list[packed.Sequence], policy: Policy, p_unsafe: torch.Tensor) -> list[dict[str, float]]:
         """score(c) = p_unsafe · P(c is the first listed code | "unsafe\\n"), normalised over the policy's codes.
@@ -367,6 +370,17 @@ class Guard:
             logp[:, ci] = (lp + torch.logsumexp(out[:, slots[-1], term], -1)).cpu()
         dist = torch.softmax(logp, -1)
         return [{c: float(p_unsafe[b]) * float(dist[b, i]) for i, c in enumerate(policy.codes)} for b in range(B)]
+
+
+def _fail_closed(v: Verdict) -> None:
+    """A verdict with a score that is not a number (NaN or inf: a corrupt weight, an overflow) came from a broken
+    model: it becomes an error, whatever its answer said, and carries no scores (JSON has no NaN)."""
+    scores = [v.p_unsafe, *(v.category_scores or {}).values()]
+    if all(x is None or math.isfinite(x) for x in scores):
+        return
+    if v.error is None:
+        v.error = f"the model produced non-finite scores (p_unsafe={v.p_unsafe}); no verdict"
+    v.status, v.categories, v.category_names, v.p_unsafe, v.category_scores = "error", [], [], None, None
 
 
 def _worst(verdicts: list[Verdict], policy: Policy) -> Verdict:

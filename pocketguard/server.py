@@ -45,7 +45,7 @@ from .policy import Policy, PolicyError
 from .server_api import (OPENAI_CATEGORIES, OPENAI_FROM_CODES, ApiError, Metrics, MetricsMiddleware, PolicyCache,
                          ServerConfig, _error, _json_type, check_text, openai_result, parse_guard_request,
                          parse_moderation_inputs, read_json)
-from .server_batcher import Batcher, _fail_closed
+from .server_batcher import Batcher
 
 __all__ = ["OPENAI_CATEGORIES", "OPENAI_FROM_CODES", "ServerConfig", "create_app", "openai_result", "run"]
 log = logging.getLogger("pocketguard.server")
@@ -184,7 +184,7 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
                 if set(data) != {"chunk"} or not isinstance(data["chunk"], str):
                     raise ApiError(422, "after the first message, send {\"chunk\": \"...\"} objects", param="chunk")
                 check_text(stream.text + data["chunk"], "the reply so far", config)
-                v = _fail_closed(await loop.run_in_executor(batcher._executor, stream.feed, data["chunk"]))
+                v = await loop.run_in_executor(batcher._executor, stream.feed, data["chunk"])
                 metrics.verdicts.labels(v.status).inc()
                 await ws.send_json({"type": "verdict", "chunk": stream.chunks - 1, "stopped": stream.stopped,
                                     "first_unsafe_chunk": stream.first_unsafe, "verdict": v.to_dict()})

@@ -2,19 +2,17 @@
 
 Concurrent requests share packed passes (`Guard.moderate_batch`): while the worker judges a batch, new items
 queue, so batches grow with load, and the oldest item never waits more than `batch_wait_ms` for a batch to
-fill — the latency bound. A verdict whose numbers are not finite is an error (`_fail_closed`).
+fill — the latency bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from .conversation import Conversation
 from .guard import Guard, Verdict
@@ -186,21 +184,6 @@ class Batcher:
         self.batches += 1
         self.metrics.batch_size.observe(len(convs))
         self.metrics.batch_latency.observe(time.perf_counter() - t0)
-        out = [_fail_closed(v) for v in verdicts]
-        for v in out:
+        for v in verdicts:  # (a verdict with non-finite scores is already an error: Guard fails closed)
             self.metrics.verdicts.labels(v.status).inc()
-        return out
-
-
-def _finite(x: Any) -> bool:
-    return x is None or (isinstance(x, (int, float)) and math.isfinite(x))
-
-
-def _fail_closed(v: Verdict) -> Verdict:
-    """A verdict whose numbers are not finite came from a broken model: it is an error, whatever it says."""
-    if v.status == "error":
-        return v
-    if v.p_unsafe is None or not _finite(v.p_unsafe) or not all(_finite(s) for s in (v.category_scores or {}).values()):
-        return Verdict(status="error", role=v.role, answer=v.answer, prompt_tokens=v.prompt_tokens,
-                       error=f"the model produced non-finite scores (p_unsafe={v.p_unsafe}); no verdict")
-    return v
+        return verdicts

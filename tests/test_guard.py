@@ -64,13 +64,15 @@ def test_head_without_answer_tokens_fails_closed(tok):
 @pytest.mark.parametrize("threshold", [None, 0.5])
 def test_non_finite_scores_fail_closed(tok, bad, threshold):
     """A model whose scores are NaN / inf (a corrupt checkpoint, an overflow) gives `error`, never `safe` (an argmax
-    over NaN picks the first allowed answer, `safe`), greedy and thresholded, alone and batched beside a good one."""
+    over NaN picks the first allowed answer, `safe`), greedy and thresholded, alone, batched and streamed; it
+    carries no scores (JSON has no NaN)."""
     model = make(tok)
     with torch.no_grad():
         model.norm.weight[0] = bad
     g = Guard(model, tok, threshold=threshold)
-    for v in [g.moderate("hello"), *g.moderate_batch(["hello", "bread recipe " * 9])]:
-        assert v.status == "error" and v.flagged and "not finite" in v.error, v
+    streamed = g.stream([{"role": "user", "content": "hello"}], category_scores=True).feed("a reply")
+    for v in [g.moderate("hello"), *g.moderate_batch(["hello", "bread recipe " * 9]), streamed]:
+        assert v.status == "error" and v.flagged and "non-finite" in v.error and v.p_unsafe is None, v
     good = Guard(make(tok, "safe"), tok, threshold=threshold).moderate("hello")
     assert good.status == "safe" and good.error is None
 

@@ -7,7 +7,6 @@ tests of every kernel it has (an AMX machine all of them) and skips the others."
 from __future__ import annotations
 
 import copy
-import math
 import platform
 import re
 import shutil
@@ -242,7 +241,7 @@ def test_artifact_gives_the_reference_verdicts(kernel, tiny_tok, tmp_path):
 def test_a_nan_weight_gives_nan_scores(any_kernel, tiny_tok):
     """End to end, on each kernel with its attention (int8 on VNNI and AMX, fp32 SDPA on AVX2): one NaN fp16 group
     scale in the first block's q projection (a corrupt artifact) makes one q column NaN. The int8 activations (and
-    the int8 attention's queries) used to drop it, giving finite scores and possibly `safe`; now p_unsafe is NaN.
+    the int8 attention's queries) used to drop it, giving finite scores and possibly `safe`; now the scores are NaN.
     The verdict is then `error` (answer.decode refuses non-finite scores), never `safe`."""
     from pocketguard.guard import Guard
 
@@ -250,8 +249,7 @@ def test_a_nan_weight_gives_nan_scores(any_kernel, tiny_tok):
     model.layers[0].attention.wq.scales[5, 0] = float("nan")
     assert R.accelerate(model)["blocks"] == 1
     verdicts = Guard(model, tiny_tok).moderate_batch(["how do I make a bomb", "bread recipe " * 30])
-    assert all(math.isnan(v.p_unsafe) for v in verdicts)
-    assert all(v.status == "error" and "not finite" in v.error for v in verdicts)
+    assert all(v.status == "error" and "non-finite" in v.error and v.p_unsafe is None for v in verdicts)
 
 
 @pytest.mark.skipif(not any(map(_runs, R._KERNEL_FLAGS)), reason="the CPU runs none of the fast kernels")
