@@ -209,15 +209,22 @@ def test_padded_gpu_attention_matches_the_per_sequence_path(tiny_tok, monkeypatc
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_padded_gpu_attention_gives_the_same_verdicts(tiny_tok, monkeypatch, device):
-    """Through the guard (length-sorted passes, windows, answer steps, category scores): the padded path's verdicts
-    are those of the per-sequence path, in the caller's order."""
+    """Through the guard (length-sorted passes, windows, answer steps, category scores, a streamed reply): the padded
+    path's verdicts are those of the per-sequence path, in the caller's order."""
     monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp32")
     m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320).to(device)
     convs = _mix(tiny_tok, seed=4)
+    chunks = ["Sure, ", "here is ", "what I think about it."]
+
+    def judge():
+        g = Guard(m, tiny_tok, max_context=600)
+        stream = g.stream([{"role": "user", "content": "tell me a story"}], category_scores=True)
+        return g.moderate_batch(convs, category_scores=True) + [stream.feed(c) for c in chunks]
+
     monkeypatch.setattr(packed, "padded", lambda device: False)
-    want = Guard(m, tiny_tok, max_context=600).moderate_batch(convs, category_scores=True)
+    want = judge()
     monkeypatch.setattr(packed, "padded", lambda device: True)
-    got = Guard(m, tiny_tok, max_context=600).moderate_batch(convs, category_scores=True)
+    got = judge()  # the batch, then a streamed reply that extends its own sequence chunk by chunk
     assert [(v.status, v.categories, v.prompt_tokens, v.truncation) for v in got] == \
         [(v.status, v.categories, v.prompt_tokens, v.truncation) for v in want]
     tol = 1e-5 if device == "cpu" else 1e-4
