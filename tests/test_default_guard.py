@@ -125,6 +125,25 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
 
 
 
+def test_vocab_shapes_prune_the_input_embedding_after_the_head(tmp_path):
+    """"-v" shapes: the resolved recipe prunes the input embedding (fallback: a space) right after the head, so
+    distillation trains only the rows kept; other shapes have no such step. The fallback is one token."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+    from pocketguard.compress.recipe import load_recipe
+
+    (tmp_path / "data").mkdir()
+    for smoke in (False, True):
+        p = dg.Paths(tmp_path / ("smoke" if smoke else "full"), tmp_path / "data", smoke)
+        for shape, s in p.shapes.items():
+            kinds = [step["kind"] for step in load_recipe(dg.resolved_recipe(p, "default-student", shape)).steps]
+            assert ("prune_input" in kinds) == s.vocab, shape
+            if s.vocab:
+                at = kinds.index("prune_input")
+                assert kinds[at - 1] == "prune_output" and kinds[at + 1] == "distill"
+    assert len(Guard.load().tokenizer.encode(dg.VOCAB_FALLBACK)) == 1
+
+
 def test_calibrate_picks_the_lowest_threshold_that_meets_the_lookalike_target_on_dev(tmp_path):
     """The operating point is chosen on dev predictions only and lands in the artifact's checksummed guard.json."""
     sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
@@ -196,7 +215,7 @@ def test_label_stage_writes_train_plus_the_teachers_verdicts_on_the_pool(tmp_pat
 
 def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
     """`default_guard.py card`'s quality-vs-size table: a row per shape with a recipe report, naming how it was
-    distilled (hidden-state term, teacher-labelled pool)."""
+    distilled (hidden-state term, teacher-labelled pool) and its input vocabulary (the prune_input step's count)."""
     sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
     import default_guard as dg
 
@@ -204,12 +223,17 @@ def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
     dev = {"f1": 0.9, "agreement": 0.95}
     for shape in p.shapes:
         p.student(shape).mkdir(parents=True)
-        rows = [{"kind": k, "n_params": 1e6, "bytes": 2e6, "dev": dev} for k in ("prune_output", "distill", "qat", "export_artifact")]
+        kinds = ["prune_output"] + (["prune_input"] if p.shapes[shape].vocab else []) + ["distill", "qat", "export_artifact"]
+        rows = [{"kind": k, "n_params": 0.5e6 if k == "prune_input" else 1e6, "bytes": 2e6, "dev": dev,
+                 "info": {"n_tokens": 1234} if k == "prune_input" else {}} for k in kinds]
         (p.student(shape) / "report.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     dg.stage_card(p)
     table = (p.eval / "card.md").read_text()
+    assert any(s.vocab for s in p.shapes.values()) and any(not s.vocab for s in p.shapes.values())
     for shape, s in p.shapes.items():
-        cells = f"| {shape} | {s.blocks} | {s.width} | {s.embedding_bits} | {s.hidden_weight or '—'} | {'yes' if s.extra else '—'} | 1.0M | 2.0 |"
+        vocab, n = ("1,234 tokens", "0.5M") if s.vocab else ("—", "1.0M")
+        cells = (f"| {shape} | {s.blocks} | {s.width} | {s.embedding_bits} | {s.hidden_weight or '—'} | "
+                 f"{'yes' if s.extra else '—'} | {vocab} | {n} | 2.0 |")
         assert cells in table
 
 

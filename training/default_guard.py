@@ -64,13 +64,17 @@ SEED = 0
 # ship 60 MB. "-h" shapes add the dense hidden-state term to distillation and QAT (pocketguard.train:
 # hidden_weight, the cosine distance to the teacher's last hidden states at every token). "-x" shapes distil on
 # train plus the teacher-labelled unlabelled pool (stage `label`) for EXTRA_EPOCHS: about the steps the others
-# take on train alone, spread over ~50 % more, broader conversations.
+# take on train alone, spread over ~50 % more, broader conversations. "-v" shapes keep only the input-embedding rows
+# of the tokens their training data uses (step prune_input; other ids read the row of VOCAB_FALLBACK): train + pool
+# use 33,865 of the 49,157 tokens, which saves ~4.4 MB at int4 (four blocks' worth), and 1.4 % of the held-out
+# sources' tokens fall back (2026-12-02, build_data.py at fd2a186).
 class Shape(NamedTuple):
     blocks: int
     width: int
     embedding_bits: int
     hidden_weight: float = 0.0
     extra: bool = False
+    vocab: bool = False
 
 
 SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16-f1024": Shape(16, 1024, 8),
@@ -79,7 +83,10 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           "b26-f1024-e4-h": Shape(26, 1024, 4, 1.0), "b26-f1024-e4-hx": Shape(26, 1024, 4, 1.0, True),
           # every block kept, the MLP cut deeper instead (~55.4 and ~56.4 MB shipped, computed, not yet trained):
           # runs a-d found blocks worth more than width, and run f found the student, not the teacher, losing most
-          "b30-f768-e4-h": Shape(30, 768, 4, 1.0), "b28-f896-e4-h": Shape(28, 896, 4, 1.0)}
+          "b30-f768-e4-h": Shape(30, 768, 4, 1.0), "b28-f896-e4-h": Shape(28, 896, 4, 1.0),
+          # only the MLP and the vocabularies pruned: the shipped guard's width at every block (~58.4 MB, computed)
+          "b30-f1024-e4-hxv": Shape(30, 1024, 4, 1.0, True, True)}
+VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the labelled pool (13k) ≈ 1.5 / 0.5 epochs of train
 # The teacher is a "model soup" (Wortsman et al., 2022) of fine-tunes that differ only in seed (data order,
 # augmentation): trained side by side on the one GPU, then averaged weight by weight. Fine-tunes of one
@@ -87,7 +94,7 @@ EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the lab
 # them; a single teacher's held-out F1 moved from 0.831 (run d) to 0.790 (run e) with the same recipe.
 TEACHER_SEEDS = (0, 1)
 SHIPPED = "b26-f1024-e4-h"  # the shape in pocketguard/assets (picked by `pick` in run d, 2026-12-02) and default-student.toml
-SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hx": Shape(2, 64, 4, 1.0, True)}
+SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hxv": Shape(2, 64, 4, 1.0, True, True)}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
 SMOKE_EXAMPLES = (96, 24, 24, 48)  # train, dev, dev_heldout, extra sample sizes
 
@@ -256,6 +263,9 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
                          "qat": {"embedding_bits": s.embedding_bits, **hidden}}.get(step["kind"], {}))
             if s.extra and step["kind"] in EXTRA_EPOCHS:
                 step["epochs"] = EXTRA_EPOCHS[step["kind"]]
+        if s.vocab:  # after the head is pruned, before distillation trains the rows that are kept
+            at = next(i for i, step in enumerate(r["step"]) if step["kind"] == "prune_output") + 1
+            r["step"].insert(at, {"kind": "prune_input", "fallback": VOCAB_FALLBACK})
     r["data"]["train"], r["data"]["dev"] = str(p.data / "train.jsonl"), str(p.data / "dev.jsonl")
     if shape and p.shapes[shape].extra:
         r["data"]["train"] = str(p.labelled)
@@ -491,19 +501,21 @@ def stage_card(p: Paths) -> None:
     # Quality vs size: every shape's own recipe report (dev F1 and agreement with the teacher on the recipe's
     # dev_max examples after pruning, distillation and QAT), so shapes that were not shipped count too.
     out += ["", "| student shape | blocks | MLP width | embedding bits | hidden-state distillation | teacher-labelled pool | "
-            "parameters | int4 artifact MB | dev F1 after pruning → distill → QAT | agreement with teacher |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for shape, (blocks, width, embedding_bits, hidden_weight, extra) in p.shapes.items():
+            "input vocabulary | parameters | int4 artifact MB | dev F1 after pruning → distill → QAT | agreement with teacher |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for shape, s in p.shapes.items():
         rows = _report(p, shape)
         if rows is None:
             continue
         first = next(iter(rows.values()))
-        n_params = f"{rows.get('prune_output', first)['n_params'] / 1e6:.1f}M"
+        pruned = rows.get("prune_input", rows.get("prune_output", first))
+        n_params = f"{pruned['n_params'] / 1e6:.1f}M"
+        vocab = f"{rows['prune_input']['info']['n_tokens']:,} tokens" if "prune_input" in rows else "—"
         size = f"{rows['export_artifact']['bytes'] / 1e6:.1f}" if "export_artifact" in rows else "— (not finished)"
         f1s = " → ".join(f(rows[k]["dev"]["f1"]) for k in ("prune_output", "distill", "qat") if k in rows)
         last = rows.get("qat", rows.get("distill", first))
-        out.append(f"| {shape} | {blocks} | {width} | {embedding_bits} | {hidden_weight or '—'} | {'yes' if extra else '—'} | "
-                   f"{n_params} | {size} | "
+        out.append(f"| {shape} | {s.blocks} | {s.width} | {s.embedding_bits} | {s.hidden_weight or '—'} | "
+                   f"{'yes' if s.extra else '—'} | {vocab} | {n_params} | {size} | "
                    f"{f1s} | {f(last['dev'].get('agreement'))} |")
     text = "\n".join(out) + "\n"
     p.eval.mkdir(parents=True, exist_ok=True)
