@@ -205,7 +205,9 @@ def render(res: dict, title: str, markdown: bool = False) -> str:
               f"(max {res['max_prompt_tokens']}), {res['windowed']} windowed; tokens run (not in the prefix cache, "
               f"plus answer steps): {res['run_tokens']:,}",
               f"{'- ' if markdown else ''}[{mark(res['speedup'] >= TARGET_SPEEDUP)}] batched >= {TARGET_SPEEDUP}x one by one: "
-              f"{res['speedup']:.2f}x (median of {', '.join(f'{s:.2f}' for s in res['speedups'])})",
+              f"{res['speedup']:.2f}x (median of {', '.join(f'{s:.2f}' for s in res['speedups'])}; one by one already runs at "
+              f"{res['one_by_one']['prompts_s'] / res['roofline']['prompts_s']:.0%} of the roofline: batched at 100 % of it would be "
+              f"{res['roofline']['prompts_s'] / res['one_by_one']['prompts_s']:.2f}x one by one)",
               f"{'- ' if markdown else ''}[{mark(res['batched_of_roofline'] >= TARGET_ROOFLINE)}] batched >= "
               f"{TARGET_ROOFLINE:.0%} of the roofline: {res['batched_of_roofline']:.0%}",
               f"{'- ' if markdown else ''}[{mark(res['identical_verdicts'])}] batched verdicts identical to one by one "

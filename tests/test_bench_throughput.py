@@ -43,6 +43,8 @@ def test_measure_reports_rates_roofline_and_identity(tiny_tok):
     assert res["roofline"]["prompts_s"] == pytest.approx(res["kernel_gmac_s"] * 1e9 / (lin * res["run_tokens"] / 6))
     table = BT.render(res, "t", markdown=True)
     assert "| batched (`moderate_batch`) |" in table and "of the roofline" in table and "identical" in table
+    bound = res["roofline"]["prompts_s"] / res["one_by_one"]["prompts_s"]  # the most batching could gain
+    assert f"batched at 100 % of it would be {bound:.2f}x one by one" in table
 
 
 def test_random_guard_of_a_shape():
