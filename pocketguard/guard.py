@@ -247,23 +247,27 @@ class Guard:
             suffix_len = len(encode_suffix(self.tokenizer, conv.judged))
             budget = self.max_context - len(prefix_ids) - suffix_len - grammar.max_steps
             jobs.extend(self._plan(i, conv, budget))
-        results: dict[int, list[tuple[int, Verdict]]] = {}
+        sizes = [sum(map(len, j.turns)) for j in jobs]
         order = list(range(len(jobs)))
         if packed.padded(self.device):  # the padded path pays for the longest of a pass: passes of like lengths
-            order.sort(key=lambda i: sum(map(len, jobs[i].turns)))
-        sizes = [sum(map(len, jobs[i].turns)) for i in order]
+            order.sort(key=sizes.__getitem__)
+        judged: list[Verdict | None] = [None] * len(jobs)
         start = 0
         while start < len(order):  # windows of over-long turns share passes with everything else
-            end, size = start + 1, sizes[start]
-            while end < len(order) and end - start < batch_size and size + sizes[end] <= self.batch_tokens:
-                size += sizes[end]
+            end, size = start + 1, sizes[order[start]]
+            while end < len(order) and end - start < batch_size and size + sizes[order[end]] <= self.batch_tokens:
+                size += sizes[order[end]]
                 end += 1
-            chunk = [jobs[i] for i in order[start:end]]
-            for i, j, v in zip(order[start:end], chunk, self._judge(chunk, policy, grammar, category_scores)):
-                v.truncation = j.truncation
-                results.setdefault(j.index, []).append((i, v))
+            chunk = order[start:end]
+            for i, v in zip(chunk, self._judge([jobs[i] for i in chunk], policy, grammar, category_scores)):
+                v.truncation = jobs[i].truncation
+                judged[i] = v
             start = end
-        out = [_worst([v for _, v in sorted(results[i], key=lambda x: x[0])], policy) for i in range(len(convs))]
+        results: dict[int, list[Verdict]] = {}
+        for j, v in zip(jobs, judged):  # in job order: a conversation's windows in their order
+            assert v is not None
+            results.setdefault(j.index, []).append(v)
+        out = [_worst(results[i], policy) for i in range(len(convs))]
         total = (time.perf_counter() - t0) * 1000
         for v, conv in zip(out, convs):
             v.timings["total_ms"] = total / len(out)

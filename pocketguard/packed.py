@@ -154,7 +154,7 @@ class Attention:
         b = torch.repeat_interleave(torch.arange(len(self.seqs), device=device), T)
         self.b, self.r = b, torch.arange(len(b), device=device) - torch.repeat_interleave(T.cumsum(0) - T, T)
         self.rows = torch.tensor([s.row for s in self.seqs], device=device)
-        self.slot = starts[b] + self.r
+        self.slot_row, self.slot = self.rows[b], starts[b] + self.r  # each packed row's place in the group buffer
         rr = torch.arange(self.tmax, device=device)[None, :, None]
         rel = torch.arange(self.kmax, device=device)[None, None, :] - starts[:, None, None]  # key - first new slot
         if self.trees[0] is None:
@@ -171,9 +171,8 @@ class Attention:
         g, H, KV, hd, N = self.group, self.H, self.KV, self.hd, len(self.b)
         assert g is not None
         kc, vc = g.k[layer], g.v[layer]
-        rows = self.rows[self.b]
-        kc[rows, :, self.slot] = k[:N].view(N, KV, hd).to(kc.dtype)
-        vc[rows, :, self.slot] = v[:N].view(N, KV, hd).to(vc.dtype)
+        kc[self.slot_row, :, self.slot] = k[:N].view(N, KV, hd).to(kc.dtype)
+        vc[self.slot_row, :, self.slot] = v[:N].view(N, KV, hd).to(vc.dtype)
         B = len(self.seqs)
         qp = q.new_zeros(B, self.tmax, H, hd)
         qp[self.b, self.r] = q[:N].view(N, H, hd)
@@ -185,9 +184,14 @@ class Attention:
         if KV != H and not gqa:
             kp, vp = kp.repeat_interleave(H // KV, dim=1), vp.repeat_interleave(H // KV, dim=1)
         y = F.scaled_dot_product_attention(qp.transpose(1, 2), kp, vp, attn_mask=self.mask, enable_gqa=gqa)
-        out = q.new_zeros(q.shape[0], H * hd)
+        out = self._out(q)
         out[:N] = y.transpose(1, 2)[self.b, self.r].reshape(N, H * hd)
         return out
+
+    def _out(self, q: Tensor) -> Tensor:
+        if self.out is None or self.out.shape[0] != q.shape[0]:
+            self.out = torch.zeros(q.shape[0], self.H * self.hd, dtype=q.dtype, device=q.device)  # padding rows stay zero
+        return self.out
 
     def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """q [N, H*hd], k/v [N, KV*hd] (rope applied; N may include padding rows) -> [N, H*hd]."""
@@ -195,9 +199,7 @@ class Attention:
             return self._padded(layer, q, k, v)
         H, KV, hd = self.H, self.KV, self.hd
         gqa = KV != H
-        if self.out is None or self.out.shape[0] != q.shape[0]:
-            self.out = torch.zeros(q.shape[0], H * hd, dtype=q.dtype, device=q.device)  # padding rows stay zero
-        out = self.out
+        out = self._out(q)
         o = 0
         for i, (s, T) in enumerate(zip(self.seqs, self.lengths)):
             s0 = s.length
