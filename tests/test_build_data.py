@@ -387,9 +387,24 @@ def test_generated_tables_hold_no_harmful_ask():
     flagged = [e.messages[0]["content"] for e in asks if not e.lookalike and bd.harmful_ask(e.messages[0]["content"])]
     assert not flagged, flagged
     assert any(bd.harmful_ask(e.messages[0]["content"]) for e in asks if e.lookalike)  # look-alikes do look risky
-    unsafe = list(bd.generate_unsafe(0, per_template=2))
-    assert unsafe and all(e.label == "unsafe" and e.categories in (["S13"], ["S14"]) for e in unsafe)
-    assert all("{" not in e.messages[0]["content"] for e in benign + unsafe)  # every slot filled
+    generated = list(bd.generate_unsafe(0, per_template=2))
+    codes = {d: c for d, (c, _, _) in (bd.GENERATED_UNSAFE | bd.GENERATED_REPLIES).items()}
+    asks = [e for e in generated if len(e.messages) == 1]
+    assert asks and all(e.label == "unsafe" and e.categories == codes[e.source.split("/")[1]] for e in asks)
+    assert {e.source.split("/")[1] for e in asks} == set(bd.GENERATED_UNSAFE)
+    # reply pairs: the same ask answered once with the hazard (the domain's codes) and once harmlessly (a look-alike)
+    replies = [e for e in generated if len(e.messages) == 2]
+    assert {e.source.split("/")[1] for e in replies} == set(bd.GENERATED_REPLIES)
+    for e in replies:
+        assert e.role == "agent"
+        assert (e.label, e.categories, e.lookalike) in ((("unsafe", codes[e.source.split("/")[1]], False)), ("safe", [], True))
+    by_ask: dict[str, set[str]] = {}
+    for e in replies:
+        by_ask.setdefault(e.messages[0]["content"], set()).add(e.label)
+    assert all(labels == {"safe", "unsafe"} for labels in by_ask.values())
+    # every slot filled (benign replies may hold code braces: only their asks are checked)
+    assert all("{" not in e.messages[0]["content"] for e in benign)
+    assert all("{" not in m["content"] for e in generated for m in e.messages)
 
 
 def test_long_texts_keep_the_ask_and_its_label():
