@@ -266,13 +266,13 @@ def test_teacher_soup_averages_the_ingredients_unless_that_scores_below_them(tmp
             (p.ingredient(seed) / "report.jsonl").write_text(json.dumps({"kind": "train", "dev": {"f1": f1}}) + "\n")
 
     report([0.0] * len(p.seeds))  # every ingredient at the lowest F1: the soup cannot score below them
-    dg.soup(p)
+    dg.soup(p, list(p.seeds))
     got = load_file(str(p.teacher / "model.safetensors"))
     for k in got:
         torch.testing.assert_close(got[k], sum(w[k] for w in weights) / len(weights))
     assert json.loads((p.teacher.parent / "soup.json").read_text())["teacher"] == "soup"
     report([1.5 + s for s in p.seeds])  # F1s no model reaches: the soup scores below them, the best one is used
-    dg.soup(p)
+    dg.soup(p, list(p.seeds))
     best = f"teacher-s{p.seeds[-1]}"
     assert json.loads((p.teacher.parent / "soup.json").read_text())["teacher"] == best
     assert load_file(str(p.teacher / "model.safetensors")).keys() == weights[-1].keys()

@@ -18,6 +18,8 @@
 # failed or no student finished).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
+# Two processes share the GPU (teacher fine-tunes, students); unsplittable cached blocks made one run out of memory (run g)
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 data=${1:?data dir}; backbone=${2:?backbone gguf}; results=$(realpath -m "${3:?results dir}")
 mkdir -p "$results"
 dg="python3 training/default_guard.py --data $data --backbone $backbone"
@@ -38,11 +40,15 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   # training fits on one H200). The students' quality-vs-size points are their recipe reports (dev F1 and
   # agreement with the teacher after every step); the shipped one is evaluated where it ships (CPU).
   # (the soup's ingredients too: whether averaging helped on the held-out sources is measured, not assumed)
-  ingredients=$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(",".join(f"teacher-s{s}" for s in d.TEACHER_SEEDS if len(d.TEACHER_SEEDS) > 1))')
+  # (those that finished: a soup survives a lost ingredient)
+  ingredients=$(python3 -c 'import sys, os; sys.path.insert(0, "training"); import default_guard as d; print(",".join(f"teacher-s{s}" for s in d.TEACHER_SEEDS if len(d.TEACHER_SEEDS) > 1 and os.path.exists(f"runs/default/teacher-s{s}/model/config.json")))')
   $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" > "$results/eval-teacher.log" 2>&1 &
   pids=($!)
-  if ! $dg label; then echo "TEACHER FAILED (label)"; exit 1; fi
-  echo "label done after $(( $(date +%s) - start ))s"
+  # Only "-x" shapes distil on the labelled pool: without one, labelling it is time the lease may not have
+  if python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; sys.exit(not any(d.SHAPES[s].extra for s in sys.argv[1:]))' $shapes; then
+    if ! $dg label; then echo "TEACHER FAILED (label)"; exit 1; fi
+    echo "label done after $(( $(date +%s) - start ))s"
+  fi
   # Each student is evaluated on the GPU (its fast path) as soon as it is trained, beside the others' training:
   # the quality-vs-size points on dev and on the held-out sources; the shipped one is evaluated again on the CPU.
   # At most PARALLEL (default 2) students train at once: distillation holds the teacher and a student at batch

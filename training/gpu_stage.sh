@@ -42,7 +42,7 @@ case "${1:?part | start | poll}" in
     tar --exclude=./.carry --exclude=./.whl --exclude=./.git --exclude=./runs -cf - . | tar xf - -C "$work"
     tar xzf "$stage/data.tgz" -C "$work/runs"
     cd "$work"
-    PYTHONPATH=/tmp/site:$work SHAPES="$shapes" STUDENT_EVAL=${STUDENT_EVAL:-1} setsid nohup bash training/gpu_run.sh runs/data "$stage/backbone.gguf" \
+    PYTHONPATH=/tmp/site:$work SHAPES="$shapes" STUDENT_EVAL=${STUDENT_EVAL:-1} TEACHER_SEEDS=${TEACHER_SEEDS:-0 1} setsid nohup bash training/gpu_run.sh runs/data "$stage/backbone.gguf" \
       "$results" > "$stage/run.log" 2>&1 < /dev/null &
     sleep 5; cat "$stage/run.log" ;;
   poll)
