@@ -88,7 +88,10 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # only the MLP and the vocabularies pruned: the shipped guard's width at every block (~58.4 MB, computed)
           "b30-f1024-e4-hxv": Shape(30, 1024, 4, 1.0, True, True),
           # the same without the labelled pool (its vocabulary from train alone): no `label` stage, for a short lease
-          "b30-f1024-e4-hv": Shape(30, 1024, 4, 1.0, False, True)}
+          "b30-f1024-e4-hv": Shape(30, 1024, 4, 1.0, False, True),
+          # run g kept every block and still lost 6.7 held-out points to its teacher: the MLP at full width instead,
+          # fewer blocks (22 x 1.99 MB + the cut int4 embedding ~8.5 MB + tokenizer ~3.5 MB ≈ 56 MB, computed, not trained)
+          "b22-f1536-e4-hv": Shape(22, 1536, 4, 1.0, False, True)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the labelled pool (13k) ≈ 1.5 / 0.5 epochs of train
 # The teacher is a "model soup" (Wortsman et al., 2022) of fine-tunes that differ only in seed (data order,
