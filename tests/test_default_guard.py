@@ -3,6 +3,7 @@ describes, and judges clear cases the way its dev-set numbers say it should (fai
 by default). docs/model-card.md has its measured quality; these check that the committed bytes are it."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -278,3 +279,43 @@ def test_teacher_soup_averages_the_ingredients_unless_that_scores_below_them(tmp
     assert load_file(str(p.teacher / "model.safetensors")).keys() == weights[-1].keys()
     for k, w in weights[-1].items():
         assert torch.equal(load_file(str(p.teacher / "model.safetensors"))[k], w)
+
+
+def test_teacher_stage_soups_the_ingredients_that_finished(tmp_path, monkeypatch):
+    """A soup ingredient that fails (run g: out of GPU memory beside the other) costs the soup, not the run: the
+    teacher is made of the seeds that finished; when none finished the stage fails with their seeds named."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
+    p.seeds = (0, 1, 2)
+    exit_codes: dict[int, int] = {}
+
+    class FakeJob:
+        def __init__(self, cmd):
+            self.seed = int(cmd[cmd.index("--seed") + 1])
+
+        def wait(self):
+            return exit_codes[self.seed]
+
+    souped = []
+    monkeypatch.setattr(dg.subprocess, "Popen", FakeJob)
+    monkeypatch.setattr(dg, "soup", lambda paths, seeds: souped.append(list(seeds)))
+    exit_codes.update({0: 1, 1: 0, 2: 0})
+    dg.stage_teacher(p, [])
+    assert souped == [[1, 2]]
+    exit_codes.update({0: 1, 1: 1, 2: 137})
+    with pytest.raises(SystemExit, match=r"seeds \[0, 1, 2\]"):
+        dg.stage_teacher(p, [])
+    assert souped == [[1, 2]]
+
+
+def test_teacher_seeds_come_from_the_environment():
+    """TEACHER_SEEDS="0" trains one fine-tune (a short GPU lease); unset, the soup of seeds 0 and 1."""
+    script = str(DEFAULT_MODEL_DIR.parents[2] / "training" / "default_guard.py")
+    code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('dg', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); print(m.TEACHER_SEEDS)")
+    env = {k: v for k, v in os.environ.items() if k != "TEACHER_SEEDS"}
+    one = subprocess.run([sys.executable, "-c", code, script], env={**env, "TEACHER_SEEDS": "0"}, capture_output=True, text=True, check=True)
+    default = subprocess.run([sys.executable, "-c", code, script], env=env, capture_output=True, text=True, check=True)
+    assert (one.stdout.strip(), default.stdout.strip()) == ("(0,)", "(0, 1)")
