@@ -319,3 +319,20 @@ def test_teacher_seeds_come_from_the_environment():
     one = subprocess.run([sys.executable, "-c", code, script], env={**env, "TEACHER_SEEDS": "0"}, capture_output=True, text=True, check=True)
     default = subprocess.run([sys.executable, "-c", code, script], env=env, capture_output=True, text=True, check=True)
     assert (one.stdout.strip(), default.stdout.strip()) == ("(0,)", "(0, 1)")
+
+
+def test_a_student_step_is_a_model_name(tmp_path):
+    """`eval --models SHAPE@KIND` reads that student's checkpoint after recipe step KIND (the float student
+    before QAT); a step it has not finished is a clear error, not another checkpoint."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
+    shape = next(iter(p.shapes))
+    for step in ("01-prune_blocks", "04-distill", "05-qat"):
+        (p.student(shape) / "steps" / step).mkdir(parents=True)
+    assert p.model(f"{shape}@distill") == p.student(shape) / "steps" / "04-distill"
+    assert p.model(f"{shape}@qat") == p.student(shape) / "steps" / "05-qat"
+    assert p.model(shape) == p.student(shape) / "model"
+    with pytest.raises(SystemExit, match="no finished step 'export_artifact'"):
+        p.model(f"{shape}@export_artifact")

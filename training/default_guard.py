@@ -140,7 +140,15 @@ class Paths:
         return self.out / f"teacher-s{seed}"
 
     def model(self, name: str) -> Path:
-        """`teacher`, `teacher-sN` (one ingredient) or a student shape → its final checkpoint folder."""
+        """`teacher`, `teacher-sN` (one ingredient) or a student shape → its final checkpoint folder;
+        `SHAPE@KIND` → that student's checkpoint after its recipe step KIND (e.g. `b26-f1024-e4-h@distill`, the
+        float student before QAT: held-out F1 there splits a student's loss between pruning and quantization)."""
+        if "@" in name:
+            shape, kind = name.split("@", 1)
+            found = sorted((self.student(shape) / "steps").glob(f"[0-9][0-9]-{kind}"))
+            if not found:
+                raise SystemExit(f"{name}: {shape} has no finished step {kind!r} under {self.student(shape) / 'steps'}")
+            return found[-1]
         if name.startswith("teacher-s") and name[9:].isdigit():
             return self.ingredient(int(name[9:])) / "model"
         return self.teacher if name == "teacher" else self.student(name) / "model"
@@ -357,13 +365,13 @@ def stage_student(p: Paths, shapes: list[str]) -> None:
         _run_recipe(p, "default-student", shape)
 
 
-def stage_eval(p: Paths, device: str, models: list[str], tag: str = "") -> None:
+def stage_eval(p: Paths, device: str, models: list[str], tag: str = "", splits: tuple[str, ...] = ("dev", "dev_heldout")) -> None:
     """`pocketguard eval` on the in-distribution dev set and on the held-out sources, into
     OUT/eval/<split>-<device>[-<tag>]/ (predictions NN-*.jsonl in `models` order, recorded in models.json; a tag
     keeps a run beside another one on the same device, e.g. the picked student's next to the teacher's). The
     teacher is evaluated where it was trained (it is too big to bring back from a lent GPU); the shipped student
     also on this machine's CPU, with the kernels it ships with."""
-    for split in ("dev", "dev_heldout"):
+    for split in splits:
         out = p.eval / f"{split}-{device.split(':')[0]}{'-' + tag if tag else ''}"
         cmd = [sys.executable, "-m", "pocketguard.cli", "eval", "--data", str(p.data / f"{split}.jsonl"),
                "--out", str(out), "--device", device, "--batch-size", "32"]
@@ -586,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="toy sizes on CPU: check the pipeline end to end")
     ap.add_argument("--shape", action="append", help="student: which shapes of SHAPES (default: all); ship: the one to ship (default: SHIPPED)")
     ap.add_argument("--device", default=None, help="device for eval, label and probe (default: cuda when available, else cpu)")
-    ap.add_argument("--models", default=None, help="eval: comma-separated teacher and/or shapes (default: all)")
+    ap.add_argument("--models", default=None, help="eval: comma-separated teacher, shapes and SHAPE@STEP checkpoints (default: all)")
+    ap.add_argument("--split", action="append", choices=("dev", "dev_heldout"), help="eval: only these splits (default: both)")
     ap.add_argument("--tag", default="", help="eval: suffix of the output folders (OUT/eval/<split>-<device>-<tag>), so a "
                                                "separate run does not replace another on the same device")
     ap.add_argument("--ship-to", type=Path, default=ASSET, help="where `ship` puts the guard (default: the package)")
@@ -605,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--data", str(a.data), "--out", str(out), "--backbone", str(a.backbone)] + (["--smoke"] if a.smoke else [])
     run = {"data": lambda: stage_data(p), "backbone": lambda: stage_backbone(p), "teacher": lambda: stage_teacher(p, common, a.seed),
            "label": lambda: stage_label(p, device),
-           "student": lambda: stage_student(p, shapes), "eval": lambda: stage_eval(p, device, models, a.tag),
+           "student": lambda: stage_student(p, shapes), "eval": lambda: stage_eval(p, device, models, a.tag, tuple(a.split or ("dev", "dev_heldout"))),
            "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device),
            "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to),
            "calibrate": lambda: stage_calibrate(p, shapes[0], a.device or "cpu")}

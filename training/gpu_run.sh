@@ -24,8 +24,13 @@ data=${1:?data dir}; backbone=${2:?backbone gguf}; results=$(realpath -m "${3:?r
 mkdir -p "$results"
 dg="python3 training/default_guard.py --data $data --backbone $backbone"
 # STUDENT_EVAL=0 skips the students' GPU eval (~4 min each): `pick` reads their recipe reports, and the shipped
-# one is evaluated on the CPU it ships for anyway.
-student_eval() { [ "${STUDENT_EVAL:-1}" = 0 ] || $dg eval --device cuda --models "$1" --tag "$1"; }
+# one is evaluated on the CPU it ships for anyway. DISTILL_EVAL=0 skips the held-out eval of each student's float
+# checkpoint before QAT (SHAPE@distill, ~1 min): runs d-g lost 5-7 held-out points to their teachers, and this
+# says how much of that is pruning and distillation and how much is int4.
+student_eval() {
+  [ "${DISTILL_EVAL:-1}" = 0 ] || $dg eval --device cuda --models "$1@distill" --split dev_heldout --tag "$1-distill"
+  [ "${STUDENT_EVAL:-1}" = 0 ] || $dg eval --device cuda --models "$1" --tag "$1"
+}
 shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)')}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

@@ -17,7 +17,7 @@
 # `poll` copies log.txt, results.tgz, logs.tgz and the picked student's student.tgz.NN into $OUT once the
 # pipeline has finished (`cat student.tgz.* | tar xz` restores default/students/SHAPE/model here).
 # BACKBONE_SHA256 (environment) is the joined file's checksum (default: SmolLM2-135M-Instruct.Q4_1.gguf's).
-# STUDENT_EVAL and TEACHER_SEEDS (environment) pass to gpu_run.sh: run g (2026-12-03) fit a 30-minute lease with
+# STUDENT_EVAL, DISTILL_EVAL and TEACHER_SEEDS (environment) pass to gpu_run.sh: run g (2026-12-03) fit a 30-minute lease with
 # TEACHER_SEEDS=0 STUDENT_EVAL=0 and one shape without the labelled pool.
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results}
@@ -44,7 +44,7 @@ case "${1:?part | start | poll}" in
     tar --exclude=./.carry --exclude=./.whl --exclude=./.git --exclude=./runs -cf - . | tar xf - -C "$work"
     tar xzf "$stage/data.tgz" -C "$work/runs"
     cd "$work"
-    PYTHONPATH=/tmp/site:$work SHAPES="$shapes" STUDENT_EVAL=${STUDENT_EVAL:-1} TEACHER_SEEDS=${TEACHER_SEEDS:-0 1} setsid nohup bash training/gpu_run.sh runs/data "$stage/backbone.gguf" \
+    PYTHONPATH=/tmp/site:$work SHAPES="$shapes" STUDENT_EVAL=${STUDENT_EVAL:-1} DISTILL_EVAL=${DISTILL_EVAL:-1} TEACHER_SEEDS=${TEACHER_SEEDS:-0 1} setsid nohup bash training/gpu_run.sh runs/data "$stage/backbone.gguf" \
       "$results" > "$stage/run.log" 2>&1 < /dev/null &
     sleep 5; cat "$stage/run.log" ;;
   poll)
