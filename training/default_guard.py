@@ -498,7 +498,7 @@ def stage_card(p: Paths) -> None:
         for who, by_device in _predictions(p, split).items():
             student = not who.startswith("teacher")
             device = "cpu" if student and "cpu" in by_device else sorted(by_device)[0]
-            label = f"{who} ({device}{', int4' if student else ''})"
+            label = f"{who} ({device}{', int4' if student and '@' not in who else ''})"  # SHAPE@distill is float
             found[(split, label)] = _scored(p.data / f"{split}.jsonl", by_device[device])
     f = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
     out = ["| split | model | n | F1 | precision | recall | FPR | AUPRC | look-alike FPR (n) | prompt F1 | response F1 |",
