@@ -13,6 +13,8 @@
 #   call 2:  training/gpu_stage.sh start "b18-f1024 b24-f1024-e4" .carry/data.tgz .carry/p01 \
 #              && training/gpu_stage.sh poll 500                                 carry: .carry/p01 .carry/data.tgz
 #   next:    training/gpu_stage.sh poll 570                     (until it prints PIPELINE_FINISHED or PIPELINE_FAILED)
+#   failed:  training/gpu_stage.sh resume "b18-f1024 ..." && training/gpu_stage.sh poll 500   (right away: the machine
+#            goes back after 30 s idle; resume keeps what finished, e.g. run g's first attempt lost a soup ingredient)
 #
 # `poll` copies log.txt, results.tgz, logs.tgz and the picked student's student.tgz.NN into $OUT once the
 # pipeline has finished (`cat student.tgz.* | tar xz` restores default/students/SHAPE/model here).
@@ -33,7 +35,14 @@ stage_files() {  # GGUF parts (p00, p01, ...) and data go to the stage; wheels a
   done
 }
 
-case "${1:?part | start | poll}" in
+launch() {  # gpu_run.sh detached from the call (it outlives it), in the work tree, logging to the stage
+  cd "$work"
+  PYTHONPATH=/tmp/site:$work SHAPES="$1" STUDENT_EVAL=${STUDENT_EVAL:-1} DISTILL_EVAL=${DISTILL_EVAL:-1} TEACHER_SEEDS=${TEACHER_SEEDS:-0 1} \
+    setsid nohup bash training/gpu_run.sh runs/data "$stage/backbone.gguf" "$results" > "$stage/run.log" 2>&1 < /dev/null &
+  sleep "${LAUNCH_WAIT:-5}"; cat "$stage/run.log"
+}
+
+case "${1:?part | start | resume | poll}" in
   part)
     shift; stage_files "$@"; ls -la "$stage" ;;
   start)
@@ -43,10 +52,15 @@ case "${1:?part | start | poll}" in
     rm -rf "$work" "$results" && mkdir -p "$work/runs" "$results"
     tar --exclude=./.carry --exclude=./.whl --exclude=./.git --exclude=./runs -cf - . | tar xf - -C "$work"
     tar xzf "$stage/data.tgz" -C "$work/runs"
-    cd "$work"
-    PYTHONPATH=/tmp/site:$work SHAPES="$shapes" STUDENT_EVAL=${STUDENT_EVAL:-1} DISTILL_EVAL=${DISTILL_EVAL:-1} TEACHER_SEEDS=${TEACHER_SEEDS:-0 1} setsid nohup bash training/gpu_run.sh runs/data "$stage/backbone.gguf" \
-      "$results" > "$stage/run.log" 2>&1 < /dev/null &
-    sleep 5; cat "$stage/run.log" ;;
+    launch "$shapes" ;;
+  resume)
+    # the pipeline again in the same work tree: finished stages and recipe steps are kept (a teacher that
+    # trained, a student's last step), so a failed or stopped run goes on from there within the same lease
+    shapes=${2:?shapes}
+    [ -d "$work/runs" ] || { echo "nothing to resume: no $work/runs (start first)" >&2; exit 1; }
+    if pgrep -f "bash training/gpu_run.sh" > /dev/null 2>&1; then echo "the pipeline is still running: poll it" >&2; exit 1; fi
+    rm -rf "$results" && mkdir -p "$results"
+    launch "$shapes" ;;
   poll)
     end=$(( $(date +%s) + ${2:-500} ))
     while [ "$(date +%s)" -lt $end ]; do
@@ -59,5 +73,5 @@ case "${1:?part | start | poll}" in
     if grep -q PIPELINE_FINISHED "$results/log.txt" 2>/dev/null && [ -n "${OUT:-}" ]; then
       (cd "$results" && tar czf "$OUT/logs.tgz" ./*.log && cp results.tgz student.tgz.* log.txt "$OUT/")
     fi ;;
-  *) echo "usage: $0 part FILES... | start SHAPES FILES... | poll SECONDS" >&2; exit 2 ;;
+  *) echo "usage: $0 part FILES... | start SHAPES FILES... | resume SHAPES | poll SECONDS" >&2; exit 2 ;;
 esac
