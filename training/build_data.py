@@ -1342,8 +1342,7 @@ def generate_benign(seed: int, per_pair: int = 30, reply_rate: float = 0.5, foll
         slots = table["slots"]
         for i, (request, reply) in enumerate(table["pairs"]):
             group = f"gen:{domain}:{i}"
-            names = sorted(set(re.findall(r"\{(\w+)\}", request + reply)))
-            fills = _fills(slots, names, per_pair, f"{seed}:{group}")
+            fills = _fills(slots, request + reply, per_pair, f"{seed}:{group}")
             for n, values in enumerate(fills):
                 ask, answer = _fill(request, values), _fill(reply, values)
                 ask = ask[:1].upper() + ask[1:]
@@ -1416,13 +1415,17 @@ def generate_benign_i18n(seed: int, per_template: int = 30) -> Iterator[Example]
             yield Example(turns(text), "safe", [], "generated-benign/i18n", lang, group=f"gen-i18n:{lang}:{i}")
 
 
+SLOT = re.compile(r"\{(\w+)\}")  # a template slot: {name}
+
+
 def _fill(template: str, values: dict[str, str]) -> str:
     """str.format for slot names only, so code braces in a template ({ proxy_pass … }) stay as written."""
-    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+    return SLOT.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
-def _fills(slots: dict[str, list[str]], names: list[str], k: int, key: str) -> list[dict[str, str]]:
-    """Up to k distinct slot assignments, seeded; a template without slots has exactly one."""
+def _fills(slots: dict[str, list[str]], text: str, k: int, key: str) -> list[dict[str, str]]:
+    """Up to k distinct assignments of the slots `text` names ({name}), seeded; a text without slots has exactly one."""
+    names = sorted(set(SLOT.findall(text)))
     if not names:
         return [{}]
     combos = math.prod(len(slots[n]) for n in names)
@@ -1573,14 +1576,12 @@ def generate_unsafe(seed: int, per_template: int = 30) -> Iterator[Example]:
     for domain, (codes, slots, templates) in GENERATED_UNSAFE.items():
         for i, template in enumerate(templates):
             group = f"gen-unsafe:{domain}:{i}"
-            names = sorted(set(re.findall(r"\{(\w+)\}", template)))
-            for values in _fills(slots, names, max(1, per_template // 2), f"{seed}:{group}"):
+            for values in _fills(slots, template, max(1, per_template // 2), f"{seed}:{group}"):
                 yield Example(turns(_fill(template, values)), "unsafe", list(codes), f"generated-unsafe/{domain}", group=group)
     for domain, (codes, slots, triples) in GENERATED_REPLIES.items():
         for i, (ask, unsafe, safe) in enumerate(triples):
             group = f"gen-unsafe:{domain}:{i}"
-            names = sorted(set(re.findall(r"\{(\w+)\}", ask + unsafe + safe)))
-            for values in _fills(slots, names, max(1, per_template // 2), f"{seed}:{group}"):
+            for values in _fills(slots, ask + unsafe + safe, max(1, per_template // 2), f"{seed}:{group}"):
                 question = _fill(ask, values)
                 yield Example(turns(question, _fill(unsafe, values)), "unsafe", list(codes), f"generated-unsafe/{domain}", group=group)
                 yield Example(turns(question, _fill(safe, values)), "safe", [], f"generated-unsafe/{domain}", lookalike=True, group=group)
