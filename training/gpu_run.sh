@@ -46,7 +46,7 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   # agreement with the teacher after every step); the shipped one is evaluated where it ships (CPU).
   # (the soup's ingredients too: whether averaging helped on the held-out sources is measured, not assumed)
   # (those that finished: a soup survives a lost ingredient)
-  ingredients=$(python3 -c 'import sys, os; sys.path.insert(0, "training"); import default_guard as d; print(",".join(f"teacher-s{s}" for s in d.TEACHER_SEEDS if len(d.TEACHER_SEEDS) > 1 and os.path.exists(f"runs/default/teacher-s{s}/model/config.json")))')
+  ingredients=$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; p = d.Paths(d.ROOT / "runs" / "default", d.ROOT / sys.argv[1], False); print(",".join(f"teacher-s{s}" for s in p.seeds if len(p.seeds) > 1 and (p.model(f"teacher-s{s}") / "config.json").exists()))' "$data")
   $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" > "$results/eval-teacher.log" 2>&1 &
   pids=($!)
   # Only "-x" shapes distil on the labelled pool: without one, labelling it is time the lease may not have
