@@ -10,9 +10,9 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "gpu_stage.sh"
 STUB = """#!/usr/bin/env bash
-# stands in for gpu_run.sh: records how it was called
-echo "shapes=$SHAPES seeds=$TEACHER_SEEDS args=$*" > "$3/log.txt"
-ls runs >> "$3/log.txt"
+# stands in for gpu_run.sh: records how it was called (written whole, then moved: the test reads it meanwhile)
+{ echo "shapes=$SHAPES seeds=$TEACHER_SEEDS args=$*"; ls runs; } > "$3/log.partial"
+mv "$3/log.partial" "$3/log.txt"
 """
 
 
