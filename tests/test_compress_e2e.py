@@ -198,3 +198,43 @@ def test_example_recipes_parse_and_name_known_steps():
         r = load_recipe(f)
         assert all(s["kind"] in STEPS for s in r.steps) and r.data.get("train")
     assert "qat" in TOY_RECIPE and (Path(__file__).parent.parent / "examples/recipes/toy-cpu.toml").read_text().count("[[step]]") == TOY_RECIPE.count("[[step]]")
+
+
+@needs_quantize
+def test_recipe_variant_adopts_the_finished_steps_it_shares_with_another_run(toy, tmp_path, capsys):
+    """`--reuse OUT`: a recipe that differs from another run only after its distillation (a QAT variant) starts
+    from that run's distilled checkpoint instead of distilling again; a recipe that differs earlier adopts only
+    the steps before the difference."""
+    tok, train_ex, dev, teacher, t_verdicts = toy
+    checkpoint.save_hf(teacher, tok, tmp_path / "teacher", guard_meta={"policy": checkpoint.policy_dict(POLICY)})
+    _write_jsonl(tmp_path / "train.jsonl", train_ex)
+    _write_jsonl(tmp_path / "dev.jsonl", dev)
+    base = ('teacher = "teacher"\noutput = "{out}"\n'
+            '[data]\ntrain = "train.jsonl"\ndev = "dev.jsonl"\nmax_len = 256\n[train]\nbatch_size = 16\nwarmup = 2\n'
+            '[[step]]\nkind = "prune_output"\n'
+            '[[step]]\nkind = "distill"\nsteps = 30\nlr = {lr}\n'
+            '[[step]]\nkind = "qat"\nweight_bits = 4\ngroup_size = 32\nact_bits = 8\nsteps = {qat}\nlr = 5e-4\n')
+    for name, out, lr, qat in (("a", "out-a", "2e-3", 12), ("b", "out-b", "2e-3", 6), ("c", "out-c", "1e-3", 12)):
+        (tmp_path / f"{name}.toml").write_text(base.format(out=out, lr=lr, qat=qat))
+    a, b, c = (tmp_path / f"out-{n}" for n in "abc")
+    assert _compress(tmp_path / "a.toml") == 0
+    capsys.readouterr()
+    assert _compress(tmp_path / "b.toml", "--reuse", str(a), "--reuse", str(tmp_path / "nothing-here")) == 0
+    assert "adopted steps 01-prune_output … 02-distill from" in capsys.readouterr().err
+    # the distilled checkpoint is a's own file (a hard link), its step record and report line a's too
+    for f in ("02-distill/model.safetensors", "02-distill/step.json", "01-prune_output/step.json"):
+        assert (b / "steps" / f).stat().st_ino == (a / "steps" / f).stat().st_ino
+    la, lb = ([json.loads(l) for l in (d / "report.jsonl").read_text().splitlines()] for d in (a, b))
+    assert lb[:2] == la[:2] and [l["step"] for l in lb] == [1, 2, 3]
+    assert lb[2]["params"]["steps"] == 6 and la[2]["params"]["steps"] == 12
+    assert agreement(verdicts(Guard.load(b / "model").model, tok, dev), t_verdicts) >= 0.9
+    # a different distillation: only the pruning before it is adopted, the distillation runs again
+    assert _compress(tmp_path / "c.toml", "--reuse", str(a)) == 0
+    assert "adopted steps 01-prune_output … 01-prune_output from" in capsys.readouterr().err
+    assert (c / "steps/02-distill/model.safetensors").stat().st_ino != (a / "steps/02-distill/model.safetensors").stat().st_ino
+    assert json.loads((c / "report.jsonl").read_text().splitlines()[1])["params"]["lr"] == 1e-3
+    # a run that already holds those steps keeps its own
+    stamps = {p.name: (p / "step.json").stat().st_mtime_ns for p in (c / "steps").iterdir()}
+    assert _compress(tmp_path / "c.toml", "--resume", "--reuse", str(a)) == 0
+    assert "adopted" not in capsys.readouterr().err
+    assert {p.name: (p / "step.json").stat().st_mtime_ns for p in (c / "steps").iterdir()} == stamps

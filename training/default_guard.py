@@ -76,6 +76,8 @@ class Shape(NamedTuple):
     hidden_weight: float = 0.0
     extra: bool = False
     vocab: bool = False
+    qat_epochs: float | None = None  # the recipe's QAT length when not None
+    base: str = ""  # a shape whose recipe is the same up to QAT: this one starts from its distilled checkpoint
 
 
 SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16-f1024": Shape(16, 1024, 8),
@@ -92,7 +94,10 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # run g kept every block and still lost 6.7 held-out points to its teacher: the MLP at full width instead,
           # fewer blocks (22 x 1.99 MB + the cut int4 embedding ~8.5 MB + tokenizer ~3.5 MB ≈ 56 MB; run h: 54.0 MB, held-out
           # F1 0.767 on the CPU, 0.788 before QAT, its teacher 0.805 — the closest student yet, not above the shipped one)
-          "b22-f1536-e4-hv": Shape(22, 1536, 4, 1.0, False, True)}
+          "b22-f1536-e4-hv": Shape(22, 1536, 4, 1.0, False, True),
+          # run h: int4 QAT (0.5 epoch) cost its student 2.1 held-out points, 1.2 of them in the weights: twice the
+          # QAT from the same distilled checkpoint (`base`: distilled once, gpu_run.sh starts this one after it)
+          "b22-f1536-e4-hv-q1": Shape(22, 1536, 4, 1.0, False, True, qat_epochs=1.0, base="b22-f1536-e4-hv")}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the labelled pool (13k) ≈ 1.5 / 0.5 epochs of train
 # The teacher is a "model soup" (Wortsman et al., 2022) of fine-tunes that differ only in seed (data order,
@@ -279,6 +284,8 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
                          "qat": {"embedding_bits": s.embedding_bits, **hidden}}.get(step["kind"], {}))
             if s.extra and step["kind"] in EXTRA_EPOCHS:
                 step["epochs"] = EXTRA_EPOCHS[step["kind"]]
+            if s.qat_epochs is not None and step["kind"] == "qat":
+                step["epochs"] = s.qat_epochs
         if s.vocab:  # after the head is pruned, before distillation trains the rows that are kept
             at = next(i for i, step in enumerate(r["step"]) if step["kind"] == "prune_output") + 1
             r["step"].insert(at, {"kind": "prune_input", "fallback": VOCAB_FALLBACK})
@@ -302,8 +309,9 @@ def _run_recipe(p: Paths, name: str, shape: str | None = None, seed: int | None 
     from pocketguard.compress.recipe import run_recipe
 
     path = resolved_recipe(p, name, shape, seed)
-    _say(f"{name}: {path}")
-    run_recipe(path, resume=True, progress=sys.stderr.isatty())
+    base = p.shapes[shape].base if shape else ""
+    _say(f"{name}: {path}" + (f" (from {base}'s finished steps where they are the same)" if base else ""))
+    run_recipe(path, resume=True, progress=sys.stderr.isatty(), reuse=[p.student(base)] if base else [])
 
 
 def stage_teacher(p: Paths, argv: list[str], seed: int | None = None) -> None:

@@ -24,13 +24,31 @@ data=${1:?data dir}; backbone=${2:?backbone gguf}; results=$(realpath -m "${3:?r
 mkdir -p "$results"
 dg="python3 training/default_guard.py --data $data --backbone $backbone"
 # STUDENT_EVAL=0 skips the students' GPU eval (~4 min each): `pick` reads their recipe reports, and the shipped
-# one is evaluated on the CPU it ships for anyway. DISTILL_EVAL=0 skips the held-out eval of each student's float
-# checkpoint before QAT (SHAPE@distill, ~1 min): runs d-g lost 5-7 held-out points to their teachers, and this
-# says how much of that is pruning and distillation and how much is int4.
+# one is evaluated on the CPU it ships for anyway; STUDENT_EVAL=heldout evaluates them on the held-out sources
+# only (only the picked student comes back: the others' held-out numbers come from here). DISTILL_EVAL=0 skips the
+# held-out eval of each student's float checkpoint before QAT (SHAPE@distill, ~1 min): runs d-g lost 5-7 held-out
+# points to their teachers, and this says how much of that is pruning and distillation and how much is int4 (a
+# shape with a `base` has its base's distilled checkpoint: not evaluated twice).
 student_eval() {
-  [ "${DISTILL_EVAL:-1}" = 0 ] || $dg eval --device cuda --models "$1@distill" --split dev_heldout --tag "$1-distill"
-  [ "${STUDENT_EVAL:-1}" = 0 ] || $dg eval --device cuda --models "$1" --tag "$1"
+  [ "${DISTILL_EVAL:-1}" = 0 ] || [ -n "$(base_of "$1")" ] \
+    || $dg eval --device cuda --models "$1@distill" --split dev_heldout --tag "$1-distill"
+  case "${STUDENT_EVAL:-1}" in
+    0) ;;
+    heldout) $dg eval --device cuda --models "$1" --split dev_heldout --tag "$1" ;;
+    *) $dg eval --device cuda --models "$1" --tag "$1" ;;
+  esac
 }
+base_of() { python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(d.SHAPES[sys.argv[1]].base)' "$1"; }
+# A shape with a `base` (the same recipe up to QAT) starts once its base's distillation finished, from that
+# checkpoint (or, when the base failed before it, distils on its own): QAT variants cost one distillation.
+await_base() {
+  local base; base=$(base_of "$1")
+  [ -n "$base" ] && [ -n "${job[$base]:-}" ] || return 0
+  while ! ls runs/default/students/"$base"/steps/*-distill/step.json > /dev/null 2>&1 && kill -0 "${job[$base]}" 2> /dev/null; do
+    sleep 10
+  done
+}
+declare -A job
 shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)')}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -60,8 +78,8 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   # 64 x 1024 tokens, ~60 GB each, and three beside the teacher's eval ran out of the H200's 140 GB (2026-12-02-c).
   for shape in $shapes; do
     while [ "$(jobs -rp | grep -c -v -x -F "${pids[0]}")" -ge "${PARALLEL:-2}" ]; do wait -n; done
-    { $dg student --shape "$shape" && student_eval "$shape"; } > "$results/student-$shape.log" 2>&1 &
-    pids+=($!)
+    { await_base "$shape"; $dg student --shape "$shape" && student_eval "$shape"; } > "$results/student-$shape.log" 2>&1 &
+    pids+=($!); job[$shape]=$!
   done
   for pid in "${pids[@]}"; do wait "$pid" || echo "a job failed (exit $?)"; done
   # A student that failed beside another (two QAT steps at once ran out of memory in run d) is run again alone:

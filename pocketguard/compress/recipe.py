@@ -44,6 +44,7 @@ import shutil
 import sys
 import time
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,8 +234,10 @@ def _policy_for(recipe: Recipe, meta: dict) -> Policy:
 
 # ============================================================================================ runner
 def run_recipe(path: str | Path, resume: bool = False, force: bool = False, device: str | None = None,
-               progress: bool = True) -> Path:
-    """Run (or continue, with `resume`) a recipe; returns the output folder."""
+               progress: bool = True, reuse: Sequence[str | Path] = ()) -> Path:
+    """Run (or continue, with `resume`) a recipe; returns the output folder. `reuse`: output folders of other
+    runs whose finished steps this one may adopt where their hashes match (the same teacher, data, settings and
+    steps up to there) — e.g. QAT variants of one distillation train it once (`_adopt`)."""
     from .. import checkpoint
     from ..distributed import barrier, default_device, init_distributed
     from ..examples import load_examples
@@ -283,12 +286,10 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
 
     # ---- which steps are done
     names = [f"{i + 1:02d}-{s['kind']}" for i, s in enumerate(recipe.steps)]
-    done = 0
-    for i, name in enumerate(names):
-        info = _read_step(steps_dir / name)
-        if info is None or info.get("hash") != hashes[i]:
-            break
-        done = i + 1
+    if main and reuse:
+        _adopt(out, names, hashes, [Path(r) for r in reuse])
+    barrier()
+    done = _finished(out, names, hashes)
     if main:  # stale outputs of changed (or later) steps go; a .partial of the next step is kept (resume)
         keep = set(names[:done]) | ({names[done] + ".partial"} if done < len(names) else set())
         for d in steps_dir.iterdir():
@@ -397,6 +398,43 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
         _say(f"done: {target}")
     barrier()
     return out
+
+
+def _finished(out: Path, names: list[str], hashes: list[str]) -> int:
+    """How many leading steps of `out` are finished with this recipe's hashes (what `--resume` skips)."""
+    k = 0
+    while k < len(names) and (_read_step(out / "steps" / names[k]) or {}).get("hash") == hashes[k]:
+        k += 1
+    return k
+
+
+def _adopt(out: Path, names: list[str], hashes: list[str], reuse: list[Path]) -> None:
+    """Adopt the longest run of leading finished steps among the `reuse` folders whose hashes match this recipe's,
+    if it is longer than this run's own: their step folders are hard-linked (copied across file systems) into
+    `out/steps`, with their report lines and cached teacher verdicts."""
+    done = _finished(out, names, hashes)
+    best = max((r for r in reuse if r.resolve() != out.resolve()), key=lambda r: _finished(r, names, hashes), default=None)
+    k = _finished(best, names, hashes) if best is not None else 0
+    if k <= done:
+        return
+    for name in names[:k]:
+        dst = out / "steps" / name
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(best / "steps" / name, dst, copy_function=_link_or_copy)
+    report = best / "report.jsonl"
+    lines = [l for l in report.read_text().splitlines() if l.strip()] if report.exists() else []
+    (out / "report.jsonl").write_text("".join(l + "\n" for l in lines if json.loads(l).get("step", 10**9) <= k))
+    if (best / "teacher_dev.json").exists():
+        shutil.copyfile(best / "teacher_dev.json", out / "teacher_dev.json")
+    _say(f"adopted steps {names[0]} … {names[k - 1]} from {best}")
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Step outputs are written once and never changed in place, so a hard link is a safe, free copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _read_step(d: Path) -> dict | None:
@@ -534,6 +572,9 @@ def add_arguments(p) -> None:
     p.add_argument("--force", action="store_true", help="delete the output's previous steps and start over")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: the recipe's, else CUDA when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--reuse", type=Path, action="append", default=[], metavar="OUTPUT",
+                   help="another run's output folder: adopt its finished steps where they hash the same as this "
+                        "recipe's (variants of a recipe that differ only in later steps); repeatable")
     p.add_argument("--list-steps", action="store_true", help="print the step kinds and exit")
     p.add_argument("--make-toy", type=Path, metavar="DIR",
                    help="write a toy teacher, data and DIR/recipe.toml to try compression on CPU, and exit")
@@ -556,7 +597,7 @@ def run(args) -> int:
         return 2
     try:
         run_recipe(args.recipe, resume=args.resume, force=args.force, device=args.device,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, reuse=args.reuse)
     except (RecipeError, CheckpointError, ExampleError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
