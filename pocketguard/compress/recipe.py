@@ -421,11 +421,9 @@ def _adopt(out: Path, names: list[str], hashes: list[str], reuse: list[Path]) ->
         dst = out / "steps" / name
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(best / "steps" / name, dst, copy_function=_link_or_copy)
-    report = best / "report.jsonl"
-    lines = [l for l in report.read_text().splitlines() if l.strip()] if report.exists() else []
-    (out / "report.jsonl").write_text("".join(l + "\n" for l in lines if json.loads(l).get("step", 10**9) <= k))
-    if (best / "teacher_dev.json").exists():
-        shutil.copyfile(best / "teacher_dev.json", out / "teacher_dev.json")
+    for name in ("report.jsonl", "teacher_dev.json"):  # the report is cut back to the steps kept (_rewrite_report)
+        if (best / name).exists():
+            shutil.copyfile(best / name, out / name)
     _say(f"adopted steps {names[0]} … {names[k - 1]} from {best}")
 
 
