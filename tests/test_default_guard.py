@@ -217,7 +217,8 @@ def test_label_stage_writes_train_plus_the_teachers_verdicts_on_the_pool(tmp_pat
 
 def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
     """`default_guard.py card`'s quality-vs-size table: a row per shape with a recipe report, naming how it was
-    distilled (hidden-state term, teacher-labelled pool) and its input vocabulary (the prune_input step's count)."""
+    distilled (hidden-state term, teacher-labelled pool), its input vocabulary (the prune_input step's count) and
+    its QAT length (a QAT variant's own)."""
     sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
     import default_guard as dg
 
@@ -227,6 +228,7 @@ def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
         p.student(shape).mkdir(parents=True)
         kinds = ["prune_output"] + (["prune_input"] if p.shapes[shape].vocab else []) + ["distill", "qat", "export_artifact"]
         rows = [{"kind": k, "n_params": 0.5e6 if k == "prune_input" else 1e6, "bytes": 2e6, "dev": dev,
+                 "params": {"epochs": p.shapes[shape].qat_epochs or 0.25} if k == "qat" else {},
                  "info": {"n_tokens": 1234} if k == "prune_input" else {}} for k in kinds]
         (p.student(shape) / "report.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     dg.stage_card(p)
@@ -235,7 +237,7 @@ def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
     for shape, s in p.shapes.items():
         vocab, n = ("1,234 tokens", "0.5M") if s.vocab else ("—", "1.0M")
         cells = (f"| {shape} | {s.blocks} | {s.width} | {s.embedding_bits} | {s.hidden_weight or '—'} | "
-                 f"{'yes' if s.extra else '—'} | {vocab} | {n} | 2.0 |")
+                 f"{'yes' if s.extra else '—'} | {vocab} | {s.qat_epochs or 0.25} | {n} | 2.0 |")
         assert cells in table
 
 
@@ -346,15 +348,16 @@ def test_qat_variants_share_their_base_recipe_up_to_qat(tmp_path):
     from pocketguard.compress.recipe import load_recipe, step_hashes
 
     (tmp_path / "data").mkdir()
-    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=False)
-    variants = {shape: s for shape, s in p.shapes.items() if s.base}
-    assert variants
-    for shape, s in variants.items():
-        assert s.base in p.shapes and not p.shapes[s.base].base and s.qat_epochs is not None
-        rv, rb = (load_recipe(dg.resolved_recipe(p, "default-student", x)) for x in (shape, s.base))
-        hv, hb = step_hashes(rv, Policy.default()), step_hashes(rb, Policy.default())
-        kinds = [step["kind"] for step in rv.steps]
-        qat = kinds.index("qat")
-        assert kinds == [step["kind"] for step in rb.steps] and hv[:qat] == hb[:qat] and hv[qat] != hb[qat]
-        assert rv.steps[qat]["epochs"] == s.qat_epochs != rb.steps[qat]["epochs"]
-        assert rv.output == p.student(shape) != rb.output
+    for smoke in (False, True):
+        p = dg.Paths(tmp_path / ("smoke" if smoke else "full"), tmp_path / "data", smoke)
+        variants = {shape: s for shape, s in p.shapes.items() if s.base}
+        assert variants
+        for shape, s in variants.items():
+            assert s.base in p.shapes and not p.shapes[s.base].base and s.qat_epochs is not None
+            rv, rb = (load_recipe(dg.resolved_recipe(p, "default-student", x)) for x in (shape, s.base))
+            hv, hb = step_hashes(rv, Policy.default()), step_hashes(rb, Policy.default())
+            kinds = [step["kind"] for step in rv.steps]
+            qat = kinds.index("qat")
+            assert kinds == [step["kind"] for step in rb.steps] and hv[:qat] == hb[:qat] and hv[qat] != hb[qat]
+            assert rv.steps[qat]["epochs"] == s.qat_epochs != rb.steps[qat]["epochs"]
+            assert rv.output == p.student(shape) != rb.output

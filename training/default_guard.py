@@ -107,7 +107,8 @@ EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the lab
 # TEACHER_SEEDS="0" (environment) trains one fine-tune, no soup: a GPU lease too short for two side by side.
 TEACHER_SEEDS = tuple(int(s) for s in os.environ.get("TEACHER_SEEDS", "0 1").split())
 SHIPPED = "b26-f1024-e4-h"  # the shape in pocketguard/assets (picked by `pick` in run d, 2026-12-02) and default-student.toml
-SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hxv": Shape(2, 64, 4, 1.0, True, True)}
+SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hxv": Shape(2, 64, 4, 1.0, True, True),
+                "b1-f128-q": Shape(1, 128, 8, qat_epochs=0.5, base="b1-f128")}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
 SMOKE_EXAMPLES = (96, 24, 24, 48)  # train, dev, dev_heldout, extra sample sizes
 
@@ -297,8 +298,9 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
         o = SMOKE[name]
         r["data"].update(o["data"])
         r["train"].update(o["train"])
-        for step in r["step"]:
-            step.update(o["steps"].get(step["kind"], {}))
+        for step in r["step"]:  # a shape's own QAT length stays (its variant would be its base again)
+            step.update({k: v for k, v in o["steps"].get(step["kind"], {}).items()
+                         if not (k == "epochs" and step["kind"] == "qat" and shape and p.shapes[shape].qat_epochs)})
     path = p.out / "recipes" / f"{name}{'-' + shape if shape else ''}{'-s' + str(seed) if seed is not None else ''}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# resolved from training/recipes/{name}.toml by training/default_guard.py\n" + _dump_recipe(r))
@@ -527,8 +529,8 @@ def stage_card(p: Paths) -> None:
     # Quality vs size: every shape's own recipe report (dev F1 and agreement with the teacher on the recipe's
     # dev_max examples after pruning, distillation and QAT), so shapes that were not shipped count too.
     out += ["", "| student shape | blocks | MLP width | embedding bits | hidden-state distillation | teacher-labelled pool | "
-            "input vocabulary | parameters | int4 artifact MB | dev F1 after pruning → distill → QAT | agreement with teacher |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "input vocabulary | QAT epochs | parameters | int4 artifact MB | dev F1 after pruning → distill → QAT | "
+            "agreement with teacher |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for shape, s in p.shapes.items():
         rows = _report(p, shape)
         if rows is None:
@@ -541,7 +543,8 @@ def stage_card(p: Paths) -> None:
         f1s = " → ".join(f(rows[k]["dev"]["f1"]) for k in ("prune_output", "distill", "qat") if k in rows)
         last = rows.get("qat", rows.get("distill", first))
         out.append(f"| {shape} | {s.blocks} | {s.width} | {s.embedding_bits} | {s.hidden_weight or '—'} | "
-                   f"{'yes' if s.extra else '—'} | {vocab} | {n_params} | {size} | "
+                   f"{'yes' if s.extra else '—'} | {vocab} | {rows['qat']['params'].get('epochs', '—') if 'qat' in rows else '—'} | "
+                   f"{n_params} | {size} | "
                    f"{f1s} | {f(last['dev'].get('agreement'))} |")
     text = "\n".join(out) + "\n"
     p.eval.mkdir(parents=True, exist_ok=True)
