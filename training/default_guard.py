@@ -96,7 +96,7 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # F1 0.767 on the CPU, 0.788 before QAT, its teacher 0.805 — the closest student yet, not above the shipped one)
           "b22-f1536-e4-hv": Shape(22, 1536, 4, 1.0, False, True),
           # run h: int4 QAT (0.5 epoch) cost its student 2.1 held-out points, 1.2 of them in the weights: twice the
-          # QAT from the same distilled checkpoint (`base`: distilled once, gpu_run.sh starts this one after it)
+          # QAT from the same distilled checkpoint (`base`: distilled once; gpu_run.sh starts this one when the base is done)
           "b22-f1536-e4-hv-q1": Shape(22, 1536, 4, 1.0, False, True, qat_epochs=1.0, base="b22-f1536-e4-hv")}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the labelled pool (13k) ≈ 1.5 / 0.5 epochs of train

@@ -39,12 +39,13 @@ student_eval() {
   esac
 }
 base_of() { python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(d.SHAPES[sys.argv[1]].base)' "$1"; }
-# A shape with a `base` (the same recipe up to QAT) starts once its base's distillation finished, from that
-# checkpoint (or, when the base failed before it, distils on its own): QAT variants cost one distillation.
+# A shape with a `base` (the same recipe up to QAT) starts once its base's recipe finished, from the base's distilled
+# checkpoint (or, when the base failed, on its own): QAT variants cost one distillation. Not beside the base's QAT:
+# two QAT steps at once ran out of the H200's memory in run d, and two at once are not much faster than one after the other.
 await_base() {
   local base; base=$(base_of "$1")
   [ -n "$base" ] && [ -n "${job[$base]:-}" ] || return 0
-  while ! ls runs/default/students/"$base"/steps/*-distill/step.json > /dev/null 2>&1 && kill -0 "${job[$base]}" 2> /dev/null; do
+  while [ ! -s runs/default/students/"$base"/model/manifest.json ] && kill -0 "${job[$base]}" 2> /dev/null; do
     sleep 10
   done
 }

@@ -21,8 +21,8 @@
 # BACKBONE_SHA256 (environment) is the joined file's checksum (default: SmolLM2-135M-Instruct.Q4_1.gguf's).
 # STUDENT_EVAL, DISTILL_EVAL and TEACHER_SEEDS (environment) pass to gpu_run.sh: runs g and h (2026-12-03) fit a 30-minute
 # lease with TEACHER_SEEDS=0 STUDENT_EVAL=0 and one shape without the labelled pool (h: 19.5 minutes in all). Next, planned
-# (~23 minutes computed): TEACHER_SEEDS=0 STUDENT_EVAL=heldout … start "b22-f1536-e4-hv b22-f1536-e4-hv-q1", one
-# distillation and two QAT lengths from it, both evaluated on the held-out sources.
+# (~25 minutes computed from run h's step times): TEACHER_SEEDS=0 STUDENT_EVAL=heldout … start "b22-f1536-e4-hv
+# b22-f1536-e4-hv-q1", one distillation and two QAT lengths from it, both evaluated on the held-out sources.
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
