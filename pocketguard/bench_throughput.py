@@ -281,10 +281,10 @@ def llamacpp_batched(args, guard, convs: list, res: dict, threads: int, log) -> 
     """The peer row: llama.cpp's batched mode on the GGUF export of the same model, same prompts, same passes
     (llama_cpp where installed; a `--shape` model has no folder to export, so it needs `--model`), on the
     threads pocketguard ran with."""
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return "llama.cpp batched: not installed here (pip install llama-cpp-python)"
+    from .bench_workers import peer_missing
+
+    if peer_missing("llamacpp"):
+        return f"llama.cpp batched: {peer_missing('llamacpp')}"
     if args.shape:
         return "llama.cpp batched: needs --model (a random --shape guard has no checkpoint to export)"
     from .bench_workers import _ensure_gguf, _run_worker, grammar_spec

@@ -17,6 +17,16 @@ import time
 from pathlib import Path
 
 DECODE_STEPS = 16
+# The peers' Python modules and how to get them (pyproject extras): a peer that is not installed is reported
+# as such, before any export is made for it, not as a failed run.
+PEER_MODULES = {"llamacpp": "llama_cpp", "executorch": "executorch"}  # peer (= its pyproject extra) → module
+
+
+def peer_missing(name: str) -> str | None:
+    """Why peer `name` cannot run here ("not installed here (how to install it)"), or None when it can."""
+    import importlib.util
+
+    return None if importlib.util.find_spec(PEER_MODULES[name]) else f"not installed here (pip install 'pocketguard[{name}]')"
 
 
 # -------------------------------------------------------------------------------------------- workers

@@ -105,6 +105,26 @@ def test_bench_runs_pocketguard_alone_on_a_tiny_artifact(artifact, tmp_path, cap
     assert pg["kernel"] == (R.available()[1] if AMX else "portable")
 
 
+def test_a_peer_that_is_not_installed_is_reported_so_and_nothing_is_exported_for_it(artifact, tmp_path, capsys, monkeypatch):
+    """A missing peer (llama-cpp-python is an optional extra) says how to install it — in rich's table too, where
+    "[llamacpp]" would otherwise be read as markup — and costs no GGUF export; a present one is not flagged."""
+    from pocketguard import bench_workers as BW
+
+    monkeypatch.setitem(BW.PEER_MODULES, "llamacpp", "no_such_module_pg")
+    assert BW.peer_missing("llamacpp") == "not installed here (pip install 'pocketguard[llamacpp]')"
+    monkeypatch.setitem(BW.PEER_MODULES, "executorch", "json")
+    assert BW.peer_missing("executorch") is None
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    for fmt in (["--markdown"], []):
+        args = p.parse_args(["--model", str(artifact), "--prompt-tokens", "600", "--runs", "1", "--peers", "llamacpp",
+                             "--workdir", str(tmp_path), *fmt])
+        assert bench.run(args) == 0
+        out = capsys.readouterr().out
+        assert out.count("not installed") >= 7 and "pip install 'pocketguard[llamacpp]'" in out and "failed" not in out
+    assert not list(tmp_path.glob("*.gguf"))
+
+
 # ------------------------------------------------------------------------------------ AMX runtime
 
 
