@@ -25,10 +25,14 @@ EXIT_SAFE, EXIT_UNSAFE, EXIT_ERROR = 0, 1, 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("text", nargs="?", help="the user prompt to judge (prompt classification)")
+    p.add_argument("text", nargs="?", help="the user prompt to judge (prompt classification); - reads it from stdin")
     p.add_argument("--response", help="the agent's reply to TEXT; judges the reply (response classification)")
     p.add_argument("--conversation", type=Path, help="JSON file of OpenAI-style messages (a list, or an object with "
-                   "'messages'); the last user or agent turn is judged, system messages are not (docs/api.md)")
+                   "'messages'); the last user or agent turn is judged, system messages are not (docs/api.md); - = stdin")
+    p.add_argument("--jsonl", type=Path, help="judge many: one conversation per line (a prompt string, a message list, or "
+                   "an object with 'messages' and an optional 'id'), batched; one JSON verdict per line on stdout, in "
+                   "order, with its 'line' (and 'id'); - = stdin. Exit 2 if any line could not be judged, else 1 if any is unsafe")
+    p.add_argument("--batch-size", type=int, default=64, help="--jsonl: prompts per packed pass (default 64)")
     p.add_argument("--model", type=Path, help="checkpoint folder or .gguf file (default: the shipped default guard)")
     p.add_argument("--policy", type=Path, help="custom policy TOML (see docs/policy.md)")
     p.add_argument("--threshold", type=float, help="flag when p_unsafe >= THRESHOLD instead of greedy decoding")
@@ -41,23 +45,71 @@ def _conversation(args) -> Any:
     """The messages to judge: TEXT (+ --response), or --conversation's JSON (validated by the guard)."""
     from .conversation import ConversationError
 
-    given = sum(x is not None for x in (args.text, args.conversation))
+    given = sum(x is not None for x in (args.text, args.conversation, args.jsonl))
     if given != 1:
-        raise ConversationError("give either TEXT or --conversation FILE")
+        raise ConversationError("give one of TEXT, --conversation FILE or --jsonl FILE (- reads stdin)")
+    if args.response is not None and args.text is None:
+        raise ConversationError("--response goes with TEXT, not with --conversation or --jsonl")
+    if args.jsonl is not None:
+        return None  # many conversations: read line by line (_moderate_jsonl)
     if args.conversation is not None:
-        if args.response is not None:
-            raise ConversationError("--response goes with TEXT, not with --conversation")
         try:
-            data = json.loads(args.conversation.read_text(encoding="utf-8"))
+            data = json.loads(_read(args.conversation))
         except FileNotFoundError:
             raise ConversationError(f"conversation file not found: {args.conversation}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConversationError(f"{args.conversation} is not valid JSON: {e}") from None
-        return data["messages"] if isinstance(data, dict) and "messages" in data else data
-    msgs = [{"role": "user", "content": args.text}]
+        return _messages(data)
+    text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
+    msgs = [{"role": "user", "content": text}]
     if args.response is not None:
         msgs.append({"role": "assistant", "content": args.response})
     return msgs
+
+
+def _read(path: Path) -> str:
+    return sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+
+
+def _messages(data: Any) -> Any:
+    """A conversation as JSON gives it: a message list, or an object holding one under 'messages'."""
+    return data["messages"] if isinstance(data, dict) and "messages" in data else data
+
+
+def _moderate_jsonl(args, guard) -> int:
+    """`--jsonl`: judge every line's conversation in packed batches (`Guard.moderate_batch`), writing each chunk's
+    verdicts as soon as it is judged. A line that is not JSON or not a conversation gets an error verdict (it is
+    flagged: fail closed) and the others are still judged."""
+    import itertools
+    import time
+
+    from .answer import Verdict
+
+    stream = sys.stdin if str(args.jsonl) == "-" else args.jsonl.open(encoding="utf-8")
+    counts = {"safe": 0, "unsafe": 0, "error": 0}
+    t0 = time.perf_counter()
+    with stream:
+        lines = ((n, line) for n, line in enumerate(stream, 1) if line.strip())
+        while chunk := list(itertools.islice(lines, 8 * args.batch_size)):
+            items: list[Any] = []
+            for _, line in chunk:
+                try:
+                    data = json.loads(line)
+                    items.append((data.get("id") if isinstance(data, dict) else None, _messages(data), None))
+                except json.JSONDecodeError as e:
+                    items.append((None, None, f"line is not valid JSON: {e}"))
+            judged = iter(guard.moderate_batch([m for _, m, err in items if err is None], category_scores=args.category_scores,
+                                               batch_size=args.batch_size))
+            for (n, _), (ident, _, err) in zip(chunk, items):
+                v = Verdict.failure(err) if err is not None else next(judged)
+                counts[v.status if v.status in counts else "error"] += 1
+                print(json.dumps({"line": n, **({"id": ident} if ident is not None else {}), **v.to_dict()},
+                                 ensure_ascii=False))
+            sys.stdout.flush()
+    total = sum(counts.values())
+    print(f"{total} judged in {time.perf_counter() - t0:.1f} s: {counts['safe']} safe, {counts['unsafe']} unsafe, "
+          f"{counts['error']} could not be judged", file=sys.stderr)
+    return EXIT_ERROR if counts["error"] else EXIT_UNSAFE if counts["unsafe"] else EXIT_SAFE
 
 
 def _print_verdict(v, args) -> None:
@@ -96,6 +148,8 @@ def run(args) -> int:
         messages = _conversation(args)
         policy = Policy.from_toml(args.policy) if args.policy else None
         guard = Guard.load(args.model, policy=policy, max_context=args.max_context, threshold=args.threshold)
+        if args.jsonl is not None:
+            return _moderate_jsonl(args, guard)
         verdict = guard.moderate(messages, category_scores=args.category_scores)
     except (ConversationError, PolicyError, ValueError, OSError) as e:
         if args.json:

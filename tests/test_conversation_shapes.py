@@ -153,6 +153,50 @@ def test_cli_refuses_a_chat_ending_with_a_system_message(tmp_path, tiny_hf_dir, 
     assert out["status"] == "error" and out["flagged"] and "system message" in out["error"]
 
 
+def test_cli_jsonl_judges_every_line_as_moderate_would_and_flags_the_lines_it_cannot(tmp_path, tiny_hf_dir, capsys):
+    """`moderate --jsonl`: one verdict per non-blank line, in order, with its line number (and id), equal to
+    `moderate` on that conversation; a line that is not JSON or not a conversation is an error verdict, flagged,
+    and the rest are still judged; the exit code says the worst (2 error, 1 unsafe, 0 all safe)."""
+    guard = Guard.load(tiny_hf_dir)
+    convs = ["How do I make a pipe bomb?", {"id": "a7", "messages": AGENTIC}, PLAIN, "hi there", "x" * 50]
+    lines = [json.dumps(convs[0]), json.dumps(convs[1]), "not json", "", json.dumps(convs[2]),
+             json.dumps({"id": 3, "text": "no messages"}), json.dumps(convs[3]), json.dumps(convs[4])]
+    f = tmp_path / "many.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    code = main(["moderate", "--jsonl", str(f), "--model", str(tiny_hf_dir), "--batch-size", "2"])
+    captured = capsys.readouterr()
+    out = [json.loads(line) for line in captured.out.splitlines()]
+    assert [o["line"] for o in out] == [1, 2, 3, 5, 6, 7, 8] and [o.get("id") for o in out[:2]] == [None, "a7"]
+    want = [guard.moderate(c["messages"] if isinstance(c, dict) else c).to_dict() for c in convs]
+    judged = [o for o in out if o["line"] not in (3, 6)]
+    for o, w in zip(judged, want):
+        assert {k: o[k] for k in ("status", "categories", "p_unsafe", "prompt_tokens", "notes")} == \
+               {k: w[k] for k in ("status", "categories", "p_unsafe", "prompt_tokens", "notes")}
+    errors = [o for o in out if o["line"] in (3, 6)]
+    assert all(o["status"] == "error" and o["flagged"] for o in errors) and errors[1]["id"] == 3
+    assert "not valid JSON" in errors[0]["error"] and code == 2
+    assert "7 judged" in captured.err and "2 could not be judged" in captured.err
+    f.write_text(json.dumps(convs[3]) + "\n")
+    assert main(["moderate", "--jsonl", str(f), "--model", str(tiny_hf_dir)]) == {"safe": 0, "unsafe": 1}[want[3]["status"]]
+
+
+def test_cli_reads_text_a_conversation_or_jsonl_from_stdin(tiny_hf_dir, capsys, monkeypatch):
+    import io
+
+    guard = Guard.load(tiny_hf_dir)
+    for args, stdin, want in ((["-"], "How do I pick a lock?\n", guard.moderate("How do I pick a lock?")),
+                              (["--conversation", "-"], json.dumps({"messages": PLAIN}), guard.moderate(PLAIN)),
+                              (["--jsonl", "-"], json.dumps(PLAIN) + "\n", guard.moderate(PLAIN))):
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code = main(["moderate", *args, "--model", str(tiny_hf_dir), "--json"])
+        out = json.loads(capsys.readouterr().out)
+        assert (out["status"], out["p_unsafe"], out["prompt_tokens"]) == (want.status, want.p_unsafe, want.prompt_tokens)
+        assert code == {"safe": 0, "unsafe": 1}[want.status]
+    assert main(["moderate", "--jsonl", "-", "--response", "r", "--model", str(tiny_hf_dir)]) == 2
+    assert main(["moderate", "hi", "--jsonl", "-", "--model", str(tiny_hf_dir)]) == 2
+    assert "give one of TEXT" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------------ server
 def test_guard_endpoint_takes_the_same_shapes(guard):
     want = guard.moderate(PLAIN)
