@@ -241,3 +241,46 @@ def test_export_command_writes_and_verifies(models, tiny_tok, tmp_path, capsys, 
     assert len(lines) == len(command.VERIFY_CONVERSATIONS)
     assert "verdicts agree" in text and rc == (0 if all(x.startswith("same") for x in lines) else 1)
     assert command.run(p.parse_args(["--model", str(tmp_path / "nope"), "--format", fmt, "--out", str(out)])) == 2
+
+
+def test_gguf_verify_without_llama_cpp_reads_the_file_back_and_says_so(models, tiny_tok, tmp_path, capsys, monkeypatch):
+    """llama-cpp-python is an optional extra: `--verify` then checks the GGUF as pocketguard's own reader loads it
+    (a note says what that does and does not check) instead of failing with a traceback."""
+    import argparse
+
+    from pocketguard.compress.artifact import save_artifact
+    from pocketguard.export import command, gguf
+
+    def missing(self, *a, **k):
+        raise gguf.ExportError("the llama.cpp backend needs llama-cpp-python (pip install 'pocketguard[llamacpp]')")
+
+    monkeypatch.setattr(gguf.LlamaCppBackend, "__init__", missing)
+    art = save_artifact(models[1], tiny_tok, Policy.default(), tmp_path / "art")
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    rc = command.run(p.parse_args(["--model", str(art), "--format", "gguf", "--out", str(tmp_path / "m.gguf"), "--verify"]))
+    out, err = capsys.readouterr()
+    lines = [x for x in out.splitlines() if x.startswith(("same", "DIFF"))]
+    assert "pocketguard[llamacpp]" in err and "GGUF reader" in err and "Traceback" not in err
+    assert len(lines) == len(command.VERIFY_CONVERSATIONS) and all("gguf-read-back=" in x for x in lines)
+    assert rc == (0 if all(x.startswith("same") for x in lines) else 1)
+
+
+def test_export_without_model_exports_the_shipped_default_guard(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from pocketguard import checkpoint
+    from pocketguard.export import command
+    from pocketguard.guard import DEFAULT_MODEL_DIR
+
+    seen = []
+
+    def load(path, *a, **k):
+        seen.append(path)
+        raise OSError("stop here")
+
+    monkeypatch.setattr(checkpoint, "load", load)
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    assert command.run(p.parse_args(["--format", "gguf", "--out", str(tmp_path / "g.gguf")])) == 2
+    assert seen == [DEFAULT_MODEL_DIR] and "stop here" in capsys.readouterr().err

@@ -33,8 +33,9 @@ EXIT_OK, EXIT_ERROR = 0, 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, action="append", required=True, metavar="PATH",
-                   help="guard checkpoint to evaluate; repeat to compare several side by side")
+    p.add_argument("--model", type=Path, action="append", metavar="PATH",
+                   help="guard checkpoint to evaluate; repeat to compare several side by side (default: the shipped "
+                        "default guard)")
     p.add_argument("--data", type=Path, metavar="FILE", help="labelled JSONL/CSV file (.gz works too)")
     p.add_argument("--format", choices=FORMATS, default="generic", help="how to read --data (default: generic)")
     p.add_argument("--skip-malformed", action="store_true", help="skip malformed rows (listed in the report) instead of stopping")
@@ -161,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
         return fail("--text measures fidelity against a reference: add --reference PATH")
     if args.batch_size < 1 or not 0 <= args.target_fpr <= 1:
         return fail("--batch-size must be >= 1 and --target-fpr within [0, 1]")
-    paths = ([args.reference] if args.reference else []) + list(args.model)
+    from ..guard import DEFAULT_MODEL_DIR
+
+    paths = ([args.reference] if args.reference else []) + list(args.model or [DEFAULT_MODEL_DIR])
     missing = [str(p) for p in paths if not p.exists()]
     if missing:  # before any model runs, not an hour into the second one
         return fail(f"checkpoint not found: {', '.join(missing)}")

@@ -28,7 +28,8 @@ VERIFY_CONVERSATIONS = [
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", type=Path, required=True, help="pocketguard checkpoint or compressed artifact folder")
+    p.add_argument("--model", type=Path, help="pocketguard checkpoint or compressed artifact folder (default: the shipped "
+                   "default guard)")
     p.add_argument("--format", required=True, choices=("gguf", "executorch", "hf"))
     p.add_argument("--out", type=Path, required=True, help="output file (.gguf/.pte) or folder (hf)")
     p.add_argument("--gguf-type", default="q4_0", choices=("f32", "f16", "q8_0", "q4_0"),
@@ -52,7 +53,9 @@ def _policy(args, meta):
 
 def run(args) -> int:
     from ..checkpoint import load
+    from ..guard import DEFAULT_MODEL_DIR
 
+    args.model = args.model or DEFAULT_MODEL_DIR
     try:
         loaded = load(args.model)
     except (OSError, ValueError) as e:
@@ -82,7 +85,11 @@ def run(args) -> int:
     print(f"wrote {out} ({size / 2**20:,.1f} MiB)")
     if not args.verify:
         return 0
-    return verify(args, model, tok, policy, out)
+    try:
+        return verify(args, model, tok, policy, out)
+    except (ValueError, OSError, ImportError) as e:  # a runtime that is not installed, a bad --conversations file
+        print(f"error: {e} ({out} was written, not verified)", file=sys.stderr)
+        return 2
 
 
 def verify(args, model, tok, policy, out) -> int:
@@ -95,18 +102,26 @@ def verify(args, model, tok, policy, out) -> int:
             if line.strip():
                 item = json.loads(line)
                 convs.append(item["messages"] if isinstance(item, dict) else item)
+    from .backend import TorchBackend
+
     guard = Guard(model, tok, policy)
     if args.format == "gguf":
-        from .gguf import LlamaCppBackend
+        from ..checkpoint import load
+        from .gguf import ExportError, LlamaCppBackend
 
-        backend = LlamaCppBackend(out, n_ctx=min(4096, model.args.max_seq_len))
+        try:
+            backend = LlamaCppBackend(out, n_ctx=min(4096, model.args.max_seq_len))
+        except ExportError as e:  # llama-cpp-python is an optional extra: the file can still be read back
+            print(f"note: {e}; checking the file as pocketguard's own GGUF reader loads it instead: its weights, "
+                  "tokenizer and metadata, not llama.cpp's arithmetic", file=sys.stderr)
+            backend = TorchBackend(load(out).model)
+            backend.name = "gguf-read-back"
     elif args.format == "executorch":
         from .executorch import ExecuTorchBackend
 
         backend = ExecuTorchBackend(out)
     else:
         backend = _TransformersBackend(out)
-    from .backend import TorchBackend
 
     differ = close = 0
     for msgs in convs:

@@ -326,7 +326,7 @@ class LlamaCppBackend:
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise ExportError("the llama.cpp backend needs `pip install llama-cpp-python`") from None
+            raise ExportError("the llama.cpp backend needs llama-cpp-python (pip install 'pocketguard[llamacpp]')") from None
         import os
 
         n_threads = n_threads or len(os.sched_getaffinity(0))
