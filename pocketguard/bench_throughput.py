@@ -59,15 +59,19 @@ def bundled_mix(tokenizer, n: int = 128, seed: int = 0, mean_tokens: int = 200, 
 
 
 def read_mix(path: Path) -> list:
+    """The user's mix: one conversation per line, as `pocketguard moderate --jsonl` reads them (`from_json`); a
+    line that is not one is an error naming it (a benchmark of fewer conversations than given would mislead)."""
+    from .conversation import ConversationError, as_conversation, from_json
+
     convs = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        row = json.loads(line)
-        item = row.get("messages") if isinstance(row, dict) else None
-        item = item if item is not None else (row.get("text") if isinstance(row, dict) else None)
-        if item is None:
-            raise ValueError(f"{path}:{i}: a line needs 'messages' (OpenAI-style) or 'text'")
+        try:
+            item = from_json(json.loads(line))
+            as_conversation(item)
+        except (json.JSONDecodeError, ConversationError) as e:
+            raise ValueError(f"{path}:{i}: not a conversation ({e})") from None
         convs.append(item)
     if not convs:
         raise ValueError(f"{path} holds no conversations")
@@ -228,6 +232,11 @@ def run(args, shapes: dict) -> int:
     from .guard import Guard
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    try:  # before the model loads: a bad line should not cost the minutes a large guard takes
+        mix = read_mix(args.mix) if args.mix else None
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     if args.shape:
@@ -237,7 +246,7 @@ def run(args, shapes: dict) -> int:
         guard = Guard.load(args.model, device=args.device)
     if args.batch_tokens:
         guard.batch_tokens = args.batch_tokens
-    convs = read_mix(args.mix) if args.mix else bundled_mix(guard.tokenizer, args.n, args.seed)
+    convs = mix if mix is not None else bundled_mix(guard.tokenizer, args.n, args.seed)
     kernel = (guard.meta.get("runtime_cpu") or {}).get("kernel", "torch")
     from .runtime_cpu import attention_name
 

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conversation", type=Path, help="JSON file of OpenAI-style messages (a list, or an object with "
                    "'messages'); the last user or agent turn is judged, system messages are not (docs/api.md); - = stdin")
     p.add_argument("--jsonl", type=Path, help="judge many: one conversation per line (a prompt string, a message list, or "
-                   "an object with 'messages' and an optional 'id'), batched; one JSON verdict per line on stdout, in "
+                   "an object with 'messages', or 'text', and an optional 'id'), batched; one JSON verdict per line on stdout, in "
                    "order, with its 'line' (and 'id'); - = stdin. Exit 2 if any line could not be judged, else 1 if any is unsafe")
     p.add_argument("--batch-size", type=int, default=64, help="--jsonl: prompts per packed pass (default 64)")
     p.add_argument("--model", type=Path, help="checkpoint folder or .gguf file (default: the shipped default guard)")
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _conversation(args) -> Any:
     """The messages to judge: TEXT (+ --response), or --conversation's JSON (validated by the guard)."""
-    from .conversation import ConversationError
+    from .conversation import ConversationError, from_json
 
     given = sum(x is not None for x in (args.text, args.conversation, args.jsonl))
     if given != 1:
@@ -59,7 +59,7 @@ def _conversation(args) -> Any:
             raise ConversationError(f"conversation file not found: {args.conversation}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConversationError(f"{args.conversation} is not valid JSON: {e}") from None
-        return _messages(data)
+        return from_json(data)
     text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
     msgs = [{"role": "user", "content": text}]
     if args.response is not None:
@@ -71,11 +71,6 @@ def _read(path: Path) -> str:
     return sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
 
 
-def _messages(data: Any) -> Any:
-    """A conversation as JSON gives it: a message list, or an object holding one under 'messages'."""
-    return data["messages"] if isinstance(data, dict) and "messages" in data else data
-
-
 def _moderate_jsonl(args, guard) -> int:
     """`--jsonl`: judge every line's conversation in packed batches (`Guard.moderate_batch`), writing each chunk's
     verdicts as soon as it is judged. A line that is not JSON or not a conversation gets an error verdict (it is
@@ -84,6 +79,7 @@ def _moderate_jsonl(args, guard) -> int:
     import time
 
     from .answer import Verdict
+    from .conversation import from_json
 
     stream = sys.stdin if str(args.jsonl) == "-" else args.jsonl.open(encoding="utf-8")
     counts = {"safe": 0, "unsafe": 0, "error": 0}
@@ -95,7 +91,7 @@ def _moderate_jsonl(args, guard) -> int:
             for _, line in chunk:
                 try:
                     data = json.loads(line)
-                    items.append((data.get("id") if isinstance(data, dict) else None, _messages(data), None))
+                    items.append((data.get("id") if isinstance(data, dict) else None, from_json(data), None))
                 except json.JSONDecodeError as e:
                     items.append((None, None, f"line is not valid JSON: {e}"))
             judged = iter(guard.moderate_batch([m for _, m, err in items if err is None], category_scores=args.category_scores,

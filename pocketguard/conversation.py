@@ -152,6 +152,16 @@ def as_conversation(item: ConversationLike, role: str | None = None) -> Conversa
     return Conversation.from_messages(item, role)
 
 
+def from_json(data: Any) -> Any:
+    """A conversation as a JSON file or line carries it: a prompt string, a message list, or an object holding one
+    under 'messages' (or a prompt under 'text'). Anything else is passed on for `as_conversation` to refuse."""
+    if isinstance(data, dict):
+        for key in ("messages", "text"):
+            if key in data:
+                return data[key]
+    return data
+
+
 def content_text(content: Any, where: str = "content") -> tuple[str, Counter[str]]:
     """The judgeable text of an OpenAI `content` (a string or a list of parts) and the non-text part types it
     held, by count; text parts are joined by newlines. Malformed content raises ConversationError."""

@@ -23,13 +23,21 @@ def test_bundled_mix_has_the_length_profile(tiny_tok):
     assert sum(isinstance(c, str) for c in convs) == 32  # half prompts, half agent replies
 
 
-def test_mix_file(tmp_path):
+def test_mix_file(tmp_path, capsys):
+    """The mix takes the lines `moderate --jsonl` takes (object with messages or text, message list, prompt string);
+    a line that is not a conversation stops it with its line number, on the command line as a clean error."""
     p = tmp_path / "mix.jsonl"
-    p.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n\n" + json.dumps({"text": "yo"}) + "\n")
-    assert BT.read_mix(p) == [[{"role": "user", "content": "hi"}], "yo"]
-    p.write_text(json.dumps({"label": "safe"}) + "\n")
-    with pytest.raises(ValueError, match=":1: a line needs"):
-        BT.read_mix(p)
+    p.write_text("\n".join([json.dumps({"messages": [{"role": "user", "content": "hi"}]}), "", json.dumps({"text": "yo"}),
+                            json.dumps([{"role": "user", "content": "a"}]), json.dumps("b")]) + "\n")
+    assert BT.read_mix(p) == [[{"role": "user", "content": "hi"}], "yo", [{"role": "user", "content": "a"}], "b"]
+    for bad in (json.dumps({"label": "safe"}), "not json", json.dumps([{"role": "wizard", "content": "x"}])):
+        p.write_text(json.dumps("ok") + "\n" + bad + "\n")
+        with pytest.raises(ValueError, match=":2: not a conversation"):
+            BT.read_mix(p)
+    from pocketguard.cli import main
+
+    assert main(["bench", "--throughput", "--shape", "lg3-1b-int4", "--mix", str(p)]) == 2  # before the model is built
+    assert ":2: not a conversation" in capsys.readouterr().err
 
 
 def test_measure_reports_rates_roofline_and_identity(tiny_tok):

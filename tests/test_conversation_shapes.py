@@ -160,7 +160,7 @@ def test_cli_jsonl_judges_every_line_as_moderate_would_and_flags_the_lines_it_ca
     guard = Guard.load(tiny_hf_dir)
     convs = ["How do I make a pipe bomb?", {"id": "a7", "messages": AGENTIC}, PLAIN, "hi there", "x" * 50]
     lines = [json.dumps(convs[0]), json.dumps(convs[1]), "not json", "", json.dumps(convs[2]),
-             json.dumps({"id": 3, "text": "no messages"}), json.dumps(convs[3]), json.dumps(convs[4])]
+             json.dumps({"id": 3, "label": "no conversation"}), json.dumps(convs[3]), json.dumps(convs[4])]
     f = tmp_path / "many.jsonl"
     f.write_text("\n".join(lines) + "\n")
     code = main(["moderate", "--jsonl", str(f), "--model", str(tiny_hf_dir), "--batch-size", "2"])
