@@ -93,6 +93,7 @@ def run(args) -> int:
 
 
 def verify(args, model, tok, policy, out) -> int:
+    from ..conversation import from_json
     from ..guard import Guard
     from .backend import judge
 
@@ -100,8 +101,7 @@ def verify(args, model, tok, policy, out) -> int:
     if args.conversations:
         for line in args.conversations.read_text(encoding="utf-8").split("\n"):  # JSONL: not splitlines()
             if line.strip():
-                item = json.loads(line)
-                convs.append(item["messages"] if isinstance(item, dict) else item)
+                convs.append(from_json(json.loads(line)))
     from .backend import TorchBackend
 
     guard = Guard(model, tok, policy)
