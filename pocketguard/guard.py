@@ -61,6 +61,10 @@ class Guard:
     ):
         if tokenizer.vocab_size > model.args.vocab_size:
             raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but the model only {model.args.vocab_size}")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:  # above 1 nothing is ever flagged: not fail-closed
+            raise ValueError(f"threshold must be a p_unsafe within [0, 1], not {threshold}")
+        if max_context is not None and max_context < 1:
+            raise ValueError(f"max_context must be a positive number of tokens, not {max_context}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.policy = policy or Policy.default()

@@ -161,6 +161,18 @@ def test_threshold_mode_follows_p_unsafe(tok):
     assert Guard(model, tok, threshold=p + 1e-3).moderate("hello").status == "safe"
 
 
+@pytest.mark.parametrize("over", [{"threshold": 1.5}, {"threshold": -0.1}, {"threshold": float("nan")},
+                                  {"max_context": 0}, {"max_context": -3}])
+def test_settings_that_could_never_flag_or_judge_are_refused(tok, over):
+    """A threshold above 1 (or NaN) would report `safe` for everything, a context of 0 tokens would silently mean
+    the model's whole context: both are errors; the bounds themselves are allowed."""
+    model = make(tok, seed=4)
+    with pytest.raises(ValueError, match="threshold|max_context"):
+        Guard(model, tok, **over)
+    assert Guard(model, tok, threshold=1.0).moderate("hello").status == "safe"  # p_unsafe < 1: not flagged
+    assert Guard(model, tok, threshold=0.0).moderate("hello").status == "unsafe"
+
+
 def test_stream_equals_full_remoderation_on_random_chunkings(tok):
     model = make(tok, seed=5)
     g = Guard(model, tok)
