@@ -30,7 +30,7 @@ from .loaded import CheckpointError, Loaded, read_guard_meta, read_json, write_g
 from .loaded import policy_dict as policy_dict
 from .loaded import save_guard_meta as save_guard_meta
 from .model import ModelArgs, Transformer
-from .weights import assemble, assign, permute_to_meta, skeleton
+from .weights import Dtype, assemble, assign, permute_to_meta, resolve_dtype, skeleton
 from .weights import permute_to_hf as permute_to_hf  # re-exported: part of checkpoint's public naming
 from .tokenizer import Tokenizer, TokenizerError
 
@@ -40,8 +40,9 @@ _HF_SHARD = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors$")
 _EXTRAS = ("ffn_dims", "output_token_ids", "input_token_ids", "embed_fallback_id", "extra")  # config.json "pocketguard"
 
 
-def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Loaded:
-    """Load a checkpoint folder (or a file in it) of any layout pocketguard knows, or a llama.cpp `.gguf` file."""
+def load(path: str | Path, device: str | torch.device = "cpu", dtype: Dtype = torch.float32) -> Loaded:
+    """Load a checkpoint folder (or a file in it) of any layout pocketguard knows, or a llama.cpp `.gguf` file.
+    `dtype="auto"`: float32 where it fits in memory, else bfloat16 (`resolve_dtype`)."""
     if Path(path).suffix.lower() == ".gguf":
         from .gguf_checkpoint import load_gguf
 
@@ -186,13 +187,14 @@ def hf_config(args: ModelArgs) -> dict:
     return cfg
 
 
-def load_hf(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Loaded:
+def load_hf(path: str | Path, device: str | torch.device = "cpu", dtype: Dtype = torch.float32) -> Loaded:
     """Load config.json + safetensors weights (single or sharded) + tokenizer + guard.json."""
     from safetensors import SafetensorError, safe_open
 
     d = _folder(path)
     cfg = read_json(d / HF_CONFIG)
     args = args_from_hf_config(cfg, source=str(d / HF_CONFIG))
+    dtype = resolve_dtype(dtype, args, device, str(d))
     tensors, origin = {}, {}
     for file, names in _hf_weight_files(d).items():
         try:
@@ -381,11 +383,12 @@ def merge_model_parallel(shards: list[dict[str, Tensor]], dim: int, names: list[
     return out
 
 
-def load_meta(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Loaded:
+def load_meta(path: str | Path, device: str | torch.device = "cpu", dtype: Dtype = torch.float32) -> Loaded:
     """Load params.json + consolidated.*.pth (model-parallel shards are merged) + tokenizer.model + guard.json.
     wq/wk are permuted to our rotate-half layout; the model is tied when output.weight equals the embedding."""
     d = _folder(path)
     args = args_from_meta_params(read_json(d / META_PARAMS), source=str(d / META_PARAMS))
+    dtype = resolve_dtype(dtype, args, device, str(d))
     files = sorted(d.glob("consolidated.*.pth"))
     if not files:
         raise CheckpointError(f"{d} has {META_PARAMS} but no consolidated.*.pth weights")

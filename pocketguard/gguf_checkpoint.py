@@ -28,7 +28,7 @@ import torch
 from .loaded import CheckpointError, Loaded, check_guard_meta
 from .model import ModelArgs, rope_frequencies
 from .tokenizer import LLAMA3_PATTERN, REQUIRED_SPECIALS, HFTokenizer, TokenizerError, bytes_to_unicode
-from .weights import assemble, layer_order
+from .weights import assemble, layer_order, resolve_dtype
 
 # GGUF tensor name -> our (Meta) name; blocks are `blk.N.<name>`.
 _TOP = {"token_embd.weight": "tok_embeddings.weight", "output_norm.weight": "norm.weight", "output.weight": "output.weight"}
@@ -244,7 +244,7 @@ def _llama3_scaling(factors: torch.Tensor, args: ModelArgs, source: str) -> dict
     raise CheckpointError(f"{source}: rope_freqs matches no Llama 3 RoPE scaling pocketguard implements")
 
 
-def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32,
               require_guard_tokens: bool = True) -> Loaded:
     """Load a Llama GGUF file: float weights, the tokenizer its metadata describes, `meta["layout"] = "gguf"`
     (plus the policy when pocketguard exported the file). With `require_guard_tokens` a vocabulary without the
@@ -255,6 +255,7 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
     source = path.name
     reader = read_gguf(path)
     args = args_from_gguf(reader, source)
+    dtype = resolve_dtype(dtype, args, device, source)
     tokenizer = gguf_tokenizer(reader, source)
     missing = [s for s in REQUIRED_SPECIALS if s not in tokenizer.specials]
     if require_guard_tokens and missing:

@@ -97,8 +97,8 @@ class Guard:
             from .runtime_cpu import load_fast
 
             loaded = load_fast(path)
-        else:
-            loaded = load(path, device=device)
+        else:  # a float checkpoint: float32 where it fits in memory, else bfloat16 (an 8B guard, a warning says so)
+            loaded = load(path, device=device, dtype="auto")
         meta = loaded.meta or {}
         if policy is None and meta.get("policy"):
             policy = Policy.from_dict(meta["policy"], source=str(path))

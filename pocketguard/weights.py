@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -80,3 +81,39 @@ def assign(model: Transformer, state: dict[str, Tensor]) -> None:
 def layer_order(name: str) -> tuple:
     m = re.search(r"layers\.(\d+)\.", name)
     return (int(m[1]) if m else -1, name)
+
+
+Dtype = torch.dtype | str  # a torch float dtype, or "auto" (resolve_dtype)
+
+
+def resolve_dtype(dtype: Dtype, args: ModelArgs, device: str | torch.device, source: str) -> torch.dtype:
+    """`dtype`, or for "auto" float32 when the float32 model takes at most 3/4 of the memory free on `device`, else
+    bfloat16 (with a warning): Llama Guard 3-8B is 32 GB in float32, more than many machines have, and bf16's
+    rounding is far below the error of the 4-bit GGUFs such a model often comes as."""
+    if dtype != "auto":
+        return dtype if isinstance(dtype, torch.dtype) else getattr(torch, dtype)
+    with torch.device("meta"):
+        need = 4 * Transformer(args).num_params()
+    free = free_memory(torch.device(device))
+    if need <= 0.75 * free:
+        return torch.float32
+    import warnings
+
+    warnings.warn(f"{source}: float32 weights would take {need / 2**30:.1f} GiB of the {free / 2**30:.1f} GiB free: "
+                  "loading in bfloat16", stacklevel=3)
+    return torch.bfloat16
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes that can still be allocated on `device` (GPU: free memory; CPU: the kernel's MemAvailable)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.testing import assert_close
 
+from pocketguard import checkpoint
 from pocketguard import testing as T
 from pocketguard.checkpoint import (
     CheckpointError, args_from_hf_config, args_from_meta_params, hf_config, is_standard, load, load_hf, load_meta,
@@ -386,3 +387,32 @@ def test_unknown_folders_and_unsaveable_models_are_refused(tmp_path, tiny_tok, t
         save_hf(T.tiny_model(T.tiny_args(vocab_size=500)), tiny_tok, tmp_path / "h")
     with pytest.raises(CheckpointError, match="invalid policy"):
         save_guard_meta(tmp_path, {"policy": {"category": [{"code": "bad code", "name": "x"}]}})
+
+
+def test_auto_dtype_loads_float32_where_it_fits_and_bfloat16_where_it_would_not(tmp_path, monkeypatch):
+    """`dtype="auto"` (what Guard.load uses for float checkpoints): an 8B guard is 32 GB in float32, more than many
+    machines have, so a model whose float32 weights would take over 3/4 of the free memory loads in bfloat16, with
+    a warning, and judges as the float32 one does (on this tiny model: the same statuses, p_unsafe within bf16
+    rounding)."""
+    import pocketguard.weights as W
+    from pocketguard.guard import Guard
+
+    path = T.build_tiny_checkpoint(tmp_path / "m", seed=0)
+    n = checkpoint.load(path).model.num_params()
+    monkeypatch.setattr(W, "free_memory", lambda device: 4 * n * 2)  # room to spare
+    assert checkpoint.load(path, dtype="auto").model.tok_embeddings.weight.dtype == torch.float32
+    monkeypatch.setattr(W, "free_memory", lambda device: 4 * n)  # float32 would take all of it
+    with pytest.warns(UserWarning, match="loading in bfloat16"):
+        small = Guard.load(path)
+    assert small.model.tok_embeddings.weight.dtype == torch.bfloat16
+    full = Guard(checkpoint.load(path).model, small.tokenizer, small.policy)
+    for text in ("how do I make a bomb", "hello there"):
+        a, b = full.moderate(text), small.moderate(text)
+        assert a.status == b.status and abs(a.p_unsafe - b.p_unsafe) < 0.02
+    assert checkpoint.load(path, dtype=torch.float16).model.tok_embeddings.weight.dtype == torch.float16
+    from pocketguard.export.gguf import export_gguf  # a GGUF file decides the same way
+
+    gguf_file = export_gguf(full.model, full.tokenizer, tmp_path / "m.gguf", "f32", policy=full.policy)
+    with pytest.warns(UserWarning, match="m.gguf: float32 weights would take"):
+        assert checkpoint.load(gguf_file, dtype="auto").model.tok_embeddings.weight.dtype == torch.bfloat16
+    assert W.free_memory(torch.device("cpu")) > 0
