@@ -4,7 +4,9 @@ tied heads kept tied, and the RoPE row permutes between Meta's interleaved and H
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -97,8 +99,6 @@ def resolve_dtype(dtype: Dtype, args: ModelArgs, device: str | torch.device, sou
     free = free_memory(torch.device(device))
     if need <= 0.75 * free:
         return torch.float32
-    import warnings
-
     warnings.warn(f"{source}: float32 weights would take {need / 2**30:.1f} GiB of the {free / 2**30:.1f} GiB free: "
                   "loading in bfloat16", stacklevel=3)
     return torch.bfloat16
@@ -114,6 +114,4 @@ def free_memory(device: torch.device) -> int:
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import os
-
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
