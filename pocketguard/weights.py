@@ -106,8 +106,8 @@ def resolve_dtype(dtype: Dtype, args: ModelArgs, device: str | torch.device, sou
 
 def free_memory(device: torch.device) -> int:
     """Bytes that can still be allocated on `device` (GPU: free memory; CPU: the kernel's MemAvailable)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cuda":  # (without CUDA, loading onto it fails where it always did, not here)
+        return torch.cuda.mem_get_info(device)[0] if torch.cuda.is_available() else 2**62
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):

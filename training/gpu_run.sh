@@ -15,14 +15,20 @@
 # A stopped run resumes where it stopped on the next call, as long as runs/ survived. RESULTS_DIR gets
 # log.txt, results.tgz and student.tgz.NN (`cat student.tgz.* | tar xz -C runs` restores
 # default/students/SHAPE/model) and ends with a line PIPELINE_FINISHED in log.txt (PIPELINE_FAILED when the teacher
-# failed or no student finished).
+# failed or no student finished). SMOKE=1 runs the same pipeline at default_guard.py's --smoke sizes (runs/smoke,
+# SMOKE_SHAPES, a sample of the data; a few minutes): a check of the pipeline on the GPU, not a guard.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 # Two processes share the GPU (teacher fine-tunes, students); unsplittable cached blocks made one run out of memory (run g)
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 data=${1:?data dir}; backbone=${2:?backbone gguf}; results=$(realpath -m "${3:?results dir}")
 mkdir -p "$results"
-dg="python3 training/default_guard.py --data $data --backbone $backbone"
+run=default; smoke=""
+if [ -n "${SMOKE:-}" ] && [ "$SMOKE" != 0 ]; then run=smoke; smoke=--smoke; fi
+export POCKETGUARD_RUN=$run  # the shape table the python one-liners read (py_shapes)
+dg="python3 training/default_guard.py $smoke --data $data --backbone $backbone"
+py_shapes='import os, sys; sys.path.insert(0, "training"); import default_guard as d; S = d.SMOKE_SHAPES if os.environ["POCKETGUARD_RUN"] == "smoke" else d.SHAPES'
+
 # STUDENT_EVAL=0 skips the students' GPU eval (~4 min each): `pick` reads their recipe reports, and the shipped
 # one is evaluated on the CPU it ships for anyway; STUDENT_EVAL=heldout evaluates them on the held-out sources
 # only (only the picked student comes back: the others' held-out numbers come from here). DISTILL_EVAL=0 skips the
@@ -38,19 +44,20 @@ student_eval() {
     *) $dg eval --device cuda --models "$1" --tag "$1" ;;
   esac
 }
-base_of() { python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(d.SHAPES[sys.argv[1]].base)' "$1"; }
+base_of() { python3 -c "$py_shapes; print(S[sys.argv[1]].base)" "$1"; }
 # A shape with a `base` (the same recipe up to QAT) starts once its base's recipe finished, from the base's distilled
 # checkpoint (or, when the base failed, on its own): QAT variants cost one distillation. Not beside the base's QAT:
 # two QAT steps at once ran out of the H200's memory in run d, and two at once are not much faster than one after the other.
 await_base() {
   local base; base=$(base_of "$1")
   [ -n "$base" ] && [ -n "${job[$base]:-}" ] || return 0
-  while [ ! -s runs/default/students/"$base"/model/manifest.json ] && kill -0 "${job[$base]}" 2> /dev/null; do
+  # (finished in this run: a model/ left by an earlier run, or before a resume, does not count)
+  while ! [ runs/$run/students/"$base"/model/manifest.json -nt "$results/.started-$base" ] && kill -0 "${job[$base]}" 2> /dev/null; do
     sleep 10
   done
 }
 declare -A job
-shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; print(*d.SHAPES)')}
+shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c 'import torch, torchao; print("torch", torch.__version__, "torchao", torchao.__version__)'
@@ -58,18 +65,18 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   # The padded one-call attention that label and eval take on the GPU, checked there against the per-sequence path
   if ! python3 -m pytest -q -x -p no:cacheprovider tests/test_batching.py -k padded; then echo "TEACHER FAILED (padded check)"; exit 1; fi
   # The teacher: TEACHER_SEEDS fine-tunes side by side, averaged (default_guard.py soup)
-  if ! { $dg backbone && $dg teacher; }; then echo "TEACHER FAILED"; exit 1; fi
+  if ! { $dg data && $dg backbone && $dg teacher; }; then echo "TEACHER FAILED"; exit 1; fi
   echo "teacher done after $(( $(date +%s) - start ))s"
   # The teacher's eval runs beside its labelling of the unlabelled pool and the students (inference next to
   # training fits on one H200). The students' quality-vs-size points are their recipe reports (dev F1 and
   # agreement with the teacher after every step); the shipped one is evaluated where it ships (CPU).
   # (the soup's ingredients too: whether averaging helped on the held-out sources is measured, not assumed)
   # (those that finished: a soup survives a lost ingredient)
-  ingredients=$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; p = d.Paths(d.ROOT / "runs" / "default", d.ROOT / sys.argv[1], False); print(",".join(f"teacher-s{s}" for s in p.seeds if len(p.seeds) > 1 and (p.model(f"teacher-s{s}") / "config.json").exists()))' "$data")
+  ingredients=$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; p = d.Paths(d.ROOT / "runs" / sys.argv[2], d.ROOT / sys.argv[1], sys.argv[2] == "smoke"); print(",".join(f"teacher-s{s}" for s in p.seeds if len(p.seeds) > 1 and (p.model(f"teacher-s{s}") / "config.json").exists()))' "$data" "$run")
   $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" > "$results/eval-teacher.log" 2>&1 &
   pids=($!)
   # Only "-x" shapes distil on the labelled pool: without one, labelling it is time the lease may not have
-  if python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; sys.exit(not any(d.SHAPES[s].extra for s in sys.argv[1:]))' $shapes; then
+  if python3 -c "$py_shapes; sys.exit(not any(S[s].extra for s in sys.argv[1:]))" $shapes; then
     if ! $dg label; then echo "TEACHER FAILED (label)"; exit 1; fi
     echo "label done after $(( $(date +%s) - start ))s"
   fi
@@ -79,6 +86,7 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   # 64 x 1024 tokens, ~60 GB each, and three beside the teacher's eval ran out of the H200's 140 GB (2026-12-02-c).
   for shape in $shapes; do
     while [ "$(jobs -rp | grep -c -v -x -F "${pids[0]}")" -ge "${PARALLEL:-2}" ]; do wait -n; done
+    touch "$results/.started-$shape"
     { await_base "$shape"; $dg student --shape "$shape" && student_eval "$shape"; } > "$results/student-$shape.log" 2>&1 &
     pids+=($!); job[$shape]=$!
   done
@@ -86,7 +94,7 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   # A student that failed beside another (two QAT steps at once ran out of memory in run d) is run again alone:
   # the recipe resumes from its last finished step.
   for shape in $shapes; do
-    if [ ! -s "runs/default/students/$shape/model/manifest.json" ]; then
+    if [ ! -s "runs/$run/students/$shape/model/manifest.json" ]; then
       echo "retrying $shape alone"
       { $dg student --shape "$shape" && student_eval "$shape"; } >> "$results/student-$shape.log" 2>&1 \
         || echo "$shape failed again"
@@ -95,17 +103,17 @@ shapes=${SHAPES:-$(python3 -c 'import sys; sys.path.insert(0, "training"); impor
   echo "students and teacher eval done after $(( $(date +%s) - start ))s"
   for f in "$results"/student-*.log; do grep -E "^\[|→" "$f"; done
   $dg pick
-  $dg probe --device cuda --models "teacher${ingredients:+,$ingredients}","$(cat runs/default/picked.txt)"
+  $dg probe --device cuda --models "teacher${ingredients:+,$ingredients}","$(cat runs/$run/picked.txt)"
 } 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn|register_constant" | tee "$results/log.txt"
 # A failed teacher, or no student to pick, leaves nothing to pack: say so instead of finishing.
-if grep -q "TEACHER FAILED" "$results/log.txt" || [ ! -s runs/default/picked.txt ]; then
+if grep -q "TEACHER FAILED" "$results/log.txt" || [ ! -s runs/$run/picked.txt ]; then
   echo PIPELINE_FAILED | tee -a "$results/log.txt"; exit 1
 fi
-cd runs && tar czf - -C . default/students/"$(cat default/picked.txt)"/model | split -b 15m -d - "$results/student.tgz."
-tar czf "$results/results.tgz" --exclude='*.partial' --exclude='train_state.pt' default/recipes default/eval \
-  default/picked.txt $(ls default/teacher/report.jsonl default/teacher/soup.json default/teacher-s*/report.jsonl \
-  default/students/*/report.jsonl default/*/steps/*/step.json \
-  default/students/*/steps/*/step.json default/*/steps/*/train_log.jsonl default/students/*/steps/*/train_log.jsonl \
+cd runs && tar czf - -C . $run/students/"$(cat $run/picked.txt)"/model | split -b 15m -d - "$results/student.tgz."
+tar czf "$results/results.tgz" --exclude='*.partial' --exclude='train_state.pt' $run/recipes $run/eval \
+  $run/picked.txt $(ls $run/teacher/report.jsonl $run/teacher/soup.json $run/teacher-s*/report.jsonl \
+  $run/students/*/report.jsonl $run/*/steps/*/step.json \
+  $run/students/*/steps/*/step.json $run/*/steps/*/train_log.jsonl $run/students/*/steps/*/train_log.jsonl \
   2>/dev/null) 2>/dev/null
 ls -la "$results"
 echo PIPELINE_FINISHED | tee -a "$results/log.txt"
