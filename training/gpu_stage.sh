@@ -22,7 +22,9 @@
 # STUDENT_EVAL, DISTILL_EVAL and TEACHER_SEEDS (environment) pass to gpu_run.sh: runs g and h (2026-12-03) fit a 30-minute
 # lease with TEACHER_SEEDS=0 STUDENT_EVAL=0 and one shape without the labelled pool (h: 19.5 minutes in all). Next, planned
 # (~25 minutes computed from run h's step times): TEACHER_SEEDS=0 STUDENT_EVAL=heldout … start "b22-f1536-e4-hv
-# b22-f1536-e4-hv-q1", one distillation and two QAT lengths from it, both evaluated on the held-out sources.
+# b22-f1536-e4-hv-q1", one distillation and two QAT lengths from it, both evaluated on the held-out sources. That
+# flow was checked on the H200 at smoke sizes (2026-12-03, ~2 minutes of pipeline): SMOKE=1 TEACHER_SEEDS=0
+# STUDENT_EVAL=heldout training/gpu_stage.sh start "b1-f128 b1-f128-q" … (the variant adopted its base's distillation).
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
