@@ -81,7 +81,7 @@ def _moderate_jsonl(args, guard) -> int:
     from .answer import Verdict
     from .conversation import from_json
 
-    stream = sys.stdin if str(args.jsonl) == "-" else args.jsonl.open(encoding="utf-8")
+    stream = sys.stdin.buffer if str(args.jsonl) == "-" else args.jsonl.open("rb")  # bytes: a bad line is that line's error
     counts = {"safe": 0, "unsafe": 0, "error": 0}
     t0 = time.perf_counter()
     with stream:
@@ -90,10 +90,10 @@ def _moderate_jsonl(args, guard) -> int:
             items: list[Any] = []
             for _, line in chunk:
                 try:
-                    data = json.loads(line)
+                    data = json.loads(line.decode("utf-8"))
                     items.append((data.get("id") if isinstance(data, dict) else None, from_json(data), None))
-                except json.JSONDecodeError as e:
-                    items.append((None, None, f"line is not valid JSON: {e}"))
+                except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                    items.append((None, None, f"line is not valid UTF-8 JSON: {e}"))
             judged = iter(guard.moderate_batch([m for _, m, err in items if err is None], category_scores=args.category_scores,
                                                batch_size=args.batch_size))
             for (n, _), (ident, _, err) in zip(chunk, items):

@@ -162,20 +162,21 @@ def test_cli_jsonl_judges_every_line_as_moderate_would_and_flags_the_lines_it_ca
     lines = [json.dumps(convs[0]), json.dumps(convs[1]), "not json", "", json.dumps(convs[2]),
              json.dumps({"id": 3, "label": "no conversation"}), json.dumps(convs[3]), json.dumps(convs[4])]
     f = tmp_path / "many.jsonl"
-    f.write_text("\n".join(lines) + "\n")
+    f.write_bytes(("\n".join(lines) + "\n").encode() + b'"caf\xe9"\n')  # line 9: not UTF-8
     code = main(["moderate", "--jsonl", str(f), "--model", str(tiny_hf_dir), "--batch-size", "2"])
     captured = capsys.readouterr()
     out = [json.loads(line) for line in captured.out.splitlines()]
-    assert [o["line"] for o in out] == [1, 2, 3, 5, 6, 7, 8] and [o.get("id") for o in out[:2]] == [None, "a7"]
+    assert [o["line"] for o in out] == [1, 2, 3, 5, 6, 7, 8, 9] and [o.get("id") for o in out[:2]] == [None, "a7"]
+    assert out[-1]["status"] == "error" and "UTF-8" in out[-1]["error"]
     want = [guard.moderate(c["messages"] if isinstance(c, dict) else c).to_dict() for c in convs]
-    judged = [o for o in out if o["line"] not in (3, 6)]
+    judged = [o for o in out if o["line"] not in (3, 6, 9)]
     for o, w in zip(judged, want):
         assert {k: o[k] for k in ("status", "categories", "p_unsafe", "prompt_tokens", "notes")} == \
                {k: w[k] for k in ("status", "categories", "p_unsafe", "prompt_tokens", "notes")}
     errors = [o for o in out if o["line"] in (3, 6)]
     assert all(o["status"] == "error" and o["flagged"] for o in errors) and errors[1]["id"] == 3
-    assert "not valid JSON" in errors[0]["error"] and code == 2
-    assert "7 judged" in captured.err and "2 could not be judged" in captured.err
+    assert "not valid UTF-8 JSON" in errors[0]["error"] and code == 2
+    assert "8 judged" in captured.err and "3 could not be judged" in captured.err
     f.write_text(json.dumps(convs[3]) + "\n")
     assert main(["moderate", "--jsonl", str(f), "--model", str(tiny_hf_dir)]) == {"safe": 0, "unsafe": 1}[want[3]["status"]]
 
@@ -187,7 +188,7 @@ def test_cli_reads_text_a_conversation_or_jsonl_from_stdin(tiny_hf_dir, capsys, 
     for args, stdin, want in ((["-"], "How do I pick a lock?\n", guard.moderate("How do I pick a lock?")),
                               (["--conversation", "-"], json.dumps({"messages": PLAIN}), guard.moderate(PLAIN)),
                               (["--jsonl", "-"], json.dumps(PLAIN) + "\n", guard.moderate(PLAIN))):
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))  # like a real stdin: with .buffer
         code = main(["moderate", *args, "--model", str(tiny_hf_dir), "--json"])
         out = json.loads(capsys.readouterr().out)
         assert (out["status"], out["p_unsafe"], out["prompt_tokens"]) == (want.status, want.p_unsafe, want.prompt_tokens)
