@@ -51,6 +51,8 @@ def _conversation(args) -> Any:
     if args.response is not None and args.text is None:
         raise ConversationError("--response goes with TEXT, not with --conversation or --jsonl")
     if args.jsonl is not None:
+        if args.batch_size < 1:  # (0 would judge nothing and report success)
+            raise ConversationError(f"--batch-size must be at least 1, not {args.batch_size}")
         return None  # many conversations: read line by line (_moderate_jsonl)
     if args.conversation is not None:
         try:

@@ -195,6 +195,7 @@ def test_cli_reads_text_a_conversation_or_jsonl_from_stdin(tiny_hf_dir, capsys, 
         assert code == {"safe": 0, "unsafe": 1}[want.status]
     assert main(["moderate", "--jsonl", "-", "--response", "r", "--model", str(tiny_hf_dir)]) == 2
     assert main(["moderate", "hi", "--jsonl", "-", "--model", str(tiny_hf_dir)]) == 2
+    assert main(["moderate", "--jsonl", "-", "--batch-size", "0", "--model", str(tiny_hf_dir)]) == 2
     assert "give one of TEXT" in capsys.readouterr().err
 
 
