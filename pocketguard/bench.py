@@ -287,6 +287,9 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import platform
 
+    if args.runs is not None and args.runs < 1:
+        print(f"error: --runs {args.runs}: must be at least 1", file=sys.stderr)
+        return 2
     if args.throughput:
         from . import bench_throughput
 

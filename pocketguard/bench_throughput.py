@@ -232,6 +232,10 @@ def run(args, shapes: dict) -> int:
     from .guard import Guard
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    small = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("n", "batch_size") if getattr(args, k) < 1]
+    if small:
+        print(f"error: {', '.join(small)}: must be at least 1", file=sys.stderr)
+        return 2
     try:  # before the model loads: a bad line should not cost the minutes a large guard takes
         mix = read_mix(args.mix) if args.mix else None
     except (ValueError, OSError) as e:

@@ -38,6 +38,9 @@ def test_mix_file(tmp_path, capsys):
 
     assert main(["bench", "--throughput", "--shape", "lg3-1b-int4", "--mix", str(p)]) == 2  # before the model is built
     assert ":2: not a conversation" in capsys.readouterr().err
+    for flag in ("--n", "--batch-size", "--runs"):
+        assert main(["bench", "--throughput", "--shape", "lg3-1b-int4", flag, "0"]) == 2
+        assert f"{flag} 0: must be at least 1" in capsys.readouterr().err
 
 
 def test_measure_reports_rates_roofline_and_identity(tiny_tok):
