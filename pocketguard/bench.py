@@ -347,8 +347,8 @@ def run(args) -> int:
     if "error" not in results["pocketguard"]:
         results["pocketguard"]["disk_bytes"] = _disk_bytes(model_dir)
     for name in PEERS:
-        if name in peers and peer_missing(name):
-            results[name] = {"error": peer_missing(name), "missing": True}
+        if name in peers and (why := peer_missing(name)):
+            results[name] = {"error": why, "missing": True}
     if "llamacpp" in peers and "llamacpp" not in results:
         try:
             gguf = _ensure_gguf(Path(model_dir), workdir, args.gguf_type, log)

@@ -296,8 +296,8 @@ def llamacpp_batched(args, guard, convs: list, res: dict, threads: int, log) -> 
     threads pocketguard ran with."""
     from .bench_workers import peer_missing
 
-    if peer_missing("llamacpp"):
-        return f"llama.cpp batched: {peer_missing('llamacpp')}"
+    if why := peer_missing("llamacpp"):
+        return f"llama.cpp batched: {why}"
     if args.shape:
         return "llama.cpp batched: needs --model (a random --shape guard has no checkpoint to export)"
     from .bench_workers import _ensure_gguf, _run_worker, grammar_spec

@@ -412,10 +412,9 @@ def _adopt(out: Path, names: list[str], hashes: list[str], reuse: list[Path]) ->
     """Adopt the longest run of leading finished steps among the `reuse` folders whose hashes match this recipe's,
     if it is longer than this run's own: their step folders are hard-linked (copied across file systems) into
     `out/steps`, with their report lines and cached teacher verdicts."""
-    done = _finished(out, names, hashes)
-    best = max((r for r in reuse if r.resolve() != out.resolve()), key=lambda r: _finished(r, names, hashes), default=None)
-    k = _finished(best, names, hashes) if best is not None else 0
-    if k <= done:
+    k, best = max(((_finished(r, names, hashes), r) for r in reuse if r.resolve() != out.resolve()),
+                  key=lambda kr: kr[0], default=(0, out))
+    if k <= _finished(out, names, hashes):
         return
     for name in names[:k]:
         dst = out / "steps" / name
