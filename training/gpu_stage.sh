@@ -17,7 +17,8 @@
 #            goes back after 30 s idle; resume keeps what finished, e.g. run g's first attempt lost a soup ingredient)
 #
 # `poll` copies log.txt, results.tgz, logs.tgz and the picked student's student.tgz.NN into $OUT once the
-# pipeline has finished (`cat student.tgz.* | tar xz` restores default/students/SHAPE/model here).
+# pipeline has finished (`cat student.tgz.* | tar xz` restores default/students/SHAPE/model here); `fetch SHAPE`
+# brings back another finished student the same way (one per call).
 # BACKBONE_SHA256 (environment) is the joined file's checksum (default: SmolLM2-135M-Instruct.Q4_1.gguf's).
 # STUDENT_EVAL, DISTILL_EVAL and TEACHER_SEEDS (environment) pass to gpu_run.sh: runs g and h (2026-12-03) fit a 30-minute
 # lease with TEACHER_SEEDS=0 STUDENT_EVAL=0 and one shape without the labelled pool (h: 19.5 minutes in all). Next, planned
@@ -46,7 +47,7 @@ launch() {  # gpu_run.sh detached from the call (it outlives it), in the work tr
   sleep "${LAUNCH_WAIT:-5}"; cat "$stage/run.log"
 }
 
-case "${1:?part | start | resume | poll}" in
+case "${1:?part | start | resume | poll | fetch}" in
   part)
     shift; stage_files "$@"; ls -la "$stage" ;;
   start)
@@ -77,5 +78,10 @@ case "${1:?part | start | resume | poll}" in
     if grep -q PIPELINE_FINISHED "$results/log.txt" 2>/dev/null && [ -n "${OUT:-}" ]; then
       (cd "$results" && tar czf "$OUT/logs.tgz" ./*.log && cp results.tgz student.tgz.* log.txt "$OUT/")
     fi ;;
-  *) echo "usage: $0 part FILES... | start SHAPES FILES... | resume SHAPES | poll SECONDS" >&2; exit 2 ;;
+  fetch)
+    # another finished student than the picked one (a call brings back at most 64 MiB: one student per call)
+    shape=${2:?shape}; run=${RUN:-default}
+    [ -s "$work/runs/$run/students/$shape/model/manifest.json" ] || { echo "no finished student $shape" >&2; exit 1; }
+    tar czf - -C "$work/runs" "$run/students/$shape/model" | split -b 15m -d - "$OUT/student.tgz." && ls -la "$OUT" ;;
+  *) echo "usage: $0 part FILES... | start SHAPES FILES... | resume SHAPES | poll SECONDS | fetch SHAPE" >&2; exit 2 ;;
 esac
