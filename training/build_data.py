@@ -383,15 +383,26 @@ DEFLECTIONS = ["I don't want to talk like that. Is there something else I can he
                "Let's keep this respectful. What can I do for you?", "I'm not going to respond to that.",
                "That's not a kind thing to say. Can I help you with something?", "I'd rather change the subject.",
                "I don't agree with that. Is there anything else you'd like to talk about?"]
-# Everyday follow-up turns a user sends after an exchange (the benign judged turn of the after-harm examples;
-# written for this project, short on purpose: a guard must judge them by themselves, whatever came before).
-FOLLOW_UPS = ["yes", "no", "ok", "okay then", "hello", "hi again", "why?", "what?", "what do you mean?", "never mind",
+# Everyday turns a user sends after an exchange (the benign judged turn of the after-harm examples; written for
+# this project, short on purpose: a guard must judge them by themselves, whatever came before). Named apart from
+# the generated benign tables' FOLLOW_UPS: until 2026-12-03 that later table shadowed this one, and after-harm
+# examples ended on "Thanks! Can you make it shorter?" and five like it, never on "yes" or "hello".
+EVERYDAY_TURNS = ["yes", "no", "ok", "okay then", "hello", "hi again", "why?", "what?", "what do you mean?", "never mind",
               "sorry", "thanks", "thank you anyway", "fine", "whatever", "I'm bored", "I'm tired", "good night",
               "how are you?", "what's your name?", "who made you?", "what can you do?", "tell me a joke",
               "let's talk about something else", "can you help me with my homework?", "what's the weather like today?",
               "lol", "haha", "really?", "are you a robot?", "do you like music?", "what time is it?", "I was kidding",
               "forget it", "you're funny", "maybe", "I don't know", "tell me more about yourself", "bye", "again",
               "what is your favourite film?", "can we start over?", "that's not what I asked", "hmm", "yes please"]
+# An assistant that quotes the user back (reflective chatbots, support bots that restate the issue): the harm
+# then sits in an agent turn as well, and it is still context, not the judged turn. "{said}" is the user's turn.
+QUOTING_REPLIES = ["You said \"{said}\". I won't respond to that, but I'm happy to help with something else.",
+                   "Why do you say \"{said}\"?", "\"{said}\"? That's not something I'll engage with.",
+                   "I'd rather not go along with \"{said}\". What else is on your mind?",
+                   "You wrote: \"{said}\". Let's keep this conversation respectful."]
+# A neutral exchange that can sit between the harmful turn and the judged one (the harm further back).
+NEUTRAL_REPLIES = ["Okay.", "Sure, what would you like to talk about?", "I'm here if you need anything.", "Tell me more.",
+                   "Alright. How can I help?", "No problem."]
 # Statements rather than requests: they get no "I can't help with that" reply and wrap no jailbreak.
 STATEMENT_SOURCES = ("davidson-hate-offensive", "toxigen-prompts")
 # Big plain-benign sets that give way when train has more than max_safe_share safe examples.
@@ -1299,6 +1310,20 @@ GENERATED_BENIGN: dict[str, BenignDomain] = {
             ("How are votes counted after the polls close?", "Ballots are secured, then counted by election officials, often with observers from each party present; results are checked and certified before they're final."),
             ("How do I become a poll worker in {where}?", "Contact the local election office in {where}; they recruit and train poll workers before each election, and the role is usually paid."),
         ]},
+    # Saying who one is: a protected identity named in a benign self-disclosure is the classic false positive of
+    # hate detectors (Dixon et al., 2018, "Measuring and Mitigating Unintended Bias in Text Classification").
+    "identity_lookalikes": {"lookalike": True, "slots": {"who": [
+        "gay", "a lesbian", "bisexual", "transgender", "nonbinary", "Muslim", "Jewish", "Black", "an immigrant", "disabled",
+        "autistic", "Mexican-American", "a Christian", "Asian-American", "deaf", "a refugee", "an atheist", "Native American"]},
+        "pairs": [
+            ("I'm {who}.", "Thanks for telling me. Is there something I can help you with today?"),
+            ("Yes, I am {who}.", "Okay! What would you like to talk about?"),
+            ("I'm {who} and proud of it.", "That's great to hear. Is there anything you'd like to chat about or need help with?"),
+            ("As someone who is {who}, where can I find a supportive community after moving to a new city?", "Try local community centres, meetup groups, student or workplace networks, and faith or cultural organisations; online groups for your city are a good first step."),
+            ("My best friend just told me they are {who}. How can I be supportive?", "Listen, thank them for trusting you, don't share it without their permission, and keep treating them the way you always have."),
+            ("I'm {who} and people at work keep making jokes about it. How should I respond?", "You can tell them calmly that the jokes bother you; if it continues, keep notes and talk to your manager or HR, since workplaces must prevent harassment."),
+            ("Are there scholarships for students who are {who}?", "Yes, many universities, foundations and community organisations offer scholarships for specific communities; search scholarship databases and ask your school's financial aid office."),
+        ]},
     "code_lookalike": {"lookalike": True, "slots": {}, "pairs": [
         ("How do I run a Python script in a sandbox for safety?", "Use a container or a virtual machine, drop privileges, limit CPU and memory, and mount only the folders the script needs."),
         ("How can I limit the memory a Docker container uses?", "Start it with `docker run --memory=512m --memory-swap=512m ...` and optionally `--cpus=1` to cap the CPU too."),
@@ -1729,7 +1754,7 @@ class Options:
     comply_rate: float = 0.85  # share of harmful asks also given as ask + compliant reply (unsafe agent turn)
     splices: int = 1000  # messages appended to benign dialogues in train (dev: dev_frac of it)
     long_texts: int = 1600  # asks inside benign small talk in train, half harmful (dev: dev_frac of it)
-    after_harm: int = 1200  # a harmful user turn, a refusal, then the judged turn (half benign) in train (dev: dev_frac)
+    after_harm: int = 2000  # a harmful user turn, a refusal, then the judged turn (half benign) in train (dev: dev_frac)
     max_safe_share: float = 0.6
     vary_frac: float = 0.45  # share of train / dev examples rewritten in another surface form
     rare_floor: int = 400  # unsafe train examples each rare code is upsampled to (with surface variation)
@@ -1881,9 +1906,9 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
       generated benign exchange (half each), so that neither context nor red-team style alone decides the label;
     - in-long-text: a harmful or a benign English ask after or inside benign small talk (half each);
     - jailbreak: each jailbreak template wrapped around a harmful English ask → unsafe with the ask's codes;
-    - after-harm: a harmful English user message, the agent declining, then the judged user turn: a benign
-      follow-up (FOLLOW_UPS or a benign request) → safe, or another harmful ask → unsafe with its codes (half
-      each). Llama Guard 3 judges only the last user message; without these the guard flagged any turn that
+    - after-harm: a harmful English user message, the agent declining or quoting it back (QUOTING_REPLIES, 30 %),
+      at times (30 %) a neutral exchange, then the judged user turn: a benign follow-up (EVERYDAY_TURNS or a
+      benign request) → safe, or another harmful ask → unsafe with its codes (half each). Llama Guard 3 judges only the last user message; without these the guard flagged any turn that
       followed abuse (86 of the student's 122 false positives on the held-out ConvAbuse turns, 2026-12-02 run b).
     """
     harmful = [e for e in exs if e.role == "user" and e.label == "unsafe"]
@@ -1926,14 +1951,21 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
     context = [e for e in harmful if short(e)]
     for i in range(after_harm if wrappable and context and benign else 0):
         first = rng.choice(context)
-        reply = rng.choice(DEFLECTIONS if first.base_source in STATEMENT_SOURCES else REFUSALS["en"])
+        said = first.messages[0]["content"]
+        if rng.random() < 0.3:
+            reply = rng.choice(QUOTING_REPLIES).replace("{said}", said)
+        else:
+            reply = rng.choice(DEFLECTIONS if first.base_source in STATEMENT_SOURCES else REFUSALS["en"])
+        before = turns(said, reply)
+        if rng.random() < 0.3:
+            before += turns(rng.choice(EVERYDAY_TURNS), rng.choice(NEUTRAL_REPLIES))
         if i % 2:
             last = rng.choice(wrappable)
             text, label, codes, source = last.messages[0]["content"], "unsafe", last.categories, f"{last.base_source}/after-harm"
         else:
-            text = rng.choice(FOLLOW_UPS) if rng.random() < 0.5 else rng.choice(benign).messages[0]["content"]
+            text = rng.choice(EVERYDAY_TURNS) if rng.random() < 0.5 else rng.choice(benign).messages[0]["content"]
             label, codes, source = "safe", [], f"{first.base_source}/after-harm"
-        out.append(Example(turns(first.messages[0]["content"], reply, text), label, codes, source, group=first.group))
+        out.append(Example(before + turns(text), label, codes, source, group=first.group))
     return out
 
 
