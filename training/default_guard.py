@@ -97,7 +97,12 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           "b22-f1536-e4-hv": Shape(22, 1536, 4, 1.0, False, True),
           # run h: int4 QAT (0.5 epoch) cost its student 2.1 held-out points, 1.2 of them in the weights: twice the
           # QAT from the same distilled checkpoint (`base`: distilled once; gpu_run.sh starts this one when the base is done)
-          "b22-f1536-e4-hv-q1": Shape(22, 1536, 4, 1.0, False, True, qat_epochs=1.0, base="b22-f1536-e4-hv")}
+          "b22-f1536-e4-hv-q1": Shape(22, 1536, 4, 1.0, False, True, qat_epochs=1.0, base="b22-f1536-e4-hv"),
+          # run i: the same recipe's float student lost 7.1 held-out points to its (better) teacher where run h's lost
+          # 1.7, ConvAbuse FPR 0.028 against the teacher's 0.009: distilled on train alone, the student's judgement
+          # of kinds of conversation train lacks is not pinned to the teacher's. Run e's teacher-labelled pool halved
+          # its shape's gap (−2.3): full width with the pool (its vocabulary from train + pool: ~2 MB more)
+          "b22-f1536-e4-hxv": Shape(22, 1536, 4, 1.0, True, True)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the labelled pool (13k) ≈ 1.5 / 0.5 epochs of train
 # The teacher is a "model soup" (Wortsman et al., 2022) of fine-tunes that differ only in seed (data order,
