@@ -94,13 +94,16 @@ def test_eval_end_to_end(setup, capsys):
     assert copy["fidelity"]["kl_max"] == pytest.approx(0, abs=1e-5) and copy["fidelity"]["top1_agreement"] == 1.0
     assert copy["fidelity"]["perplexity_ratio"] == pytest.approx(1.0)
     assert other["fidelity"]["kl_mean"] > 0 and "agreement" in other and "fidelity" not in ref
+    # paired against the reference: an identical copy differs by exactly nothing on every resample
+    assert copy["vs_reference"]["f1"] == 0 and copy["vs_reference"]["f1_interval"] == [0, 0]
+    assert "vs_reference" in other and "vs_reference" not in ref
 
     # the report's numbers are exactly what the saved predictions give
     examples, _ = read_examples(setup / "dev.jsonl", skip_malformed=True)
     for i, m in enumerate(report["models"]):
         preds = [json.loads(line) for line in (out / "predictions" / f"{i:02d}-{m['name']}.jsonl").read_text().splitlines()]
         assert [p["line"] for p in preds] == [e.line for e in examples]
-        again = evaluate_examples(examples, [p["verdict"] for p in preds], [f"S{i}" for i in range(1, 15)])
+        again = evaluate_examples(examples, [p["verdict"] for p in preds], [f"S{i}" for i in range(1, 15)], n_boot=1000)
         assert json.loads(json.dumps(again)) == m["metrics"]
         met = m["metrics"]
         assert set(met["by_role"]) == {"prompt", "response"} and set(met["by_language"]) == {"de", "en", "unknown"}

@@ -7,6 +7,7 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score
 
+from pocketguard.evaluate import metrics as M
 from pocketguard.evaluate.metrics import (
     calibration, evaluate, latency, pareto_front, predicted, threshold_for_fpr, threshold_sweep,
 )
@@ -142,3 +143,49 @@ def test_lookalike_fpr_counts_flagged_benign_lookalikes_and_errors():
     m = evaluate_examples(examples, preds)
     assert m["lookalike"] == {"n": 3, "flagged": 2, "fpr": 2 / 3}  # an error verdict fails closed: flagged
     assert "lookalike" not in evaluate_examples(examples[3:], preds[3:])
+
+
+# ---------------------------------------------------------------------------------------- bootstrap intervals
+def _scored(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.1
+    scores = np.round(np.clip(0.35 * y + 0.65 * rng.random(n), 0, 1), 2)  # rounded: many tied scores
+    return y, scores >= 0.5, scores
+
+
+def test_weighted_metrics_match_sklearn_with_sample_weights():
+    from sklearn.metrics import average_precision_score, f1_score
+    y, flagged, scores = _scored(500)
+    w = np.random.default_rng(1).multinomial(500, np.full(500, 1 / 500), size=30).astype(float)
+    w[0] = 0
+    w[0, np.flatnonzero(~y)[:5]] = 1  # a resample with no unsafe example: both undefined
+    got = M.weighted_f1_auprc(y, flagged, scores, w)
+    assert np.isnan(got[0]).all()
+    want = [[f1_score(y, flagged, sample_weight=r), average_precision_score(y, scores, sample_weight=r)] for r in w[1:]]
+    np.testing.assert_allclose(got[1:], want, rtol=0, atol=1e-12)
+
+
+def test_bootstrap_interval_covers_the_estimate_and_narrows_with_more_examples():
+    widths = []
+    for n in (800, 3200):
+        y, flagged, scores = _scored(n)
+        iv = M.intervals(y, flagged, scores, n_boot=400)
+        point = M.binary_metrics(y, flagged, scores)
+        assert iv["f1"][0] < point["f1"] < iv["f1"][1] and iv["auprc"][0] < point["auprc"] < iv["auprc"][1]
+        assert iv == M.intervals(y, flagged, scores, n_boot=400)  # seeded: the same report twice
+        widths.append(iv["f1"][1] - iv["f1"][0])
+    assert 0.35 < widths[1] / widths[0] < 0.7  # ~1/sqrt(4)
+
+
+def test_paired_difference_sees_what_separate_intervals_cannot():
+    y, flagged, scores = _scored(2000)
+    same = M.paired_difference(y, (flagged, scores), (flagged, scores), n_boot=300)
+    assert same["f1"] == 0 and same["f1_interval"] == [0, 0] and same["auprc_interval"] == [0, 0]
+    # a model that gets 8 more unsafe examples right and nothing else differs
+    better = flagged.copy()
+    better[np.flatnonzero(y & ~flagged)[:8]] = True
+    d = M.paired_difference(y, (better, None), (flagged, None), n_boot=300)
+    a, b = (M.intervals(y, f, None, n_boot=300)["f1"] for f in (better, flagged))
+    assert d["f1"] > 0 and d["f1_interval"][0] > 0  # paired: the gain is real
+    assert a[0] < b[1]  # separately, the two intervals overlap
+    assert d["auprc"] is None and d["auprc_interval"] is None

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .. import __version__
 from .data import FORMATS, DataError, Example, read_examples
 from .fidelity import kl_divergence, verdict_agreement
-from .metrics import evaluate_examples, gold_flags, predicted
+from .metrics import evaluate_examples, gold_flags, paired_difference, predicted
 from .report import (comparison, comparison_markdown, fidelity_markdown, markdown, plot_pareto, plot_pr_curves,
                      write_json)
 
@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="conversations per packed guard pass (default: 64)")
     p.add_argument("--restart", action="store_true", help="ignore predictions left by an earlier, stopped run")
     p.add_argument("--target-fpr", type=float, default=0.05, metavar="F", help="report the p_unsafe threshold for this FPR (default: 0.05)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="resamples for the 95%% intervals of F1 and AUPRC, and of each model's difference from --reference "
+                        "(paired); 0 turns them off (default: 1000)")
     p.add_argument("--reference", type=Path, metavar="PATH", help="uncompressed reference guard: verdict agreement on --data, PPL/KL on --text")
     p.add_argument("--text", type=Path, metavar="FILE", help="plain-text file for perplexity and KL divergence against --reference")
     p.add_argument("--window", type=int, default=512, metavar="N", help="tokens per scoring window for --text (default: 512)")
@@ -160,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("give --data (labelled conversations) and/or --text with --reference (fidelity)")
     if args.text is not None and args.reference is None:
         return fail("--text measures fidelity against a reference: add --reference PATH")
-    if args.batch_size < 1 or not 0 <= args.target_fpr <= 1:
-        return fail("--batch-size must be >= 1 and --target-fpr within [0, 1]")
+    if args.batch_size < 1 or not 0 <= args.target_fpr <= 1 or args.bootstrap < 0:
+        return fail("--batch-size must be >= 1, --target-fpr within [0, 1] and --bootstrap >= 0")
     from ..guard import DEFAULT_MODEL_DIR
 
     paths = ([args.reference] if args.reference else []) + list(args.model or [DEFAULT_MODEL_DIR])
@@ -204,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
                        "device": args.device, "skip_malformed": args.skip_malformed}
             verdicts = _moderate(guard, examples, args.batch_size, name,
                                  args.out / "predictions" / f"{i:02d}-{_slug(name)}.jsonl", run_key, args.restart)
-            entry["metrics"] = evaluate_examples(examples, verdicts, codes, args.target_fpr)
+            entry["metrics"] = evaluate_examples(examples, verdicts, codes, args.target_fpr, args.bootstrap)
             curves[name] = (y, predicted(verdicts)[1])
             o = entry["metrics"]["overall"]
             points[name] = (o["recall"], o["precision"])
@@ -212,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
                 ref_verdicts = verdicts
             elif ref_verdicts is not None:
                 entry["agreement"] = verdict_agreement(verdicts, ref_verdicts)
+                if args.bootstrap:
+                    entry["vs_reference"] = paired_difference(y, predicted(verdicts), predicted(ref_verdicts), args.bootstrap)
         if is_ref:
             ref_guard = guard
         elif text is not None:

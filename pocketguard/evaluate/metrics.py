@@ -190,6 +190,78 @@ def latency(predictions: Sequence[Any], key: str = "total_ms") -> dict:
             "p95_ms": float(np.percentile(ms, 95))}
 
 
+def weighted_f1_auprc(y: np.ndarray, flagged: np.ndarray, scores: np.ndarray | None, w: np.ndarray) -> np.ndarray:
+    """F1 and AUPRC of one run under each row of example weights `w` [B, n] (a bootstrap resample is the count of
+    each example in it): [B, 2], NaN where undefined. The same numbers as sklearn's `f1_score` and
+    `average_precision_score` with `sample_weight`, for all rows at once: the scores are sorted once and every
+    row only re-weights the cumulative counts (sklearn per row took 2 s per 1,000 resamples of 3,800 examples)."""
+    y, f, w = np.asarray(y, dtype=bool), np.asarray(flagged, dtype=bool), np.asarray(w, dtype=float)
+    out = np.full((len(w), 2), np.nan)
+    pos = w @ y
+    tp, fp, fn = w @ (y & f), w @ (~y & f), w @ (y & ~f)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[:, 0] = np.where(pos > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+        if scores is not None:
+            order = np.argsort(-np.asarray(scores, dtype=float), kind="mergesort")
+            s_sorted = np.asarray(scores, dtype=float)[order]
+            last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(order) - 1]  # one threshold per distinct score
+            ws, ys = w[:, order], y[order]
+            ctp, cfp = np.cumsum(ws * ys, axis=1)[:, last], np.cumsum(ws * ~ys, axis=1)[:, last]
+            precision = np.where(ctp + cfp > 0, ctp / (ctp + cfp), 0.0)
+            recall_step = np.diff(ctp, axis=1, prepend=0.0) / pos[:, None]
+            defined = (pos > 0) & (pos < w.sum(1))
+            out[:, 1] = np.where(defined, (recall_step * precision).sum(1), np.nan)
+    return out
+
+
+def bootstrap(y: np.ndarray, runs: Sequence[tuple[np.ndarray, np.ndarray | None]], n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """F1 and AUPRC of each run on `n_boot` resamples of the examples (drawn with replacement, the same resamples
+    for every run, so differences between runs are paired): [n_boot, len(runs), 2], NaN where a resample leaves
+    a metric undefined.
+
+    Why: a held-out set with a few hundred unsafe examples moves F1 by a point for three or four verdicts, so a
+    single number cannot say whether one guard beats another; the percentile bootstrap (Efron & Tibshirani) can."""
+    n = len(y)
+    out = np.full((n_boot, len(runs), 2), np.nan)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(200, 5_000_000 // max(n, 1)))  # resamples at once: a few [chunk, n] float arrays, ~40 MB each
+    for start in range(0, n_boot, chunk):
+        w = rng.multinomial(n, np.full(n, 1 / n), size=min(chunk, n_boot - start))  # counts of each example
+        for j, (flagged, scores) in enumerate(runs):
+            out[start:start + len(w), j] = weighted_f1_auprc(y, flagged, scores, w)
+    return out
+
+
+def interval(values: np.ndarray, level: float = 0.95) -> list[float] | None:
+    """The central `level` percentile interval of finite bootstrap values (None when too few are defined)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 10:
+        return None
+    lo, hi = np.percentile(v, [50 * (1 - level), 50 * (1 + level)])
+    return [float(lo), float(hi)]
+
+
+def intervals(y: np.ndarray, flagged: np.ndarray, scores: np.ndarray | None, n_boot: int = 1000, level: float = 0.95,
+              seed: int = 0) -> dict:
+    """Bootstrap intervals of one run's F1 and AUPRC."""
+    b = bootstrap(y, [(flagged, scores)], n_boot, seed)[:, 0]
+    return {"level": level, "n_boot": n_boot, "f1": interval(b[:, 0], level),
+            "auprc": interval(b[:, 1], level) if scores is not None else None}
+
+
+def paired_difference(y: np.ndarray, model: tuple[np.ndarray, np.ndarray | None], reference: tuple[np.ndarray, np.ndarray | None],
+                      n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """Model minus reference in F1 and AUPRC on the same examples, with paired bootstrap intervals: the
+    difference is taken on each resample, so what both get right or wrong cancels out."""
+    d = bootstrap(y, [model, reference], n_boot, seed)
+    d = d[:, 0] - d[:, 1]
+    a, r = binary_metrics(y, *model), binary_metrics(y, *reference)
+    diff = {k: None if a[k] is None or r[k] is None else a[k] - r[k] for k in ("f1", "auprc")}
+    return {"level": level, "n_boot": n_boot, "f1": diff["f1"], "f1_interval": interval(d[:, 0], level),
+            "auprc": diff["auprc"], "auprc_interval": interval(d[:, 1], level) if diff["auprc"] is not None else None}
+
+
 def evaluate(
     labels: Sequence[Any],
     predictions: Sequence[Any],
@@ -199,8 +271,10 @@ def evaluate(
     sources: Sequence[str | None] | None = None,
     codes: Sequence[str] | None = None,
     target_fpr: float = 0.05,
+    n_boot: int = 0,
 ) -> dict:
-    """Every metric of one model on one data set, as a JSON-ready dict."""
+    """Every metric of one model on one data set, as a JSON-ready dict (with `n_boot` > 0, 95 % bootstrap
+    intervals of F1 and AUPRC under `interval`)."""
     if len(labels) != len(predictions):
         raise ValueError(f"{len(labels)} labels but {len(predictions)} predictions")
     y = gold_flags(labels)
@@ -214,6 +288,8 @@ def evaluate(
         "calibration": calibration(y[has_p], scores[has_p]),
         "latency": latency(predictions),
     }
+    if n_boot > 0:
+        out["interval"] = intervals(y, flagged, scores, n_boot)
     if roles is not None:
         out["by_role"] = sliced([{"user": "prompt", "agent": "response"}.get(r, r) for r in roles], y, flagged, scores)
     if languages is not None:
@@ -229,13 +305,13 @@ def evaluate(
 
 
 def evaluate_examples(examples: Sequence[Any], predictions: Sequence[Any], codes: Sequence[str] | None = None,
-                      target_fpr: float = 0.05) -> dict:
+                      target_fpr: float = 0.05, n_boot: int = 0) -> dict:
     """`evaluate` on `data.Example`s, plus `lookalike` (the false-positive rate on the benign examples marked
     as looking risky) when the data marks any."""
     out = evaluate(
         [e.label for e in examples], predictions, categories=[e.categories for e in examples],
         languages=[e.language for e in examples], roles=[e.role for e in examples],
-        sources=[e.source for e in examples], codes=codes, target_fpr=target_fpr,
+        sources=[e.source for e in examples], codes=codes, target_fpr=target_fpr, n_boot=n_boot,
     )
     look = np.array([bool(getattr(e, "lookalike", False)) for e in examples], dtype=bool)
     if look.any():

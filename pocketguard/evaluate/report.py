@@ -40,6 +40,9 @@ def comparison(models: Sequence[dict]) -> list[dict]:
             **{k: o.get(k) for k in ("f1", "precision", "recall", "fpr", "auprc")},
             "ece": (met.get("calibration") or {}).get("ece"), "errors": met.get("errors"),
             "threshold_at_target_fpr": (met.get("threshold_for_target_fpr") or {}).get("threshold"),
+            "f1_interval": (met.get("interval") or {}).get("f1"),
+            "f1_vs_reference": (m.get("vs_reference") or {}).get("f1"),
+            "f1_vs_reference_interval": (m.get("vs_reference") or {}).get("f1_interval"),
         })
     front = pareto_front([float("inf") if r["size_bytes"] is None else r["size_bytes"] for r in rows],
                          [r["f1"] for r in rows])
@@ -83,11 +86,21 @@ def _binary_rows(slices: dict) -> list[list[str]]:
 BINARY_HEADER = ["n", "unsafe", "F1", "precision", "recall", "FPR", "AUPRC"]
 
 
+def _span(iv: Sequence[float] | None) -> str:
+    return "—" if not iv else f"[{iv[0]:.3f}, {iv[1]:.3f}]"
+
+
 def comparison_markdown(rows: list[dict]) -> str:
-    header = ["model", "size", "ms/ex (mean)", "ms/ex (p95)", "F1", "precision", "recall", "FPR", "AUPRC", "ECE",
+    ci = any(r.get("f1_interval") for r in rows)
+    vs = any(r.get("f1_vs_reference_interval") for r in rows)
+    header = ["model", "size", "ms/ex (mean)", "ms/ex (p95)", "F1", *(["F1 95% CI"] if ci else []),
+              *(["ΔF1 vs reference (95% CI)"] if vs else []), "precision", "recall", "FPR", "AUPRC", "ECE",
               "errors", "thr@FPR", "Pareto"]
     body = [[r["name"] + (" (reference)" if r["reference"] else ""), _size(r["size_bytes"]), _f(r["mean_ms"], 1),
-             _f(r["p95_ms"], 1), _f(r["f1"]), _f(r["precision"]), _f(r["recall"]), _f(r["fpr"]), _f(r["auprc"]),
+             _f(r["p95_ms"], 1), _f(r["f1"]), *([_span(r.get("f1_interval"))] if ci else []),
+             *([f"{r['f1_vs_reference']:+.3f} {_span(r['f1_vs_reference_interval'])}"
+                if r.get("f1_vs_reference_interval") else "—"] if vs else []),
+             _f(r["precision"]), _f(r["recall"]), _f(r["fpr"]), _f(r["auprc"]),
              _f(r["ece"]), _f(r["errors"]), _f(r["threshold_at_target_fpr"]), "★" if r["pareto"] else ""]
             for r in rows]
     return _table(header, body)
@@ -98,6 +111,12 @@ def _model_markdown(m: dict, target_fpr: float) -> list[str]:
     out = [f"## {m['name']}", "", f"`{m.get('path', '')}`", ""]
     slices = {"all": met["overall"]} | met.get("by_role", {})
     out += ["### Overall and by judged turn", "", _table(["slice", *BINARY_HEADER], _binary_rows(slices)), ""]
+    if iv := met.get("interval"):
+        out += [f"95 % bootstrap intervals ({iv['n_boot']} resamples of the examples): F1 {_span(iv['f1'])}, "
+                f"AUPRC {_span(iv['auprc'])}.", ""]
+    if vs := m.get("vs_reference"):
+        out += [f"Against the reference, paired over the same {vs['n_boot']} resamples: ΔF1 {_f(vs['f1'])} "
+                f"{_span(vs['f1_interval'])}, ΔAUPRC {_f(vs['auprc'])} {_span(vs['auprc_interval'])}.", ""]
     if len(met.get("by_language", {})) > 1:
         out += ["### By language", "", _table(["language", *BINARY_HEADER], _binary_rows(met["by_language"])), ""]
     if len(met.get("by_source", {})) > 1:
@@ -163,6 +182,8 @@ def markdown(report: dict) -> str:
     if report.get("comparison"):
         out += ["## Models", "", comparison_markdown(report["comparison"]), "",
                 "Latency is the guard's `timings.total_ms`: a batch's wall time divided by its size. "
+                "Intervals are 95 % percentile bootstraps over the examples; ΔF1 is paired (the same resamples "
+                "for the model and the reference). "
                 f"`thr@FPR` is the p_unsafe threshold for FPR ≤ {report['target_fpr']}. "
                 "★ marks the size-vs-F1 Pareto front.", ""]
     plots = report.get("plots") or {}
