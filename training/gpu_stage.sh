@@ -20,12 +20,14 @@
 # pipeline has finished (`cat student.tgz.* | tar xz` restores default/students/SHAPE/model here); `fetch SHAPE`
 # brings back another finished student the same way (one per call).
 # BACKBONE_SHA256 (environment) is the joined file's checksum (default: SmolLM2-135M-Instruct.Q4_1.gguf's).
-# STUDENT_EVAL, DISTILL_EVAL and TEACHER_SEEDS (environment) pass to gpu_run.sh: runs g and h (2026-12-03) fit a 30-minute
-# lease with TEACHER_SEEDS=0 STUDENT_EVAL=0 and one shape without the labelled pool (h: 19.5 minutes in all). Next, planned
-# (~25 minutes computed from run h's step times): TEACHER_SEEDS=0 STUDENT_EVAL=heldout … start "b22-f1536-e4-hv
-# b22-f1536-e4-hv-q1", one distillation and two QAT lengths from it, both evaluated on the held-out sources. That
-# flow was checked on the H200 at smoke sizes (2026-12-03, ~2 minutes of pipeline): SMOKE=1 TEACHER_SEEDS=0
-# STUDENT_EVAL=heldout training/gpu_stage.sh start "b1-f128 b1-f128-q" … (the variant adopted its base's distillation).
+# STUDENT_EVAL, DISTILL_EVAL and TEACHER_SEEDS (environment) pass to gpu_run.sh: runs g, h and i (2026-12-03) fit a
+# 30-minute lease with TEACHER_SEEDS=0 and one distillation (h: 19.5 minutes; i: a base and its 1-epoch QAT variant,
+# `STUDENT_EVAL=heldout … start "b22-f1536-e4-hv b22-f1536-e4-hv-q1"`, 28 minutes with a failed machine start: the
+# critical path was teacher 425 s + distil and QAT 587 s + the variant's QAT 409 s + its held-out eval). When the
+# lease runs short, `fetch SHAPE` right after a student's model/ appears saves it before the pipeline ends (run i
+# brought both students back that way). Next, planned (~23 minutes computed from run i): the data of 2026-12-03
+# (after-harm fix) and the full-width shape with the teacher-labelled pool,
+# TEACHER_SEEDS=0 STUDENT_EVAL=heldout … start "b22-f1536-e4-hxv" (stage `label` runs first, ~2 minutes).
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
