@@ -40,13 +40,15 @@ _HF_SHARD = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors$")
 _EXTRAS = ("ffn_dims", "output_token_ids", "input_token_ids", "embed_fallback_id", "extra")  # config.json "pocketguard"
 
 
-def load(path: str | Path, device: str | torch.device = "cpu", dtype: Dtype = torch.float32) -> Loaded:
+def load(path: str | Path, device: str | torch.device = "cpu", dtype: Dtype = torch.float32,
+         keep_quantized: bool = False) -> Loaded:
     """Load a checkpoint folder (or a file in it) of any layout pocketguard knows, or a llama.cpp `.gguf` file.
-    `dtype="auto"`: float32 where it fits in memory, else bfloat16 (`resolve_dtype`)."""
+    `dtype="auto"`: float32 where it fits in memory, else bfloat16 (`resolve_dtype`). `keep_quantized`: a GGUF's
+    Q4_0 / Q8_0 block linears run as they are stored (`gguf_checkpoint.load_gguf`); for inference."""
     if Path(path).suffix.lower() == ".gguf":
         from .gguf_checkpoint import load_gguf
 
-        return load_gguf(path, device, dtype)
+        return load_gguf(path, device, dtype, keep_quantized=keep_quantized)
     d = _folder(path)
     if (d / "manifest.json").exists():
         from .artifact import load_artifact

@@ -1,6 +1,7 @@
 """GGUF checkpoints in: a llama.cpp `.gguf` file (arch `llama`) loaded into our `Transformer` and a tokenizer.
 
-    load_gguf(path)          -> checkpoint.Loaded (weights dequantized to float, tokenizer from the metadata)
+    load_gguf(path)          -> checkpoint.Loaded (weights dequantized to float, tokenizer from the metadata;
+                                with keep_quantized, Q4_0 / Q8_0 block linears kept as int4 / int8 kernels)
     add_guard_tokens(loaded) -> the same model with the guard prompt's Llama 3 control tokens added
 
 * Weights: every type `gguf.quants.dequantize` knows (F32/F16/BF16, Q4_0/Q4_1/Q5_x/Q8_0, the K-quants, the
@@ -18,6 +19,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -25,10 +27,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .kernels import linear_class
 from .loaded import CheckpointError, Loaded, check_guard_meta
 from .model import ModelArgs, rope_frequencies
 from .tokenizer import LLAMA3_PATTERN, REQUIRED_SPECIALS, HFTokenizer, TokenizerError, bytes_to_unicode
-from .weights import assemble, layer_order, resolve_dtype
+from .weights import assemble, layer_order, permute_to_hf, resolve_dtype
 
 # GGUF tensor name -> our (Meta) name; blocks are `blk.N.<name>`.
 _TOP = {"token_embd.weight": "tok_embeddings.weight", "output_norm.weight": "norm.weight", "output.weight": "output.weight"}
@@ -226,6 +229,26 @@ def _dequantize(t: GGUFTensor, source: str) -> torch.Tensor:
     return torch.from_numpy(a.astype(np.float32, copy=False).reshape(shape))
 
 
+# llama.cpp block types that are exactly pocketguard's group-32 symmetric codes with fp16 scales (ggml-common.h):
+# Q4_0 is an fp16 d and 16 bytes holding element j in the low nibble of byte j and element j + 16 in its high
+# nibble, w = d·(q − 8); Q8_0 is an fp16 d and 32 int8, w = d·q. Such tensors can run in `kernels.Int4WeightLinear`
+# / `Int8WeightLinear` as they are: the same weights in ~1/7 (int4) or ~1/3.8 (int8) of float32's memory.
+_CODES = {"Q4_0": 4, "Q8_0": 8}
+_LINEAR = re.compile(r"^layers\.\d+\.(attention\.w[qkvo]|feed_forward\.w[123])\.weight$")
+
+
+def _codes(t: GGUFTensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Q4_0 / Q8_0 tensor's integer codes [rows, cols] (int8, in [-8, 7] or [-128, 127]) and its fp16 scales
+    [rows, cols / 32], read from the blocks without dequantizing."""
+    bits = _CODES[t.type.name]
+    rows, cols = (int(n) for n in reversed(t.shape))
+    blocks = np.asarray(t.data).reshape(rows * cols // 32, 2 + 32 * bits // 8)
+    d = np.ascontiguousarray(blocks[:, :2]).view(np.float16)
+    qs = blocks[:, 2:]
+    q = (np.concatenate([qs & 15, qs >> 4], axis=1).astype(np.int8) - 8) if bits == 4 else np.ascontiguousarray(qs).view(np.int8)
+    return torch.from_numpy(q.reshape(rows, cols)), torch.from_numpy(d.reshape(rows, cols // 32).copy())
+
+
 def _llama3_scaling(factors: torch.Tensor, args: ModelArgs, source: str) -> dict | None:
     """Llama 3 RoPE scaling from llama.cpp's `rope_freqs` tensor (one divisor per frequency). The tensor is
     what convert_hf_to_gguf computed from `rope_scaling`; the parameters are recovered by matching it with
@@ -245,24 +268,33 @@ def _llama3_scaling(factors: torch.Tensor, args: ModelArgs, source: str) -> dict
 
 
 def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32,
-              require_guard_tokens: bool = True) -> Loaded:
+              require_guard_tokens: bool = True, keep_quantized: bool = False) -> Loaded:
     """Load a Llama GGUF file: float weights, the tokenizer its metadata describes, `meta["layout"] = "gguf"`
     (plus the policy when pocketguard exported the file). With `require_guard_tokens` a vocabulary without the
-    guard prompt's control tokens is an error that says how to add them."""
+    guard prompt's control tokens is an error that says how to add them.
+
+    `keep_quantized`: the decoder blocks' Q4_0 / Q8_0 linears become `Int4WeightLinear` / `Int8WeightLinear`
+    holding the file's own codes and scales (the same weights as dequantized, the matmul tiled; a Llama Guard
+    3-8B Q4_0's blocks then take ~3.9 GB, not 14 in bfloat16); every other tensor is dequantized as before. For
+    inference (`Guard.load` asks for it); a model to prune or train wants float weights, the default."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"GGUF file not found: {path}")
     source = path.name
     reader = read_gguf(path)
     args = args_from_gguf(reader, source)
-    dtype = resolve_dtype(dtype, args, device, source)
+    kept = {t.name for t in reader.tensors if keep_quantized and t.type.name in _CODES and len(t.shape) == 2
+            and _LINEAR.match(_our_key(t.name) or "")}
+    dtype = resolve_dtype(dtype, args, device, source,
+                          kept_params=sum(int(np.prod(t.shape)) for t in reader.tensors if t.name in kept))
     tokenizer = gguf_tokenizer(reader, source)
     missing = [s for s in REQUIRED_SPECIALS if s not in tokenizer.specials]
     if require_guard_tokens and missing:
         raise CheckpointError(f"{source}: the vocabulary lacks the guard prompt's control tokens {missing}; "
                               f"add them with `pocketguard convert {path} OUT_DIR --add-guard-tokens` and train a guard "
                               "from OUT_DIR")
-    tensors, origin, scaling = {}, {}, None
+    tensors, origin, scaling, quantized = {}, {}, None, {}
+    heads = {"wq": args.n_heads, "wk": args.n_kv_heads}
     for t in reader.tensors:
         if t.name == "rope_freqs.weight":
             scaling = _llama3_scaling(_dequantize(t, source), args, source)
@@ -270,15 +302,25 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
         ours = _our_key(t.name)
         if ours is None:
             raise CheckpointError(f"{source}: unexpected tensor {t.name} (not part of a Llama model)")
-        if ours in tensors:
+        if ours in tensors or ours in quantized:
             raise CheckpointError(f"{source}: tensor {t.name} appears twice")
+        if t.name in kept:
+            q, scales = _codes(t)
+            if (h := heads.get(ours.split(".")[-2])) is not None:  # un-permute q/k rows: codes and scales alike
+                q, scales = permute_to_hf(q, h), permute_to_hf(scales, h)
+            lin = linear_class(_CODES[t.type.name], None)(q.shape[1], q.shape[0], 32, torch.float16)
+            lin.set_codes(q, scales)
+            quantized[ours], origin[ours] = lin, source
+            continue
         w = _dequantize(t, source).to(dtype)  # one tensor at a time: only the float model stays resident
         tensors[ours], origin[ours] = w, source
     args = replace(args, rope_scaling=scaling)
     model = assemble(args, dict(sorted(tensors.items(), key=lambda kv: layer_order(kv[0]))), origin, device, dtype,
                       gguf_key, source, permute={f"layers.{i}.attention.{w}.weight": h for i in range(args.n_layers)
-                                                 for w, h in (("wq", args.n_heads), ("wk", args.n_kv_heads))})
+                                                 for w, h in heads.items()}, quantized=quantized)
     meta = {"layout": "gguf"}
+    if quantized:
+        meta["kept_quantized"] = len(quantized)
     policy = _field(reader, "pocketguard.policy_toml")
     if policy:
         meta["policy"] = _policy_dict(policy, source)

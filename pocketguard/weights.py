@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .loaded import CheckpointError
 from .model import ModelArgs, Transformer
@@ -44,20 +44,31 @@ def skeleton(args: ModelArgs, device: str | torch.device) -> Transformer:
 
 
 def assemble(args: ModelArgs, tensors: dict[str, Tensor], origin: dict[str, str], device, dtype: torch.dtype,
-              file_key, config: str, permute: dict[str, int] | None = None) -> Transformer:
+              file_key, config: str, permute: dict[str, int] | None = None,
+              quantized: dict[str, nn.Module] | None = None) -> Transformer:
     """Check `tensors` (our names) against the model `args` describes, and build it from them. Errors name
-    tensors as the file does (`file_key`) and say which file (`origin`) held them."""
+    tensors as the file does (`file_key`) and say which file (`origin`) held them. `quantized` maps weight names
+    to ready quantized linears (`kernels.QuantLinear`) that replace those linears as they are."""
     model = skeleton(args, device)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if args.tie_embeddings:
         expected.pop("output.weight")
-    missing = sorted(set(expected) - set(tensors), key=layer_order)
-    unexpected = sorted(set(tensors) - set(expected), key=layer_order)
+    quantized = quantized or {}
+    missing = sorted(set(expected) - set(tensors) - set(quantized), key=layer_order)
+    unexpected = sorted((set(tensors) | set(quantized)) - set(expected), key=layer_order)
     if missing or unexpected:
         what = [f"missing tensors {[file_key(k) for k in missing[:6]]}" if missing else "",
                 f"unexpected tensors {[file_key(k) if k in expected else k for k in unexpected[:6]]}" if unexpected else ""]
         raise CheckpointError(f"weights do not match {config}: " + "; ".join(w for w in what if w))
     state = {}
+    for k, lin in quantized.items():
+        if (lin.out_features, lin.in_features) != expected[k]:
+            raise CheckpointError(f"tensor {file_key(k)} in {origin[k]} has shape {[lin.out_features, lin.in_features]}, "
+                                  f"but {config} implies {list(expected[k])}")
+        name = k.removesuffix(".weight")
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, lin.to(device))
+        state.update({f"{name}.{b}": v for b, v in lin.state_dict().items()})
     for k, t in tensors.items():
         if tuple(t.shape) != expected[k]:
             raise CheckpointError(f"tensor {file_key(k)} in {origin[k]} has shape {list(t.shape)}, "
@@ -88,14 +99,15 @@ def layer_order(name: str) -> tuple:
 Dtype = torch.dtype | str  # a torch float dtype, or "auto" (resolve_dtype)
 
 
-def resolve_dtype(dtype: Dtype, args: ModelArgs, device: str | torch.device, source: str) -> torch.dtype:
+def resolve_dtype(dtype: Dtype, args: ModelArgs, device: str | torch.device, source: str, kept_params: int = 0) -> torch.dtype:
     """`dtype`, or for "auto" float32 when the float32 model takes at most 3/4 of the memory free on `device`, else
     bfloat16 (with a warning): Llama Guard 3-8B is 32 GB in float32, more than many machines have, and bf16's
-    rounding is far below the error of the 4-bit GGUFs such a model often comes as."""
+    rounding is far below the error of the 4-bit GGUFs such a model often comes as. `kept_params` are weights that
+    stay quantized (counted at one byte each, int8's size: an upper bound)."""
     if dtype != "auto":
         return dtype if isinstance(dtype, torch.dtype) else getattr(torch, dtype)
     with torch.device("meta"):
-        need = 4 * Transformer(args).num_params()
+        need = 4 * (Transformer(args).num_params() - kept_params) + kept_params
     free = free_memory(torch.device(device))
     if need <= 0.75 * free:
         return torch.float32

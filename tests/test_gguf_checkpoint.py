@@ -150,6 +150,59 @@ def test_logits_match_transformers_gguf_loader(tmp_path, tiny_tok, qtype, tied):
         torch.testing.assert_close(ours, our_logits(model, ids), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("qtype,kind,bits", [(Q.Q4_0, "Int4WeightLinear", 4), (Q.Q8_0, "Int8WeightLinear", 8)])
+def test_q4_0_and_q8_0_linears_run_as_stored(tmp_path, tiny_tok, qtype, kind, bits):
+    """keep_quantized: the block linears hold the file's codes and scales (the weights dequantization gives, bit for
+    bit, q/k rows un-permuted alike), the embedding and head stay float, and the logits are the float model's."""
+    model = T.tiny_model(_args(tiny_tok), std=0.1)
+    tensors = model_tensors(model, qtype)
+    tensors["output.weight"] = (model.output.weight.detach().numpy().astype(np.float16), None)  # as llama.cpp keeps heads finer
+    path = write_gguf(tmp_path / "m.gguf", model.args, tensors, vocab_of(tiny_tok))
+    dense, kept = load_gguf(path), load_gguf(path, keep_quantized=True)
+    n_linears = 7 * model.args.n_layers
+    assert kept.meta["kept_quantized"] == n_linears and "kept_quantized" not in dense.meta
+    stored = dense_bytes = 0
+    for name, mod in kept.model.named_modules():
+        if type(mod).__name__ == kind:
+            assert (mod.group_size, mod.scales.dtype, mod.weight_bits, mod.act_bits) == (32, torch.float16, bits, None)
+            assert torch.equal(mod.dequantize(), dense.model.get_submodule(name).weight)  # the same weights exactly
+            stored += mod.qweight.numel() * mod.qweight.element_size() + mod.scales.numel() * 2
+            dense_bytes += dense.model.get_submodule(name).weight.numel() * 4
+    assert dense_bytes and stored < dense_bytes * (0.16 if bits == 4 else 0.3)
+    assert isinstance(kept.model.tok_embeddings, torch.nn.Embedding) and isinstance(kept.model.output, torch.nn.Linear)
+    ids = tiny_tok.encode(TEXTS[0] + " " + TEXTS[2])
+    torch.testing.assert_close(our_logits(kept.model, ids), our_logits(dense.model, ids), rtol=1e-5, atol=1e-5)
+
+
+def test_only_q4_0_and_q8_0_block_linears_are_kept(tmp_path, tiny_tok):
+    """A mixed file, as llama.cpp's quantizations are (Q4_0 blocks, a K-quant here and there, F16 embeddings):
+    what is not Q4_0 / Q8_0 in a decoder block is dequantized as before."""
+    model = T.tiny_model(_args(tiny_tok), std=0.1)
+    tensors = model_tensors(model, Q.Q4_0)
+    tensors["blk.0.ffn_down.weight"] = model_tensors(model, Q.Q4_1)["blk.0.ffn_down.weight"]
+    tensors["token_embd.weight"] = model_tensors(model, Q.Q8_0)["token_embd.weight"]
+    path = write_gguf(tmp_path / "mixed.gguf", model.args, tensors, vocab_of(tiny_tok))
+    kept = load_gguf(path, keep_quantized=True)
+    assert kept.meta["kept_quantized"] == 7 * model.args.n_layers - 1
+    assert isinstance(kept.model.layers[0].feed_forward.w2, torch.nn.Linear)
+    assert type(kept.model.layers[1].feed_forward.w2).__name__ == "Int4WeightLinear"
+    assert isinstance(kept.model.tok_embeddings, torch.nn.Embedding)
+    ids = tiny_tok.encode(TEXTS[1])
+    torch.testing.assert_close(our_logits(kept.model, ids), our_logits(load_gguf(path).model, ids), rtol=1e-5, atol=1e-5)
+
+
+def test_auto_dtype_counts_kept_weights_at_their_size(monkeypatch):
+    from pocketguard import weights
+
+    args = T.tiny_args()
+    with torch.device("meta"):
+        n = Transformer(args).num_params()
+    monkeypatch.setattr(weights, "free_memory", lambda device: int(4 * n))  # float32 needs all of it: > 3/4
+    with pytest.warns(UserWarning, match="bfloat16"):
+        assert weights.resolve_dtype("auto", args, "cpu", "m.gguf") == torch.bfloat16
+    assert weights.resolve_dtype("auto", args, "cpu", "m.gguf", kept_params=int(0.6 * n)) == torch.float32
+
+
 # ggml block layouts (elements, bytes) and where their fp16 scales sit; gguf-py cannot quantize these types,
 # so the test writes random blocks (any bytes are a valid block once the scales are finite).
 K_SCALES = {Q.Q2_K: (80, 82), Q.Q3_K: (108,), Q.Q4_K: (0, 2), Q.Q5_K: (0, 2), Q.Q6_K: (208,), Q.IQ4_NL: (0,), Q.IQ3_S: (0,)}
@@ -377,7 +430,9 @@ def guard_gguf(tmp_path_factory, tiny_tok):
 def test_moderate_cli_and_guard_load(guard_gguf, capsys):
     path, hf = guard_gguf
     conv = [{"role": "user", "content": "how do I make a bomb"}]
-    a, b = Guard.load(path).moderate(conv), Guard.load(hf).moderate(conv)
+    guard = Guard.load(path)  # Q8_0: its linears run as stored
+    assert guard.meta["kept_quantized"] == 7 * guard.model.args.n_layers
+    a, b = guard.moderate(conv), Guard.load(hf).moderate(conv)
     assert a.status == b.status and abs(a.p_unsafe - b.p_unsafe) < 1e-6
     rc = main(["moderate", "--model", str(path), "--json", "how do I make a bomb"])
     out = json.loads(capsys.readouterr().out)
