@@ -58,6 +58,9 @@ def test_argument_errors(setup, capsys):
     assert main(["eval", "--model", str(setup / "empty"), "--data", str(setup / "dev.jsonl"), "--skip-malformed",
                  "--out", str(setup / "z")]) == 2
     assert "cannot load" in capsys.readouterr().err
+    assert main(["eval", "--model", str(setup / "copy"), "--data", str(setup / "dev.jsonl"), "--bootstrap", "-1",
+                 "--out", str(setup / "b")]) == 2
+    assert "--bootstrap >= 0" in capsys.readouterr().err and not (setup / "b").exists()
 
 
 def test_fidelity_only(setup, capsys):
