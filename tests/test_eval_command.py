@@ -199,3 +199,37 @@ def test_without_model_it_evaluates_the_shipped_default_guard(tmp_path, capsys):
     guard = Guard.load()
     assert [(p["status"], p["p_unsafe"]) for p in preds] == [(v.status, v.p_unsafe) for v in
                                                              guard.moderate_batch([r["text"] for r in rows])]
+
+
+def test_saved_predictions_score_like_the_models_that_made_them(setup, capsys):
+    """Predictions made elsewhere (a GPU run, another session) are scored and compared as the models were."""
+    data, out, again = setup / "dev.jsonl", setup / "saved-a", setup / "saved-b"
+    assert main(["eval", "--reference", str(setup / "bf16"), "--model", str(setup / "other"), "--data", str(data),
+                 "--skip-malformed", "--out", str(out), "--bootstrap", "200"]) == 0
+    preds = out / "predictions"
+    assert main(["eval", "--reference-predictions", str(preds / "00-bf16.jsonl"), "--predictions", str(preds / "01-other.jsonl"),
+                 "--data", str(data), "--skip-malformed", "--out", str(again), "--bootstrap", "200"]) == 0
+    a, b = read_json(out / "report.json"), read_json(again / "report.json")
+    assert [m["name"] for m in b["models"]] == ["saved-a/bf16", "saved-a/other"] and b["models"][0]["reference"]
+    for x, y in zip(a["models"], b["models"]):
+        assert x["metrics"] == y["metrics"] and x["size_bytes"] == y["size_bytes"]  # size from the run.json's model
+    assert a["models"][1]["vs_reference"] == b["models"][1]["vs_reference"]
+    assert a["models"][1]["agreement"] == b["models"][1]["agreement"]
+    assert not any(p.name.endswith(".jsonl") for p in (again / "predictions").iterdir())  # nothing was run
+    capsys.readouterr()
+
+    # predictions of another data file, or of other examples, are refused before anything is written
+    short = setup / "short.jsonl"
+    short.write_text("".join(line + "\n" for line in (preds / "01-other.jsonl").read_text().splitlines()[:-1]))
+    assert main(["eval", "--predictions", str(short), "--data", str(data), "--skip-malformed", "--out", str(setup / "c")]) == 2
+    assert "predictions for the" in capsys.readouterr().err and not (setup / "c").exists()
+    swapped = setup / "swapped.jsonl"
+    rows = (preds / "01-other.jsonl").read_text().splitlines()
+    swapped.write_text("\n".join([rows[1], rows[0], *rows[2:]]) + "\n")
+    assert main(["eval", "--predictions", str(swapped), "--data", str(data), "--skip-malformed", "--out", str(setup / "c")]) == 2
+    assert "not predictions of this --data" in capsys.readouterr().err
+    assert main(["eval", "--reference", str(setup / "bf16"), "--reference-predictions", str(preds / "00-bf16.jsonl"),
+                 "--data", str(data), "--out", str(setup / "c")]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["eval", "--predictions", str(preds / "01-other.jsonl"), "--out", str(setup / "c")]) == 2
+    assert "give --data" in capsys.readouterr().err

@@ -3,6 +3,7 @@
     pocketguard eval --model runs/guard-1b --model runs/guard-1b-int4 --data dev.jsonl --out eval-report
     pocketguard eval --model runs/int4 --reference runs/bf16 --data xstest_prompts.csv --format xstest \\
         --text wiki.test.raw
+    pocketguard eval --data dev.jsonl --reference-predictions gpu-eval/predictions/00-teacher.jsonl --model runs/int4
 
 Predictions are written as they are made (`OUT/predictions/NN-model.jsonl`, flushed after every batch); a
 rerun with the same model, data and settings continues after the last prediction written instead of starting
@@ -50,6 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="resamples for the 95%% intervals of F1 and AUPRC, and of each model's difference from --reference "
                         "(paired); 0 turns them off (default: 1000)")
     p.add_argument("--reference", type=Path, metavar="PATH", help="uncompressed reference guard: verdict agreement on --data, PPL/KL on --text")
+    p.add_argument("--predictions", type=Path, action="append", metavar="FILE",
+                   help="score saved predictions (OUT/predictions/NN-name.jsonl of an earlier eval of the same --data, e.g. "
+                        "one run on a GPU) beside the models, without loading a model; repeat for several")
+    p.add_argument("--reference-predictions", type=Path, metavar="FILE",
+                   help="saved predictions as the reference (agreement and paired differences; no PPL/KL)")
     p.add_argument("--text", type=Path, metavar="FILE", help="plain-text file for perplexity and KL divergence against --reference")
     p.add_argument("--window", type=int, default=512, metavar="N", help="tokens per scoring window for --text (default: 512)")
     p.add_argument("--device", default="cpu", help="torch device for the models (default: cpu)")
@@ -137,6 +143,45 @@ def _resume(path: Path, key_file: Path, run_key: dict, examples: list[Example]) 
     return out
 
 
+def read_predictions(path: Path, examples: list[Example]) -> list[Any]:
+    """The verdicts of a saved predictions file, checked to be for exactly these examples (line and label, in
+    order): scores from another data file, or a run that stopped early, are an error, not a silent mismatch."""
+    from ..guard import Verdict
+
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read saved predictions: {e}") from None
+    if len(rows) != len(examples):
+        raise DataError(f"{path}: {len(rows)} predictions for the {len(examples)} examples of --data "
+                        "(another data file, a --limit, or a run that stopped early?)")
+    out = []
+    for i, (ex, row) in enumerate(zip(examples, rows), 1):
+        try:
+            if (row["line"], row["label"]) != (ex.line, ex.label):
+                raise DataError(f"{path}: prediction {i} is for line {row['line']} ({row['label']}), the data's example "
+                                f"{i} is line {ex.line} ({ex.label}): not predictions of this --data")
+            out.append(Verdict(**{k: v for k, v in row["verdict"].items() if k != "flagged"}))
+        except (KeyError, TypeError) as e:
+            raise DataError(f"{path}: prediction {i} is not a pocketguard prediction row ({e})") from None
+    return out
+
+
+def _predictions_name(path: Path) -> str:
+    """An eval's OUT/predictions/00-model.jsonl reads as "OUT/model"."""
+    stem = re.sub(r"^\d{2}-", "", path.stem)
+    return f"{path.parent.parent.name}/{stem}" if path.parent.name == "predictions" else stem
+
+
+def _saved_size(path: Path) -> int | None:
+    """The size of the model a predictions file came from, when its run.json names one that is here."""
+    try:
+        model = Path(json.loads(path.with_suffix(".run.json").read_text(encoding="utf-8"))["model"])
+        return _size_bytes(model) if model.exists() else None
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
 
@@ -162,13 +207,18 @@ def run(args: argparse.Namespace) -> int:
     if args.data is None and args.text is None:
         return fail("give --data (labelled conversations) and/or --text with --reference (fidelity)")
     if args.text is not None and args.reference is None:
-        return fail("--text measures fidelity against a reference: add --reference PATH")
+        return fail("--text measures fidelity against a reference model: add --reference PATH")
     if args.batch_size < 1 or not 0 <= args.target_fpr <= 1 or args.bootstrap < 0:
         return fail("--batch-size must be >= 1, --target-fpr within [0, 1] and --bootstrap >= 0")
+    saved = ([args.reference_predictions] if args.reference_predictions else []) + list(args.predictions or [])
+    if args.reference and args.reference_predictions:
+        return fail("give --reference (a model) or --reference-predictions (saved predictions), not both")
+    if saved and args.data is None:
+        return fail("saved predictions are scored against labelled data: add --data (the file they were made on)")
     from ..guard import DEFAULT_MODEL_DIR
 
-    paths = ([args.reference] if args.reference else []) + list(args.model or [DEFAULT_MODEL_DIR])
-    missing = [str(p) for p in paths if not p.exists()]
+    paths = ([args.reference] if args.reference else []) + list(args.model or ([] if saved else [DEFAULT_MODEL_DIR]))
+    missing = [str(p) for p in paths + saved if not p.exists()]
     if missing:  # before any model runs, not an hour into the second one
         return fail(f"checkpoint not found: {', '.join(missing)}")
     try:
@@ -178,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
             examples, problems = read_examples(args.data, args.format, policy, args.skip_malformed)
             examples = examples[: args.limit] if args.limit else examples
         text = args.text.read_text(encoding="utf-8") if args.text is not None else None
+        read = {p: read_predictions(p, examples) for p in saved}  # before any model runs
     except (DataError, PolicyError, OSError, UnicodeDecodeError) as e:
         return fail(str(e))
     for p in problems:
@@ -185,28 +236,37 @@ def run(args: argparse.Namespace) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "predictions").mkdir(exist_ok=True)
-    names = _names(paths)
+    sources = ([(args.reference_predictions, True)] if args.reference_predictions else []) + \
+        [(p, args.reference is not None and i == 0) for i, p in enumerate(paths)] + [(p, False) for p in args.predictions or []]
+    names = _names([p for p, _ in sources])
+    names = [_predictions_name(p) if p in read else n for (p, _), n in zip(sources, names)]
     codes = (policy or Policy.default()).codes
     y = gold_flags([e.label for e in examples])
     models: list[dict] = []
     curves, points = {}, {}
     ref_guard = ref_verdicts = None
-    for i, (path, name) in enumerate(zip(paths, names)):
-        is_ref = args.reference is not None and i == 0
-        t0 = time.perf_counter()
-        try:
-            guard = Guard.load(path, policy=policy, device=args.device,
-                               **({"max_context": args.max_context} if args.max_context else {}))
-        except Exception as e:  # noqa: BLE001 - report which checkpoint failed, whatever the cause
-            return fail(f"cannot load {path}: {e}")
-        entry: dict[str, Any] = {"name": name, "path": str(path), "reference": is_ref, "size_bytes": _size_bytes(path),
-                                 "load_ms": (time.perf_counter() - t0) * 1000}
-        if examples:
-            run_key = {"model": str(path.resolve()), "data": str(args.data.resolve()), "format": args.format,
-                       "policy": str(args.policy.resolve()) if args.policy else None, "max_context": args.max_context,
-                       "device": args.device, "skip_malformed": args.skip_malformed}
-            verdicts = _moderate(guard, examples, args.batch_size, name,
-                                 args.out / "predictions" / f"{i:02d}-{_slug(name)}.jsonl", run_key, args.restart)
+    for i, ((path, is_ref), name) in enumerate(zip(sources, names)):
+        if path in read:
+            guard, verdicts = None, read[path]
+            entry: dict[str, Any] = {"name": name, "path": str(path), "reference": is_ref, "size_bytes": _saved_size(path),
+                                     "predictions": str(path)}
+        else:
+            t0 = time.perf_counter()
+            try:
+                guard = Guard.load(path, policy=policy, device=args.device,
+                                   **({"max_context": args.max_context} if args.max_context else {}))
+            except Exception as e:  # noqa: BLE001 - report which checkpoint failed, whatever the cause
+                return fail(f"cannot load {path}: {e}")
+            entry = {"name": name, "path": str(path), "reference": is_ref, "size_bytes": _size_bytes(path),
+                     "load_ms": (time.perf_counter() - t0) * 1000}
+            verdicts = None
+            if examples:
+                run_key = {"model": str(path.resolve()), "data": str(args.data.resolve()), "format": args.format,
+                           "policy": str(args.policy.resolve()) if args.policy else None, "max_context": args.max_context,
+                           "device": args.device, "skip_malformed": args.skip_malformed}
+                verdicts = _moderate(guard, examples, args.batch_size, name,
+                                     args.out / "predictions" / f"{i:02d}-{_slug(name)}.jsonl", run_key, args.restart)
+        if verdicts is not None:
             entry["metrics"] = evaluate_examples(examples, verdicts, codes, args.target_fpr, args.bootstrap)
             curves[name] = (y, predicted(verdicts)[1])
             o = entry["metrics"]["overall"]
@@ -219,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
                     entry["vs_reference"] = paired_difference(y, predicted(verdicts), predicted(ref_verdicts), args.bootstrap)
         if is_ref:
             ref_guard = guard
-        elif text is not None:
+        elif text is not None and guard is not None:
             entry["fidelity"] = _fidelity(guard, ref_guard, text, args.window)
         models.append(entry)
 
@@ -230,8 +290,8 @@ def run(args: argparse.Namespace) -> int:
         "models": models,
         "plots": {},
     }
-    if args.reference is not None:
-        report["reference"] = {"name": names[0], "path": str(args.reference)}
+    if args.reference is not None or args.reference_predictions is not None:
+        report["reference"] = {"name": names[0], "path": str(args.reference or args.reference_predictions)}
     if examples:
         report["data"] = {
             "path": str(args.data), "format": args.format, "examples": len(examples), "unsafe": int(y.sum()),
