@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from pocketguard.guard import DEFAULT_MODEL_DIR, Guard
@@ -361,3 +362,45 @@ def test_qat_variants_share_their_base_recipe_up_to_qat(tmp_path):
             assert kinds == [step["kind"] for step in rb.steps] and hv[:qat] == hb[:qat] and hv[qat] != hb[qat]
             assert rv.steps[qat]["epochs"] == s.qat_epochs != rb.steps[qat]["epochs"]
             assert rv.output == p.student(shape) != rb.output
+
+
+def test_card_gives_each_student_its_paired_gap_to_the_teacher(tmp_path):
+    """`card`'s table for issue 12's bar (within 2 F1 of the teacher on every split): each student's difference
+    from the teacher on the same examples, with its paired bootstrap interval, from the eval runs' predictions."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+    from pocketguard.evaluate.metrics import gold_flags, paired_difference, predicted
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
+    p.data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    labels = ["unsafe" if i % 3 == 0 else "safe" for i in range(60)]
+    rows = [{"text": f"message {i}", "label": label} for i, label in enumerate(labels)]
+    for split in ("dev", "dev_heldout"):
+        (p.data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shape = next(iter(p.shapes))
+
+    def verdicts(err: float):
+        out = []
+        for label in labels:
+            q = float(np.clip((0.8 if label == "unsafe" else 0.2) + rng.normal(0, err), 0, 1))
+            out.append({"status": "unsafe" if q >= 0.5 else "safe", "role": "user", "categories": [], "p_unsafe": q})
+        return out
+
+    made = {}
+    for split in ("dev", "dev_heldout"):
+        for device, model, err in (("cuda", "teacher", 0.2), ("cpu", shape, 0.35)):
+            d = p.eval / f"{split}-{device}"
+            (d / "predictions").mkdir(parents=True)
+            (d / "models.json").write_text(json.dumps([model]))
+            made[(split, model)] = v = verdicts(err)
+            (d / "predictions" / "00-x.jsonl").write_text("".join(
+                json.dumps({"line": i + 1, "label": label, "categories": [], "verdict": x}) + "\n"
+                for i, (label, x) in enumerate(zip(labels, v))))
+    dg.stage_card(p)
+    table = (p.eval / "card.md").read_text()
+    y = gold_flags(labels)
+    for split in ("dev", "dev_heldout"):
+        d = paired_difference(y, predicted(made[(split, shape)]), predicted(made[(split, "teacher")]))
+        lo, hi = d["f1_interval"]
+        assert f"| {split} | {shape} (cpu, int4) | {d['f1']:+.3f} | [{lo:+.3f}, {hi:+.3f}] |" in table

@@ -399,17 +399,14 @@ def stage_eval(p: Paths, device: str, models: list[str], tag: str = "", splits: 
         subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def _scored(data: Path, predictions: Path) -> dict:
-    """Metrics of one model on one split, recomputed from `pocketguard eval`'s predictions file (the teacher's
+def _verdicts(data: Path, predictions: Path) -> tuple[list, list]:
+    """A split's examples and one model's verdicts on it, from `pocketguard eval`'s predictions file (the teacher's
     held-out run on the lent GPU ended before its report was written; this scores every split the same way)."""
+    from pocketguard.evaluate.command import read_predictions
     from pocketguard.evaluate.data import read_examples
-    from pocketguard.evaluate.metrics import evaluate_examples
 
     examples, _ = read_examples(data)
-    rows = _jsonl(predictions)
-    if [r["line"] for r in rows] != [e.line for e in examples]:
-        raise SystemExit(f"{predictions} does not match the rows of {data}")
-    return evaluate_examples(examples, [r["verdict"] for r in rows])
+    return examples, read_predictions(predictions, examples)
 
 
 def _size(folder: Path) -> int:
@@ -508,15 +505,26 @@ def stage_calibrate(p: Paths, shape: str, device: str) -> float | None:
 def stage_card(p: Paths) -> None:
     """Teacher vs students tables for docs/model-card.md, from the eval runs' predictions files, and the
     quality-vs-size table of the student shapes."""
+    from pocketguard.evaluate.metrics import evaluate_examples, gold_flags, paired_difference, predicted
+
     found: dict[tuple[str, str], dict] = {}
+    gaps = []  # (split, student, its paired difference from the teacher)
     for split in ("dev", "dev_heldout"):
         # The teacher is taken from any device, a student preferably from the CPU it ships for.
-        for who, by_device in _predictions(p, split).items():
+        teacher = None
+        for who, by_device in sorted(_predictions(p, split).items(), key=lambda kv: kv[0] != "teacher"):
             student = not who.startswith("teacher")
             device = "cpu" if student and "cpu" in by_device else sorted(by_device)[0]
             label = f"{who} ({device}{', int4' if student and '@' not in who else ''})"  # SHAPE@distill is float
-            found[(split, label)] = _scored(p.data / f"{split}.jsonl", by_device[device])
+            examples, verdicts = _verdicts(p.data / f"{split}.jsonl", by_device[device])
+            found[(split, label)] = evaluate_examples(examples, verdicts)
+            if who == "teacher":
+                teacher = verdicts
+            elif student and teacher is not None:
+                y = gold_flags([e.label for e in examples])
+                gaps.append((split, label, paired_difference(y, predicted(verdicts), predicted(teacher))))
     f = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
+    span = lambda iv: "—" if not iv else f"[{iv[0]:+.3f}, {iv[1]:+.3f}]"  # noqa: E731
     out = ["| split | model | n | F1 | precision | recall | FPR | AUPRC | look-alike FPR (n) | prompt F1 | response F1 |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (split, who), m in found.items():
@@ -531,6 +539,12 @@ def stage_card(p: Paths) -> None:
         c = m["by_category"]["codes"]
         cell = lambda k: f"{f(c[k]['f1'])} ({c[k]['support']})" if k in c and c[k]["support"] else "—"  # noqa: E731
         out.append(f"| {split} | {who} | " + " | ".join(cell(k) for k in codes) + f" | {f(m['by_category']['macro_f1'])} |")
+    # Issue 12's bar, within 2 F1 points of the teacher on every split: paired over the same examples, so the
+    # interval says whether a gap is the student's or one run's luck on a few hundred unsafe examples
+    out += ["", "| split | student | ΔF1 vs teacher | 95 % CI (paired bootstrap) | ΔAUPRC | 95 % CI |", "|---|---|---|---|---|---|"]
+    for split, who, d in gaps:
+        out.append(f"| {split} | {who} | {d['f1']:+.3f} | {span(d['f1_interval'])} | "
+                   f"{'—' if d['auprc'] is None else format(d['auprc'], '+.3f')} | {span(d['auprc_interval'])} |")
     # Quality vs size: every shape's own recipe report (dev F1 and agreement with the teacher on the recipe's
     # dev_max examples after pruning, distillation and QAT), so shapes that were not shipped count too.
     out += ["", "| student shape | blocks | MLP width | embedding bits | hidden-state distillation | teacher-labelled pool | "
