@@ -41,10 +41,11 @@ _EXTRAS = ("ffn_dims", "output_token_ids", "input_token_ids", "embed_fallback_id
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", dtype: Dtype = torch.float32,
-         keep_quantized: bool = False) -> Loaded:
+         keep_quantized: bool | str = False) -> Loaded:
     """Load a checkpoint folder (or a file in it) of any layout pocketguard knows, or a llama.cpp `.gguf` file.
-    `dtype="auto"`: float32 where it fits in memory, else bfloat16 (`resolve_dtype`). `keep_quantized`: a GGUF's
-    Q4_0 / Q8_0 block linears run as they are stored (`gguf_checkpoint.load_gguf`); for inference."""
+    `dtype="auto"`: float32 where it fits in memory, else bfloat16 (`resolve_dtype`). `keep_quantized` (True, or
+    "auto": where float32 would not fit): a GGUF's Q4_0 / Q8_0 block linears run as they are stored
+    (`gguf_checkpoint.load_gguf`); for inference."""
     if Path(path).suffix.lower() == ".gguf":
         from .gguf_checkpoint import load_gguf
 

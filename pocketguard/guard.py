@@ -97,9 +97,9 @@ class Guard:
             from .runtime_cpu import load_fast
 
             loaded = load_fast(path)
-        else:  # a float checkpoint: float32 where it fits in memory, else bfloat16 (an 8B guard, a warning says so);
-            # a GGUF's Q4_0 / Q8_0 linears run as stored (the same weights in a fraction of the memory)
-            loaded = load(path, device=device, dtype="auto", keep_quantized=True)
+        else:  # a float checkpoint: float32 where it fits in memory, else a GGUF's Q4_0 / Q8_0 linears run as
+            # stored (the same weights in a fraction of the memory) and the rest in bfloat16 if it must (a warning says so)
+            loaded = load(path, device=device, dtype="auto", keep_quantized="auto")
         meta = loaded.meta or {}
         if policy is None and meta.get("policy"):
             policy = Policy.from_dict(meta["policy"], source=str(path))

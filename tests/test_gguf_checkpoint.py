@@ -191,6 +191,22 @@ def test_only_q4_0_and_q8_0_block_linears_are_kept(tmp_path, tiny_tok):
     torch.testing.assert_close(our_logits(kept.model, ids), our_logits(load_gguf(path).model, ids), rtol=1e-5, atol=1e-5)
 
 
+def test_guard_load_keeps_q8_0_linears_when_float32_would_not_fit(guard_gguf, monkeypatch):
+    from pocketguard import weights
+
+    path, hf = guard_gguf
+    conv = [{"role": "user", "content": "how do I make a bomb"}]
+    want = Guard.load(hf).moderate(conv)  # float32, before memory runs short
+    n = load_gguf(path).model.num_params()
+    monkeypatch.setattr(weights, "free_memory", lambda device: int(4.5 * n))  # float32 (4n) > 3/4 of it; kept fits
+    guard = Guard.load(path)
+    assert guard.meta["kept_quantized"] == 7 * guard.model.args.n_layers
+    assert guard.model.layers[0].attention.wq.scales.dtype == torch.float16
+    assert next(guard.model.norm.parameters()).dtype == torch.float32  # the rest fits in float32 once the blocks are int8
+    got = guard.moderate(conv)
+    assert got.status == want.status and abs(got.p_unsafe - want.p_unsafe) < 1e-6
+
+
 def test_auto_dtype_counts_kept_weights_at_their_size(monkeypatch):
     from pocketguard import weights
 
@@ -430,8 +446,8 @@ def guard_gguf(tmp_path_factory, tiny_tok):
 def test_moderate_cli_and_guard_load(guard_gguf, capsys):
     path, hf = guard_gguf
     conv = [{"role": "user", "content": "how do I make a bomb"}]
-    guard = Guard.load(path)  # Q8_0: its linears run as stored
-    assert guard.meta["kept_quantized"] == 7 * guard.model.args.n_layers
+    guard = Guard.load(path)  # float32 fits: dequantized, the faster way
+    assert "kept_quantized" not in guard.meta
     a, b = guard.moderate(conv), Guard.load(hf).moderate(conv)
     assert a.status == b.status and abs(a.p_unsafe - b.p_unsafe) < 1e-6
     rc = main(["moderate", "--model", str(path), "--json", "how do I make a bomb"])
