@@ -124,6 +124,25 @@ def test_gguf_layout_metadata_and_exact_q4_0_codes(models, tiny_tok, tmp_path):
     assert np.allclose(t["rope_freqs.weight"].data, (plain / rope_frequencies(a)).numpy())
 
 
+def test_a_per_row_int4_embedding_is_not_rounded_twice(models, tiny_tok, tmp_path):
+    """Q4_0's grid (a scale per 32 values) is not a per-row int4 embedding's: re-quantizing those 4-bit values
+    would round them a second time, so the embedding goes to Q8_0, within about half a Q8_0 step of the int4 values."""
+    import gguf
+
+    fm, _ = models
+    q4e = quantize_(copy.deepcopy(fm), QuantConfig(mode="rtn", embedding_bits=4))
+    path = export_gguf(q4e, tiny_tok, tmp_path / "e4.gguf", "q4_0")
+    t = {x.name: x for x in gguf.GGUFReader(str(path)).tensors}["token_embd.weight"]
+    assert t.tensor_type == gguf.GGMLQuantizationType.Q8_0
+    got = gguf.quants.dequantize(t.data, t.tensor_type)
+    want = q4e.tok_embeddings.weight.detach().float().numpy()
+    step = np.abs(want).reshape(want.shape[0], -1, 32).max(-1, keepdims=True) / 127  # a Q8_0 step per block
+    # half a step, plus the fp16 rounding of the step itself times up to 127 steps (127 * 2^-11 < 0.07)
+    assert np.all(np.abs(got - want).reshape(step.shape[0], -1, 32) <= step * 0.57 + 1e-7)
+    twice = gguf.quants.dequantize(gguf.quants.quantize(want, gguf.GGMLQuantizationType.Q4_0), gguf.GGMLQuantizationType.Q4_0)
+    assert np.abs(got - want).mean() < np.abs(twice - want).mean() / 4
+
+
 def test_gguf_vocab_from_tiktoken(tiny_tiktoken):
     from pocketguard.export.gguf import gguf_vocab
 
