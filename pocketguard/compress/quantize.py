@@ -188,8 +188,9 @@ def _untie(model: nn.Module) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_torchao():
-    """torchao logs warnings about CUDA-only extensions at import; nothing a CPU user can act on."""
+def quiet_torchao():
+    """torchao logs warnings about CUDA-only extensions at import (also when transformers imports it); nothing a
+    CPU user can act on."""
     loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -202,7 +203,7 @@ def _quiet_torchao():
 
 
 def _torchao():
-    with _quiet_torchao():
+    with quiet_torchao():
         import torchao.quantization as tq
         import torchao.quantization.qat as qat
     return tq, qat

@@ -147,10 +147,14 @@ class _TransformersBackend:
 
     def __init__(self, path):
         import torch
-        from transformers import AutoModelForCausalLM
 
+        from ..compress.quantize import quiet_torchao
+
+        with quiet_torchao():  # transformers imports torchao when it is installed
+            from transformers import AutoModelForCausalLM
+
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         self.torch = torch
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         self.name, self.max_len = "transformers", self.model.config.max_position_embeddings
         self.ids: list[int] = []
 
