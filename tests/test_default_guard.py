@@ -374,8 +374,9 @@ def test_card_gives_each_student_its_paired_gap_to_the_teacher(tmp_path):
     p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
     p.data.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    labels = ["unsafe" if i % 3 == 0 else "safe" for i in range(60)]
-    rows = [{"text": f"message {i}", "label": label} for i, label in enumerate(labels)]
+    labels = ["unsafe" if i % 3 == 0 or 6 <= i < 36 and i % 2 else "safe" for i in range(60)]  # "de": 20 unsafe
+    rows = [{"text": f"message {i}", "label": label, "language": "fr" if i < 6 else "de" if i < 36 else "en"}
+            for i, label in enumerate(labels)]
     for split in ("dev", "dev_heldout"):
         (p.data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     shape = next(iter(p.shapes))
@@ -403,4 +404,10 @@ def test_card_gives_each_student_its_paired_gap_to_the_teacher(tmp_path):
     for split in ("dev", "dev_heldout"):
         d = paired_difference(y, predicted(made[(split, shape)]), predicted(made[(split, "teacher")]))
         lo, hi = d["f1_interval"]
-        assert f"| {split} | {shape} (cpu, int4) | {d['f1']:+.3f} | [{lo:+.3f}, {hi:+.3f}] |" in table
+        assert f"| {split} | all | {shape} (cpu, int4) | {d['f1']:+.3f} | [{lo:+.3f}, {hi:+.3f}] |" in table
+        # a slice with enough unsafe examples gets its own row, scored on its examples only
+        de = [i for i, r in enumerate(rows) if r.get("language") == "de"]
+        d = paired_difference(y[de], predicted([made[(split, shape)][i] for i in de]),
+                              predicted([made[(split, "teacher")][i] for i in de]))
+        assert f"| {split} | language de | {shape} (cpu, int4) | {d['f1']:+.3f} |" in table
+        assert "language fr" not in table  # too few unsafe examples to compare

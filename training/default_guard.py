@@ -409,6 +409,20 @@ def _verdicts(data: Path, predictions: Path) -> tuple[list, list]:
     return examples, read_predictions(predictions, examples)
 
 
+GAP_MIN_UNSAFE = 20  # a slice's gap to the teacher is reported when it holds at least this many unsafe examples
+
+
+def _slices(examples: list) -> list[tuple[str, list[int]]]:
+    """The parts of a split the teacher-gap bar speaks of: all of it, prompts and responses, each language; those
+    with too few unsafe examples for an F1 worth comparing are left out."""
+    parts: dict[str, list[int]] = {"all": list(range(len(examples)))}
+    for i, e in enumerate(examples):
+        parts.setdefault({"user": "prompts", "agent": "responses"}.get(e.role, e.role), []).append(i)
+        parts.setdefault(f"language {e.language or 'unknown'}", []).append(i)
+    return [(k, v) for k, v in parts.items()
+            if k == "all" or sum(examples[i].label == "unsafe" for i in v) >= GAP_MIN_UNSAFE and len(v) < len(examples)]
+
+
 def _size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
@@ -508,7 +522,7 @@ def stage_card(p: Paths) -> None:
     from pocketguard.evaluate.metrics import evaluate_examples, gold_flags, paired_difference, predicted
 
     found: dict[tuple[str, str], dict] = {}
-    gaps = []  # (split, student, its paired difference from the teacher)
+    gaps = []  # (split, slice, student, its paired difference from the teacher)
     for split in ("dev", "dev_heldout"):
         # The teacher is taken from any device, a student preferably from the CPU it ships for.
         teacher = None
@@ -521,8 +535,10 @@ def stage_card(p: Paths) -> None:
             if who == "teacher":
                 teacher = verdicts
             elif student and teacher is not None:
-                y = gold_flags([e.label for e in examples])
-                gaps.append((split, label, paired_difference(y, predicted(verdicts), predicted(teacher))))
+                for part, idx in _slices(examples):
+                    y = gold_flags([examples[i].label for i in idx])
+                    pick = lambda vs: predicted([vs[i] for i in idx])  # noqa: E731
+                    gaps.append((split, part, label, paired_difference(y, pick(verdicts), pick(teacher))))
     f = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
     span = lambda iv: "—" if not iv else f"[{iv[0]:+.3f}, {iv[1]:+.3f}]"  # noqa: E731
     out = ["| split | model | n | F1 | precision | recall | FPR | AUPRC | look-alike FPR (n) | prompt F1 | response F1 |",
@@ -541,10 +557,12 @@ def stage_card(p: Paths) -> None:
         out.append(f"| {split} | {who} | " + " | ".join(cell(k) for k in codes) + f" | {f(m['by_category']['macro_f1'])} |")
     # Issue 12's bar, within 2 F1 points of the teacher on every split: paired over the same examples, so the
     # interval says whether a gap is the student's or one run's luck on a few hundred unsafe examples
-    out += ["", "| split | student | ΔF1 vs teacher | 95 % CI (paired bootstrap) | ΔAUPRC | 95 % CI |", "|---|---|---|---|---|---|"]
-    for split, who, d in gaps:
-        out.append(f"| {split} | {who} | {d['f1']:+.3f} | {span(d['f1_interval'])} | "
-                   f"{'—' if d['auprc'] is None else format(d['auprc'], '+.3f')} | {span(d['auprc_interval'])} |")
+    out += ["", "| split | slice | student | ΔF1 vs teacher | 95 % CI (paired bootstrap) | ΔAUPRC | 95 % CI |",
+            "|---|---|---|---|---|---|---|"]
+    for split, part, who, d in gaps:
+        out.append(f"| {split} | {part} | {who} | {'—' if d['f1'] is None else format(d['f1'], '+.3f')} | "
+                   f"{span(d['f1_interval'])} | {'—' if d['auprc'] is None else format(d['auprc'], '+.3f')} | "
+                   f"{span(d['auprc_interval'])} |")
     # Quality vs size: every shape's own recipe report (dev F1 and agreement with the teacher on the recipe's
     # dev_max examples after pruning, distillation and QAT), so shapes that were not shipped count too.
     out += ["", "| student shape | blocks | MLP width | embedding bits | hidden-state distillation | teacher-labelled pool | "
