@@ -388,12 +388,12 @@ DEFLECTIONS = ["I don't want to talk like that. Is there something else I can he
 # the generated benign tables' FOLLOW_UPS: until 2026-12-03 that later table shadowed this one, and after-harm
 # examples ended on "Thanks! Can you make it shorter?" and five like it, never on "yes" or "hello".
 EVERYDAY_TURNS = ["yes", "no", "ok", "okay then", "hello", "hi again", "why?", "what?", "what do you mean?", "never mind",
-              "sorry", "thanks", "thank you anyway", "fine", "whatever", "I'm bored", "I'm tired", "good night",
-              "how are you?", "what's your name?", "who made you?", "what can you do?", "tell me a joke",
-              "let's talk about something else", "can you help me with my homework?", "what's the weather like today?",
-              "lol", "haha", "really?", "are you a robot?", "do you like music?", "what time is it?", "I was kidding",
-              "forget it", "you're funny", "maybe", "I don't know", "tell me more about yourself", "bye", "again",
-              "what is your favourite film?", "can we start over?", "that's not what I asked", "hmm", "yes please"]
+                  "sorry", "thanks", "thank you anyway", "fine", "whatever", "I'm bored", "I'm tired", "good night",
+                  "how are you?", "what's your name?", "who made you?", "what can you do?", "tell me a joke",
+                  "let's talk about something else", "can you help me with my homework?", "what's the weather like today?",
+                  "lol", "haha", "really?", "are you a robot?", "do you like music?", "what time is it?", "I was kidding",
+                  "forget it", "you're funny", "maybe", "I don't know", "tell me more about yourself", "bye", "again",
+                  "what is your favourite film?", "can we start over?", "that's not what I asked", "hmm", "yes please"]
 # An assistant that quotes the user back (reflective chatbots, support bots that restate the issue): the harm
 # then sits in an agent turn as well, and it is still context, not the judged turn. "{said}" is the user's turn.
 QUOTING_REPLIES = ["You said \"{said}\". I won't respond to that, but I'm happy to help with something else.",
@@ -1754,7 +1754,7 @@ class Options:
     comply_rate: float = 0.85  # share of harmful asks also given as ask + compliant reply (unsafe agent turn)
     splices: int = 1000  # messages appended to benign dialogues in train (dev: dev_frac of it)
     long_texts: int = 1600  # asks inside benign small talk in train, half harmful (dev: dev_frac of it)
-    after_harm: int = 2000  # a harmful user turn, a refusal, then the judged turn (half benign) in train (dev: dev_frac)
+    after_harm: int = 2000  # a harmful user turn, a refusal or a quote of it, then the judged turn (half benign) in train (dev: dev_frac)
     max_safe_share: float = 0.6
     vary_frac: float = 0.45  # share of train / dev examples rewritten in another surface form
     rare_floor: int = 400  # unsafe train examples each rare code is upsampled to (with surface variation)
@@ -1908,8 +1908,9 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
     - jailbreak: each jailbreak template wrapped around a harmful English ask → unsafe with the ask's codes;
     - after-harm: a harmful English user message, the agent declining or quoting it back (QUOTING_REPLIES, 30 %),
       at times (30 %) a neutral exchange, then the judged user turn: a benign follow-up (EVERYDAY_TURNS or a
-      benign request) → safe, or another harmful ask → unsafe with its codes (half each). Llama Guard 3 judges only the last user message; without these the guard flagged any turn that
-      followed abuse (86 of the student's 122 false positives on the held-out ConvAbuse turns, 2026-12-02 run b).
+      benign request) → safe, or another harmful ask → unsafe with its codes (half each). Llama Guard 3 judges
+      only the last user message; without these the guard flagged any turn that followed abuse (86 of the
+      student's 122 false positives on the held-out ConvAbuse turns, 2026-12-02 run b).
     """
     harmful = [e for e in exs if e.role == "user" and e.label == "unsafe"]
     asks = [e for e in harmful if e.base_source not in STATEMENT_SOURCES]
