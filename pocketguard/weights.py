@@ -106,9 +106,9 @@ def resolve_dtype(dtype: Dtype, args: ModelArgs, device: str | torch.device, sou
     stay quantized (counted at one byte each, int8's size: an upper bound)."""
     if dtype != "auto":
         return dtype if isinstance(dtype, torch.dtype) else getattr(torch, dtype)
-    need, free = float32_bytes(args, kept_params), free_memory(torch.device(device))
-    if need <= 0.75 * free:
+    if fits_float32(args, device, kept_params):
         return torch.float32
+    need, free = float32_bytes(args, kept_params), free_memory(torch.device(device))
     warnings.warn(f"{source}: float32 weights would take {need / 2**30:.1f} GiB of the {free / 2**30:.1f} GiB free: "
                   "loading in bfloat16", stacklevel=3)
     return torch.bfloat16
@@ -120,9 +120,10 @@ def float32_bytes(args: ModelArgs, kept_params: int = 0) -> int:
         return 4 * (Transformer(args).num_params() - kept_params) + kept_params
 
 
-def fits_float32(args: ModelArgs, device: str | torch.device) -> bool:
-    """Whether the whole model in float32 takes at most 3/4 of the memory free on `device` (`resolve_dtype`'s rule)."""
-    return float32_bytes(args) <= 0.75 * free_memory(torch.device(device))
+def fits_float32(args: ModelArgs, device: str | torch.device, kept_params: int = 0) -> bool:
+    """Whether the model in float32 (`kept_params` of it at one byte) takes at most 3/4 of the memory free on `device`:
+    the one rule behind `resolve_dtype` and a GGUF's `keep_quantized="auto"`."""
+    return float32_bytes(args, kept_params) <= 0.75 * free_memory(torch.device(device))
 
 
 def free_memory(device: torch.device) -> int:
