@@ -53,6 +53,11 @@ class Verdict:
         return asdict(self) | {"flagged": self.flagged}
 
     @classmethod
+    def from_dict(cls, d: dict) -> "Verdict":
+        """The inverse of `to_dict` (a saved prediction's verdict); `flagged` is derived, not stored."""
+        return cls(**{k: v for k, v in d.items() if k != "flagged"})
+
+    @classmethod
     def failure(cls, message: str, role: Role | None = None) -> "Verdict":
         return cls(status="error", role=role, error=message)
 

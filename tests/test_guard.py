@@ -1,5 +1,6 @@
 """Guard runtime: constrained answers, fail-closed errors, prefix cache, batching, context policy."""
 
+import json
 import random
 
 import pytest
@@ -223,3 +224,13 @@ def test_stream_pays_only_for_new_tokens(tok):
     suffix = len(__import__("pocketguard.prompt", fromlist=["x"]).encode_suffix(tok, "agent"))
     per_chunk = (s.fed_tokens - start) / len(words)
     assert per_chunk < suffix + 8  # the suffix plus a few tokens, not the whole growing reply
+
+
+def test_verdict_round_trips_through_its_dict():
+    """Saved predictions are `to_dict()`s; `from_dict` gives the same verdict back (`flagged` is derived)."""
+    from pocketguard.answer import Verdict
+
+    v = Verdict(status="unsafe", role="user", categories=["S9"], p_unsafe=0.9, category_scores={"S9": 0.9},
+                notes=["a note"], timings={"total_ms": 3.0})
+    d = json.loads(json.dumps(v.to_dict()))
+    assert d["flagged"] and Verdict.from_dict(d) == v

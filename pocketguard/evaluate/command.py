@@ -134,8 +134,7 @@ def _resume(path: Path, key_file: Path, run_key: dict, examples: list[Example]) 
             row = json.loads(line)
             if (row["line"], row["label"]) != (ex.line, ex.label):
                 break
-            d = {k: v for k, v in row["verdict"].items() if k != "flagged"}
-            out.append(Verdict(**d))
+            out.append(Verdict.from_dict(row["verdict"]))
         except (json.JSONDecodeError, KeyError, TypeError):
             break
     # rewrite what is kept, so appending continues from a clean line
@@ -161,7 +160,7 @@ def read_predictions(path: Path, examples: list[Example]) -> list[Any]:
             if (row["line"], row["label"]) != (ex.line, ex.label):
                 raise DataError(f"{path}: prediction {i} is for line {row['line']} ({row['label']}), the data's example "
                                 f"{i} is line {ex.line} ({ex.label}): not predictions of this --data")
-            out.append(Verdict(**{k: v for k, v in row["verdict"].items() if k != "flagged"}))
+            out.append(Verdict.from_dict(row["verdict"]))
         except (KeyError, TypeError) as e:
             raise DataError(f"{path}: prediction {i} is not a pocketguard prediction row ({e})") from None
     return out
