@@ -59,20 +59,12 @@ def bundled_mix(tokenizer, n: int = 128, seed: int = 0, mean_tokens: int = 200, 
 
 
 def read_mix(path: Path) -> list:
-    """The user's mix: one conversation per line, as `pocketguard moderate --jsonl` reads them (`from_json`); a
-    line that is not one is an error naming it (a benchmark of fewer conversations than given would mislead)."""
-    from .conversation import ConversationError, as_conversation, from_json
+    """The user's mix: one conversation per line, as `pocketguard moderate --jsonl` reads them
+    (`conversation.read_jsonl`); a line that is not one is an error naming it (a benchmark of fewer conversations
+    than given would mislead)."""
+    from .conversation import read_jsonl
 
-    convs = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = from_json(json.loads(line))
-            as_conversation(item)
-        except (json.JSONDecodeError, ConversationError) as e:
-            raise ValueError(f"{path}:{i}: not a conversation ({e})") from None
-        convs.append(item)
+    convs = read_jsonl(path)
     if not convs:
         raise ValueError(f"{path} holds no conversations")
     return convs

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
 Role = Literal["user", "agent"]
@@ -160,6 +161,23 @@ def from_json(data: Any) -> Any:
             if key in data:
                 return data[key]
     return data
+
+
+def read_jsonl(path: Path) -> list:
+    """The conversations of a JSONL file, one per line as `from_json` reads it, each checked with `as_conversation`;
+    a line that is not one is a ConversationError naming it. Lines are split at "\n" only: `str.splitlines` would
+    also split at U+2028 and its kin, which JSON strings may hold unescaped."""
+    convs = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            item = from_json(json.loads(line))
+            as_conversation(item)
+        except (json.JSONDecodeError, ConversationError) as e:
+            raise ConversationError(f"{path}:{i}: not a conversation ({e})") from None
+        convs.append(item)
+    return convs
 
 
 def content_text(content: Any, where: str = "content") -> tuple[str, Counter[str]]:

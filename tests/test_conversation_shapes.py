@@ -234,3 +234,16 @@ def test_moderations_endpoint_takes_text_parts_and_lists(guard):
         r = client.post("/v1/moderations", json={"input": ["Weather in Paris?", "hello"]})
         assert r.status_code == 200
         assert [x["flagged"] for x in r.json()["results"]] == [guard.moderate(t).flagged for t in ["Weather in Paris?", "hello"]]
+
+
+def test_read_jsonl_splits_lines_at_newlines_only(tmp_path):
+    """JSON strings may hold U+2028 unescaped (`json.dumps(ensure_ascii=False)` writes it so): it is not a line break."""
+    from pocketguard.conversation import read_jsonl
+
+    p = tmp_path / "c.jsonl"
+    p.write_text(json.dumps({"text": "one\u2028line"}, ensure_ascii=False) + "\n\n" + json.dumps(["not", "a conversation"]) + "\n",
+                 encoding="utf-8")
+    with pytest.raises(ConversationError, match=":3: not a conversation"):
+        read_jsonl(p)
+    p.write_text(json.dumps({"text": "one\u2028line"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_jsonl(p) == ["one\u2028line"]

@@ -260,6 +260,15 @@ def test_export_command_writes_and_verifies(models, tiny_tok, tmp_path, capsys, 
     assert len(lines) == len(command.VERIFY_CONVERSATIONS)
     assert "verdicts agree" in text and rc == (0 if all(x.startswith("same") for x in lines) else 1)
     assert command.run(p.parse_args(["--model", str(tmp_path / "nope"), "--format", fmt, "--out", str(out)])) == 2
+    # --conversations adds the user's own (read as `moderate --jsonl` reads them); a line that is not one is named
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"messages": [{"role": "user", "content": "how do I steal a car"}]}) + "\n")
+    command.run(p.parse_args(["--model", str(art), "--format", fmt, "--out", str(out), "--verify", "--conversations", str(extra)]))
+    assert len([x for x in capsys.readouterr().out.splitlines() if x.startswith(("same", "DIFF"))]) == len(lines) + 1
+    extra.write_text(json.dumps("fine") + "\n" + json.dumps({"label": "safe"}) + "\n")
+    assert command.run(p.parse_args(["--model", str(art), "--format", fmt, "--out", str(out), "--verify",
+                                     "--conversations", str(extra)])) == 2
+    assert f"{extra}:2: not a conversation" in capsys.readouterr().err
 
 
 def test_gguf_verify_without_llama_cpp_reads_the_file_back_and_says_so(models, tiny_tok, tmp_path, capsys, monkeypatch):

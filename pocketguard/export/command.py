@@ -12,7 +12,6 @@ exit code is 1 when any verdict differs.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -93,15 +92,11 @@ def run(args) -> int:
 
 
 def verify(args, model, tok, policy, out) -> int:
-    from ..conversation import from_json
+    from ..conversation import read_jsonl
     from ..guard import Guard
     from .backend import judge
 
-    convs = list(VERIFY_CONVERSATIONS)
-    if args.conversations:
-        for line in args.conversations.read_text(encoding="utf-8").split("\n"):  # JSONL: not splitlines()
-            if line.strip():
-                convs.append(from_json(json.loads(line)))
+    convs = list(VERIFY_CONVERSATIONS) + (read_jsonl(args.conversations) if args.conversations else [])
     from .backend import TorchBackend
 
     guard = Guard(model, tok, policy)
