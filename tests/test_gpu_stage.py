@@ -48,3 +48,34 @@ def test_resume_without_a_started_run_is_an_error(tmp_path, args):
     assert r.returncode != 0
     assert ("nothing to resume" in r.stderr) if len(args) == 2 else ("shapes" in r.stderr)
     assert not (tmp_path / "results").exists()
+
+
+def test_poll_on_a_fresh_machine_says_so_at_once(tmp_path):
+    """A machine that went back between calls leaves a fresh one with nothing started: no waiting out the call."""
+    t0 = time.monotonic()
+    r = subprocess.run(["bash", str(SCRIPT), "poll", "60"], env=_env(tmp_path), capture_output=True, text=True)
+    assert r.returncode == 3
+    assert "no pipeline was started on this machine" in r.stderr
+    assert time.monotonic() - t0 < 30
+
+
+def test_poll_stops_waiting_for_a_pipeline_that_died(tmp_path):
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "run.log").write_text("started\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "log.txt").write_text("teacher: step 40\n")  # no PIPELINE_FINISHED / _FAILED, no process
+    t0 = time.monotonic()
+    r = subprocess.run(["bash", str(SCRIPT), "poll", "60"], env=_env(tmp_path), capture_output=True, text=True)
+    assert "the pipeline is not running and did not finish" in r.stderr
+    assert "teacher: step 40" in r.stdout
+    assert time.monotonic() - t0 < 30
+
+
+def test_start_with_a_missing_backbone_part_names_the_parts_it_has(tmp_path):
+    part = tmp_path / "p01"
+    part.write_bytes(b"second half")
+    env = {**_env(tmp_path), "BACKBONE_SHA256": "0" * 64}
+    r = subprocess.run(["bash", str(SCRIPT), "start", "b22-f1536-e4-hv", str(part)], env=env, capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "p01 (11 bytes)" in r.stderr and "send the missing ones with `part`" in r.stderr
+    assert not (tmp_path / "work").exists()  # nothing launched

@@ -28,6 +28,9 @@
 # brought both students back that way). Next, planned (~23 minutes computed from run i): the data of 2026-12-03
 # (after-harm fix) and the full-width shape with the teacher-labelled pool,
 # TEACHER_SEEDS=0 STUDENT_EVAL=heldout … start "b22-f1536-e4-hxv" (stage `label` runs first, ~2 minutes).
+# Tried on 2026-12-03 (second session) and lost: the machine went back twice in the gap between calls made back to
+# back (after `part`, and after the call that ran teacher and `label`: teacher 346 s, label 134 s on the new data),
+# so nothing came back; `poll` and `start` now say at once when they find a fresh machine or missing parts.
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
@@ -55,7 +58,10 @@ case "${1:?part | start | resume | poll | fetch}" in
   start)
     shapes=${2:?shapes}; shift 2; stage_files "$@"
     cat "$stage"/p[0-9][0-9] > "$stage/backbone.gguf"
-    echo "$sha  $stage/backbone.gguf" | sha256sum -c
+    echo "$sha  $stage/backbone.gguf" | sha256sum -c || {
+      # a machine that went back between calls takes the parts already sent with it: say which ones are here
+      echo "the backbone parts here do not join to the GGUF: $(cd "$stage" && ls -l p[0-9][0-9] | awk '{print $NF" ("$5" bytes)"}' | paste -sd' ');" \
+           "send the missing ones with \`part\` and start again" >&2; exit 1; }
     rm -rf "$work" "$results" && mkdir -p "$work/runs" "$results"
     tar --exclude=./.carry --exclude=./.whl --exclude=./.git --exclude=./runs -cf - . | tar xf - -C "$work"
     tar xzf "$stage/data.tgz" -C "$work/runs"
@@ -69,9 +75,16 @@ case "${1:?part | start | resume | poll | fetch}" in
     rm -rf "$results" && mkdir -p "$results"
     launch "$shapes" ;;
   poll)
+    # a fresh machine (the lease's earlier one went back after 30 s idle between calls) has no pipeline: say so at
+    # once rather than wait out the call (a lost machine cost 575 s of a poll's device time on 2026-12-03)
+    [ -e "$stage/run.log" ] || { echo "no pipeline was started on this machine (a fresh one: the earlier machine went back" \
+      "between calls, and the parts, data and runs went with it): start again" >&2; exit 3; }
     end=$(( $(date +%s) + ${2:-500} ))
     while [ "$(date +%s)" -lt $end ]; do
       grep -q "PIPELINE_FINISHED\|PIPELINE_FAILED" "$results/log.txt" 2>/dev/null && break
+      pgrep -f "bash training/gpu_run.sh" > /dev/null 2>&1 || { sleep 2  # it may have just written its last line
+        grep -q "PIPELINE_FINISHED\|PIPELINE_FAILED" "$results/log.txt" 2>/dev/null \
+          || echo "the pipeline is not running and did not finish (killed?): resume it" >&2; break; }
       sleep 10
     done
     tail -c 2500 "$results/log.txt" 2>/dev/null || tail -c 2500 "$stage/run.log"
