@@ -160,7 +160,10 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pocketguard", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pocketguard", description="Compact, fast LLM safety guards: judge conversations as safe or unsafe with "
+        "MLCommons hazard categories S1-S14, and compress, export, evaluate and benchmark guards.",
+        epilog="`pocketguard VERB --help` for a verb's options; exit codes of moderate: 0 safe, 1 unsafe, 2 could not judge.")
     sub = parser.add_subparsers(dest="verb", required=True)
     argv = sys.argv[1:] if argv is None else argv
     # Only the chosen verb's module is imported; the rest get a placeholder parser for --help.
