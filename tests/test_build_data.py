@@ -302,13 +302,34 @@ def test_unlabelled_pool_holds_train_rows_no_rule_labels_and_nothing_of_the_spli
     # the splits are what they were without the pool: its rows never carry a rule label
     assert not any(e.label == bd.UNLABELLED for _, e in _all(built))
     capped = bd.build(data, seed=0, dev_frac=0.5, splices=6, vary_frac=0.0, rare_floor=0, per_template=3, extra_per_source=1)
-    assert max(Counter(e.base_source for e in capped.extra).values()) == 1
+    assert max(Counter(e.base_source for e in capped.extra if "/pool-" not in e.source).values()) == 1
     assert capped.splits == built.splits
     assert bd.main(["--data", str(data), "--out", str(tmp_path), "--dev-frac", "0.5", "--per-template", "3"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "extra.jsonl").read_text().splitlines()]
     assert rows and {r["label"] for r in rows} == {bd.UNLABELLED}
     for r in rows:
         Conversation.from_messages(r["messages"], r["role"])
+
+
+def test_pool_dialogues_set_pool_messages_in_context_unlabelled(data, built):
+    """Pool messages after one of train's benign dialogues (judged) or answered and followed by an everyday turn
+    (judged): unlabelled, of train groups, drawn from the pool only, each conversation once."""
+    extra = built.extra
+    stitched = [e for e in extra if "/pool-" in e.source]
+    assert {e.source.rsplit("/", 1)[1] for e in stitched} == {"pool-in-dialogue", "pool-before-turn"}
+    singles = {e.messages[0]["content"] for e in extra if len(e.messages) == 1}
+    train_dialogues = [e.messages for e in built.splits["train"] if e.base_source in bd.DIALOGUE_SOURCES and e.role == "agent"]
+    for e in stitched:
+        assert e.label == bd.UNLABELLED and not e.categories
+        if e.source.endswith("pool-in-dialogue"):
+            assert e.role == "user" and e.messages[-1]["content"] in singles and e.messages[:-1] in train_dialogues
+        else:
+            assert [m["role"] for m in e.messages] == ["user", "assistant", "user"]
+            assert e.messages[0]["content"] in singles and e.messages[2]["content"] in bd.EVERYDAY_TURNS
+    assert len({e.key() for e in extra}) == len(extra)
+    rng = random.Random(0)
+    assert bd.pool_dialogues(extra, built.splits["train"], 0, rng) == []
+    assert bd.pool_dialogues([], built.splits["train"], 10, rng) == []  # nothing to set in context
 
 
 @pytest.mark.parametrize("text, codes", [

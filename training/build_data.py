@@ -1761,6 +1761,7 @@ class Options:
     per_template: int = 30  # generated examples per template of GENERATED_BENIGN / GENERATED_UNSAFE (fewest of it and the slot combinations)
     caps: dict[str, int] = field(default_factory=lambda: dict(CATEGORY_CAPS))
     extra_per_source: int = 2500  # most unlabelled pool examples taken from one source (extra.jsonl)
+    pool_dialogues: int = 3000  # pool messages set in conversations for the teacher to judge (extra.jsonl), half after a benign dialogue
 
 
 # Over-represented codes: unsafe train examples naming only capped codes are dropped at random until each code
@@ -1826,7 +1827,8 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
 
 def _extra(pool: list[Example], splits: dict[str, list[Example]], o: Options, dropped: Counter) -> list[Example]:
     """The unlabelled pool for extra.jsonl: one copy per text, none whose text (or judged turn) is in any split,
-    at most `extra_per_source` per source (seeded sample), surface-varied like train."""
+    at most `extra_per_source` per source (seeded sample), surface-varied like train; plus `pool_dialogues` of
+    them set in conversations."""
     seen = {e.key() for exs in splits.values() for e in exs}
     by_source: dict[str, list[Example]] = defaultdict(list)
     for e in pool:
@@ -1841,8 +1843,32 @@ def _extra(pool: list[Example], splits: dict[str, list[Example]], o: Options, dr
             dropped[f"unlabelled pool {source} (over extra_per_source)"] = len(exs) - o.extra_per_source
             exs = random.Random(f"{o.seed}:extra:{source}").sample(exs, o.extra_per_source)
         out += [vary_example(e, f"{o.seed}:extra", o.vary_frac) for e in exs]
+    out += pool_dialogues(out, splits["train"], o.pool_dialogues, random.Random(f"{o.seed}:extra:dialogues"))
     random.Random(f"{o.seed}:order:extra").shuffle(out)
     return out
+
+
+def pool_dialogues(pool: list[Example], train: list[Example], n: int, rng: random.Random) -> list[Example]:
+    """Pool messages in conversations, unlabelled like the pool (the teacher judges them): a single-turn English
+    message after one of train's benign dialogues (judged), or said first and answered, with an everyday turn
+    judged after it (half each). Distillation matches the teacher on these inputs too: what a guard does with
+    context it did not see in its own labelled rows (the transfer-set augmentation of TinyBERT, Jiao et al.,
+    2020, with context instead of word swaps)."""
+    singles = [e for e in pool if len(e.messages) == 1 and e.language == "en" and len(e.messages[0]["content"]) < 600]
+    prefixes = [e.messages for e in train if e.base_source in DIALOGUE_SOURCES and e.role == "agent" and e.label == "safe"]
+    out: list[Example] = []
+    for i in range(n if singles and prefixes else 0):
+        msg = rng.choice(singles)
+        if i % 2 == 0:
+            messages, how = rng.choice(prefixes) + msg.messages, "in-dialogue"
+        else:
+            reply = rng.choice(DEFLECTIONS + NEUTRAL_REPLIES)
+            messages, how = turns(msg.messages[0]["content"], reply, rng.choice(EVERYDAY_TURNS)), "before-turn"
+        out.append(Example(messages, UNLABELLED, [], f"{msg.base_source}/pool-{how}", group=msg.group))
+    unique: dict[str, Example] = {}
+    for e in out:
+        unique.setdefault(e.key(), e)
+    return list(unique.values())
 
 
 def _chars(e: Example) -> int:

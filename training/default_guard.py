@@ -104,7 +104,7 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # its shape's gap (−2.3): full width with the pool (its vocabulary from train + pool: ~2 MB more)
           "b22-f1536-e4-hxv": Shape(22, 1536, 4, 1.0, True, True)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
-EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (31k) + the labelled pool (13k) ≈ 1.5 / 0.5 epochs of train
+EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (33k) + the labelled pool (16k) ≈ 1.5 / 0.5 epochs of train
 # The teacher is a "model soup" (Wortsman et al., 2022) of fine-tunes that differ only in seed (data order,
 # augmentation): trained side by side on the one GPU, then averaged weight by weight. Fine-tunes of one
 # pretrained start average into a model as good in distribution and steadier on unseen sources than any one of
