@@ -411,3 +411,19 @@ def test_card_gives_each_student_its_paired_gap_to_the_teacher(tmp_path):
                               predicted([made[(split, "teacher")][i] for i in de]))
         assert f"| {split} | language de | {shape} (cpu, int4) | {d['f1']:+.3f} |" in table
         assert "language fr" not in table  # too few unsafe examples to compare
+
+
+def test_probe_stage_refuses_probes_the_data_holds_in_another_surface_form(tmp_path):
+    """A probe said in train or the unlabelled pool, even with other case and punctuation (build_data's surface
+    variation), stops the probe table before any model loads."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    probe = json.loads(dg.PROBES.read_text().splitlines()[39])["messages"][0]["content"]
+    (tmp_path / "data").mkdir()
+    row = lambda text: json.dumps({"messages": [{"role": "user", "content": text}], "label": "unlabelled"}) + "\n"  # noqa: E731
+    (tmp_path / "data" / "train.jsonl").write_text(row("hello"))
+    (tmp_path / "data" / "extra.jsonl").write_text(row(probe.upper().rstrip("?") + " :)"))
+    p = dg.Paths(tmp_path / "out", tmp_path / "data", False)
+    with pytest.raises(SystemExit, match="probes must not be trained on; in train.jsonl, extra.jsonl"):
+        dg.stage_probe(p, ["no-such-model"], "cpu")

@@ -438,14 +438,17 @@ def _report(p: Paths, shape: str) -> dict[str, dict] | None:
 def stage_probe(p: Paths, models: list[str], device: str) -> None:
     """The hand-written probes (training/probes.jsonl: never trained on) as a table: expected vs each model's
     verdict; a probe is right when the status matches and, for unsafe, the expected categories are named."""
+    from build_data import norm  # this script's folder is on sys.path; texts compare as build_data's dedup does
     from pocketguard.guard import Guard
     from pocketguard.examples import load_examples
 
     probes = load_examples(PROBES)
-    seen = {m["content"].strip().lower() for e in load_examples(p.data / "train.jsonl") for m in e["messages"]}
-    leaked = [m["content"] for e in probes for m in e["messages"] if m["content"].strip().lower() in seen]
+    trained = [p.data / "train.jsonl", *[f for f in (p.data / "extra.jsonl",) if f.exists()]]  # the pool: "-x" shapes
+    seen = {norm(m["content"]) for f in trained for line in f.read_text(encoding="utf-8").split("\n") if line.strip()
+            for m in json.loads(line)["messages"]}
+    leaked = [m["content"] for e in probes for m in e["messages"] if norm(m["content"]) in seen]
     if leaked:
-        raise SystemExit(f"probes must not be trained on; in train.jsonl: {leaked}")
+        raise SystemExit(f"probes must not be trained on; in {', '.join(f.name for f in trained)}: {leaked}")
     out = ["| # | judged | text | expected | " + " | ".join(models) + " |", "|---|---|---|---|" + "---|" * len(models)]
     verdicts = {m: Guard.load(p.model(m), device=device).moderate_batch([e["messages"] for e in probes]) for m in models}
     right = dict.fromkeys(models, 0)
