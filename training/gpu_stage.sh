@@ -31,8 +31,10 @@
 # Tried on 2026-12-03 (second session) and lost: the machine went back twice in the gap between calls made back to
 # back (after `part`, and after the call that ran teacher and `label`: teacher 346 s, label 134 s on the new data),
 # so nothing came back; `poll` and `start` now say at once when they find a fresh machine or missing parts.
-# Since then the pool holds 3,000 more rows (build_data.py's pool dialogues; .carry/data.tgz rebuilt, splits
-# unchanged): `label` ~165 s and the -x distillation ~7 % longer, ~24 minutes computed for the same plan.
+# Since then the pool holds 3,000 more rows (build_data.py's pool dialogues) and train lost the rows saying a probe
+# (521 of 33,034 rows differ; dev and dev_heldout unchanged); .carry/data.tgz rebuilt. `label` ~165 s and the -x
+# distillation ~7 % longer: ~24 minutes computed for the same plan (STUDENT_EVAL=0 saves the student's held-out
+# eval on the GPU, ~1-2 minutes, when the CPU eval here will do).
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
