@@ -57,7 +57,7 @@ def test_markdown_shows_the_tables(tmp_path):
     write_json(report, tmp_path / "r.json")
     md = markdown(read_json(tmp_path / "r.json"))
     assert md == markdown(report)  # rendered from the JSON alone
-    assert "| bf16 (reference) | 2.2 GB |" in md and "| int4 | 762.9 MB |" in md
+    assert "| bf16 (reference) | 2.2 GiB |" in md and "| int4 | 762.9 MiB |" in md
     assert "- line 7: unknown categories ['S99']" in md
     assert "## Fidelity against `bf16`" in md and "| int8 | 9.100 | 1.0100 | 0.00300 |" in md
     assert "| int4 | tokenizers differ |" in md

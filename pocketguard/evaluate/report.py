@@ -65,8 +65,8 @@ def _f(x: Any, digits: int = 3) -> str:
 def _size(n: int | None) -> str:
     if n is None:
         return "—"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):  # binary units, named as such (bench prints MiB too)
+        if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
@@ -221,7 +221,7 @@ def plot_pr_curves(curves: dict[str, tuple[Sequence[bool], Sequence[float]]], pa
 
 
 def plot_pareto(rows: Sequence[dict], path: str | Path) -> None:
-    """Size (MB) against F1 per model, the Pareto front joined by a line."""
+    """Size (MiB) against F1 per model, the Pareto front joined by a line."""
     pts = [(r["size_bytes"] / 2**20, r["f1"], r["name"], r["pareto"]) for r in rows
            if r["size_bytes"] is not None and r["f1"] is not None]
     fig = Figure(figsize=(6, 4.5), dpi=120)
@@ -235,7 +235,7 @@ def plot_pareto(rows: Sequence[dict], path: str | Path) -> None:
     sizes = [s for s, *_ in pts]
     if sizes and min(sizes) > 0 and max(sizes) / min(sizes) > 10:
         ax.set_xscale("log")
-    ax.set(xlabel="size on disk (MB)", ylabel="F1 (unsafe)", title="Size vs F1 (blue: Pareto front)")
+    ax.set(xlabel="size on disk (MiB)", ylabel="F1 (unsafe)", title="Size vs F1 (blue: Pareto front)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
