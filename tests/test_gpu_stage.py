@@ -79,3 +79,49 @@ def test_start_with_a_missing_backbone_part_names_the_parts_it_has(tmp_path):
     assert r.returncode == 1
     assert "p01 (11 bytes)" in r.stderr and "send the missing ones with `part`" in r.stderr
     assert not (tmp_path / "work").exists()  # nothing launched
+
+
+FINISHING_STUB = """#!/usr/bin/env bash
+# stands in for gpu_run.sh: what a finished pipeline leaves in the results folder
+echo "shapes=$SHAPES args=$*" > "$3/log.partial"
+ls runs/data >> "$3/log.partial"
+head -c 4 "$2" >> "$3/log.partial"; echo >> "$3/log.partial"
+touch "$3/results.tgz" "$3/student.tgz.00" "$3/student-x.log"
+echo PIPELINE_FINISHED >> "$3/log.partial"
+mv "$3/log.partial" "$3/log.txt"
+"""
+
+
+def test_parts_start_and_poll_bring_a_finished_run_back(tmp_path):
+    """The lease as planned: a part in one call, the other part, the data and `start` in the next (the parts join
+    to the checked GGUF, the tree and the data land in the work folder, the pipeline runs detached), then `poll`
+    copies what came out into $OUT."""
+    import hashlib
+    import tarfile
+
+    repo = tmp_path / "repo"
+    (repo / "training").mkdir(parents=True)
+    (repo / "training" / "gpu_run.sh").write_text(FINISHING_STUB)
+    (repo / ".carry").mkdir()
+    backbone = b"GGUF" + bytes(range(256)) * 4
+    (repo / ".carry" / "p00").write_bytes(backbone[:600])
+    (repo / ".carry" / "p01").write_bytes(backbone[600:])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text("{}\n")
+    with tarfile.open(repo / ".carry" / "data.tgz", "w:gz") as t:
+        t.add(tmp_path / "data", arcname="data")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**_env(tmp_path), "BACKBONE_SHA256": hashlib.sha256(backbone).hexdigest(), "OUT": str(out)}
+    call = lambda *a: subprocess.run(["bash", str(SCRIPT), *a], env=env, cwd=repo, capture_output=True, text=True)  # noqa: E731
+    assert call("part", ".carry/p00").returncode == 0
+    r = call("start", "b22-f1536-e4-hxv", ".carry/data.tgz", ".carry/p01")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "stage" / "backbone.gguf").read_bytes() == backbone
+    assert not (tmp_path / "work" / ".carry").exists()  # the parts and data do not travel into the work tree
+    r = call("poll", "30")
+    assert r.returncode == 0, r.stderr
+    log = (out / "log.txt").read_text()
+    assert f"shapes=b22-f1536-e4-hxv args=runs/data {tmp_path / 'stage' / 'backbone.gguf'} {tmp_path / 'results'}" in log
+    assert "train.jsonl" in log and "GGUF" in log and "PIPELINE_FINISHED" in log
+    assert {p.name for p in out.iterdir()} == {"log.txt", "logs.tgz", "results.tgz", "student.tgz.00"}

@@ -92,7 +92,8 @@ case "${1:?part | start | resume | poll | fetch}" in
       sleep 10
     done
     tail -c 2500 "$results/log.txt" 2>/dev/null || tail -c 2500 "$stage/run.log"
-    for f in "$results"/student-*.log; do [ -e "$f" ] && { echo "== $f"; grep -E "^\[|→|Error|Traceback" "$f" | tail -6; }; done
+    # (a log with no such line yet must not end the call under `set -e` before the results are copied)
+    for f in "$results"/student-*.log; do [ -e "$f" ] && { echo "== $f"; grep -E "^\[|→|Error|Traceback" "$f" | tail -6 || true; }; done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
     if grep -q PIPELINE_FINISHED "$results/log.txt" 2>/dev/null && [ -n "${OUT:-}" ]; then
       (cd "$results" && tar czf "$OUT/logs.tgz" ./*.log && cp results.tgz student.tgz.* log.txt "$OUT/")
