@@ -34,7 +34,10 @@
 # Since then the pool holds 3,000 more rows (build_data.py's pool dialogues) and train lost the rows saying a probe
 # (521 of 33,034 rows differ; dev and dev_heldout unchanged); .carry/data.tgz rebuilt. `label` ~165 s and the -x
 # distillation ~7 % longer: ~24 minutes computed for the same plan (STUDENT_EVAL=0 saves the student's held-out
-# eval on the GPU, ~1-2 minutes, when the CPU eval here will do).
+# eval on the GPU, ~1-2 minutes, when the CPU eval here will do). A second student beside it is within reach
+# when the machine starts at the first try: run d trained two in parallel at ~1.4x one's distil time (b26-f1024
+# 363-374 s beside each other vs b22-f1536 262-271 s alone in runs h-i), ~3 minutes more; the shipped recipe on
+# the new data, `start "b22-f1536-e4-hxv b26-f1024-e4-h"`, says what the data alone is worth (~25 minutes computed).
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
