@@ -374,7 +374,8 @@ NEAR_JACCARD = 0.15
 # The hand-written probes of the model card (default_guard.py `probe`) are never trained on: an example any of
 # whose messages is a probe's judged message (normalised as in dedup) is dropped, whatever source generated it.
 # (The question before a judged reply may be an everyday one — "What do you think about immigrants?" — and stays.)
-PROBES = ",".join(str(Path(__file__).resolve().parent / f) for f in ("probes.jsonl", "probes-fresh.jsonl"))
+# A probe set is any training/probes*.jsonl (gpu_run.sh tables each one).
+PROBES = ",".join(str(f) for f in sorted(Path(__file__).resolve().parent.glob("probes*.jsonl")))
 # (source, label) → most base examples kept, so no single large set dominates.
 CAPS: dict[tuple[str, str], int] = {
     ("clinc-oos-queries", "safe"): 2500,

@@ -447,9 +447,9 @@ def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PR
     from pocketguard.examples import load_examples
 
     probes = load_examples(probes_file)
-    trained = [p.data / "train.jsonl", *[f for f in (p.data / "extra.jsonl",) if f.exists()]]  # the pool: "-x" shapes
-    seen = {norm(m["content"]) for f in trained for line in f.read_text(encoding="utf-8").split("\n") if line.strip()
-            for m in json.loads(line)["messages"]}
+    extra = p.data / "extra.jsonl"  # the unlabelled pool, which "-x" shapes train on
+    trained = [p.data / "train.jsonl"] + ([extra] if extra.exists() else [])
+    seen = {norm(m["content"]) for f in trained for row in _jsonl(f) for m in row["messages"]}
     leaked = [e["messages"][-1]["content"] for e in probes if norm(e["messages"][-1]["content"]) in seen]  # the judged one
     if leaked:
         raise SystemExit(f"probes must not be trained on; in {', '.join(f.name for f in trained)}: {leaked}")

@@ -103,7 +103,7 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   echo "students and teacher eval done after $(( $(date +%s) - start ))s"
   for f in "$results"/student-*.log; do grep -E "^\[|→" "$f"; done
   $dg pick
-  for probes in training/probes.jsonl training/probes-fresh.jsonl; do
+  for probes in training/probes*.jsonl; do  # every probe set (build_data.py keeps each out of the data)
     $dg probe --device cuda --probes "$probes" --models "teacher${ingredients:+,$ingredients}","$(cat runs/$run/picked.txt)"
   done
 } 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn|register_constant" | tee "$results/log.txt"
