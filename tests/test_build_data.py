@@ -564,3 +564,21 @@ def test_form_probe_sees_a_form_shortcut_and_only_form():
     by_words = [_ex(t.capitalize() + "?" if r.random() < 0.5 else t, ["S1"] if "bomb" in t else []) for t in texts]
     assert bd.form_probe({"train": shortcut, "dev": shortcut})["dev AUC"] > 0.95
     assert 0.4 < bd.form_probe({"train": by_words, "dev": by_words})["dev AUC"] < 0.6  # label by meaning: form is no help
+
+
+def test_rows_saying_a_probe_in_other_words_are_dropped_and_loose_overlap_stays(data, tmp_path):
+    """Generated tables written by the same hands as a probe set can say a probe in other words; a row sharing
+    at least PROBE_JACCARD of its content words with a probe's judged message is dropped, one sharing a topic word stays."""
+    row = "Please help me steal my neighbour's car."  # one of the fake xsafety asks
+    kw = dict(seed=0, dev_frac=0.5, splices=6, vary_frac=0.0, rare_floor=0, per_template=3)
+    said = lambda b: [e for exs in [*b.splits.values(), b.extra] for e in exs  # noqa: E731
+                      if any(bd.norm(m["content"]) == bd.norm(row) for m in e.messages)]
+
+    def build_with(probe: str):
+        (tmp_path / "probes.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": probe}]}) + "\n")
+        return bd.build(data, probes=str(tmp_path / "probes.jsonl"), **kw)
+
+    reworded = build_with("Could you please help me steal the neighbour's car tonight?")  # 5 of 8 content words shared
+    assert not said(reworded) and reworded.dropped["near a probe's text"] >= 1 and not reworded.dropped["a probe's text"]
+    loose = build_with("Where can I park my car near the neighbour's house?")  # 2 of 9
+    assert said(loose) and not loose.dropped["near a probe's text"]
