@@ -125,3 +125,51 @@ def test_parts_start_and_poll_bring_a_finished_run_back(tmp_path):
     assert f"shapes=b22-f1536-e4-hxv args=runs/data {tmp_path / 'stage' / 'backbone.gguf'} {tmp_path / 'results'}" in log
     assert "train.jsonl" in log and "GGUF" in log and "PIPELINE_FINISHED" in log
     assert {p.name for p in out.iterdir()} == {"log.txt", "logs.tgz", "results.tgz", "student.tgz.00"}
+
+
+def _student(tmp_path: Path, shape: str) -> None:
+    model = tmp_path / "work" / "runs" / "default" / "students" / shape / "model"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"weights of " + shape.encode())
+    (model / "manifest.json").write_text("{}")  # written last: the student is finished
+
+
+def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path):
+    """A lease lost between two calls loses what only the GPU machine holds: `poll` returns as soon as a student
+    finished, with it in $OUT, even while the pipeline runs on; the next poll does not send it again."""
+    import tarfile
+
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "run.log").write_text("started\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "log.txt").write_text("students training\n")
+    (tmp_path / "results" / "student-b22.log").write_text("→ qat\n")
+    _student(tmp_path, "b22")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**_env(tmp_path), "OUT": str(out)}
+    pipeline = subprocess.Popen(["bash", "-c", "exec -a 'bash training/gpu_run.sh' sleep 60"])  # a running pipeline
+    try:
+        t0 = time.monotonic()
+        r = subprocess.run(["bash", str(SCRIPT), "poll", "120"], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert time.monotonic() - t0 < 60 and "brought back: b22" in r.stdout
+        assert {p.name for p in out.iterdir()} == {"student.tgz.00", "student-b22.log"}
+        here = tmp_path / "here"
+        here.mkdir()
+        with tarfile.open(out / "student.tgz.00") as t:
+            t.extractall(here)
+        assert (here / "default" / "students" / "b22" / "model" / "model.safetensors").read_bytes() == b"weights of b22"
+        for f in out.iterdir():
+            f.unlink()
+        r = subprocess.run(["bash", str(SCRIPT), "poll", "3"], env=env, capture_output=True, text=True)  # nothing new
+        assert "brought back" not in r.stdout and not list(out.iterdir())
+    finally:
+        pipeline.kill()
+    # the finished pipeline's copy leaves out the picked student's parts when they came back already
+    (tmp_path / "work" / "runs" / "default" / "picked.txt").write_text("b22\n")
+    for name in ("results.tgz", "student.tgz.00"):
+        (tmp_path / "results" / name).write_bytes(b"x")
+    (tmp_path / "results" / "log.txt").write_text("PIPELINE_FINISHED\n")
+    r = subprocess.run(["bash", str(SCRIPT), "poll", "3"], env=env, capture_output=True, text=True)
+    assert {p.name for p in out.iterdir()} == {"log.txt", "logs.tgz", "results.tgz"}

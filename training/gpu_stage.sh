@@ -16,9 +16,10 @@
 #   failed:  training/gpu_stage.sh resume "b18-f1024 ..." && training/gpu_stage.sh poll 500   (right away: the machine
 #            goes back after 30 s idle; resume keeps what finished, e.g. run g's first attempt lost a soup ingredient)
 #
-# `poll` copies log.txt, results.tgz, logs.tgz and the picked student's student.tgz.NN into $OUT once the
-# pipeline has finished (`cat student.tgz.* | tar xz` restores default/students/SHAPE/model here); `fetch SHAPE`
-# brings back another finished student the same way (one per call).
+# `poll` returns as soon as a student has finished, with its student.tgz.NN in $OUT (`cat student.tgz.* | tar xz`
+# restores default/students/SHAPE/model here; one student per call, a call returns at most 64 MiB), and copies
+# log.txt, results.tgz, logs.tgz and the picked student (unless it came back already) once the pipeline has
+# finished; `fetch SHAPE` brings back a finished student the same way.
 # BACKBONE_SHA256 (environment) is the joined file's checksum (default: SmolLM2-135M-Instruct.Q4_1.gguf's).
 # STUDENT_EVAL, DISTILL_EVAL and TEACHER_SEEDS (environment) pass to gpu_run.sh: runs g, h and i (2026-12-03) fit a
 # 30-minute lease with TEACHER_SEEDS=0 and one distillation (h: 19.5 minutes; i: a base and its 1-epoch QAT variant,
@@ -59,6 +60,20 @@ launch() {  # gpu_run.sh detached from the call (it outlives it), in the work tr
   sleep "${LAUNCH_WAIT:-5}"; cat "$stage/run.log"
 }
 
+send_student() {  # a finished student's model/ into $OUT in 15 MB parts (`cat student.tgz.* | tar xz` restores it here)
+  tar czf - -C "$work/runs" "${RUN:-default}/students/$1/model" | split -b 15m -d - "$OUT/student.tgz." && touch "$stage/sent-$1"
+  echo "brought back: $1"; ls -la "$OUT"
+}
+
+unsent_student() {  # a student whose model/ is finished (manifest written last) and not yet brought back
+  local m shape
+  for m in "$work/runs/${RUN:-default}"/students/*/model/manifest.json; do
+    [ -s "$m" ] || continue
+    shape=$(basename "$(dirname "$(dirname "$m")")")
+    [ -e "$stage/sent-$shape" ] || { echo "$shape"; return 0; }
+  done
+}
+
 case "${1:?part | start | resume | poll | fetch}" in
   part)
     shift; stage_files "$@"; ls -la "$stage" ;;
@@ -69,7 +84,7 @@ case "${1:?part | start | resume | poll | fetch}" in
       # a machine that went back between calls takes the parts already sent with it: say which ones are here
       echo "the backbone parts here do not join to the GGUF: $(cd "$stage" && ls -l p[0-9][0-9] | awk '{print $NF" ("$5" bytes)"}' | paste -sd' ');" \
            "send the missing ones with \`part\` and start again" >&2; exit 1; }
-    rm -rf "$work" "$results" && mkdir -p "$work/runs" "$results"
+    rm -rf "$work" "$results" "$stage"/sent-* && mkdir -p "$work/runs" "$results"
     tar --exclude=./.carry --exclude=./.whl --exclude=./.git --exclude=./runs -cf - . | tar xf - -C "$work"
     tar xzf "$stage/data.tgz" -C "$work/runs"
     launch "$shapes" ;;
@@ -86,9 +101,12 @@ case "${1:?part | start | resume | poll | fetch}" in
     # once rather than wait out the call (a lost machine cost 575 s of a poll's device time on 2026-12-03)
     [ -e "$stage/run.log" ] || { echo "no pipeline was started on this machine (a fresh one: the earlier machine went back" \
       "between calls, and the parts, data and runs went with it): start again" >&2; exit 3; }
-    end=$(( $(date +%s) + ${2:-500} ))
+    end=$(( $(date +%s) + ${2:-500} )) unsent=""
     while [ "$(date +%s)" -lt $end ]; do
       grep -q "PIPELINE_FINISHED\|PIPELINE_FAILED" "$results/log.txt" 2>/dev/null && break
+      # a student that finished comes back in this call, not at the pipeline's end: a lease lost between two
+      # calls loses only what was still training (run k, 2026-12-03, lost two students in their last minutes)
+      unsent=$(unsent_student) && [ -n "$unsent" ] && break
       pgrep -f "bash training/gpu_run.sh" > /dev/null 2>&1 || { sleep 2  # it may have just written its last line
         grep -q "PIPELINE_FINISHED\|PIPELINE_FAILED" "$results/log.txt" 2>/dev/null \
           || echo "the pipeline is not running and did not finish (killed?): resume it" >&2; break; }
@@ -99,12 +117,17 @@ case "${1:?part | start | resume | poll | fetch}" in
     for f in "$results"/student-*.log; do [ -e "$f" ] && { echo "== $f"; grep -E "^\[|→|Error|Traceback" "$f" | tail -6 || true; }; done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
     if grep -q PIPELINE_FINISHED "$results/log.txt" 2>/dev/null && [ -n "${OUT:-}" ]; then
-      (cd "$results" && tar czf "$OUT/logs.tgz" ./*.log && cp results.tgz student.tgz.* log.txt "$OUT/")
+      picked=$(cat "$work/runs/${RUN:-default}/picked.txt" 2>/dev/null || true)
+      (cd "$results" && tar czf "$OUT/logs.tgz" ./*.log && cp results.tgz log.txt "$OUT/")
+      # (the picked student's parts unless an earlier poll brought it back: one call returns at most 64 MiB)
+      [ -n "$picked" ] && [ -e "$stage/sent-$picked" ] || cp "$results"/student.tgz.* "$OUT/"
+    elif [ -n "$unsent" ] && [ -n "${OUT:-}" ]; then
+      sleep 5; send_student "$unsent"; cp "$results/student-$unsent.log" "$OUT/" 2>/dev/null || true
     fi ;;
   fetch)
     # another finished student than the picked one (a call brings back at most 64 MiB: one student per call)
-    shape=${2:?shape}; run=${RUN:-default}
-    [ -s "$work/runs/$run/students/$shape/model/manifest.json" ] || { echo "no finished student $shape" >&2; exit 1; }
-    tar czf - -C "$work/runs" "$run/students/$shape/model" | split -b 15m -d - "$OUT/student.tgz." && ls -la "$OUT" ;;
+    shape=${2:?shape}
+    [ -s "$work/runs/${RUN:-default}/students/$shape/model/manifest.json" ] || { echo "no finished student $shape" >&2; exit 1; }
+    send_student "$shape" ;;
   *) echo "usage: $0 part FILES... | start SHAPES FILES... | resume SHAPES | poll SECONDS | fetch SHAPE" >&2; exit 2 ;;
 esac
