@@ -24,21 +24,16 @@
 # STUDENT_EVAL, DISTILL_EVAL and TEACHER_SEEDS (environment) pass to gpu_run.sh: runs g, h and i (2026-12-03) fit a
 # 30-minute lease with TEACHER_SEEDS=0 and one distillation (h: 19.5 minutes; i: a base and its 1-epoch QAT variant,
 # `STUDENT_EVAL=heldout … start "b22-f1536-e4-hv b22-f1536-e4-hv-q1"`, 28 minutes with a failed machine start: the
-# critical path was teacher 425 s + distil and QAT 587 s + the variant's QAT 409 s + its held-out eval). When the
-# lease runs short, `fetch SHAPE` right after a student's model/ appears saves it before the pipeline ends (run i
-# brought both students back that way). Next, planned (~23 minutes computed from run i): the data of 2026-12-03
-# (after-harm fix) and the full-width shape with the teacher-labelled pool,
-# TEACHER_SEEDS=0 STUDENT_EVAL=heldout … start "b22-f1536-e4-hxv" (stage `label` runs first, ~2 minutes).
-# Tried on 2026-12-03 (second session) and lost: the machine went back twice in the gap between calls made back to
-# back (after `part`, and after the call that ran teacher and `label`: teacher 346 s, label 134 s on the new data),
-# so nothing came back; `poll` and `start` now say at once when they find a fresh machine or missing parts.
-# Since then the pool holds 3,000 more rows (build_data.py's pool dialogues) and train lost the rows saying a probe
-# (521 of 33,034 rows differ; dev and dev_heldout unchanged); .carry/data.tgz rebuilt. `label` ~165 s and the -x
-# distillation ~7 % longer: ~24 minutes computed for the same plan (STUDENT_EVAL=0 saves the student's held-out
-# eval on the GPU, ~1-2 minutes, when the CPU eval here will do). A second student beside it is within reach
-# when the machine starts at the first try: run d trained two in parallel at ~1.4x one's distil time (b26-f1024
-# 363-374 s beside each other vs b22-f1536 262-271 s alone in runs h-i), ~3 minutes more; the shipped recipe on
-# the new data, `start "b22-f1536-e4-hxv b26-f1024-e4-h"`, says what the data alone is worth (~25 minutes computed).
+# critical path was teacher 425 s + distil and QAT 587 s + the variant's QAT 409 s + its held-out eval).
+# Runs j (2026-12-03, second session) and k (third) were lost with their machines, which went back in the gap
+# between two calls (30 s idle): j after `part` and after teacher + `label`; k with both students in QAT. Run k's
+# times on the coverage-pass data (runs/data, build_data.py of e8f529f), `TEACHER_SEEDS=0 STUDENT_EVAL=heldout …
+# start "b22-f1536-e4-hxv b26-f1024-e4-h"`: checks and teacher 404 s, label 16,125 rows 182 s (done at 593 s),
+# the two distillations side by side 368 s and 354 s, QAT started at ~1,000 s; computed to finish ~1,300 s plus
+# the held-out eval, ~25 minutes of lease with the machine's start and `part`. Next: the same command, each call
+# sent the moment the last returns (`poll 580` until a student comes back; `poll` now returns with the first
+# finished student, so a machine lost afterwards keeps it; STUDENT_EVAL=0 saves 1-2 minutes when the CPU eval
+# here will do).
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
