@@ -582,3 +582,16 @@ def test_rows_saying_a_probe_in_other_words_are_dropped_and_loose_overlap_stays(
     assert not said(reworded) and reworded.dropped["near a probe's text"] >= 1 and not reworded.dropped["a probe's text"]
     loose = build_with("Where can I park my car near the neighbour's house?")  # 2 of 9
     assert said(loose) and not loose.dropped["near a probe's text"]
+
+
+def test_every_generated_unsafe_reply_has_its_safe_twin():
+    """A reply triple yields one unsafe and one safe reply to the same ask per fill, with distinct asks-and-safe
+    replies: a slot only the unsafe reply names must not multiply unsafe rows for one ask (dedup would keep one
+    safe row beside them)."""
+    from collections import Counter
+
+    rows = [e for e in bd.generate_unsafe(0, 30) if e.source.endswith("_replies")]
+    label_by_ask = Counter((e.messages[0]["content"], e.label) for e in rows)
+    assert rows and all(label_by_ask[(ask, "safe")] == n for (ask, label), n in label_by_ask.items() if label == "unsafe")
+    safe = [(e.messages[0]["content"], e.messages[1]["content"]) for e in rows if e.label == "safe"]
+    assert len(safe) == len(set(safe))

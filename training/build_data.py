@@ -2217,7 +2217,14 @@ def generate_unsafe(seed: int, per_template: int = 30) -> Iterator[Example]:
     for domain, (codes, slots, triples) in GENERATED_REPLIES.items():
         for i, (ask, unsafe, safe) in enumerate(triples):
             group = f"gen-unsafe:{domain}:{i}"
-            for values in _fills(slots, ask + unsafe + safe, max(1, per_template // 2), f"{seed}:{group}"):
+            # Fills are drawn over the slots the ask and the safe reply show, so every unsafe reply has its own safe
+            # twin; a slot only the unsafe reply names ("{crime}") gets one seeded value per fill. Drawn over all
+            # slots, one ask had several unsafe replies and one safe one (dedup drops the repeats), which leans
+            # the ask itself towards unsafe.
+            only_unsafe = sorted(set(SLOT.findall(unsafe)) - set(SLOT.findall(ask + safe)))
+            for j, values in enumerate(_fills(slots, ask + safe, max(1, per_template // 2), f"{seed}:{group}")):
+                rng = random.Random(f"{seed}:{group}:{j}")
+                values = {**values, **{n: rng.choice(slots[n]) for n in only_unsafe}}
                 question = _fill(ask, values)
                 yield Example(turns(question, _fill(unsafe, values)), "unsafe", list(codes), f"generated-unsafe/{domain}", group=group)
                 yield Example(turns(question, _fill(safe, values)), "safe", [], f"generated-unsafe/{domain}", lookalike=True, group=group)
