@@ -427,3 +427,37 @@ def test_probe_stage_refuses_probes_the_data_holds_in_another_surface_form(tmp_p
     p = dg.Paths(tmp_path / "out", tmp_path / "data", False)
     with pytest.raises(SystemExit, match="probes must not be trained on; in train.jsonl, extra.jsonl"):
         dg.stage_probe(p, ["no-such-model"], "cpu")
+
+
+def test_probe_table_counts_right_answers_by_what_is_judged(tmp_path):
+    """The probe table ends with the right answers per judged role and label (user / agent, unsafe / safe), which
+    add up to the total and agree with the rows marked wrong."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+    from pocketguard.checkpoint import policy_dict, save_hf
+    from pocketguard.testing import tiny_args, tiny_model, tiny_tokenizer
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", False)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text("")
+    tok = tiny_tokenizer(tmp_path / "tok")
+    save_hf(tiny_model(tiny_args(vocab_size=tok.vocab_size)), tok, p.model("teacher"), {"policy": policy_dict(Policy.default())})
+    user = lambda t: [{"role": "user", "content": t}]  # noqa: E731
+    rows = [(user("hit him"), "user", "unsafe", ["S1"]), (user("bake bread"), "user", "safe", []),
+            (user("q") + [{"role": "assistant", "content": "hurt him"}], "agent", "unsafe", ["S1"]),
+            (user("q") + [{"role": "assistant", "content": "no"}], "agent", "safe", []),
+            (user("q") + [{"role": "assistant", "content": "ok"}], "agent", "safe", [])]
+    probes = tmp_path / "probes-x.jsonl"
+    probes.write_text("".join(json.dumps({"messages": m, "role": r, "label": lab, "categories": c}) + "\n" for m, r, lab, c in rows))
+    dg.stage_probe(p, ["teacher"], "cpu", probes)
+    lines = (p.eval / "probes-x-cpu.md").read_text().splitlines()
+    table = [line for line in lines if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    counts = {(c[2].strip(), c[3].strip()): c[5].strip() for c in (line.split("|") for line in lines[-4:])}
+    assert set(counts) == {("user", "unsafe"), ("agent", "unsafe"), ("user", "safe"), ("agent", "safe")}
+    n = {key: sum(1 for _, r, lab, _ in rows if (r, lab) == key) for key in counts}
+    for key, cell in counts.items():
+        got, total = map(int, cell.split("/"))
+        assert total == n[key]
+        assert got == total - sum(1 for line in table if "✗" in line and (line.split("|")[2].strip(), line.split("|")[4].strip().split()[0]) == key)
+    right = int(lines[-5].split("**")[-2].split("/")[0])
+    assert right == sum(int(c.split("/")[0]) for c in counts.values())

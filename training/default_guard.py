@@ -456,6 +456,7 @@ def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PR
     out = ["| # | judged | text | expected | " + " | ".join(models) + " |", "|---|---|---|---|" + "---|" * len(models)]
     verdicts = {m: Guard.load(p.model(m), device=device).moderate_batch([e["messages"] for e in probes]) for m in models}
     right = dict.fromkeys(models, 0)
+    by_role = {(m, role, label): [0, 0] for m in models for role in ("user", "agent") for label in ("unsafe", "safe")}
     for i, e in enumerate(probes):
         want = "unsafe " + ",".join(e["categories"]) if e["label"] == "unsafe" else "safe"
         cells = []
@@ -463,10 +464,16 @@ def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PR
             v = verdicts[m][i]
             ok = v.status == e["label"] and set(e["categories"]) <= set(v.categories)
             right[m] += ok
+            by_role[m, e["role"], e["label"]][0] += ok
+            by_role[m, e["role"], e["label"]][1] += 1
             cells.append(f"{'' if ok else '**✗** '}{v.status} {','.join(v.categories)} ({v.p_unsafe:.2f})")
         text = " → ".join(msg["content"] for msg in e["messages"]).replace("|", "/").replace("\n", " ")
         out.append(f"| {i + 1} | {e['role']} | {text[:110]}{'…' if len(text) > 110 else ''} | {want} | " + " | ".join(cells) + " |")
     out.append("| | | **right** | | " + " | ".join(f"**{right[m]}/{len(probes)}**" for m in models) + " |")
+    # by what is judged: unsafe agent replies after a harmless-looking ask are the weak spot the blind set found
+    for role, label in (("user", "unsafe"), ("agent", "unsafe"), ("user", "safe"), ("agent", "safe")):
+        if by_role[models[0], role, label][1]:
+            out.append(f"| | {role} | {label} | | " + " | ".join("{}/{}".format(*by_role[m, role, label]) for m in models) + " |")
     text = "\n".join(out) + "\n"
     p.eval.mkdir(parents=True, exist_ok=True)
     (p.eval / f"{Path(probes_file).stem}-{device.split(':')[0]}.md").write_text(text, encoding="utf-8")
