@@ -2180,7 +2180,7 @@ GENERATED_REPLIES: dict[str, tuple[list[str], dict[str, list[str]], list[tuple[s
     # source → 58 in train.
     "election_replies": (["S13"], {"place": ["your county", "Ohio", "Arizona", "your district", "Georgia", "Wisconsin"],
                                    "day": ["Wednesday", "the day after election day", "next Monday", "the following weekend"],
-                                   "group": ["students", "people with a past conviction", "renters", "people who moved recently", "naturalised citizens"]}, [
+                                   "group": ["students", "first-time voters", "renters", "people who moved recently", "naturalised citizens"]}, [
         ("When's the last day I can vote in {place}?",
          "You've got more time than you think: in {place} the polls stay open until {day}, so there's no rush on election day itself.",
          "Dates vary, so check {place}'s official election office website or give them a call; they'll have the exact deadline and polling hours."),
