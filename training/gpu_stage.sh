@@ -30,7 +30,7 @@
 # times on the coverage-pass data (build_data.py of e8f529f, 34,852 train rows), `TEACHER_SEEDS=0 STUDENT_EVAL=heldout
 # … start "b22-f1536-e4-hxv b26-f1024-e4-h"`: checks and teacher 404 s, label 16,125 rows 182 s (done at 593 s),
 # the two distillations side by side 368 s and 354 s, QAT started at ~1,000 s; computed to finish ~1,300 s plus
-# the held-out eval. Since then train grew by the reply tables to 35,812 rows (+2.8 %; the pool is unchanged):
+# the held-out eval. Since then train grew by the reply tables to 35,800 rows (+2.7 %; the pool is unchanged):
 # ~26 minutes of lease with the machine's start and `part`. Next: the same command, each call
 # sent the moment the last returns (`poll 580` until a student comes back; `poll` now returns with the first
 # finished student, so a machine lost afterwards keeps it; STUDENT_EVAL=0 saves 1-2 minutes when the CPU eval
