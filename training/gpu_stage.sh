@@ -36,7 +36,7 @@
 # finished student, so a machine lost afterwards keeps it; STUDENT_EVAL=0 saves 1-2 minutes when the CPU eval
 # here will do).
 set -euo pipefail
-stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results}
+stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
 mkdir -p "$stage"
 
@@ -56,18 +56,20 @@ launch() {  # gpu_run.sh detached from the call (it outlives it), in the work tr
   sleep "${LAUNCH_WAIT:-5}"; cat "$stage/run.log"
 }
 
+finished() { [ -s "$work/runs/$run/students/$1/model/manifest.json" ]; }  # a student's model/ is whole (manifest written last)
+
 send_student() {  # a finished student's model/ into $OUT in 15 MB parts (`cat student.tgz.* | tar xz` restores it here)
-  tar czf - -C "$work/runs" "${RUN:-default}/students/$1/model" | split -b 15m -d - "$OUT/student.tgz." && touch "$stage/sent-$1"
+  tar czf - -C "$work/runs" "$run/students/$1/model" | split -b 15m -d - "$OUT/student.tgz." && touch "$stage/sent-$1"
   echo "brought back: $1"; ls -la "$OUT"
 }
 
-unsent_student() {  # a student whose model/ is finished (manifest written last) and not yet brought back
-  local m shape
-  for m in "$work/runs/${RUN:-default}"/students/*/model/manifest.json; do
-    [ -s "$m" ] || continue
-    shape=$(basename "$(dirname "$(dirname "$m")")")
-    [ -e "$stage/sent-$shape" ] || { echo "$shape"; return 0; }
+unsent_student() {  # a finished student not yet brought back
+  local d shape
+  for d in "$work/runs/$run"/students/*/; do
+    shape=$(basename "$d")
+    finished "$shape" && ! [ -e "$stage/sent-$shape" ] && { echo "$shape"; return 0; }
   done
+  return 0
 }
 
 case "${1:?part | start | resume | poll | fetch}" in
@@ -113,7 +115,7 @@ case "${1:?part | start | resume | poll | fetch}" in
     for f in "$results"/student-*.log; do [ -e "$f" ] && { echo "== $f"; grep -E "^\[|→|Error|Traceback" "$f" | tail -6 || true; }; done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
     if grep -q PIPELINE_FINISHED "$results/log.txt" 2>/dev/null && [ -n "${OUT:-}" ]; then
-      picked=$(cat "$work/runs/${RUN:-default}/picked.txt" 2>/dev/null || true)
+      picked=$(cat "$work/runs/$run/picked.txt" 2>/dev/null || true)
       (cd "$results" && tar czf "$OUT/logs.tgz" ./*.log && cp results.tgz log.txt "$OUT/")
       # (the picked student's parts unless an earlier poll brought it back: one call returns at most 64 MiB)
       [ -n "$picked" ] && [ -e "$stage/sent-$picked" ] || cp "$results"/student.tgz.* "$OUT/"
@@ -123,7 +125,7 @@ case "${1:?part | start | resume | poll | fetch}" in
   fetch)
     # another finished student than the picked one (a call brings back at most 64 MiB: one student per call)
     shape=${2:?shape}
-    [ -s "$work/runs/${RUN:-default}/students/$shape/model/manifest.json" ] || { echo "no finished student $shape" >&2; exit 1; }
+    finished "$shape" || { echo "no finished student $shape" >&2; exit 1; }
     send_student "$shape" ;;
   *) echo "usage: $0 part FILES... | start SHAPES FILES... | resume SHAPES | poll SECONDS | fetch SHAPE" >&2; exit 2 ;;
 esac
