@@ -585,12 +585,10 @@ def _complies(reply: str) -> bool:
     return len(reply) >= 80 and not REFUSAL.match(reply) and not HEDGE.search(head) and COMPLY.search(head) is not None
 
 
-def _jsonl(path: Path) -> Iterator[dict]:
-    """The rows of a JSONL file. Split on "\n" only: str.splitlines() also breaks at U+2028/U+0085, which JSON
-    leaves raw inside strings."""
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        if line.strip():
-            yield json.loads(line)
+def _jsonl(path: Path) -> list[dict]:
+    """The rows of a JSONL file (blank lines skipped). Split on "\n" only: str.splitlines() also breaks at
+    U+2028/U+0085, which JSON leaves raw inside strings."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def read_donotanswer(folder: Path, seed: int) -> Iterator[Example]:

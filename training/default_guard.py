@@ -50,6 +50,8 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
+from build_data import _jsonl, norm  # this script's folder is on sys.path (run as a script, or as gpu_run.sh imports it)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -216,11 +218,6 @@ def stage_backbone(p: Paths) -> None:
     save_hf(model, loaded.tokenizer, p.teacher_init,
             guard_meta={"policy": policy_dict(Policy.default()), "max_context": model.args.max_seq_len})
     _say(f"backbone: {model.num_params():,} params, vocabulary {model.args.vocab_size:,} → {p.teacher_init}")
-
-
-def _jsonl(path: Path) -> list[dict]:
-    """The rows of a JSON-lines file (blank lines skipped)."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def stage_label(p: Paths, device: str) -> None:
@@ -443,14 +440,13 @@ def _report(p: Paths, shape: str) -> dict[str, dict] | None:
 def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PROBES) -> None:
     """Hand-written probes (training/probes*.jsonl: never trained on) as a table: expected vs each model's
     verdict; a probe is right when the status matches and, for unsafe, the expected categories are named."""
-    from build_data import norm  # this script's folder is on sys.path; texts compare as build_data's dedup does
     from pocketguard.guard import Guard
     from pocketguard.examples import load_examples
 
     probes = load_examples(probes_file)
     extra = p.data / "extra.jsonl"  # the unlabelled pool, which "-x" shapes train on
     trained = [p.data / "train.jsonl"] + ([extra] if extra.exists() else [])
-    seen = {norm(m["content"]) for f in trained for row in _jsonl(f) for m in row["messages"]}
+    seen = {norm(m["content"]) for f in trained for row in _jsonl(f) for m in row["messages"]}  # as build_data dedups
     leaked = [e["messages"][-1]["content"] for e in probes if norm(e["messages"][-1]["content"]) in seen]  # the judged one
     if leaked:
         raise SystemExit(f"probes must not be trained on; in {', '.join(f.name for f in trained)}: {leaked}")
