@@ -30,11 +30,14 @@
 # times on the coverage-pass data (build_data.py of e8f529f, 34,852 train rows), `TEACHER_SEEDS=0 STUDENT_EVAL=heldout
 # … start "b22-f1536-e4-hxv b26-f1024-e4-h"`: checks and teacher 404 s, label 16,125 rows 182 s (done at 593 s),
 # the two distillations side by side 368 s and 354 s, QAT started at ~1,000 s; computed to finish ~1,300 s plus
-# the held-out eval. Since then train grew by the reply tables to 35,800 rows (+2.7 %; the pool is unchanged):
-# ~26 minutes of lease with the machine's start and `part`. Next: the same command, each call
-# sent the moment the last returns (`poll 580` until a student comes back; `poll` now returns with the first
-# finished student, so a machine lost afterwards keeps it; STUDENT_EVAL=0 saves 1-2 minutes when the CPU eval
-# here will do).
+# the held-out eval. Run l (fourth session, 35,800 train rows): four machine starts failed first (~90 s of device
+# time each, then ten-minute refusals), so it ran what 1,218 s could hold, one student without `label`:
+# `TEACHER_SEEDS=0 STUDENT_EVAL=0 DISTILL_EVAL=0 … start "b26-f1024-e4-h" … && … poll 540`, `poll 580` (the student
+# came back in it), a last `poll 75` (teacher eval, probes): teacher 388 s, distil 301 s, QAT 234 s, finished at
+# 1,080 s. Run k's plan (two students, `label`) needs ~26 minutes of lease with the start and `part`: try it only
+# with ~1,500 s left at the first start; with less, one student without the pool fits. Each call is sent the
+# moment the last returns (`poll` returns with the first finished student, so a machine lost afterwards keeps it;
+# STUDENT_EVAL=0 saves 1-2 minutes when the CPU eval here will do).
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
