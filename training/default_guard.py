@@ -50,10 +50,11 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from build_data import _jsonl, norm  # this script's folder is on sys.path (run as a script, or as gpu_run.sh imports it)
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "training"))  # however this file is loaded (script, import, a test's spec)
+
+from build_data import _jsonl, norm  # noqa: E402  (one JSONL reader; texts compare as build_data's dedup does)
 
 RECIPES = ROOT / "training" / "recipes"
 ASSET = ROOT / "pocketguard" / "assets" / "default-guard"
