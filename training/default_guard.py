@@ -447,7 +447,7 @@ def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PR
     probes = load_examples(probes_file)
     extra = p.data / "extra.jsonl"  # the unlabelled pool, which "-x" shapes train on
     trained = [p.data / "train.jsonl"] + ([extra] if extra.exists() else [])
-    seen = {norm(m["content"]) for f in trained for row in _jsonl(f) for m in row["messages"]}  # as build_data dedups
+    seen = {norm(m["content"]) for f in trained for row in _jsonl(f) for m in row["messages"]}
     leaked = [e["messages"][-1]["content"] for e in probes if norm(e["messages"][-1]["content"]) in seen]  # the judged one
     if leaked:
         raise SystemExit(f"probes must not be trained on; in {', '.join(f.name for f in trained)}: {leaked}")
