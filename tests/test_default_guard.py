@@ -117,7 +117,9 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
             committed = tomllib.loads((root / "training" / "recipes" / f"{name}.toml").read_text())
             path = dg.resolved_recipe(p, name)
             r = load_recipe(path)
-            assert [s["kind"] for s in r.steps] == [s["kind"] for s in committed["step"]]
+            # the committed recipe is the shipped shape's; a shipped shape of the smoke table may not prune the input
+            vocab = p.shapes[p.shipped].vocab
+            assert [s["kind"] for s in r.steps] == [s["kind"] for s in committed["step"] if vocab or s["kind"] != "prune_input"]
             assert r.output == (p.out / "teacher" if name == "default-teacher" else p.student(p.shipped))
             assert tomllib.loads(dg._dump_recipe(tomllib.loads(path.read_text()))) == tomllib.loads(path.read_text())
             if not smoke:  # only the paths and the shape change: the other hyperparameters are the committed ones
