@@ -37,7 +37,13 @@
 # 1,080 s. Run k's plan (two students, `label`) needs ~26 minutes of lease with the start and `part`: try it only
 # with ~1,500 s left at the first start; with less, one student without the pool fits. Each call is sent the
 # moment the last returns (`poll` returns with the first finished student, so a machine lost afterwards keeps it;
-# STUDENT_EVAL=0 saves 1-2 minutes when the CPU eval here will do).
+# STUDENT_EVAL=0 saves 1-2 minutes when the CPU eval here will do). Run m (fifth session, the shipped guard) had one
+# machine start and ran `TEACHER_SEEDS="0 1" STUDENT_EVAL=0 DISTILL_EVAL=0 … start "b26-f1024-e4-h b22-f1536-e4-hv" …
+# && … poll 560`, then `poll 570`, `poll 420`, `poll 275` (1,708 of 1,800 s held): two teachers side by side 500 s
+# (soup at 553 s), two distillations side by side ~430 s, b26's QAT 231 s while b22's ran out of memory beside it
+# and was retried alone (209 s); `pick` and the GPU probes did not fit. Two teachers and two students need the
+# whole lease with a first-time start; the teacher's eval results (runs/default/eval) come back only if a call
+# copies them into $OUT (run m's third poll did).
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
