@@ -272,7 +272,7 @@ def test_deterministic_and_seeded(data, built):
     assert dump(other) != dump(built)
 
 
-def test_main_writes_jsonl_and_summary(data, tmp_path, capsys):
+def test_main_writes_jsonl_summary_and_version(data, tmp_path, capsys):
     assert bd.main(["--data", str(data), "--out", str(tmp_path), "--dev-frac", "0.5", "--per-template", "3"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     for name in ("train", "dev", "dev_heldout"):
@@ -280,6 +280,9 @@ def test_main_writes_jsonl_and_summary(data, tmp_path, capsys):
         assert len(rows) == summary["splits"][name]["examples"]
         assert set(rows[0]) >= {"messages", "role", "label", "categories", "language", "source"}
     assert "per source" in capsys.readouterr().out
+    # VERSION names the build: this file's commit (or its absence) and the command's arguments
+    version = (tmp_path / "VERSION").read_text()
+    assert "build_data.py, built " in version and version.rstrip().endswith("--dev-frac 0.5 --per-template 3")
 
 
 def test_unlabelled_pool_holds_train_rows_no_rule_labels_and_nothing_of_the_splits(data, built, tmp_path):

@@ -24,7 +24,9 @@ import math
 import random
 import re
 import statistics
+import subprocess
 import sys
+import time
 import unicodedata
 import zipfile
 from collections import Counter, defaultdict
@@ -2930,7 +2932,21 @@ def mapping_rows() -> list[tuple[str, str, str]]:
 # -------------------------------------------------------------------------------------------------- main
 
 
+def version_line(argv: list[str]) -> str:
+    """What OUT/VERSION records, so that a run's record can say which build it trained on: this file's commit
+    (and whether it differed from it), when, and the command."""
+    here = Path(__file__).resolve()
+    try:
+        git = lambda *a: subprocess.run(["git", *a], cwd=here.parent, capture_output=True, text=True, check=True).stdout.strip()  # noqa: E731
+        commit = git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if git("status", "--porcelain", "--", here.name) else "")
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout (an unpacked copy): say so
+        commit = "no git commit"
+    return (f"{commit} build_data.py, built {time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime())} with: "
+            f"python training/build_data.py {' '.join(argv)}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder with the public sets (shared/data)")
     p.add_argument("--out", type=Path, required=True)
@@ -2950,13 +2966,14 @@ def main(argv: list[str] | None = None) -> int:
                "heldout_sources": list(HELDOUT),
                "options": {k: v for k, v in vars(opts).items()}}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (args.out / "VERSION").write_text(version_line(argv) + "\n", encoding="utf-8")
     print_summary(summary["splits"])
     print("\nform-only probe (ROC AUC of a classifier that sees only surface form; 0.5 = no shortcut): "
           + ", ".join(f"{k} {v}" for k, v in summary["form_probe"].items()))
     print("\ndropped: " + ", ".join(f"{k} {v}" for k, v in result.dropped.items()))
     print(f"\nunlabelled pool (extra.jsonl, for a teacher to label): {len(result.extra)} — "
           + ", ".join(f"{k} {v}" for k, v in summary["extra"].items()))
-    print(f"\nwrote {', '.join(f'{n}.jsonl' for n in result.splits)}, extra.jsonl and summary.json to {args.out}")
+    print(f"\nwrote {', '.join(f'{n}.jsonl' for n in result.splits)}, extra.jsonl, summary.json and VERSION to {args.out}")
     return 0
 
 
