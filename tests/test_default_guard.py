@@ -150,6 +150,45 @@ def test_vocab_shapes_prune_the_input_embedding_after_the_head(tmp_path):
     assert len(Guard.load().tokenizer.encode(dg.VOCAB_FALLBACK)) == 1
 
 
+def test_with_a_qat_lock_a_student_runs_up_to_qat_then_the_rest_holding_the_lock(tmp_path, monkeypatch):
+    """QAT_LOCK (gpu_run.sh sets it): two students distil side by side but take turns at QAT, which ran out of the
+    GPU's memory two at a time. The cut recipe runs unlocked, the whole one with the lock held; the teacher is not
+    held back; without QAT_LOCK a student runs its recipe once."""
+    import fcntl
+    from pathlib import Path
+
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+    import pocketguard.compress.recipe as R
+
+    (tmp_path / "data").mkdir()
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=False)
+    lock = tmp_path / "qat.lock"
+    calls = []
+
+    def held() -> bool:
+        with open(lock, "a") as other:  # another open file: its flock conflicts with the holder's
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(other, fcntl.LOCK_UN)
+            return False
+
+    monkeypatch.setattr(R, "run_recipe", lambda path, **kw: calls.append((Path(path).name, held())))
+    monkeypatch.setattr(dg, "QAT_LOCK", str(lock))
+    dg._run_recipe(p, "default-student", "b22-f1536-e4-hv")
+    assert calls == [("default-student-b22-f1536-e4-hv-before-qat.toml", False), ("default-student-b22-f1536-e4-hv.toml", True)]
+    assert not held()  # released once the student is done
+    calls.clear()
+    dg._run_recipe(p, "default-teacher", seed=0)
+    assert calls == [("default-teacher-s0.toml", False)]
+    calls.clear()
+    monkeypatch.setattr(dg, "QAT_LOCK", "")
+    dg._run_recipe(p, "default-student", "b22-f1536-e4-hv")
+    assert calls == [("default-student-b22-f1536-e4-hv.toml", False)]
+
+
 def test_calibrate_picks_the_lowest_threshold_that_meets_the_lookalike_target_on_dev(tmp_path):
     """The operating point is chosen on dev predictions only and lands in the artifact's checksummed guard.json."""
     sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))

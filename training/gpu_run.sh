@@ -26,6 +26,9 @@ mkdir -p "$results"
 run=default; smoke=""
 if [ -n "${SMOKE:-}" ] && [ "$SMOKE" != 0 ]; then run=smoke; smoke=--smoke; fi
 export POCKETGUARD_RUN=$run  # the shape table the python one-liners read (py_shapes)
+# Students distil side by side but take turns at QAT (default_guard.py QAT_LOCK): two QAT steps at once ran out of
+# the H200's memory in runs d and m, and the retry alone cost ~210 s of the lease
+export QAT_LOCK=${QAT_LOCK:-$results/.qat.lock}
 dg="python3 training/default_guard.py $smoke --data $data --backbone $backbone"
 py_shapes='import os, sys; sys.path.insert(0, "training"); import default_guard as d; S = d.SMOKE_SHAPES if os.environ["POCKETGUARD_RUN"] == "smoke" else d.SHAPES'
 
