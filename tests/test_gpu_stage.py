@@ -154,7 +154,7 @@ def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path):
         r = subprocess.run(["bash", str(SCRIPT), "poll", "120"], env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert time.monotonic() - t0 < 60 and "brought back: b22" in r.stdout
-        assert {p.name for p in out.iterdir()} == {"student.tgz.00", "student-b22.log"}
+        assert {p.name for p in out.iterdir()} == {"student.tgz.00", "student-b22.log", "progress-logs.tgz"}
         here = tmp_path / "here"
         here.mkdir()
         with tarfile.open(out / "student.tgz.00") as t:
@@ -163,7 +163,8 @@ def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path):
         for f in out.iterdir():
             f.unlink()
         r = subprocess.run(["bash", str(SCRIPT), "poll", "3"], env=env, capture_output=True, text=True)  # nothing new
-        assert "brought back" not in r.stdout and not list(out.iterdir())
+        assert "brought back" not in r.stdout and {p.name for p in out.iterdir()} == {"progress-logs.tgz"}
+        (out / "progress-logs.tgz").unlink()
     finally:
         pipeline.kill()
     # the finished pipeline's copy leaves out the picked student's parts when they came back already
@@ -173,3 +174,37 @@ def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path):
     (tmp_path / "results" / "log.txt").write_text("PIPELINE_FINISHED\n")
     r = subprocess.run(["bash", str(SCRIPT), "poll", "3"], env=env, capture_output=True, text=True)
     assert {p.name for p in out.iterdir()} == {"log.txt", "logs.tgz", "results.tgz"}
+
+
+def test_poll_of_an_unfinished_pipeline_brings_what_it_has_so_far(tmp_path):
+    """A lease can end before the pipeline does (run m's did, after its students): every poll brings the teacher's
+    eval, the resolved recipes, the step reports and the logs so far, not only a finished student."""
+    import tarfile
+
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "run.log").write_text("started\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "log.txt").write_text("teacher done\n")
+    (tmp_path / "results" / "eval-teacher.log").write_text("| teacher | 0.847 |\n")
+    run = tmp_path / "work" / "runs" / "default"
+    for f, text in [("eval/dev_heldout-cuda/report.json", "{}"), ("recipes/default-teacher-s0.toml", "seed = 0"),
+                    ("teacher/soup.json", "{}"), ("teacher-s0/report.jsonl", "{}"), ("students/b22/report.jsonl", "{}"),
+                    ("students/b22/steps/04-distill/model.safetensors", "big")]:
+        (run / f).parent.mkdir(parents=True, exist_ok=True)
+        (run / f).write_text(text)
+    out = tmp_path / "out"
+    out.mkdir()
+    pipeline = subprocess.Popen(["bash", "-c", "exec -a 'bash training/gpu_run.sh' sleep 60"])  # a running pipeline
+    try:
+        r = subprocess.run(["bash", str(SCRIPT), "poll", "2"], env={**_env(tmp_path), "OUT": str(out)}, capture_output=True, text=True)
+    finally:
+        pipeline.kill()
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in out.iterdir()} == {"progress.tgz", "progress-logs.tgz"}
+    with tarfile.open(out / "progress.tgz") as t:
+        names = set(t.getnames())
+    assert {"eval/dev_heldout-cuda/report.json", "recipes/default-teacher-s0.toml", "teacher/soup.json",
+            "teacher-s0/report.jsonl", "students/b22/report.jsonl"} <= names
+    assert not any("steps" in n for n in names)  # checkpoints stay on the machine
+    with tarfile.open(out / "progress-logs.tgz") as t:
+        assert "./eval-teacher.log" in t.getnames()

@@ -42,8 +42,8 @@
 # && … poll 560`, then `poll 570`, `poll 420`, `poll 275` (1,708 of 1,800 s held): two teachers side by side 500 s
 # (soup at 553 s), two distillations side by side ~430 s, b26's QAT 231 s while b22's ran out of memory beside it
 # and was retried alone (209 s; gpu_run.sh now has students take turns at QAT, QAT_LOCK); `pick` and the GPU probes did not fit. Two teachers and two students need the
-# whole lease with a first-time start; the teacher's eval results (runs/default/eval) come back only if a call
-# copies them into $OUT (run m's third poll did).
+# whole lease with a first-time start. Every `poll` of an unfinished pipeline now brings progress.tgz (eval reports
+# and predictions, recipes, step reports) and progress-logs.tgz; run m's came back only by a hand-made copy.
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
@@ -70,6 +70,15 @@ finished() { [ -s "$work/runs/$run/students/$1/model/manifest.json" ]; }  # a st
 send_student() {  # a finished student's model/ into $OUT in 15 MB parts (`cat student.tgz.* | tar xz` restores it here)
   tar czf - -C "$work/runs" "$run/students/$1/model" | split -b 15m -d - "$OUT/student.tgz." && touch "$stage/sent-$1"
   echo "brought back: $1"; ls -la "$OUT"
+}
+
+send_progress() {  # what an unfinished pipeline has so far (run m's lease ended before its pipeline did, and its
+  # teacher's eval came back only because a call copied it by hand): the eval reports and predictions, the resolved
+  # recipes, the step reports and the logs, as $OUT/progress.tgz (a few MB)
+  local have; have=$(cd "$work/runs/$run" 2>/dev/null && ls -d eval recipes teacher/soup.json teacher*/report.jsonl \
+    students/*/report.jsonl 2>/dev/null) || true
+  [ -n "$have" ] && (cd "$work/runs/$run" && tar czf "$OUT/progress.tgz" $have)
+  (cd "$results" && ls ./*.log > /dev/null 2>&1 && tar czf "$OUT/progress-logs.tgz" ./*.log) || true
 }
 
 unsent_student() {  # a finished student not yet brought back
@@ -128,8 +137,9 @@ case "${1:?part | start | resume | poll | fetch}" in
       (cd "$results" && tar czf "$OUT/logs.tgz" ./*.log && cp results.tgz log.txt "$OUT/")
       # (the picked student's parts unless an earlier poll brought it back: one call returns at most 64 MiB)
       [ -n "$picked" ] && [ -e "$stage/sent-$picked" ] || cp "$results"/student.tgz.* "$OUT/"
-    elif [ -n "$unsent" ] && [ -n "${OUT:-}" ]; then
-      sleep 5; send_student "$unsent"; cp "$results/student-$unsent.log" "$OUT/" 2>/dev/null || true
+    elif [ -n "${OUT:-}" ]; then
+      if [ -n "$unsent" ]; then sleep 5; send_student "$unsent"; cp "$results/student-$unsent.log" "$OUT/" 2>/dev/null || true; fi
+      send_progress
     fi ;;
   fetch)
     # another finished student than the picked one (a call brings back at most 64 MiB: one student per call)
