@@ -145,6 +145,9 @@ def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path):
     (tmp_path / "results" / "log.txt").write_text("students training\n")
     (tmp_path / "results" / "student-b22.log").write_text("→ qat\n")
     _student(tmp_path, "b22")
+    for f in ("eval/dev-cuda/report.json", "eval/dev-cuda/predictions/00-teacher.jsonl"):
+        (tmp_path / "work" / "runs" / "default" / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "work" / "runs" / "default" / f).write_text("{}")
     out = tmp_path / "out"
     out.mkdir()
     env = {**_env(tmp_path), "OUT": str(out)}
@@ -154,7 +157,9 @@ def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path):
         r = subprocess.run(["bash", str(SCRIPT), "poll", "120"], env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert time.monotonic() - t0 < 60 and "brought back: b22" in r.stdout
-        assert {p.name for p in out.iterdir()} == {"student.tgz.00", "student-b22.log", "progress-logs.tgz"}
+        assert {p.name for p in out.iterdir()} == {"student.tgz.00", "student-b22.log", "progress.tgz", "progress-logs.tgz"}
+        with tarfile.open(out / "progress.tgz") as t:  # beside a student, the eval's predictions stay behind (64 MiB)
+            assert set(t.getnames()) == {"eval", "eval/dev-cuda", "eval/dev-cuda/report.json"}
         here = tmp_path / "here"
         here.mkdir()
         with tarfile.open(out / "student.tgz.00") as t:
@@ -163,8 +168,9 @@ def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path):
         for f in out.iterdir():
             f.unlink()
         r = subprocess.run(["bash", str(SCRIPT), "poll", "3"], env=env, capture_output=True, text=True)  # nothing new
-        assert "brought back" not in r.stdout and {p.name for p in out.iterdir()} == {"progress-logs.tgz"}
-        (out / "progress-logs.tgz").unlink()
+        assert "brought back" not in r.stdout and {p.name for p in out.iterdir()} == {"progress.tgz", "progress-logs.tgz"}
+        for f in out.iterdir():
+            f.unlink()
     finally:
         pipeline.kill()
     # the finished pipeline's copy leaves out the picked student's parts when they came back already
@@ -187,7 +193,7 @@ def test_poll_of_an_unfinished_pipeline_brings_what_it_has_so_far(tmp_path):
     (tmp_path / "results" / "log.txt").write_text("teacher done\n")
     (tmp_path / "results" / "eval-teacher.log").write_text("| teacher | 0.847 |\n")
     run = tmp_path / "work" / "runs" / "default"
-    for f, text in [("eval/dev_heldout-cuda/report.json", "{}"), ("recipes/default-teacher-s0.toml", "seed = 0"),
+    for f, text in [("eval/dev_heldout-cuda/report.json", "{}"), ("eval/dev_heldout-cuda/predictions/00-teacher.jsonl", "{}"), ("recipes/default-teacher-s0.toml", "seed = 0"),
                     ("teacher/soup.json", "{}"), ("teacher-s0/report.jsonl", "{}"), ("students/b22/report.jsonl", "{}"),
                     ("students/b22/steps/04-distill/model.safetensors", "big")]:
         (run / f).parent.mkdir(parents=True, exist_ok=True)
@@ -206,5 +212,6 @@ def test_poll_of_an_unfinished_pipeline_brings_what_it_has_so_far(tmp_path):
     assert {"eval/dev_heldout-cuda/report.json", "recipes/default-teacher-s0.toml", "teacher/soup.json",
             "teacher-s0/report.jsonl", "students/b22/report.jsonl"} <= names
     assert not any("steps" in n for n in names)  # checkpoints stay on the machine
+    assert "eval/dev_heldout-cuda/predictions/00-teacher.jsonl" in names
     with tarfile.open(out / "progress-logs.tgz") as t:
         assert "./eval-teacher.log" in t.getnames()

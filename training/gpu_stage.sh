@@ -74,10 +74,11 @@ send_student() {  # a finished student's model/ into $OUT in 15 MB parts (`cat s
 
 send_progress() {  # what an unfinished pipeline has so far (run m's lease ended before its pipeline did, and its
   # teacher's eval came back only because a call copied it by hand): the eval reports and predictions, the resolved
-  # recipes, the step reports and the logs, as $OUT/progress.tgz (a few MB)
+  # recipes, the step reports and the logs, as $OUT/progress.tgz (a few MB). Beside a student's ~50 MB ($1 = lean)
+  # the predictions stay behind: a call returns at most 64 MiB, and what is over is not returned at all.
   local have; have=$(cd "$work/runs/$run" 2>/dev/null && ls -d eval recipes teacher/soup.json teacher*/report.jsonl \
     students/*/report.jsonl 2>/dev/null) || true
-  [ -n "$have" ] && (cd "$work/runs/$run" && tar czf "$OUT/progress.tgz" $have)
+  [ -n "$have" ] && (cd "$work/runs/$run" && tar czf "$OUT/progress.tgz" ${1:+--exclude=predictions} $have)
   (cd "$results" && ls ./*.log > /dev/null 2>&1 && tar czf "$OUT/progress-logs.tgz" ./*.log) || true
 }
 
@@ -139,7 +140,7 @@ case "${1:?part | start | resume | poll | fetch}" in
       [ -n "$picked" ] && [ -e "$stage/sent-$picked" ] || cp "$results"/student.tgz.* "$OUT/"
     elif [ -n "${OUT:-}" ]; then
       if [ -n "$unsent" ]; then sleep 5; send_student "$unsent"; cp "$results/student-$unsent.log" "$OUT/" 2>/dev/null || true; fi
-      send_progress
+      send_progress ${unsent:+lean}
     fi ;;
   fetch)
     # another finished student than the picked one (a call brings back at most 64 MiB: one student per call)
