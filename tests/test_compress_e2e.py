@@ -150,16 +150,11 @@ def test_recipe_runs_end_to_end_and_resumes(toy, tmp_path, capsys):
 
 
 @needs_quantize
-def test_a_recipe_cut_before_qat_resumes_into_the_whole_one(toy, tmp_path):
-    """training/default_guard.py's QAT_LOCK runs a student's recipe cut before QAT, then the whole recipe holding
-    the lock: the whole one starts after the steps the cut one finished (a step's hash chains only the steps before
-    it), and once QAT is in the folder there is no cut recipe to run (it would delete QAT as another recipe's step)."""
-    import importlib.util
-    from pathlib import Path
+def test_before_step_hears_of_each_step_that_runs_before_it_runs(toy, tmp_path):
+    """`run_recipe(before_step=…)`: training/default_guard.py waits there for its turn at QAT (QAT_LOCK). It is
+    called with each step's kind before the step starts, and not for the steps a resume skips."""
+    from pocketguard.compress.recipe import run_recipe
 
-    spec = importlib.util.spec_from_file_location("default_guard", Path(__file__).parents[1] / "training" / "default_guard.py")
-    dg = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dg)
     tok, train_ex, dev, teacher, _ = toy
     checkpoint.save_hf(teacher, tok, tmp_path / "teacher", guard_meta={"policy": checkpoint.policy_dict(POLICY)})
     _write_jsonl(tmp_path / "train.jsonl", train_ex)
@@ -170,27 +165,21 @@ def test_a_recipe_cut_before_qat_resumes_into_the_whole_one(toy, tmp_path):
         '[data]\ntrain = "train.jsonl"\ndev = "dev.jsonl"\ncalib = 16\nmax_len = 256\n'
         '[train]\nbatch_size = 8\nwarmup = 1\n'
         '[[step]]\nkind = "prune_blocks"\nkeep = 3\n'
-        '[[step]]\nkind = "prune_output"\n'
-        '[[step]]\nkind = "distill"\nsteps = 6\nlr = 1e-3\n'
+        '[[step]]\nkind = "distill"\nsteps = 4\nlr = 1e-3\n'
         '[[step]]\nkind = "qat"\nweight_bits = 4\ngroup_size = 32\nact_bits = 8\nsteps = 4\nlr = 5e-4\n'
         '[[step]]\nkind = "export_artifact"\n'
     )
-    pre = dg._before_qat(recipe)
-    assert pre.parent == recipe.parent and "qat" not in pre.read_text().split("# ", 2)[-1].split("\n", 1)[1]
-    assert _compress(pre) == 0
     out = tmp_path / "out"
-    assert sorted(p.name for p in (out / "steps").iterdir()) == ["01-prune_blocks", "02-prune_output", "03-distill"]
-    assert not (out / "model" / "manifest.json").exists()  # the cut run's model/ is no finished student (gpu_stage.sh)
-    stamps = {p.name: (p / "step.json").stat().st_mtime_ns for p in (out / "steps").iterdir()}
-    assert _compress(recipe, "--resume") == 0
-    after = {p.name: (p / "step.json").stat().st_mtime_ns for p in (out / "steps").iterdir()}
-    assert {n: after[n] for n in stamps} == stamps and sorted(after) == [*sorted(stamps), "04-qat", "05-export_artifact"]
-    lines = [json.loads(l) for l in (out / "report.jsonl").read_text().splitlines()]
-    assert [l["step"] for l in lines] == [1, 2, 3, 4, 5] and (out / "model" / "manifest.json").exists()
-    assert dg._before_qat(recipe) is None
-    # nor with a QAT step in progress (its .partial holds the train state a resume continues from)
-    (out / "steps" / "04-qat").rename(out / "steps" / "04-qat.partial")
-    assert dg._before_qat(recipe) is None
+    heard = []
+    # each call sees the steps before it finished and its own not yet
+    before = lambda kind: heard.append((kind, sorted(p.name for p in (out / "steps").iterdir() if not p.name.endswith(".partial"))))  # noqa: E731
+    run_recipe(recipe, device="cpu", progress=False, before_step=before)
+    assert heard == [("prune_blocks", []), ("distill", ["01-prune_blocks"]), ("qat", ["01-prune_blocks", "02-distill"]),
+                     ("export_artifact", ["01-prune_blocks", "02-distill", "03-qat"])]
+    (out / "steps" / "04-export_artifact").rename(out / "steps" / "gone")
+    heard.clear()
+    run_recipe(recipe, resume=True, device="cpu", progress=False, before_step=before)
+    assert [k for k, _ in heard] == ["export_artifact"]
 
 
 class _Killed(Exception):

@@ -150,10 +150,10 @@ def test_vocab_shapes_prune_the_input_embedding_after_the_head(tmp_path):
     assert len(Guard.load().tokenizer.encode(dg.VOCAB_FALLBACK)) == 1
 
 
-def test_with_a_qat_lock_a_student_runs_up_to_qat_then_the_rest_holding_the_lock(tmp_path, monkeypatch):
+def test_with_a_qat_lock_a_student_holds_it_from_its_qat_step_to_its_end(tmp_path, monkeypatch):
     """QAT_LOCK (gpu_run.sh sets it): two students distil side by side but take turns at QAT, which ran out of the
-    GPU's memory two at a time. The cut recipe runs unlocked, the whole one with the lock held; the teacher is not
-    held back; without QAT_LOCK a student runs its recipe once."""
+    GPU's memory two at a time. The lock is taken before the QAT step and released when the recipe is done; the
+    teacher never takes it, nor does a student without QAT_LOCK."""
     import fcntl
     from pathlib import Path
 
@@ -164,6 +164,7 @@ def test_with_a_qat_lock_a_student_runs_up_to_qat_then_the_rest_holding_the_lock
     (tmp_path / "data").mkdir()
     p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=False)
     lock = tmp_path / "qat.lock"
+    lock.touch()
     calls = []
 
     def held() -> bool:
@@ -175,18 +176,24 @@ def test_with_a_qat_lock_a_student_runs_up_to_qat_then_the_rest_holding_the_lock
             fcntl.flock(other, fcntl.LOCK_UN)
             return False
 
-    monkeypatch.setattr(R, "run_recipe", lambda path, **kw: calls.append((Path(path).name, held())))
+    def fake_run_recipe(path, before_step=None, **kw):  # steps as the recipe runner announces them
+        for kind in ("prune_blocks", "distill", "qat", "export_artifact"):
+            if before_step is not None:
+                before_step(kind)
+            calls.append((Path(path).name, kind, held()))
+
+    monkeypatch.setattr(R, "run_recipe", fake_run_recipe)
     monkeypatch.setattr(dg, "QAT_LOCK", str(lock))
     dg._run_recipe(p, "default-student", "b22-f1536-e4-hv")
-    assert calls == [("default-student-b22-f1536-e4-hv-before-qat.toml", False), ("default-student-b22-f1536-e4-hv.toml", True)]
+    assert [(k, h) for _, k, h in calls] == [("prune_blocks", False), ("distill", False), ("qat", True), ("export_artifact", True)]
     assert not held()  # released once the student is done
     calls.clear()
     dg._run_recipe(p, "default-teacher", seed=0)
-    assert calls == [("default-teacher-s0.toml", False)]
+    assert calls and not any(h for *_, h in calls)
     calls.clear()
     monkeypatch.setattr(dg, "QAT_LOCK", "")
     dg._run_recipe(p, "default-student", "b22-f1536-e4-hv")
-    assert calls == [("default-student-b22-f1536-e4-hv.toml", False)]
+    assert calls and not any(h for *_, h in calls)
 
 
 def test_calibrate_picks_the_lowest_threshold_that_meets_the_lookalike_target_on_dev(tmp_path):

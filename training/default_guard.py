@@ -47,6 +47,7 @@ import sys
 import time
 import tomllib
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -319,60 +320,43 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
 
 
 # Two QAT steps side by side ran out of the H200's memory in runs d and m (~210 s of a 30-minute lease to retry one
-# alone), while two distillations fit. With QAT_LOCK set (a file path; gpu_run.sh sets one), a student runs its
-# recipe up to QAT, then holds the lock for the rest: the whole recipe resumes after the finished steps (same hashes).
+# alone), while two distillations fit. With QAT_LOCK set (a file path; gpu_run.sh sets one), a student takes the
+# lock before its QAT step and holds it to the end of its recipe.
 QAT_LOCK = os.environ.get("QAT_LOCK", "")
 
 
 def _run_recipe(p: Paths, name: str, shape: str | None = None, seed: int | None = None) -> None:
+    import contextlib
+
     from pocketguard.compress.recipe import run_recipe
 
     path = resolved_recipe(p, name, shape, seed)
     base = p.shapes[shape].base if shape else ""
     _say(f"{name}: {path}" + (f" (from {base}'s finished steps where they are the same)" if base else ""))
-    run = lambda recipe: run_recipe(recipe, resume=True, progress=sys.stderr.isatty(),  # noqa: E731
-                                    reuse=[p.student(base)] if base else [])
-    if not (QAT_LOCK and name == "default-student"):
-        run(path)
-        return
+    with contextlib.ExitStack() as held:  # the lock's file closes (and the lock goes) when the recipe is done
+        before = _qat_turn(held) if QAT_LOCK and name == "default-student" else None
+        run_recipe(path, resume=True, progress=sys.stderr.isatty(), reuse=[p.student(base)] if base else [],
+                   before_step=before)
+
+
+def _qat_turn(held) -> Callable[[str], None]:
+    """`before_step` for a student: at its QAT step, give back what the GPU's cached allocator holds (the other
+    student's QAT would lack it) and wait for QAT_LOCK, kept until `held` (an ExitStack) closes."""
     import fcntl
-
-    pre = _before_qat(path)
-    if pre is not None:
-        run(pre)
-        _release_gpu_memory()  # what the cached allocator holds would be the other student's QAT's to lack
-    with open(QAT_LOCK, "a") as lock:
-        _say(f"{name}: waiting for {QAT_LOCK} (one QAT at a time)")
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
-        run(path)
-
-
-def _before_qat(path: Path) -> Path | None:
-    """The resolved recipe `path` cut before its QAT step, into the same output folder; None when it has no QAT,
-    or when that folder holds QAT (or a later step) already, finished or in progress: a run of the cut recipe would
-    delete those as the steps of another recipe (pocketguard.compress.recipe removes what its steps do not name)."""
-    r = tomllib.loads(path.read_text(encoding="utf-8"))
-    kinds = [step["kind"] for step in r["step"]]
-    if "qat" not in kinds:
-        return None
-    at = kinds.index("qat")
-    steps = (path.parent / r["output"]) / "steps"  # (an absolute output, as resolved_recipe writes, stays itself)
-    if at == 0 or (steps.is_dir() and any(int(d.name[:2]) > at for d in steps.iterdir() if d.name[:2].isdigit())):
-        return None
-    r["step"] = r["step"][:at]
-    pre = path.with_name(path.stem + "-before-qat.toml")
-    pre.write_text(f"# {path.name} up to its QAT step (QAT_LOCK: the rest runs holding the lock)\n" + _dump_recipe(r))
-    return pre
-
-
-def _release_gpu_memory() -> None:
     import gc
 
     import torch
 
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    def before(kind: str) -> None:
+        if kind != "qat":
+            return
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        lock = held.enter_context(open(QAT_LOCK, "a"))
+        _say(f"waiting for {QAT_LOCK} (one QAT at a time)")
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+    return before
 
 
 def stage_teacher(p: Paths, argv: list[str], seed: int | None = None) -> None:

@@ -44,7 +44,7 @@ import shutil
 import sys
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,10 +234,12 @@ def _policy_for(recipe: Recipe, meta: dict) -> Policy:
 
 # ============================================================================================ runner
 def run_recipe(path: str | Path, resume: bool = False, force: bool = False, device: str | None = None,
-               progress: bool = True, reuse: Sequence[str | Path] = ()) -> Path:
+               progress: bool = True, reuse: Sequence[str | Path] = (),
+               before_step: Callable[[str], None] | None = None) -> Path:
     """Run (or continue, with `resume`) a recipe; returns the output folder. `reuse`: output folders of other
     runs whose finished steps this one may adopt where their hashes match (the same teacher, data, settings and
-    steps up to there) — e.g. QAT variants of one distillation train it once (`_adopt`)."""
+    steps up to there) — e.g. QAT variants of one distillation train it once (`_adopt`). `before_step(kind)` is
+    called before each step that runs (not those a resume skips), e.g. to wait for a turn at the GPU."""
     from .. import checkpoint
     from ..distributed import barrier, default_device, init_distributed
     from ..examples import load_examples
@@ -336,6 +338,8 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
     for i in range(done, len(recipe.steps)):
         spec = dict(recipe.steps[i])
         kind = spec.pop("kind")
+        if before_step is not None:
+            before_step(kind)
         sk = STEPS[kind]
         final = steps_dir / names[i]
         work = steps_dir / (names[i] + ".partial")
