@@ -41,8 +41,8 @@
 # machine start and ran `TEACHER_SEEDS="0 1" STUDENT_EVAL=0 DISTILL_EVAL=0 … start "b26-f1024-e4-h b22-f1536-e4-hv" …
 # && … poll 560`, then `poll 570`, `poll 420`, `poll 275` (1,708 of 1,800 s held): two teachers side by side 500 s
 # (soup at 553 s), two distillations side by side ~430 s, b26's QAT 231 s while b22's ran out of memory beside it
-# and was retried alone (209 s; gpu_run.sh now has students take turns at QAT, QAT_LOCK); `pick` and the GPU probes did not fit. Two teachers and two students need the
-# whole lease with a first-time start. Every `poll` of an unfinished pipeline now brings progress.tgz (eval reports
+# and was retried alone (209 s; gpu_run.sh now has students take turns at QAT, QAT_LOCK); `pick` and the GPU
+# probes did not fit. Two teachers and two students need the whole lease with a first-time start. Every `poll` of an unfinished pipeline now brings progress.tgz (eval reports
 # and predictions, recipes, step reports) and progress-logs.tgz; run m's came back only by a hand-made copy.
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
