@@ -76,7 +76,10 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   # (the soup's ingredients too: whether averaging helped on the held-out sources is measured, not assumed)
   # (those that finished: a soup survives a lost ingredient)
   ingredients=$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; p = d.Paths(d.ROOT / "runs" / sys.argv[2], d.ROOT / sys.argv[1], sys.argv[2] == "smoke"); print(",".join(f"teacher-s{s}" for s in p.seeds if len(p.seeds) > 1 and (p.model(f"teacher-s{s}") / "config.json").exists()))' "$data" "$run")
-  $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" > "$results/eval-teacher.log" 2>&1 &
+  # and its probe tables (a lease that ends before `pick` still says what the teacher gets right: run m's did not)
+  { $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}"
+    for probes in training/probes*.jsonl; do $dg probe --device cuda --probes "$probes" --models "teacher${ingredients:+,$ingredients}"; done
+  } > "$results/eval-teacher.log" 2>&1 &
   pids=($!)
   # Only "-x" shapes distil on the labelled pool: without one, labelling it is time the lease may not have
   if python3 -c "$py_shapes; sys.exit(not any(S[s].extra for s in sys.argv[1:]))" $shapes; then
