@@ -23,7 +23,8 @@ threads come from the libgomp torch already loaded):
 x86 CPUs without AMX but with AVX-512 VNNI (AMD Zen 4, Intel Ice Lake / Cascade Lake) run a second kernel on
 the same packed weights, `pg_gemm_vnni`: an AMX B-tile row (16 columns x 4 consecutive k) is exactly a
 `vpdpbusd` operand, so each group is 8 `vpdpbusd` per row and 16 columns on the unsigned nibbles c + 8, started
-from -8 * sum_k u: the same exact int32 group sums, the same fp32 steps after them (`tests/test_runtime_kernels.py`).
+from -8 * sum_k u: the same exact int32 group sums, the same fp32 steps after them (`tests/test_runtime_kernels.py`);
+a prompt's column panel is unpacked to bytes once per matmul rather than once per 4-row tile.
 Their activation, RMSNorm and SiLU helpers need only AVX-512F/BW.
 
 x86 CPUs without AVX-512 (AMD Zen 2 / Zen 3, Intel Haswell to Alder Lake) run a third kernel on the same packed
@@ -594,12 +595,14 @@ _C_VNNI = r"""
    and k-quad, u[m, 4 k] is broadcast and multiplied with the unsigned nibbles c + 8 (0..15, valid as the signed
    operand). The int32 accumulator starts at uc = -8 * sum_k u, so each group's sum_k u (c + 8) - 8 sum_k u is the
    exact sum_k u c that tdpbusd gives; then the same fp32 steps as pg_gemm_amx (scale FMA per group, zero point
-   and row scale in the epilogue), so the two kernels round identically. MR and NR are compile-time constants
-   after inlining: the accumulators live in registers and each unpacked weight vector serves MR rows. */
+   and row scale in the epilogue), so the two kernels round identically. MR, NR and PRE are compile-time constants
+   after inlining: the accumulators live in registers and each weight vector serves MR rows. With PRE the nibbles
+   come already unpacked, one byte each, from `wun` (vnni_unpack: the tile's NR blocks); without, they are unpacked
+   here from the 4-bit tiles, which a prompt's row tiles would each do again for the same columns. */
 static inline __attribute__((always_inline)) void vnni_tile(
-        const int MR, const int NR, int m0, int nb, int G, int K, const uint8_t *xu, const int32_t *uc,
-        const float *sx, const float *zu, const uint8_t *wpk, const uint16_t *sw, const float *wsum,
-        float *y, long ldy, const float *res, long ldr) {
+        const int MR, const int NR, const int PRE, int m0, int nb, int G, int K, const uint8_t *xu, const int32_t *uc,
+        const float *sx, const float *zu, const uint8_t *wpk, const uint8_t *wun, const uint16_t *sw,
+        const float *wsum, float *y, long ldy, const float *res, long ldr) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 facc[VNNI_MR][VNNI_NR];
     for (int r = 0; r < MR; r++)
@@ -613,9 +616,15 @@ static inline __attribute__((always_inline)) void vnni_tile(
         for (int i = 0; i < 4; i++) {
             __m512i wl[VNNI_NR], wh[VNNI_NR];
             for (int c = 0; c < NR; c++) {
-                const __m512i v = _mm512_loadu_si512((const void *)(wpk + ((size_t)(nb + c) * G + g) * 256 + i * 64));
-                wl[c] = _mm512_and_si512(v, m4);                        /* k = 4i .. 4i+3 of the group */
-                wh[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);  /* k = 16+4i .. 16+4i+3 */
+                if (PRE) {
+                    const uint8_t *w = wun + (((size_t)c * G + g) * 4 + i) * 128;
+                    wl[c] = _mm512_load_si512((const void *)w);
+                    wh[c] = _mm512_load_si512((const void *)(w + 64));
+                } else {
+                    const __m512i v = _mm512_loadu_si512((const void *)(wpk + ((size_t)(nb + c) * G + g) * 256 + i * 64));
+                    wl[c] = _mm512_and_si512(v, m4);                        /* k = 4i .. 4i+3 of the group */
+                    wh[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);  /* k = 16+4i .. 16+4i+3 */
+                }
             }
             for (int r = 0; r < MR; r++) {
                 const uint8_t *a = xu + (long)(m0 + r) * K + g * 32 + 4 * i;
@@ -646,17 +655,37 @@ static inline __attribute__((always_inline)) void vnni_tile(
     }
 }
 
+/* The nibbles of NR column blocks, one byte each, in the order vnni_tile reads them with PRE (block, group,
+   k-quad, low / high half: 128 bytes). Unpacked once per column panel instead of once per row tile, which takes
+   the and / shift work out of the inner loop (it shared the vector ports with vpdpbusd). */
+static inline void vnni_unpack(int NR, int nb, int G, const uint8_t *wpk, uint8_t *wun) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int c = 0; c < NR; c++)
+        for (int g = 0; g < G; g++)
+            for (int i = 0; i < 4; i++) {
+                const __m512i v = _mm512_loadu_si512((const void *)(wpk + ((size_t)(nb + c) * G + g) * 256 + i * 64));
+                uint8_t *w = wun + (((size_t)c * G + g) * 4 + i) * 128;
+                _mm512_store_si512((void *)w, _mm512_and_si512(v, m4));
+                _mm512_store_si512((void *)(w + 64), _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            }
+}
 
-/* All M rows of NR column blocks starting at nb: VNNI_MR-row tiles, then single rows. */
+/* All M rows of NR column blocks starting at nb: VNNI_MR-row tiles, then single rows. A prompt (at least
+   VNNI_MR rows) reads the panel unpacked into `wun`; a decode step's single row unpacks as it goes. */
 static inline __attribute__((always_inline)) void vnni_cols(
         const int NR, int M, int nb, int G, int K, const uint8_t *xu, const int32_t *uc, const float *sx,
-        const float *zu, const uint8_t *wpk, const uint16_t *sw, const float *wsum, float *y, long ldy,
+        const float *zu, const uint8_t *wpk, uint8_t *wun, const uint16_t *sw, const float *wsum, float *y, long ldy,
         const float *res, long ldr) {
     int m0 = 0;
-    for (; m0 + VNNI_MR <= M; m0 += VNNI_MR)
-        vnni_tile(VNNI_MR, NR, m0, nb, G, K, xu, uc, sx, zu, wpk, sw, wsum, y, ldy, res, ldr);
+    if (M >= VNNI_MR) {
+        vnni_unpack(NR, nb, G, wpk, wun);
+        for (; m0 + VNNI_MR <= M; m0 += VNNI_MR)
+            vnni_tile(VNNI_MR, NR, 1, m0, nb, G, K, xu, uc, sx, zu, wpk, wun, sw, wsum, y, ldy, res, ldr);
+        for (; m0 < M; m0++)
+            vnni_tile(1, NR, 1, m0, nb, G, K, xu, uc, sx, zu, wpk, wun, sw, wsum, y, ldy, res, ldr);
+    }
     for (; m0 < M; m0++)
-        vnni_tile(1, NR, m0, nb, G, K, xu, uc, sx, zu, wpk, sw, wsum, y, ldy, res, ldr);
+        vnni_tile(1, NR, 0, m0, nb, G, K, xu, uc, sx, zu, wpk, wun, sw, wsum, y, ldy, res, ldr);
 }
 
 /* pg_gemm_amx's contract (same packed weights, same arguments) on AVX-512 VNNI. */
@@ -667,16 +696,18 @@ void pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const
     int32_t *uc = (int32_t *)malloc((size_t)(M > 0 ? M : 1) * G * sizeof(int32_t));
     #pragma omp parallel num_threads(nthreads)
     {
+        uint8_t *wun = M >= VNNI_MR ? (uint8_t *)aligned_alloc(64, (size_t)VNNI_NR * G * 512) : NULL;
         group_usums(M, G, K, xu, uc);
         #pragma omp for schedule(static)
         for (int t = 0; t < NT; t++) {
             const int nb = t * VNNI_NR;
             if (nb + VNNI_NR <= NB)
-                vnni_cols(VNNI_NR, M, nb, G, K, xu, uc, sx, zu, wpk, sw, wsum, y, ldy, res, ldr);
+                vnni_cols(VNNI_NR, M, nb, G, K, xu, uc, sx, zu, wpk, wun, sw, wsum, y, ldy, res, ldr);
             else
                 for (int b = nb; b < NB; b++)
-                    vnni_cols(1, M, b, G, K, xu, uc, sx, zu, wpk, sw, wsum, y, ldy, res, ldr);
+                    vnni_cols(1, M, b, G, K, xu, uc, sx, zu, wpk, wun, sw, wsum, y, ldy, res, ldr);
         }
+        free(wun);
     }
     free(uc);
 }
