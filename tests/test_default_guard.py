@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,6 +129,29 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
                 assert r.train == committed["train"]
                 assert r.steps == [{**s, **shape.get(s["kind"], {})} for s in committed["step"]]
 
+
+
+def test_shapes_set_their_training_lengths_and_data(tmp_path):
+    """Each shape's distillation and QAT run as long as it says: its own length (distill_epochs, qat_epochs) over
+    the "-x" shapes' EXTRA_EPOCHS over the committed recipe's; "-x" shapes train on the teacher-labelled pool."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import tomllib
+
+    import default_guard as dg
+    from pocketguard.compress.recipe import load_recipe
+
+    (tmp_path / "data").mkdir()
+    committed = {st["kind"]: st.get("epochs") for st in
+                 tomllib.loads((dg.RECIPES / "default-student.toml").read_text())["step"]}
+    p = dg.Paths(tmp_path / "full", tmp_path / "data", False)
+    assert any(s.distill_epochs for s in p.shapes.values()) and any(s.qat_epochs for s in p.shapes.values())
+    for shape, s in p.shapes.items():
+        r = load_recipe(dg.resolved_recipe(p, "default-student", shape))
+        got = {st["kind"]: st.get("epochs") for st in r.steps}
+        for kind, own in (("distill", s.distill_epochs), ("qat", s.qat_epochs)):
+            want = own if own is not None else dg.EXTRA_EPOCHS[kind] if s.extra else committed[kind]
+            assert got[kind] == want, (shape, kind)
+        assert Path(r.data["train"]) == (p.labelled if s.extra else p.data / "train.jsonl"), shape
 
 
 def test_vocab_shapes_prune_the_input_embedding_after_the_head(tmp_path):
@@ -268,7 +292,7 @@ def test_label_stage_writes_train_plus_the_teachers_verdicts_on_the_pool(tmp_pat
 def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
     """`default_guard.py card`'s quality-vs-size table: a row per shape with a recipe report, naming how it was
     distilled (hidden-state term, teacher-labelled pool), its input vocabulary (the prune_input step's count) and
-    its QAT length (a QAT variant's own)."""
+    its distillation and QAT lengths (a variant's own)."""
     sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
     import default_guard as dg
 
@@ -278,7 +302,8 @@ def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
         p.student(shape).mkdir(parents=True)
         kinds = ["prune_output"] + (["prune_input"] if p.shapes[shape].vocab else []) + ["distill", "qat", "export_artifact"]
         rows = [{"kind": k, "n_params": 0.5e6 if k == "prune_input" else 1e6, "bytes": 2e6, "dev": dev,
-                 "params": {"epochs": p.shapes[shape].qat_epochs or 0.25} if k == "qat" else {},
+                 "params": {"epochs": {"qat": p.shapes[shape].qat_epochs or 0.25, "distill": 0.5}[k]}
+                 if k in ("qat", "distill") else {},
                  "info": {"n_tokens": 1234} if k == "prune_input" else {}} for k in kinds]
         (p.student(shape) / "report.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     dg.stage_card(p)
@@ -287,7 +312,7 @@ def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
     for shape, s in p.shapes.items():
         vocab, n = ("1,234 tokens", "0.5M") if s.vocab else ("—", "1.0M")
         cells = (f"| {shape} | {s.blocks} | {s.width} | {s.embedding_bits} | {s.hidden_weight or '—'} | "
-                 f"{'yes' if s.extra else '—'} | {vocab} | {s.qat_epochs or 0.25} | {n} | 2.0 |")
+                 f"{'yes' if s.extra else '—'} | {vocab} | 0.5 / {s.qat_epochs or 0.25} | {n} | 2.0 |")
         assert cells in table
 
 

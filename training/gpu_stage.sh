@@ -42,7 +42,11 @@
 # && … poll 560`, then `poll 570`, `poll 420`, `poll 275` (1,708 of 1,800 s held): two teachers side by side 500 s
 # (soup at 553 s), two distillations side by side ~430 s, b26's QAT 231 s while b22's ran out of memory beside it
 # and was retried alone (209 s; gpu_run.sh now has students take turns at QAT, QAT_LOCK); `pick` and the GPU
-# probes did not fit. Two teachers and two students need the whole lease with a first-time start. Every `poll` of an unfinished pipeline now brings progress.tgz (eval reports
+# probes did not fit. Two teachers and two students need the whole lease with a first-time start. Run n (sixth
+# session) had one start and finished whole in 1,592 s: `TEACHER_SEEDS="0 1" STUDENT_EVAL=0 DISTILL_EVAL=1 … start
+# "b22-f1536-e4-hxv" … && … poll 560`, `poll 570`, `poll 470` (the student), `poll 225` (pick, probes): soup at 579 s,
+# `label` 116 s (GPU passes of 32,768 tokens), one distillation alone 313 s, QAT 208 s, held-out eval of the float
+# student 40 s, the teacher's probes beside its eval. Two teachers, `label` and one student fit with ~200 s to spare. Every `poll` of an unfinished pipeline now brings progress.tgz (eval reports
 # and predictions, recipes, step reports) and progress-logs.tgz; run m's came back only by a hand-made copy.
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
