@@ -215,3 +215,109 @@ def test_poll_of_an_unfinished_pipeline_brings_what_it_has_so_far(tmp_path):
     assert "eval/dev_heldout-cuda/predictions/00-teacher.jsonl" in names
     with tarfile.open(out / "progress-logs.tgz") as t:
         assert "./eval-teacher.log" in t.getnames()
+
+
+def _teacher(tmp_path: Path, train: str = "train rows\n"):
+    """A finished teacher in the work tree as the pipeline leaves it (fp32 weights, soup.json, pool labels)."""
+    import torch
+    from safetensors.torch import save_file
+
+    run = tmp_path / "work" / "runs"
+    (run / "default" / "teacher" / "model").mkdir(parents=True)
+    weights = {"w": torch.randn(64, 48, generator=torch.Generator().manual_seed(0)), "ids": torch.arange(5)}
+    save_file(weights, str(run / "default" / "teacher" / "model" / "model.safetensors"), metadata={"format": "pt"})
+    (run / "default" / "teacher" / "model" / "config.json").write_text('{"dim": 48}')
+    (run / "default" / "teacher" / "soup.json").write_text('{"chosen": "soup"}')
+    (run / "default" / "labelled").mkdir()
+    (run / "default" / "labelled" / "train.jsonl").write_text(train + "pool rows\n")
+    (run / "data").mkdir()
+    (run / "data" / "train.jsonl").write_text(train)
+    return weights
+
+
+def test_fetch_teacher_brings_the_teacher_back_one_part_per_call(tmp_path):
+    """`fetch-teacher`: the teacher in bf16 (half the calls), its soup.json and pool labels, where it came from and
+    which train.jsonl it learned, split into parts of TEACHER_PART_BYTES, one new part in $OUT per call."""
+    import io
+    import sys
+    import tarfile
+
+    import torch
+    from safetensors.torch import load
+
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**_env(tmp_path), "OUT": str(out), "PYTHON": sys.executable, "TEACHER_PART_BYTES": "4000",
+           "TEACHER_ORIGIN": "run z's soup"}
+    call = lambda: subprocess.run(["bash", str(SCRIPT), "fetch-teacher"], env=env, capture_output=True, text=True)  # noqa: E731
+    r = call()
+    assert r.returncode == 1 and "no teacher yet" in r.stderr
+    weights = _teacher(tmp_path)
+    got = []
+    for _ in range(20):
+        r = call()
+        assert r.returncode == 0, r.stderr
+        if "every teacher part was brought back" in r.stdout:
+            break
+        new = sorted(p.name for p in out.iterdir()) [len(got):]
+        assert len(new) == 1 and f"brought back: {new[0]}" in r.stdout  # one part per call
+        got += new
+    assert len(got) > 1 and got == [f"teacher.tgz.{i:02d}" for i in range(len(got))]
+    with tarfile.open(fileobj=io.BytesIO(b"".join((out / n).read_bytes() for n in got))) as t:
+        files = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+    state = load(files["default/teacher/model/model.safetensors"])
+    assert state["w"].dtype == torch.bfloat16 and torch.equal(state["w"], weights["w"].bfloat16())
+    assert torch.equal(state["ids"], weights["ids"])  # integer tensors keep their dtype
+    assert files["default/labelled/train.jsonl"] == b"train rows\npool rows\n"
+    assert files["default/teacher/soup.json"] == b'{"chosen": "soup"}'
+    assert files["default/teacher/ORIGIN"].startswith(b"run z's soup; bf16 weights packed ")
+    assert b"train.jsonl" in files["default/teacher/DATA-SHA256"]
+
+
+@pytest.mark.parametrize("same_data", [True, False])
+def test_start_with_a_kept_teacher_needs_no_backbone(tmp_path, same_data):
+    """`start` with teacher parts (from `fetch-teacher`, sent with `part`) instead of the backbone's: the teacher is
+    in the work tree in fp32 before the pipeline starts; its pool labels stay only if this lease's train.jsonl is
+    the one it learned; a part missing is named, and nothing starts."""
+    import sys
+    import tarfile
+
+    import torch
+    from safetensors.torch import load_file
+
+    here = tmp_path / "there"  # the lease that trained it
+    here.mkdir()
+    weights = _teacher(here)
+    out = tmp_path / "parts"
+    out.mkdir()
+    env = {**_env(here), "OUT": str(out), "PYTHON": sys.executable, "TEACHER_PART_BYTES": "4000"}
+    while "every teacher part" not in subprocess.run(["bash", str(SCRIPT), "fetch-teacher"], env=env,
+                                                      capture_output=True, text=True).stdout:
+        pass
+    parts = sorted(out.iterdir())
+    repo = tmp_path / "repo"
+    (repo / "training").mkdir(parents=True)
+    (repo / "training" / "gpu_run.sh").write_text(STUB)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text("train rows\n" if same_data else "rebuilt rows\n")
+    with tarfile.open(tmp_path / "data.tgz", "w:gz") as t:
+        t.add(tmp_path / "data", arcname="data")
+    env = {**_env(tmp_path), "PYTHON": sys.executable}
+    call = lambda *a: subprocess.run(["bash", str(SCRIPT), *a], env=env, cwd=repo, capture_output=True, text=True)  # noqa: E731
+    r = call("start", "b22-f1536-e4-hxv", str(tmp_path / "data.tgz"), *map(str, parts[1:]))
+    assert r.returncode == 1 and "teacher parts here do not join" in r.stderr and parts[1].name in r.stderr
+    assert not (tmp_path / "work").exists()
+    assert call("part", str(parts[0])).returncode == 0
+    r = call("start", "b22-f1536-e4-hxv", str(tmp_path / "data.tgz"))
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "work" / "runs" / "default"
+    state = load_file(str(run / "teacher" / "model" / "model.safetensors"))
+    assert state["w"].dtype == torch.float32 and torch.equal(state["w"], weights["w"].bfloat16().float())
+    assert (run / "labelled" / "train.jsonl").exists() == same_data
+    assert ("pool labels dropped" in r.stdout) != same_data
+    log = tmp_path / "results" / "log.txt"
+    for _ in range(100):  # the pipeline runs detached from the call
+        if log.exists():
+            break
+        time.sleep(0.05)
+    assert "shapes=b22-f1536-e4-hxv" in log.read_text()

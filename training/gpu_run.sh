@@ -67,8 +67,12 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   start=$(date +%s)
   # The padded one-call attention that label and eval take on the GPU, checked there against the per-sequence path
   if ! python3 -m pytest -q -x -p no:cacheprovider tests/test_batching.py -k padded; then echo "TEACHER FAILED (padded check)"; exit 1; fi
-  # The teacher: TEACHER_SEEDS fine-tunes side by side, averaged (default_guard.py soup)
-  if ! { $dg data && $dg backbone && $dg teacher; }; then echo "TEACHER FAILED"; exit 1; fi
+  # The teacher: TEACHER_SEEDS fine-tunes side by side, averaged (default_guard.py soup), unless one kept from an
+  # earlier lease came in (gpu_stage.sh fetch-teacher / start): then neither the backbone nor the training is needed
+  if [ -s runs/$run/teacher/model/config.json ]; then
+    echo "teacher: kept from an earlier lease: $(cat runs/$run/teacher/ORIGIN 2> /dev/null)"
+    if ! $dg data; then echo "TEACHER FAILED"; exit 1; fi
+  elif ! { $dg data && $dg backbone && $dg teacher; }; then echo "TEACHER FAILED"; exit 1; fi
   echo "teacher done after $(( $(date +%s) - start ))s"
   # The teacher's eval runs beside its labelling of the unlabelled pool and the students (inference next to
   # training fits on one H200). The students' quality-vs-size points are their recipe reports (dev F1 and

@@ -16,6 +16,17 @@
 #   failed:  training/gpu_stage.sh resume "b18-f1024 ..." && training/gpu_stage.sh poll 500   (right away: the machine
 #            goes back after 30 s idle; resume keeps what finished, e.g. run g's first attempt lost a soup ingredient)
 #
+# Keeping a teacher for later leases (they then skip the backbone, the teacher's ~580 s and `label`'s ~120 s, and
+# their students share one teacher, so student recipes compare without a new teacher's noise: runs d and e, one
+# recipe, were 4 held-out points apart): once a poll shows "label done" (or "teacher done" when no "-x" shape
+# runs), `TEACHER_ORIGIN="run n's soup" training/gpu_stage.sh fetch-teacher` brings it back in bf16, one ~50 MB
+# part per call ($OUT/teacher.tgz.NN; ~5 calls, sent back to back between polls while the students train). Keep
+# the parts here (runs/teachers/NAME/, ignored by git: they are lost with this machine's disk). A later lease
+# sends them instead of the backbone parts:
+#   call 1:  training/gpu_stage.sh part runs/teachers/NAME/teacher.tgz.00 .whl/*.whl      carry: that part, .whl
+#   calls 2..:  training/gpu_stage.sh part runs/teachers/NAME/teacher.tgz.01 (one part per call)
+#   last:    training/gpu_stage.sh start "SHAPES" .carry/data.tgz runs/teachers/NAME/teacher.tgz.NN && … poll 560
+# (the teacher is back in fp32; its pool labels are used only when this lease's train.jsonl is the one it learned).
 # `poll` returns as soon as a student has finished, with its student.tgz.NN in $OUT (`cat student.tgz.* | tar xz`
 # restores default/students/SHAPE/model here; one student per call, a call returns at most 64 MiB), and copies
 # log.txt, results.tgz, logs.tgz and the picked student (unless it came back already) once the pipeline has
@@ -95,19 +106,54 @@ unsent_student() {  # a finished student not yet brought back
   return 0
 }
 
-case "${1:?part | start | resume | poll | fetch}" in
+to_dtype() {  # rewrite a safetensors file's floating-point tensors in dtype $1 (bfloat16 for the trip, float32 back)
+  "${PYTHON:-python3}" - "$@" << 'EOF'
+import sys
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+dtype, path = getattr(torch, sys.argv[1]), sys.argv[2]
+with safe_open(path, "pt") as f:
+    meta = f.metadata()
+    tensors = {k: f.get_tensor(k) for k in f.keys()}
+save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}, path, metadata=meta)
+EOF
+}
+
+case "${1:?part | start | resume | poll | fetch | fetch-teacher}" in
   part)
     shift; stage_files "$@"; ls -la "$stage" ;;
   start)
     shapes=${2:?shapes}; shift 2; stage_files "$@"
-    cat "$stage"/p[0-9][0-9] > "$stage/backbone.gguf"
-    echo "$sha  $stage/backbone.gguf" | sha256sum -c || {
-      # a machine that went back between calls takes the parts already sent with it: say which ones are here
-      echo "the backbone parts here do not join to the GGUF: $(cd "$stage" && ls -l p[0-9][0-9] | awk '{print $NF" ("$5" bytes)"}' | paste -sd' ');" \
-           "send the missing ones with \`part\` and start again" >&2; exit 1; }
+    # a teacher kept from an earlier lease (`fetch-teacher`, sent back with `part`) stands in for the backbone
+    teacher=$(ls "$stage"/teacher.tgz.[0-9][0-9] 2> /dev/null | head -1) || true
+    if [ -n "$teacher" ]; then
+      cat "$stage"/teacher.tgz.[0-9][0-9] | gzip -t 2> /dev/null || {
+        echo "the teacher parts here do not join to a whole archive: $(cd "$stage" && ls -l teacher.tgz.[0-9][0-9] | awk '{print $NF" ("$5" bytes)"}' | paste -sd' ');" \
+             "send the missing ones with \`part\` and start again" >&2; exit 1; }
+    else
+      cat "$stage"/p[0-9][0-9] > "$stage/backbone.gguf"
+      echo "$sha  $stage/backbone.gguf" | sha256sum -c || {
+        # a machine that went back between calls takes the parts already sent with it: say which ones are here
+        echo "the backbone parts here do not join to the GGUF: $(cd "$stage" && ls -l p[0-9][0-9] | awk '{print $NF" ("$5" bytes)"}' | paste -sd' ');" \
+             "send the missing ones with \`part\` and start again" >&2; exit 1; }
+    fi
     rm -rf "$work" "$results" "$stage"/sent-* && mkdir -p "$work/runs" "$results"
     tar --exclude=./.carry --exclude=./.whl --exclude=./.git --exclude=./runs -cf - . | tar xf - -C "$work"
     tar xzf "$stage/data.tgz" -C "$work/runs"
+    if [ -n "$teacher" ]; then  # back to fp32, the dtype the pipeline trains and evaluates the teacher in
+      cat "$stage"/teacher.tgz.[0-9][0-9] | tar xzf - -C "$work/runs"
+      to_dtype float32 "$work/runs/$run/teacher/model/model.safetensors"
+      echo "teacher: $(cat "$work/runs/$run/teacher/ORIGIN")"
+      # its labels of the pool are train.jsonl + the pool as they were then: with other data they would train the
+      # "-x" students on the old train split, so they go (`label` runs again); the teacher stays, and the log says so
+      if ! (cd "$work/runs/data" && sha256sum -c --status "$work/runs/$run/teacher/DATA-SHA256"); then
+        rm -rf "$work/runs/$run/labelled"
+        echo "teacher: trained on other data than this lease's train.jsonl: its pool labels dropped"
+      fi
+    fi
     launch "$shapes" ;;
   resume)
     # the pipeline again in the same work tree: finished stages and recipe steps are kept (a teacher that
@@ -146,10 +192,38 @@ case "${1:?part | start | resume | poll | fetch}" in
       if [ -n "$unsent" ]; then sleep 5; send_student "$unsent"; cp "$results/student-$unsent.log" "$OUT/" 2>/dev/null || true; fi
       send_progress ${unsent:+lean}
     fi ;;
+  fetch-teacher)
+    # the teacher (bf16: half the calls; the pipeline's teacher runs in bf16 autocast anyway) with its soup.json, its
+    # labels of the pool when `label` has run, and where it came from, one part per call ($OUT/teacher.tgz.NN, at
+    # most TEACHER_PART_BYTES each): keep them here (runs/teachers/NAME/) and a later lease sends them with `part`
+    # and `start` instead of the backbone, skipping the teacher's ~580 s and `label`'s ~120 s, and its students are
+    # distilled from the same teacher as this lease's (runs d and e's teachers, one recipe, were 4 held-out points apart)
+    t="$work/runs/$run/teacher/model"
+    [ -s "$t/config.json" ] || { echo "no teacher yet ($t): poll until 'teacher done'" >&2; exit 1; }
+    if [ ! -e "$stage/teacher-packed" ]; then
+      rm -rf "$stage/tbundle" && mkdir -p "$stage/tbundle/$run/teacher"
+      cp -r "$t" "$stage/tbundle/$run/teacher/model"
+      to_dtype bfloat16 "$stage/tbundle/$run/teacher/model/model.safetensors"
+      cp "$work/runs/$run/teacher/soup.json" "$stage/tbundle/$run/teacher/" 2> /dev/null || true
+      if [ -s "$work/runs/$run/labelled/train.jsonl" ]; then cp -r "$work/runs/$run/labelled" "$stage/tbundle/$run/"; fi
+      (cd "$work/runs/data" && sha256sum train.jsonl) > "$stage/tbundle/$run/teacher/DATA-SHA256"
+      echo "${TEACHER_ORIGIN:-a kept teacher}; bf16 weights packed $(date -u +%FT%TZ); data: $(head -c 200 "$work/runs/data/VERSION" 2> /dev/null)" \
+        > "$stage/tbundle/$run/teacher/ORIGIN"
+      tar czf - -C "$stage/tbundle" "$run" | split -b "${TEACHER_PART_BYTES:-50000000}" -d -a 2 - "$stage/teacher.tgz."
+      touch "$stage/teacher-packed"
+    fi
+    for f in "$stage"/teacher.tgz.[0-9][0-9]; do
+      [ -e "$f.sent" ] && continue
+      cp "$f" "$OUT/" && touch "$f.sent"
+      left=$(for g in "$stage"/teacher.tgz.[0-9][0-9]; do [ -e "$g.sent" ] || echo "$g"; done | wc -l)
+      echo "brought back: $(basename "$f") of $(ls "$stage"/teacher.tgz.[0-9][0-9] | wc -l) teacher parts, $left left"
+      exit 0
+    done
+    echo "every teacher part was brought back" ;;
   fetch)
     # another finished student than the picked one (a call brings back at most 64 MiB: one student per call)
     shape=${2:?shape}
     finished "$shape" || { echo "no finished student $shape" >&2; exit 1; }
     send_student "$shape" ;;
-  *) echo "usage: $0 part FILES... | start SHAPES FILES... | resume SHAPES | poll SECONDS | fetch SHAPE" >&2; exit 2 ;;
+  *) echo "usage: $0 part FILES... | start SHAPES FILES... | resume SHAPES | poll SECONDS | fetch SHAPE | fetch-teacher" >&2; exit 2 ;;
 esac
