@@ -133,7 +133,9 @@ _WHOSE = (
     r"my (?:\w+ )?(?:ex|neighbou?r|boss|colleague|co-?worker|classmate|friend|wife|husband|girlfriend|boyfriend|partner|teacher|employee)'s"
 )
 _SOMEONE = r"someone|somebody|a person|other people|people|him|her|them|celebrit\w+|a certain|my \w+|the \w+ (?:user|person|neighbou?r)"
-_MINORS = r"child(?:ren)?|kids?|minors?|underage|preteens?|\d{1,2}[- ]years?[- ]old|little (?:girl|boy)s?|schoolgirls?"
+# ages under 18 only ("a 25-year-old" is an adult), singular or plural, spelled out or "12yo" / "12 y/o"
+_MINORS = (r"child(?:ren)?|kids?|minors?|underage|preteens?|(?:1[0-7]|[1-9])(?:[- ]years?[- ]olds?|[- ]?y/?o)|"
+           r"little (?:girl|boy)s?|schoolgirls?")
 _SEXUAL = r"sex\w*|nude\w*|naked|porn\w*|erotic\w*|molest\w*|lewd|intimate"
 
 CATEGORY_RULES: dict[str, re.Pattern] = {
