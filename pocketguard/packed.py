@@ -193,19 +193,34 @@ class Attention:
             self.out = torch.zeros(q.shape[0], self.H * self.hd, dtype=q.dtype, device=q.device)  # padding rows stay zero
         return self.out
 
-    def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """q [N, H*hd], k/v [N, KV*hd] (rope applied; N may include padding rows) -> [N, H*hd]."""
+    def __call__(self, layer: int, q: Tensor, k: Tensor, v: Tensor, last: Tensor | None = None) -> Tensor:
+        """q [N, H*hd], k/v [N, KV*hd] (rope applied; N may include padding rows) -> [N, H*hd]. With `last` (each
+        sequence's last row, `forward`'s final layer) every key and value is still written, but only those rows
+        attend: -> [len(seqs) padded to _ROWS, H*hd]."""
         if self.group is not None:
-            return self._padded(layer, q, k, v)
+            out = self._padded(layer, q, k, v)
+            return out if last is None else _pad_rows(out[last])
         H, KV, hd = self.H, self.KV, self.hd
         gqa = KV != H
-        out = self._out(q)
+        out = self._out(q) if last is None else q.new_zeros(len(last) + (-len(last)) % _ROWS, H * hd)
         o = 0
         for i, (s, T) in enumerate(zip(self.seqs, self.lengths)):
             s0 = s.length
             kc, vc = s.k[layer], s.v[layer]
             kc[0, :, s0 : s0 + T] = k[o : o + T].view(T, KV, hd).transpose(0, 1).to(kc.dtype)
             vc[0, :, s0 : s0 + T] = v[o : o + T].view(T, KV, hd).transpose(0, 1).to(vc.dtype)
+            if last is not None:  # the sequence's last query: alone in int8 (each query row is computed on its
+                # own), with the rest of its block in SDPA (whose floats depend on the call's shape)
+                if self.int8:
+                    runtime_cpu.attention_int8(q[o + T - 1 : o + T], kc[0], vc[0], s0 + T - 1, H, None, out=out[i : i + 1])
+                else:
+                    r0, r1, mask, causal = self.blocks[i][-1]
+                    qi = q[o + r0 : o + r1].view(r1 - r0, H, hd).transpose(0, 1).unsqueeze(0)
+                    y = F.scaled_dot_product_attention(qi, kc[:, :, : s0 + r1].to(q.dtype), vc[:, :, : s0 + r1].to(q.dtype),
+                                                       attn_mask=mask, is_causal=causal, enable_gqa=gqa)
+                    out[i] = y[0, :, -1].reshape(H * hd)
+                o += T
+                continue
             if self.int8:
                 runtime_cpu.attention_int8(q[o : o + T], kc[0], vc[0], s0, H, self.trees[i], out=out[o : o + T])
                 o += T
@@ -220,17 +235,21 @@ class Attention:
         return out
 
 
-def _block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, attend: Attention, layer: int) -> Tensor:
-    """`model.TransformerBlock`'s computation on packed rows x [N, D] (cos/sin [N, hd])."""
+def _block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, attend: Attention, layer: int,
+           last: Tensor | None = None) -> Tensor:
+    """`model.TransformerBlock`'s computation on packed rows x [N, D] (cos/sin [N, hd]). With `last` it writes
+    every row's keys and values but returns only the rows `last` (padded to _ROWS): the final layer of a pass
+    whose logits are read at each sequence's last token, where the other rows' attention and MLP feed nothing
+    (as llama.cpp skips them). Every step is per row, so those rows come out as in the full computation."""
     packed = getattr(block, "packed", None)
     if packed is not None:  # runtime_cpu.FastBlock
-        return packed(x, cos, sin, attend, layer)
+        return packed(x, cos, sin, attend, layer, last)
     a, N = block.attention, x.shape[0]
     q, k, v = linears(block.attention_norm(x), a.wq, a.wk, a.wv)
     c, s = cos.unsqueeze(1), sin.unsqueeze(1)
     q = apply_rope(q.view(N, a.n_heads, a.head_dim), c, s).reshape(N, -1)
     k = apply_rope(k.view(N, a.n_kv_heads, a.head_dim), c, s).reshape(N, -1)
-    h = x + a.wo(attend(layer, q, k, v))
+    h = (x if last is None else _pad_rows(x[last])) + a.wo(attend(layer, q, k, v, last))
     return h + block.feed_forward(block.ffn_norm(h))
 
 
@@ -284,12 +303,12 @@ def forward(model: nn.Module, seqs: list[Sequence], tokens: list[list[int]], all
     a = model.args
     attend = Attention(seqs, lengths, a.n_heads, a.n_kv_heads, a.head_dim, h.dtype, dev,
                        [t[1] for t in trees] if trees else None)
+    last = None if all_logits or N == len(seqs) else torch.tensor(lengths, device=dev).cumsum(0) - 1
     for i, layer in enumerate(model.layers):
-        h = _block(layer, h, cos, sin, attend, i)
+        h = _block(layer, h, cos, sin, attend, i, last if i == len(model.layers) - 1 else None)
     for s, T in zip(seqs, lengths):
         s.length += T
     if all_logits:
         logits = model.output(model.norm(h))[:N].float()
         return list(logits.split(lengths))
-    last = torch.tensor(lengths, device=dev).cumsum(0) - 1
-    return model.output(model.norm(_pad_rows(h[last])))[: len(seqs)].float()
+    return model.output(model.norm(h))[: len(seqs)].float()  # (one row per sequence: its last, or its only one)

@@ -1389,13 +1389,16 @@ class FastBlock(nn.Module):
         y = self._attention(q, k, v, mask, T)
         return self._rest(y.transpose(1, 2).reshape(B * T, H * hd), x2).view(B, T, D).to(x.dtype)
 
-    def packed(self, x: Tensor, cos: Tensor, sin: Tensor, attend, layer: int) -> Tensor:
-        """The block on packed rows x [N, D] (`packed.forward`): `attend(layer, q, k, v)` is the per-sequence
-        attention. Every step here is per row, so a row's output does not depend on the other rows."""
+    def packed(self, x: Tensor, cos: Tensor, sin: Tensor, attend, layer: int, last: Tensor | None = None) -> Tensor:
+        """The block on packed rows x [N, D] (`packed.forward`): `attend(layer, q, k, v, last)` is the per-sequence
+        attention; with `last`, only those rows go on past it (`packed._block`). Every step here is per row, so a
+        row's output does not depend on the other rows."""
         H, KV, hd = self.n_heads, self.n_kv_heads, self.head_dim
         x2 = _rows(x, x.shape[-1])
         qkv = self._qkv(x2, cos, sin)
-        y = attend(layer, qkv[:, : H * hd], qkv[:, H * hd : (H + KV) * hd], qkv[:, (H + KV) * hd :])
+        y = attend(layer, qkv[:, : H * hd], qkv[:, H * hd : (H + KV) * hd], qkv[:, (H + KV) * hd :], last)
+        if last is not None:
+            x2 = torch.cat([x2[last], x2.new_zeros(y.shape[0] - len(last), x2.shape[1])])
         return self._rest(y, x2).to(x.dtype)
 
 

@@ -310,3 +310,37 @@ def test_category_scores_tree_pass_equals_teacher_forcing_each_code(tiny_tok, mo
     want = torch.softmax(torch.tensor(logp), -1) * v.p_unsafe
     got = torch.tensor([v.category_scores[c] for c in g.policy.codes])
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("path", ["float", "portable int4", "fast int4"])
+def test_last_layer_computes_only_the_rows_read(tiny_tok, monkeypatch, path):
+    """`packed.forward` without all_logits runs the final layer's attention and MLP on each sequence's last row only
+    (every row's keys and values are still written): those logits are bit for bit the last rows of a full pass, on
+    every path (int8 attention where the CPU has it, fp32 SDPA on the portable kernels), and so is the next step,
+    which reads the final layer's keys and values of every row."""
+    if path == "fast int4" and not FAST:
+        pytest.skip(f"no runtime_cpu kernel here: {R.available()[1]}")
+    if path == "portable int4":
+        monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp32")
+    m = _model(tiny_tok, path != "float", dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
+    if path == "fast int4":
+        assert R.accelerate(m)["blocks"] == 2
+    rng = random.Random(4)
+    prompts = [[rng.randrange(3, tiny_tok.vocab_size) for _ in range(n)] for n in (300, 7, 1, 140)]
+    real = packed._block
+
+    def run(all_logits):
+        seqs = [packed.Sequence(m, 320) for _ in prompts]
+        out = packed.forward(m, seqs, prompts, all_logits=all_logits)
+        last = torch.stack([o[-1] for o in out]) if all_logits else out
+        return last, packed.forward(m, seqs, [[5]] * len(seqs))  # the next step reads every row's final-layer KV
+
+    full, full_next = run(True)
+    calls = []
+    monkeypatch.setattr(packed, "_block", lambda *a: calls.append(a[-1]) or real(*a))
+    cut, cut_next = run(False)
+    assert torch.equal(cut, full) and torch.equal(cut_next, full_next)
+    n_layers = len(m.layers)
+    assert [c is not None for c in calls[:n_layers]] == [False] * (n_layers - 1) + [True]  # the final layer only
+    assert calls[n_layers - 1].tolist() == [299, 306, 307, 447]
+    assert all(c is None for c in calls[n_layers:])  # one token per sequence: nothing to leave out
