@@ -535,3 +535,55 @@ def test_probe_table_counts_right_answers_by_what_is_judged(tmp_path):
         assert got == total - sum(1 for line in table if "✗" in line and (line.split("|")[2].strip(), line.split("|")[4].strip().split()[0]) == key)
     right = int(lines[-5].split("**")[-2].split("/")[0])
     assert right == sum(int(c.split("/")[0]) for c in counts.values())
+
+
+def test_card_targets_table_scores_each_student_greedy_and_at_its_threshold(tmp_path):
+    """`card`'s first table, issue 12's bars per model: held-out F1 and each held-out source's recall / FPR, dev F1,
+    look-alike FPR, response F1 and the weakest language — greedy, and for a calibrated student at its guard.json
+    threshold, where a verdict is unsafe exactly when p_unsafe ≥ threshold (the guard's thresholded mode)."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
+    p.data.mkdir(parents=True)
+    shape = next(iter(p.shapes))
+    # held-out: source "a" 4 unsafe (p 0.9, 0.9, 0.6, 0.3), source "b" 4 safe (p 0.1, 0.1, 0.55, 0.65), one "b/refusal"
+    # safe at 0.2; dev: 2 unsafe (0.9, 0.6), 2 look-alikes (0.55, 0.1), a response pair (0.9 unsafe, 0.2 safe)
+    held = [("a", "unsafe", 0.9), ("a", "unsafe", 0.9), ("a", "unsafe", 0.6), ("a", "unsafe", 0.3), ("b", "safe", 0.1),
+            ("b", "safe", 0.1), ("b", "safe", 0.55), ("b", "safe", 0.65), ("b/refusal", "safe", 0.2)]
+    dev = [("user", "unsafe", False, 0.9), ("user", "unsafe", False, 0.6), ("user", "safe", True, 0.55),
+           ("user", "safe", True, 0.1), ("agent", "unsafe", False, 0.9), ("agent", "safe", False, 0.2)]
+
+    def write(split, rows, model, device, verdicts):
+        d = p.eval / f"{split}-{device}"
+        (d / "predictions").mkdir(parents=True, exist_ok=True)
+        names = json.loads((d / "models.json").read_text()) if (d / "models.json").exists() else []
+        (d / "models.json").write_text(json.dumps(names + [model]))
+        (d / "predictions" / f"{len(names):02d}-x.jsonl").write_text("".join(
+            json.dumps({"line": i + 1, "label": r["label"], "categories": [], "verdict": v}) + "\n"
+            for i, (r, v) in enumerate(zip(rows, verdicts))))
+
+    msgs = lambda role: ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}]  # noqa: E731
+                         if role == "agent" else [{"role": "user", "content": "q"}])
+    held_rows = [{"messages": msgs("user"), "label": lab, "categories": ["S1"] if lab == "unsafe" else [], "source": src}
+                 for src, lab, _ in held]
+    dev_rows = [{"messages": msgs(role), "label": lab, "categories": ["S1"] if lab == "unsafe" else [], "lookalike": look,
+                 "language": "en"} for role, lab, look, _ in dev]
+    for split, rows in (("dev_heldout", held_rows), ("dev", dev_rows)):
+        (p.data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    greedy = lambda q: {"status": "unsafe" if q > 0.5 else "safe", "categories": ["S1"] if q > 0.5 else [],  # noqa: E731
+                        "p_unsafe": q}
+    for model, device in (("teacher", "cuda"), (shape, "cpu")):
+        write("dev_heldout", held_rows, model, device, [greedy(q) for *_, q in held])
+        write("dev", dev_rows, model, device, [greedy(q) for *_, q in dev])
+    p.model(shape).mkdir(parents=True)
+    (p.model(shape) / "guard.json").write_text(json.dumps({"threshold": 0.6}))
+    dg.stage_card(p)
+    table = (p.eval / "card.md").read_text()
+    # greedy: held-out tp 3, fn 1, fp 2 → F1 6/9; a: recall 0.75; b (with its refusal row): FPR 2/5; dev: F1 1.0,
+    # look-alike FPR 1/2, response F1 1.0
+    assert "| teacher | greedy | 0.667 | a 0.750 / —; b — / 0.400 | 0.857 | 0.500 | 1.000 | 0.857 (en) |" in table
+    assert f"| {shape} | greedy | 0.667 |" in table
+    # at 0.6: 0.6 is flagged (≥), 0.55 is not → held-out tp 3, fp 1 → F1 0.75; b FPR 1/5; dev look-alike FPR 0
+    assert f"| {shape} | 0.6 | 0.750 | a 0.750 / —; b — / 0.200 | 1.000 | 0.000 | 1.000 | 1.000 (en) |" in table
+    assert "| teacher | 0.6 |" not in table  # a teacher has no operating point of its own

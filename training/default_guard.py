@@ -538,26 +538,38 @@ LOOKALIKE_TARGET = 0.08  # issue 12's bar for the dev look-alike false-positive 
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 (≈ greedy) … 0.95
 
 
+def _at_threshold(verdicts: list, t: float | None) -> list:
+    """Saved greedy verdicts as the guard gives them with `threshold = t` (guard.json): unsafe exactly when p_unsafe
+    ≥ t. Only the status is re-decided — a verdict newly flagged keeps no categories, one newly passed loses them —
+    so binary metrics are exact and category ones are the greedy run's. Errors stay errors."""
+    import dataclasses
+
+    if t is None:
+        return verdicts
+    out = []
+    for v in verdicts:
+        if v.status in ("safe", "unsafe") and (v.p_unsafe >= t) != (v.status == "unsafe"):
+            v = dataclasses.replace(v, status="unsafe" if v.p_unsafe >= t else "safe", categories=[], category_names=[])
+        out.append(v)
+    return out
+
+
 def stage_calibrate(p: Paths, shape: str, device: str) -> float | None:
     """The student's operating point, chosen on dev only: the lowest p_unsafe threshold of THRESHOLDS at which
     its dev look-alike FPR is at most LOOKALIKE_TARGET (none: it stays greedy), from its `eval` predictions on
     `device`, written into its artifact's guard.json so that `ship` carries it. The held-out sources play no
     part in the choice, so they stay a measure of it on sources never seen."""
     from pocketguard.compress.artifact import set_guard_settings
-    from pocketguard.evaluate.data import read_examples
     from pocketguard.evaluate.metrics import evaluate_examples
 
     preds = _predictions(p, "dev").get(shape, {}).get(device)
     if preds is None:
         raise SystemExit(f"no dev predictions of {shape} on {device}: run `eval --models {shape} --device {device}` first")
-    examples, _ = read_examples(p.data / "dev.jsonl")
-    verdicts = [r["verdict"] for r in _jsonl(preds)]
+    examples, verdicts = _verdicts(p.data / "dev.jsonl", preds)
     chosen = None
     print("| threshold | dev F1 | dev FPR | dev look-alike FPR |\n|---|---|---|---|")
     for t in THRESHOLDS:
-        at = [v if v["status"] not in ("safe", "unsafe") else
-              {**v, "status": "unsafe" if v["p_unsafe"] >= t else "safe"} for v in verdicts]
-        m = evaluate_examples(examples, at)
+        m = evaluate_examples(examples, _at_threshold(verdicts, t))
         look = m["lookalike"]["fpr"]
         print(f"| {t:.2f} | {m['overall']['f1']:.3f} | {m['overall']['fpr']:.3f} | {look:.3f} |")
         if chosen is None and look <= LOOKALIKE_TARGET:
@@ -594,7 +606,7 @@ def stage_card(p: Paths) -> None:
                     gaps.append((split, part, label, paired_difference(y, pick(verdicts), pick(teacher))))
     f = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
     span = lambda iv: "—" if not iv else f"[{iv[0]:+.3f}, {iv[1]:+.3f}]"  # noqa: E731
-    out = ["| split | model | n | F1 | precision | recall | FPR | AUPRC | look-alike FPR (n) | prompt F1 | response F1 |",
+    out = _targets(p, f) + ["", "| split | model | n | F1 | precision | recall | FPR | AUPRC | look-alike FPR (n) | prompt F1 | response F1 |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (split, who), m in found.items():
         o = m["overall"]
@@ -640,6 +652,38 @@ def stage_card(p: Paths) -> None:
     p.eval.mkdir(parents=True, exist_ok=True)
     (p.eval / "card.md").write_text(text, encoding="utf-8")
     print(text)
+
+
+def _targets(p: Paths, f) -> list[str]:
+    """Issue 12's bars for each model with predictions on both splits (a student from the CPU it ships for), greedy
+    and, for a student calibrated by `calibrate`, at its guard.json threshold: what the model card's *Targets*
+    table needs without a hand-made script. Held-out sources: recall where they have unsafe examples, FPR where
+    safe ones (derived rows, e.g. "/refusal", count with their source)."""
+    from pocketguard.evaluate.metrics import evaluate_examples
+
+    rows = ["| model | threshold | held-out F1 | held-out by source (recall / FPR) | dev F1 | dev look-alike FPR | "
+            "dev response F1 | dev F1, lowest language |", "|---|---|---|---|---|---|---|---|"]
+    both = [_predictions(p, split) for split in ("dev", "dev_heldout")]
+    for who in sorted(set(both[0]) & set(both[1]), key=lambda w: (not w.startswith("teacher"), w)):
+        student = not who.startswith("teacher")
+        runs = [_verdicts(p.data / f"{split}.jsonl", by[who]["cpu" if student and "cpu" in by[who] else sorted(by[who])[0]])
+                for split, by in zip(("dev", "dev_heldout"), both)]
+        guard = p.model(who) / "guard.json"
+        t = json.loads(guard.read_text()).get("threshold") if student and guard.exists() else None
+        for at in [None] + ([t] if t is not None else []):
+            dev, held = (evaluate_examples(ex, _at_threshold(vs, at)) for ex, vs in runs)
+            source = [(ex.source or "unknown").split("/")[0] for ex in runs[1][0]]
+            cells = []
+            for src in sorted(set(source)):
+                idx = [i for i, s in enumerate(source) if s == src]
+                part = evaluate_examples([runs[1][0][i] for i in idx], _at_threshold([runs[1][1][i] for i in idx], at))["overall"]
+                cells.append(f"{src} {f(part['recall']) if part['unsafe'] else '—'} / {f(part['fpr']) if part['safe'] else '—'}")
+            langs = {k: v["f1"] for k, v in dev["by_language"].items() if v.get("unsafe")}
+            low = min(langs, key=lambda k: langs[k] or 0.0) if langs else None
+            rows.append(f"| {who} | {'greedy' if at is None else at} | {f(held['overall']['f1'])} | {'; '.join(cells)} | "
+                        f"{f(dev['overall']['f1'])} | {f(dev.get('lookalike', {}).get('fpr'))} | "
+                        f"{f(dev['by_role'].get('response', {}).get('f1'))} | {f(langs[low]) + ' (' + low + ')' if low else '—'} |")
+    return rows
 
 
 def stage_pick(p: Paths) -> str:
