@@ -245,7 +245,6 @@ class Guard:
             j.truncation = window_info
         return jobs
 
-
     def _run(self, convs: list[Conversation], policy: Policy, category_scores: bool, batch_size: int = 64) -> list[Verdict]:
         t0 = time.perf_counter()
         grammar = self._grammar(policy)
