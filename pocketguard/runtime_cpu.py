@@ -677,7 +677,7 @@ static inline __attribute__((always_inline)) void vnni_cols(
         const float *zu, const uint8_t *wpk, uint8_t *wun, const uint16_t *sw, const float *wsum, float *y, long ldy,
         const float *res, long ldr) {
     int m0 = 0;
-    if (M >= VNNI_MR) {
+    if (M >= VNNI_MR && wun) {  /* (no buffer: its allocation failed, and the rows unpack as they go) */
         vnni_unpack(NR, nb, G, wpk, wun);
         for (; m0 + VNNI_MR <= M; m0 += VNNI_MR)
             vnni_tile(VNNI_MR, NR, 1, m0, nb, G, K, xu, uc, sx, zu, wpk, wun, sw, wsum, y, ldy, res, ldr);
