@@ -590,6 +590,14 @@ _C_VNNI = r"""
 #define VNNI_MR 4  /* rows per tile: 4 x 2 blocks = 8 independent accumulator chains, 24 of the 32 zmm registers */
 #define VNNI_NR 2
 
+/* One 64-byte k-quad row of a packed tile -> its 16 columns x 4 k as bytes: the low nibbles are k = 4i .. 4i+3 of
+   the group, the high ones k = 16+4i .. 16+4i+3. */
+static inline __attribute__((always_inline)) void vnni_nibbles(const uint8_t *src, __m512i *lo, __m512i *hi) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), v = _mm512_loadu_si512((const void *)src);
+    *lo = _mm512_and_si512(v, m4);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+}
+
 /* One tile of MR rows x NR 16-column blocks of y over all of K. An AMX B-tile row of the packed weights (16
    columns x 4 consecutive k, as nibbles c + 8) is exactly a vpdpbusd operand, so the packing is shared: per group
    and k-quad, u[m, 4 k] is broadcast and multiplied with the unsigned nibbles c + 8 (0..15, valid as the signed
@@ -603,7 +611,6 @@ static inline __attribute__((always_inline)) void vnni_tile(
         const int MR, const int NR, const int PRE, int m0, int nb, int G, int K, const uint8_t *xu, const int32_t *uc,
         const float *sx, const float *zu, const uint8_t *wpk, const uint8_t *wun, const uint16_t *sw,
         const float *wsum, float *y, long ldy, const float *res, long ldr) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 facc[VNNI_MR][VNNI_NR];
     for (int r = 0; r < MR; r++)
         for (int c = 0; c < NR; c++) facc[r][c] = _mm512_setzero_ps();
@@ -621,9 +628,7 @@ static inline __attribute__((always_inline)) void vnni_tile(
                     wl[c] = _mm512_load_si512((const void *)w);
                     wh[c] = _mm512_load_si512((const void *)(w + 64));
                 } else {
-                    const __m512i v = _mm512_loadu_si512((const void *)(wpk + ((size_t)(nb + c) * G + g) * 256 + i * 64));
-                    wl[c] = _mm512_and_si512(v, m4);                        /* k = 4i .. 4i+3 of the group */
-                    wh[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);  /* k = 16+4i .. 16+4i+3 */
+                    vnni_nibbles(wpk + ((size_t)(nb + c) * G + g) * 256 + i * 64, &wl[c], &wh[c]);
                 }
             }
             for (int r = 0; r < MR; r++) {
@@ -659,14 +664,14 @@ static inline __attribute__((always_inline)) void vnni_tile(
    k-quad, low / high half: 128 bytes). Unpacked once per column panel instead of once per row tile, which takes
    the and / shift work out of the inner loop (it shared the vector ports with vpdpbusd). */
 static inline void vnni_unpack(int NR, int nb, int G, const uint8_t *wpk, uint8_t *wun) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (int c = 0; c < NR; c++)
         for (int g = 0; g < G; g++)
             for (int i = 0; i < 4; i++) {
-                const __m512i v = _mm512_loadu_si512((const void *)(wpk + ((size_t)(nb + c) * G + g) * 256 + i * 64));
+                __m512i lo, hi;
+                vnni_nibbles(wpk + ((size_t)(nb + c) * G + g) * 256 + i * 64, &lo, &hi);
                 uint8_t *w = wun + (((size_t)c * G + g) * 4 + i) * 128;
-                _mm512_store_si512((void *)w, _mm512_and_si512(v, m4));
-                _mm512_store_si512((void *)(w + 64), _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+                _mm512_store_si512((void *)w, lo);
+                _mm512_store_si512((void *)(w + 64), hi);
             }
 }
 
