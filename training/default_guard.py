@@ -659,7 +659,7 @@ def _targets(p: Paths, f) -> list[str]:
     and, for a student calibrated by `calibrate`, at its guard.json threshold: what the model card's *Targets*
     table needs without a hand-made script. Held-out sources: recall where they have unsafe examples, FPR where
     safe ones (derived rows, e.g. "/refusal", count with their source)."""
-    from pocketguard.evaluate.metrics import evaluate_examples
+    from pocketguard.evaluate.metrics import evaluate_examples, gold_flags, predicted, sliced
 
     rows = ["| model | threshold | held-out F1 | held-out by source (recall / FPR) | dev F1 | dev look-alike FPR | "
             "dev response F1 | dev F1, lowest language |", "|---|---|---|---|---|---|---|---|"]
@@ -670,14 +670,14 @@ def _targets(p: Paths, f) -> list[str]:
                 for split, by in zip(("dev", "dev_heldout"), both)]
         guard = p.model(who) / "guard.json"
         t = json.loads(guard.read_text()).get("threshold") if student and guard.exists() else None
+        held_ex = runs[1][0]
+        source = [(ex.source or "unknown").split("/")[0] for ex in held_ex]
         for at in [None] + ([t] if t is not None else []):
-            dev, held = (evaluate_examples(ex, _at_threshold(vs, at)) for ex, vs in runs)
-            source = [(ex.source or "unknown").split("/")[0] for ex in runs[1][0]]
-            cells = []
-            for src in sorted(set(source)):
-                idx = [i for i, s in enumerate(source) if s == src]
-                part = evaluate_examples([runs[1][0][i] for i in idx], _at_threshold([runs[1][1][i] for i in idx], at))["overall"]
-                cells.append(f"{src} {f(part['recall']) if part['unsafe'] else '—'} / {f(part['fpr']) if part['safe'] else '—'}")
+            (dev_ex, dev_vs), held_vs = runs[0], _at_threshold(runs[1][1], at)
+            dev, held = evaluate_examples(dev_ex, _at_threshold(dev_vs, at)), evaluate_examples(held_ex, held_vs)
+            parts = sliced(source, gold_flags([ex.label for ex in held_ex]), *predicted(held_vs))
+            cells = [f"{src} {f(m['recall']) if m['unsafe'] else '—'} / {f(m['fpr']) if m['safe'] else '—'}"
+                     for src, m in parts.items()]
             langs = {k: v["f1"] for k, v in dev["by_language"].items() if v.get("unsafe")}
             low = min(langs, key=lambda k: langs[k] or 0.0) if langs else None
             rows.append(f"| {who} | {'greedy' if at is None else at} | {f(held['overall']['f1'])} | {'; '.join(cells)} | "
