@@ -106,6 +106,13 @@ unsent_student() {  # a finished student not yet brought back
   return 0
 }
 
+parts_missing() {  # $1 (what) do not join to $2: a machine that went back between calls takes the parts already
+  # sent with it, so say which ones (glob $3) are here, and stop
+  echo "the $1 here do not join to $2: $(cd "$stage" && ls -l $3 | awk '{print $NF" ("$5" bytes)"}' | paste -sd' ');" \
+       "send the missing ones with \`part\` and start again" >&2
+  exit 1
+}
+
 to_dtype() {  # rewrite a safetensors file's floating-point tensors in dtype $1 (bfloat16 for the trip, float32 back)
   "${PYTHON:-python3}" - "$@" << 'EOF'
 import sys
@@ -130,15 +137,10 @@ case "${1:?part | start | resume | poll | fetch | fetch-teacher}" in
     # a teacher kept from an earlier lease (`fetch-teacher`, sent back with `part`) stands in for the backbone
     teacher=$(ls "$stage"/teacher.tgz.[0-9][0-9] 2> /dev/null | head -1) || true
     if [ -n "$teacher" ]; then
-      cat "$stage"/teacher.tgz.[0-9][0-9] | gzip -t 2> /dev/null || {
-        echo "the teacher parts here do not join to a whole archive: $(cd "$stage" && ls -l teacher.tgz.[0-9][0-9] | awk '{print $NF" ("$5" bytes)"}' | paste -sd' ');" \
-             "send the missing ones with \`part\` and start again" >&2; exit 1; }
+      cat "$stage"/teacher.tgz.[0-9][0-9] | gzip -t 2> /dev/null || parts_missing "teacher parts" "a whole archive" "teacher.tgz.[0-9][0-9]"
     else
       cat "$stage"/p[0-9][0-9] > "$stage/backbone.gguf"
-      echo "$sha  $stage/backbone.gguf" | sha256sum -c || {
-        # a machine that went back between calls takes the parts already sent with it: say which ones are here
-        echo "the backbone parts here do not join to the GGUF: $(cd "$stage" && ls -l p[0-9][0-9] | awk '{print $NF" ("$5" bytes)"}' | paste -sd' ');" \
-             "send the missing ones with \`part\` and start again" >&2; exit 1; }
+      echo "$sha  $stage/backbone.gguf" | sha256sum -c || parts_missing "backbone parts" "the GGUF" "p[0-9][0-9]"
     fi
     rm -rf "$work" "$results" "$stage"/sent-* && mkdir -p "$work/runs" "$results"
     tar --exclude=./.carry --exclude=./.whl --exclude=./.git --exclude=./runs -cf - . | tar xf - -C "$work"
