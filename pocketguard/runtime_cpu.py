@@ -1403,9 +1403,7 @@ class FastBlock(nn.Module):
         qkv = self._qkv(x2, cos, sin)
         y = attend(layer, qkv[:, : H * hd], qkv[:, H * hd : (H + KV) * hd], qkv[:, (H + KV) * hd :], last)
         if last is not None:
-            from .packed import _pad_rows  # (packed imports this module: a module-level import would be a cycle)
-
-            x2 = _pad_rows(x2[last])
+            x2 = torch.cat([x2[last], x2.new_zeros(y.shape[0] - len(last), x2.shape[1])])
         return self._rest(y, x2).to(x.dtype)
 
 
