@@ -1403,6 +1403,7 @@ class FastBlock(nn.Module):
         qkv = self._qkv(x2, cos, sin)
         y = attend(layer, qkv[:, : H * hd], qkv[:, H * hd : (H + KV) * hd], qkv[:, (H + KV) * hd :], last)
         if last is not None:
+            # (as packed._pad_rows, to the rows `attend` returned: packed imports this module, never the reverse)
             x2 = torch.cat([x2[last], x2.new_zeros(y.shape[0] - len(last), x2.shape[1])])
         return self._rest(y, x2).to(x.dtype)
 
