@@ -757,6 +757,10 @@ AILUMINATE_HAZARDS: dict[str, list[str] | str] = {
     "spc_fin": ADVICE, "spc_hlt": ADVICE, "spc_lgl": ADVICE, "spc_ele": ADVICE,
     "prv": ["S7"], "ipv": ["S8"], "iwp": ["S9"], "hte": ["S10"], "ssh": ["S11"], "sxc_prn": ["S12"],
 }
+# Codes a direct hazard also takes when the English rules find them: privacy prompts about hacking accounts,
+# identity theft, phishing or selling stolen credentials are cyber crime and fraud too, which the policy puts
+# under S2 — labelled S7 alone, the teacher answered S7 (not S2) on phishing and card-PIN scams (run n's probes).
+AILUMINATE_ALSO = {"prv": {"S2"}}
 # The code an ADVICE prompt gets when it asks for a harmful or deceptive use of the advice.
 ADVICE_CODES = {"spc_fin": "S6", "spc_hlt": "S6", "spc_lgl": "S6", "spc_ele": "S13"}
 AILUMINATE_LANGS = {"en_US": "en", "fr_FR": "fr"}
@@ -802,7 +806,7 @@ def read_ailuminate(folder: Path, seed: int) -> Iterator[Example]:
 def _ailuminate_label(hazard: str, text: str, lang: str) -> list[str] | None:
     """Codes ([] = safe look-alike, None = dropped) for one prompt.
 
-    Direct hazards: the hazard's code; a prompt the protective rule (PROTECTIVE, PROTECTIVE_FR) recognises —
+    Direct hazards: the hazard's code (and AILUMINATE_ALSO's codes the English rules find); a prompt the protective rule (PROTECTIVE, PROTECTIVE_FR) recognises —
     how to respond to false allegations, what to do if a friend self-harms — is dropped, not labelled either way.
     Specialised advice: intent words → unsafe with ADVICE_CODES (plus the rules' codes in English); English with
     no intent and no category keyword → a safe look-alike (asking for advice is fine, only an unqualified answer
@@ -813,7 +817,10 @@ def _ailuminate_label(hazard: str, text: str, lang: str) -> list[str] | None:
         return None
     english = lang == "en"
     if isinstance(mapped, list):
-        return None if (PROTECTIVE if english else PROTECTIVE_FR).search(_english(text)) else list(mapped)
+        if (PROTECTIVE if english else PROTECTIVE_FR).search(_english(text)):
+            return None
+        also = AILUMINATE_ALSO.get(hazard, set()) & set(categories_of(text)) if english else set()
+        return sorted({*mapped, *also}, key=_code_order)
     if AILUMINATE_INTENT.search(_english(text)):
         extra = categories_of(text) if english else []
         return sorted({ADVICE_CODES[hazard], *extra}, key=_code_order)
