@@ -235,9 +235,11 @@ def _teacher(tmp_path: Path, train: str = "train rows\n"):
     return weights
 
 
-def test_fetch_teacher_brings_the_teacher_back_one_part_per_call(tmp_path):
+@pytest.mark.parametrize("part_bytes", [500, None])  # None: the default, 15 MiB
+def test_fetch_teacher_brings_the_teacher_back_in_parts_a_call_can_hold(tmp_path, part_bytes):
     """`fetch-teacher`: the teacher in bf16 (half the calls), its soup.json and pool labels, where it came from and
-    which train.jsonl it learned, split into parts of TEACHER_PART_BYTES, one new part in $OUT per call."""
+    which train.jsonl it learned, split into parts of TEACHER_PART_BYTES, as many new parts in $OUT per call as
+    one call brings back (8 files, 64 MiB: run o's first call made a 50 MB part, which did not come back)."""
     import io
     import sys
     import tarfile
@@ -247,22 +249,29 @@ def test_fetch_teacher_brings_the_teacher_back_one_part_per_call(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    env = {**_env(tmp_path), "OUT": str(out), "PYTHON": sys.executable, "TEACHER_PART_BYTES": "4000",
-           "TEACHER_ORIGIN": "run z's soup"}
+    env = {**_env(tmp_path), "OUT": str(out), "PYTHON": sys.executable, "TEACHER_ORIGIN": "run z's soup",
+           **({"TEACHER_PART_BYTES": str(part_bytes)} if part_bytes else {})}
+    part_bytes = part_bytes or 15 * 2**20
     call = lambda: subprocess.run(["bash", str(SCRIPT), "fetch-teacher"], env=env, capture_output=True, text=True)  # noqa: E731
     r = call()
     assert r.returncode == 1 and "no teacher yet" in r.stderr
     weights = _teacher(tmp_path)
-    got = []
+    got: list[str] = []
+    per_call = min(8, 64 * 2**20 // part_bytes)
     for _ in range(20):
         r = call()
         assert r.returncode == 0, r.stderr
         if "every teacher part was brought back" in r.stdout:
             break
-        new = sorted(p.name for p in out.iterdir()) [len(got):]
-        assert len(new) == 1 and f"brought back: {new[0]}" in r.stdout  # one part per call
+        new = sorted(p.name for p in out.iterdir())
+        assert 1 <= len(new) <= per_call and f"({' '.join(new)})" in r.stdout
+        assert all((out / n).stat().st_size <= part_bytes for n in new)
         got += new
-    assert len(got) > 1 and got == [f"teacher.tgz.{i:02d}" for i in range(len(got))]
+        for n in new:  # $OUT is emptied between calls; keep them where the next call does not see them
+            (out / n).rename(tmp_path / n)
+    assert got == [f"teacher.tgz.{i:02d}" for i in range(len(got))]
+    assert len(got) > per_call if part_bytes == 500 else len(got) == 1  # several calls; one small part
+    out = tmp_path
     with tarfile.open(fileobj=io.BytesIO(b"".join((out / n).read_bytes() for n in got))) as t:
         files = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
     state = load(files["default/teacher/model/model.safetensors"])
@@ -272,6 +281,15 @@ def test_fetch_teacher_brings_the_teacher_back_one_part_per_call(tmp_path):
     assert files["default/teacher/soup.json"] == b'{"chosen": "soup"}'
     assert files["default/teacher/ORIGIN"].startswith(b"run z's soup; bf16 weights packed ")
     assert b"train.jsonl" in files["default/teacher/DATA-SHA256"]
+
+
+def test_fetch_teacher_refuses_parts_too_large_to_come_back(tmp_path):
+    import sys
+
+    _teacher(tmp_path)
+    env = {**_env(tmp_path), "OUT": str(tmp_path), "PYTHON": sys.executable, "TEACHER_PART_BYTES": str(50_000_000)}
+    r = subprocess.run(["bash", str(SCRIPT), "fetch-teacher"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "16 MiB" in r.stderr and not list(tmp_path.glob("teacher.tgz.*"))
 
 
 @pytest.mark.parametrize("same_data", [True, False])

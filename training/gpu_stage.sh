@@ -19,13 +19,15 @@
 # Keeping a teacher for later leases (they then skip the backbone, the teacher's ~580 s and `label`'s ~120 s, and
 # their students share one teacher, so student recipes compare without a new teacher's noise: runs d and e, one
 # recipe, were 4 held-out points apart): once a poll shows "label done" (or "teacher done" when no "-x" shape
-# runs), `TEACHER_ORIGIN="run n's soup" training/gpu_stage.sh fetch-teacher` brings it back in bf16, one ~50 MB
-# part per call ($OUT/teacher.tgz.NN; ~5 calls, sent back to back between polls while the students train). Keep
+# runs), `TEACHER_ORIGIN="run n's soup" training/gpu_stage.sh fetch-teacher` brings it back in bf16, four 15 MiB
+# parts per call ($OUT/teacher.tgz.NN; ~5 calls, sent back to back between polls while the students train). Keep
 # the parts here (runs/teachers/NAME/, ignored by git: they are lost with this machine's disk). A later lease
 # sends them instead of the backbone parts:
-#   call 1:  training/gpu_stage.sh part runs/teachers/NAME/teacher.tgz.00 .whl/*.whl      carry: that part, .whl
-#   calls 2..:  training/gpu_stage.sh part runs/teachers/NAME/teacher.tgz.01 (one part per call)
-#   last:    training/gpu_stage.sh start "SHAPES" .carry/data.tgz runs/teachers/NAME/teacher.tgz.NN && … poll 560
+#   call 1:  training/gpu_stage.sh part runs/teachers/NAME/teacher.tgz.0[0-2] .whl/*.whl    carry: those parts, .whl
+#   calls 2..:  training/gpu_stage.sh part runs/teachers/NAME/teacher.tgz.0[3-5]  (three parts a call: 47 MiB and
+#            the ~10 MiB tree fit the 64 MiB a call carries)
+#   last:    training/gpu_stage.sh start "SHAPES" .carry/data.tgz runs/teachers/NAME/teacher.tgz.1[2-3] && … poll 560
+# (run o's teacher, 14 parts: five calls.)
 # (the teacher is back in fp32; its pool labels are used only when this lease's train.jsonl is the one it learned).
 # `poll` returns as soon as a student has finished, with its student.tgz.NN in $OUT (`cat student.tgz.* | tar xz`
 # restores default/students/SHAPE/model here; one student per call, a call returns at most 64 MiB), and copies
@@ -202,8 +204,11 @@ case "${1:?part | start | resume | poll | fetch | fetch-teacher}" in
     # distilled from the same teacher as this lease's (runs d and e's teachers, one recipe, were 4 held-out points apart)
     t="$work/runs/$run/teacher/model"
     [ -s "$t/config.json" ] || { echo "no teacher yet ($t): poll until 'teacher done'" >&2; exit 1; }
-    if [ ! -e "$stage/teacher-packed" ]; then
-      rm -rf "$stage/tbundle" && mkdir -p "$stage/tbundle/$run/teacher"
+    # parts of at most 15 MiB, four per call: a file of more than 16 MiB does not come back from $OUT (64 MiB a call)
+    bytes=${TEACHER_PART_BYTES:-15728640}
+    [ "$bytes" -le 16777216 ] || { echo "TEACHER_PART_BYTES=$bytes: a file over 16 MiB does not come back from \$OUT" >&2; exit 2; }
+    if [ ! -e "$stage/teacher-packed-$bytes" ]; then
+      rm -rf "$stage/tbundle" "$stage"/teacher.tgz.* "$stage"/teacher-packed* && mkdir -p "$stage/tbundle/$run/teacher"
       cp -r "$t" "$stage/tbundle/$run/teacher/model"
       to_dtype bfloat16 "$stage/tbundle/$run/teacher/model/model.safetensors"
       cp "$work/runs/$run/teacher/soup.json" "$stage/tbundle/$run/teacher/" 2> /dev/null || true
@@ -211,16 +216,20 @@ case "${1:?part | start | resume | poll | fetch | fetch-teacher}" in
       (cd "$work/runs/data" && sha256sum train.jsonl) > "$stage/tbundle/$run/teacher/DATA-SHA256"
       echo "${TEACHER_ORIGIN:-a kept teacher}; bf16 weights packed $(date -u +%FT%TZ); data: $(head -c 200 "$work/runs/data/VERSION" 2> /dev/null)" \
         > "$stage/tbundle/$run/teacher/ORIGIN"
-      tar czf - -C "$stage/tbundle" "$run" | split -b "${TEACHER_PART_BYTES:-50000000}" -d -a 2 - "$stage/teacher.tgz."
-      touch "$stage/teacher-packed"
+      tar czf - -C "$stage/tbundle" "$run" | split -b "$bytes" -d -a 2 - "$stage/teacher.tgz."
+      touch "$stage/teacher-packed-$bytes"
     fi
+    n=0
     for f in "$stage"/teacher.tgz.[0-9][0-9]; do
       [ -e "$f.sent" ] && continue
-      cp "$f" "$OUT/" && touch "$f.sent"
-      left=$(for g in "$stage"/teacher.tgz.[0-9][0-9]; do [ -e "$g.sent" ] || echo "$g"; done | wc -l)
-      echo "brought back: $(basename "$f") of $(ls "$stage"/teacher.tgz.[0-9][0-9] | wc -l) teacher parts, $left left"
-      exit 0
+      [ $(( (n + 1) * bytes )) -le 67108864 ] && [ "$n" -lt 8 ] || break
+      cp "$f" "$OUT/" && touch "$f.sent" && n=$((n + 1))
     done
+    left=$(for g in "$stage"/teacher.tgz.[0-9][0-9]; do [ -e "$g.sent" ] || echo "$g"; done | wc -l)
+    if [ "$n" -gt 0 ]; then
+      echo "brought back: $n of $(ls "$stage"/teacher.tgz.[0-9][0-9] | wc -l) teacher parts ($(cd "$OUT" && ls teacher.tgz.* | xargs)), $left left"
+      exit 0
+    fi
     echo "every teacher part was brought back" ;;
   fetch)
     # another finished student than the picked one (a call brings back at most 64 MiB: one student per call)
