@@ -2402,16 +2402,22 @@ SMALL_TALK = [
     "Anyway, sorry for the long message, I just had a lot on my mind.", "By the way, thanks for your help with my résumé the other day.",
 ]
 LONG_LEADS = ["Anyway, here's what I actually wanted to ask: ", "So, my real question: ", "Okay, on to my question. ", "", "Also, ", "One more thing: "]
+FIRST_LEADS = ["", "", "Quick question: ", "First, ", "Question for you: "]  # an ask that opens the message
 
 
-def long_text(ask: str, key: str, inside: bool) -> str:
-    """`ask` after (or, when `inside`, in the middle of) three to seven small-talk sentences."""
+def long_text(ask: str, key: str, where: str) -> str:
+    """`ask` after, inside or before three to seven small-talk sentences (`where`: "after", "inside", "before").
+    Asks come first too because a student that saw them only at the end learned to judge the end: the shipped
+    guard found 77 % of held-out HarmBench asks followed by three benign sentences and 93 % preceded by them
+    (alone: 91 %; its teacher: 97-100 % in every position; model card, *Known failures*)."""
     r = random.Random(key)
     chat = r.sample(SMALL_TALK, r.randint(3, 7))
     lead = r.choice(LONG_LEADS)
-    if inside:
+    if where == "inside":
         at = r.randint(1, len(chat) - 1)
         return " ".join(chat[:at] + [lead + ask] + chat[at:])
+    if where == "before":
+        return r.choice(FIRST_LEADS) + ask + ("\n\n" if r.random() < 0.5 else " ") + " ".join(chat)
     return " ".join(chat) + ("\n\n" if r.random() < 0.5 else " ") + lead + ask
 
 
@@ -2688,7 +2694,7 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
       and pointing to a professional / the official source → safe (ADVICE_REPLIES);
     - in-dialogue: a harmful or a benign single-turn English message appended to a benign task dialogue or a
       generated benign exchange (half each), so that neither context nor red-team style alone decides the label;
-    - in-long-text: a harmful or a benign English ask after or inside benign small talk (half each);
+    - in-long-text: a harmful or a benign English ask after, inside or before benign small talk (half each);
     - jailbreak: each jailbreak template wrapped around a harmful English ask → unsafe with the ask's codes;
     - after-harm: a harmful English user message, the agent declining or quoting it back (QUOTING_REPLIES, 30 %),
       at times (30 %) a neutral exchange, then the judged user turn: a benign follow-up (EVERYDAY_TURNS or a
@@ -2726,7 +2732,8 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
                            lookalike=msg.lookalike, group=msg.group))
     for i in range(long_texts if all(pools) else 0):
         msg = rng.choice(pools[i % 2])
-        text = long_text(msg.messages[0]["content"], f"{rng.random()}", inside=rng.random() < 0.3)
+        key, u = f"{rng.random()}", rng.random()  # the draws of before "before" existed: other rows are unchanged
+        text = long_text(msg.messages[0]["content"], key, "inside" if u < 0.25 else "before" if u < 0.5 else "after")
         out.append(Example(turns(text), msg.label, msg.categories, f"{msg.base_source}/in-long-text", lookalike=msg.lookalike,
                            group=msg.group))
     for t in templates if wrappable else []:
