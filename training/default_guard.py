@@ -742,7 +742,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="device for eval, label and probe (default: cuda when available, else cpu)")
     ap.add_argument("--probes", type=Path, default=PROBES, help=f"probe: the probe file (default: {PROBES.relative_to(ROOT)})")
     ap.add_argument("--models", default=None, help="eval: comma-separated teacher, shapes and SHAPE@STEP checkpoints (default: all)")
-    ap.add_argument("--split", action="append", choices=("dev", "dev_heldout"), help="eval: only these splits (default: both)")
+    ap.add_argument("--split", action="append", choices=("dev", "dev_heldout", "positions"),
+                    help="eval: only these splits (default: dev and dev_heldout; positions: build_data.py's held-out asks "
+                         "alone and with benign sentences after, around and before them)")
     ap.add_argument("--tag", default="", help="eval: suffix of the output folders (OUT/eval/<split>-<device>-<tag>), so a "
                                                "separate run does not replace another on the same device")
     ap.add_argument("--ship-to", type=Path, default=ASSET, help="where `ship` puts the guard (default: the package)")
