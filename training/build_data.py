@@ -2409,8 +2409,8 @@ FIRST_LEADS = ["", "", "Quick question: ", "First, ", "Question for you: "]  # a
 def long_text(ask: str, key: str, where: str) -> str:
     """`ask` after, inside or before three to seven small-talk sentences (`where`: "after", "inside", "before").
     Asks come first too because a student that saw them only at the end learned to judge the end: the shipped
-    guard found 77 % of held-out HarmBench asks followed by three benign sentences and 93 % preceded by them
-    (alone: 91 %; its teacher: 97-100 % in every position; model card, *Known failures*)."""
+    guard finds 80 % of held-out HarmBench asks followed by three benign sentences and 92 % preceded by them
+    (alone: 91 %; run o's teacher: 98-100 % in every position; positions.jsonl, model card *Known failures*)."""
     r = random.Random(key)
     chat = r.sample(SMALL_TALK, r.randint(3, 7))
     lead = r.choice(LONG_LEADS)
