@@ -2407,7 +2407,7 @@ FIRST_LEADS = ["", "", "Quick question: ", "First, ", "Question for you: "]  # a
 
 
 def long_text(ask: str, key: str, where: str) -> str:
-    """`ask` after, inside or before three to seven small-talk sentences (`where`: "after", "inside", "before").
+    """`ask` among three to seven small-talk sentences: `where` "last" (after them), "inside" or "first".
     Asks come first too because a student that saw them only at the end learned to judge the end: the shipped
     guard finds 80 % of held-out HarmBench asks followed by three benign sentences and 92 % preceded by them
     (alone: 91 %; run o's teacher: 98-100 % in every position; positions.jsonl, model card *Known failures*)."""
@@ -2417,7 +2417,7 @@ def long_text(ask: str, key: str, where: str) -> str:
     if where == "inside":
         at = r.randint(1, len(chat) - 1)
         return " ".join(chat[:at] + [lead + ask] + chat[at:])
-    if where == "before":
+    if where == "first":
         return r.choice(FIRST_LEADS) + ask + ("\n\n" if r.random() < 0.5 else " ") + " ".join(chat)
     return " ".join(chat) + ("\n\n" if r.random() < 0.5 else " ") + lead + ask
 
@@ -2726,7 +2726,8 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
       and pointing to a professional / the official source → safe (ADVICE_REPLIES);
     - in-dialogue: a harmful or a benign single-turn English message appended to a benign task dialogue or a
       generated benign exchange (half each), so that neither context nor red-team style alone decides the label;
-    - in-long-text: a harmful or a benign English ask after, inside or before benign small talk (half each);
+    - in-long-text: a harmful or a benign English ask after, inside or before benign small talk (half each; a
+      quarter of them open the message);
     - jailbreak: each jailbreak template wrapped around a harmful English ask → unsafe with the ask's codes;
     - after-harm: a harmful English user message, the agent declining or quoting it back (QUOTING_REPLIES, 30 %),
       at times (30 %) a neutral exchange, then the judged user turn: a benign follow-up (EVERYDAY_TURNS or a
@@ -2764,8 +2765,8 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
                            lookalike=msg.lookalike, group=msg.group))
     for i in range(long_texts if all(pools) else 0):
         msg = rng.choice(pools[i % 2])
-        key, u = f"{rng.random()}", rng.random()  # the draws of before "before" existed: other rows are unchanged
-        text = long_text(msg.messages[0]["content"], key, "inside" if u < 0.25 else "before" if u < 0.5 else "after")
+        key, u = f"{rng.random()}", rng.random()  # the same two draws as before "first" existed: other rows unchanged
+        text = long_text(msg.messages[0]["content"], key, "inside" if u < 0.25 else "first" if u < 0.5 else "last")
         out.append(Example(turns(text), msg.label, msg.categories, f"{msg.base_source}/in-long-text", lookalike=msg.lookalike,
                            group=msg.group))
     for t in templates if wrappable else []:
