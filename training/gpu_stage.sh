@@ -61,6 +61,10 @@
 # `label` 116 s (GPU passes of 32,768 tokens), one distillation alone 313 s, QAT 208 s, held-out eval of the float
 # student 40 s, the teacher's probes beside its eval. Two teachers, `label` and one student fit with ~200 s to spare. Every `poll` of an unfinished pipeline now brings progress.tgz (eval reports
 # and predictions, recipes, step reports) and progress-logs.tgz; run m's came back only by a hand-made copy.
+# Run o (seventh session) lost its first machine, with the teacher trained and the student distilling, by editing
+# this script for two minutes between two calls: mend nothing between calls; run a call whose result is broken
+# again at once, or start the next one, and mend afterwards. Its second machine had time for one teacher and
+# `label` (one seed: 361 s of training, `label` done at 547 s) and the four `fetch-teacher` calls (~110 s).
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
