@@ -26,8 +26,9 @@
 #   call 1:  training/gpu_stage.sh part runs/teachers/NAME/teacher.tgz.0[0-2] .whl/*.whl    carry: those parts, .whl
 #   calls 2..:  training/gpu_stage.sh part runs/teachers/NAME/teacher.tgz.0[3-5]  (three parts a call: 47 MiB and
 #            the ~10 MiB tree fit the 64 MiB a call carries)
-#   last:    training/gpu_stage.sh start "SHAPES" .carry/data.tgz runs/teachers/NAME/teacher.tgz.1[2-3] && … poll 560
-# (run o's teacher, 14 parts: five calls.)
+#   last:    training/gpu_stage.sh start "SHAPES" .carry/data.tgz runs/teachers/NAME/teacher.tgz.1[2-4] && … poll 560
+# (run o's teacher, 15 parts 00-14: `part` 00-02 with the wheels, 03-05, 06-08, 09-11, then `start` with data.tgz
+# and 12-14, 65.5 of the 67.1 MB a call carries: if the tree has grown, send 12 with `part` first.)
 # (the teacher is back in fp32; its pool labels are used only when this lease's train.jsonl is the one it learned).
 # `poll` returns as soon as a student has finished, with its student.tgz.NN in $OUT (`cat student.tgz.* | tar xz`
 # restores default/students/SHAPE/model here; one student per call, a call returns at most 64 MiB), and copies
