@@ -203,8 +203,8 @@ case "${1:?part | start | resume | poll | fetch | fetch-teacher}" in
     fi ;;
   fetch-teacher)
     # the teacher (bf16: half the calls; the pipeline's teacher runs in bf16 autocast anyway) with its soup.json, its
-    # labels of the pool when `label` has run, and where it came from, one part per call ($OUT/teacher.tgz.NN, at
-    # most TEACHER_PART_BYTES each): keep them here (runs/teachers/NAME/) and a later lease sends them with `part`
+    # labels of the pool when `label` has run, and where it came from, in parts ($OUT/teacher.tgz.NN, at most
+    # TEACHER_PART_BYTES each, as many a call as one call brings back): keep them here (runs/teachers/NAME/) and a later lease sends them with `part`
     # and `start` instead of the backbone, skipping the teacher's ~580 s and `label`'s ~120 s, and its students are
     # distilled from the same teacher as this lease's (runs d and e's teachers, one recipe, were 4 held-out points apart)
     t="$work/runs/$run/teacher/model"
