@@ -202,7 +202,7 @@ class Attention:
             return out if last is None else _pad_rows(out[last])
         H, KV, hd = self.H, self.KV, self.hd
         gqa = KV != H
-        out = self._out(q) if last is None else q.new_zeros(len(last) + (-len(last)) % _ROWS, H * hd)
+        out = self._out(q) if last is None else q.new_zeros(_row_count(len(last)), H * hd)
         o = 0
         for i, (s, T) in enumerate(zip(self.seqs, self.lengths)):
             s0 = s.length
@@ -253,8 +253,13 @@ def _block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, attend: Attent
     return h + block.feed_forward(block.ffn_norm(h))
 
 
+def _row_count(n: int) -> int:
+    """n rows padded to a multiple of _ROWS."""
+    return n + (-n) % _ROWS
+
+
 def _pad_rows(x: Tensor) -> Tensor:
-    n = (-x.shape[0]) % _ROWS
+    n = _row_count(x.shape[0]) - x.shape[0]
     return torch.cat([x, x.new_zeros(n, *x.shape[1:])]) if n else x
 
 
