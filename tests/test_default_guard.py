@@ -133,7 +133,8 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
 
 def test_shapes_set_their_training_lengths_and_data(tmp_path):
     """Each shape's distillation and QAT run as long as it says: its own length (distill_epochs, qat_epochs) over
-    the "-x" shapes' EXTRA_EPOCHS over the committed recipe's; "-x" shapes train on the teacher-labelled pool."""
+    the committed recipe's for "-x" shapes (the shipped one's: train + the teacher-labelled pool, which they train
+    on) over TRAIN_EPOCHS for the others (train alone)."""
     sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
     import tomllib
 
@@ -149,7 +150,7 @@ def test_shapes_set_their_training_lengths_and_data(tmp_path):
         r = load_recipe(dg.resolved_recipe(p, "default-student", shape))
         got = {st["kind"]: st.get("epochs") for st in r.steps}
         for kind, own in (("distill", s.distill_epochs), ("qat", s.qat_epochs)):
-            want = own if own is not None else dg.EXTRA_EPOCHS[kind] if s.extra else committed[kind]
+            want = own if own is not None else committed[kind] if s.extra else dg.TRAIN_EPOCHS[kind]
             assert got[kind] == want, (shape, kind)
         assert Path(r.data["train"]) == (p.labelled if s.extra else p.data / "train.jsonl"), shape
 

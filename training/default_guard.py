@@ -70,9 +70,9 @@ SEED = 0
 # at int4 (per-row scales), which buys six more blocks ("-e4" shapes); tokenizer.json is 3.5 MB; the package may
 # ship 60 MB. "-h" shapes add the dense hidden-state term to distillation and QAT (pocketguard.train:
 # hidden_weight, the cosine distance to the teacher's last hidden states at every token). "-x" shapes distil on
-# train plus the teacher-labelled unlabelled pool (stage `label`) for EXTRA_EPOCHS: about the steps the others
-# take on train alone, spread over ~50 % more, broader conversations. "-v" shapes keep only the input-embedding rows
-# of the tokens their training data uses (step prune_input; other ids read the row of VOCAB_FALLBACK): train + pool
+# train plus the teacher-labelled unlabelled pool (stage `label`) for the committed recipe's lengths; the others
+# take about as many steps on train alone (TRAIN_EPOCHS), without the pool's ~50 % more, broader conversations.
+# "-v" shapes keep only the input-embedding rows of the tokens their training data uses (step prune_input; other ids read the row of VOCAB_FALLBACK): train + pool
 # use 33,865 of the 49,157 tokens, which saves ~4.4 MB at int4 (four blocks' worth), and 1.4 % of the held-out
 # sources' tokens fall back (2026-12-02, build_data.py at fd2a186). What that costs was measured on run i's
 # b22-f1536-e4-hv-q1 (CPU, 2026-12-03): spelling each fallen-back token with kept tokens instead (greedy longest
@@ -86,7 +86,7 @@ class Shape(NamedTuple):
     extra: bool = False
     vocab: bool = False
     qat_epochs: float | None = None  # the recipe's QAT length when not None
-    distill_epochs: float | None = None  # the recipe's distillation length when not None (after EXTRA_EPOCHS)
+    distill_epochs: float | None = None  # the recipe's distillation length when not None (over TRAIN_EPOCHS)
     base: str = ""  # a shape whose recipe is the same up to QAT: this one starts from its distilled checkpoint
 
 
@@ -116,18 +116,22 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           "b22-f1536-e4-hxv": Shape(22, 1536, 4, 1.0, True, True),
           # run n (2026-12-03, sixth session; the pool labelled by a soup teacher at 0.846 held-out): the closest student
           # yet — held-out −1.3, Hindi −1.6 and Japanese +2.3 against its teacher (run m's: −2.3, −11.7, −7.6) — but −1.7
-          # on dev (English −2.3), where the pool's third of the steps went: not shipped. The same with half again
+          # on dev (English −2.3), where the pool's third of the steps went: not shipped. Run p (2026-12-04, eighth
+          # session; run o's kept one-seed teacher, data with asks opening long texts): held-out 0.832 at T = 0.6,
+          # −1.0 and dev −1.5 against its teacher, a harmful ask followed by small talk caught: shipped. The same with half again
           # as many distillation steps (~160 s more of a lease), so train is seen as often as run m's student saw it
           "b22-f1536-e4-hxv-d15": Shape(22, 1536, 4, 1.0, True, True, distill_epochs=1.5)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
-EXTRA_EPOCHS = {"distill": 1.0, "qat": 0.35}  # -x shapes: train (33k) + the labelled pool (16k) ≈ 1.5 / 0.5 epochs of train
+# Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's
+# 1.0 / 0.35 epochs over train + the labelled pool (~53k rows)
+TRAIN_EPOCHS = {"distill": 1.5, "qat": 0.5}
 # The teacher is a "model soup" (Wortsman et al., 2022) of fine-tunes that differ only in seed (data order,
 # augmentation): trained side by side on the one GPU, then averaged weight by weight. Fine-tunes of one
 # pretrained start average into a model as good in distribution and steadier on unseen sources than any one of
 # them; a single teacher's held-out F1 moved from 0.831 (run d) to 0.790 (run e) with the same recipe.
 # TEACHER_SEEDS="0" (environment) trains one fine-tune, no soup: a GPU lease too short for two side by side.
 TEACHER_SEEDS = tuple(int(s) for s in os.environ.get("TEACHER_SEEDS", "0 1").split())
-SHIPPED = "b22-f1536-e4-hv"  # the shape in pocketguard/assets (run m, 2026-12-03, fifth session) and default-student.toml
+SHIPPED = "b22-f1536-e4-hxv"  # the shape in pocketguard/assets (run p, 2026-12-04, eighth session) and default-student.toml
 SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hxv": Shape(2, 64, 4, 1.0, True, True),
                 "b1-f128-q": Shape(1, 128, 8, qat_epochs=0.5, base="b1-f128")}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
@@ -301,8 +305,8 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
         for step in r["step"]:
             step.update({"prune_blocks": {"keep": s.blocks}, "prune_mlp": {"width": s.width}, "distill": hidden,
                          "qat": {"embedding_bits": s.embedding_bits, **hidden}}.get(step["kind"], {}))
-            if s.extra and step["kind"] in EXTRA_EPOCHS:
-                step["epochs"] = EXTRA_EPOCHS[step["kind"]]
+            if not s.extra and step["kind"] in TRAIN_EPOCHS:
+                step["epochs"] = TRAIN_EPOCHS[step["kind"]]
             own = {"qat": s.qat_epochs, "distill": s.distill_epochs}.get(step["kind"])
             if own is not None:
                 step["epochs"] = own
