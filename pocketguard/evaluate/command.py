@@ -4,6 +4,8 @@
     pocketguard eval --model runs/int4 --reference runs/bf16 --data xstest_prompts.csv --format xstest \\
         --text wiki.test.raw
     pocketguard eval --data dev.jsonl --reference-predictions gpu-eval/predictions/00-teacher.jsonl --model runs/int4
+    pocketguard eval --data dev.jsonl --threshold 0.6 --predictions new/predictions/00-a.jsonl \
+        --reference-predictions old/predictions/00-b.jsonl        # two guards compared at one operating point
 
 Predictions are written as they are made (`OUT/predictions/NN-model.jsonl`, flushed after every batch); a
 rerun with the same model, data and settings continues after the last prediction written instead of starting
@@ -56,6 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "one run on a GPU) beside the models, without loading a model; repeat for several")
     p.add_argument("--reference-predictions", type=Path, metavar="FILE",
                    help="saved predictions as the reference (agreement and paired differences; no PPL/KL)")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="flag when p_unsafe >= T, for every model (as `pocketguard moderate --threshold`) and every saved "
+                        "predictions file (re-decided: a verdict newly flagged there names no categories); default: each "
+                        "model's own setting (guard.json), saved predictions as they are")
     p.add_argument("--text", type=Path, metavar="FILE", help="plain-text file for perplexity and KL divergence against --reference")
     p.add_argument("--window", type=int, default=512, metavar="N", help="tokens per scoring window for --text (default: 512)")
     p.add_argument("--device", default="cpu", help="torch device for the models (default: cpu)")
@@ -142,6 +148,22 @@ def _resume(path: Path, key_file: Path, run_key: dict, examples: list[Example]) 
     return out
 
 
+def at_threshold(verdicts: list[Any], t: float | None) -> list[Any]:
+    """Saved verdicts as a guard with `threshold = t` gives them: unsafe exactly when p_unsafe ≥ t. Only the status is
+    re-decided — a verdict newly flagged names no categories (the guard would decode them), one newly passed loses
+    them — so binary metrics are exact and category ones are those of the run that made them. Errors stay errors."""
+    import dataclasses
+
+    if t is None:
+        return verdicts
+    out = []
+    for v in verdicts:
+        if v.status in ("safe", "unsafe") and (v.p_unsafe >= t) != (v.status == "unsafe"):
+            v = dataclasses.replace(v, status="unsafe" if v.p_unsafe >= t else "safe", categories=[], category_names=[])
+        out.append(v)
+    return out
+
+
 def read_predictions(path: Path, examples: list[Example]) -> list[Any]:
     """The verdicts of a saved predictions file, checked to be for exactly these examples (line and label, in
     order): scores from another data file, or a run that stopped early, are an error, not a silent mismatch."""
@@ -209,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("--text measures fidelity against a reference model: add --reference PATH")
     if args.batch_size < 1 or not 0 <= args.target_fpr <= 1 or args.bootstrap < 0:
         return fail("--batch-size must be >= 1, --target-fpr within [0, 1] and --bootstrap >= 0")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:  # above 1 nothing is flagged: not fail-closed
+        return fail(f"--threshold is a p_unsafe within [0, 1], not {args.threshold}")
     saved = ([args.reference_predictions] if args.reference_predictions else []) + list(args.predictions or [])
     if args.reference and args.reference_predictions:
         return fail("give --reference (a model) or --reference-predictions (saved predictions), not both")
@@ -227,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
             examples, problems = read_examples(args.data, args.format, policy, args.skip_malformed)
             examples = examples[: args.limit] if args.limit else examples
         text = args.text.read_text(encoding="utf-8") if args.text is not None else None
-        read = {p: read_predictions(p, examples) for p in saved}  # before any model runs
+        read = {p: at_threshold(read_predictions(p, examples), args.threshold) for p in saved}  # before any model runs
     except (DataError, PolicyError, OSError, UnicodeDecodeError) as e:
         return fail(str(e))
     for p in problems:
@@ -252,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             t0 = time.perf_counter()
             try:
-                guard = Guard.load(path, policy=policy, device=args.device,
+                guard = Guard.load(path, policy=policy, device=args.device, threshold=args.threshold,
                                    **({"max_context": args.max_context} if args.max_context else {}))
             except Exception as e:  # noqa: BLE001 - report which checkpoint failed, whatever the cause
                 return fail(f"cannot load {path}: {e}")
@@ -262,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
             if examples:
                 run_key = {"model": str(path.resolve()), "data": str(args.data.resolve()), "format": args.format,
                            "policy": str(args.policy.resolve()) if args.policy else None, "max_context": args.max_context,
-                           "device": args.device, "skip_malformed": args.skip_malformed}
+                           "device": args.device, "skip_malformed": args.skip_malformed, "threshold": args.threshold}
                 verdicts = _moderate(guard, examples, args.batch_size, name,
                                      args.out / "predictions" / f"{i:02d}-{_slug(name)}.jsonl", run_key, args.restart)
         if verdicts is not None:
@@ -286,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
         "pocketguard_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "target_fpr": args.target_fpr,
+        "threshold": args.threshold,
         "models": models,
         "plots": {},
     }
