@@ -72,9 +72,9 @@ SEED = 0
 # hidden_weight, the cosine distance to the teacher's last hidden states at every token). "-x" shapes distil on
 # train plus the teacher-labelled unlabelled pool (stage `label`) for the committed recipe's lengths; the others
 # take about as many steps on train alone (TRAIN_EPOCHS), without the pool's ~50 % more, broader conversations.
-# "-v" shapes keep only the input-embedding rows of the tokens their training data uses (step prune_input; other ids read the row of VOCAB_FALLBACK): train + pool
-# use 33,865 of the 49,157 tokens, which saves ~4.4 MB at int4 (four blocks' worth), and 1.4 % of the held-out
-# sources' tokens fall back (2026-12-02, build_data.py at fd2a186). What that costs was measured on run i's
+# "-v" shapes keep only the input-embedding rows of the tokens their training data uses (step prune_input; other
+# ids read the row of VOCAB_FALLBACK): train + pool use 33,865 of the 49,157 tokens, which saves ~4.4 MB at int4
+# (four blocks' worth), and 1.4 % of the held-out sources' tokens fall back (2026-12-02, build_data.py at fd2a186). What that costs was measured on run i's
 # b22-f1536-e4-hv-q1 (CPU, 2026-12-03): spelling each fallen-back token with kept tokens instead (greedy longest
 # match) changed 8 of the 3,798 held-out verdicts, F1 0.763 → 0.765 at greedy, 0.760 → 0.759 at its threshold:
 # nothing measurable, so the fallback stays a space.
@@ -118,8 +118,9 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # yet — held-out −1.3, Hindi −1.6 and Japanese +2.3 against its teacher (run m's: −2.3, −11.7, −7.6) — but −1.7
           # on dev (English −2.3), where the pool's third of the steps went: not shipped. Run p (2026-12-04, eighth
           # session; run o's kept one-seed teacher, data with asks opening long texts): held-out 0.832 at T = 0.6,
-          # −1.0 and dev −1.5 against its teacher, a harmful ask followed by small talk caught: shipped. The same with half again
-          # as many distillation steps (~160 s more of a lease), so train is seen as often as run m's student saw it
+          # −1.0 and dev −1.5 against its teacher, a harmful ask followed by small talk caught: shipped. The same with
+          # half again as many distillation steps (~160 s more of a lease), so train is seen as often as run m's
+          # student saw it
           "b22-f1536-e4-hxv-d15": Shape(22, 1536, 4, 1.0, True, True, distill_epochs=1.5)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 # Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's
@@ -552,15 +553,14 @@ LOOKALIKE_TARGET = 0.08  # issue 12's bar for the dev look-alike false-positive 
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 (≈ greedy) … 0.95
 
 
-
 def stage_calibrate(p: Paths, shape: str, device: str) -> float | None:
     """The student's operating point, chosen on dev only: the lowest p_unsafe threshold of THRESHOLDS at which
     its dev look-alike FPR is at most LOOKALIKE_TARGET (none: it stays greedy), from its `eval` predictions on
     `device`, written into its artifact's guard.json so that `ship` carries it. The held-out sources play no
     part in the choice, so they stay a measure of it on sources never seen."""
     from pocketguard.compress.artifact import set_guard_settings
-    from pocketguard.evaluate.metrics import evaluate_examples
     from pocketguard.evaluate.command import at_threshold
+    from pocketguard.evaluate.metrics import evaluate_examples
 
     preds = _predictions(p, "dev").get(shape, {}).get(device)
     if preds is None:
@@ -597,8 +597,8 @@ def _positions_table(p: Paths, f) -> list[str]:
     HarmBench recall and alpaca FPR with the ask alone, first, inside and last among benign sentences, greedy and
     at a calibrated student's threshold. A student that judges a message's end loses recall when the ask comes
     first (run m's student at 0.6: 0.907 alone, 0.796 first)."""
-    from pocketguard.evaluate.metrics import evaluate_examples
     from pocketguard.evaluate.command import at_threshold
+    from pocketguard.evaluate.metrics import evaluate_examples
 
     rows = []
     for who, by_device in sorted(_predictions(p, "positions").items(), key=lambda kv: kv[0] != "teacher"):
@@ -693,8 +693,8 @@ def _targets(p: Paths, f) -> list[str]:
     and, for a student calibrated by `calibrate`, at its guard.json threshold: what the model card's *Targets*
     table needs without a hand-made script. Held-out sources: recall where they have unsafe examples, FPR where
     safe ones (derived rows, e.g. "/refusal", count with their source)."""
-    from pocketguard.evaluate.metrics import evaluate_examples, gold_flags, predicted, sliced
     from pocketguard.evaluate.command import at_threshold
+    from pocketguard.evaluate.metrics import evaluate_examples, gold_flags, predicted, sliced
 
     rows = ["| model | threshold | held-out F1 | held-out by source (recall / FPR) | dev F1 | dev look-alike FPR | "
             "dev response F1 | dev F1, lowest language |", "|---|---|---|---|---|---|---|---|"]
