@@ -76,8 +76,8 @@ SEED = 0
 # ids read the row of VOCAB_FALLBACK): train + pool use 33,865 of the 49,157 tokens, which saves ~4.4 MB at int4
 # (four blocks' worth), and 1.4 % of the held-out sources' tokens fall back (2026-12-02, build_data.py at fd2a186).
 # What that costs was measured on run i's b22-f1536-e4-hv-q1 (CPU, 2026-12-03): spelling each fallen-back token
-# with kept tokens instead (greedy longest match) changed 8 of the 3,798 held-out verdicts, F1 0.763 → 0.765 at greedy, 0.760 → 0.759 at its threshold:
-# nothing measurable, so the fallback stays a space.
+# with kept tokens instead (greedy longest match) changed 8 of the 3,798 held-out verdicts, F1 0.763 → 0.765 at
+# greedy, 0.760 → 0.759 at its threshold: nothing measurable, so the fallback stays a space.
 class Shape(NamedTuple):
     blocks: int
     width: int
