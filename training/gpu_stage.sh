@@ -67,9 +67,9 @@
 # again at once, or start the next one, and mend afterwards. Its second machine had time for one teacher and
 # `label` (one seed: 361 s of training, `label` done at 547 s) and the four `fetch-teacher` calls (~110 s).
 # Run p (eighth session) lost its first machine the same way, with the soup in training, because the session
-# stalled between calls; its second sent run o's kept teacher (`part` ×4, ~25 s in all, then `start
-# "b22-f1536-e4-hxv"` with parts 12-14) and had the student back 553 s after the start: label 100 s, distil 269 s,
-# QAT 190 s (1,682 of 1,800 s held over both machines).
+# stalled between calls; its second sent run o's kept teacher (`part` ×4, ~120 s with the machine's start, then
+# `start "b22-f1536-e4-hxv"` with parts 12-14) and had the student back 553 s after the start: label 100 s,
+# distil 269 s, QAT 190 s (1,682 of 1,800 s held over both machines).
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
