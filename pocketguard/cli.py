@@ -15,6 +15,7 @@ VERBS = {
     "moderate": ("pocketguard.cli", "judge a prompt, a response or a conversation"),
     "compress": ("pocketguard.compress.recipe", "prune, distill and quantize a guard with a recipe"),
     "eval": ("pocketguard.evaluate.command", "evaluate guards on labelled data"),
+    "calibrate": ("pocketguard.evaluate.calibrate", "choose a guard's p_unsafe threshold on labelled dev data"),
     "serve": ("pocketguard.server", "run the HTTP moderation server"),
     "export": ("pocketguard.export.command", "export to ExecuTorch, GGUF or Hugging Face"),
     "convert": ("pocketguard.convert", "convert a GGUF (or any checkpoint) to a Hugging Face folder"),

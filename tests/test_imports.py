@@ -21,7 +21,8 @@ LAYERS = {
     "runtime": ["answer", "packed", "guard", "stream", "runtime_cpu", "server", "server_api", "server_batcher",
                 "export.backend"],
     "evaluate & bench": ["evaluate", "evaluate.*", "bench", "bench_workers", "bench_throughput"],
-    "commands & API": ["cli", "convert", "compress.recipe", "export.command", "evaluate.command", ""],
+    "commands & API": ["cli", "convert", "compress.recipe", "export.command", "evaluate.command",
+                       "evaluate.calibrate", ""],
 }
 
 # Known exceptions, each to be removed when its fix is merged. Keep this list short and named.

@@ -550,30 +550,21 @@ def _device(who: str, by_device: dict[str, Path]) -> str:
 
 
 LOOKALIKE_TARGET = 0.08  # issue 12's bar for the dev look-alike false-positive rate
-THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 (≈ greedy) … 0.95
 
 
 def stage_calibrate(p: Paths, shape: str, device: str) -> float | None:
-    """The student's operating point, chosen on dev only: the lowest p_unsafe threshold of THRESHOLDS at which
-    its dev look-alike FPR is at most LOOKALIKE_TARGET (none: it stays greedy), from its `eval` predictions on
-    `device`, written into its artifact's guard.json so that `ship` carries it. The held-out sources play no
-    part in the choice, so they stay a measure of it on sources never seen."""
+    """The student's operating point, chosen on dev only by `pocketguard calibrate`'s rule: the lowest p_unsafe
+    threshold of its grid at which the dev look-alike FPR is at most LOOKALIKE_TARGET (none: it stays greedy), from
+    the student's `eval` predictions on `device`, written into its artifact's guard.json so that `ship` carries it.
+    The held-out sources play no part in the choice, so they stay a measure of it on sources never seen."""
     from pocketguard.compress.artifact import set_guard_settings
-    from pocketguard.evaluate.command import at_threshold
-    from pocketguard.evaluate.metrics import evaluate_examples
+    from pocketguard.evaluate.calibrate import THRESHOLDS, sweep, sweep_markdown
 
     preds = _predictions(p, "dev").get(shape, {}).get(device)
     if preds is None:
         raise SystemExit(f"no dev predictions of {shape} on {device}: run `eval --models {shape} --device {device}` first")
-    examples, verdicts = _verdicts(p.data / "dev.jsonl", preds)
-    chosen = None
-    print("| threshold | dev F1 | dev FPR | dev look-alike FPR |\n|---|---|---|---|")
-    for t in THRESHOLDS:
-        m = evaluate_examples(examples, at_threshold(verdicts, t))
-        look = m["lookalike"]["fpr"]
-        print(f"| {t:.2f} | {m['overall']['f1']:.3f} | {m['overall']['fpr']:.3f} | {look:.3f} |")
-        if chosen is None and look <= LOOKALIKE_TARGET:
-            chosen = t
+    chosen, rows = sweep(*_verdicts(p.data / "dev.jsonl", preds), LOOKALIKE_TARGET, lookalikes=True)
+    print(sweep_markdown(rows))
     settings = set_guard_settings(p.model(shape), threshold=chosen)
     _say(f"calibrate: {shape} flags at p_unsafe ≥ {chosen}" if chosen else f"calibrate: {shape} stays greedy (no "
          f"threshold ≤ {THRESHOLDS[-1]} brings the dev look-alike FPR to {LOOKALIKE_TARGET})")
@@ -597,8 +588,7 @@ def _positions_table(p: Paths, f) -> list[str]:
     HarmBench recall and alpaca FPR with the ask alone, first, inside and last among benign sentences, greedy and
     at a calibrated student's threshold. A student that judges a message's end loses recall when the ask comes
     first (run m's student at 0.6: 0.907 alone, 0.796 first)."""
-    from pocketguard.evaluate.command import at_threshold
-    from pocketguard.evaluate.metrics import evaluate_examples
+    from pocketguard.evaluate.metrics import at_threshold, evaluate_examples
 
     rows = []
     for who, by_device in sorted(_predictions(p, "positions").items(), key=lambda kv: kv[0] != "teacher"):
@@ -693,8 +683,7 @@ def _targets(p: Paths, f) -> list[str]:
     and, for a student calibrated by `calibrate`, at its guard.json threshold: what the model card's *Targets*
     table needs without a hand-made script. Held-out sources: recall where they have unsafe examples, FPR where
     safe ones (derived rows, e.g. "/refusal", count with their source)."""
-    from pocketguard.evaluate.command import at_threshold
-    from pocketguard.evaluate.metrics import evaluate_examples, gold_flags, predicted, sliced
+    from pocketguard.evaluate.metrics import at_threshold, evaluate_examples, gold_flags, predicted, sliced
 
     rows = ["| model | threshold | held-out F1 | held-out by source (recall / FPR) | dev F1 | dev look-alike FPR | "
             "dev response F1 | dev F1, lowest language |", "|---|---|---|---|---|---|---|---|"]

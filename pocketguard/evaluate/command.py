@@ -28,7 +28,7 @@ from tqdm import tqdm
 from .. import __version__
 from .data import FORMATS, DataError, Example, read_examples
 from .fidelity import kl_divergence, verdict_agreement
-from .metrics import evaluate_examples, gold_flags, paired_difference, predicted
+from .metrics import at_threshold, evaluate_examples, gold_flags, paired_difference, predicted
 from .report import (comparison, comparison_markdown, fidelity_markdown, markdown, plot_pareto, plot_pr_curves,
                      write_json)
 
@@ -82,7 +82,7 @@ def _names(paths: list[Path]) -> list[str]:
     return [s if short.count(s) == 1 else str(p) for s, p in zip(short, paths)]
 
 
-def _judge(guard: Any, chunk: list[Example]) -> list[Any]:
+def judge(guard: Any, chunk: list[Example]) -> list[Any]:
     """Verdicts for a batch. If the batch raises, each example is retried alone; one that still raises gets
     an `error` verdict (fail closed), so a runtime failure never drops an example from the metrics."""
     from ..guard import Verdict
@@ -93,7 +93,7 @@ def _judge(guard: Any, chunk: list[Example]) -> list[Any]:
     except Exception as e:  # noqa: BLE001 - whatever the runtime raised becomes the verdict's error
         if len(chunk) == 1:
             return [Verdict.failure(f"{type(e).__name__}: {e}", role=chunk[0].role)]
-    return [v for ex in chunk for v in _judge(guard, [ex])]
+    return [v for ex in chunk for v in judge(guard, [ex])]
 
 
 def _moderate(guard: Any, examples: list[Example], batch_size: int, desc: str, out: Path, run_key: dict,
@@ -112,7 +112,7 @@ def _moderate(guard: Any, examples: list[Example], batch_size: int, desc: str, o
             tqdm(total=len(examples), initial=len(verdicts), desc=desc, unit="ex", file=sys.stderr, disable=None) as bar:
         for start in range(len(verdicts), len(examples), batch_size):
             chunk = examples[start : start + batch_size]
-            new = _judge(guard, chunk)
+            new = judge(guard, chunk)
             for ex, v in zip(chunk, new):
                 row = {"line": ex.line, "label": ex.label, "categories": ex.categories, "verdict": v.to_dict()}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -145,22 +145,6 @@ def _resume(path: Path, key_file: Path, run_key: dict, examples: list[Example]) 
             break
     # rewrite what is kept, so appending continues from a clean line
     path.write_text("".join(x + "\n" for x in lines[: len(out)]), encoding="utf-8")
-    return out
-
-
-def at_threshold(verdicts: list[Any], t: float | None) -> list[Any]:
-    """Saved verdicts as a guard with `threshold = t` gives them: unsafe exactly when p_unsafe ≥ t. Only the status is
-    re-decided — a verdict newly flagged names no categories (the guard would decode them), one newly passed loses
-    them — so binary metrics are exact and category ones are those of the run that made them. Errors stay errors."""
-    import dataclasses
-
-    if t is None:
-        return verdicts
-    out = []
-    for v in verdicts:
-        if v.status in ("safe", "unsafe") and (v.p_unsafe >= t) != (v.status == "unsafe"):
-            v = dataclasses.replace(v, status="unsafe" if v.p_unsafe >= t else "safe", categories=[], category_names=[])
-        out.append(v)
     return out
 
 

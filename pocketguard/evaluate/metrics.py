@@ -15,6 +15,7 @@ Conventions (docs/evaluation.md):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Iterable, Sequence
 
@@ -301,6 +302,20 @@ def evaluate(
             seen = {c for cs in categories if cs for c in cs} | {c for p in predictions for c in get(p, "categories") or []}
             codes = sorted(seen, key=lambda c: (len(c), c))
         out["by_category"] = category_metrics(categories, predictions, codes)
+    return out
+
+
+def at_threshold(verdicts: list[Any], t: float | None) -> list[Any]:
+    """Saved `Verdict`s as a guard with `threshold = t` gives them: unsafe exactly when p_unsafe ≥ t. Only the status is
+    re-decided — a verdict newly flagged names no categories (the guard would decode them), one newly passed loses
+    them — so binary metrics are exact and category ones are those of the run that made them. Errors stay errors."""
+    if t is None:
+        return verdicts
+    out = []
+    for v in verdicts:
+        if v.status in ("safe", "unsafe") and (v.p_unsafe >= t) != (v.status == "unsafe"):
+            v = dataclasses.replace(v, status="unsafe" if v.p_unsafe >= t else "safe", categories=[], category_names=[])
+        out.append(v)
     return out
 
 
