@@ -116,3 +116,21 @@ def test_unmet_targets_and_bad_inputs_write_nothing(setup, tmp_path, capsys):
     gguf.write_bytes(b"GGUF")
     with pytest.raises(CheckpointError, match="single file"):
         write_threshold(gguf, 0.7)
+
+
+def test_a_custom_policy_reads_data_with_its_codes(setup, tmp_path, capsys):
+    """Data labelled with a custom policy's own code is refused without --policy and calibrated with it."""
+    rows = [json.loads(line) for line in (setup / "dev.jsonl").read_text().splitlines()]
+    for r in rows:
+        if r["label"] == "unsafe":
+            r["categories"] = ["X1"]
+    data = tmp_path / "dev.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    policy = tmp_path / "policy.toml"
+    policy.write_text('base = "default"\n[[category]]\ncode = "X1"\nname = "Medical misinformation"\n'
+                      'description = "False claims about treatments presented as fact."\n')
+    assert main(["calibrate", "--model", str(setup / "ckpt"), "--data", str(data)]) == 2
+    assert "unknown categories ['X1']" in capsys.readouterr().err
+    assert main(["calibrate", "--model", str(setup / "ckpt"), "--data", str(data), "--policy", str(policy), "--max-fpr", "1",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["threshold"] == 0.5

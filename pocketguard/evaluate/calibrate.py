@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, metavar="FILE", help="labelled dev data (as for `pocketguard eval`)")
     p.add_argument("--format", choices=FORMATS, default="generic", help="how to read --data (default: generic)")
     p.add_argument("--skip-malformed", action="store_true", help="skip malformed rows instead of stopping")
+    p.add_argument("--policy", type=Path, metavar="TOML", help="custom policy TOML for the guard and the data's categories")
     p.add_argument("--predictions", type=Path, metavar="FILE",
                    help="this guard's saved predictions on --data (`pocketguard eval`'s OUT/predictions/NN-name.jsonl) "
                         "instead of judging it again")
@@ -91,6 +92,7 @@ def write_threshold(model: Path, threshold: float) -> dict:
 def run(args: argparse.Namespace) -> int:
     from ..guard import DEFAULT_MODEL_DIR, Guard
     from ..loaded import CheckpointError
+    from ..policy import Policy, PolicyError
     from .command import judge, read_predictions
     from .data import DataError, read_examples
 
@@ -104,9 +106,10 @@ def run(args: argparse.Namespace) -> int:
     if not model.exists():
         return fail(f"checkpoint not found: {model}")
     try:
-        examples, problems = read_examples(args.data, args.format, None, args.skip_malformed)
+        policy = Policy.from_toml(args.policy) if args.policy else None
+        examples, problems = read_examples(args.data, args.format, policy, args.skip_malformed)
         verdicts = read_predictions(args.predictions, examples) if args.predictions else None
-    except (DataError, OSError) as e:
+    except (DataError, PolicyError, OSError) as e:
         return fail(str(e))
     for p in problems:
         print(f"warning: skipped {p}", file=sys.stderr)
@@ -116,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{args.data} marks no look-alike rows (\"lookalike\": true): drop --lookalikes or mark them")
     if verdicts is None:
         try:
-            guard = Guard.load(model, device=args.device)
+            guard = Guard.load(model, policy=policy, device=args.device)
         except Exception as e:  # noqa: BLE001 - report which checkpoint failed, whatever the cause
             return fail(f"cannot load {model}: {e}")
         verdicts = [v for i in range(0, len(examples), args.batch_size) for v in judge(guard, examples[i : i + args.batch_size])]
