@@ -253,7 +253,9 @@ def test_threshold_decides_models_and_saved_predictions_alike(setup, capsys):
     now = [json.loads(line)["verdict"] for line in (live / "predictions" / "00-other.jsonl").open()]
     assert [v["status"] for v in now] == ["unsafe" if v["p_unsafe"] >= t else "safe" for v in now]
     a, b = read_json(live / "report.json"), read_json(replayed / "report.json")
-    assert a["threshold"] == b["threshold"] == t
+    assert a["threshold"] == b["threshold"] == t and read_json(greedy_out / "report.json")["threshold"] is None
+    assert f"flags at p_unsafe ≥ {t}" in (replayed / "report.md").read_text()
+    assert "flags at p_unsafe" not in (greedy_out / "report.md").read_text()
     for key in ("tp", "fp", "fn", "tn", "f1", "auprc"):
         assert a["models"][0]["metrics"]["overall"][key] == pytest.approx(b["models"][0]["metrics"]["overall"][key], abs=1e-6)
     assert a["models"][0]["metrics"]["overall"] != read_json(greedy_out / "report.json")["models"][0]["metrics"]["overall"]

@@ -179,6 +179,8 @@ def markdown(report: dict) -> str:
             out += [f"- line {p['line']}: {p['message']}" for p in d["skipped"][:50]]
             out += [f"- … and {len(d['skipped']) - 50} more (see report.json)"] if len(d["skipped"]) > 50 else []
             out += [""]
+    if report.get("threshold") is not None:
+        out += [f"Every model flags at p_unsafe ≥ {report['threshold']} (`--threshold`; saved predictions re-decided at it).", ""]
     if report.get("comparison"):
         out += ["## Models", "", comparison_markdown(report["comparison"]), "",
                 "Latency is the guard's `timings.total_ms`: a batch's wall time divided by its size. "
