@@ -4,6 +4,7 @@ by default). docs/model-card.md has its measured quality; these check that the c
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -288,6 +289,21 @@ def test_label_stage_writes_train_plus_the_teachers_verdicts_on_the_pool(tmp_pat
     p.labelled.write_text("kept\n")
     dg.stage_label(p, "cpu")  # finished: left as it is
     assert p.labelled.read_text() == "kept\n"
+    # the verdicts on the pool are kept apart: a new train.jsonl joins them without the teacher (gone here), as long
+    # as the pool is the one they judged; another pool runs the teacher again
+    labels = "".join(line + "\n" for line in lines[1:])
+    assert (p.labelled.parent / "pool.jsonl").read_text() == labels
+    p.labelled.unlink()
+    shutil.move(p.teacher, tmp_path / "teacher-away")
+    train2 = train.replace('"hi"', '"hello"')
+    (p.data / "train.jsonl").write_text(train2)
+    dg.stage_label(p, "cpu")
+    assert p.labelled.read_text() == train2 + labels
+    p.labelled.unlink()
+    (p.data / "extra.jsonl").write_text((p.data / "extra.jsonl").read_text() + (p.data / "extra.jsonl").read_text())
+    with pytest.raises(Exception, match="teacher"):  # another pool: the teacher must judge it, and it is not here
+        dg.stage_label(p, "cpu")
+    assert not p.labelled.exists() and (p.labelled.parent / "pool.jsonl").read_text() == labels
 
 
 def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):

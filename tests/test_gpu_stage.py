@@ -217,8 +217,11 @@ def test_poll_of_an_unfinished_pipeline_brings_what_it_has_so_far(tmp_path):
         assert "./eval-teacher.log" in t.getnames()
 
 
-def _teacher(tmp_path: Path, train: str = "train rows\n"):
-    """A finished teacher in the work tree as the pipeline leaves it (fp32 weights, soup.json, pool labels)."""
+def _teacher(tmp_path: Path, train: str = "train rows\n", extra: str = "pool rows\n"):
+    """A finished teacher in the work tree as the pipeline leaves it (fp32 weights, soup.json, its verdicts on the
+    pool with the sha256 of the extra.jsonl they judged, and train + pool)."""
+    import hashlib
+
     import torch
     from safetensors.torch import save_file
 
@@ -229,9 +232,12 @@ def _teacher(tmp_path: Path, train: str = "train rows\n"):
     (run / "default" / "teacher" / "model" / "config.json").write_text('{"dim": 48}')
     (run / "default" / "teacher" / "soup.json").write_text('{"chosen": "soup"}')
     (run / "default" / "labelled").mkdir()
-    (run / "default" / "labelled" / "train.jsonl").write_text(train + "pool rows\n")
+    (run / "default" / "labelled" / "pool.jsonl").write_text("labelled " + extra)
+    (run / "default" / "labelled" / "POOL-SHA256").write_text(f"{hashlib.sha256(extra.encode()).hexdigest()}  extra.jsonl\n")
+    (run / "default" / "labelled" / "train.jsonl").write_text(train + "labelled " + extra)
     (run / "data").mkdir()
     (run / "data" / "train.jsonl").write_text(train)
+    (run / "data" / "extra.jsonl").write_text(extra)
     return weights
 
 
@@ -277,7 +283,8 @@ def test_fetch_teacher_brings_the_teacher_back_in_parts_a_call_can_hold(tmp_path
     state = load(files["default/teacher/model/model.safetensors"])
     assert state["w"].dtype == torch.bfloat16 and torch.equal(state["w"], weights["w"].bfloat16())
     assert torch.equal(state["ids"], weights["ids"])  # integer tensors keep their dtype
-    assert files["default/labelled/train.jsonl"] == b"train rows\npool rows\n"
+    assert files["default/labelled/pool.jsonl"] == b"labelled pool rows\n" and "default/labelled/POOL-SHA256" in files
+    assert "default/labelled/train.jsonl" not in files  # train + pool is this lease's; a later one joins its own
     assert files["default/teacher/soup.json"] == b'{"chosen": "soup"}'
     assert files["default/teacher/ORIGIN"].startswith(b"run z's soup; bf16 weights packed ")
     assert b"train.jsonl" in files["default/teacher/DATA-SHA256"]
@@ -292,11 +299,12 @@ def test_fetch_teacher_refuses_parts_too_large_to_come_back(tmp_path):
     assert r.returncode == 2 and "16 MiB" in r.stderr and not list(tmp_path.glob("teacher.tgz.*"))
 
 
-@pytest.mark.parametrize("same_data", [True, False])
-def test_start_with_a_kept_teacher_needs_no_backbone(tmp_path, same_data):
+@pytest.mark.parametrize("same_data,same_pool", [(True, True), (False, True), (False, False)])
+def test_start_with_a_kept_teacher_needs_no_backbone(tmp_path, same_data, same_pool):
     """`start` with teacher parts (from `fetch-teacher`, sent with `part`) instead of the backbone's: the teacher is
-    in the work tree in fp32 before the pipeline starts; its pool labels stay only if this lease's train.jsonl is
-    the one it learned; a part missing is named, and nothing starts."""
+    in the work tree in fp32 before the pipeline starts; its verdicts on the pool stay when this lease's
+    extra.jsonl is the one they judged (`label` joins them to this lease's train.jsonl), whatever train.jsonl is;
+    a part missing is named, and nothing starts."""
     import sys
     import tarfile
 
@@ -318,6 +326,7 @@ def test_start_with_a_kept_teacher_needs_no_backbone(tmp_path, same_data):
     (repo / "training" / "gpu_run.sh").write_text(STUB)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.jsonl").write_text("train rows\n" if same_data else "rebuilt rows\n")
+    (tmp_path / "data" / "extra.jsonl").write_text("pool rows\n" if same_pool else "another pool\n")
     with tarfile.open(tmp_path / "data.tgz", "w:gz") as t:
         t.add(tmp_path / "data", arcname="data")
     env = {**_env(tmp_path), "PYTHON": sys.executable}
@@ -331,8 +340,10 @@ def test_start_with_a_kept_teacher_needs_no_backbone(tmp_path, same_data):
     run = tmp_path / "work" / "runs" / "default"
     state = load_file(str(run / "teacher" / "model" / "model.safetensors"))
     assert state["w"].dtype == torch.float32 and torch.equal(state["w"], weights["w"].bfloat16().float())
-    assert (run / "labelled" / "train.jsonl").exists() == same_data
-    assert ("pool labels dropped" in r.stdout) != same_data
+    assert not (run / "labelled" / "train.jsonl").exists()  # never the other lease's train + pool
+    assert (run / "labelled" / "pool.jsonl").exists() == same_pool
+    assert ("pool labels dropped" in r.stdout) != same_pool and ("labels of this lease's pool kept" in r.stdout) == same_pool
+    assert ("trained on other data" in r.stdout) != same_data
     log = tmp_path / "results" / "log.txt"
     for _ in range(100):  # the pipeline runs detached from the call
         if log.exists():

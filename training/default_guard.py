@@ -241,32 +241,45 @@ def stage_label(p: Paths, device: str) -> None:
     can label, and rows over a source's cap) → OUT/labelled/train.jsonl: train.jsonl plus the pool with the
     teacher's answer as its label, for the "-x" students. Distillation matches the teacher's distribution at
     the answer anyway; the pool only widens the inputs it is matched on. A row the teacher cannot judge
-    (an error verdict) is left out and counted."""
+    (an error verdict) is left out and counted. The verdicts depend on the teacher and the pool only, so they are
+    kept apart (OUT/labelled/pool.jsonl, with POOL-SHA256, the sha256 of the extra.jsonl they judged): a kept
+    teacher's labels join a rebuilt train.jsonl in a second instead of the teacher's ~100 s on a GPU."""
+    from pocketguard.artifact import sha256_file
     from pocketguard.guard import Guard
 
     if p.labelled.exists():
         _say(f"label: {p.labelled} exists")
         return
-    rows = _jsonl(p.data / "extra.jsonl")
-    guard = Guard.load(p.teacher, device=device)
-    t0, out, skipped = time.perf_counter(), [], 0
-    for start in range(0, len(rows), 1024):
-        chunk = rows[start : start + 1024]
-        for row, v in zip(chunk, guard.moderate_batch([r["messages"] for r in chunk], batch_size=128)):
-            if v.status not in ("safe", "unsafe") or (v.status == "unsafe" and not v.categories):
-                skipped += 1
-                continue
-            codes = sorted(v.categories, key=lambda c: int(c[1:])) if v.status == "unsafe" else []
-            out.append({**row, "label": v.status, "categories": codes,
-                        "source": row["source"] + "/teacher-labelled"})
-        _say(f"label: {start + len(chunk)}/{len(rows)} in {time.perf_counter() - t0:.0f}s")
-    p.labelled.parent.mkdir(parents=True, exist_ok=True)
+    pool, key = p.labelled.parent / "pool.jsonl", p.labelled.parent / "POOL-SHA256"
+    extra = p.data / "extra.jsonl"
+    digest = sha256_file(extra)
+    if pool.exists() and key.exists() and key.read_text().split()[:1] == [digest]:
+        _say(f"label: the teacher's labels of this pool are in {pool}: joined to this train.jsonl, no teacher run")
+    else:
+        rows = _jsonl(extra)
+        guard = Guard.load(p.teacher, device=device)
+        t0, out, skipped = time.perf_counter(), [], 0
+        for start in range(0, len(rows), 1024):
+            chunk = rows[start : start + 1024]
+            for row, v in zip(chunk, guard.moderate_batch([r["messages"] for r in chunk], batch_size=128)):
+                if v.status not in ("safe", "unsafe") or (v.status == "unsafe" and not v.categories):
+                    skipped += 1
+                    continue
+                codes = sorted(v.categories, key=lambda c: int(c[1:])) if v.status == "unsafe" else []
+                out.append({**row, "label": v.status, "categories": codes,
+                            "source": row["source"] + "/teacher-labelled"})
+            _say(f"label: {start + len(chunk)}/{len(rows)} in {time.perf_counter() - t0:.0f}s")
+        pool.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pool.with_suffix(".partial")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out), encoding="utf-8")
+        tmp.rename(pool)
+        key.write_text(f"{digest}  extra.jsonl\n")  # sha256sum's format: gpu_stage.sh checks it with `sha256sum -c`
+        unsafe = sum(r["label"] == "unsafe" for r in out)
+        _say(f"label: {len(out)} labelled ({unsafe} unsafe), {skipped} left out (no verdict) → {pool}")
     tmp = p.labelled.with_suffix(".partial")
-    tmp.write_text((p.data / "train.jsonl").read_text(encoding="utf-8")
-                   + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out), encoding="utf-8")
+    tmp.write_text((p.data / "train.jsonl").read_text(encoding="utf-8") + pool.read_text(encoding="utf-8"), encoding="utf-8")
     tmp.rename(p.labelled)
-    unsafe = sum(r["label"] == "unsafe" for r in out)
-    _say(f"label: {len(out)} labelled ({unsafe} unsafe), {skipped} left out (no verdict) → {p.labelled}")
+    _say(f"label: train + pool → {p.labelled}")
 
 
 def _toml_value(v) -> str:

@@ -29,7 +29,8 @@
 #   last:    training/gpu_stage.sh start "SHAPES" .carry/data.tgz runs/teachers/NAME/teacher.tgz.1[2-4] && … poll 560
 # (run o's teacher, 15 parts 00-14: `part` 00-02 with the wheels, 03-05, 06-08, 09-11, then `start` with data.tgz
 # and 12-14, 65.5 of the 67.1 MB a call carries: if the tree has grown, send 12 with `part` first.)
-# (the teacher is back in fp32; its pool labels are used only when this lease's train.jsonl is the one it learned).
+# (the teacher is back in fp32; its verdicts on the pool are used when this lease's extra.jsonl is the one they
+# judged, joined to this lease's train.jsonl by `label` without running the teacher).
 # `poll` returns as soon as a student has finished, with its student.tgz.NN in $OUT (`cat student.tgz.* | tar xz`
 # restores default/students/SHAPE/model here; one student per call, a call returns at most 64 MiB), and copies
 # log.txt, results.tgz, logs.tgz and the picked student (unless it came back already) once the pipeline has
@@ -160,11 +161,19 @@ case "${1:?part | start | resume | poll | fetch | fetch-teacher}" in
       cat "$stage"/teacher.tgz.[0-9][0-9] | tar xzf - -C "$work/runs"
       to_dtype float32 "$work/runs/$run/teacher/model/model.safetensors"
       echo "teacher: $(cat "$work/runs/$run/teacher/ORIGIN")"
-      # its labels of the pool are train.jsonl + the pool as they were then: with other data they would train the
-      # "-x" students on the old train split, so they go (`label` runs again); the teacher stays, and the log says so
       if ! (cd "$work/runs/data" && sha256sum -c --status "$work/runs/$run/teacher/DATA-SHA256"); then
-        rm -rf "$work/runs/$run/labelled"
-        echo "teacher: trained on other data than this lease's train.jsonl: its pool labels dropped"
+        echo "teacher: trained on other data than this lease's train.jsonl"
+      fi
+      # its verdicts on the pool depend on it and the pool only: kept when this lease's extra.jsonl is the one they
+      # judged (`label` joins them to this lease's train.jsonl in a second), else dropped (`label` runs the teacher);
+      # a train + pool file from the other lease never trains a student here
+      lab="$work/runs/$run/labelled"
+      rm -f "$lab/train.jsonl"
+      if [ -s "$lab/pool.jsonl" ] && (cd "$work/runs/data" && sha256sum -c --status "$lab/POOL-SHA256" 2> /dev/null); then
+        echo "teacher: its labels of this lease's pool kept"
+      elif [ -d "$lab" ]; then
+        rm -rf "$lab"
+        echo "teacher: its pool labels dropped (another pool than this lease's extra.jsonl, or none kept)"
       fi
     fi
     launch "$shapes" ;;
@@ -221,7 +230,10 @@ case "${1:?part | start | resume | poll | fetch | fetch-teacher}" in
       cp -r "$t" "$stage/tbundle/$run/teacher/model"
       to_dtype bfloat16 "$stage/tbundle/$run/teacher/model/model.safetensors"
       cp "$work/runs/$run/teacher/soup.json" "$stage/tbundle/$run/teacher/" 2> /dev/null || true
-      if [ -s "$work/runs/$run/labelled/train.jsonl" ]; then cp -r "$work/runs/$run/labelled" "$stage/tbundle/$run/"; fi
+      if [ -s "$work/runs/$run/labelled/pool.jsonl" ]; then  # its verdicts on the pool, not train + pool
+        mkdir -p "$stage/tbundle/$run/labelled"
+        cp "$work/runs/$run/labelled/pool.jsonl" "$work/runs/$run/labelled/POOL-SHA256" "$stage/tbundle/$run/labelled/"
+      fi
       (cd "$work/runs/data" && sha256sum train.jsonl) > "$stage/tbundle/$run/teacher/DATA-SHA256"
       echo "${TEACHER_ORIGIN:-a kept teacher}; bf16 weights packed $(date -u +%FT%TZ); data: $(head -c 200 "$work/runs/data/VERSION" 2> /dev/null)" \
         > "$stage/tbundle/$run/teacher/ORIGIN"
