@@ -27,8 +27,9 @@
 #   calls 2..:  training/gpu_stage.sh part runs/teachers/NAME/teacher.tgz.0[3-5]  (three parts a call: 47 MiB and
 #            the ~10 MiB tree fit the 64 MiB a call carries)
 #   last:    training/gpu_stage.sh start "SHAPES" .carry/data.tgz runs/teachers/NAME/teacher.tgz.1[2-4] && … poll 560
-# (run o's teacher, 15 parts 00-14: `part` 00-02 with the wheels, 03-05, 06-08, 09-11, then `start` with data.tgz
-# and 12-14, 65.5 of the 67.1 MB a call carries: if the tree has grown, send 12 with `part` first.)
+# (run o's teacher, repacked on 2026-12-04 with its verdicts on the current pool, which `label` then joins to train
+# without running it: 14 parts 00-13: `part` 00-02 with the wheels, 03-05, 06-08, 09-11, then `start` with
+# data.tgz and 12-13, ~50 of the 67.1 MB a call carries.)
 # (the teacher is back in fp32; its verdicts on the pool are used when this lease's extra.jsonl is the one they
 # judged, joined to this lease's train.jsonl by `label` without running the teacher).
 # `poll` returns as soon as a student has finished, with its student.tgz.NN in $OUT (`cat student.tgz.* | tar xz`
