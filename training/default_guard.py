@@ -591,8 +591,9 @@ POSITIONS = ("alone", "first", "inside", "last")
 def _operating_points(p: Paths, who: str) -> list[float | None]:
     """Where the card scores a model: greedy (None), and a student calibrated by `calibrate` at its guard.json
     threshold too (a teacher has no operating point of its own)."""
-    guard = p.model(who) / "guard.json"
-    t = json.loads(guard.read_text()).get("threshold") if not who.startswith("teacher") and guard.exists() else None
+    from pocketguard.loaded import read_guard_meta
+
+    t = None if who.startswith("teacher") or not p.model(who).is_dir() else read_guard_meta(p.model(who)).get("threshold")
     return [None] + ([t] if t is not None else [])
 
 

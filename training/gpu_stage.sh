@@ -217,10 +217,11 @@ case "${1:?part | start | resume | poll | fetch | fetch-teacher}" in
     fi ;;
   fetch-teacher)
     # the teacher (bf16: half the calls; the pipeline's teacher runs in bf16 autocast anyway) with its soup.json, its
-    # labels of the pool when `label` has run, and where it came from, in parts ($OUT/teacher.tgz.NN, at most
-    # TEACHER_PART_BYTES each, as many a call as one call brings back): keep them here (runs/teachers/NAME/) and a later lease sends them with `part`
-    # and `start` instead of the backbone, skipping the teacher's ~580 s and `label`'s ~120 s, and its students are
-    # distilled from the same teacher as this lease's (runs d and e's teachers, one recipe, were 4 held-out points apart)
+    # verdicts on the pool when `label` has run, and where it came from, in parts ($OUT/teacher.tgz.NN, at most
+    # TEACHER_PART_BYTES each, as many a call as one call brings back): keep them here (runs/teachers/NAME/) and a
+    # later lease sends them with `part` and `start` instead of the backbone, skipping the teacher's ~580 s (and
+    # `label`'s ~100 s while the pool is the same), and its students are distilled from the same teacher as this
+    # lease's (runs d and e's teachers, one recipe, were 4 held-out points apart)
     t="$work/runs/$run/teacher/model"
     [ -s "$t/config.json" ] || { echo "no teacher yet ($t): poll until 'teacher done'" >&2; exit 1; }
     # parts of at most 15 MiB, four per call: a file of more than 16 MiB does not come back from $OUT (64 MiB a call)
