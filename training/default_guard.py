@@ -120,7 +120,9 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # session; run o's kept one-seed teacher, data with asks opening long texts): held-out 0.832 at T = 0.6,
           # −1.0 and dev −1.5 against its teacher, a harmful ask followed by small talk caught: shipped. The same with
           # half again as many distillation steps (~160 s more of a lease), so train is seen as often as run m's
-          # student saw it
+          # student saw it. Run q (2026-12-04, ninth session; a soup teacher at 0.845, the four new benign domains):
+          # held-out −1.9 and dev −1.1 against its teacher, 0.815 at its calibrated 0.7 with alpaca FPR 0.011, but
+          # HarmBench asks inside small talk 0.769 (run p's 0.972): not shipped
           "b22-f1536-e4-hxv-d15": Shape(22, 1536, 4, 1.0, True, True, distill_epochs=1.5)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 # Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's

@@ -72,6 +72,11 @@
 # stalled between calls; its second sent run o's kept teacher (`part` ×4, ~120 s with the machine's start, then
 # `start "b22-f1536-e4-hxv"` with parts 12-14) and had the student back 553 s after the start: label 100 s,
 # distil 269 s, QAT 190 s (1,682 of 1,800 s held over both machines).
+# Run q (ninth session) had one start and finished whole: `part`, `TEACHER_SEEDS="0 1" STUDENT_EVAL=0 DISTILL_EVAL=0 …
+# start "b22-f1536-e4-hxv-d15" … && … poll 560`, `poll 570`, `poll 575` (the student), `poll 160` (pick, probes): soup
+# at 529 s, label 119 s, distil 1.5 epochs 472 s, QAT 239 s, 1,661 of 1,800 s held. Its second call was refused
+# twice for carrying 64 MiB and more: with p01 and data.tgz (57.2 MB) the tree may hold ~9.8 MB, so move
+# training/runs/* out of the tree besides model.safetensors (the refusals cost nothing but the 30 s idle limit).
 set -euo pipefail
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
