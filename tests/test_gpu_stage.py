@@ -350,3 +350,33 @@ def test_start_with_a_kept_teacher_needs_no_backbone(tmp_path, same_data, same_p
             break
         time.sleep(0.05)
     assert "shapes=b22-f1536-e4-hxv" in log.read_text()
+
+
+def test_carry_size_counts_what_a_call_would_send(tmp_path):
+    """Tracked files still on disk, untracked files git does not ignore and the carry paths; not ignored files, not a
+    tracked file moved out of the tree."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / ".gitignore").write_text("big/\n")  # 5 bytes
+    (repo / "model.bin").write_bytes(b"m" * 1000)
+    (repo / "moved.bin").write_bytes(b"x" * 7000)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "t"], check=True)
+    (repo / "moved.bin").unlink()  # moved out for the call: not sent
+    (repo / "notes.txt").write_bytes(b"n" * 495)  # untracked, not ignored: sent
+    (repo / "big").mkdir()
+    (repo / "big" / "ignored.bin").write_bytes(b"i" * 10_000)  # ignored: sent only when carried
+    (repo / "big" / "part").write_bytes(b"p" * 2000)
+
+    def size(limit: int, *carry: str):
+        return subprocess.run(["bash", str(SCRIPT), "carry-size", *carry], cwd=repo, capture_output=True, text=True,
+                              env={**os.environ, "CARRY_LIMIT": str(limit), "STAGE": str(tmp_path / "stage")})
+
+    r = size(3500, "big/part")
+    assert r.returncode == 0 and r.stdout.startswith("3500 of 3500 bytes: fits"), r.stdout + r.stderr
+    r = size(3499, "big/part")
+    assert r.returncode == 1 and "over by 1" in r.stderr and "model.bin" in r.stderr
+    assert size(1500).stdout.startswith("1500 of 1500")
+    assert not (tmp_path / "stage").exists()  # nothing staged here

@@ -8,7 +8,8 @@
 #   here:    split -b 49300000 -d -a 2 runs/backbone/SmolLM2-135M-Instruct.Q4_1.gguf .carry/p
 #            tar czf .carry/data.tgz -C runs data
 #            pip download --no-deps torchao==0.18.0 gguf==0.19.0 -d .whl     # not on the GPU machine
-#            (move pocketguard/assets/default-guard/model.safetensors out of the tree while calls carry parts)
+#            (move pocketguard/assets/default-guard/model.safetensors out of the tree while calls carry parts;
+#             `training/gpu_stage.sh carry-size .carry/p01 .carry/data.tgz` says whether a call's carry fits)
 #   call 1:  training/gpu_stage.sh part .carry/p00 .whl/*.whl                   carry: .carry/p00 .whl
 #   call 2:  training/gpu_stage.sh start "b18-f1024 b24-f1024-e4" .carry/data.tgz .carry/p01 \
 #              && training/gpu_stage.sh poll 500                                 carry: .carry/p01 .carry/data.tgz
@@ -76,8 +77,20 @@
 # start "b22-f1536-e4-hxv-d15" … && … poll 560`, `poll 570`, `poll 575` (the student), `poll 160` (pick, probes): soup
 # at 529 s, label 119 s, distil 1.5 epochs 472 s, QAT 239 s, 1,661 of 1,800 s held. Its second call was refused
 # twice for carrying 64 MiB and more: with p01 and data.tgz (57.2 MB) the tree may hold ~9.8 MB, so move
-# training/runs/* out of the tree besides model.safetensors (the refusals cost nothing but the 30 s idle limit).
+# training/runs/* out of the tree besides model.safetensors; `carry-size .carry/p01 .carry/data.tgz` checks first.
 set -euo pipefail
+# `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
+# untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
+# the machine's 30 s idle clock runs (run q's second call, twice); exit 1 names the largest tracked files to move out.
+if [ "${1:-}" = carry-size ]; then
+  shift; limit=${CARRY_LIMIT:-67108864}
+  total=$( { git ls-files -z --cached --others --exclude-standard; [ $# -eq 0 ] || find "$@" -type f -print0; } \
+    | xargs -0 -r stat -c %s 2> /dev/null | awk '{s += $1} END {print s + 0}') || true
+  if [ "$total" -le "$limit" ]; then echo "$total of $limit bytes: fits"; exit 0; fi
+  echo "$total of $limit bytes: over by $((total - limit)); the largest tracked files:" >&2
+  git ls-files -z | xargs -0 -r du -b 2> /dev/null | sort -rn | head -5 >&2 || true
+  exit 1
+fi
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
 mkdir -p "$stage"
@@ -147,7 +160,7 @@ save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.it
 EOF
 }
 
-case "${1:?part | start | resume | poll | fetch | fetch-teacher}" in
+case "${1:?part | start | resume | poll | fetch | fetch-teacher | carry-size}" in
   part)
     shift; stage_files "$@"; ls -la "$stage" ;;
   start)
