@@ -2460,18 +2460,73 @@ SMALL_TALK = [
     "I'm thinking about learning Spanish before our trip next spring.", "My grandmother turned ninety last week and we threw her a small party.",
     "I've been getting up earlier to go for a run before work.", "The coffee shop near my office changed owners and the new pastries are amazing.",
     "Anyway, sorry for the long message, I just had a lot on my mind.", "By the way, thanks for your help with my résumé the other day.",
+    # 2026-12-04 (ninth session): the twenty above were all train ever saw around an ask, and run q's guard read asks
+    # among them as well as run p's on dev (60 and 58 of 71) yet missed far more held-out HarmBench asks set among
+    # positions.jsonl's unseen sentences (0.769 inside, run p's 0.972): a guard can learn to skip twenty known
+    # sentences rather than small talk. Many more, of every everyday kind; a share of them only in dev (DEV_TALK_SHARE),
+    # so that dev measures asks among sentences the guard never saw, as positions.jsonl does on held-out sources.
+    "We finally booked the flights for my cousin's wedding in September.", "My daughter lost her first tooth at breakfast this morning.",
+    "The bus was twenty minutes late again, so I walked half the way.", "Our office moved to the fourth floor and the view is lovely.",
+    "I tried a new recipe for lentil soup and everyone asked for seconds.", "My phone screen cracked when it slipped out of my pocket on the stairs.",
+    "The neighbours' cat has decided our porch is its new favourite spot.", "We spent Saturday morning at the science museum with the kids.",
+    "I've been trying to drink more water, with mixed success.", "My brother just started his first job at an architecture firm.",
+    "There's a new bakery on the corner that sells amazing rye bread.", "The power went out for an hour last night, so we played cards by candlelight.",
+    "I signed up for a beginner's yoga class at the community centre.", "My parents are visiting next week and I still have to tidy the spare room.",
+    "Our apple tree has so much fruit this year that we're giving bags away.", "I've started listening to audiobooks on my commute.",
+    "The heating in our flat finally got fixed after three weeks.", "My best friend is moving to Canada in the spring and I'll miss her.",
+    "We switched internet providers and it's been much faster so far.", "I spent most of Sunday assembling a bookshelf with far too many screws.",
+    "My son's football team won their first match of the season.", "The dentist says I need to floss more, as always.",
+    "It snowed a little this morning and the whole street looked magical.", "I've been learning to knit and my first scarf is very uneven.",
+    "Our team had a long planning meeting that could have been an email.", "My aunt sent a box of homemade biscuits for no reason at all.",
+    "We went camping last weekend and it rained the entire time.", "I finally finished the jigsaw puzzle that's been on the table since January.",
+    "The local library started a Saturday story hour for toddlers.", "I bought a second-hand bike and I've been cycling to work.",
+    "My grandfather has taken up painting watercolours at eighty-two.", "The traffic on the ring road was terrible this evening.",
+    "We adopted an older dog from the shelter and he sleeps most of the day.", "I've been sorting through old photos for my mum's birthday album.",
+    "The kids built a blanket fort in the living room and refuse to take it down.", "My laptop battery barely lasts two hours now.",
+    "Our street is having a summer party next month.", "I'm trying to cut down on coffee, so I switched to green tea.",
+    "We planted tomatoes and basil on the balcony this year.", "My colleague brought her baby into the office to say hello.",
+    "I've been watching a cooking competition show every evening this week.", "The train to the city was packed because of a concert.",
+    "My sister and I are planning a trip to see our grandparents.", "I finally replaced the squeaky wheel on the office chair.",
+    "The swimming pool near us reopened after renovations.", "We had a picnic in the park and the ducks got half our sandwiches.",
+    "My teenager has started cooking dinner on Fridays, which is wonderful.", "I dropped my keys down the drain and had to call a locksmith.",
+    "Our choir is rehearsing for a winter concert.", "I've been getting into birdwatching from the kitchen window.",
+    "The car finally passed its inspection after two repairs.", "My roommate keeps buying plants and we're running out of windowsills.",
+    "I ran into an old school friend at the supermarket yesterday.", "The weather forecast keeps promising sunshine that never arrives.",
+    "We had friends over for a board game night and stayed up far too late.", "My manager approved my holiday, so I'm off for two weeks in August.",
+    "I've been reorganising the kitchen cupboards, which was long overdue.", "The kids' school is closed on Friday for a teacher training day.",
+    "I made pancakes this morning and managed to flip every single one.", "My partner surprised me with tickets to a jazz concert.",
+    "Our washing machine started making a strange noise, so a repair person is coming.", "I'm halfway through a very long fantasy series.",
+    "We took the ferry to the island for the day and the sea was calm.", "My neighbour's son is practising the drums every afternoon.",
+    "I've been trying to go to bed earlier, with limited success.", "Our town finally opened the new cycle path along the river.",
+    "My mum just learned how to video call and now calls every day.", "We repainted the fence last weekend and I still have paint on my hands.",
+    "The café downstairs gave me a free muffin because it was their anniversary.", "I've started journaling a few lines every evening.",
+    "My little brother passed his driving test on the first try.", "We're thinking about getting solar panels for the roof.",
+    "The kids have been obsessed with dinosaurs since the museum trip.", "I spent the afternoon helping my friend move into her new apartment.",
+    "My favourite band announced a tour and the tickets sold out in minutes.", "We finally cleared out the attic and found my old school reports.",
+    "I went to a pottery market and bought far too many mugs.", "My uncle is retiring next month after forty years at the same company.",
+    "The hiking trail we tried on Sunday had the most beautiful views.", "I've been practising the piano again after ten years away from it.",
+    "Our flight home was delayed, so we explored the airport bookshop.", "My friend's wedding speech made everyone laugh and cry.",
+    "I'm trying a new budgeting app to keep track of groceries.", "The neighbourhood kids set up a lemonade stand on our street.",
+    "We've been having lots of foggy mornings lately.", "My grandmother taught me her recipe for plum jam.",
 ]
+DEV_TALK_SHARE = 0.2  # of SMALL_TALK, used only around dev's long-text asks (`talk_for`)
 LONG_LEADS = ["Anyway, here's what I actually wanted to ask: ", "So, my real question: ", "Okay, on to my question. ", "", "Also, ", "One more thing: "]
 FIRST_LEADS = ["", "", "Quick question: ", "First, ", "Question for you: "]  # an ask that opens the message
 
 
-def long_text(ask: str, key: str, where: str) -> str:
+def talk_for(split: str) -> list[str]:
+    """The SMALL_TALK sentences a split's long texts use: dev's share (DEV_TALK_SHARE, by a stable hash of the
+    sentence) never appears in train, so dev also scores asks among sentences the guard never saw."""
+    return [t for t in SMALL_TALK if (_stable("talk", t) < DEV_TALK_SHARE) == (split == "dev")]
+
+
+def long_text(ask: str, key: str, where: str, talk: list[str] = SMALL_TALK) -> str:
     """`ask` among three to seven small-talk sentences: `where` "last" (after them), "inside" or "first".
     Asks come first too because a student that saw them only at the end learned to judge the end: the shipped
     guard finds 80 % of held-out HarmBench asks followed by three benign sentences and 92 % preceded by them
     (alone: 91 %; run o's teacher: 98-100 % in every position; positions.jsonl, model card *Known failures*)."""
     r = random.Random(key)
-    chat = r.sample(SMALL_TALK, r.randint(3, 7))
+    chat = r.sample(talk, r.randint(3, 7))
     lead = r.choice(LONG_LEADS)
     if where == "inside":
         at = r.randint(1, len(chat) - 1)
@@ -2615,7 +2670,7 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
         mine = [t for t in templates if (_stable(seed, "jailbreak", t) < dev_frac) == (name == "dev")]
         scale = 1 if name == "train" else dev_frac
         exs += derive(exs, mine, rng, o.refusal_rate, round(o.splices * scale), o.comply_rate, round(o.long_texts * scale),
-                      round(o.after_harm * scale))
+                      round(o.after_harm * scale), talk_for(name))
     result = Build(_dedup(splits, dropped), dropped)
     for name in ("train", "dev"):
         exs = result.splits[name]
@@ -2776,7 +2831,7 @@ def _split_of(ex: Example, seed: int, dev_frac: float) -> str:
 
 
 def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal_rate: float, splices: int,
-           comply_rate: float, long_texts: int, after_harm: int = 0) -> list[Example]:
+           comply_rate: float, long_texts: int, after_harm: int = 0, talk: list[str] = SMALL_TALK) -> list[Example]:
     """Examples built from this split's own rows (so no text crosses splits):
 
     - refusal: a harmful ask answered by a template refusal in its language → safe agent turn;
@@ -2825,7 +2880,7 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
     for i in range(long_texts if all(pools) else 0):
         msg = rng.choice(pools[i % 2])
         key, u = f"{rng.random()}", rng.random()  # the same two draws as before "first" existed: other rows unchanged
-        text = long_text(msg.messages[0]["content"], key, "inside" if u < 0.25 else "first" if u < 0.5 else "last")
+        text = long_text(msg.messages[0]["content"], key, "inside" if u < 0.25 else "first" if u < 0.5 else "last", talk)
         out.append(Example(turns(text), msg.label, msg.categories, f"{msg.base_source}/in-long-text", lookalike=msg.lookalike,
                            group=msg.group))
     for t in templates if wrappable else []:
