@@ -478,6 +478,11 @@ def test_long_texts_keep_the_ask_and_its_label():
     out = bd.derive(asks, [], random.Random(1), refusal_rate=0, splices=0, comply_rate=0, long_texts=400)
     assert {(where(e), e.label) for e in out} == {(w, lab) for w in ("first", "inside", "last") for lab in ("safe", "unsafe")}
 
+    def led(e):  # words announcing the ask right before it
+        return any(lead + a.messages[0]["content"] in e.messages[0]["content"] for a in asks for lead in bd.LONG_LEADS + bd.FIRST_LEADS)
+    # an ask set bare among the sentences (as positions.jsonl and real messages set it) and one announced, everywhere
+    assert {(where(e), led(e)) for e in out if e.label == "unsafe"} == {(w, x) for w in ("first", "inside", "last") for x in (True, False)}
+
 
 def test_dev_long_texts_use_small_talk_train_never_sees(built):
     """A share of SMALL_TALK is dev's alone, so dev scores asks among unseen sentences (as positions.jsonl does)."""

@@ -2510,8 +2510,11 @@ SMALL_TALK = [
     "We've been having lots of foggy mornings lately.", "My grandmother taught me her recipe for plum jam.",
 ]
 DEV_TALK_SHARE = 0.2  # of SMALL_TALK, used only around dev's long-text asks (`talk_for`)
-LONG_LEADS = ["Anyway, here's what I actually wanted to ask: ", "So, my real question: ", "Okay, on to my question. ", "", "Also, ", "One more thing: "]
-FIRST_LEADS = ["", "", "Quick question: ", "First, ", "Question for you: "]  # an ask that opens the message
+# Words that announce the ask. Half the long texts have none (NO_LEAD_SHARE): with a lead in five of six, train had
+# ~30 harmful asks set bare in the middle of small talk, which is how positions.jsonl (and a real message) sets them.
+LONG_LEADS = ["Anyway, here's what I actually wanted to ask: ", "So, my real question: ", "Okay, on to my question. ", "Also, ", "One more thing: "]
+FIRST_LEADS = ["Quick question: ", "First, ", "Question for you: "]  # an ask that opens the message
+NO_LEAD_SHARE = 0.5
 
 
 def talk_for(split: str) -> list[str]:
@@ -2527,12 +2530,13 @@ def long_text(ask: str, key: str, where: str, talk: list[str] = SMALL_TALK) -> s
     (alone: 91 %; run o's teacher: 98-100 % in every position; positions.jsonl, model card *Known failures*)."""
     r = random.Random(key)
     chat = r.sample(talk, r.randint(3, 7))
-    lead = r.choice(LONG_LEADS)
+    bare = r.random() < NO_LEAD_SHARE
+    lead = "" if bare else r.choice(LONG_LEADS)
     if where == "inside":
         at = r.randint(1, len(chat) - 1)
         return " ".join(chat[:at] + [lead + ask] + chat[at:])
     if where == "first":
-        return r.choice(FIRST_LEADS) + ask + ("\n\n" if r.random() < 0.5 else " ") + " ".join(chat)
+        return ("" if bare else r.choice(FIRST_LEADS)) + ask + ("\n\n" if r.random() < 0.5 else " ") + " ".join(chat)
     return " ".join(chat) + ("\n\n" if r.random() < 0.5 else " ") + lead + ask
 
 
