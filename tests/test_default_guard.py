@@ -632,7 +632,8 @@ def test_card_targets_table_scores_each_student_greedy_and_at_its_threshold(tmp_
     p.data.mkdir(parents=True)
     shape = next(iter(p.shapes))
     # held-out: source "a" 4 unsafe (p 0.9, 0.9, 0.6, 0.3), source "b" 4 safe (p 0.1, 0.1, 0.55, 0.65), one "b/refusal"
-    # safe at 0.2; dev: 2 unsafe (0.9, 0.6), 2 look-alikes (0.55, 0.1), a response pair (0.9 unsafe, 0.2 safe)
+    # safe at 0.2; dev: 2 unsafe (0.9, 0.6), 2 look-alikes (0.55, 0.1), a response pair (0.9 unsafe, 0.2 safe); the
+    # unsafe 0.6 and the look-alike 0.55 are long texts
     held = [("a", "unsafe", 0.9), ("a", "unsafe", 0.9), ("a", "unsafe", 0.6), ("a", "unsafe", 0.3), ("b", "safe", 0.1),
             ("b", "safe", 0.1), ("b", "safe", 0.55), ("b", "safe", 0.65), ("b/refusal", "safe", 0.2)]
     dev = [("user", "unsafe", False, 0.9), ("user", "unsafe", False, 0.6), ("user", "safe", True, 0.55),
@@ -652,7 +653,7 @@ def test_card_targets_table_scores_each_student_greedy_and_at_its_threshold(tmp_
     held_rows = [{"messages": msgs("user"), "label": lab, "categories": ["S1"] if lab == "unsafe" else [], "source": src}
                  for src, lab, _ in held]
     dev_rows = [{"messages": msgs(role), "label": lab, "categories": ["S1"] if lab == "unsafe" else [], "lookalike": look,
-                 "language": "en"} for role, lab, look, _ in dev]
+                 "language": "en", "source": "g/in-long-text" if q in (0.6, 0.55) else "g"} for role, lab, look, q in dev]
     for split, rows in (("dev_heldout", held_rows), ("dev", dev_rows)):
         (p.data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     greedy = lambda q: {"status": "unsafe" if q > 0.5 else "safe", "categories": ["S1"] if q > 0.5 else [],  # noqa: E731
@@ -666,8 +667,9 @@ def test_card_targets_table_scores_each_student_greedy_and_at_its_threshold(tmp_
     table = (p.eval / "card.md").read_text()
     # greedy: held-out tp 3, fn 1, fp 2 → F1 6/9; a: recall 0.75; b (with its refusal row): FPR 2/5; dev: F1 1.0,
     # look-alike FPR 1/2, response F1 1.0
-    assert "| teacher | greedy | 0.667 | a 0.750 / —; b — / 0.400 | 0.857 | 0.500 | 1.000 | 0.857 (en) |" in table
+    # (dev long texts: the unsafe one at 0.6 is caught, the look-alike at 0.55 flagged greedy, not at 0.6)
+    assert "| teacher | greedy | 0.667 | a 0.750 / —; b — / 0.400 | 0.857 | 0.500 | 1.000 | 0.857 (en) | 1.000 / 1.000 |" in table
     assert f"| {shape} | greedy | 0.667 |" in table
     # at 0.6: 0.6 is flagged (≥), 0.55 is not → held-out tp 3, fp 1 → F1 0.75; b FPR 1/5; dev look-alike FPR 0
-    assert f"| {shape} | 0.6 | 0.750 | a 0.750 / —; b — / 0.200 | 1.000 | 0.000 | 1.000 | 1.000 (en) |" in table
+    assert f"| {shape} | 0.6 | 0.750 | a 0.750 / —; b — / 0.200 | 1.000 | 0.000 | 1.000 | 1.000 (en) | 1.000 / 0.000 |" in table
     assert "| teacher | 0.6 |" not in table  # a teacher has no operating point of its own

@@ -702,7 +702,7 @@ def _targets(p: Paths, f) -> list[str]:
     from pocketguard.evaluate.metrics import at_threshold, evaluate_examples, gold_flags, predicted, sliced
 
     rows = ["| model | threshold | held-out F1 | held-out by source (recall / FPR) | dev F1 | dev look-alike FPR | "
-            "dev response F1 | dev F1, lowest language |", "|---|---|---|---|---|---|---|---|"]
+            "dev response F1 | dev F1, lowest language | dev long-text asks (recall / FPR) |", "|---|---|---|---|---|---|---|---|---|"]
     both = [_predictions(p, split) for split in ("dev", "dev_heldout")]
     for who in sorted(set(both[0]) & set(both[1]), key=lambda w: (not w.startswith("teacher"), w)):
         runs = [_verdicts(p.data / f"{split}.jsonl", by[who][_device(who, by[who])])
@@ -717,9 +717,13 @@ def _targets(p: Paths, f) -> list[str]:
                      for src, m in parts.items()]
             langs = {k: v["f1"] for k, v in dev["by_language"].items() if v.get("unsafe")}
             low = min(langs, key=lambda k: langs[k] or 0.0) if langs else None
+            # asks among small talk whose sentences train never had (build_data.py talk_for): dev's view of positions.jsonl
+            kind = ["long" if (ex.source or "").endswith("/in-long-text") else "other" for ex in dev_ex]
+            lt = sliced(kind, gold_flags([ex.label for ex in dev_ex]), *predicted(at_threshold(dev_vs, at))).get("long")
             rows.append(f"| {who} | {'greedy' if at is None else at} | {f(held['overall']['f1'])} | {'; '.join(cells)} | "
                         f"{f(dev['overall']['f1'])} | {f(dev.get('lookalike', {}).get('fpr'))} | "
-                        f"{f(dev['by_role'].get('response', {}).get('f1'))} | {f(langs[low]) + ' (' + low + ')' if low else '—'} |")
+                        f"{f(dev['by_role'].get('response', {}).get('f1'))} | {f(langs[low]) + ' (' + low + ')' if low else '—'} | "
+                        f"{f(lt['recall']) + ' / ' + f(lt['fpr']) if lt else '—'} |")
     return rows
 
 
