@@ -178,6 +178,16 @@ def test_a_stopped_run_continues_where_it_stopped(setup, monkeypatch):
     assert [(r["line"], r["verdict"]["status"], r["verdict"]["p_unsafe"]) for r in again] == \
         [(r["line"], r["verdict"]["status"], r["verdict"]["p_unsafe"]) for r in full]
     assert read_json(out / "report.json")["models"][0]["metrics"]["overall"]["n"] == 6
+    # a data file rebuilt in place, the same lines and labels but another text at the fourth example: judged again from there
+    judged.clear()
+    original = (setup / "dev.jsonl").read_text()
+    try:
+        (setup / "dev.jsonl").write_text(original.replace("write poem about cats", "write a poem about dogs"))
+        assert main(args) == 0 and judged == [2, 1]  # the three examples from the changed one on
+    finally:
+        (setup / "dev.jsonl").write_text(original)
+    judged.clear()
+    assert main(args) == 0 and judged == [2, 1]  # back to the original texts: those three are judged again
     # other settings (or --restart) never reuse old predictions
     judged.clear()
     assert main(args + ["--max-context", "1500"]) == 0 and judged == [2, 2, 2]
@@ -228,6 +238,19 @@ def test_saved_predictions_score_like_the_models_that_made_them(setup, capsys):
     swapped.write_text("\n".join([rows[1], rows[0], *rows[2:]]) + "\n")
     assert main(["eval", "--predictions", str(swapped), "--data", str(data), "--skip-malformed", "--out", str(setup / "c")]) == 2
     assert "not predictions of this --data" in capsys.readouterr().err
+    # the same lines and labels with another text (a data file rebuilt in place) are not these examples either
+    rebuilt = setup / "rebuilt.jsonl"
+    rebuilt.write_text(data.read_text().replace("bread recipe please", "soup recipe please"))
+    assert main(["eval", "--predictions", str(preds / "01-other.jsonl"), "--data", str(rebuilt), "--skip-malformed",
+                 "--out", str(setup / "c")]) == 2
+    assert "line 2 (safe), with another text: not predictions of this --data" in capsys.readouterr().err
+    # rows saved before they carried the text's digest are checked by line and label, as then
+    legacy = setup / "legacy.jsonl"
+    legacy.write_text("".join(json.dumps({k: v for k, v in json.loads(r).items() if k != "text"}) + "\n" for r in rows))
+    assert main(["eval", "--predictions", str(legacy), "--data", str(data), "--skip-malformed", "--out", str(setup / "d"),
+                 "--bootstrap", "200"]) == 0
+    assert read_json(setup / "d" / "report.json")["models"][0]["metrics"] == b["models"][1]["metrics"]
+    capsys.readouterr()
     assert main(["eval", "--reference", str(setup / "bf16"), "--reference-predictions", str(preds / "00-bf16.jsonl"),
                  "--data", str(data), "--out", str(setup / "c")]) == 2
     assert "not both" in capsys.readouterr().err

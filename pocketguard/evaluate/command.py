@@ -15,6 +15,7 @@ over (`--restart` starts over).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -114,12 +115,25 @@ def _moderate(guard: Any, examples: list[Example], batch_size: int, desc: str, o
             chunk = examples[start : start + batch_size]
             new = judge(guard, chunk)
             for ex, v in zip(chunk, new):
-                row = {"line": ex.line, "label": ex.label, "categories": ex.categories, "verdict": v.to_dict()}
+                row = {"line": ex.line, "label": ex.label, "text": _digest(ex), "categories": ex.categories,
+                       "verdict": v.to_dict()}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
             f.flush()
             verdicts += new
             bar.update(len(chunk))
     return verdicts
+
+
+def _digest(ex: Example) -> str:
+    """A short digest of what was judged (the messages and the judged role): a data file rebuilt in place with the
+    same lines and labels but other texts must not pass for the one a predictions file scored."""
+    return hashlib.sha256(json.dumps([ex.role, ex.messages], ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _same_example(row: dict, ex: Example) -> bool:
+    """Whether a saved prediction row is for `ex`: line, label and, in rows that carry it (since 2026-12-04), the
+    digest of its text."""
+    return (row["line"], row["label"]) == (ex.line, ex.label) and row.get("text", _digest(ex)) == _digest(ex)
 
 
 def _resume(path: Path, key_file: Path, run_key: dict, examples: list[Example]) -> list[Any]:
@@ -138,7 +152,7 @@ def _resume(path: Path, key_file: Path, run_key: dict, examples: list[Example]) 
     for ex, line in zip(examples, lines):
         try:
             row = json.loads(line)
-            if (row["line"], row["label"]) != (ex.line, ex.label):
+            if not _same_example(row, ex):
                 break
             out.append(Verdict.from_dict(row["verdict"]))
         except (json.JSONDecodeError, KeyError, TypeError):
@@ -163,9 +177,10 @@ def read_predictions(path: Path, examples: list[Example]) -> list[Any]:
     out = []
     for i, (ex, row) in enumerate(zip(examples, rows), 1):
         try:
-            if (row["line"], row["label"]) != (ex.line, ex.label):
+            if not _same_example(row, ex):
+                other = "" if (row["line"], row["label"]) != (ex.line, ex.label) else ", with another text"
                 raise DataError(f"{path}: prediction {i} is for line {row['line']} ({row['label']}), the data's example "
-                                f"{i} is line {ex.line} ({ex.label}): not predictions of this --data")
+                                f"{i} is line {ex.line} ({ex.label}){other}: not predictions of this --data")
             out.append(Verdict.from_dict(row["verdict"]))
         except (KeyError, TypeError) as e:
             raise DataError(f"{path}: prediction {i} is not a pocketguard prediction row ({e})") from None
