@@ -133,7 +133,7 @@ def _digest(ex: Example) -> str:
 def _same_example(row: dict, ex: Example) -> bool:
     """Whether a saved prediction row is for `ex`: line, label and, in rows that carry it (since 2026-12-04), the
     digest of its text."""
-    return (row["line"], row["label"]) == (ex.line, ex.label) and row.get("text", _digest(ex)) == _digest(ex)
+    return (row["line"], row["label"]) == (ex.line, ex.label) and ("text" not in row or row["text"] == _digest(ex))
 
 
 def _resume(path: Path, key_file: Path, run_key: dict, examples: list[Example]) -> list[Any]:
