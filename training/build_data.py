@@ -2616,7 +2616,9 @@ class Options:
     refusal_rate: float = 0.3  # share of harmful asks also given as ask + refusal (safe agent turn)
     comply_rate: float = 0.85  # share of harmful asks also given as ask + compliant reply (unsafe agent turn)
     splices: int = 1000  # messages appended to benign dialogues in train (dev: dev_frac of it)
-    long_texts: int = 1600  # asks inside benign small talk in train, half harmful (dev: dev_frac of it)
+    # asks inside benign small talk in train, half harmful (dev: dev_frac of it). 3200 since run q: at 1600 only ~170
+    # harmful asks sat inside the talk, and recall there swung with the teacher's seed (0.87 / 0.97 on HarmBench-inside)
+    long_texts: int = 3200
     after_harm: int = 2000  # a harmful user turn, a refusal or a quote of it, then the judged turn (half benign) in train (dev: dev_frac)
     max_safe_share: float = 0.61  # 0.6 until the four domains of 2026-12-04: their ~530 rows then cost self-instruct and CLINC 650
     vary_frac: float = 0.45  # share of train / dev examples rewritten in another surface form
