@@ -391,6 +391,22 @@ LINEAR_KINDS: dict[str, type[QuantLinear]] = {
 }
 
 
+@contextlib.contextmanager
+def float_activations(model: nn.Module) -> Iterator[None]:
+    """Run `model`'s quantized linears on float activations (the weights exactly, dequantized): the numerics of an
+    export format that stores the int4 weights but not the int8 activation rounding (Hugging Face, GGUF), so a
+    verdict that differs there can be told apart from a broken export."""
+    layers = [m for m in model.modules() if isinstance(m, QuantLinear) and m.act_bits]
+    for m in layers:
+        m.act_bits = None  # an instance attribute over the class's scheme, removed below
+    try:
+        with kernel_mode_ctx("reference"):
+            yield
+    finally:
+        for m in layers:
+            del m.act_bits
+
+
 def linear_class(weight_bits: int, act_bits: int | None) -> type[QuantLinear]:
     table = {(4, None): Int4WeightLinear, (4, 8): Int4WeightInt8ActLinear,
              (8, None): Int8WeightLinear, (8, 8): Int8WeightInt8ActLinear}

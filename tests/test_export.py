@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import json
 
@@ -258,7 +259,8 @@ def test_export_command_writes_and_verifies(models, tiny_tok, tmp_path, capsys, 
     assert out.exists() and f"wrote {out}" in text
     lines = [x for x in text.splitlines() if x.startswith(("same", "DIFF"))]
     assert len(lines) == len(command.VERIFY_CONVERSATIONS)
-    assert "verdicts agree" in text and rc == (0 if all(x.startswith("same") for x in lines) else 1)
+    broken = any(x.startswith("DIFF") and "float activations" not in x for x in lines)  # not the activation rounding
+    assert "verdicts agree" in text and rc == (1 if broken else 0)
     assert command.run(p.parse_args(["--model", str(tmp_path / "nope"), "--format", fmt, "--out", str(out)])) == 2
     # --conversations adds the user's own (read as `moderate --jsonl` reads them); a line that is not one is named
     extra = tmp_path / "extra.jsonl"
@@ -269,6 +271,88 @@ def test_export_command_writes_and_verifies(models, tiny_tok, tmp_path, capsys, 
     assert command.run(p.parse_args(["--model", str(art), "--format", fmt, "--out", str(out), "--verify",
                                      "--conversations", str(extra)])) == 2
     assert f"{extra}:2: not a conversation" in capsys.readouterr().err
+
+
+def test_float_activations_runs_the_dequantized_weights_then_restores_the_int8_path(models):
+    """`float_activations`: every quantized linear computes x @ dequantized W (no activation rounding) inside, and
+    the model is bit for bit the int8-activation model again after."""
+    import torch.nn.functional as F
+
+    from pocketguard import kernels as K
+
+    _, qm = models
+    layers = [m for m in qm.modules() if isinstance(m, K.QuantLinear) and m.act_bits]
+    assert layers
+    x = torch.randn(3, layers[0].in_features)
+    ids = torch.tensor([list(range(12, 40))])
+    with torch.no_grad():
+        before, int8 = qm(ids), layers[0](x)
+        with K.float_activations(qm):
+            assert all(m.act_bits is None for m in layers)
+            assert torch.allclose(layers[0](x), F.linear(x, layers[0].dequantize()), atol=1e-6)
+            assert not torch.equal(layers[0](x), int8)  # the rounding is really gone
+        assert all(m.act_bits == 8 for m in layers) and K.kernel_mode() == "fast"
+        assert torch.equal(qm(ids), before) and torch.equal(layers[0](x), int8)
+
+
+def test_hf_export_of_a_quantized_guard_is_the_guard_on_float_activations(models, tiny_tok, tmp_path):
+    """The Hugging Face export stores the int4 weights exactly but not the int8 activation rounding: transformers'
+    logits are pocketguard's on float activations."""
+    from pocketguard import kernels as K
+    from pocketguard.export.command import _TransformersBackend
+    from pocketguard.export.hf import export_hf
+
+    _, qm = models
+    out = export_hf(qm, tiny_tok, tmp_path / "hf", policy=Policy.default())
+    g = Guard(qm, tiny_tok)
+    ids = encode_prompt(tiny_tok, g.policy, as_conversation(CONVS[2])).ids
+    theirs = _TransformersBackend(out).prefill(ids)
+    with K.float_activations(qm):
+        ours = TorchBackend(qm).prefill(ids)
+    rows = qm.head_rows([g._first["safe"], g._first["unsafe"]])
+    assert torch.allclose(torch.as_tensor(theirs)[[g._first["safe"], g._first["unsafe"]]].float(), ours[rows].float(), atol=1e-3)
+
+
+def test_verify_tells_activation_rounding_from_a_broken_export(models, tiny_tok, tmp_path, capsys, monkeypatch):
+    """A verdict that differs only because the format has no int8 activation rounding passes `--verify` (named as
+    such); one that pocketguard's weights do not give on float activations either fails it."""
+    import argparse
+
+    from safetensors.torch import load_file, save_file
+
+    from pocketguard.compress.artifact import save_artifact
+    from pocketguard.export import command
+
+    art = save_artifact(models[1], tiny_tok, Policy.default(), tmp_path / "art")
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    out = tmp_path / "hf"
+    args = ["--model", str(art), "--format", "hf", "--out", str(out), "--verify"]
+    real = Guard.moderate
+
+    def rounded_differently(self, msgs, policy=None):  # the int8 path lands on the other side of every verdict
+        v = real(self, msgs, policy=policy)
+        flip = {"status": "safe", "categories": [], "answer": "safe"} if v.status == "unsafe" else \
+            {"status": "unsafe", "categories": ["S1"], "answer": "unsafe\nS1"}
+        return dataclasses.replace(v, **flip)
+
+    monkeypatch.setattr(Guard, "moderate", rounded_differently)
+    assert command.run(p.parse_args(args)) == 0
+    text = capsys.readouterr().out
+    lines = [x for x in text.splitlines() if x.startswith("DIFF")]
+    assert len(lines) == len(command.VERIFY_CONVERSATIONS) and all("= pocketguard on float activations" in x for x in lines)
+    assert "does not store the int8 activation rounding" in text
+    monkeypatch.undo()
+    # a broken export: the head row of the answer pocketguard does not give to the first conversation, pushed up
+    g = Guard(models[1], tiny_tok)
+    wrong = g._first["safe" if g.moderate(command.VERIFY_CONVERSATIONS[0]).status == "unsafe" else "unsafe"]
+    weights = load_file(out / "model.safetensors")
+    key = "lm_head.weight" if "lm_head.weight" in weights else "model.embed_tokens.weight"
+    weights[key][wrong] += 100 * weights[key].abs().max()
+    save_file(weights, out / "model.safetensors")
+    assert command.verify(p.parse_args(args), models[1], tiny_tok, Policy.default(), out) == 1
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("DIFF") and "float activations" not in first
 
 
 def test_gguf_verify_without_llama_cpp_reads_the_file_back_and_says_so(models, tiny_tok, tmp_path, capsys, monkeypatch):
@@ -291,7 +375,7 @@ def test_gguf_verify_without_llama_cpp_reads_the_file_back_and_says_so(models, t
     lines = [x for x in out.splitlines() if x.startswith(("same", "DIFF"))]
     assert "pocketguard[llamacpp]" in err and "GGUF reader" in err and "Traceback" not in err
     assert len(lines) == len(command.VERIFY_CONVERSATIONS) and all("gguf-read-back=" in x for x in lines)
-    assert rc == (0 if all(x.startswith("same") for x in lines) else 1)
+    assert rc == (1 if any(x.startswith("DIFF") and "float activations" not in x for x in lines) else 0)
 
 
 def test_export_without_model_exports_the_shipped_default_guard(tmp_path, monkeypatch, capsys):

@@ -118,7 +118,13 @@ def verify(args, model, tok, policy, out) -> int:
     else:
         backend = _TransformersBackend(out)
 
-    differ = close = 0
+    from ..kernels import float_activations
+
+    # Hugging Face and GGUF store the int4 weights but not the int8 activation rounding the guard was trained with:
+    # a verdict there that differs from the guard's but matches the guard run on float activations is that
+    # rounding (near the threshold it can flip a verdict), not a broken export
+    float_acts = args.format != "executorch" or args.no_quantize
+    differ = close = rounding = 0
     for msgs in convs:
         ours = guard.moderate(msgs, policy=policy)
         trace: list = []
@@ -126,15 +132,24 @@ def verify(args, model, tok, policy, out) -> int:
         margin = min((m for _, m in trace), default=float("inf"))
         theirs = judge(guard, msgs, backend, policy)
         same = (ours.status, ours.categories) == (theirs.status, theirs.categories)
+        note = ""
+        if not same and float_acts:
+            with float_activations(model):
+                plain = judge(guard, msgs, TorchBackend(model), policy)
+            if (plain.status, plain.categories) == (theirs.status, theirs.categories):
+                rounding += 1
+                note = f"  (= pocketguard on float activations, p_unsafe {plain.p_unsafe:.3f})"
         differ += not same
         close += (not same) and margin < 0.1
         p = theirs.p_unsafe if theirs.p_unsafe is not None else float("nan")
         print(f"{'same' if same else 'DIFF'}  pocketguard={ours.answer!r} (p_unsafe {ours.p_unsafe:.3f}, closest step "
-              f"{margin:.2f} logits)  {backend.name}={theirs.answer!r} (p_unsafe {p:.3f})")
+              f"{margin:.2f} logits)  {backend.name}={theirs.answer!r} (p_unsafe {p:.3f}){note}")
     print(f"{len(convs) - differ}/{len(convs)} verdicts agree"
           + (f"; {close} of the {differ} differences at near-ties (< 0.1 logit apart in pocketguard: "
-             "numerics, typical of untrained weights)" if differ else ""))
-    return 1 if differ else 0
+             "numerics, typical of untrained weights)" if differ else "")
+          + (f"; {rounding} of them the guard's own verdict on float activations: {args.format} does not store the "
+             "int8 activation rounding, so verdicts near the threshold can differ" if rounding else ""))
+    return 1 if differ > rounding else 0
 
 
 class _TransformersBackend:
