@@ -341,7 +341,7 @@ def test_verify_tells_activation_rounding_from_a_broken_export(models, tiny_tok,
     text = capsys.readouterr().out
     lines = [x for x in text.splitlines() if x.startswith("DIFF")]
     assert len(lines) == len(command.VERIFY_CONVERSATIONS) and all("= pocketguard on float activations" in x for x in lines)
-    assert "does not store the int8 activation rounding" in text
+    assert "turns on activation rounding" in text
     monkeypatch.undo()
     # a broken export: the head row of the answer pocketguard does not give to the first conversation, pushed up
     g = Guard(models[1], tiny_tok)
