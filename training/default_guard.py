@@ -134,7 +134,7 @@ TRAIN_EPOCHS = {"distill": 1.5, "qat": 0.5}
 # them; a single teacher's held-out F1 moved from 0.831 (run d) to 0.790 (run e) with the same recipe.
 # TEACHER_SEEDS="0" (environment) trains one fine-tune, no soup: a GPU lease too short for two side by side.
 TEACHER_SEEDS = tuple(int(s) for s in os.environ.get("TEACHER_SEEDS", "0 1").split())
-SHIPPED = "b22-f1536-e4-hxv"  # the shape in pocketguard/assets (run p, 2026-12-04, eighth session) and default-student.toml
+SHIPPED = "b22-f1536-e4-hxv"  # the shape in pocketguard/assets (run r, 2026-12-04, ninth session) and default-student.toml
 SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hxv": Shape(2, 64, 4, 1.0, True, True),
                 "b1-f128-q": Shape(1, 128, 8, qat_epochs=0.5, base="b1-f128")}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
