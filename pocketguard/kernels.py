@@ -395,7 +395,8 @@ LINEAR_KINDS: dict[str, type[QuantLinear]] = {
 def float_activations(model: nn.Module) -> Iterator[None]:
     """Run `model`'s quantized linears on float activations (the weights exactly, dequantized): the numerics of an
     export format that stores the int4 weights but not the int8 activation rounding (Hugging Face, GGUF), so a
-    verdict that differs there can be told apart from a broken export."""
+    verdict that differs there, or under another runtime's rounding (XNNPACK), can be told apart from a broken
+    export (`pocketguard export --verify`)."""
     layers = [m for m in model.modules() if isinstance(m, QuantLinear) and m.act_bits]
     for m in layers:
         m.act_bits = None  # an instance attribute over the class's scheme, removed below
