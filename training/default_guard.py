@@ -707,19 +707,20 @@ def _targets(p: Paths, f) -> list[str]:
     for who in sorted(set(both[0]) & set(both[1]), key=lambda w: (not w.startswith("teacher"), w)):
         runs = [_verdicts(p.data / f"{split}.jsonl", by[who][_device(who, by[who])])
                 for split, by in zip(("dev", "dev_heldout"), both)]
-        held_ex = runs[1][0]
+        dev_ex, held_ex = runs[0][0], runs[1][0]
         source = [(ex.source or "unknown").split("/")[0] for ex in held_ex]
+        # asks among small talk whose sentences train never had (build_data.py talk_for): dev's view of positions.jsonl
+        kind = ["long" if (ex.source or "").endswith("/in-long-text") else "other" for ex in dev_ex]
+        dev_gold, held_gold = (gold_flags([ex.label for ex in exs]) for exs in (dev_ex, held_ex))
         for at in _operating_points(p, who):
-            dev_ex, dev_vs, held_vs = runs[0][0], at_threshold(runs[0][1], at), at_threshold(runs[1][1], at)
+            dev_vs, held_vs = at_threshold(runs[0][1], at), at_threshold(runs[1][1], at)
             dev, held = evaluate_examples(dev_ex, dev_vs), evaluate_examples(held_ex, held_vs)
-            parts = sliced(source, gold_flags([ex.label for ex in held_ex]), *predicted(held_vs))
+            parts = sliced(source, held_gold, *predicted(held_vs))
             cells = [f"{src} {f(m['recall']) if m['unsafe'] else '—'} / {f(m['fpr']) if m['safe'] else '—'}"
                      for src, m in parts.items()]
             langs = {k: v["f1"] for k, v in dev["by_language"].items() if v.get("unsafe")}
             low = min(langs, key=lambda k: langs[k] or 0.0) if langs else None
-            # asks among small talk whose sentences train never had (build_data.py talk_for): dev's view of positions.jsonl
-            kind = ["long" if (ex.source or "").endswith("/in-long-text") else "other" for ex in dev_ex]
-            lt = sliced(kind, gold_flags([ex.label for ex in dev_ex]), *predicted(dev_vs)).get("long")
+            lt = sliced(kind, dev_gold, *predicted(dev_vs)).get("long")
             rows.append(f"| {who} | {'greedy' if at is None else at} | {f(held['overall']['f1'])} | {'; '.join(cells)} | "
                         f"{f(dev['overall']['f1'])} | {f(dev.get('lookalike', {}).get('fpr'))} | "
                         f"{f(dev['by_role'].get('response', {}).get('f1'))} | {f(langs[low]) + ' (' + low + ')' if low else '—'} | "
