@@ -94,6 +94,7 @@ def run(args) -> int:
 def verify(args, model, tok, policy, out) -> int:
     from ..conversation import read_jsonl
     from ..guard import Guard
+    from ..kernels import float_activations
     from .backend import judge
 
     convs = list(VERIFY_CONVERSATIONS) + (read_jsonl(args.conversations) if args.conversations else [])
@@ -117,8 +118,6 @@ def verify(args, model, tok, policy, out) -> int:
         backend = ExecuTorchBackend(out)
     else:
         backend = _TransformersBackend(out)
-
-    from ..kernels import float_activations
 
     # Hugging Face and GGUF store the int4 weights but not the int8 activation rounding the guard was trained with,
     # and ExecuTorch's XNNPACK rounds activations its own way: a verdict that differs from the guard's but is the
