@@ -24,7 +24,8 @@ x86 CPUs without AMX but with AVX-512 VNNI (AMD Zen 4, Intel Ice Lake / Cascade 
 the same packed weights, `pg_gemm_vnni`: an AMX B-tile row (16 columns x 4 consecutive k) is exactly a
 `vpdpbusd` operand, so each group is 8 `vpdpbusd` per row and 16 columns on the unsigned nibbles c + 8, started
 from -8 * sum_k u: the same exact int32 group sums, the same fp32 steps after them (`tests/test_runtime_kernels.py`);
-a prompt's column panel is unpacked to bytes once per matmul rather than once per 4-row tile.
+a prompt's column panel is unpacked to bytes once per matmul rather than once per row tile (6 rows x 32 columns:
+12 int32 and 12 fp32 accumulators, 30 of the 32 zmm registers).
 Their activation, RMSNorm and SiLU helpers need only AVX-512F/BW.
 
 x86 CPUs without AVX-512 (AMD Zen 2 / Zen 3, Intel Haswell to Alder Lake) run a third kernel on the same packed
@@ -587,7 +588,7 @@ _C_VNNI = r"""
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
 
-#define VNNI_MR 4  /* rows per tile: 4 x 2 blocks = 8 independent accumulator chains, 24 of the 32 zmm registers */
+#define VNNI_MR 6  /* rows per tile: 6 x 2 blocks = 12 independent accumulator chains, 30 of the 32 zmm registers */
 #define VNNI_NR 2
 
 /* One 64-byte k-quad row of a packed tile -> its 16 columns x 4 k as bytes: the low nibbles are k = 4i .. 4i+3 of
@@ -686,6 +687,15 @@ static inline __attribute__((always_inline)) void vnni_cols(
         vnni_unpack(NR, nb, G, wpk, wun);
         for (; m0 + VNNI_MR <= M; m0 += VNNI_MR)
             vnni_tile(VNNI_MR, NR, 1, m0, nb, G, K, xu, uc, sx, zu, wpk, wun, sw, wsum, y, ldy, res, ldr);
+        /* packed passes pad their rows to a multiple of 16, which leaves 4 or 2 over after the 6-row tiles */
+        if (m0 + 4 <= M) {
+            vnni_tile(4, NR, 1, m0, nb, G, K, xu, uc, sx, zu, wpk, wun, sw, wsum, y, ldy, res, ldr);
+            m0 += 4;
+        }
+        if (m0 + 2 <= M) {
+            vnni_tile(2, NR, 1, m0, nb, G, K, xu, uc, sx, zu, wpk, wun, sw, wsum, y, ldy, res, ldr);
+            m0 += 2;
+        }
         for (; m0 < M; m0++)
             vnni_tile(1, NR, 1, m0, nb, G, K, xu, uc, sx, zu, wpk, wun, sw, wsum, y, ldy, res, ldr);
     }

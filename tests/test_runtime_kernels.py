@@ -95,9 +95,9 @@ def test_group_sums_are_exact_integers(kernel):
 
 @pytest.mark.parametrize("M,Kd,splits", [
     (1, 576, [576, 192, 192]),   # decode step, fused q|k|v of the dim-576 / 9 + 3 heads guard
-    (5, 576, [200]),             # N neither a multiple of 32 nor of 16 (padded); a row tile + single rows
+    (5, 576, [200]),             # N neither a multiple of 32 nor of 16 (padded); a 4-row tile + a single row
     (300, 576, [1536, 1536]),    # fused gate|up, a 300-token prompt
-    (37, 1536, [576]),           # down projection, K = 1536
+    (39, 1536, [576]),           # down projection, K = 1536; VNNI: 6-row tiles, a 2-row tile, a single row
     (64, 1024, [48, 16, 8]),     # three parts, the last padded
 ])
 def test_linear_matches_the_reference_kernel(kernel, M, Kd, splits):
