@@ -42,10 +42,11 @@ checks the disassembly). The kernel is chosen once per process: AMX, else VNNI, 
 
 Attention runs in int8 by default where the CPU has AVX-512 VNNI: every packed pass of an fp32 model on CPU (an
 accelerated artifact or a float checkpoint; causal, or the category scores' tree pass under its mask) computes its
-attention in `pg_attn_vnni`. int8 queries and keys per row give exact int32 scores, the softmax is fp32, and the
-probabilities (uint8 per row, value scales folded in) times int8 values are again exact int32 sums — 3-3.75x SDPA
-on the default guard's prompt shapes, at ~2 % relative error in the attention output; the shipped guard keeps the
-status of 3,785 / 3,798 held-out conversations (docs/benchmarks.md). Everywhere else (no VNNI, the portable or a
+attention in `pg_attn_vnni`. 12-bit queries and keys per row (`vpdpwssd`) give exact int32 scores, the softmax is
+fp32, and the probabilities (uint8 per row, value scales folded in) times int8 values are again exact int32 sums —
+3-3.6x SDPA on the default guard's 300-token shape (4.7x with int8 queries and keys), at ~0.9 % relative error in the attention output (1.8 % when queries
+and keys were int8 too, until 2026-12-04: that cost the shipped guard 0.8 held-out F1 points against exact attention,
+which 12-bit ones give back; docs/model-card.md, *Quality*). Everywhere else (no VNNI, the portable or a
 forced AVX2 kernel, GPUs, bf16) attention is torch's SDPA in the model's dtype, and `POCKETGUARD_ATTENTION=fp32`
 asks for exact fp32 SDPA on CPU too (`int8_attention()`). The int8 attention fails closed as well: a query,
 key or value row holding a NaN or an infinity makes NaN every output that reads it.
@@ -729,9 +730,9 @@ void pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const
 
 /* Causal attention of one sequence in int8 on VNNI (runtime_cpu.attention_int8): T new queries (rows of q, row
    stride ldq, head h at h * hd) over its keys [0, s0 + T) (k, v: [KV][cap][hd] fp32, head stride ldh), query t
-   seeing keys <= s0 + t, GQA (head h reads KV head h / (H / KV)); out rows like q. Keys and queries are int8 per
-   row (symmetric, max |x| / 127), so each score is an exact int32 dot product (vpdpbusd on q + 128, corrected by
-   128 * sum k) times the two scales; the softmax is fp32; each value row is int8 with its own scale, folded into
+   seeing keys <= s0 + t, GQA (head h reads KV head h / (H / KV)); out rows like q. Keys and queries are 12-bit per
+   row (symmetric, max |x| / 2047, held as int16), so each score is an exact int32 dot product (vpdpwssd) times the
+   two scales; the softmax is fp32; each value row is int8 with its own scale, folded into
    the probabilities, which are then uint8 per query row (max -> 255), so P V is again exact int32 sums. Every
    query row is computed alone, in the same order whatever the threads or the other rows: a sequence gets the
    same bits batched or alone. hd is a multiple of 16, at most 256. `tree` (NULL: causal) is a [T][T] byte mask
@@ -756,25 +757,27 @@ static inline __m512i round_scaled(const float *r, float s) {
     return _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(r), _mm512_set1_ps(s)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
+#define QK_MAX 2047.0f  /* queries and keys are 12-bit (int8 lost 1.4 of int8 attention's 1.8 % output error) */
 #define AT_R 4  /* query rows per group */
 #define AT_B 4  /* key blocks of 16 per step of the scores: AT_R x AT_B accumulators */
 #define AT_C 4  /* 16-channel blocks of the output per pass over the keys: AT_R x AT_C accumulators */
 
-/* Q K of one group of AT_R query rows (uint8 q + 128, qu) over nbk (<= AT_B) blocks of 16 keys (kb: the first
-   block's [hd/4][16 keys][4 channels]) into int32 acc. Always inlined, with nbk == AT_B a constant in the common
-   case, so that the accumulators stay in registers (see attn_pv). */
-static inline __attribute__((always_inline)) void attn_qk(int nbk, int C4, const int8_t *kb, int hd,
-                                                          uint8_t (*qu)[256], __m512i acc[AT_R][AT_B]) {
+/* Q K of one group of AT_R query rows (12-bit, as int16: qw) over nbk (<= AT_B) blocks of 16 keys (kb: the first
+   block's [hd/2][16 keys][2 channels], int16) into int32 acc: vpdpwssd, exact (|q|, |k| <= 2047, so hd <= 256
+   products fit int32). Always inlined, with nbk == AT_B a constant in the common case, so that the accumulators
+   stay in registers (see attn_pv). */
+static inline __attribute__((always_inline)) void attn_qk(int nbk, int C2, const int16_t *kb, int hd,
+                                                          int16_t (*qw)[256], __m512i acc[AT_R][AT_B]) {
     for (int r = 0; r < AT_R; r++)
         for (int i = 0; i < AT_B; i++) acc[r][i] = _mm512_setzero_si512();
-    for (int c = 0; c < C4; c++) {
+    for (int c = 0; c < C2; c++) {
         __m512i kv[AT_B];
-        for (int i = 0; i < nbk; i++) kv[i] = _mm512_load_si512((const void *)(kb + (size_t)i * hd * 16 + c * 64));
+        for (int i = 0; i < nbk; i++) kv[i] = _mm512_load_si512((const void *)(kb + (size_t)i * hd * 16 + c * 32));
         for (int r = 0; r < AT_R; r++) {
-            int32_t q4;
-            memcpy(&q4, qu[r] + 4 * c, 4);
-            const __m512i bq = _mm512_set1_epi32(q4);
-            for (int i = 0; i < nbk; i++) acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], bq, kv[i]);
+            int32_t q2;
+            memcpy(&q2, qw[r] + 2 * c, 4);
+            const __m512i bq = _mm512_set1_epi32(q2);
+            for (int i = 0; i < nbk; i++) acc[r][i] = _mm512_dpwssd_epi32(acc[r][i], bq, kv[i]);
         }
     }
 }
@@ -807,45 +810,42 @@ static inline __attribute__((always_inline)) void attn_pv(int ncb, int nq, int n
 
 int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq, const float *k, const float *v,
                  long ldh, float *out, long ldo, float scale, const uint8_t *tree, int nthreads) {
-    const int L = s0 + T, Lp = (L + 15) & ~15, C4 = hd / 4, CB = hd / 16, grp = H / KV;
-    int8_t *kq = (int8_t *)aligned_alloc(64, (size_t)KV * Lp * hd);
+    const int L = s0 + T, Lp = (L + 15) & ~15, C2 = hd / 2, CB = hd / 16, grp = H / KV;
+    int16_t *kq = (int16_t *)aligned_alloc(64, (size_t)KV * Lp * hd * sizeof(int16_t));
     int8_t *vq = (int8_t *)aligned_alloc(64, (size_t)KV * Lp * hd);
     float *ks = (float *)aligned_alloc(64, (size_t)KV * Lp * sizeof(float));
     float *vs = (float *)aligned_alloc(64, (size_t)KV * Lp * sizeof(float));
-    int32_t *ksum = (int32_t *)aligned_alloc(64, (size_t)KV * Lp * sizeof(int32_t));
-    int failed = !(kq && vq && ks && vs && ksum);
+    int failed = !(kq && vq && ks && vs);
     #pragma omp parallel num_threads(nthreads) if (!failed)
     if (!failed) {
-        /* keys as [KV][Lp/16][hd/4][16 keys][4 channels] (a vpdpbusd operand per 16 keys and channel quad), values as
+        /* keys as [KV][Lp/16][hd/2][16 keys][2 channels] int16 (a vpdpwssd operand per 16 keys and channel pair), values as
            [KV][Lp/4][hd][4 keys] (one per 16 channels and key quad); padding keys are zero with zero scales */
         #pragma omp for schedule(static)
         for (long gj = 0; gj < (long)KV * Lp; gj++) {
             const int g = (int)(gj / Lp), j = (int)(gj % Lp);
-            int8_t *kb = kq + (size_t)g * Lp * hd + (size_t)(j / 16) * hd * 16 + (j % 16) * 4;
+            int16_t *kb = kq + (size_t)g * Lp * hd + (size_t)(j / 16) * hd * 16 + (j % 16) * 2;
             int8_t *vb = vq + (size_t)g * Lp * hd + (size_t)(j / 4) * hd * 4 + (j % 4);
             if (j >= L) {
-                for (int c = 0; c < hd; c++) { kb[(c / 4) * 64 + (c % 4)] = 0; vb[c * 4] = 0; }
-                ks[gj] = 0.0f; vs[gj] = 0.0f; ksum[gj] = 0;
+                for (int c = 0; c < hd; c++) { kb[(c / 2) * 32 + (c % 2)] = 0; vb[c * 4] = 0; }
+                ks[gj] = 0.0f; vs[gj] = 0.0f;
                 continue;
             }
             const float *kr = k + (size_t)g * ldh + (size_t)j * hd, *vr = v + (size_t)g * ldh + (size_t)j * hd;
             const float km = absmax_row(kr, hd), vm = absmax_row(vr, hd);
-            const float ki = km > 0.0f ? 127.0f / km : 0.0f, vi = vm > 0.0f ? 127.0f / vm : 0.0f;
-            __m512i sv = _mm512_setzero_si512();
+            const float ki = km > 0.0f ? QK_MAX / km : 0.0f, vi = vm > 0.0f ? 127.0f / vm : 0.0f;
             for (int c = 0; c < hd; c += 16) {
                 const __m512i a = round_scaled(kr + c, ki), b = round_scaled(vr + c, vi);
-                sv = _mm512_add_epi32(sv, a);
-                int8_t a8[16], b8[16];
-                _mm_storeu_si128((__m128i *)a8, _mm512_cvtsepi32_epi8(a));
+                int16_t a16[16];
+                int8_t b8[16];
+                _mm256_storeu_si256((__m256i *)a16, _mm512_cvtsepi32_epi16(a));
                 _mm_storeu_si128((__m128i *)b8, _mm512_cvtsepi32_epi8(b));
-                for (int i = 0; i < 16; i += 4) memcpy(kb + ((c + i) / 4) * 64, a8 + i, 4);
+                for (int i = 0; i < 16; i += 2) memcpy(kb + ((c + i) / 2) * 32, a16 + i, 4);
                 for (int i = 0; i < 16; i++) vb[(c + i) * 4] = b8[i];
             }
-            const int32_t sum = _mm512_reduce_add_epi32(sv);
             /* a key or value row that is not finite makes its key's score NaN, so every query that sees the key
                gets a NaN output (below); its value scale is 0, so a query that does not see it adds 0 x 0 */
             const int bad = isnan(km) || isnan(vm);
-            ks[gj] = bad ? NAN : km / 127.0f; vs[gj] = bad ? 0.0f : vm / 127.0f; ksum[gj] = sum;
+            ks[gj] = bad ? NAN : km / QK_MAX; vs[gj] = bad ? 0.0f : vm / 127.0f;
         }
         /* query rows go in groups of AT_R consecutive rows of one head: each key (and value) vector loaded serves
            all of them, and their accumulators are independent chains. A row's result does not depend on its group:
@@ -853,7 +853,7 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
            exactly 0, nothing added to the integer sums). */
         float *sc = (float *)aligned_alloc(64, (size_t)AT_R * Lp * sizeof(float));
         uint8_t *pu = (uint8_t *)aligned_alloc(64, (size_t)AT_R * Lp);
-        uint8_t qu[AT_R][256] __attribute__((aligned(64)));
+        int16_t qw[AT_R][256] __attribute__((aligned(64)));
         if (!sc || !pu) {
             #pragma omp atomic write
             failed = 1;
@@ -864,35 +864,32 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
             if (!sc || !pu) continue;  /* this thread's scratch is missing: the call fails, nothing is read */
             const int h = (int)(hg / TG), t0 = (int)(hg % TG) * AT_R, nr = T - t0 < AT_R ? T - t0 : AT_R, g = h / grp;
             const int nb = tree ? (L + 15) / 16 : (s0 + t0 + nr + 15) / 16;  /* key blocks of the group's last row */
-            const int8_t *kg = kq + (size_t)g * Lp * hd;
+            const int16_t *kg = kq + (size_t)g * Lp * hd;
             const float *ksg = ks + (size_t)g * Lp, *vsg = vs + (size_t)g * Lp;
-            const int32_t *sumg = ksum + (size_t)g * Lp;
             __m512 qs[AT_R], mx[AT_R];
             int n[AT_R];
             for (int r = 0; r < AT_R; r++) {
                 n[r] = r < nr ? (tree ? L : s0 + t0 + r + 1) : 0;  /* rows past T see no keys: computed, never stored */
                 const float *qr = q + (size_t)(r < nr ? t0 + r : t0) * ldq + (size_t)h * hd;
-                const float qm = absmax_row(qr, hd), qi = qm > 0.0f ? 127.0f / qm : 0.0f;
+                const float qm = absmax_row(qr, hd), qi = qm > 0.0f ? QK_MAX / qm : 0.0f;
                 for (int c = 0; c < hd; c += 16)
-                    _mm_store_si128((__m128i *)(qu[r] + c),
-                                    _mm512_cvtepi32_epi8(_mm512_add_epi32(round_scaled(qr + c, qi), _mm512_set1_epi32(128))));
-                qs[r] = _mm512_set1_ps(qm / 127.0f * scale);
+                    _mm256_store_si256((__m256i *)(qw[r] + c), _mm512_cvtsepi32_epi16(round_scaled(qr + c, qi)));
+                qs[r] = _mm512_set1_ps(qm / QK_MAX * scale);
                 mx[r] = _mm512_set1_ps(-INFINITY);
             }
             for (int b0 = 0; b0 < nb; b0 += AT_B) {
                 const int nbk = nb - b0 < AT_B ? nb - b0 : AT_B;
                 __m512i acc[AT_R][AT_B];
                 if (nbk == AT_B)
-                    attn_qk(AT_B, C4, kg + (size_t)b0 * hd * 16, hd, qu, acc);
+                    attn_qk(AT_B, C2, kg + (size_t)b0 * hd * 16, hd, qw, acc);
                 else
-                    attn_qk(nbk, C4, kg + (size_t)b0 * hd * 16, hd, qu, acc);
+                    attn_qk(nbk, C2, kg + (size_t)b0 * hd * 16, hd, qw, acc);
                 for (int i = 0; i < nbk; i++) {
                     const int b = b0 + i;
-                    const __m512i corr = _mm512_slli_epi32(_mm512_load_si512((const void *)(sumg + b * 16)), 7);
                     const __m512 kscale = _mm512_load_ps(ksg + b * 16);
                     for (int r = 0; r < AT_R; r++) {
                         const int left = n[r] - b * 16;
-                        __m512 x = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][i], corr)), qs[r]), kscale);
+                        __m512 x = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][i]), qs[r]), kscale);
                         if (left < 16) x = _mm512_mask_blend_ps(left > 0 ? (__mmask16)((1u << left) - 1) : 0, _mm512_set1_ps(-INFINITY), x);
                         if (tree && r < nr && b * 16 + 16 > s0) {  /* new keys of this block that the row's branch cannot see */
                             __mmask16 hide = 0;
@@ -948,7 +945,7 @@ int pg_attn_vnni(int T, int s0, int H, int KV, int hd, const float *q, long ldq,
         free(sc);
         free(pu);
     }
-    free(kq); free(vq); free(ks); free(vs); free(ksum);
+    free(kq); free(vq); free(ks); free(vs);
     return failed;  /* 1: out of memory, `out` is not valid */
 }
 
@@ -1086,8 +1083,8 @@ def int8_attention() -> bool:
       SDPA without a warning; the two are the same, `int8` is kept for the settings written when it was opt-in;
     * `fp32` (or its older name `sdpa`): never int8, torch's SDPA (exact fp32 on CPU).
 
-    int8 is 3-3.75x faster than fp32 SDPA on the default guard's prompt shapes and moves scores by int8 rounding;
-    on the shipped guard it keeps the status of 3,785 / 3,798 held-out conversations (docs/benchmarks.md). GPUs
+    int8 (12-bit queries and keys, int8 values and uint8 probabilities) is 3-3.6x faster than fp32 SDPA on the default
+    guard's prompt shapes; on the shipped guard its held-out F1 is exact attention's (docs/model-card.md). GPUs
     and non-fp32 models keep SDPA whatever the setting (`packed.Attention`)."""
     want = os.environ.get("POCKETGUARD_ATTENTION", "auto")
     if want not in ATTENTION_MODES:

@@ -328,7 +328,7 @@ def test_int8_attention_matches_sdpa_and_each_query_row_stands_alone(T, s0, H, K
     bias = torch.zeros(T, L).masked_fill_(torch.arange(L)[None] > torch.arange(s0, L)[:, None], float("-inf"))
     ref = _sdpa_rows(q, k, v, bias, H)
     out = R.attention_int8(q, k, v, s0, H)
-    assert ((out - ref).norm() / ref.norm()).item() < 0.04
+    assert ((out - ref).norm() / ref.norm()).item() < 0.015  # 12-bit queries and keys: ~0.9 % (int8 ones gave ~1.9 %)
     k2, v2 = k.clone(), v.clone()
     k2[:, L:], v2[:, L:] = 1e6, 1e6  # keys past the pass are never read
     first = R.attention_int8(q[: (T + 1) // 2], k2, v2, s0, H)
@@ -364,7 +364,7 @@ def test_int8_attention_under_a_tree_mask(T, s0, H, KV, hd):
     bias[:, s0:].masked_fill_(~tree, float("-inf"))
     ref = _sdpa_rows(q, k, v, bias, H)
     out = R.attention_int8(q, k, v, s0, H, tree)
-    assert ((out - ref).norm() / ref.norm()).item() < 0.04
+    assert ((out - ref).norm() / ref.norm()).item() < 0.015
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     assert torch.equal(R.attention_int8(q, k, v, s0, H, causal), R.attention_int8(q, k, v, s0, H))
     k2, v2 = k.clone(), v.clone()
