@@ -44,12 +44,12 @@ Attention runs in int8 by default where the CPU has AVX-512 VNNI: every packed p
 accelerated artifact or a float checkpoint; causal, or the category scores' tree pass under its mask) computes its
 attention in `pg_attn_vnni`. 12-bit queries and keys per row (`vpdpwssd`) give exact int32 scores, the softmax is
 fp32, and the probabilities (uint8 per row, value scales folded in) times int8 values are again exact int32 sums —
-3-3.6x SDPA on the default guard's 300-token shape (4.7x with int8 queries and keys), at ~0.9 % relative error in the attention output (1.8 % when queries
-and keys were int8 too, until 2026-12-04: that cost the shipped guard 0.8 held-out F1 points against exact attention,
-which 12-bit ones give back; docs/model-card.md, *Quality*). Everywhere else (no VNNI, the portable or a
-forced AVX2 kernel, GPUs, bf16) attention is torch's SDPA in the model's dtype, and `POCKETGUARD_ATTENTION=fp32`
-asks for exact fp32 SDPA on CPU too (`int8_attention()`). The int8 attention fails closed as well: a query,
-key or value row holding a NaN or an infinity makes NaN every output that reads it.
+3-3.6x SDPA on the default guard's 300-token shape (4.7x with int8 queries and keys), at ~0.9 % relative error in
+the attention output (1.8 % when queries and keys were int8 too, until 2026-12-04: that cost the shipped guard 0.8
+held-out F1 points against exact attention, which 12-bit ones give back; docs/model-card.md, *Quality*). Everywhere
+else (no VNNI, the portable or a forced AVX2 kernel, GPUs, bf16) attention is torch's SDPA in the model's dtype, and
+`POCKETGUARD_ATTENTION=fp32` asks for exact fp32 SDPA on CPU too (`int8_attention()`). The int8 attention fails
+closed as well: a query, key or value row holding a NaN or an infinity makes NaN every output that reads it.
 
 `accelerate(model)` swaps each transformer block for a `FastBlock` (RMSNorm fused with the activation
 quantization, q|k|v in one matmul and gate|up in one matmul so each activation is quantized once, SiLU·up
