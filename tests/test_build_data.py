@@ -309,12 +309,8 @@ def test_unlabelled_pool_holds_train_rows_no_rule_labels_and_nothing_of_the_spli
     assert not any(e.base_source in bd.HELDOUT for e in extra)
     # the splits are what they were without the pool: its rows never carry a rule label
     assert not any(e.label == bd.UNLABELLED for _, e in _all(built))
-    capped = bd.build(data, seed=0, dev_frac=0.5, splices=6, vary_frac=0.0, rare_floor=0, per_template=3, extra_per_source=1,
-                      extra_caps={})
-    assert Counter(e.base_source for e in capped.extra if "/pool-" not in e.source) == {"ailuminate-demo": 1}
-    own = bd.build(data, seed=0, dev_frac=0.5, splices=6, vary_frac=0.0, rare_floor=0, per_template=3, extra_per_source=1,
-                   extra_caps={"ailuminate-demo": 2})  # a source's own limit over the common one
-    assert Counter(e.base_source for e in own.extra if "/pool-" not in e.source) == {"ailuminate-demo": 2}
+    capped = bd.build(data, seed=0, dev_frac=0.5, splices=6, vary_frac=0.0, rare_floor=0, per_template=3, extra_per_source=1)
+    assert max(Counter(e.base_source for e in capped.extra if "/pool-" not in e.source).values()) == 1
     assert capped.splits == built.splits
     assert bd.main(["--data", str(data), "--out", str(tmp_path), "--dev-frac", "0.5", "--per-template", "3"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "extra.jsonl").read_text().splitlines()]

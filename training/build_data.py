@@ -2626,7 +2626,6 @@ class Options:
     per_template: int = 30  # generated examples per template of GENERATED_BENIGN / GENERATED_UNSAFE (fewest of it and the slot combinations)
     caps: dict[str, int] = field(default_factory=lambda: dict(CATEGORY_CAPS))
     extra_per_source: int = 2500  # most unlabelled pool examples taken from one source (extra.jsonl)
-    extra_caps: dict[str, int] = field(default_factory=lambda: dict(EXTRA_CAPS))  # sources with another limit than that
     probes: str = PROBES  # JSONL files (comma-separated) of probes kept out of every split and the pool ("" = none)
     pool_dialogues: int = 3000  # pool messages set in conversations for the teacher to judge (extra.jsonl), half after a benign dialogue
 
@@ -2635,11 +2634,6 @@ class Options:
 # is named at most this often (dev: scaled by its size).
 CATEGORY_CAPS = {"S10": 2500, "S2": 3000, "S1": 2000}
 RARE_CODES = ("S3", "S4", "S5", "S6", "S7", "S8", "S9", "S11", "S12", "S13", "S14")
-# Pool sources taken further than `extra_per_source` (run r, 2026-12-04): its student's held-out gap to the teacher
-# was ConvAbuse recall (14 abusive messages to an assistant caught by the teacher and missed by the student) and the
-# smaller language slices; the pool sources nearest those are offensive tweets, red-team conversations and the
-# ten-language safety prompts, of which 16.6k, 3.2k and 14.6k were left unused.
-EXTRA_CAPS = {"davidson-hate-offensive": 5000, "hh-rlhf-harmless-test": 5000, "xsafety-multilingual": 5000}
 UPSAMPLE_MAX = 4  # at most this many copies of one example
 UPSAMPLE_MAX_CHARS = 1200  # long examples (wrapped jailbreaks) are not copied: they would inflate the token budget
 
@@ -2700,7 +2694,7 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
 
 def _extra(pool: list[Example], splits: dict[str, list[Example]], o: Options, dropped: Counter) -> list[Example]:
     """The unlabelled pool for extra.jsonl: one copy per text, none whose text (or judged turn) is in any split,
-    at most `extra_per_source` per source (`extra_caps` for some; a seeded sample), surface-varied like train; plus `pool_dialogues` of
+    at most `extra_per_source` per source (seeded sample), surface-varied like train; plus `pool_dialogues` of
     them set in conversations."""
     seen = {e.key() for exs in splits.values() for e in exs}
     by_source: dict[str, list[Example]] = defaultdict(list)
@@ -2712,10 +2706,9 @@ def _extra(pool: list[Example], splits: dict[str, list[Example]], o: Options, dr
         by_source[e.base_source].append(e)
     out = []
     for source, exs in sorted(by_source.items()):
-        limit = o.extra_caps.get(source, o.extra_per_source)
-        if len(exs) > limit:
-            dropped[f"unlabelled pool {source} (over its limit)"] = len(exs) - limit
-            exs = random.Random(f"{o.seed}:extra:{source}").sample(exs, limit)
+        if len(exs) > o.extra_per_source:
+            dropped[f"unlabelled pool {source} (over extra_per_source)"] = len(exs) - o.extra_per_source
+            exs = random.Random(f"{o.seed}:extra:{source}").sample(exs, o.extra_per_source)
         out += [vary_example(e, f"{o.seed}:extra", o.vary_frac) for e in exs]
     out += pool_dialogues(out, splits["train"], o.pool_dialogues, random.Random(f"{o.seed}:extra:dialogues"))
     random.Random(f"{o.seed}:order:extra").shuffle(out)
