@@ -146,7 +146,7 @@ def p_unsafe(logits: Tensor, rows: Sequence[int]) -> Tensor:
 
 
 def decode(logits: Tensor, step: Step, grammar: AnswerGrammar, rows: Sequence[int | None],
-           first: Sequence[int] | None = None, trace: list | None = None) -> list[Answer]:
+           first: Sequence[int] | None = None, traces: Sequence[list] | None = None) -> list[Answer]:
     """Constrained greedy answers for B prompts at once.
 
     `logits` [B, n] follow each prompt; `rows[i]` is the logits column of `grammar.ids[i]` (None: the
@@ -154,9 +154,10 @@ def decode(logits: Tensor, step: Step, grammar: AnswerGrammar, rows: Sequence[in
     their next logits [len(live), n]. `first[b]`, when given, is the only token prompt b may start with
     (thresholded mode). Ties go to the earlier candidate. A token that is the only one allowed (`\\n` after
     `unsafe`, end-of-turn after `safe`) is taken without running the model for it: it rides along with the
-    chosen token, and a forced end-of-turn ends the answer. `trace` (one prompt) receives (chosen text, logit
-    gap to the best other allowed token; inf when forced) per token: how robust the answer is to numerical
-    differences."""
+    chosen token, and a forced end-of-turn ends the answer. `traces`, when given, is one list per prompt:
+    `traces[b]` receives (chosen text, logit gap to the best other allowed token; inf when forced, as is a
+    thresholded first token) per token of prompt b's answer, from the very logits its answer is decoded from:
+    how robust the answer is to numerical differences."""
     B = logits.shape[0]
     avail = torch.tensor([r is not None for r in rows])
     cols = torch.tensor([r if r is not None else 0 for r in rows], device=logits.device)
@@ -184,10 +185,10 @@ def decode(logits: Tensor, step: Step, grammar: AnswerGrammar, rows: Sequence[in
                 continue
             c = pick[j]
             a.tokens += 1
-            if trace is not None:
+            if traces is not None:
                 top = scores[j].topk(2).values if int(allowed[j].sum()) > 1 else None
                 gap = float(top[0] - top[1]) if top is not None else float("inf")
-                trace.append((grammar.texts[c] if c != eot else "<eot>", gap))
+                traces[b].append((grammar.texts[c] if c != eot else "<eot>", gap))
             if c == eot:
                 a.finished = True
                 continue
@@ -199,8 +200,8 @@ def decode(logits: Tensor, step: Step, grammar: AnswerGrammar, rows: Sequence[in
                     break
                 f = int(nxt.nonzero()[0, 0])
                 a.tokens += 1
-                if trace is not None:
-                    trace.append((grammar.texts[f] if f != eot else "<eot>", float("inf")))
+                if traces is not None:
+                    traces[b].append((grammar.texts[f] if f != eot else "<eot>", float("inf")))
                 if f == eot:
                     a.finished = True
                     break

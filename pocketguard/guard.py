@@ -245,7 +245,12 @@ class Guard:
             j.truncation = window_info
         return jobs
 
-    def _run(self, convs: list[Conversation], policy: Policy, category_scores: bool, batch_size: int = 64) -> list[Verdict]:
+    def _run(self, convs: list[Conversation], policy: Policy, category_scores: bool, batch_size: int = 64,
+             traces: list[list] | None = None) -> list[Verdict]:
+        """What `moderate` / `moderate_batch` do. `traces`, when given, is one list per conversation: `traces[i]`
+        receives the (chosen text, logit gap to the best other allowed token) of every answer step the verdict
+        came from (`answer.decode`; all windows' steps, in window order, for a windowed turn) — the margins of
+        the guard's own decision, from the same logits as its p_unsafe (`pocketguard export --verify` prints them)."""
         t0 = time.perf_counter()
         grammar = self._grammar(policy)
         jobs: list[_Job] = []
@@ -259,6 +264,7 @@ class Guard:
         if packed.padded(self.device):  # the padded path pays for the longest of a pass: passes of like lengths
             order.sort(key=sizes.__getitem__)
         judged: list[Verdict | None] = [None] * len(jobs)
+        steps: list[list] | None = [[] for _ in jobs] if traces is not None else None
         start = 0
         while start < len(order):  # windows of over-long turns share passes with everything else
             end, size = start + 1, sizes[order[start]]
@@ -266,7 +272,8 @@ class Guard:
                 size += sizes[order[end]]
                 end += 1
             chunk = order[start:end]
-            for i, v in zip(chunk, self._judge([jobs[i] for i in chunk], policy, grammar, category_scores)):
+            chunk_steps = [steps[i] for i in chunk] if steps is not None else None
+            for i, v in zip(chunk, self._judge([jobs[i] for i in chunk], policy, grammar, category_scores, chunk_steps)):
                 v.truncation = jobs[i].truncation
                 judged[i] = v
             start = end
@@ -274,6 +281,9 @@ class Guard:
         for j, v in zip(jobs, judged):  # in job order: a conversation's windows in their order
             assert v is not None
             results.setdefault(j.index, []).append(v)
+        if traces is not None and steps is not None:
+            for j, js in zip(jobs, steps):
+                traces[j.index].extend(js)
         out = [_worst(results[i], policy) for i in range(len(convs))]
         total = (time.perf_counter() - t0) * 1000
         for v, conv in zip(out, convs):
@@ -281,8 +291,10 @@ class Guard:
             v.notes = list(conv.notes)
         return out
 
-    def _judge(self, jobs: list[_Job], policy: Policy, grammar: AnswerGrammar, category_scores: bool) -> list[Verdict]:
-        """One packed pass: every job's prompt (after its cached policy prefix), then the answers."""
+    def _judge(self, jobs: list[_Job], policy: Policy, grammar: AnswerGrammar, category_scores: bool,
+               traces: list[list] | None = None) -> list[Verdict]:
+        """One packed pass: every job's prompt (after its cached policy prefix), then the answers (`traces`: one
+        list per job, see `_run`)."""
         t0 = time.perf_counter()
         room = self._answer_room(policy, grammar, category_scores)
         seqs, bodies, verdicts = [], [], []
@@ -296,14 +308,15 @@ class Guard:
                                     cached_tokens=cached))
         logits = self._forward(seqs, bodies)
         t_prefill = time.perf_counter()
-        self._answer(seqs, logits, verdicts, policy, grammar, category_scores)
+        self._answer(seqs, logits, verdicts, policy, grammar, category_scores, traces)
         for v in verdicts:
             v.timings["prefill_ms"] = (t_prefill - t0) * 1000
         return verdicts
 
     def _answer(self, seqs: list[packed.Sequence], logits: torch.Tensor, verdicts: list[Verdict], policy: Policy,
-                grammar: AnswerGrammar, category_scores: bool) -> None:
-        """Fill `verdicts` from the logits after each prompt: p_unsafe, the constrained answer, category scores.
+                grammar: AnswerGrammar, category_scores: bool, traces: list[list] | None = None) -> None:
+        """Fill `verdicts` from the logits after each prompt: p_unsafe, the constrained answer, category scores
+        (`traces`: one list per sequence, for `answer.decode`'s per-step margins).
 
         The answer steps go on top of each sequence and are rolled back afterwards, so a sequence still ends
         at its prompt (streaming keeps extending it)."""
@@ -324,7 +337,7 @@ class Guard:
         def step(live: list[int], ids: list[list[int]]) -> torch.Tensor:
             return self._forward([seqs[b] for b in live], ids)
 
-        answers = decode(logits, step, grammar, grammar.rows, first)
+        answers = decode(logits, step, grammar, grammar.rows, first, traces)
         for s, m in zip(seqs, marks):
             s.length = m
         t_decode = time.perf_counter()

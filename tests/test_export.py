@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import importlib.util
 import json
+import math
 
 import numpy as np
 import pytest
@@ -328,15 +329,14 @@ def test_verify_tells_activation_rounding_from_a_broken_export(models, tiny_tok,
     command.add_arguments(p)
     out = tmp_path / "hf"
     args = ["--model", str(art), "--format", "hf", "--out", str(out), "--verify"]
-    real = Guard.moderate
+    real = Guard._run  # what `moderate` runs, and what `--verify` takes pocketguard's verdict (and margins) from
 
-    def rounded_differently(self, msgs, policy=None):  # the int8 path lands on the other side of every verdict
-        v = real(self, msgs, policy=policy)
-        flip = {"status": "safe", "categories": [], "answer": "safe"} if v.status == "unsafe" else \
-            {"status": "unsafe", "categories": ["S1"], "answer": "unsafe\nS1"}
-        return dataclasses.replace(v, **flip)
+    def rounded_differently(self, convs, *a, **k):  # the int8 path lands on the other side of every verdict
+        flip = lambda v: {"status": "safe", "categories": [], "answer": "safe"} if v.status == "unsafe" else \
+            {"status": "unsafe", "categories": ["S1"], "answer": "unsafe\nS1"}  # noqa: E731
+        return [dataclasses.replace(v, **flip(v)) for v in real(self, convs, *a, **k)]
 
-    monkeypatch.setattr(Guard, "moderate", rounded_differently)
+    monkeypatch.setattr(Guard, "_run", rounded_differently)
     assert command.run(p.parse_args(args)) == 0
     text = capsys.readouterr().out
     lines = [x for x in text.splitlines() if x.startswith("DIFF")]
@@ -353,6 +353,121 @@ def test_verify_tells_activation_rounding_from_a_broken_export(models, tiny_tok,
     assert command.verify(p.parse_args(args), models[1], tiny_tok, Policy.default(), out) == 1
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("DIFF") and "float activations" not in first
+
+
+def _first_step_logits(monkeypatch):
+    """Record the logits `Guard._answer` decodes each pass's answers from (those of its p_unsafe too)."""
+    seen = []
+    real = Guard._answer
+
+    def spy(self, seqs, logits, *a, **k):
+        seen.append(logits.clone())
+        return real(self, seqs, logits, *a, **k)
+
+    monkeypatch.setattr(Guard, "_answer", spy)
+    return seen
+
+
+def _push_unsafe(monkeypatch, guard, by: float):
+    """Every logits row of the guard's own passes with `by` added to the first token of 'unsafe' (its batched path
+    then computes other numbers than the model's unbatched pass, as int8 rounding does near ½, only more so)."""
+    col = guard.model.head_rows([guard._first["unsafe"]])[0]
+    real = Guard._forward
+
+    def pushed(self, seqs, tokens, all_logits=False, parents=None):
+        out = real(self, seqs, tokens, all_logits, parents)
+        if not all_logits:
+            out = out.clone()
+            out[:, col] += by
+        return out
+
+    monkeypatch.setattr(Guard, "_forward", pushed)
+
+
+@pytest.mark.parametrize("push", [0.0, 3.0])
+def test_guard_traces_margins_of_its_own_decision_from_the_logits_of_its_p_unsafe(models, tiny_tok, monkeypatch, push):
+    """`Guard._run(..., traces=)`: one (text, margin) per answer step of the verdict `moderate` returns, the first
+    step's margin the logit gap over the allowed first tokens of the very logits p_unsafe comes from."""
+    from pocketguard.answer import p_unsafe
+
+    g = Guard(models[1], tiny_tok)
+    _push_unsafe(monkeypatch, g, push)
+    seen = _first_step_logits(monkeypatch)
+    grammar = g._grammar(g.policy)
+    rows = g.model.head_rows([g._first["safe"], g._first["unsafe"]])
+    statuses = set()
+    for c in CONVS:
+        trace: list = []
+        (v,) = g._run([as_conversation(c)], g.policy, False, traces=[trace])
+        logits = seen[-1]
+        plain = g.moderate(c)  # the same computation: `moderate` is `_run` without the trace
+        assert (v.status, v.categories, v.answer, v.p_unsafe) == (plain.status, plain.categories, plain.answer, plain.p_unsafe)
+        assert v.p_unsafe == float(p_unsafe(logits, rows)[0])
+        # the answer is the trace's texts; every step but forced ones has a finite margin
+        assert "".join(t for t, _ in trace if t != "<eot>") == v.answer and trace[-1][0] == "<eot>"
+        # the first step, recomputed from the logits p_unsafe came from: argmax and top-2 gap of the allowed tokens
+        allowed = grammar.mask("") & torch.tensor([r is not None for r in grammar.rows])
+        scores = logits[0, [r if r is not None else 0 for r in grammar.rows]].float().masked_fill(~allowed, float("-inf"))
+        top = scores.topk(2)
+        assert trace[0][0] == grammar.texts[int(top.indices[0])] and v.answer.startswith(trace[0][0])
+        assert trace[0][1] == pytest.approx(float(top.values[0] - top.values[1]), rel=1e-6)
+        # here 'safe' and 'unsafe' are the only first tokens allowed: the first margin is |logit p_unsafe|, and the
+        # verdict is the side of ½ p_unsafe is on
+        assert [t for t, ok in zip(grammar.texts, allowed.tolist()) if ok] == ["safe", "unsafe"]
+        assert trace[0][1] == pytest.approx(abs(math.log(v.p_unsafe / (1 - v.p_unsafe))), rel=1e-4, abs=1e-5)
+        assert v.status == ("unsafe" if v.p_unsafe > 0.5 else "safe")
+        statuses.add(v.status)
+    assert statuses == {"unsafe" if push else "safe"}  # both kinds of answer (a code list's steps too) are traced
+
+
+def test_guard_traces_every_window_of_a_windowed_turn(models, tiny_tok):
+    g = Guard(models[1], tiny_tok, max_context=600)
+    trace: list = []
+    (v,) = g._run([as_conversation("bread " * 400 + "the bomb")], g.policy, False, traces=[trace])
+    assert v.truncation["windows"] >= 2
+    assert [t for t, _ in trace].count("<eot>") == v.truncation["windows"]  # each window's answer, in full
+
+
+def test_verify_prints_the_margin_and_p_unsafe_of_the_guards_own_decision(models, tiny_tok, tmp_path, capsys, monkeypatch):
+    """The closest step printed beside pocketguard's verdict is that verdict's own (the guard's packed pass, the
+    pass its p_unsafe comes from), not a second unbatched pass's: with the guard's logits moved away from the
+    model's unbatched ones, the printed p_unsafe and margin are the guard's, and no extra pass is run for them."""
+    import argparse
+    import re
+
+    from pocketguard.export import backend, command
+    from pocketguard.export.hf import export_hf
+
+    g = Guard(models[1], tiny_tok)
+    out = export_hf(models[1], tiny_tok, tmp_path / "hf", policy=Policy.default())
+    unbatched = []
+    for c in command.VERIFY_CONVERSATIONS:  # the margins of the model's unbatched forward pass (the old printout)
+        trace: list = []
+        judge(g, c, TorchBackend(models[1]), trace=trace)
+        unbatched.append(min(m for _, m in trace))
+    _push_unsafe(monkeypatch, g, 0.8)
+    seen = _first_step_logits(monkeypatch)
+    rows = g.model.head_rows([g._first["safe"], g._first["unsafe"]])
+    ours = []
+    for c in command.VERIFY_CONVERSATIONS:
+        trace = []
+        (v,) = g._run([as_conversation(c)], g.policy, False, traces=[trace])
+        logit = float(seen[-1][0, rows[1]] - seen[-1][0, rows[0]])
+        assert trace[0][1] == pytest.approx(abs(logit), rel=1e-5)  # the first step's margin: the same logits' gap
+        ours.append((v.answer, v.p_unsafe, min(m for _, m in trace)))
+    prefills = []
+    real_prefill = TorchBackend.prefill
+    monkeypatch.setattr(backend.TorchBackend, "prefill", lambda self, ids: prefills.append(1) or real_prefill(self, ids))
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    command.verify(p.parse_args(["--format", "hf", "--out", str(out), "--verify"]), models[1], tiny_tok, Policy.default(), out)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith(("same", "DIFF"))]
+    printed = [re.search(r"pocketguard=(.*) \(p_unsafe ([\d.]+), closest step ([\d.]+|inf) logits\)", x).groups()
+               for x in lines]
+    assert printed == [(repr(a), f"{pu:.3f}", f"{m:.2f}") for a, pu, m in ours]
+    assert any(f"{m:.2f}" != f"{u:.2f}" for (_, _, m), u in zip(ours, unbatched))  # what the old printout showed
+    # pocketguard's own model runs only to re-judge a difference on float activations, not for the margin
+    assert len(prefills) == sum(x.startswith("DIFF") for x in lines)
 
 
 def test_gguf_verify_without_llama_cpp_reads_the_file_back_and_says_so(models, tiny_tok, tmp_path, capsys, monkeypatch):

@@ -76,7 +76,7 @@ def judge(guard: Guard, conversation, backend: LogitsBackend, policy: Policy | N
             out = backend.step(t)
         return _logits(out)
 
-    (a,) = decode(logits, step, grammar, backend.rows(grammar.ids), trace=trace)
+    (a,) = decode(logits, step, grammar, backend.rows(grammar.ids), traces=None if trace is None else [trace])
     t2 = time.perf_counter()
     v.timings = {"prefill_ms": (t1 - t0) * 1000, "decode_ms": (t2 - t1) * 1000, "total_ms": (t2 - t0) * 1000}
     return finish(v, a, grammar, policy)

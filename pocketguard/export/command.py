@@ -6,8 +6,9 @@
 
 `--verify` runs a few built-in conversations (and `--conversations FILE.jsonl`, one `{"messages": [...]}`
 per line) through pocketguard and through the exported model (llama-cpp-python, ExecuTorch's runtime or
-transformers), with the same constrained decoding (`export.backend.judge`), and prints both verdicts; the
-exit code is 1 when any verdict differs.
+transformers), with the same constrained decoding (`export.backend.judge`), and prints both verdicts, with
+pocketguard's closest answer step (the smallest logit margin of its own decision, from the same pass as its
+verdict and p_unsafe); the exit code is 1 when any verdict differs for a reason other than activation rounding.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def run(args) -> int:
 
 
 def verify(args, model, tok, policy, out) -> int:
-    from ..conversation import read_jsonl
+    from ..conversation import as_conversation, read_jsonl
     from ..guard import Guard
     from ..kernels import float_activations
     from .backend import judge
@@ -124,9 +125,10 @@ def verify(args, model, tok, policy, out) -> int:
     # guard's own on float activations turns on activation rounding (near the threshold), not on a broken export
     differ = close = rounding = 0
     for msgs in convs:
-        ours = guard.moderate(msgs, policy=policy)
+        # pocketguard's verdict as `moderate` gives it (the packed pass), with the logit margin of every answer step
+        # of that very decision: the closest step printed describes the verdict and p_unsafe printed beside it
         trace: list = []
-        judge(guard, msgs, TorchBackend(model), policy, trace=trace)
+        (ours,) = guard._run([as_conversation(msgs)], policy, False, traces=[trace])
         margin = min((m for _, m in trace), default=float("inf"))
         theirs = judge(guard, msgs, backend, policy)
         same = (ours.status, ours.categories) == (theirs.status, theirs.categories)
