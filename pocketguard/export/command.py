@@ -145,8 +145,8 @@ def verify(args, model, tok, policy, out) -> int:
         print(f"{'same' if same else 'DIFF'}  pocketguard={ours.answer!r} (p_unsafe {ours.p_unsafe:.3f}, closest step "
               f"{margin:.2f} logits)  {backend.name}={theirs.answer!r} (p_unsafe {p:.3f}){note}")
     print(f"{len(convs) - differ}/{len(convs)} verdicts agree"
-          + (f"; {close} of the {differ} differences at near-ties (< 0.1 logit apart in pocketguard: "
-             "numerics, typical of untrained weights)" if differ else "")
+          + (f"; {close} of the {differ} differences at near-ties (< 0.1 logit apart in pocketguard's "
+             "own decision: ties that any last-bit difference can flip)" if differ else "")
           + (f"; {rounding} of them the guard's own verdict on float activations: near the threshold the verdict "
              "turns on activation rounding, which HF and GGUF do not store and XNNPACK (ExecuTorch) does its own way"
              if rounding else ""))
