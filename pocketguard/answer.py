@@ -10,6 +10,7 @@ in Python over the candidate vocabulary. Anything that cannot finish a valid ans
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal, Sequence
 
@@ -83,6 +84,10 @@ class AnswerGrammar:
                 texts.append(text)
         self.ids, self.texts = ids + [self.eot], texts + [""]
         self._ids = torch.tensor(self.ids)
+        # the candidates that start `safe` and `unsafe` (the first answer token that p_unsafe compares); None when
+        # the head cannot emit one
+        firsts = [tokenizer.encode(w)[0] for w in ("safe", "unsafe")]
+        self.decision = [self.ids.index(t) if t in self.ids else None for t in firsts]
         self._masks: dict[str, Tensor] = {}
 
     def _parts(self, text: str) -> tuple[list[str], str] | None:
@@ -146,28 +151,40 @@ def p_unsafe(logits: Tensor, rows: Sequence[int]) -> Tensor:
 
 
 def decode(logits: Tensor, step: Step, grammar: AnswerGrammar, rows: Sequence[int | None],
-           first: Sequence[int] | None = None, traces: Sequence[list] | None = None) -> list[Answer]:
+           threshold: float | None = None, traces: Sequence[list] | None = None) -> list[Answer]:
     """Constrained greedy answers for B prompts at once.
 
     `logits` [B, n] follow each prompt; `rows[i]` is the logits column of `grammar.ids[i]` (None: the
     runtime cannot emit it). `step(live, ids)` appends the tokens `ids[j]` to prompt `live[j]` and returns
-    their next logits [len(live), n]. `first[b]`, when given, is the only token prompt b may start with
-    (thresholded mode). Ties go to the earlier candidate. A token that is the only one allowed (`\\n` after
-    `unsafe`, end-of-turn after `safe`) is taken without running the model for it: it rides along with the
-    chosen token, and a forced end-of-turn ends the answer. `traces`, when given, is one list per prompt:
-    `traces[b]` receives (chosen text, logit gap to the best other allowed token; inf when forced, as is a
-    thresholded first token) per token of prompt b's answer, from the very logits its answer is decoded from:
-    how robust the answer is to numerical differences."""
+    their next logits [len(live), n]. With a `threshold` (thresholded mode) the first token is `unsafe` exactly
+    when `p_unsafe(logits)` >= threshold, else `safe` (the same p_unsafe, from the same logits, as the verdict
+    reports). Ties go to the earlier candidate. A token that is the only one allowed (`\\n` after `unsafe`,
+    end-of-turn after `safe`) is taken without running the model for it: it rides along with the chosen token,
+    and a forced end-of-turn ends the answer. `traces`, when given, is one list per prompt: `traces[b]` receives
+    (chosen text, margin) per token of prompt b's answer, from the very logits its answer is decoded from: how
+    robust the answer is to numerical differences. The margin is the logit gap to the best other allowed token
+    (inf when the grammar forces the token); for a thresholded first token, the distance of logit(p_unsafe) =
+    logit(unsafe) - logit(safe) from logit(threshold), the gap that would have to close to flip it."""
     B = logits.shape[0]
     avail = torch.tensor([r is not None for r in rows])
     cols = torch.tensor([r if r is not None else 0 for r in rows], device=logits.device)
     eot = len(grammar.ids) - 1
     out = [Answer() for _ in range(B)]
     live = list(range(B))
+    forced_gap: list[float] = []
+    if threshold is not None:
+        ds, du = grammar.decision
+        if ds is None or du is None or rows[ds] is None or rows[du] is None:
+            raise ValueError("thresholded decoding needs a head that can emit both 'safe' and 'unsafe'")
+        p = p_unsafe(logits, [rows[ds], rows[du]]).tolist()
+        gap = (logits[:, rows[du]] - logits[:, rows[ds]]).float().cpu()
+        bound = math.log(threshold / (1 - threshold)) if 0 < threshold < 1 else math.copysign(math.inf, threshold - 0.5)
+        forced_gap = (gap - bound).abs().tolist()
+        pick0 = torch.tensor([du if x >= threshold else ds for x in p])
     for k in range(grammar.max_steps):
         allowed = torch.stack([grammar.mask(out[b].text) for b in live]) & avail
-        if k == 0 and first is not None:
-            allowed &= grammar._ids[None, :] == torch.tensor([first[b] for b in live])[:, None]
+        if k == 0 and threshold is not None:
+            allowed &= torch.arange(len(grammar.ids))[None, :] == pick0[:, None]
         raw = logits[:, cols].float().cpu()
         # A guard fails closed: NaN / inf logits (a corrupt checkpoint, an overflow) would make the argmax pick
         # the first allowed candidate, i.e. `safe`, so such a prompt gets an error instead of an answer.
@@ -186,9 +203,12 @@ def decode(logits: Tensor, step: Step, grammar: AnswerGrammar, rows: Sequence[in
             c = pick[j]
             a.tokens += 1
             if traces is not None:
-                top = scores[j].topk(2).values if int(allowed[j].sum()) > 1 else None
-                gap = float(top[0] - top[1]) if top is not None else float("inf")
-                traces[b].append((grammar.texts[c] if c != eot else "<eot>", gap))
+                if k == 0 and threshold is not None:
+                    margin = forced_gap[b]
+                else:
+                    top = scores[j].topk(2).values if int(allowed[j].sum()) > 1 else None
+                    margin = float(top[0] - top[1]) if top is not None else float("inf")
+                traces[b].append((grammar.texts[c] if c != eot else "<eot>", margin))
             if c == eot:
                 a.finished = True
                 continue

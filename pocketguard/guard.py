@@ -104,21 +104,32 @@ class Guard:
         else:  # a float checkpoint: float32 where it fits in memory, else a GGUF's Q4_0 / Q8_0 linears run as
             # stored (the same weights in a fraction of the memory) and the rest in bfloat16 if it must (a warning says so)
             loaded = load(path, device=device, dtype="auto", keep_quantized="auto")
+        return cls.from_loaded(loaded, policy, source=str(path), **kwargs)
+
+    @classmethod
+    def from_loaded(cls, loaded, policy: Policy | None = None, source: str = "", **kwargs) -> "Guard":
+        """A guard over a `checkpoint.load` result, with the checkpoint's own policy and settings (guard.json's
+        max_context and threshold) unless the caller gives them."""
         meta = loaded.meta or {}
         if policy is None and meta.get("policy"):
-            policy = Policy.from_dict(meta["policy"], source=str(path))
-        for key in ("max_context", "threshold"):  # the folder's settings (guard.json) unless the caller gives one
+            policy = Policy.from_dict(meta["policy"], source=source)
+        for key in ("max_context", "threshold"):
             if kwargs.get(key) is None:
                 kwargs[key] = meta.get(key)
         return cls(loaded.model, loaded.tokenizer, policy, meta=meta, **kwargs)
 
     # ---------------------------------------------------------------- public API
     def moderate(
-        self, conversation: ConversationLike, role: str | None = None, policy: Policy | None = None, category_scores: bool = False
+        self, conversation: ConversationLike, role: str | None = None, policy: Policy | None = None,
+        category_scores: bool = False, trace: list | None = None,
     ) -> Verdict:
-        """Judge one conversation. Malformed input raises ConversationError; model failures give `error`."""
+        """Judge one conversation. Malformed input raises ConversationError; model failures give `error`.
+
+        `trace`, when given, receives (answer text, margin) for every answer step the verdict came from: how far,
+        in logits, each decision was from going the other way (`answer.decode`; all windows' steps, in order,
+        for a windowed turn). A margin near 0 is a verdict any last-bit difference can flip."""
         conv = as_conversation(conversation, role)
-        return self._run([conv], policy or self.policy, category_scores)[0]
+        return self._run([conv], policy or self.policy, category_scores, traces=None if trace is None else [trace])[0]
 
     def moderate_batch(
         self,
@@ -127,11 +138,14 @@ class Guard:
         policy: Policy | None = None,
         category_scores: bool = False,
         batch_size: int = 64,
+        traces: list[list] | None = None,
     ) -> list[Verdict]:
         """Judge many, as packed passes of up to `batch_size` prompts and `batch_tokens` tokens; the same
         verdicts as `moderate` on each. An item that cannot be parsed gets an `error` verdict instead of
-        stopping the batch."""
+        stopping the batch. `traces`, when given, is one list per item (see `moderate`'s `trace`)."""
         items = list(conversations)
+        if traces is not None and len(traces) != len(items):
+            raise ValueError(f"traces has {len(traces)} lists for {len(items)} conversations")
         roles = list(roles) if roles is not None else [None] * len(items)
         verdicts: list[Verdict | None] = [None] * len(items)
         good: list[tuple[int, Conversation]] = []
@@ -141,7 +155,8 @@ class Guard:
             except ConversationError as e:
                 verdicts[i] = Verdict.failure(str(e))
         if good:
-            run = self._run([c for _, c in good], policy or self.policy, category_scores, batch_size)
+            run = self._run([c for _, c in good], policy or self.policy, category_scores, batch_size,
+                            None if traces is None else [traces[i] for i, _ in good])
             for (i, _), v in zip(good, run):
                 verdicts[i] = v
         return verdicts  # type: ignore[return-value]
@@ -247,10 +262,7 @@ class Guard:
 
     def _run(self, convs: list[Conversation], policy: Policy, category_scores: bool, batch_size: int = 64,
              traces: list[list] | None = None) -> list[Verdict]:
-        """What `moderate` / `moderate_batch` do. `traces`, when given, is one list per conversation: `traces[i]`
-        receives the (chosen text, logit gap to the best other allowed token) of every answer step the verdict
-        came from (`answer.decode`; all windows' steps, in window order, for a windowed turn) — the margins of
-        the guard's own decision, from the same logits as its p_unsafe (`pocketguard export --verify` prints them)."""
+        """What `moderate` / `moderate_batch` do (`traces`: one list per conversation, see `moderate`)."""
         t0 = time.perf_counter()
         grammar = self._grammar(policy)
         jobs: list[_Job] = []
@@ -329,15 +341,13 @@ class Guard:
         p = p_unsafe(logits, rows)
         for b, v in enumerate(verdicts):
             v.p_unsafe = float(p[b])
-        first = None
-        if self.threshold is not None:  # thresholded mode: the first token follows p_unsafe, not argmax
-            first = [self._first["unsafe" if float(x) >= self.threshold else "safe"] for x in p]
         marks = [s.length for s in seqs]
 
         def step(live: list[int], ids: list[list[int]]) -> torch.Tensor:
             return self._forward([seqs[b] for b in live], ids)
 
-        answers = decode(logits, step, grammar, grammar.rows, first, traces)
+        # thresholded mode: the first token follows p_unsafe >= threshold, not argmax
+        answers = decode(logits, step, grammar, grammar.rows, self.threshold, traces)
         for s, m in zip(seqs, marks):
             s.length = m
         t_decode = time.perf_counter()

@@ -231,8 +231,9 @@ def test_executorch_8da4w_xnnpack_program_gives_the_same_verdicts(models, tiny_t
     with torch.no_grad(), K.kernel_mode_ctx("reference"):
         wrapped = ExportableGuardModel(qm, 512)(torch.tensor([ids]), torch.tensor([0]))[0]
         assert torch.allclose(wrapped, TorchBackend(qm).prefill(ids), atol=1e-5)
-    path = export_executorch(qm, tmp_path / "g.pte", max_len=512, tokenizer=tiny_tok)
+    path = export_executorch(qm, tmp_path / "g.pte", max_len=512, tokenizer=tiny_tok, threshold=0.7)
     assert path.stat().st_size < 2_000_000  # int4/int8 weights, not float
+    assert json.loads(path.with_suffix(".json").read_text())["threshold"] == 0.7  # the operating point travels
     b = ExecuTorchBackend(path, n_threads=2)
     assert b.rows([int(qm.output_token_ids[0])]) == [0]
     # XNNPACK quantizes activations with its own rounding: compare decisive answers
@@ -350,7 +351,7 @@ def test_verify_tells_activation_rounding_from_a_broken_export(models, tiny_tok,
     key = "lm_head.weight" if "lm_head.weight" in weights else "model.embed_tokens.weight"
     weights[key][wrong] += 100 * weights[key].abs().max()
     save_file(weights, out / "model.safetensors")
-    assert command.verify(p.parse_args(args), models[1], tiny_tok, Policy.default(), out) == 1
+    assert command.verify(p.parse_args(args), Guard(models[1], tiny_tok), models[1], out) == 1
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("DIFF") and "float activations" not in first
 
@@ -386,7 +387,7 @@ def _push_unsafe(monkeypatch, guard, by: float):
 
 @pytest.mark.parametrize("push", [0.0, 3.0])
 def test_guard_traces_margins_of_its_own_decision_from_the_logits_of_its_p_unsafe(models, tiny_tok, monkeypatch, push):
-    """`Guard._run(..., traces=)`: one (text, margin) per answer step of the verdict `moderate` returns, the first
+    """`Guard.moderate(..., trace=)`: one (text, margin) per answer step of the verdict `moderate` returns, the first
     step's margin the logit gap over the allowed first tokens of the very logits p_unsafe comes from."""
     from pocketguard.answer import p_unsafe
 
@@ -398,9 +399,9 @@ def test_guard_traces_margins_of_its_own_decision_from_the_logits_of_its_p_unsaf
     statuses = set()
     for c in CONVS:
         trace: list = []
-        (v,) = g._run([as_conversation(c)], g.policy, False, traces=[trace])
+        v = g.moderate(c, trace=trace)
         logits = seen[-1]
-        plain = g.moderate(c)  # the same computation: `moderate` is `_run` without the trace
+        plain = g.moderate(c)  # the same computation without the trace
         assert (v.status, v.categories, v.answer, v.p_unsafe) == (plain.status, plain.categories, plain.answer, plain.p_unsafe)
         assert v.p_unsafe == float(p_unsafe(logits, rows)[0])
         # the answer is the trace's texts; every step but forced ones has a finite margin
@@ -423,7 +424,7 @@ def test_guard_traces_margins_of_its_own_decision_from_the_logits_of_its_p_unsaf
 def test_guard_traces_every_window_of_a_windowed_turn(models, tiny_tok):
     g = Guard(models[1], tiny_tok, max_context=600)
     trace: list = []
-    (v,) = g._run([as_conversation("bread " * 400 + "the bomb")], g.policy, False, traces=[trace])
+    v = g.moderate("bread " * 400 + "the bomb", trace=trace)
     assert v.truncation["windows"] >= 2
     assert [t for t, _ in trace].count("<eot>") == v.truncation["windows"]  # each window's answer, in full
 
@@ -451,7 +452,7 @@ def test_verify_prints_the_margin_and_p_unsafe_of_the_guards_own_decision(models
     ours = []
     for c in command.VERIFY_CONVERSATIONS:
         trace = []
-        (v,) = g._run([as_conversation(c)], g.policy, False, traces=[trace])
+        v = g.moderate(c, trace=trace)
         logit = float(seen[-1][0, rows[1]] - seen[-1][0, rows[0]])
         assert trace[0][1] == pytest.approx(abs(logit), rel=1e-5)  # the first step's margin: the same logits' gap
         ours.append((v.answer, v.p_unsafe, min(m for _, m in trace)))
@@ -460,7 +461,7 @@ def test_verify_prints_the_margin_and_p_unsafe_of_the_guards_own_decision(models
     monkeypatch.setattr(backend.TorchBackend, "prefill", lambda self, ids: prefills.append(1) or real_prefill(self, ids))
     p = argparse.ArgumentParser()
     command.add_arguments(p)
-    command.verify(p.parse_args(["--format", "hf", "--out", str(out), "--verify"]), models[1], tiny_tok, Policy.default(), out)
+    command.verify(p.parse_args(["--format", "hf", "--out", str(out), "--verify"]), g, models[1], out)
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith(("same", "DIFF"))]
     printed = [re.search(r"pocketguard=(.*) \(p_unsafe ([\d.]+), closest step ([\d.]+|inf) logits\)", x).groups()
                for x in lines]
@@ -468,6 +469,56 @@ def test_verify_prints_the_margin_and_p_unsafe_of_the_guards_own_decision(models
     assert any(f"{m:.2f}" != f"{u:.2f}" for (_, _, m), u in zip(ours, unbatched))  # what the old printout showed
     # pocketguard's own model runs only to re-judge a difference on float activations, not for the margin
     assert len(prefills) == sum(x.startswith("DIFF") for x in lines)
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+def test_thresholded_trace_margin_is_the_distance_to_the_threshold(models, tiny_tok, side):
+    """With a threshold the first answer token follows p_unsafe >= T (not argmax), and its traced margin is how far
+    logit(p_unsafe) is from logit(T): the gap that would have to close to flip the verdict, not inf."""
+    plain = Guard(models[1], tiny_tok)
+    for c in CONVS:
+        p = plain.moderate(c).p_unsafe
+        T = min(max(p + side * 0.02, 1e-3), 1 - 1e-3)  # just above (side -1: below) p_unsafe
+        g = Guard(models[1], tiny_tok, threshold=T)
+        trace: list = []
+        v = g.moderate(c, trace=trace)
+        assert v.p_unsafe == p and v.status == ("unsafe" if p >= T else "safe")
+        assert trace[0][0] == ("uns" if v.status == "unsafe" else "safe") or v.answer.startswith(trace[0][0])
+        assert trace[0][1] == pytest.approx(abs(math.log(p / (1 - p)) - math.log(T / (1 - T))), rel=1e-4, abs=1e-5)
+        # the other runtimes' loop (export.backend.judge) decides at the guard's threshold too, traced the same way
+        # (an unbatched pass: its int8 roundings move p_unsafe by a few thousandths)
+        theirs: list = []
+        w = judge(g, c, TorchBackend(models[1]), trace=theirs)
+        assert w.status == ("unsafe" if w.p_unsafe >= T else "safe")
+        q = w.p_unsafe
+        assert theirs[0][1] == pytest.approx(abs(math.log(q / (1 - q)) - math.log(T / (1 - T))), rel=1e-4, abs=1e-5)
+    assert Guard(models[1], tiny_tok, threshold=0.0).moderate(CONVS[0], trace=(t := [])).status == "unsafe"
+    assert t[0][1] == math.inf  # T = 0 flags everything: no logit gap flips it
+
+
+def test_verify_judges_both_sides_at_the_guards_threshold(models, tiny_tok, tmp_path, capsys):
+    """`export --verify` compares the guard as `moderate` runs it — at guard.json's threshold — with the export
+    decoded at that same threshold: with T put below a conversation's p_unsafe both flag it, where argmax says
+    `safe`, and they agree."""
+    import argparse
+
+    from pocketguard.compress.artifact import save_artifact, set_guard_settings
+    from pocketguard.export import command
+
+    art = save_artifact(models[1], tiny_tok, Policy.default(), tmp_path / "art")
+    argmax = Guard.load(art)
+    ps = {i: argmax.moderate(c).p_unsafe for i, c in enumerate(command.VERIFY_CONVERSATIONS)}
+    i, p = max(ps.items(), key=lambda kv: kv[1])
+    assert 0.1 < p < 0.5  # by argmax the tiny model flags none of them
+    set_guard_settings(art, threshold=p - 0.05)
+    p_args = argparse.ArgumentParser()
+    command.add_arguments(p_args)
+    out = tmp_path / "hf"
+    rc = command.run(p_args.parse_args(["--model", str(art), "--format", "hf", "--out", str(out), "--verify"]))
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith(("same", "DIFF"))]
+    assert rc == 0 and "pocketguard='unsafe" in lines[i] and "transformers='unsafe" in lines[i]
+    assert sum("pocketguard='unsafe" in x for x in lines) == sum(q >= p - 0.05 for q in ps.values())
+    assert json.loads((out / "guard.json").read_text())["threshold"] == pytest.approx(p - 0.05)
 
 
 def test_gguf_verify_without_llama_cpp_reads_the_file_back_and_says_so(models, tiny_tok, tmp_path, capsys, monkeypatch):

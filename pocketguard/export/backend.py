@@ -49,11 +49,10 @@ def _logits(x) -> torch.Tensor:
 
 def judge(guard: Guard, conversation, backend: LogitsBackend, policy: Policy | None = None,
           prompt_ids: Sequence[int] | None = None, trace: list | None = None) -> Verdict:
-    """The verdict of `backend` on one conversation, decoded under `guard`'s grammar for `policy` by the same
-    loop as the guard's own (`answer.decode`).
+    """The verdict of `backend` on one conversation, decoded under `guard`'s grammar for `policy` and at
+    `guard.threshold` (when it has one) by the same loop as the guard's own (`answer.decode`).
 
-    `trace`, when given, receives one (chosen text, margin) per answer step: the logit gap between the chosen
-    token and the best other allowed token (how robust the step is to numerical differences)."""
+    `trace`, when given, receives one (chosen text, margin) per answer step, as `Guard.moderate`'s does."""
     policy = policy or guard.policy
     conv: Conversation = as_conversation(conversation)
     grammar = guard._grammar(policy)
@@ -76,7 +75,8 @@ def judge(guard: Guard, conversation, backend: LogitsBackend, policy: Policy | N
             out = backend.step(t)
         return _logits(out)
 
-    (a,) = decode(logits, step, grammar, backend.rows(grammar.ids), traces=None if trace is None else [trace])
+    (a,) = decode(logits, step, grammar, backend.rows(grammar.ids), guard.threshold,
+                  traces=None if trace is None else [trace])
     t2 = time.perf_counter()
     v.timings = {"prefill_ms": (t1 - t0) * 1000, "decode_ms": (t2 - t1) * 1000, "total_ms": (t2 - t0) * 1000}
     return finish(v, a, grammar, policy)

@@ -72,7 +72,7 @@ def run(args) -> int:
             from .executorch import export_executorch
 
             out = export_executorch(model, args.out, max_len=args.max_len, quantize=None if args.no_quantize else "8da4w",
-                                    tokenizer=tok, policy=policy)
+                                    tokenizer=tok, policy=policy, threshold=meta.get("threshold"))
         else:
             from .hf import export_hf
 
@@ -85,23 +85,31 @@ def run(args) -> int:
     print(f"wrote {out} ({size / 2**20:,.1f} MiB)")
     if not args.verify:
         return 0
+    from ..artifact import is_artifact
+    from ..guard import Guard
+
+    # The guard as `pocketguard moderate` runs it: its operating point (guard.json's threshold, which GGUF and HF
+    # exports carry in their metadata; the export is judged at that threshold too, so both sides make the decision
+    # a user of either would see) and, for an artifact, the CPU kernels it runs on. A float checkpoint's guard
+    # shares the exported model rather than loading it twice (an 8B guard is 32 GB in float32).
+    guard = (Guard.load(args.model, policy=policy) if is_artifact(args.model)
+             else Guard.from_loaded(loaded, policy, source=str(args.model)))
     try:
-        return verify(args, model, tok, policy, out)
+        return verify(args, guard, model, out)
     except (ValueError, OSError, ImportError) as e:  # a runtime that is not installed, a bad --conversations file
         print(f"error: {e} ({out} was written, not verified)", file=sys.stderr)
         return 2
 
 
-def verify(args, model, tok, policy, out) -> int:
-    from ..conversation import as_conversation, read_jsonl
-    from ..guard import Guard
+def verify(args, guard, model, out) -> int:
+    """`guard`'s verdicts (as `moderate` gives them) against the export at `out` of `model` (the weights exported;
+    its float-activation verdicts tell activation rounding from a broken export)."""
+    from ..conversation import read_jsonl
     from ..kernels import float_activations
-    from .backend import judge
+    from .backend import TorchBackend, judge
 
     convs = list(VERIFY_CONVERSATIONS) + (read_jsonl(args.conversations) if args.conversations else [])
-    from .backend import TorchBackend
-
-    guard = Guard(model, tok, policy)
+    policy = guard.policy
     if args.format == "gguf":
         from ..checkpoint import load
         from .gguf import ExportError, LlamaCppBackend
@@ -128,7 +136,7 @@ def verify(args, model, tok, policy, out) -> int:
         # pocketguard's verdict as `moderate` gives it (the packed pass), with the logit margin of every answer step
         # of that very decision: the closest step printed describes the verdict and p_unsafe printed beside it
         trace: list = []
-        (ours,) = guard._run([as_conversation(msgs)], policy, False, traces=[trace])
+        ours = guard.moderate(msgs, trace=trace)
         margin = min((m for _, m in trace), default=float("inf"))
         theirs = judge(guard, msgs, backend, policy)
         same = (ours.status, ours.categories) == (theirs.status, theirs.categories)

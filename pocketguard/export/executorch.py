@@ -201,8 +201,10 @@ def _quantize_float_linears(m: nn.Module, group_size: int) -> None:
 
 
 def export_executorch(model: Transformer, path: str | Path, max_len: int = 1024, quantize: str | None = "8da4w",
-                      group_size: int = 32, backend: str = "xnnpack", tokenizer=None, policy=None) -> Path:
-    """Export to a `.pte`; `quantize="8da4w"` quantizes float linears (kernel modules keep their codes)."""
+                      group_size: int = 32, backend: str = "xnnpack", tokenizer=None, policy=None,
+                      threshold: float | None = None) -> Path:
+    """Export to a `.pte`; `quantize="8da4w"` quantizes float linears (kernel modules keep their codes). The policy
+    and the guard's `threshold` (when it has one) go into the metadata file beside it."""
     _require_executorch()
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
@@ -235,6 +237,8 @@ def export_executorch(model: Transformer, path: str | Path, max_len: int = 1024,
             "output_token_ids": model.args.output_token_ids, "n_out": model.output.out_features}
     if policy is not None:
         meta["policy_toml"] = policy.to_toml()
+    if threshold is not None:
+        meta["threshold"] = float(threshold)
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     if tokenizer is not None:
         tokenizer.save(path.parent)
