@@ -290,6 +290,11 @@ def run(args) -> int:
     if args.runs is not None and args.runs < 1:
         print(f"error: --runs {args.runs}: must be at least 1", file=sys.stderr)
         return 2
+    # The runtime workers run in their own directory (bench_workers._run_worker): every path they are given must
+    # be absolute, or a relative --workdir (the default, runs/bench) or --model fails outside the repository root.
+    args.workdir = args.workdir.resolve()
+    if args.model is not None:
+        args.model = args.model.resolve()
     if args.throughput:
         from . import bench_throughput
 

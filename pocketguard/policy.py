@@ -62,6 +62,8 @@ class Policy:
                 raise PolicyError(f"duplicate category code {c.code!r}")
             if not c.name.strip():
                 raise PolicyError(f"category {c.code} has an empty name")
+            if any(ch in c.name for ch in "\r\n\v\f\x85\u2028\u2029"):  # its one prompt line would become several
+                raise PolicyError(f"category {c.code}'s name must be one line (the prompt lists one category a line)")
             seen.add(c.code)
 
     @classmethod
@@ -146,20 +148,49 @@ class Policy:
         if "keep" in data:
             if base != "default":
                 raise PolicyError(f"{source}: 'keep' needs base = \"default\"")
-            cats = list(Policy(tuple(cats)).subset(list(data["keep"])).categories)
-        for code, new in (data.get("rename") or {}).items():
+            keep = data["keep"]
+            if not isinstance(keep, list) or not all(isinstance(c, str) for c in keep):
+                raise PolicyError(f"{source}: 'keep' must be a list of category codes, e.g. [\"S1\", \"S9\"]")
+            try:
+                cats = list(Policy(tuple(cats)).subset(keep).categories)
+            except PolicyError as e:
+                raise PolicyError(f"{source}: keep: {e}") from None
+        rename = data.get("rename") or {}
+        if not isinstance(rename, dict):
+            raise PolicyError(f"{source}: 'rename' must be a table of code = {{ name = ..., description = ... }}")
+        for code, new in rename.items():
             idx = next((i for i, c in enumerate(cats) if c.code == code), None)
             if idx is None:
                 raise PolicyError(f"{source}: cannot rename unknown category {code!r}")
             if isinstance(new, str):
                 new = {"name": new}
+            new = _fields(new, f"{source}: rename.{code}", required=(), allowed=("name", "description"))
             cats[idx] = Category(code, new.get("name", cats[idx].name), new.get("description", cats[idx].description))
-        for i, entry in enumerate(data.get("category") or []):
-            missing = {"code", "name"} - set(entry)
-            if missing:
-                raise PolicyError(f"{source}: category #{i + 1} lacks {sorted(missing)}")
-            cats.append(Category(str(entry["code"]), str(entry["name"]), str(entry.get("description", ""))))
+        entries = data.get("category") or []
+        if not isinstance(entries, list):
+            raise PolicyError(f"{source}: 'category' must be an array of tables ([[category]])")
+        for i, entry in enumerate(entries):
+            entry = _fields(entry, f"{source}: category #{i + 1}", required=("code", "name"),
+                            allowed=("code", "name", "description"))
+            cats.append(Category(entry["code"], entry["name"], entry.get("description", "")))
         try:
             return cls(tuple(cats))
         except PolicyError as e:
             raise PolicyError(f"{source}: {e}") from None
+
+
+def _fields(entry: object, where: str, required: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, str]:
+    """A category table's string fields; a missing, unknown (a typo would be ignored in silence) or non-string
+    field is a PolicyError."""
+    if not isinstance(entry, dict):
+        raise PolicyError(f"{where} must be a table with {', '.join(allowed)}")
+    missing = [k for k in required if k not in entry]
+    if missing:
+        raise PolicyError(f"{where} lacks {missing}")
+    extra = sorted(set(entry) - set(allowed))
+    if extra:
+        raise PolicyError(f"{where}: unknown keys {extra}; allowed: {list(allowed)}")
+    wrong = [k for k, v in entry.items() if not isinstance(v, str)]
+    if wrong:
+        raise PolicyError(f"{where}: {', '.join(wrong)} must be a string")
+    return entry

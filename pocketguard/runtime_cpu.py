@@ -72,6 +72,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -1479,6 +1480,12 @@ def load_fast(path: str | Path, accelerate_model: bool = True, verify: bool = Tr
 
     loaded = load_artifact(path, verify=verify)
     model = loaded.model
+    asked = os.environ.get("POCKETGUARD_CPU_KERNEL", "auto")
+    if accelerate_model and asked not in ("auto", "portable") and not available()[0]:
+        # a kernel asked for by name (or a misspelt one) that cannot run: say so, rather than run the portable path,
+        # many times slower, in silence
+        warnings.warn(f"POCKETGUARD_CPU_KERNEL={asked} cannot be used ({available()[1]}); running the portable "
+                      "kernels", RuntimeWarning, stacklevel=2)
     if accelerate_model and available()[0]:
         with _long_lived_allocations():
             _repack_from_file(model, Path(loaded.meta.get("path", path)) / WEIGHTS)

@@ -105,6 +105,22 @@ def test_bench_runs_pocketguard_alone_on_a_tiny_artifact(artifact, tmp_path, cap
     assert pg["kernel"] == (R.available()[1] if AMX else "portable")
 
 
+def test_bench_takes_relative_paths_from_any_directory(artifact, tmp_path, capsys, monkeypatch):
+    """The workers run in another directory: a relative --model and --workdir (the default is runs/bench) are the
+    caller's, not the worker's — the run used to fail with FileNotFoundError on spec-pocketguard.json."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    args = p.parse_args(["--model", os.path.relpath(artifact, tmp_path), "--prompt-tokens", "600", "--runs", "1",
+                         "--peers", "", "--markdown"])
+    assert bench.run(args) == 0
+    out = capsys.readouterr().out
+    assert "failed" not in out and "| time-to-verdict, cold |" in out
+    assert (tmp_path / "runs" / "bench" / "result-pocketguard.json").exists()
+
+
 def test_a_peer_that_is_not_installed_is_reported_so_and_nothing_is_exported_for_it(artifact, tmp_path, capsys, monkeypatch):
     """A missing peer (llama-cpp-python is an optional extra) says how to install it — in rich's table too, where
     "[llamacpp]" would otherwise be read as markup — and costs no GGUF export; a present one is not flagged."""

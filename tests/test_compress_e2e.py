@@ -233,6 +233,23 @@ def test_example_recipes_parse_and_name_known_steps():
     assert "qat" in TOY_RECIPE and (Path(__file__).parent.parent / "examples/recipes/toy-cpu.toml").read_text().count("[[step]]") == TOY_RECIPE.count("[[step]]")
 
 
+@pytest.mark.parametrize("step, needle", [
+    ('kind = "prune_blocks"\nkep = 3', r"step 1 \(prune_blocks\): unknown options \['kep'\]; prune_blocks takes keep, method"),
+    ('kind = "prune_blocks"', r"step 1 \(prune_blocks\) needs keep"),
+    ('kind = "export_artifact"\nbits = 4', r"unknown options \['bits'\]; export_artifact takes none"),
+])
+def test_a_misspelt_or_missing_step_option_is_refused_before_anything_runs(tmp_path, step, needle):
+    """Checked when the recipe is read: before, `kep = 3` ran the teacher's dev eval, made the step folder (so a
+    rerun refused the output as "already holds steps") and then failed with a TypeError naming `_prune_blocks()`."""
+    from pocketguard.compress.recipe import RecipeError, load_recipe
+
+    f = tmp_path / "r.toml"
+    f.write_text(f'teacher = "t"\noutput = "out"\n[data]\ntrain = "train.jsonl"\n[[step]]\n{step}\n')
+    with pytest.raises(RecipeError, match=needle):
+        load_recipe(f)
+    assert not (tmp_path / "out").exists()
+
+
 @needs_quantize
 def test_recipe_variant_adopts_the_finished_steps_it_shares_with_another_run(toy, tmp_path, capsys):
     """`--reuse OUT`: a recipe that differs from another run only after its distillation (a QAT variant) starts

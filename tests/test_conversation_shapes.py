@@ -83,6 +83,26 @@ def test_shapes_that_cannot_be_judged_fail_clearly(messages, needle):
         Conversation.from_messages(messages)
 
 
+@pytest.mark.parametrize("data", [5, None, True, 2.5])
+def test_json_values_that_are_no_conversation_are_refused_not_a_type_error(data, guard, tmp_path, tiny_hf_dir, capsys):
+    """A JSON number, null or boolean where a conversation belongs is malformed input like any other: a
+    ConversationError (exit 2 from `moderate --conversation`, an error verdict for its --jsonl line and in
+    `moderate_batch`), never a TypeError that crashes the CLI with exit 1 — which reads as `unsafe`."""
+    with pytest.raises(ConversationError, match="must be a list"):
+        as_conversation(data)
+    first, second = guard.moderate_batch(["hi", data])
+    assert first.status != "error" and second.status == "error" and "must be a list" in second.error
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(data))
+    assert main(["moderate", "--conversation", str(chat), "--model", str(tiny_hf_dir)]) == 2
+    assert "must be a list" in capsys.readouterr().err
+    lines = tmp_path / "many.jsonl"
+    lines.write_text(json.dumps("hi") + "\n" + json.dumps(data) + "\n")
+    assert main(["moderate", "--jsonl", str(lines), "--model", str(tiny_hf_dir)]) == 2
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["line"] for o in out] == [1, 2] and out[1]["status"] == "error" and "must be a list" in out[1]["error"]
+
+
 def test_conversation_ending_with_tool_output_judges_the_agent_turn_holding_it():
     c = Conversation.from_messages(AGENTIC[:4])
     assert c.judged == "agent" and c.messages[-1].content == 'get_weather({"city": "Paris"})\n22 C, sunny'

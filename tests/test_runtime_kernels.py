@@ -218,6 +218,25 @@ def test_fast_block_matches_the_reference_block(kernel, tiny_tok):
         assert dev(ref, fast(x, cos, sin, None, None, 0)) <= 2 * nudged
 
 
+def test_a_kernel_asked_for_that_cannot_run_is_reported_not_silent(monkeypatch, tiny_tok, tmp_path):
+    """POCKETGUARD_CPU_KERNEL naming a kernel the CPU lacks, or misspelt, falls back to the portable path (many times
+    slower): load_fast warns with the reason instead of doing it in silence; auto and portable stay quiet."""
+    import warnings
+
+    from pocketguard.compress.artifact import save_artifact
+    from pocketguard.policy import Policy
+
+    save_artifact(_guard_model(tiny_tok, n_layers=1), tiny_tok, Policy.default(), tmp_path / "art")
+    _reset(monkeypatch, "AVX2")  # misspelt (upper case)
+    with pytest.warns(RuntimeWarning, match="POCKETGUARD_CPU_KERNEL=AVX2 cannot be used .*must be auto"):
+        assert R.load_fast(tmp_path / "art").meta["runtime_cpu"]["kernel"] == "portable"
+    for quiet in ("portable", None):
+        _reset(monkeypatch, quiet)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            R.load_fast(tmp_path / "art")
+
+
 def test_artifact_gives_the_reference_verdicts(kernel, tiny_tok, tmp_path):
     from pocketguard.compress.artifact import load_artifact, save_artifact
     from pocketguard.guard import Guard

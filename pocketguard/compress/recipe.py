@@ -105,6 +105,7 @@ def load_recipe(path: str | Path) -> Recipe:
         needs_data = STEPS[kind].trains or kind in ("prune_blocks", "prune_mlp", "prune_input", "gptq", "imatrix")
         if needs_data and not data.get("train"):
             raise RecipeError(f"{path}: step {i} ({kind}) needs training/calibration examples: set [data] train")
+        _check_step_options(path, i, kind, {**STEPS[kind].defaults, **{k: v for k, v in s.items() if k != "kind"}})
     base = path.parent
 
     def rel(p: str | None) -> Path | None:
@@ -118,6 +119,25 @@ def load_recipe(path: str | Path) -> Recipe:
             data[key] = str(rel(data[key]))
     return Recipe(path, raw, rel(raw["teacher"]), rel(raw.get("student")), rel(raw["output"]), rel(raw.get("policy")),
                   raw.get("device"), data, dict(raw.get("train") or {}), [dict(s) for s in steps])
+
+
+def _check_step_options(path: Path, i: int, kind: str, options: dict) -> None:
+    """A step whose function takes named options only: a misspelt or missing one is a RecipeError when the recipe
+    is read, not a TypeError after the teacher was loaded and the step's folder made. (Steps taking **params pass
+    them on to TrainConfig / QuantConfig, which check them when the step runs.)"""
+    import inspect
+
+    params = list(inspect.signature(STEPS[kind].resolve()).parameters.values())[2:]  # after (model, ctx)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    names = [p.name for p in params]
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise RecipeError(f"{path}: step {i} ({kind}): unknown options {unknown}; {kind} takes "
+                          f"{', '.join(names) if names else 'none'}")
+    missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in options]
+    if missing:
+        raise RecipeError(f"{path}: step {i} ({kind}) needs {', '.join(missing)}")
 
 
 def _canonical(obj: Any) -> str:
