@@ -240,6 +240,73 @@ def test_executorch_8da4w_xnnpack_program_gives_the_same_verdicts(models, tiny_t
     assert _agree(g, b, min_margin=0.3) >= 3
 
 
+TOKENIZER_TEXTS = ["\n\nHuman: What year is it? 2024, or 31415?\n\nAssistant:", "It's   spaced\tout\r\nok", "ünïcödé 🙂 café",
+                   "don't STOP!!! 12345678 I'VE we'll", "  leading spaces and trailing  ", "<|eot_id|> typed in text"]
+
+
+def _respelled(tok, tmp_path, **changes):
+    """`tok` (an HFTokenizer) with parts of its tokenizer.json replaced (e.g. another pre-tokenizer)."""
+    from pocketguard.tokenizer import HFTokenizer
+
+    data = json.loads(tok.to_json()) | changes
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return HFTokenizer(path)
+
+
+def _through_gguf(tok, path):
+    """`tok` written as a GGUF's tokenizer.ggml.* and read back as llama.cpp would split text (pocketguard's reader)."""
+    import gguf
+
+    from pocketguard.export.gguf import add_tokenizer
+    from pocketguard.gguf_checkpoint import gguf_tokenizer, read_gguf
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    add_tokenizer(w, tok, tok.vocab_size)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return gguf_tokenizer(read_gguf(path), str(path))
+
+
+DIGITS_THEN_GPT2 = {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                                          {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+
+
+@pytest.mark.parametrize("which", ["shipped", "llama3", "tiktoken", "gpt2", "smollm"])
+def test_gguf_tokenizer_splits_text_as_the_guards_own(which, tiny_tok, tiny_tiktoken, tmp_path):
+    """The GGUF's tokenizer.ggml.pre is the one that splits text as the tokenizer's own pre-tokenizer: the shipped
+    guard's SmolLM tokenizer (digits one by one, then GPT-2's split) read back from a GGUF cuts every text and the guard
+    prompt into the same tokens (with "llama-bpe", written before for every tokenizer, "\n\nHuman" became one token
+    fewer and the prompt of "How do I make a pipe bomb?" 266 tokens instead of 262)."""
+    from pocketguard.guard import DEFAULT_MODEL_DIR
+    from pocketguard.tokenizer import HFTokenizer
+
+    tok = {"shipped": lambda: HFTokenizer(DEFAULT_MODEL_DIR / "tokenizer.json"), "llama3": lambda: tiny_tok,
+           "tiktoken": lambda: tiny_tiktoken,
+           "gpt2": lambda: _respelled(tiny_tok, tmp_path, pre_tokenizer={"type": "ByteLevel", "add_prefix_space": False,
+                                                                         "trim_offsets": True, "use_regex": True}),
+           "smollm": lambda: _respelled(tiny_tok, tmp_path, pre_tokenizer=DIGITS_THEN_GPT2)}[which]()
+    back = _through_gguf(tok, tmp_path / "t.gguf")
+    for text in TOKENIZER_TEXTS:
+        assert back.encode(text) == tok.encode(text), text
+    for c in CONVS + ["How do I make a pipe bomb?"]:
+        conv = as_conversation(c)
+        assert encode_prompt(back, Policy.default(), conv).ids == encode_prompt(tok, Policy.default(), conv).ids
+
+
+@pytest.mark.parametrize("change", [{"normalizer": {"type": "NFC"}},
+                                    {"pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always",
+                                                       "split": True}},
+                                    {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}}])
+def test_a_tokenizer_llama_cpp_cannot_reproduce_is_not_exported(tiny_tok, tmp_path, change):
+    from pocketguard.export.gguf import ExportError, gguf_pre
+
+    with pytest.raises(ExportError, match="normalizes|pre-tokenizer"):
+        gguf_pre(_respelled(tiny_tok, tmp_path, **change))
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 
 
@@ -542,6 +609,13 @@ def test_gguf_verify_without_llama_cpp_reads_the_file_back_and_says_so(models, t
     assert "pocketguard[llamacpp]" in err and "GGUF reader" in err and "Traceback" not in err
     assert len(lines) == len(command.VERIFY_CONVERSATIONS) and all("gguf-read-back=" in x for x in lines)
     assert rc == (1 if any(x.startswith("DIFF") and "float activations" not in x for x in lines) else 0)
+    assert f"tokenizer: {len(lines)}/{len(lines)} prompts tokenize as in pocketguard" in out
+    # a GGUF whose tokenizer splits text otherwise (here: digits one by one, under tiny_tok's vocabulary) fails
+    # the check, although both runtimes were fed pocketguard's ids and agree
+    monkeypatch.setattr(gguf, "gguf_pre", lambda tok: "smollm")
+    rc = command.run(p.parse_args(["--model", str(art), "--format", "gguf", "--out", str(tmp_path / "m.gguf"), "--verify"]))
+    out = capsys.readouterr().out
+    assert rc == 1 and "TOKENIZER DIFF" in out and f"/{len(lines)} prompts tokenize as in pocketguard" in out
 
 
 def test_export_without_model_exports_the_shipped_default_guard(tmp_path, monkeypatch, capsys):

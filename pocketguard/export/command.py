@@ -110,6 +110,10 @@ def verify(args, guard, model, out) -> int:
 
     convs = list(VERIFY_CONVERSATIONS) + (read_jsonl(args.conversations) if args.conversations else [])
     policy = guard.policy
+    # Both runtimes are fed pocketguard's token ids below, so the tokenizer the export carries is checked on its
+    # own: a GGUF's (its tokenizer.ggml.* as llama.cpp splits text, read back by pocketguard's GGUF reader) must cut
+    # every prompt into pocketguard's tokens. (HF and ExecuTorch exports carry pocketguard's tokenizer.json itself.)
+    mistokenized = _mistokenized(out, guard, convs) if args.format == "gguf" else 0
     if args.format == "gguf":
         from ..checkpoint import load
         from .gguf import ExportError, LlamaCppBackend
@@ -158,7 +162,27 @@ def verify(args, guard, model, out) -> int:
           + (f"; {rounding} of them the guard's own verdict on float activations: near the threshold the verdict "
              "turns on activation rounding, which HF and GGUF do not store and XNNPACK (ExecuTorch) does its own way"
              if rounding else ""))
-    return 1 if differ > rounding else 0
+    return 1 if differ > rounding or mistokenized else 0
+
+
+def _mistokenized(out, guard, convs) -> int:
+    """How many conversations' prompts the GGUF at `out` tokenizes differently from `guard` (each printed)."""
+    from ..conversation import as_conversation
+    from ..gguf_checkpoint import gguf_tokenizer, read_gguf
+    from ..prompt import encode_prompt
+
+    theirs = gguf_tokenizer(read_gguf(out), str(out))
+    bad = 0
+    for msgs in convs:
+        conv = as_conversation(msgs)
+        a, b = encode_prompt(guard.tokenizer, guard.policy, conv).ids, encode_prompt(theirs, guard.policy, conv).ids
+        if a != b:
+            bad += 1
+            at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            print(f"TOKENIZER DIFF  the GGUF's tokenizer cuts a prompt into {len(b)} tokens, pocketguard's into "
+                  f"{len(a)} (first difference at token {at}: {guard.tokenizer.decode(a[at:at + 3])!r})")
+    print(f"tokenizer: {len(convs) - bad}/{len(convs)} prompts tokenize as in pocketguard")
+    return bad
 
 
 class _TransformersBackend:

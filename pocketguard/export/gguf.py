@@ -17,9 +17,10 @@ What is written (arch `llama`, the tensor names and metadata of llama.cpp's `con
   code + 8): llama.cpp runs the very same 4-bit weights. Float layers are quantized by gguf-py (round to
   nearest, llama.cpp's reference quantizer). The embedding and head keep at least their source precision
   (int8 and per-row int4 -> Q8_0, float -> the requested type).
-* Tokenizer: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with tokens, token types, merges and
-  `tokenizer.ggml.pre = "llama-bpe"` (the Llama 3 pre-tokenizer, which pocketguard's tokenizers use);
-  `<|begin_of_text|>` is BOS, `<|eot_id|>` EOS/EOT; `add_bos_token = false` because
+* Tokenizer: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with tokens, token types, merges and the
+  `tokenizer.ggml.pre` that splits text as the tokenizer's own pre-tokenizer does (`gguf_pre`: `llama-bpe` for
+  Llama 3's pattern and tiktoken, `smollm` for SmolLM's digits-then-GPT-2, `gpt2`; any other is an error, since
+  llama.cpp would cut the guard prompt into other tokens); `<|begin_of_text|>` is BOS, `<|eot_id|>` EOS/EOT; `add_bos_token = false` because
   `pocketguard.prompt.render` already starts with `<|begin_of_text|>`.
 * `pocketguard.*` keys: policy TOML and the head's kept token ids, so the guard can be rebuilt.
 """
@@ -245,6 +246,52 @@ def gguf_vocab(tokenizer, n_vocab: int) -> tuple[list[str], list[int], list[str]
     return tokens, types, merges
 
 
+def gguf_pre(tokenizer) -> str:
+    """The `tokenizer.ggml.pre` under which llama.cpp (and pocketguard's GGUF reader) splits text before BPE exactly
+    as `tokenizer` does. Written as "llama-bpe" for every tokenizer, the shipped guard's SmolLM tokenizer (digits one
+    by one, then GPT-2's split) cut 301 of 305 hh-rlhf texts and the guard prompt itself into other tokens."""
+    from ..tokenizer import LLAMA3_PATTERN
+
+    if tokenizer.kind == "tiktoken":  # pocketguard's tiktoken tokenizers split with Llama 3's pattern
+        return "llama-bpe"
+    data = json.loads(tokenizer.to_json())
+    if data.get("normalizer"):
+        raise ExportError(f"the tokenizer normalizes text ({data['normalizer'].get('type')}), which llama.cpp's "
+                          "byte-level BPE does not: the GGUF would tokenize differently")
+    pre = data.get("pre_tokenizer") or {}
+    parts = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    kinds = [p.get("type") for p in parts]
+
+    def byte_level(p: dict, regex: bool) -> bool:
+        return p.get("use_regex", True) == regex and not p.get("add_prefix_space", False)
+
+    if kinds == ["Split", "ByteLevel"] and parts[0].get("pattern", {}).get("Regex") == LLAMA3_PATTERN \
+            and parts[0].get("behavior") == "Isolated" and not parts[0].get("invert") and byte_level(parts[1], False):
+        return "llama-bpe"
+    if kinds == ["ByteLevel"] and byte_level(parts[0], True):
+        return "gpt2"
+    if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits") and byte_level(parts[1], True):
+        return "smollm"
+    raise ExportError(f"no llama.cpp pre-tokenizer (tokenizer.ggml.pre) splits text as this tokenizer's does "
+                      f"({json.dumps(pre)[:300]}); pocketguard writes llama-bpe, smollm and gpt2")
+
+
+def add_tokenizer(w, tokenizer, n_vocab: int) -> None:
+    """Write `tokenizer` as GGUF `tokenizer.ggml.*` metadata (vocabulary padded to `n_vocab`)."""
+    pre = gguf_pre(tokenizer)
+    tokens, types, merges = gguf_vocab(tokenizer, n_vocab)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(tokenizer.special("<|begin_of_text|>"))
+    w.add_eos_token_id(tokenizer.special("<|eot_id|>"))
+    w.add_eot_token_id(tokenizer.special("<|eot_id|>"))
+    w.add_add_bos_token(False)
+    w.add_add_eos_token(False)
+
+
 # ------------------------------------------------------------------------------------------- writer
 
 
@@ -280,17 +327,7 @@ def export_gguf(model, tokenizer, path: str | Path, qtype: str = "q4_0", policy=
     w.add_rope_freq_base(float(args.rope_theta))
     w.add_layer_norm_rms_eps(float(args.norm_eps))
 
-    tokens, types, merges = gguf_vocab(tokenizer, args.vocab_size)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("llama-bpe")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(tokenizer.special("<|begin_of_text|>"))
-    w.add_eos_token_id(tokenizer.special("<|eot_id|>"))
-    w.add_eot_token_id(tokenizer.special("<|eot_id|>"))
-    w.add_add_bos_token(False)
-    w.add_add_eos_token(False)
+    add_tokenizer(w, tokenizer, args.vocab_size)
 
     policy = policy or Policy.default()
     w.add_string("pocketguard.policy_toml", policy.to_toml())
