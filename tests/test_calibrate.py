@@ -108,6 +108,13 @@ def test_unmet_targets_and_bad_inputs_write_nothing(setup, tmp_path, capsys):
     assert "could not be judged" in capsys.readouterr().err
     assert main(["calibrate", "--model", str(tmp_path / "missing"), "--data", str(data)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+    # without --model the guard is the installed package's own: --write must not edit it by surprise
+    from pocketguard.guard import DEFAULT_MODEL_DIR
+
+    shipped = {f.name: f.read_bytes() for f in DEFAULT_MODEL_DIR.iterdir() if f.suffix in (".json", ".toml")}
+    assert main(["calibrate", "--data", str(data), "--predictions", str(always), "--max-fpr", "1", "--write"]) == 2
+    assert "--write changes the guard's files: name them with --model" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in DEFAULT_MODEL_DIR.iterdir() if f.suffix in (".json", ".toml")} == shipped
     assert (model / "guard.json").read_text() == before
     # a threshold written into a folder keeps its other settings; a single file cannot hold one
     assert write_threshold(model, 0.7) == {"max_context": 512, "threshold": 0.7}

@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.max_fpr <= 1 or args.batch_size < 1:
         return fail("--max-fpr must be within [0, 1] and --batch-size >= 1")
+    if args.write and args.model is None:  # the default is the installed package's own guard: never edited by surprise
+        return fail(f"--write changes the guard's files: name them with --model (to recalibrate the shipped guard, copy "
+                    f"{DEFAULT_MODEL_DIR} and pass the copy; or give `moderate`/`serve` --threshold)")
     model = args.model or DEFAULT_MODEL_DIR
     if not model.exists():
         return fail(f"checkpoint not found: {model}")
