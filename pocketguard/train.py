@@ -31,6 +31,7 @@ import copy
 import json
 import math
 import os
+import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -64,7 +65,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0  # 0 disables clipping
-    bf16: bool = True  # bf16 autocast on CUDA; CPU always trains in the model's dtype
+    bf16: bool = True  # bf16 autocast on CUDA; False: every device trains in the model's dtype
+    cpu_bf16: bool = False  # also bf16 autocast on the CPU (opt-in; needs avx512_bf16 or AMX; needs bf16)
     seed: int = 0
     ce_weight: float = 1.0
     kl_weight: float = 0.0
@@ -97,6 +99,8 @@ class TrainConfig:
             raise ValueError("ce_weight, kl_weight and hidden_weight must be ≥ 0 and not all 0")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
+        if self.cpu_bf16 and not self.bf16:
+            raise ValueError("cpu_bf16 extends bf16 autocast to the CPU: it needs bf16 = true")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -154,9 +158,35 @@ def teacher_rows(student: Transformer, teacher: Transformer) -> Tensor | None:
     return torch.tensor(rows, dtype=torch.long)
 
 
-def _autocast(device: torch.device, bf16: bool):
-    if device.type == "cuda" and bf16:
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU has bf16 matmul instructions: avx512_bf16 or AMX-BF16 on x86 (torch's own
+    `_is_mkldnn_bf16_supported` says yes to any AVX-512 CPU, where oneDNN only emulates bf16), elsewhere
+    what oneDNN reports (Arm's BF16 extension)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if platform.machine().lower() in ("x86_64", "amd64"):  # (every AMX CPU has AMX-BF16)
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def require_cpu_bf16() -> None:
+    """Refuse `cpu_bf16` on a CPU without bf16 instructions rather than warn and fall back to fp32: the option
+    is there for the speed of those instructions (emulated bf16 computes in fp32, plus conversions), and a
+    silent fallback would train other numerics than the config (and a recipe's step hash) says, depending on
+    the host the same recipe runs on."""
+    if not cpu_bf16_supported():
+        raise RuntimeError("cpu_bf16 = true needs a CPU with native bf16 matmuls (avx512_bf16 or AMX) and "
+                           "this one has none; set cpu_bf16 = false to train in fp32")
+
+
+def _autocast(device: torch.device, bf16: bool, cpu_bf16: bool = False):
+    """bf16 autocast on CUDA with `bf16`; on the CPU only with `cpu_bf16` too (an opt-in: CPU runs, the
+    tests' among them, keep the model's dtype by default)."""
+    if bf16 and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if bf16 and cpu_bf16 and device.type == "cpu":
+        require_cpu_bf16()
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -208,8 +238,10 @@ def _loss(out: Tensor, y: Tensor, t_logits: Tensor | None, config: TrainConfig, 
 # ============================================================================================ evaluation
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[Batch], tokenizer: Tokenizer, device=None, bf16: bool = True,
-             net: nn.Module | None = None, pad_to: int = 0) -> dict:
+             net: nn.Module | None = None, pad_to: int = 0, cpu_bf16: bool = False) -> dict:
     """Answer-token CE, and safe/unsafe accuracy, F1 and p_unsafe from the first answer token.
+
+    `bf16` / `cpu_bf16`: the autocast of TrainConfig's fields of those names (train passes its own).
 
     Under torch.distributed every rank passes its own share of batches; sums are all-reduced. `pad_to`:
     run dummy passes until this many (FSDP ranks must make the same number of forward calls).
@@ -227,13 +259,13 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], tokenizer: Tokenizer, d
     batches = list(batches)
     for _ in range(len(batches), pad_to):  # results ignored
         zero = torch.zeros(1, dtype=torch.long, device=device)
-        with _autocast(device, bf16):
+        with _autocast(device, bf16, cpu_bf16):
             net(torch.zeros(1, 1, dtype=torch.long, device=device), torch.ones(1, 1, dtype=torch.bool, device=device), zero, zero)
     for batch in batches:
         batch = batch.to(device)
         m = batch.targets != IGNORE
         rows, cols = m.nonzero(as_tuple=True)
-        with _autocast(device, bf16):
+        with _autocast(device, bf16, cpu_bf16):
             out = net(batch.tokens, batch.valid, rows, cols).float()
         y = lut[batch.targets[rows, cols]]
         s[0] += F.cross_entropy(out, y, ignore_index=IGNORE, reduction="sum").double()
@@ -326,6 +358,8 @@ def train(
     config = config or TrainConfig()
     policy = policy or Policy.default()
     device = default_device(config.device)
+    if config.cpu_bf16 and device.type == "cpu":
+        require_cpu_bf16()  # before any work, not at the first step
     rank, world, _ = init_distributed(device)
     torch.manual_seed(config.seed)
     if isinstance(examples, (str, Path)):
@@ -420,7 +454,8 @@ def train(
     def run_eval(step: int) -> dict | None:
         if not dev_examples:  # the same on every rank
             return None
-        r = evaluate(trained, dev_batches, tokenizer, device, config.bf16, net=net, pad_to=dev_calls)
+        r = evaluate(trained, dev_batches, tokenizer, device, config.bf16, net=net, pad_to=dev_calls,
+                     cpu_bf16=config.cpu_bf16)
         r.pop("p_unsafe")
         emit({"step": step, "eval": r})
         return r
@@ -462,7 +497,7 @@ def train(
             y = lut[batch.targets[rows, cols]]
             t_logits = t_h = h = None
             if use_teacher:
-                with torch.no_grad(), _autocast(device, config.bf16):
+                with torch.no_grad(), _autocast(device, config.bf16, config.cpu_bf16):
                     th = teacher(batch.tokens, valid=batch.valid, return_hidden=True)
                     if config.kl_weight:
                         t_logits = teacher.output(th[rows, cols])
@@ -471,7 +506,7 @@ def train(
             sync = a == config.grad_accum - 1
             ctx = net.no_sync() if (not sync and hasattr(net, "no_sync")) else contextlib.nullcontext()
             with ctx:
-                with _autocast(device, config.bf16):
+                with _autocast(device, config.bf16, config.cpu_bf16):
                     out = net(batch.tokens, batch.valid, rows, cols, hidden=t_h is not None)
                 if t_h is not None:
                     out, h = out

@@ -1,6 +1,7 @@
 """The training loop: guard-formatted batches, loss on answer tokens only, learning a separable toy task,
-distillation over kept tokens, resume after a kill, and DDP on CPU (gloo)."""
+distillation over kept tokens, resume after a kill, DDP on CPU (gloo), and the CPU bf16 autocast opt-in."""
 
+import math
 import os
 import socket
 import warnings
@@ -16,7 +17,7 @@ from pocketguard.model import ModelArgs, Transformer
 from pocketguard.policy import Policy
 from pocketguard.examples import IGNORE, GuardData, collate, encode_example, epoch_batches
 from pocketguard.toy import toy_examples, toy_tokenizer
-from pocketguard.train import TrainConfig, _AtPositions, train
+from pocketguard.train import TrainConfig, _AtPositions, cpu_bf16_supported, train
 
 POLICY = Policy.default().subset(["S1", "S9", "S10"])
 
@@ -297,3 +298,69 @@ def test_right_padded_batches_take_the_causal_path_with_the_same_real_logits(tok
         alone = model(torch.tensor([b]))
     torch.testing.assert_close(both[1, : len(b)], alone[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(both[0], model(torch.tensor([a]))[0], rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- CPU bf16 autocast
+needs_cpu_bf16 = pytest.mark.skipif(not cpu_bf16_supported(),
+                                    reason="this CPU has no bf16 matmul instructions (avx512_bf16 or AMX-BF16)")
+
+
+def _wq_calls(model) -> list[tuple[bool, torch.dtype]]:
+    """(grad enabled, output dtype) of every call of block 0's query projection: training steps run with
+    gradients, the dev evaluation without."""
+    seen: list[tuple[bool, torch.dtype]] = []
+    model.layers[0].attention.wq.register_forward_hook(lambda m, i, o: seen.append((torch.is_grad_enabled(), o.dtype)))
+    return seen
+
+
+def test_cpu_training_keeps_fp32_by_default(tok):
+    """The default bf16 = true autocasts on CUDA only: on the CPU every matmul stays fp32 and the weights are
+    bit for bit those of a run with autocast off everywhere (what CPU training always was)."""
+    exs, dev = toy_examples(64, seed=0), toy_examples(16, seed=1)
+    cfg = TrainConfig(lr=3e-3, steps=4, batch_size=8, progress=False, device="cpu")
+    default, off = small(tok, seed=4), small(tok, seed=4)
+    seen = _wq_calls(default)
+    train(default, exs, tok, POLICY, cfg, dev_examples=dev)
+    train(off, exs, tok, POLICY, replace(cfg, bf16=False), dev_examples=dev)
+    assert {g for g, _ in seen} == {True, False} and {d for _, d in seen} == {torch.float32}
+    for (n, a), b in zip(default.state_dict().items(), off.state_dict().values()):
+        assert torch.equal(a, b), n
+
+
+@needs_cpu_bf16
+def test_cpu_bf16_runs_training_and_evaluation_in_bf16_close_to_fp32(tok):
+    exs, dev = toy_examples(64, seed=0), toy_examples(16, seed=1)
+    cfg = TrainConfig(lr=3e-3, steps=4, batch_size=8, log_every=1, progress=False, device="cpu")
+    fp32, bf16 = small(tok, seed=4), small(tok, seed=4)
+    seen = _wq_calls(bf16)
+    a = train(fp32, exs, tok, POLICY, cfg, dev_examples=dev)
+    b = train(bf16, exs, tok, POLICY, replace(cfg, cpu_bf16=True), dev_examples=dev)
+    # every training step and the dev evaluation ran the matmul in bf16; the weights themselves stay fp32
+    assert {g for g, _ in seen} == {True, False} and {d for _, d in seen} == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())
+    # the same data from the same start: other rounding, so other losses, but within bf16's precision
+    la, lb = ([h["loss"] for h in r.history if "loss" in h] for r in (a, b))
+    assert len(lb) == 4 and all(math.isfinite(x) for x in lb) and la != lb
+    assert all(abs(x - y) <= 0.02 * x for x, y in zip(la, lb))
+    assert math.isfinite(b.eval["loss"]) and abs(a.eval["loss"] - b.eval["loss"]) <= 0.02 * a.eval["loss"]
+
+
+@needs_cpu_bf16
+def test_cpu_bf16_training_learns_the_toy_task(tok):
+    model = small(tok, seed=3)
+    cfg = TrainConfig(lr=5e-3, steps=100, batch_size=16, warmup=10, log_every=10, progress=False, device="cpu",
+                      cpu_bf16=True)
+    r = train(model, toy_examples(600, seed=0), tok, POLICY, cfg, dev_examples=toy_examples(80, seed=1))
+    losses = [h["loss"] for h in r.history if "loss" in h]
+    assert losses[-1] < 0.3 * losses[0]
+    assert r.eval["acc"] >= 0.95 and r.eval["loss"] < 0.2
+
+
+def test_cpu_bf16_is_refused_without_bf16_instructions_and_without_bf16(tok, monkeypatch):
+    monkeypatch.setattr("pocketguard.train.cpu_bf16_supported", lambda: False)
+    cfg = TrainConfig(steps=1, batch_size=4, progress=False, device="cpu")
+    with pytest.raises(RuntimeError, match="cpu_bf16 = false"):
+        train(small(tok), toy_examples(8, seed=0), tok, POLICY, replace(cfg, cpu_bf16=True))
+    assert train(small(tok), toy_examples(8, seed=0), tok, POLICY, cfg).step == 1  # the default needs no bf16
+    with pytest.raises(ValueError, match="needs bf16 = true"):
+        TrainConfig(bf16=False, cpu_bf16=True)
