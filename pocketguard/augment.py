@@ -17,17 +17,28 @@ from pocketguard.policy import Policy
 def augment(example: Mapping, policy: Policy, rng: random.Random, p_drop: float = 0.5) -> tuple[Policy, str, list[str]]:
     """Return (policy for the prompt, label, violated categories) for one labelled example.
 
-    With probability `p_drop` between 1 and len(policy) - 1 categories are dropped (a policy keeps at least
-    one). Categories come back in `policy`'s order, not the shuffled one, so targets do not depend on the
-    shuffle. Example categories the policy does not have count as dropped.
+    With probability `p_drop` the prompt lists a smaller policy: its size is drawn first (1 to len(policy) - 1),
+    then, for an unsafe example, whether the list keeps any of its violated categories, a fair coin whatever the
+    size. Drawing a uniform random subset instead keeps a violated category with probability size / len(policy):
+    a list of 3 of the 14 kept it 21 % of the time, so "a short list means safe" was right 79 % of the time, and the
+    guard shipped on 2026-12-04, trained so, learned it (harmful asks in S1/S9/S10 under `keep = ["S1", "S9",
+    "S10"]`: recall 0.298, against 0.885 under S1-S14; docs/model-card.md, *Custom policies*). Categories come back
+    in `policy`'s order, not the shuffled one, so targets do not depend on the shuffle. Example categories the
+    policy does not have count as dropped.
     """
     categories = list(example.get("categories") or [])
     if example["label"] == "unsafe" and not categories:
         raise ValueError("an unsafe example needs its violated categories to be augmented")
     codes = policy.codes
     if len(codes) > 1 and rng.random() < p_drop:
-        dropped = set(rng.sample(codes, rng.randint(1, len(codes) - 1)))
-        codes = [c for c in codes if c not in dropped]
-    kept = set(codes) & set(categories)
-    violated = [c for c in codes if c in kept]
+        size = rng.randint(1, len(codes) - 1)
+        hit = [c for c in codes if c in categories]
+        rest = [c for c in codes if c not in categories]
+        if hit and (rng.random() < 0.5 or not rest):  # keep some of what it violates (always, if nothing else is left)
+            n_hit = rng.randint(max(1, size - len(rest)), min(len(hit), size))
+            keep = set(rng.sample(hit, n_hit)) | set(rng.sample(rest, size - n_hit))
+        else:  # keep none of it: a list of the other categories only
+            keep = set(rng.sample(rest, min(size, len(rest))))
+        codes = [c for c in codes if c in keep]
+    violated = [c for c in codes if c in categories]
     return policy.subset(codes).shuffled(rng), "unsafe" if violated else "safe", violated

@@ -57,3 +57,25 @@ def test_custom_policy_and_unknown_codes():
 def test_unsafe_without_categories_is_an_error():
     with pytest.raises(ValueError, match="categories"):
         augment({"label": "unsafe", "categories": []}, Policy.default(), random.Random(0))
+
+
+def test_a_short_list_is_no_sign_of_safe():
+    """Whatever the size of the list a dropped-down prompt keeps, an unsafe example keeps what it violates half the
+    time. With a uniform random subset a 1-3 category list kept a single violated category 7-21 % of the time, and
+    the guard trained so learned "short list means safe" (recall 0.885 -> 0.298 under keep = [S1, S9, S10])."""
+    from collections import defaultdict
+
+    base = Policy.default()
+    by_size: dict[int, list[bool]] = defaultdict(list)
+    for seed in range(6000):
+        policy, label, cats = augment({"label": "unsafe", "categories": ["S9"]}, base, random.Random(seed), p_drop=1.0)
+        assert label == ("unsafe" if "S9" in policy else "safe") and cats == (["S9"] if "S9" in policy else [])
+        by_size[len(policy)].append(label == "unsafe")
+    assert sorted(by_size) == list(range(1, len(base)))  # every size of list occurs
+    for size, outcomes in by_size.items():
+        assert 0.4 < sum(outcomes) / len(outcomes) < 0.6, (size, sum(outcomes) / len(outcomes))
+    # an example that violates every category of the policy keeps one (a list cannot be empty)
+    small = base.subset(["S1", "S9"])
+    for seed in range(20):
+        policy, label, cats = augment({"label": "unsafe", "categories": ["S1", "S9"]}, small, random.Random(seed), p_drop=1.0)
+        assert len(policy) == 1 and label == "unsafe" and cats == list(policy.codes)
