@@ -673,3 +673,31 @@ def test_card_targets_table_scores_each_student_greedy_and_at_its_threshold(tmp_
     # at 0.6: 0.6 is flagged (≥), 0.55 is not → held-out tp 3, fp 1 → F1 0.75; b FPR 1/5; dev look-alike FPR 0
     assert f"| {shape} | 0.6 | 0.750 | a 0.750 / —; b — / 0.200 | 1.000 | 0.000 | 1.000 | 1.000 (en) | 1.000 / 0.000 |" in table
     assert "| teacher | 0.6 |" not in table  # a teacher has no operating point of its own
+
+
+def test_subset_split_judges_held_out_harm_in_three_codes_under_a_policy_of_those_three(tmp_path, monkeypatch):
+    """`eval --split subset`: dev_heldout's and positions' harmful rows whose codes all lie in SUBSET, every fourth
+    safe dev_heldout row, judged with a policy listing SUBSET alone (the shipped guard of 2026-12-04 missed most of
+    such harm: a short list had meant `safe` in its training)."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=False)
+    p.data.mkdir(parents=True)
+    held = [{"text": f"safe {i}", "label": "safe"} for i in range(8)] + [
+        {"text": "bomb", "label": "unsafe", "categories": ["S9"]},
+        {"text": "hate and violence", "label": "unsafe", "categories": ["S1", "S10"]},
+        {"text": "fraud", "label": "unsafe", "categories": ["S2"]},
+        {"text": "bomb and fraud", "label": "unsafe", "categories": ["S2", "S9"]}]
+    pos = [{"text": "bomb after small talk", "label": "unsafe", "categories": ["S9"]}, {"text": "alpaca", "label": "safe"}]
+    for name, rows in (("dev_heldout", held), ("positions", pos)):
+        (p.data / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = []
+    monkeypatch.setattr(dg.subprocess, "run", lambda cmd, **k: runs.append(cmd))
+    dg.stage_eval(p, "cpu", ["teacher"], splits=("subset",))
+    (cmd,) = runs
+    data, toml = Path(cmd[cmd.index("--data") + 1]), Path(cmd[cmd.index("--policy") + 1])
+    assert [json.loads(x)["text"] for x in data.read_text().splitlines()] == [
+        "safe 0", "safe 4", "bomb", "hate and violence", "bomb after small talk"]
+    assert Policy.from_toml(toml).codes == list(dg.SUBSET) == ["S1", "S9", "S10"]
+    assert Path(cmd[cmd.index("--out") + 1]).name == "subset-cpu"

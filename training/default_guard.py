@@ -448,18 +448,54 @@ def stage_student(p: Paths, shapes: list[str]) -> None:
         _run_recipe(p, "default-student", shape)
 
 
+# Custom policies: harm judged under a short list of categories. The guard shipped on 2026-12-04 lost most of it
+# (recall 0.885 under S1-S14, 0.298 under these three: docs/model-card.md, *Custom policies*), because training's
+# augmentation made short lists mostly safe until cc24d91. `eval --split subset` scores that on the held-out sources.
+SUBSET = ("S1", "S9", "S10")
+
+
+def subset_split(p: Paths) -> tuple[Path, Path]:
+    """(data, policy) of the `subset` split, written under OUT/eval/: the harmful rows of dev_heldout and positions
+    whose codes all lie in SUBSET, every fourth safe row of dev_heldout, and a policy of SUBSET alone."""
+    rows = []
+    for split in ("dev_heldout", "positions"):
+        path = p.data / f"{split}.jsonl"
+        if not path.exists():
+            continue
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        for i, line in enumerate(lines):
+            r = json.loads(line)
+            harm = r["label"] == "unsafe" and r.get("categories") and set(r["categories"]) <= set(SUBSET)
+            if harm or (split == "dev_heldout" and r["label"] == "safe" and i % 4 == 0):
+                rows.append(line + "\n")
+    if not rows:
+        raise SystemExit(f"{p.data / 'dev_heldout.jsonl'} is missing: build the data again with training/build_data.py")
+    p.eval.mkdir(parents=True, exist_ok=True)
+    data, policy = p.eval / "subset.jsonl", p.eval / "subset.toml"
+    data.write_text("".join(rows), encoding="utf-8")
+    policy.write_text(f'base = "default"\nkeep = {json.dumps(list(SUBSET))}\n', encoding="utf-8")
+    return data, policy
+
+
 def stage_eval(p: Paths, device: str, models: list[str], tag: str = "", splits: tuple[str, ...] = ("dev", "dev_heldout")) -> None:
     """`pocketguard eval` on the in-distribution dev set and on the held-out sources, into
     OUT/eval/<split>-<device>[-<tag>]/ (predictions NN-*.jsonl in `models` order, recorded in models.json; a tag
     keeps a run beside another one on the same device, e.g. the picked student's next to the teacher's). The
     teacher is evaluated where it was trained (it is too big to bring back from a lent GPU); the shipped student
-    also on this machine's CPU, with the kernels it ships with."""
+    also on this machine's CPU, with the kernels it ships with. The `subset` split is judged under its own policy
+    (`subset_split`)."""
     for split in splits:
-        if not (p.data / f"{split}.jsonl").exists():
-            raise SystemExit(f"{p.data / f'{split}.jsonl'} is missing: build the data again with training/build_data.py")
+        policy: list[str] = []
+        if split == "subset":
+            data, toml = subset_split(p)
+            policy = ["--policy", str(toml)]
+        else:
+            data = p.data / f"{split}.jsonl"
+        if not data.exists():
+            raise SystemExit(f"{data} is missing: build the data again with training/build_data.py")
         out = p.eval / f"{split}-{device.split(':')[0]}{'-' + tag if tag else ''}"
-        cmd = [sys.executable, "-m", "pocketguard.cli", "eval", "--data", str(p.data / f"{split}.jsonl"),
-               "--out", str(out), "--device", device, "--batch-size", "32"]
+        cmd = [sys.executable, "-m", "pocketguard.cli", "eval", "--data", str(data),
+               "--out", str(out), "--device", device, "--batch-size", "32", *policy]
         for m in models:
             cmd += ["--model", str(p.model(m))]
         out.mkdir(parents=True, exist_ok=True)
@@ -784,9 +820,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="device for eval, label and probe (default: cuda when available, else cpu)")
     ap.add_argument("--probes", type=Path, default=PROBES, help=f"probe: the probe file (default: {PROBES.relative_to(ROOT)})")
     ap.add_argument("--models", default=None, help="eval: comma-separated teacher, shapes and SHAPE@STEP checkpoints (default: all)")
-    ap.add_argument("--split", action="append", choices=("dev", "dev_heldout", "positions"),
+    ap.add_argument("--split", action="append", choices=("dev", "dev_heldout", "positions", "subset"),
                     help="eval: only these splits (default: dev and dev_heldout; positions: build_data.py's held-out asks "
-                         "alone and with benign sentences after, around and before them)")
+                         "alone and with benign sentences after, around and before them; subset: held-out harm in "
+                         "S1/S9/S10 judged under a policy of those three)")
     ap.add_argument("--tag", default="", help="eval: suffix of the output folders (OUT/eval/<split>-<device>-<tag>), so a "
                                                "separate run does not replace another on the same device")
     ap.add_argument("--ship-to", type=Path, default=ASSET, help="where `ship` puts the guard (default: the package)")

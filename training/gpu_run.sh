@@ -82,7 +82,8 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   ingredients=$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; p = d.Paths(d.ROOT / "runs" / sys.argv[2], d.ROOT / sys.argv[1], sys.argv[2] == "smoke"); print(",".join(f"teacher-s{s}" for s in p.seeds if len(p.seeds) > 1 and (p.model(f"teacher-s{s}") / "config.json").exists()))' "$data" "$run")
   # and its probe tables (a lease that ends before `pick` still says what the teacher gets right: run m's did not)
   # (positions.jsonl too, where build_data.py wrote it: does the teacher judge an ask wherever it sits in a message?)
-  { $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" --split dev --split dev_heldout \
+  # (and the subset split: harm under a policy of three categories, which the guard shipped on 2026-12-04 mostly missed)
+  { $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" --split dev --split dev_heldout --split subset \
       $([ -s "$data/positions.jsonl" ] && echo --split positions)
     for probes in training/probes*.jsonl; do $dg probe --device cuda --probes "$probes" --models "teacher${ingredients:+,$ingredients}"; done
   } > "$results/eval-teacher.log" 2>&1 &
