@@ -701,3 +701,28 @@ def test_subset_split_judges_held_out_harm_in_three_codes_under_a_policy_of_thos
         "safe 0", "safe 4", "bomb", "hate and violence", "bomb after small talk"]
     assert Policy.from_toml(toml).codes == list(dg.SUBSET) == ["S1", "S9", "S10"]
     assert Path(cmd[cmd.index("--out") + 1]).name == "subset-cpu"
+
+
+def test_card_scores_the_subset_split_from_its_predictions(tmp_path):
+    """`card` tables each model's recall, F1 and FPR on the subset split, scored on OUT/eval/subset.jsonl."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
+    p.data.mkdir(parents=True)
+    rows = [{"text": f"bomb {i}", "label": "unsafe", "categories": ["S9"]} for i in range(4)] + \
+           [{"text": f"hello {i}", "label": "safe"} for i in range(4)]
+    (p.data / "dev_heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data, _ = dg.subset_split(p)
+    kept = [json.loads(x) for x in data.read_text().splitlines()]
+    assert [r["text"] for r in kept] == ["bomb 0", "bomb 1", "bomb 2", "bomb 3", "hello 0"]  # the safe row at index 4 (every fourth)
+    flags = [True, True, False, False, True]  # the teacher: recall 0.5, one false alarm of one safe row
+    d = p.eval / "subset-cuda"
+    (d / "predictions").mkdir(parents=True)
+    (d / "models.json").write_text(json.dumps(["teacher"]))
+    (d / "predictions" / "00-x.jsonl").write_text("".join(json.dumps({
+        "line": i + 1, "label": r["label"], "categories": r.get("categories", []),
+        "verdict": {"status": "unsafe" if x else "safe", "role": "user", "categories": ["S9"] if x else [],
+                    "p_unsafe": 0.9 if x else 0.1}}) + "\n" for i, (r, x) in enumerate(zip(kept, flags))))
+    dg.stage_card(p)
+    assert "| teacher (cuda) | greedy | 0.500 | 0.571 | 1.000 |" in (p.eval / "card.md").read_text()

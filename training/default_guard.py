@@ -657,6 +657,23 @@ def _positions_table(p: Paths, f) -> list[str]:
     return ["", f"| model | threshold | {head} |", "|---|---|" + "---|" * 2 * len(POSITIONS), *rows]
 
 
+def _subset_table(p: Paths, f) -> list[str]:
+    """Harm under a short policy (`eval --split subset`, judged under a policy of SUBSET alone): each model's recall,
+    F1 and FPR there, greedy and at a calibrated student's threshold."""
+    from pocketguard.evaluate.metrics import at_threshold, evaluate_examples
+
+    rows = []
+    for who, by_device in sorted(_predictions(p, "subset").items(), key=lambda kv: kv[0] != "teacher"):
+        device = _device(who, by_device)
+        examples, verdicts = _verdicts(p.eval / "subset.jsonl", by_device[device])
+        for at in _operating_points(p, who):
+            o = evaluate_examples(examples, at_threshold(verdicts, at))["overall"]
+            rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | {f(o['recall'])} | {f(o['f1'])} | {f(o['fpr'])} |")
+    if not rows:
+        return []
+    return ["", f"| model | threshold | recall, policy of {', '.join(SUBSET)} only | F1 | FPR |", "|---|---|---|---|---|", *rows]
+
+
 def stage_card(p: Paths) -> None:
     """Teacher vs students tables for docs/model-card.md, from the eval runs' predictions files, and the
     quality-vs-size table of the student shapes."""
@@ -696,6 +713,7 @@ def stage_card(p: Paths) -> None:
         cell = lambda k: f"{f(c[k]['f1'])} ({c[k]['support']})" if k in c and c[k]["support"] else "—"  # noqa: E731
         out.append(f"| {split} | {who} | " + " | ".join(cell(k) for k in codes) + f" | {f(m['by_category']['macro_f1'])} |")
     out += _positions_table(p, f)
+    out += _subset_table(p, f)
     # Issue 12's bar, within 2 F1 points of the teacher on every split: paired over the same examples, so the
     # interval says whether a gap is the student's or one run's luck on a few hundred unsafe examples
     out += ["", "| split | slice | student | ΔF1 vs teacher | 95 % CI (paired bootstrap) | ΔAUPRC | 95 % CI |",
