@@ -64,10 +64,10 @@ class Conversation:
 
         `role`, when given ('user' or 'agent'/'assistant'), must be the judged side, i.e. the last turn's.
         """
-        if isinstance(messages, (str, bytes, dict)) or not isinstance(messages, Iterable):
-            # (a JSON number, null or bool must be refused like any malformed input, not raise TypeError)
-            raise ConversationError("messages must be a list of {role, content} objects"
-                                    + ("" if isinstance(messages, (str, bytes, dict)) else f", got {_json_type(messages)}"))
+        if isinstance(messages, (str, bytes, dict)):
+            raise ConversationError("messages must be a list of {role, content} objects")
+        if not isinstance(messages, Iterable):  # a JSON number, null or bool: malformed input, not a TypeError
+            raise ConversationError(f"messages must be a list of {{role, content}} objects, got {_json_type(messages)}")
         # turns as (role, text pieces, number of its last message, count of its parts not judged)
         turns: list[tuple[Role, list[str], int, int]] = []
         counts: Counter[str] = Counter()

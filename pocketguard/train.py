@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -158,6 +159,7 @@ def teacher_rows(student: Transformer, teacher: Transformer) -> Tensor | None:
     return torch.tensor(rows, dtype=torch.long)
 
 
+@functools.cache  # CPU flags do not change: `_autocast` asks before every forward pass
 def cpu_bf16_supported() -> bool:
     """Whether this CPU has bf16 matmul instructions: avx512_bf16 or AMX-BF16 on x86 (torch's own
     `_is_mkldnn_bf16_supported` says yes to any AVX-512 CPU, where oneDNN only emulates bf16), elsewhere
