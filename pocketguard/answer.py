@@ -84,10 +84,10 @@ class AnswerGrammar:
                 texts.append(text)
         self.ids, self.texts = ids + [self.eot], texts + [""]
         self._ids = torch.tensor(self.ids)
-        # the candidates that start `safe` and `unsafe` (the first answer token that p_unsafe compares); None when
-        # the head cannot emit one
-        firsts = [tokenizer.encode(w)[0] for w in ("safe", "unsafe")]
-        self.decision = [self.ids.index(t) if t in self.ids else None for t in firsts]
+        # the token ids that start `safe` and `unsafe` (the first answer token, whose two logits p_unsafe compares),
+        # and their places among the candidates (None when the head cannot emit one)
+        self.firsts = [tokenizer.encode(w)[0] for w in ("safe", "unsafe")]
+        self.decision = [self.ids.index(t) if t in self.ids else None for t in self.firsts]
         self._masks: dict[str, Tensor] = {}
 
     def _parts(self, text: str) -> tuple[list[str], str] | None:

@@ -81,7 +81,6 @@ class Guard:
         # 182-410 s of a 30-minute lease, so there passes are 8x bigger (packed.GQA_SCORES bounds the attention).
         self.batch_tokens = 32768 if packed.padded(self.device) else 4096
         self.cache_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-        self._first = {w: tokenizer.encode(w)[0] for w in ("safe", "unsafe")}
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -333,7 +332,7 @@ class Guard:
         The answer steps go on top of each sequence and are rolled back afterwards, so a sequence still ends
         at its prompt (streaming keeps extending it)."""
         t0 = time.perf_counter()
-        rows = self.model.head_rows([self._first["safe"], self._first["unsafe"]])
+        rows = self.model.head_rows(grammar.firsts)
         if None in rows:
             for v in verdicts:
                 v.error = "the model's output head cannot emit 'safe'/'unsafe'"

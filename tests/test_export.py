@@ -378,8 +378,8 @@ def test_hf_export_of_a_quantized_guard_is_the_guard_on_float_activations(models
     theirs = _TransformersBackend(out).prefill(ids)
     with K.float_activations(qm):
         ours = TorchBackend(qm).prefill(ids)
-    rows = qm.head_rows([g._first["safe"], g._first["unsafe"]])
-    assert torch.allclose(torch.as_tensor(theirs)[[g._first["safe"], g._first["unsafe"]]].float(), ours[rows].float(), atol=1e-3)
+    rows = qm.head_rows(g._grammar(g.policy).firsts)
+    assert torch.allclose(torch.as_tensor(theirs)[g._grammar(g.policy).firsts].float(), ours[rows].float(), atol=1e-3)
 
 
 def test_verify_tells_activation_rounding_from_a_broken_export(models, tiny_tok, tmp_path, capsys, monkeypatch):
@@ -413,7 +413,7 @@ def test_verify_tells_activation_rounding_from_a_broken_export(models, tiny_tok,
     monkeypatch.undo()
     # a broken export: the head row of the answer pocketguard does not give to the first conversation, pushed up
     g = Guard(models[1], tiny_tok)
-    wrong = g._first["safe" if g.moderate(command.VERIFY_CONVERSATIONS[0]).status == "unsafe" else "unsafe"]
+    wrong = g._grammar(g.policy).firsts[0 if g.moderate(command.VERIFY_CONVERSATIONS[0]).status == "unsafe" else 1]
     weights = load_file(out / "model.safetensors")
     key = "lm_head.weight" if "lm_head.weight" in weights else "model.embed_tokens.weight"
     weights[key][wrong] += 100 * weights[key].abs().max()
@@ -439,7 +439,7 @@ def _first_step_logits(monkeypatch):
 def _push_unsafe(monkeypatch, guard, by: float):
     """Every logits row of the guard's own passes with `by` added to the first token of 'unsafe' (its batched path
     then computes other numbers than the model's unbatched pass, as int8 rounding does near ½, only more so)."""
-    col = guard.model.head_rows([guard._first["unsafe"]])[0]
+    col = guard.model.head_rows([guard._grammar(guard.policy).firsts[1]])[0]
     real = Guard._forward
 
     def pushed(self, seqs, tokens, all_logits=False, parents=None):
@@ -462,7 +462,7 @@ def test_guard_traces_margins_of_its_own_decision_from_the_logits_of_its_p_unsaf
     _push_unsafe(monkeypatch, g, push)
     seen = _first_step_logits(monkeypatch)
     grammar = g._grammar(g.policy)
-    rows = g.model.head_rows([g._first["safe"], g._first["unsafe"]])
+    rows = g.model.head_rows(g._grammar(g.policy).firsts)
     statuses = set()
     for c in CONVS:
         trace: list = []
@@ -515,7 +515,7 @@ def test_verify_prints_the_margin_and_p_unsafe_of_the_guards_own_decision(models
         unbatched.append(min(m for _, m in trace))
     _push_unsafe(monkeypatch, g, 0.8)
     seen = _first_step_logits(monkeypatch)
-    rows = g.model.head_rows([g._first["safe"], g._first["unsafe"]])
+    rows = g.model.head_rows(g._grammar(g.policy).firsts)
     ours = []
     for c in command.VERIFY_CONVERSATIONS:
         trace = []

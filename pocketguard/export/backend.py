@@ -63,9 +63,8 @@ def judge(guard: Guard, conversation, backend: LogitsBackend, policy: Policy | N
     t0 = time.perf_counter()
     logits = _logits(backend.prefill(ids))
     t1 = time.perf_counter()
-    first = guard._first
     v = Verdict(status="error", role=conv.judged, prompt_tokens=len(ids))
-    rows = backend.rows([first["safe"], first["unsafe"]])
+    rows = backend.rows(grammar.firsts)
     if None in rows:
         v.error = f"{backend.name}'s output head cannot emit 'safe'/'unsafe'"
         return v
