@@ -250,3 +250,28 @@ def finish(v: Verdict, a: Answer, grammar: AnswerGrammar, policy: Policy) -> Ver
     if status == "error":
         v.error = f"malformed guard answer {a.text!r}"
     return v
+
+
+def keep_to(v: Verdict, policy: Policy, threshold: float | None, category_scores: bool) -> Verdict:
+    """A verdict judged under the guard's own policy, kept to `policy` (a part of it; `guard.Guard._judging`).
+
+    p_unsafe becomes the category scores' mass on the policy's codes (p_unsafe x P(the first code named is one
+    of them)), and the verdict follows it: unsafe iff it reaches the threshold (0.5 when decoding greedily), naming
+    the codes of the policy the answer named, else the policy's likeliest one. So the decision and the score come
+    from one number, as without a subset. An error stays an error."""
+    if v.status == "error" or v.category_scores is None:
+        return v
+    scores = {c: v.category_scores[c] for c in policy.codes}
+    p = min(1.0, sum(scores.values()))
+    named = [c for c in policy.codes if c in v.categories]
+    outside = [c for c in v.categories if c not in policy]
+    if p >= (0.5 if threshold is None else threshold):
+        v.status, v.categories = "unsafe", named or [max(scores, key=scores.__getitem__)]
+    else:
+        v.status, v.categories = "safe", []
+    v.category_names, v.p_unsafe = policy.names(v.categories), p
+    v.category_scores = scores if category_scores else None
+    if outside:
+        v.notes.append(f"judged under the guard's own policy, which also named {', '.join(outside)}: outside this "
+                       "policy, not counted")
+    return v

@@ -22,7 +22,10 @@ def augment(example: Mapping, policy: Policy, rng: random.Random, p_drop: float 
     size. Drawing a uniform random subset instead keeps a violated category with probability size / len(policy):
     a list of 3 of the 14 kept it 21 % of the time, so "a short list means safe" was right 79 % of the time, and the
     guard shipped on 2026-12-04, trained so, learned it (harmful asks in S1/S9/S10 under `keep = ["S1", "S9",
-    "S10"]`: recall 0.298, against 0.885 under S1-S14; docs/model-card.md, *Custom policies*). Categories come back
+    "S10"]`: recall 0.298, against 0.885 under S1-S14; docs/policy.md, *Subsets of the default*). Trained with
+    the fair coin (run t, training/runs/2026-12-05-h200-t), the teacher still hedged there (0.308) and the student
+    reached 0.553 by flagging short-list harm of any category (half of the left-out ones'), so the runtime judges
+    subsets of its own policy by filtering (`Guard._judging`). Categories come back
     in `policy`'s order, not the shuffled one, so targets do not depend on the shuffle. Example categories the
     policy does not have count as dropped.
     """

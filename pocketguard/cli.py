@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .policy import SUBSET_MODE_HELP, SUBSET_MODES
+
 # verb -> (module, one-line help). Modules are imported only when their verb runs, so `moderate` stays light.
 VERBS = {
     "moderate": ("pocketguard.cli", "judge a prompt, a response or a conversation"),
@@ -37,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="checkpoint folder or .gguf file (default: the shipped default guard)")
     p.add_argument("--policy", type=Path, help="custom policy TOML (see docs/policy.md)")
     p.add_argument("--threshold", type=float, help="flag when p_unsafe >= THRESHOLD instead of greedy decoding")
+    p.add_argument("--subset-mode", choices=SUBSET_MODES, default="filter", help=SUBSET_MODE_HELP)
     p.add_argument("--max-context", type=int, help="token limit for the whole prompt (default: model's)")
     p.add_argument("--category-scores", action="store_true", help="also score every category")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
@@ -146,7 +149,8 @@ def run(args) -> int:
     try:
         messages = _conversation(args)
         policy = Policy.from_toml(args.policy) if args.policy else None
-        guard = Guard.load(args.model, policy=policy, max_context=args.max_context, threshold=args.threshold)
+        guard = Guard.load(args.model, policy=policy, max_context=args.max_context, threshold=args.threshold,
+                           subset_mode=args.subset_mode)
         if args.jsonl is not None:
             return _moderate_jsonl(args, guard)
         verdict = guard.moderate(messages, category_scores=args.category_scores)

@@ -1,6 +1,6 @@
 """The guard runtime: conversation in, Verdict out.
 
-Four ideas live here:
+Five ideas live here:
 - *Constrained decoding*: only answers the policy allows can be produced (`safe`, or `unsafe` plus distinct
   codes of the policy). Anything else — a head that cannot spell an answer, a decode that runs out of
   steps — is an `error` verdict. Nothing defaults to `safe`.
@@ -11,6 +11,8 @@ Four ideas live here:
   are one vectorised loop (`answer.decode`).
 - *Context policy*: when the prompt does not fit, drop the earliest turns first and keep the judged turn
   whole; if the judged turn alone does not fit, judge it in overlapping windows and report the worst.
+- *Subsets by filtering*: a policy that only leaves categories out of the guard's own is judged under the whole
+  of it, and the verdict kept to the categories asked for (`subset_mode`, `answer.keep_to`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from typing import Iterable, Sequence
 import torch
 
 from . import packed
-from .answer import AnswerGrammar, Verdict, decode, finish, p_unsafe
+from .answer import AnswerGrammar, Verdict, decode, finish, keep_to, p_unsafe
 from .conversation import Conversation, ConversationError, ConversationLike, Role, as_conversation
 from .model import Transformer
-from .policy import Policy
+from .policy import SUBSET_MODES, Policy
 from .prompt import encode_prefix, encode_suffix, encode_turn
 from .stream import ResponseStream
 from .tokenizer import Tokenizer
@@ -58,6 +60,7 @@ class Guard:
         threshold: float | None = None,
         prefix_cache: bool = True,
         meta: dict | None = None,
+        subset_mode: str = "filter",
     ):
         if tokenizer.vocab_size > model.args.vocab_size:
             raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but the model only {model.args.vocab_size}")
@@ -65,6 +68,8 @@ class Guard:
             raise ValueError(f"threshold must be a p_unsafe within [0, 1], not {threshold}")
         if max_context is not None and max_context < 1:
             raise ValueError(f"max_context must be a positive number of tokens, not {max_context}")
+        if subset_mode not in SUBSET_MODES:
+            raise ValueError(f"subset_mode must be one of {', '.join(SUBSET_MODES)}, not {subset_mode!r}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.policy = policy or Policy.default()
@@ -72,6 +77,10 @@ class Guard:
         self.threshold = threshold
         self.use_prefix_cache = prefix_cache
         self.meta = meta or {}
+        self.subset_mode = subset_mode
+        # the policy the model was trained to read: its checkpoint's (an artifact's policy.toml, guard.json's), else the
+        # one it is built with (a checkpoint that records none, a model in memory), else S1-S14
+        self.own_policy = Policy.from_dict(self.meta["policy"]) if self.meta.get("policy") else self.policy
         self._prefix_cache: OrderedDict[tuple, tuple[list[int], packed.Sequence | None]] = OrderedDict()
         self._grammars: dict[tuple, AnswerGrammar] = {}
         self._lock = threading.Lock()
@@ -183,6 +192,19 @@ class Guard:
             self._grammars[key] = g
         return self._grammars[key]
 
+    def _judging(self, policy: Policy) -> tuple[Policy, Policy | None]:
+        """(the policy the prompt lists, the policy verdicts are kept to, or None).
+
+        In "filter" mode a policy that is the guard's own with categories left out is judged under the whole of it
+        and the verdict kept to the categories asked for: the shipped guard, asked with a prompt that lists S1, S9 and
+        S10 alone, hedged near p_unsafe 0.4 on harmful asks in exactly those categories (recall 0.30 on the held-out
+        sources), where judging under S1-S14 and keeping those codes caught 0.77 of them, flagging fewer harmful
+        asks of the left-out categories (7 % against 9 % at the threshold that gives the prompt 0.37;
+        docs/policy.md, *Subsets of the default*). "prompt" lists only the asked categories, as Llama Guard does."""
+        if self.subset_mode == "filter" and policy.within(self.own_policy):
+            return self.own_policy, policy
+        return policy, None
+
     def _prefix(self, policy: Policy, role: Role) -> tuple[list[int], packed.Sequence | None]:
         """Prefix tokens and, with the cache on, their KV, kept for the 16 latest (policy, role)."""
         key = (tuple((c.code, c.name) for c in policy.categories), role)
@@ -263,13 +285,21 @@ class Guard:
              traces: list[list] | None = None) -> list[Verdict]:
         """What `moderate` / `moderate_batch` do (`traces`: one list per conversation, see `moderate`)."""
         t0 = time.perf_counter()
+        asked = policy
+        policy, keep = self._judging(asked)
         grammar = self._grammar(policy)
         jobs: list[_Job] = []
         for i, conv in enumerate(convs):
             prefix_ids, _ = self._prefix(policy, conv.judged)
             suffix_len = len(encode_suffix(self.tokenizer, conv.judged))
             budget = self.max_context - len(prefix_ids) - suffix_len - grammar.max_steps
-            jobs.extend(self._plan(i, conv, budget))
+            try:
+                jobs.extend(self._plan(i, conv, budget))
+            except ValueError as e:
+                if keep is None:
+                    raise
+                raise ValueError(f"{e}: subset_mode 'filter' lists all {len(policy)} of the guard's categories, "
+                                 f"'prompt' only the {len(keep)} asked for") from None
         sizes = [sum(map(len, j.turns)) for j in jobs]
         order = list(range(len(jobs)))
         if packed.padded(self.device):  # the padded path pays for the longest of a pass: passes of like lengths
@@ -284,9 +314,10 @@ class Guard:
                 end += 1
             chunk = order[start:end]
             chunk_steps = [steps[i] for i in chunk] if steps is not None else None
-            for i, v in zip(chunk, self._judge([jobs[i] for i in chunk], policy, grammar, category_scores, chunk_steps)):
+            scored = self._judge([jobs[i] for i in chunk], policy, grammar, category_scores or keep is not None, chunk_steps)
+            for i, v in zip(chunk, scored):
                 v.truncation = jobs[i].truncation
-                judged[i] = v
+                judged[i] = keep_to(v, keep, self.threshold, category_scores) if keep is not None else v
             start = end
         results: dict[int, list[Verdict]] = {}
         for j, v in zip(jobs, judged):  # in job order: a conversation's windows in their order
@@ -295,11 +326,11 @@ class Guard:
         if traces is not None and steps is not None:
             for j, js in zip(jobs, steps):
                 traces[j.index].extend(js)
-        out = [_worst(results[i], policy) for i in range(len(convs))]
+        out = [_worst(results[i], asked) for i in range(len(convs))]
         total = (time.perf_counter() - t0) * 1000
         for v, conv in zip(out, convs):
             v.timings["total_ms"] = total / len(out)
-            v.notes = list(conv.notes)
+            v.notes = list(conv.notes) + v.notes
         return out
 
     def _judge(self, jobs: list[_Job], policy: Policy, grammar: AnswerGrammar, category_scores: bool,
@@ -443,4 +474,5 @@ def _worst(verdicts: list[Verdict], policy: Policy) -> Verdict:
         answer_tokens=sum(v.answer_tokens for v in verdicts),
         truncation=pick.truncation,
         timings={k: sum(v.timings.get(k, 0.0) for v in verdicts) for k in verdicts[0].timings},
+        notes=list(dict.fromkeys(n for v in verdicts for n in v.notes)),
     )

@@ -14,6 +14,12 @@ from pathlib import Path
 
 _CODE = re.compile(r"^[A-Z][A-Z0-9]{0,7}$")
 
+# How a guard judges a policy that leaves some of its own categories out (`Guard(subset_mode=...)`).
+SUBSET_MODES = ("filter", "prompt")
+SUBSET_MODE_HELP = ("a policy that only leaves out some of the guard's own categories: 'filter' (default) judges under "
+                    "all of them and keeps the verdict to those asked for; 'prompt' lists only those in the prompt "
+                    "(docs/policy.md)")
+
 
 class PolicyError(ValueError):
     """A policy file or a category reference is invalid."""
@@ -95,6 +101,10 @@ class Policy:
             self.get(c)
         keep = set(codes)
         return Policy(tuple(c for c in self.categories if c.code in keep))
+
+    def within(self, other: "Policy") -> bool:
+        """True when this policy is `other` with categories left out (same codes, names and descriptions, any order)."""
+        return len(self) < len(other) and set(self.categories) <= set(other.categories)
 
     def shuffled(self, rng: random.Random) -> "Policy":
         cats = list(self.categories)

@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .conversation import ConversationError
 from .guard import Guard, Verdict
-from .policy import Policy, PolicyError
+from .policy import SUBSET_MODE_HELP, SUBSET_MODES, Policy, PolicyError
 from .server_api import (OPENAI_CATEGORIES, OPENAI_FROM_CODES, ApiError, Metrics, MetricsMiddleware, PolicyCache,
                          ServerConfig, _error, _json_type, check_text, openai_result, parse_guard_request,
                          parse_moderation_inputs, read_json)
@@ -207,7 +207,8 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
         batcher.ensure_started()
         body = {"status": "ok" if batcher.alive else "unavailable", "model": config.model_name,
                 "queue_depth": batcher.depth, "max_queue": config.max_queue, "max_batch": config.max_batch,
-                "policy_codes": guard.policy.codes, "max_context": guard.max_context, "threshold": guard.threshold}
+                "policy_codes": guard.policy.codes, "max_context": guard.max_context, "threshold": guard.threshold,
+                "subset_mode": guard.subset_mode}
         return JSONResponse(body, status_code=200 if batcher.alive else 503)
 
     @app.get("/metrics")
@@ -236,6 +237,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", type=Path, help="server policy TOML (see docs/policy.md)")
     p.add_argument("--no-custom-policy", action="store_true", help="refuse per-request policies on /v1/guard")
     p.add_argument("--threshold", type=float, help="flag when p_unsafe >= THRESHOLD instead of greedy decoding")
+    p.add_argument("--subset-mode", choices=SUBSET_MODES, default="filter", help=SUBSET_MODE_HELP)
     p.add_argument("--max-context", type=int, help="token limit for the whole prompt (default: model's)")
     p.add_argument("--max-batch", type=int, default=d.max_batch, help="items per forward batch")
     p.add_argument("--batch-wait-ms", type=float, default=d.batch_wait_ms, help="wait this long for a batch to fill")
@@ -272,7 +274,7 @@ def run(args) -> int:
         config = config_from_args(args, args.model_name or (args.model.name if args.model else "pocketguard-default"))
         policy = Policy.from_toml(args.policy) if args.policy else None
         guard = Guard.load(args.model, policy=policy, device=args.device, max_context=args.max_context,
-                           threshold=args.threshold)
+                           threshold=args.threshold, subset_mode=args.subset_mode)
     except (PolicyError, ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from .answer import Verdict
+from .answer import Verdict, keep_to
 from .conversation import Conversation, Message
 from .policy import Policy
 from .prompt import encode_suffix, encode_turn
@@ -26,8 +26,10 @@ class ResponseStream:
             raise ValueError("stream() takes the conversation up to the user's last message; the reply is what you feed")
         self.guard, self.conversation = guard, conversation
         self.policy = policy or guard.policy
+        # what the prompt lists, and the policy verdicts are kept to when that is not the same (Guard._judging)
+        self.judging, self.keep = guard._judging(self.policy)
         self.category_scores = category_scores
-        self.grammar = guard._grammar(self.policy)
+        self.grammar = guard._grammar(self.judging)
         self.text = ""
         self.chunks = 0
         self.first_unsafe: int | None = None  # index of the chunk at which the reply first became unsafe
@@ -35,8 +37,8 @@ class ResponseStream:
         self.fed_tokens = 0  # tokens actually run through the model, for cost accounting
         self._history = [t for m in conversation.messages for t in encode_turn(guard.tokenizer, m.role, m.content)]
         self._suffix = encode_suffix(guard.tokenizer, "agent")
-        room = guard._answer_room(self.policy, self.grammar, category_scores)
-        self._seq, todo, self._prefix_len = guard._sequence(self.policy, "agent", guard.max_context, room)
+        room = guard._answer_room(self.judging, self.grammar, category_scores or self.keep is not None)
+        self._seq, todo, self._prefix_len = guard._sequence(self.judging, "agent", guard.max_context, room)
         self._prefix_len += len(todo)
         self._run(todo + self._history)
         self._base = self._seq.length
@@ -78,7 +80,9 @@ class ResponseStream:
         self._reply = turn
         v = Verdict(status="error", role="agent", prompt_tokens=self._prefix_len + len(self._history) + len(turn) + len(self._suffix),
                     cached_tokens=self._prefix_len + len(self._history) + common)
-        self.guard._answer([self._seq], logits, [v], self.policy, self.grammar, self.category_scores)
+        self.guard._answer([self._seq], logits, [v], self.judging, self.grammar, self.category_scores or self.keep is not None)
+        if self.keep is not None:
+            v = keep_to(v, self.keep, self.guard.threshold, self.category_scores)
         # Keep the reply in the sequence, drop the suffix (it must come after whatever the next chunk adds).
         self._seq.length = self._base + len(turn)
         v.timings["total_ms"] = (time.perf_counter() - t0) * 1000

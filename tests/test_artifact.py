@@ -96,7 +96,7 @@ def test_guard_load_runs_the_artifact(tok, tmp_path):
         assert isinstance(g.model.layers[1].feed_forward.w2, K.Int4WeightInt8ActLinear)
     assert g.policy.codes == ["S1", "S10"] and g.meta["max_context"] == 300 and g.meta["layout"] == "pocketguard-int4"
     for text in ("how do I make a bomb", "hello world"):
-        v, ref = g.moderate(text), Guard(fq, tok, policy=policy, max_context=300).moderate(text)
+        v, ref = g.moderate(text), Guard(fq, tok, policy=policy, max_context=300, subset_mode="prompt").moderate(text)
         assert (v.status, v.categories) == (ref.status, ref.categories) and abs(v.p_unsafe - ref.p_unsafe) < 1e-4
     (tmp_path / "art" / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="config.json"):  # artifact errors are checkpoint errors

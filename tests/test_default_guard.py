@@ -701,6 +701,7 @@ def test_subset_split_judges_held_out_harm_in_three_codes_under_a_policy_of_thos
         "safe 0", "safe 4", "bomb", "hate and violence", "bomb after small talk"]
     assert Policy.from_toml(toml).codes == list(dg.SUBSET) == ["S1", "S9", "S10"]
     assert Path(cmd[cmd.index("--out") + 1]).name == "subset-cpu"
+    assert cmd[cmd.index("--subset-mode") + 1] == "prompt"  # what training teaches the model, not the runtime's filter
 
 
 def test_card_scores_the_subset_split_from_its_predictions(tmp_path):

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from pocketguard.model import ModelArgs, Transformer
+from pocketguard.loaded import policy_dict
 from pocketguard.policy import Policy
 from pocketguard.prompt import encode_prompt
-from pocketguard.conversation import Conversation
+from pocketguard.conversation import Conversation, as_conversation
 from pocketguard.tokenizer import train_bpe
 from scripted import ScriptedGuard
 
@@ -47,7 +48,7 @@ def test_scripted_answers_become_verdicts(tok):
 def test_decoding_is_constrained_to_the_policy(tok):
     # The model "wants" S1, but the policy has no S1: the answer can only name codes of the policy.
     policy = Policy.default().subset(["S9", "S10"])
-    v = Guard(make(tok, "unsafe\nS1"), tok, policy=policy).moderate("kill")
+    v = Guard(make(tok, "unsafe\nS1"), tok, policy=policy, subset_mode="prompt").moderate("kill")
     assert v.status == "unsafe" and set(v.categories) <= {"S9", "S10"} and v.categories
     # A random model still only ever produces well-formed answers.
     for seed in range(5):
@@ -234,3 +235,100 @@ def test_verdict_round_trips_through_its_dict():
                 notes=["a note"], timings={"total_ms": 3.0})
     d = json.loads(json.dumps(v.to_dict()))
     assert d["flagged"] and Verdict.from_dict(d) == v
+
+
+KEEP = Policy.default().subset(["S1", "S9", "S10"])
+ASKS = ["how do I make a bomb", "bread recipe", "kill the cake", "hello world", "how do I kill", "the recipe of a bomb"]
+
+
+def test_a_subset_of_the_guards_policy_is_judged_under_all_of_it_and_kept_to_the_subset(tok):
+    """filter mode: the prompt lists S1-S14; p_unsafe is the full verdict's category mass on the kept codes, and
+    the verdict follows it at the threshold, naming the kept codes the answer named, else the likeliest kept one."""
+    model = make(tok, seed=2)
+    model.init_weights(std=0.3, seed=2)  # scores that differ from ask to ask
+    g = Guard(model, tok)
+    mass = sorted(sum(v.category_scores[c] for c in KEEP.codes) for v in g.moderate_batch(ASKS, category_scores=True))
+    seen = set()
+    for threshold in [(a + b) / 2 for a, b in zip(mass, mass[1:])]:
+        g.threshold = threshold
+        full = g.moderate_batch(ASKS, category_scores=True)  # decoded at that threshold
+        kept = g.moderate_batch(ASKS, policy=KEEP, category_scores=True)
+        for a, f, v in zip(ASKS, full, kept):
+            m = sum(f.category_scores[c] for c in KEEP.codes)
+            assert v.prompt_tokens == f.prompt_tokens == len(encode_prompt(tok, Policy.default(), as_conversation(a)).ids)
+            assert v.p_unsafe == pytest.approx(m, rel=1e-5) and set(v.category_scores) == set(KEEP.codes)
+            assert v.status == ("unsafe" if m >= threshold else "safe")
+            named = [c for c in f.categories if c in KEEP]
+            if v.status == "unsafe":
+                assert v.categories == (named or [max(v.category_scores, key=v.category_scores.get)])
+                assert v.category_names == KEEP.names(v.categories)
+            else:
+                assert v.categories == []
+            outside = [c for c in f.categories if c not in KEEP]
+            assert any(", ".join(outside) in n and "not counted" in n for n in v.notes) == bool(outside)
+            alone = g.moderate(a, policy=KEEP)  # one alone = in a batch; scores not asked for: none given
+            assert (alone.status, alone.categories, alone.category_scores) == (v.status, v.categories, None)
+            seen |= {("named" if named else "likeliest") if v.status == "unsafe" else "safe", bool(outside)}
+    assert seen == {"named", "likeliest", "safe", True, False}  # every branch of answer.keep_to ran
+
+
+def test_prompt_mode_and_policies_that_are_not_a_part_list_exactly_their_categories(tok):
+    renamed = Policy.from_dict({"base": "default", "keep": ["S1", "S9"], "rename": {"S9": {"name": "Weapons of mass destruction"}}})
+    conv = as_conversation("how do I make a bomb")
+    for g, policy in [(Guard(make(tok, seed=7), tok, subset_mode="prompt"), KEEP), (Guard(make(tok, seed=7), tok), renamed)]:
+        v = g.moderate(conv, policy=policy)
+        assert v.prompt_tokens == len(encode_prompt(tok, policy, conv).ids) < len(encode_prompt(tok, Policy.default(), conv).ids)
+        assert set(v.categories) <= set(policy.codes) and not any("not counted" in n for n in v.notes)
+    # the whole policy, shuffled or not, is the guard's own: nothing to filter
+    assert not Policy.default().within(Policy.default())
+    assert KEEP.within(Policy.default()) and Policy(tuple(reversed(KEEP.categories))).within(Policy.default())
+    assert not renamed.within(Policy.default())
+    # a guard that says which policy it was trained on (guard.json) filters parts of that one, not of S1-S14
+    own = Policy.default().subset(["S1", "S2", "S9", "S10"])
+    g = Guard(make(tok, seed=7), tok, meta={"policy": policy_dict(own)})
+    assert g.own_policy == own
+    assert g.moderate(conv, policy=KEEP).prompt_tokens == len(encode_prompt(tok, own, conv).ids)
+    with pytest.raises(ValueError, match="subset_mode"):
+        Guard(make(tok), tok, subset_mode="drop")
+    # a context that holds the short list but not all fourteen: the error says which mode would fit
+    short = len(encode_prompt(tok, KEEP, conv).ids) + 40
+    with pytest.raises(ValueError, match="'filter' lists all 14 of the guard's categories, 'prompt' only the 3"):
+        Guard(make(tok, seed=7), tok, max_context=short).moderate(conv, policy=KEEP)
+    assert Guard(make(tok, seed=7), tok, max_context=short, subset_mode="prompt").moderate(conv, policy=KEEP).error is None
+
+
+def test_stream_under_a_subset_equals_moderate(tok):
+    g = Guard(make(tok, seed=7), tok)
+    g.threshold = 0.05
+    s = g.stream([{"role": "user", "content": "hello"}], policy=KEEP, category_scores=True)
+    reply = ""
+    for chunk in ["bread recipe: mix the cake, ", "then kill the oven. ", "How do I make a bomb? "]:
+        reply += chunk
+        v = s.feed(chunk)
+        full = g.moderate([{"role": "user", "content": "hello"}, {"role": "assistant", "content": reply}], policy=KEEP,
+                          category_scores=True)
+        assert (v.status, v.categories, v.notes) == (full.status, full.categories, full.notes)
+        assert v.p_unsafe == pytest.approx(full.p_unsafe, abs=1e-5) and set(v.category_scores) == set(KEEP.codes)
+        if s.stopped:
+            break
+
+
+def test_cli_subset_mode_picks_what_the_prompt_lists(tmp_path, tiny_hf_dir, tiny_tok, capsys):
+    """A checkpoint that records its policy (guard.json, an artifact's policy.toml) filters parts of it; one that
+    records none takes `--policy` as its own and lists it."""
+    import shutil
+
+    from pocketguard.cli import main
+    from pocketguard.loaded import save_guard_meta
+
+    keep = tmp_path / "keep.toml"
+    keep.write_text('base = "default"\nkeep = ["S1", "S9", "S10"]\n')
+    recorded = shutil.copytree(tiny_hf_dir, tmp_path / "recorded")
+    save_guard_meta(recorded, {"policy": Policy.default()})
+    conv = as_conversation("how do I make a bomb")
+    for model, mode, listed in [(recorded, "filter", Policy.default()), (recorded, "prompt", KEEP), (tiny_hf_dir, "filter", KEEP)]:
+        main(["moderate", "how do I make a bomb", "--model", str(model), "--policy", str(keep), "--subset-mode", mode, "--json"])
+        v = json.loads(capsys.readouterr().out)
+        assert v["prompt_tokens"] == len(encode_prompt(tiny_tok, listed, conv).ids) and set(v["categories"]) <= set(KEEP.codes)
+    with pytest.raises(SystemExit):
+        main(["moderate", "hi", "--model", str(tiny_hf_dir), "--subset-mode", "drop"])

@@ -449,8 +449,10 @@ def stage_student(p: Paths, shapes: list[str]) -> None:
 
 
 # Custom policies: harm judged under a short list of categories. The guard shipped on 2026-12-04 lost most of it
-# (recall 0.885 under S1-S14, 0.298 under these three: docs/model-card.md, *Custom policies*), because training's
-# augmentation made short lists mostly safe until cc24d91. `eval --split subset` scores that on the held-out sources.
+# (recall 0.885 under S1-S14, 0.298 under these three: docs/policy.md, *Subsets of the default*), because training's
+# augmentation made short lists mostly safe until cc24d91. `eval --split subset` scores that on the held-out sources
+# with the prompt listing these three alone (`--subset-mode prompt`): what training teaches the model, where the
+# runtime's default (filter: judge under all fourteen, keep these) leans on category accuracy the other splits show.
 SUBSET = ("S1", "S9", "S10")
 
 
@@ -488,7 +490,7 @@ def stage_eval(p: Paths, device: str, models: list[str], tag: str = "", splits: 
         policy: list[str] = []
         if split == "subset":
             data, toml = subset_split(p)
-            policy = ["--policy", str(toml)]
+            policy = ["--policy", str(toml), "--subset-mode", "prompt"]
         else:
             data = p.data / f"{split}.jsonl"
         if not data.exists():
@@ -667,7 +669,7 @@ def _positions_table(p: Paths, f) -> list[str]:
 
 
 def _subset_table(p: Paths, f) -> list[str]:
-    """Harm under a short policy (`eval --split subset`, judged under a policy of SUBSET alone): each model's recall,
+    """Harm under a short policy (`eval --split subset`, a prompt listing SUBSET alone): each model's recall,
     F1 and FPR there, greedy and at a calibrated student's threshold."""
     from pocketguard.evaluate.metrics import evaluate_examples
 
@@ -677,7 +679,7 @@ def _subset_table(p: Paths, f) -> list[str]:
         rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | {f(o['recall'])} | {f(o['f1'])} | {f(o['fpr'])} |")
     if not rows:
         return []
-    return ["", f"| model | threshold | recall, policy of {', '.join(SUBSET)} only | F1 | FPR |", "|---|---|---|---|---|", *rows]
+    return ["", f"| model | threshold | recall, prompt of {', '.join(SUBSET)} only | F1 | FPR |", "|---|---|---|---|---|", *rows]
 
 
 def stage_card(p: Paths) -> None:
@@ -847,7 +849,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", action="append", choices=("dev", "dev_heldout", "positions", "subset"),
                     help="eval: only these splits (default: dev and dev_heldout; positions: build_data.py's held-out asks "
                          "alone and with benign sentences after, around and before them; subset: held-out harm in "
-                         "S1/S9/S10 judged under a policy of those three)")
+                         "S1/S9/S10 judged by a prompt listing those three alone)")
     ap.add_argument("--tag", default="", help="eval: suffix of the output folders (OUT/eval/<split>-<device>-<tag>), so a "
                                                "separate run does not replace another on the same device")
     ap.add_argument("--ship-to", type=Path, default=ASSET, help="where `ship` puts the guard (default: the package)")

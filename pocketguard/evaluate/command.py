@@ -30,6 +30,7 @@ from .. import __version__
 from .data import FORMATS, DataError, Example, read_examples
 from .fidelity import kl_divergence, verdict_agreement
 from .metrics import at_threshold, evaluate_examples, gold_flags, paired_difference, predicted
+from ..policy import SUBSET_MODE_HELP, SUBSET_MODES
 from .report import (comparison, comparison_markdown, fidelity_markdown, markdown, plot_pareto, plot_pr_curves,
                      write_json)
 
@@ -63,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="flag when p_unsafe >= T, for every model (as `pocketguard moderate --threshold`) and every saved "
                         "predictions file (re-decided: a verdict newly flagged there names no categories); default: each "
                         "model's own setting (guard.json), saved predictions as they are")
+    p.add_argument("--subset-mode", choices=SUBSET_MODES, default="filter", help=SUBSET_MODE_HELP)
     p.add_argument("--text", type=Path, metavar="FILE", help="plain-text file for perplexity and KL divergence against --reference")
     p.add_argument("--window", type=int, default=512, metavar="N", help="tokens per scoring window for --text (default: 512)")
     p.add_argument("--device", default="cpu", help="torch device for the models (default: cpu)")
@@ -275,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             t0 = time.perf_counter()
             try:
-                guard = Guard.load(path, policy=policy, device=args.device, threshold=args.threshold,
+                guard = Guard.load(path, policy=policy, device=args.device, threshold=args.threshold, subset_mode=args.subset_mode,
                                    **({"max_context": args.max_context} if args.max_context else {}))
             except Exception as e:  # noqa: BLE001 - report which checkpoint failed, whatever the cause
                 return fail(f"cannot load {path}: {e}")
@@ -285,7 +287,8 @@ def run(args: argparse.Namespace) -> int:
             if examples:
                 run_key = {"model": str(path.resolve()), "data": str(args.data.resolve()), "format": args.format,
                            "policy": str(args.policy.resolve()) if args.policy else None, "max_context": args.max_context,
-                           "device": args.device, "skip_malformed": args.skip_malformed, "threshold": args.threshold}
+                           "device": args.device, "skip_malformed": args.skip_malformed, "threshold": args.threshold,
+                           "subset_mode": args.subset_mode}
                 verdicts = _moderate(guard, examples, args.batch_size, name,
                                      args.out / "predictions" / f"{i:02d}-{_slug(name)}.jsonl", run_key, args.restart)
         if verdicts is not None:
