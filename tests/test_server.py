@@ -143,7 +143,11 @@ def test_guard_endpoint_equals_direct_moderate(tok):
     direct = [g.moderate(cs["messages"], role=cs.get("role"),
                          policy=Policy.from_dict(cs["policy"]) if "policy" in cs else None,
                          category_scores=cs.get("category_scores", False)) for cs in cases]
+    # a part of the guard's own policy (S1-S14) is judged under all of it (subset_mode "filter"), a new category alone
+    assert direct[2].prompt_tokens == g.moderate(cases[2]["messages"]).prompt_tokens
+    assert direct[3].prompt_tokens < g.moderate(cases[3]["messages"]).prompt_tokens
     with serving(g) as c:
+        assert c.get("/health").json()["subset_mode"] == "filter"
         for cs, d in zip(cases, direct):
             r = c.post("/v1/guard", json=cs)
             assert r.status_code == 200, r.text
