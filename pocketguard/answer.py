@@ -272,6 +272,6 @@ def keep_to(v: Verdict, policy: Policy, threshold: float | None, category_scores
     v.category_names, v.p_unsafe = policy.names(v.categories), p
     v.category_scores = scores if category_scores else None
     if outside:
-        v.notes.append(f"judged under the guard's own policy, which also named {', '.join(outside)}: outside this "
-                       "policy, not counted")
+        v.notes.append(f"judged under all of the guard's categories: it also named {', '.join(outside)}, which this "
+                       "policy leaves out")
     return v
