@@ -258,7 +258,8 @@ def keep_to(v: Verdict, policy: Policy, threshold: float | None, category_scores
     p_unsafe becomes the category scores' mass on the policy's codes (p_unsafe x P(the first code named is one
     of them)), and the verdict follows it: unsafe iff it reaches the threshold (0.5 when decoding greedily), naming
     the codes of the policy the answer named, else the policy's likeliest one. So the decision and the score come
-    from one number, as without a subset. An error stays an error."""
+    from one number, as without a subset. `answer` keeps the model's own text (under the whole policy); an error
+    stays an error."""
     if v.status == "error" or v.category_scores is None:
         return v
     scores = {c: v.category_scores[c] for c in policy.codes}
