@@ -725,5 +725,21 @@ def test_card_scores_the_subset_split_from_its_predictions(tmp_path):
         "line": i + 1, "label": r["label"], "categories": r.get("categories", []),
         "verdict": {"status": "unsafe" if x else "safe", "role": "user", "categories": ["S9"] if x else [],
                     "p_unsafe": 0.9 if x else 0.1}}) + "\n" for i, (r, x) in enumerate(zip(kept, flags))))
+    # its S1-S14 verdicts on dev_heldout, kept to SUBSET as the runtime's default filter mode does (answer.keep_to):
+    # bombs 0-2 named S9, bomb 3 only S2 (left out: safe), the safe rows nothing
+    d = p.eval / "dev_heldout-cuda"
+    (d / "predictions").mkdir(parents=True)
+    (d / "models.json").write_text(json.dumps(["teacher"]))
+
+    def verdict(r, i):
+        code = None if r["label"] == "safe" else "S2" if i == 3 else "S9"
+        scores = {c: 0.001 for c in Policy.default().codes} | ({code: 0.9} if code else {})
+        return {"status": "unsafe" if code else "safe", "role": "user", "categories": [code] if code else [],
+                "p_unsafe": 0.9 if code else 0.01, "category_scores": scores}
+    (d / "predictions" / "00-x.jsonl").write_text("".join(json.dumps({
+        "line": i + 1, "label": r["label"], "categories": r.get("categories", []), "verdict": verdict(r, i)}) + "\n"
+        for i, r in enumerate(rows)))
     dg.stage_card(p)
-    assert "| teacher (cuda) | greedy | 0.500 | 0.571 | 1.000 |" in (p.eval / "card.md").read_text()
+    card = (p.eval / "card.md").read_text()
+    assert "| teacher (cuda) | greedy | prompt | 0.500 | 0.571 | 1.000 |" in card
+    assert "| teacher (cuda) | greedy | filter | 0.750 | 0.857 | 0.000 |" in card

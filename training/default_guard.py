@@ -452,23 +452,34 @@ def stage_student(p: Paths, shapes: list[str]) -> None:
 # (recall 0.885 under S1-S14, 0.298 under these three: docs/policy.md, *Subsets of the default*), because training's
 # augmentation made short lists mostly safe until cc24d91. `eval --split subset` scores that on the held-out sources
 # with the prompt listing these three alone (`--subset-mode prompt`): what training teaches the model, where the
-# runtime's default (filter: judge under all fourteen, keep these) leans on category accuracy the other splits show.
+# runtime's default (filter: judge under all fourteen, keep these) leans on category accuracy; `card` scores that
+# too, from the dev_heldout and positions predictions (`_subset_filtered`).
 SUBSET = ("S1", "S9", "S10")
 
 
+SUBSET_SPLITS = ("dev_heldout", "positions")
+
+
+def in_subset(split: str, i: int, label: str, categories) -> bool:
+    """Whether row `i` (0-based, of the non-empty lines) of `split` belongs to the subset split: harm whose codes all
+    lie in SUBSET, or every fourth safe row of dev_heldout."""
+    if label == "unsafe":
+        return bool(categories) and set(categories) <= set(SUBSET)
+    return split == "dev_heldout" and label == "safe" and i % 4 == 0
+
+
 def subset_split(p: Paths) -> tuple[Path, Path]:
-    """(data, policy) of the `subset` split, written under OUT/eval/: the harmful rows of dev_heldout and positions
-    whose codes all lie in SUBSET, every fourth safe row of dev_heldout, and a policy of SUBSET alone."""
+    """(data, policy) of the `subset` split, written under OUT/eval/: the rows `in_subset` of dev_heldout and
+    positions, and a policy of SUBSET alone."""
     rows = []
-    for split in ("dev_heldout", "positions"):
+    for split in SUBSET_SPLITS:
         path = p.data / f"{split}.jsonl"
         if not path.exists():
             continue
         lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         for i, line in enumerate(lines):
             r = json.loads(line)
-            harm = r["label"] == "unsafe" and r.get("categories") and set(r["categories"]) <= set(SUBSET)
-            if harm or (split == "dev_heldout" and r["label"] == "safe" and i % 4 == 0):
+            if in_subset(split, i, r["label"], r.get("categories")):
                 rows.append(line + "\n")
     if not rows:
         raise SystemExit(f"{p.data / 'dev_heldout.jsonl'} is missing: build the data again with training/build_data.py")
@@ -676,10 +687,38 @@ def _subset_table(p: Paths, f) -> list[str]:
     rows = []
     for who, device, at, examples, verdicts in _scored(p, "subset", p.eval / "subset.jsonl"):
         o = evaluate_examples(examples, verdicts)["overall"]
-        rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | {f(o['recall'])} | {f(o['f1'])} | {f(o['fpr'])} |")
+        rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | prompt | {f(o['recall'])} | {f(o['f1'])} | {f(o['fpr'])} |")
+    for (who, device, at), (examples, verdicts) in _subset_filtered(p).items():
+        o = evaluate_examples(examples, verdicts)["overall"]
+        rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | filter | {f(o['recall'])} | {f(o['f1'])} | {f(o['fpr'])} |")
     if not rows:
         return []
-    return ["", f"| model | threshold | recall, prompt of {', '.join(SUBSET)} only | F1 | FPR |", "|---|---|---|---|---|", *rows]
+    return ["", f"| model | threshold | subset mode | recall, policy of {', '.join(SUBSET)} | F1 | FPR |",
+            "|---|---|---|---|---|---|", *rows]
+
+
+def _subset_filtered(p: Paths) -> dict[tuple, tuple[list, list]]:
+    """The subset split's rows as the runtime judges them by default (subset_mode "filter"), without another eval:
+    each model's S1-S14 verdicts on dev_heldout and positions (eval predictions carry category scores) kept to SUBSET
+    by `answer.keep_to`, the runtime's own function; (model, device, threshold) -> (examples, verdicts), for models
+    with both splits."""
+    import dataclasses
+
+    from pocketguard.answer import keep_to
+    from pocketguard.policy import Policy
+
+    keep = Policy.default().subset(list(SUBSET))
+    per_split = []
+    for split in [s for s in SUBSET_SPLITS if (p.data / f"{s}.jsonl").exists()]:  # as subset_split reads them
+        got: dict[tuple, tuple[list, list]] = {}
+        for who, device, at, examples, verdicts in _scored(p, split, p.data / f"{split}.jsonl"):
+            rows = [(e, v) for i, (e, v) in enumerate(zip(examples, verdicts)) if in_subset(split, i, e.label, e.categories)]
+            got[(who, device, at)] = ([e for e, _ in rows],
+                                      [keep_to(dataclasses.replace(v, notes=list(v.notes)), keep, at, False) for _, v in rows])
+        per_split.append(got)
+    both = set.intersection(*(set(g) for g in per_split)) if per_split else set()  # not part of the rows: misleading
+    return {k: ([e for g in per_split for e in g[k][0]], [v for g in per_split for v in g[k][1]])
+            for k in sorted(both, key=lambda k: (k[0] != "teacher", str(k)))}
 
 
 def stage_card(p: Paths) -> None:
