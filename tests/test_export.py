@@ -342,6 +342,30 @@ def test_export_command_writes_and_verifies(models, tiny_tok, tmp_path, capsys, 
     assert f"{extra}:2: not a conversation" in capsys.readouterr().err
 
 
+def test_verify_of_an_export_with_a_part_of_the_policy_lists_it_on_both_sides(models, tiny_tok, tmp_path, capsys, monkeypatch):
+    """`export --policy` records the policy in the export as its own, which a loader then lists in the prompt; the
+    guard it is verified against must judge that way too, not filter (Guard subset_mode)."""
+    import argparse
+
+    from pocketguard.compress.artifact import save_artifact
+    from pocketguard.export import backend, command
+    from pocketguard.guard import Guard
+
+    art = save_artifact(models[1], tiny_tok, Policy.default(), tmp_path / "art")
+    keep = tmp_path / "keep.toml"
+    keep.write_text('base = "default"\nkeep = ["S1", "S9", "S10"]\n')
+    ours, theirs = [], []
+    real_moderate, real_judge = Guard.moderate, backend.judge
+    monkeypatch.setattr(Guard, "moderate", lambda self, *a, **k: ours.append(real_moderate(self, *a, **k)) or ours[-1])
+    monkeypatch.setattr(backend, "judge", lambda *a, **k: theirs.append(real_judge(*a, **k)) or theirs[-1])
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    command.run(p.parse_args(["--model", str(art), "--format", "hf", "--out", str(tmp_path / "hf"), "--policy", str(keep), "--verify"]))
+    assert "verdicts agree" in capsys.readouterr().out
+    assert ours and [v.prompt_tokens for v in ours] == [v.prompt_tokens for v in theirs[: len(ours)]]
+    assert all(set(v.categories) <= {"S1", "S9", "S10"} for v in ours + theirs)
+
+
 def test_float_activations_runs_the_dequantized_weights_then_restores_the_int8_path(models):
     """`float_activations`: every quantized linear computes x @ dequantized W (no activation rounding) inside, and
     the model is bit for bit the int8-activation model again after."""

@@ -92,8 +92,10 @@ def run(args) -> int:
     # exports carry in their metadata; the export is judged at that threshold too, so both sides make the decision
     # a user of either would see) and, for an artifact, the CPU kernels it runs on. A float checkpoint's guard
     # shares the exported model rather than loading it twice (an 8B guard is 32 GB in float32).
-    guard = (Guard.load(args.model, policy=policy) if is_artifact(args.model)
-             else Guard.from_loaded(loaded, policy, source=str(args.model)))
+    # The export records `policy` as its own, so a guard loading it lists that policy in the prompt even where it is
+    # a part of the model's (no `subset_mode` filtering): the guard is judged the same way.
+    guard = (Guard.load(args.model, policy=policy, subset_mode="prompt") if is_artifact(args.model)
+             else Guard.from_loaded(loaded, policy, source=str(args.model), subset_mode="prompt"))
     try:
         return verify(args, guard, model, out)
     except (ValueError, OSError, ImportError) as e:  # a runtime that is not installed, a bad --conversations file
