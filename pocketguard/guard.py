@@ -197,7 +197,7 @@ class Guard:
 
         In "filter" mode a policy that is the guard's own with categories left out is judged under the whole of it
         and the verdict kept to the categories asked for: the shipped guard, asked with a prompt that lists S1, S9 and
-        S10 alone, hedged near p_unsafe 0.4 on harmful asks in exactly those categories (recall 0.30 on the held-out
+        S10 alone, scored harmful asks in exactly those categories low (median p_unsafe 0.19; recall 0.30 on the held-out
         sources), where judging under S1-S14 and keeping those codes caught 0.77 of them, flagging fewer harmful
         asks of the left-out categories (7 % against 9 % at the threshold that gives the prompt 0.37;
         docs/policy.md, *Subsets of the default*). "prompt" lists only the asked categories, as Llama Guard does."""
