@@ -108,14 +108,14 @@ def test_parts_start_and_poll_bring_a_finished_run_back(tmp_path):
     (repo / ".carry" / "p01").write_bytes(backbone[600:])
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.jsonl").write_text("{}\n")
-    with tarfile.open(repo / ".carry" / "data.tgz", "w:gz") as t:
+    with tarfile.open(repo / ".carry" / "data-t.tgz", "w:gz") as t:  # any name: staged as data.tgz
         t.add(tmp_path / "data", arcname="data")
     out = tmp_path / "out"
     out.mkdir()
     env = {**_env(tmp_path), "BACKBONE_SHA256": hashlib.sha256(backbone).hexdigest(), "OUT": str(out)}
     call = lambda *a: subprocess.run(["bash", str(SCRIPT), *a], env=env, cwd=repo, capture_output=True, text=True)  # noqa: E731
     assert call("part", ".carry/p00").returncode == 0
-    r = call("start", "b22-f1536-e4-hxv", ".carry/data.tgz", ".carry/p01")
+    r = call("start", "b22-f1536-e4-hxv", ".carry/data-t.tgz", ".carry/p01")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "stage" / "backbone.gguf").read_bytes() == backbone
     assert not (tmp_path / "work" / ".carry").exists()  # the parts and data do not travel into the work tree

@@ -78,6 +78,10 @@
 # at 529 s, label 119 s, distil 1.5 epochs 472 s, QAT 239 s, 1,661 of 1,800 s held. Its second call was refused
 # twice for carrying 64 MiB and more: with p01 and data.tgz (57.2 MB) the tree may hold ~9.8 MB, so move
 # training/runs/* out of the tree besides model.safetensors; `carry-size .carry/p01 .carry/data.tgz` checks first.
+# Run t (2026-12-05) had one refused start (91 s of the budget), then `part`, `TEACHER_SEEDS=0 STUDENT_EVAL=0
+# DISTILL_EVAL=0 … start "b22-f1536-e4-hxv" .carry/data-t.tgz .carry/p01 && … poll 560`, `poll 570`, `poll 380` (the
+# student), `poll 300` (probes): one teacher 364 s, label 96 s, distil 330 s, QAT 252 s, 1,459 of 1,800 s held with
+# the start. A data archive of any name is staged as data.tgz (run t's first `start` found none under that name).
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
@@ -99,6 +103,7 @@ stage_files() {  # GGUF parts (p00, p01, ...) and data go to the stage; wheels a
   for f in "$@"; do
     case "$f" in
       *.whl) pip install -q --no-index --no-deps --target /tmp/site "$f" ;;
+      *.tgz) cp "$f" "$stage/data.tgz" ;;  # the data archive (holding data/), whatever its name here (.carry/data-t.tgz)
       *) cp "$f" "$stage/" ;;
     esac
   done
