@@ -29,6 +29,7 @@ class ResponseStream:
         # what the prompt lists, and the policy verdicts are kept to when that is not the same (Guard._judging)
         self.judging, self.keep = guard._judging(self.policy)
         self.category_scores = category_scores
+        self._scored = category_scores or self.keep is not None  # keeping to a subset needs the category scores
         self.grammar = guard._grammar(self.judging)
         self.text = ""
         self.chunks = 0
@@ -37,7 +38,7 @@ class ResponseStream:
         self.fed_tokens = 0  # tokens actually run through the model, for cost accounting
         self._history = [t for m in conversation.messages for t in encode_turn(guard.tokenizer, m.role, m.content)]
         self._suffix = encode_suffix(guard.tokenizer, "agent")
-        room = guard._answer_room(self.judging, self.grammar, category_scores or self.keep is not None)
+        room = guard._answer_room(self.judging, self.grammar, self._scored)
         self._seq, todo, self._prefix_len = guard._sequence(self.judging, "agent", guard.max_context, room)
         self._prefix_len += len(todo)
         self._run(todo + self._history)
@@ -80,7 +81,7 @@ class ResponseStream:
         self._reply = turn
         v = Verdict(status="error", role="agent", prompt_tokens=self._prefix_len + len(self._history) + len(turn) + len(self._suffix),
                     cached_tokens=self._prefix_len + len(self._history) + common)
-        self.guard._answer([self._seq], logits, [v], self.judging, self.grammar, self.category_scores or self.keep is not None)
+        self.guard._answer([self._seq], logits, [v], self.judging, self.grammar, self._scored)
         if self.keep is not None:
             v = keep_to(v, self.keep, self.guard.threshold, self.category_scores)
         # Keep the reply in the sequence, drop the suffix (it must come after whatever the next chunk adds).

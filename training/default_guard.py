@@ -455,8 +455,6 @@ def stage_student(p: Paths, shapes: list[str]) -> None:
 # runtime's default (filter: judge under all fourteen, keep these) leans on category accuracy; `card` scores that
 # too, from the dev_heldout and positions predictions (`_subset_filtered`).
 SUBSET = ("S1", "S9", "S10")
-
-
 SUBSET_SPLITS = ("dev_heldout", "positions")
 
 
@@ -684,13 +682,12 @@ def _subset_table(p: Paths, f) -> list[str]:
     F1 and FPR there, greedy and at a calibrated student's threshold."""
     from pocketguard.evaluate.metrics import evaluate_examples
 
+    prompted = [("prompt", (who, device, at), ex, vs) for who, device, at, ex, vs in _scored(p, "subset", p.eval / "subset.jsonl")]
+    filtered = [("filter", key, ex, vs) for key, (ex, vs) in _subset_filtered(p).items()]
     rows = []
-    for who, device, at, examples, verdicts in _scored(p, "subset", p.eval / "subset.jsonl"):
+    for mode, (who, device, at), examples, verdicts in prompted + filtered:
         o = evaluate_examples(examples, verdicts)["overall"]
-        rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | prompt | {f(o['recall'])} | {f(o['f1'])} | {f(o['fpr'])} |")
-    for (who, device, at), (examples, verdicts) in _subset_filtered(p).items():
-        o = evaluate_examples(examples, verdicts)["overall"]
-        rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | filter | {f(o['recall'])} | {f(o['f1'])} | {f(o['fpr'])} |")
+        rows.append(f"| {who} ({device}) | {'greedy' if at is None else at} | {mode} | {f(o['recall'])} | {f(o['f1'])} | {f(o['fpr'])} |")
     if not rows:
         return []
     return ["", f"| model | threshold | subset mode | recall, policy of {', '.join(SUBSET)} | F1 | FPR |",
@@ -701,7 +698,7 @@ def _subset_filtered(p: Paths) -> dict[tuple, tuple[list, list]]:
     """The subset split's rows as the runtime judges them by default (subset_mode "filter"), without another eval:
     each model's S1-S14 verdicts on dev_heldout and positions (eval predictions carry category scores) kept to SUBSET
     by `answer.keep_to`, the runtime's own function; (model, device, threshold) -> (examples, verdicts), for models
-    with both splits."""
+    with predictions on every one of SUBSET_SPLITS the data has."""
     import dataclasses
 
     from pocketguard.answer import keep_to
