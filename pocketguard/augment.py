@@ -14,12 +14,16 @@ from collections.abc import Mapping
 from pocketguard.policy import Policy
 
 
-def augment(example: Mapping, policy: Policy, rng: random.Random, p_drop: float = 0.5) -> tuple[Policy, str, list[str]]:
+def augment(example: Mapping, policy: Policy, rng: random.Random, p_drop: float = 0.5,
+            p_keep: float | None = 0.5) -> tuple[Policy, str, list[str]]:
     """Return (policy for the prompt, label, violated categories) for one labelled example.
 
     With probability `p_drop` the prompt lists a smaller policy: its size is drawn first (1 to len(policy) - 1),
-    then, for an unsafe example, whether the list keeps any of its violated categories, a fair coin whatever the
-    size. Drawing a uniform random subset instead keeps a violated category with probability size / len(policy):
+    then, for an unsafe example, whether the list keeps any of its violated categories: with probability `p_keep`
+    whatever the size (a fair coin by default), or, with `p_keep=None`, as a uniform random subset of that size
+    happens to (Llama Guard's own augmentation). Both relabel the same share of unsafe examples safe overall (a
+    quarter at p_drop 0.5, for one violated code); they differ in how that share depends on the list's size.
+    The uniform subset keeps a violated category with probability size / len(policy):
     a list of 3 of the 14 kept it 21 % of the time, so "a short list means safe" was right 79 % of the time, and the
     guard shipped on 2026-12-04, trained so, learned it (harmful asks in S1/S9/S10 under `keep = ["S1", "S9",
     "S10"]`: recall 0.298, against 0.885 under S1-S14; docs/policy.md, *Subsets of the default*). Trained with
@@ -37,7 +41,9 @@ def augment(example: Mapping, policy: Policy, rng: random.Random, p_drop: float 
         size = rng.randint(1, len(codes) - 1)
         hit = [c for c in codes if c in categories]
         rest = [c for c in codes if c not in categories]
-        if hit and (rng.random() < 0.5 or not rest):  # keep some of what it violates (always, if nothing else is left)
+        if p_keep is None:
+            keep = set(rng.sample(codes, size))
+        elif hit and (rng.random() < p_keep or not rest):  # keep some of what it violates (always, if nothing else is left)
             n_hit = rng.randint(max(1, size - len(rest)), min(len(hit), size))
             keep = set(rng.sample(hit, n_hit)) | set(rng.sample(rest, size - n_hit))
         else:  # keep none of it: a list of the other categories only

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import random
-import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
+from .augment import augment as draw_policy
 from .conversation import Conversation, ConversationError
 from .policy import Policy
 from .prompt import answer_text, encode_prompt, encode_turn
@@ -147,23 +147,15 @@ def collate(items: Sequence[Encoded], pad_id: int = 0) -> Batch:
     return Batch(tokens, valid, targets, first, labels)
 
 
-def _augmenter() -> Callable | None:
-    try:
-        from .augment import augment  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return augment
-
-
 class GuardData:
     """Labelled examples → encoded guard prompts, with optional per-epoch policy augmentation."""
 
     def __init__(self, examples: Sequence[dict], tokenizer: Tokenizer, policy: Policy, max_len: int,
-                 overlong: str = "skip", augment: bool = False, seed: int = 0):
+                 overlong: str = "skip", augment: bool = False, seed: int = 0, augment_keep: float | None = 0.5):
+        """`augment`: Llama Guard's policy augmentation, drawn afresh per epoch (`pocketguard.augment`, whose `p_keep`
+        is `augment_keep`)."""
         self.tokenizer, self.policy, self.max_len, self.overlong, self.seed = tokenizer, policy, max_len, overlong, seed
-        self.augment_fn = _augmenter() if augment else None
-        if augment and self.augment_fn is None:
-            warnings.warn("augment=True but pocketguard.augment is not available: training without augmentation")
+        self.augment, self.augment_keep = augment, augment_keep
         self.examples: list[dict] = []
         self.encoded: list[Encoded] = []
         skipped = 0
@@ -183,11 +175,11 @@ class GuardData:
         return len(self.encoded)
 
     def get(self, i: int, epoch: int) -> Encoded:
-        if self.augment_fn is None:
+        if not self.augment:
             return self.encoded[i]
         rng = random.Random((self.seed * 1_000_003 + epoch) * 1_000_003 + i)
-        # pocketguard.augment: (policy shown in the prompt, label, violated codes under that policy)
-        pol, label, cats = self.augment_fn(self.examples[i], self.policy, rng)
+        # (policy shown in the prompt, label, violated codes under that policy)
+        pol, label, cats = draw_policy(self.examples[i], self.policy, rng, p_keep=self.augment_keep)
         ex = {**self.examples[i], "label": label, "categories": cats}
         e = encode_example(self.tokenizer, pol, ex, self.max_len, self.overlong)
         return e if e is not None else self.encoded[i]

@@ -78,7 +78,10 @@ class TrainConfig:
     eval_every: int = 0  # steps; 0: only at the end (when dev data are given)
     save_every: int = 0  # steps; 0: only at the end (when out_dir is set)
     log_every: int = 10
-    augment: bool = False  # Llama Guard's policy shuffle/drop augmentation (needs pocketguard.augment)
+    augment: bool = False  # Llama Guard's policy shuffle/drop augmentation (pocketguard.augment)
+    # How often a shortened list keeps a category the example violates: a probability whatever the list's size,
+    # or "uniform" (a uniform random subset, Llama Guard's; short lists then mostly mean safe)
+    augment_keep: float | str = 0.5
     bucket: bool = True  # length-bucketed batches
     parallel: str = "ddp"  # under torchrun: "ddp" or "fsdp"
     out_dir: str | None = None  # train_state.pt + train_log.jsonl; enables resume
@@ -91,6 +94,9 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.overlong not in ("skip", "truncate"):
             raise ValueError(f"overlong must be 'skip' or 'truncate', got {self.overlong!r}")
+        if self.augment_keep != "uniform" and not (isinstance(self.augment_keep, (int, float))
+                                                   and 0.0 <= self.augment_keep <= 1.0):
+            raise ValueError(f"augment_keep must be a probability or 'uniform', got {self.augment_keep!r}")
         if self.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         if self.batch_size < 1 or self.grad_accum < 1:
@@ -375,7 +381,8 @@ def train(
                          f"not {teacher.args.dim}")
     # A prompt longer than the model's context cannot be trained on: the cap is the smaller of the two.
     max_len = min(config.max_len, model.args.max_seq_len)
-    data = GuardData(examples, tokenizer, policy, max_len, config.overlong, config.augment, config.seed)
+    data = GuardData(examples, tokenizer, policy, max_len, config.overlong, config.augment, config.seed,
+                     augment_keep=None if config.augment_keep == "uniform" else float(config.augment_keep))
     if data.skipped and rank == 0:
         warnings.warn(f"{data.skipped} example(s) skipped: the judged turn alone exceeds max_len={max_len}")
 

@@ -79,3 +79,21 @@ def test_a_short_list_is_no_sign_of_safe():
     for seed in range(20):
         policy, label, cats = augment({"label": "unsafe", "categories": ["S1", "S9"]}, small, random.Random(seed), p_drop=1.0)
         assert len(policy) == 1 and label == "unsafe" and cats == list(policy.codes)
+
+
+def test_uniform_subsets_make_short_lists_mostly_safe():
+    """p_keep=None is Llama Guard's draw: a uniform subset of the drawn size, which lists a single violated code
+    with probability size / len(policy) -- the share of unsafe examples turned safe overall matches the fair coin."""
+    from collections import defaultdict
+
+    base = Policy.default()
+    by_size: dict[int, list[bool]] = defaultdict(list)
+    for seed in range(6000):
+        policy, label, cats = augment({"label": "unsafe", "categories": ["S9"]}, base, random.Random(seed),
+                                      p_drop=1.0, p_keep=None)
+        assert label == ("unsafe" if "S9" in policy else "safe") and cats == (["S9"] if "S9" in policy else [])
+        by_size[len(policy)].append(label == "unsafe")
+    for size, outcomes in by_size.items():
+        assert abs(sum(outcomes) / len(outcomes) - size / len(base)) < 0.12, size
+    overall = sum(sum(o) for o in by_size.values()) / 6000
+    assert 0.45 < overall < 0.55

@@ -189,12 +189,30 @@ def test_ce_needs_every_answer_token_in_the_head(tok):
 
 
 def test_augmentation_changes_the_policy_between_epochs(tok):
-    pytest.importorskip("pocketguard.augment")
     exs = [e for e in toy_examples(40, seed=9) if e["label"] == "unsafe"][:5]
     data = GuardData(exs, tok, POLICY, 256, augment=True, seed=0)
     seen = {tuple(data.get(i, epoch).ids) for i in range(len(exs)) for epoch in range(6)}
     assert len(seen) > len(exs)  # shuffled / dropped categories give new prompts (and answers)
     assert data.get(0, 3).ids == data.get(0, 3).ids  # reproducible
+
+
+def test_augment_keep_reaches_the_draw(tok):
+    """`augment_keep` (a recipe's [train] key) decides how often a shortened list still lists a violated code:
+    at 1.0 an unsafe example never turns safe, at 0.0 a shortened one always does."""
+    exs = [{"messages": [{"role": "user", "content": f"how do I stab person {i}"}], "label": "unsafe",
+            "categories": ["S1"]} for i in range(40)]
+
+    def safe_share(keep):
+        data = GuardData(exs, tok, POLICY, 256, augment=True, seed=0, augment_keep=keep)
+        labels = [data.get(i, e).label for i in range(len(exs)) for e in range(5)]
+        return labels.count(0) / len(labels)
+
+    assert safe_share(1.0) == 0.0
+    assert 0.3 < safe_share(0.0) < 0.7  # every shortened list (p_drop 0.5) drops S1
+    assert TrainConfig(augment_keep="uniform").augment_keep == "uniform"
+    for bad in (1.5, -0.1, "fair"):
+        with pytest.raises(ValueError, match="augment_keep"):
+            TrainConfig(augment_keep=bad)
 
 
 # ------------------------------------------------------------------------------------------- DDP (gloo)
