@@ -41,8 +41,10 @@ import os
 import sys
 from pathlib import Path
 
+from .bench_throughput import COMPARE
 from .bench_workers import (ALTERNATIVES, DECODE_STEPS, _ensure_gguf, _ensure_pte, _run_worker, grammar_spec,
                             peer_missing)
+from .policy import SUBSET_MODE_HELP, SUBSET_MODES
 
 # Nothing heavy at module level: the llama.cpp worker must stay torch-free for a clean RSS figure.
 
@@ -279,6 +281,10 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-tokens", type=int, default=None,
                    help="--throughput: prompt tokens per packed pass (default: the guard's, 4096)")
     p.add_argument("--device", default="cpu", help="--throughput: torch device (cuda: with --shape, a bf16 random model)")
+    p.add_argument("--policy", type=Path, help="--throughput: judge the mix under this policy TOML (docs/policy.md)")
+    p.add_argument("--subset-mode", choices=(*SUBSET_MODES, COMPARE), default="filter",
+                   help=f"--throughput: {SUBSET_MODE_HELP}; '{COMPARE}' measures the guard's own policy, then --policy (a "
+                        "part of it) filtered and prompted, on the same conversations, with each run's ratio to the first")
     p.add_argument("--alternatives", action="store_true",
                    help="instead: time pocketguard's CPU execution strategies (AMX, portable kernels, fp32, bf16) "
                         "and thread counts on the same model, whole-model prefill and decode")

@@ -3,6 +3,7 @@
     pocketguard bench --throughput                                  # the shipped guard, the bundled mix
     pocketguard bench --throughput --mix my.jsonl --n 256 --markdown
     pocketguard bench --throughput --shape lg3-1b-int4 --device cuda   # random 1B-shaped guard on a GPU
+    pocketguard bench --throughput --policy keep.toml --subset-mode compare   # a subset: own policy, filter, prompt
 
 The mix: `--mix FILE` (JSONL, one conversation a line: `{"messages": [...]}`, or `{"text": "..."}` for a user
 prompt) or the bundled generated one: `--n` conversations (half user prompts, half agent replies) whose judged
@@ -18,6 +19,12 @@ The roofline is computed from the kernel's own rate in the same run: every linea
 timed on 256 rows (`kernel GMAC/s`), and a prompt costs the multiply-accumulates of its tokens that are
 not in the policy-prefix cache plus its answer steps; roofline prompts/s = rate / (MACs per token x tokens a
 prompt must run). Attention, norms and the answer grammar are the overhead the batched path must keep small.
+
+`--policy FILE` judges the mix under that policy, in `--subset-mode` filter or prompt (docs/policy.md, *Subsets of
+the default*). `--subset-mode compare` takes a policy that leaves out some of the guard's own categories and measures
+three runs on the same conversations, one after the other: the guard's own policy (the reference), the subset
+filtered, and the subset prompted; each gets its table, then one table gives each run's prompts/s as a ratio to the
+reference.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import time
 from pathlib import Path
 
 TARGET_SPEEDUP, TARGET_ROOFLINE = 2.5, 0.5
+COMPARE = "compare"  # --subset-mode: the guard's own policy, then the subset under each of policy.SUBSET_MODES
 _WORDS = ("the a of to and in is it you that he was for on are with as his they be at one have this from or had by "
           "word but what some we can out other were all there when up use your how said an each she which do their "
           "time if will way about many then them write would like so these her long make thing see him two has look "
@@ -113,29 +121,59 @@ def _sync(dev) -> None:
         torch.cuda.synchronize(dev)
 
 
-def random_guard(shape: dict, device: str, dtype: str):
+def random_guard(shape: dict, device: str, dtype: str, policy=None, subset_mode: str = "filter"):
     """A random-weight guard of a shape (`bench.SHAPES[name]["args"]`) on `device`, with the shipped guard's
     tokenizer (so no download: throughput does not depend on the vocabulary, the head is pruned to the
-    answer tokens)."""
+    answer tokens). Its own policy is S1-S14, as the shipped guard's; it judges `policy` (default: that one)
+    in `subset_mode`."""
     import torch
 
     from .compress.prune import guard_output_token_ids
     from .guard import DEFAULT_MODEL_DIR, Guard
+    from .loaded import policy_dict
     from .model import ModelArgs, Transformer
     from .policy import Policy
     from .tokenizer import Tokenizer
 
     tok = Tokenizer.load(DEFAULT_MODEL_DIR)
-    policy = Policy.default()
+    own = Policy.default()
     spec = {**shape, "vocab_size": tok.vocab_size}
-    args = ModelArgs(**spec, output_token_ids=guard_output_token_ids(tok, policy))
+    args = ModelArgs(**spec, output_token_ids=guard_output_token_ids(tok, own))
     with torch.device(device):
         model = Transformer(args)
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.fill_(1.0) if name.endswith("norm.weight") else p.normal_(0.0, 0.02)
     model = model.to(getattr(torch, dtype)).eval()
-    return Guard(model, tok, policy, max_context=2048)
+    return Guard(model, tok, policy or own, max_context=2048, meta={"policy": policy_dict(own)}, subset_mode=subset_mode)
+
+
+def describe(guard) -> str:
+    """The policy a guard judges, for a title: its own, or the codes asked for and, for a part of its own, how."""
+    if guard.policy == guard.own_policy:
+        return f"the guard's own policy ({len(guard.policy)} categories)"
+    how = f", subset_mode {guard.subset_mode}" if guard.policy.within(guard.own_policy) else ""
+    return f"policy {', '.join(guard.policy.codes)}{how}"
+
+
+def policy_runs(guard, compare: bool) -> list:
+    """The guards to measure: `guard` as loaded, or with `compare` (`--subset-mode compare`; its policy must leave
+    out some of its own categories) the guard judging its own policy (the reference), then its policy filtered and
+    prompted. These are shallow copies: one model, one prefix cache and grammar cache (keyed by policy)."""
+    import copy
+
+    if not compare:
+        return [guard]
+    if not guard.policy.within(guard.own_policy):
+        raise ValueError(f"--subset-mode {COMPARE} needs a policy that leaves out some of the guard's own categories "
+                         f"({', '.join(guard.own_policy.codes)}) and changes none; this one lists "
+                         f"{', '.join(guard.policy.codes)}")
+    runs = []
+    for policy, mode in [(guard.own_policy, "filter"), (guard.policy, "filter"), (guard.policy, "prompt")]:
+        g = copy.copy(guard)
+        g.policy, g.subset_mode = policy, mode
+        runs.append(g)
+    return runs
 
 
 def _same(a, b) -> bool:
@@ -214,6 +252,20 @@ def render(res: dict, title: str, markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
+def render_compare(results: list[tuple[str, dict]], markdown: bool = False) -> str:
+    """`--subset-mode compare`'s summary: each run's prompts/s, one by one and batched, as a ratio to the first
+    run's (the guard's own policy), measured on the same conversations."""
+    ref = results[0][1]
+    lines = ["**Policy runs, same conversations**" if markdown else "Policy runs, same conversations", "",
+             "| policy | one by one prompts/s | vs own policy | batched prompts/s | vs own policy | mean prompt tokens |",
+             "|---|---|---|---|---|---|"]
+    for label, res in results:
+        one, bat = res["one_by_one"]["prompts_s"], res["batched"]["prompts_s"]
+        lines.append(f"| {label} | {one:,.2f} | {one / ref['one_by_one']['prompts_s']:.2f}x | {bat:,.2f} | "
+                     f"{bat / ref['batched']['prompts_s']:.2f}x | {res['mean_prompt_tokens']:.0f} |")
+    return "\n".join(lines)
+
+
 def run(args, shapes: dict) -> int:
     """`pocketguard bench --throughput`; `shapes` are `bench.SHAPES` (passed in: bench imports this module)."""
     import os
@@ -222,14 +274,20 @@ def run(args, shapes: dict) -> int:
     import torch
 
     from .guard import Guard
+    from .policy import Policy
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     small = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("n", "batch_size") if getattr(args, k) < 1]
     if small:
         print(f"error: {', '.join(small)}: must be at least 1", file=sys.stderr)
         return 2
-    try:  # before the model loads: a bad line should not cost the minutes a large guard takes
+    compare = args.subset_mode == COMPARE
+    mode = "filter" if compare else args.subset_mode
+    try:  # before the model loads: a bad line or policy should not cost the minutes a large guard takes
         mix = read_mix(args.mix) if args.mix else None
+        policy = Policy.from_toml(args.policy) if args.policy else None  # PolicyError is a ValueError
+        if compare and policy is None:
+            raise ValueError(f"--subset-mode {COMPARE} needs --policy (a part of the guard's own categories)")
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -237,27 +295,40 @@ def run(args, shapes: dict) -> int:
     torch.set_num_threads(threads)
     if args.shape:
         guard = random_guard(shapes[args.shape]["args"], args.device,
-                             "bfloat16" if args.device.startswith("cuda") else "float32")
+                             "bfloat16" if args.device.startswith("cuda") else "float32", policy, mode)
     else:
-        guard = Guard.load(args.model, device=args.device)
+        guard = Guard.load(args.model, policy=policy, device=args.device, subset_mode=mode)
     if args.batch_tokens:
         guard.batch_tokens = args.batch_tokens
+    try:
+        guards = policy_runs(guard, compare)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     convs = mix if mix is not None else bundled_mix(guard.tokenizer, args.n, args.seed)
     kernel = (guard.meta.get("runtime_cpu") or {}).get("kernel", "torch")
     from .runtime_cpu import attention_name
 
     where = (torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
              else f"{threads} threads, {platform.machine()}, kernels: {kernel}, attention: {attention_name()}")
-    log(f"judging {len(convs)} conversations, {args.runs} repetitions, {where} ...")
-    res = measure(guard, convs, repeats=args.runs, batch_size=args.batch_size, log=log)
-    res["peer"] = llamacpp_batched(args, guard, convs, res, threads, log)
     title = (f"{args.shape or args.model or 'shipped default guard'} | {args.mix or 'bundled mix'} | {where} | "
              f"up to {args.batch_size} prompts / {guard.batch_tokens} tokens per pass")
-    print(render(res, title, markdown=args.markdown))
+    results: list = []  # (label, {"title": ..., **measurement}) per guard
+    for g in guards:
+        label = describe(g) if policy is not None else None  # without --policy: the title as it always was
+        run_title = f"{title} | {label}" if label else title
+        log(f"judging {len(convs)} conversations{f' under {label}' if label else ''}, {args.runs} repetitions, {where} ...")
+        res = measure(g, convs, repeats=args.runs, batch_size=args.batch_size, log=log)
+        res["peer"] = llamacpp_batched(args, g, convs, res, threads, log)
+        print(("\n" if results else "") + render(res, run_title, markdown=args.markdown))
+        results.append((label, {"title": run_title, **res}))
+    if compare:
+        print("\n" + render_compare(results, markdown=args.markdown))
     if args.json:
+        records = [r for _, r in results]
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"title": title, **res}, indent=1))
-    return 0 if res["identical_verdicts"] and not res["errors"] else 1
+        args.json.write_text(json.dumps(records[0] if len(records) == 1 else {"title": title, "runs": records}, indent=1))
+    return 0 if all(r["identical_verdicts"] and not r["errors"] for _, r in results) else 1
 
 
 def llamacpp_passes(prompts: list, batch_size: int, batch_tokens: int) -> list[dict]:
@@ -292,6 +363,9 @@ def llamacpp_batched(args, guard, convs: list, res: dict, threads: int, log) -> 
         return f"llama.cpp batched: {why}"
     if args.shape:
         return "llama.cpp batched: needs --model (a random --shape guard has no checkpoint to export)"
+    if guard._judging(guard.policy)[1] is not None:
+        return ("llama.cpp batched: not with subset_mode filter (pocketguard scores all of the guard's categories and "
+                "keeps the verdict to the policy's; the peer only decodes an answer)")
     from .bench_workers import _ensure_gguf, _run_worker, grammar_spec
     from .conversation import as_conversation
     from .guard import DEFAULT_MODEL_DIR

@@ -63,6 +63,11 @@ def test_random_guard_of_a_shape():
     g = BT.random_guard(shape, "cpu", "float32")
     assert g.model.args.dim == 64 and g.model.output_token_ids is not None
     assert g.moderate("hello").status in ("safe", "unsafe")
+    from pocketguard.policy import Policy
+
+    keep = Policy.default().subset(["S1", "S9"])
+    g = BT.random_guard(shape, "cpu", "float32", keep, "prompt")  # its own policy is S1-S14, as the shipped guard's
+    assert (g.own_policy, g.policy, g.subset_mode) == (Policy.default(), keep, "prompt")
 
 
 def test_cli_flag_reaches_the_throughput_bench():
@@ -120,3 +125,109 @@ def test_llamacpp_batched_peer_answers_as_one_at_a_time_and_as_pocketguard(tiny_
     alone = _run_worker("llamacpp_batched", {**base, "passes": BT.llamacpp_passes(prompts, 1, 4096)}, tmp_path)
     assert "error" not in together and together["answers"] == alone["answers"]
     assert together["answers"] == [v.answer for v in g.moderate_batch(convs)]
+
+
+KEEP_TOML = 'base = "default"\nkeep = ["S1", "S9", "S10"]\n'
+
+
+def _keep_guard(tok):
+    """A tiny guard whose own policy is S1-S14 (as the shipped guard's policy.toml says), asked for S1, S9, S10."""
+    from pocketguard.loaded import policy_dict
+    from pocketguard.policy import Policy
+
+    model = T.tiny_model(T.tiny_args(vocab_size=tok.vocab_size), seed=3, std=0.1)
+    return Guard(model, tok, Policy.default().subset(["S1", "S9", "S10"]), max_context=700,
+                 meta={"policy": policy_dict(Policy.default())})
+
+
+def test_compare_measures_own_policy_then_the_subset_filtered_and_prompted(tiny_tok):
+    """`--subset-mode compare`: three guards over one model (the guard's own policy, the subset filtered, the subset
+    prompted), measured on the same conversations; filtered verdicts name kept codes only, the prompt lists fewer."""
+    from pocketguard.policy import Policy
+
+    g = _keep_guard(tiny_tok)
+    keep = g.policy
+    runs = BT.policy_runs(g, compare=True)
+    assert [(r.policy, r.subset_mode) for r in runs] == [(Policy.default(), "filter"), (keep, "filter"), (keep, "prompt")]
+    assert all(r.model is g.model for r in runs) and (g.policy, g.subset_mode) == (keep, "filter")  # copies, one model
+    assert [BT.describe(r) for r in runs] == ["the guard's own policy (14 categories)", "policy S1, S9, S10, subset_mode filter",
+                                              "policy S1, S9, S10, subset_mode prompt"]
+    assert BT.policy_runs(g, compare=False) == [g]
+    convs = ["how do I make a bomb", "bread recipe", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "kill it"}]]
+    results = [(BT.describe(r), BT.measure(r, convs, repeats=1, batch_size=2, log=lambda m: None)) for r in runs]
+    assert all(res["identical_verdicts"] and res["errors"] == 0 for _, res in results)
+    own, filtered, prompted = (res["mean_prompt_tokens"] for _, res in results)
+    assert own == filtered > prompted  # filter lists all fourteen, prompt the three
+    for r in runs:
+        r.threshold = 0.0  # flag everything, so every verdict names codes
+    named = [{c for v in r.moderate_batch(convs) for c in v.categories} for r in runs]
+    assert named[1] and named[1] <= set(keep.codes) and named[2] <= set(keep.codes)
+    table = BT.render_compare(results, markdown=True)
+    assert "| the guard's own policy (14 categories) |" in table and "| policy S1, S9, S10, subset_mode prompt |" in table
+    assert table.count("| 1.00x |") >= 2  # the reference row against itself, one by one and batched
+    # a policy that is not a part of the guard's own has nothing to compare
+    with pytest.raises(ValueError, match="leaves out some of the guard's own categories"):
+        BT.policy_runs(Guard(g.model, tiny_tok, keep), compare=True)  # no recorded policy: the subset is its own
+
+
+def test_policy_and_subset_mode_reach_the_guard(tmp_path, tiny_hf_dir, capsys, monkeypatch):
+    """On the command line: --policy and --subset-mode reach the guard that is measured (or, with compare, the three);
+    without --policy the report is the one run it always was."""
+    import shutil
+
+    from pocketguard.cli import main
+    from pocketguard.loaded import save_guard_meta
+    from pocketguard.policy import Policy
+
+    recorded = shutil.copytree(tiny_hf_dir, tmp_path / "recorded")
+    save_guard_meta(recorded, {"policy": Policy.default()})
+    (tmp_path / "keep.toml").write_text(KEEP_TOML)
+    mix = tmp_path / "mix.jsonl"
+    mix.write_text("\n".join(json.dumps(t) for t in ["how do I make a bomb", "bread recipe", "hello there"]) + "\n")
+    seen = []
+    real = BT.measure
+    monkeypatch.setattr(BT, "measure", lambda g, *a, **k: seen.append((g.policy.codes, g.subset_mode)) or real(g, *a, **k))
+    base = ["bench", "--throughput", "--model", str(recorded), "--mix", str(mix), "--runs", "1", "--threads", "1"]
+    keep = ["S1", "S9", "S10"]
+
+    assert main(base + ["--json", str(tmp_path / "plain.json")]) == 0
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    assert seen == [(Policy.default().codes, "filter")] and "runs" not in plain and plain["title"].endswith("tokens per pass")
+    assert capsys.readouterr().out.count("| mode | prompts/s |") == 1
+
+    seen.clear()
+    assert main(base + ["--policy", str(tmp_path / "keep.toml"), "--subset-mode", "prompt"]) == 0
+    assert seen == [(keep, "prompt")] and "| policy S1, S9, S10, subset_mode prompt" in capsys.readouterr().out
+
+    seen.clear()
+    out_json = tmp_path / "compare.json"
+    assert main(base + ["--policy", str(tmp_path / "keep.toml"), "--subset-mode", "compare", "--json", str(out_json)]) == 0
+    assert seen == [(Policy.default().codes, "filter"), (keep, "filter"), (keep, "prompt")]
+    out = capsys.readouterr().out
+    assert out.count("| mode | prompts/s |") == 3 and "Policy runs, same conversations" in out
+    runs = json.loads(out_json.read_text())["runs"]
+    assert [r["title"].rsplit(" | ", 1)[1] for r in runs] == [
+        "the guard's own policy (14 categories)", "policy S1, S9, S10, subset_mode filter", "policy S1, S9, S10, subset_mode prompt"]
+
+
+def test_bad_policy_is_a_clean_error(tmp_path, tiny_hf_dir, capsys):
+    """A policy file that does not parse, or names an unknown code, stops the bench before the model loads (`--shape`
+    would build a 1B model); compare needs a policy that is a part of the guard's own."""
+    from pocketguard.cli import main
+
+    quick = ["bench", "--throughput", "--shape", "lg3-1b-int4"]
+    for text, msg in [("keep = [", "is not valid TOML"), ('base = "default"\nkeep = ["S99"]\n', "keep:")]:
+        (tmp_path / "bad.toml").write_text(text)
+        assert main(quick + ["--policy", str(tmp_path / "bad.toml")]) == 2
+        assert msg in capsys.readouterr().err
+    assert main(quick + ["--policy", str(tmp_path / "missing.toml")]) == 2
+    assert "policy file not found" in capsys.readouterr().err
+    assert main(quick + ["--subset-mode", "compare"]) == 2
+    assert "--subset-mode compare needs --policy" in capsys.readouterr().err
+    # a checkpoint that records no policy takes --policy as its own: no subset of it to compare
+    (tmp_path / "keep.toml").write_text(KEEP_TOML)
+    assert main(["bench", "--throughput", "--model", str(tiny_hf_dir), "--policy", str(tmp_path / "keep.toml"),
+                 "--subset-mode", "compare", "--threads", "1"]) == 2
+    assert "leaves out some of the guard's own categories" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(quick + ["--subset-mode", "drop"])
