@@ -94,8 +94,8 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.overlong not in ("skip", "truncate"):
             raise ValueError(f"overlong must be 'skip' or 'truncate', got {self.overlong!r}")
-        if self.augment_keep != "uniform" and not (isinstance(self.augment_keep, (int, float))
-                                                   and 0.0 <= self.augment_keep <= 1.0):
+        keep = self.augment_keep
+        if keep != "uniform" and (isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 <= keep <= 1.0):
             raise ValueError(f"augment_keep must be a probability or 'uniform', got {self.augment_keep!r}")
         if self.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")

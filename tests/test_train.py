@@ -210,7 +210,7 @@ def test_augment_keep_reaches_the_draw(tok):
     assert safe_share(1.0) == 0.0
     assert 0.3 < safe_share(0.0) < 0.7  # every shortened list (p_drop 0.5) drops S1
     assert TrainConfig(augment_keep="uniform").augment_keep == "uniform"
-    for bad in (1.5, -0.1, "fair"):
+    for bad in (1.5, -0.1, "fair", True):
         with pytest.raises(ValueError, match="augment_keep"):
             TrainConfig(augment_keep=bad)
 
