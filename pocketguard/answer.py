@@ -11,7 +11,7 @@ in Python over the candidate vocabulary. Anything that cannot finish a valid ans
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Literal, Sequence
 
 import torch
@@ -259,20 +259,19 @@ def keep_to(v: Verdict, policy: Policy, threshold: float | None, category_scores
     of them)), and the verdict follows it: unsafe iff it reaches the threshold (0.5 when decoding greedily), naming
     the codes of the policy the answer named, else the policy's likeliest one. So the decision and the score come
     from one number, as without a subset. `answer` keeps the model's own text (under the whole policy); an error
-    stays an error."""
+    stays an error. `v` is left as it was: the kept verdict is a new one."""
     if v.status == "error" or v.category_scores is None:
         return v
     scores = {c: v.category_scores[c] for c in policy.codes}
     p = min(1.0, sum(scores.values()))
     named = [c for c in policy.codes if c in v.categories]
     outside = [c for c in v.categories if c not in policy]
-    if p >= (0.5 if threshold is None else threshold):
-        v.status, v.categories = "unsafe", named or [max(scores, key=scores.__getitem__)]
-    else:
-        v.status, v.categories = "safe", []
-    v.category_names, v.p_unsafe = policy.names(v.categories), p
-    v.category_scores = scores if category_scores else None
+    unsafe = p >= (0.5 if threshold is None else threshold)
+    categories = (named or [max(scores, key=scores.__getitem__)]) if unsafe else []
+    notes = list(v.notes)
     if outside:
-        v.notes.append(f"judged under all of the guard's categories: it also named {', '.join(outside)}, which this "
-                       "policy leaves out")
-    return v
+        notes.append(f"judged under all of the guard's categories: it also named {', '.join(outside)}, which this "
+                     "policy leaves out")
+    return replace(v, status="unsafe" if unsafe else "safe", categories=categories,
+                   category_names=policy.names(categories), p_unsafe=p,
+                   category_scores=scores if category_scores else None, notes=notes)

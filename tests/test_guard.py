@@ -1,11 +1,13 @@
 """Guard runtime: constrained answers, fail-closed errors, prefix cache, batching, context policy."""
 
+import dataclasses
 import json
 import random
 
 import pytest
 import torch
 
+from pocketguard.answer import keep_to
 from pocketguard.model import ModelArgs, Transformer
 from pocketguard.loaded import policy_dict
 from pocketguard.policy import Policy
@@ -269,6 +271,10 @@ def test_a_subset_of_the_guards_policy_is_judged_under_all_of_it_and_kept_to_the
             alone = g.moderate(a, policy=KEEP)  # one alone = in a batch; scores not asked for: none given
             assert (alone.status, alone.categories, alone.category_scores) == (v.status, v.categories, None)
             seen |= {("named" if named else "likeliest") if v.status == "unsafe" else "safe", bool(outside)}
+            before = dataclasses.asdict(f)
+            k = keep_to(f, KEEP, threshold, True)  # the runtime's function on the full verdict: the same, as a new one
+            assert (k.status, k.categories, k.p_unsafe) == (v.status, v.categories, pytest.approx(v.p_unsafe, rel=1e-5))
+            assert dataclasses.asdict(f) == before
     assert seen == {"named", "likeliest", "safe", True, False}  # every branch of answer.keep_to ran
 
 

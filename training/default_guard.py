@@ -699,8 +699,6 @@ def _subset_filtered(p: Paths) -> dict[tuple, tuple[list, list]]:
     each model's S1-S14 verdicts on dev_heldout and positions (eval predictions carry category scores) kept to SUBSET
     by `answer.keep_to`, the runtime's own function; (model, device, threshold) -> (examples, verdicts), for models
     with predictions on every one of SUBSET_SPLITS the data has."""
-    import dataclasses
-
     from pocketguard.answer import keep_to
     from pocketguard.policy import Policy
 
@@ -711,7 +709,7 @@ def _subset_filtered(p: Paths) -> dict[tuple, tuple[list, list]]:
         for who, device, at, examples, verdicts in _scored(p, split, p.data / f"{split}.jsonl"):
             rows = [(e, v) for i, (e, v) in enumerate(zip(examples, verdicts)) if in_subset(split, i, e.label, e.categories)]
             got[(who, device, at)] = ([e for e, _ in rows],
-                                      [keep_to(dataclasses.replace(v, notes=list(v.notes)), keep, at, False) for _, v in rows])
+                                      [keep_to(v, keep, at, False) for _, v in rows])
         per_split.append(got)
     both = set.intersection(*(set(g) for g in per_split)) if per_split else set()  # not part of the rows: misleading
     return {k: ([e for g in per_split for e in g[k][0]], [v for g in per_split for v in g[k][1]])
