@@ -252,15 +252,16 @@ def finish(v: Verdict, a: Answer, grammar: AnswerGrammar, policy: Policy) -> Ver
     return v
 
 
-def keep_to(v: Verdict, policy: Policy, threshold: float | None, category_scores: bool) -> Verdict:
+def keep_to(v: Verdict, policy: Policy | None, threshold: float | None, category_scores: bool) -> Verdict:
     """A verdict judged under the guard's own policy, kept to `policy` (a part of it; `guard.Guard._judging`).
 
     p_unsafe becomes the category scores' mass on the policy's codes (p_unsafe x P(the first code named is one
     of them)), and the verdict follows it: unsafe iff it reaches the threshold (0.5 when decoding greedily), naming
     the codes of the policy the answer named, else the policy's likeliest one. So the decision and the score come
     from one number, as without a subset. `answer` keeps the model's own text (under the whole policy); an error
-    stays an error. `v` is left as it was: the kept verdict is a new one."""
-    if v.status == "error" or v.category_scores is None:
+    stays an error. `v` is left as it was: the kept verdict is a new one. With no `policy` (`Guard._judging` found
+    nothing to keep to) `v` itself is the verdict."""
+    if policy is None or v.status == "error" or v.category_scores is None:
         return v
     scores = {c: v.category_scores[c] for c in policy.codes}
     p = min(1.0, sum(scores.values()))

@@ -39,15 +39,16 @@ def augment(example: Mapping, policy: Policy, rng: random.Random, p_drop: float 
     codes = policy.codes
     if len(codes) > 1 and rng.random() < p_drop:
         size = rng.randint(1, len(codes) - 1)
-        hit = [c for c in codes if c in categories]
-        rest = [c for c in codes if c not in categories]
         if p_keep is None:
             keep = set(rng.sample(codes, size))
-        elif hit and (rng.random() < p_keep or not rest):  # keep some of what it violates (always, if nothing else is left)
-            n_hit = rng.randint(max(1, size - len(rest)), min(len(hit), size))
-            keep = set(rng.sample(hit, n_hit)) | set(rng.sample(rest, size - n_hit))
-        else:  # keep none of it: a list of the other categories only
-            keep = set(rng.sample(rest, min(size, len(rest))))
+        else:
+            hit = [c for c in codes if c in categories]
+            rest = [c for c in codes if c not in categories]
+            if hit and (rng.random() < p_keep or not rest):  # keep some of what it violates (always, if nothing else is left)
+                n_hit = rng.randint(max(1, size - len(rest)), min(len(hit), size))
+                keep = set(rng.sample(hit, n_hit)) | set(rng.sample(rest, size - n_hit))
+            else:  # keep none of it: a list of the other categories only
+                keep = set(rng.sample(rest, min(size, len(rest))))
         codes = [c for c in codes if c in keep]
     violated = [c for c in codes if c in categories]
     return policy.subset(codes).shuffled(rng), "unsafe" if violated else "safe", violated

@@ -317,7 +317,7 @@ class Guard:
             scored = self._judge([jobs[i] for i in chunk], policy, grammar, category_scores or keep is not None, chunk_steps)
             for i, v in zip(chunk, scored):
                 v.truncation = jobs[i].truncation
-                judged[i] = keep_to(v, keep, self.threshold, category_scores) if keep is not None else v
+                judged[i] = keep_to(v, keep, self.threshold, category_scores)
             start = end
         results: dict[int, list[Verdict]] = {}
         for j, v in zip(jobs, judged):  # in job order: a conversation's windows in their order

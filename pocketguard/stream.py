@@ -82,8 +82,7 @@ class ResponseStream:
         v = Verdict(status="error", role="agent", prompt_tokens=self._prefix_len + len(self._history) + len(turn) + len(self._suffix),
                     cached_tokens=self._prefix_len + len(self._history) + common)
         self.guard._answer([self._seq], logits, [v], self.judging, self.grammar, self._scored)
-        if self.keep is not None:
-            v = keep_to(v, self.keep, self.guard.threshold, self.category_scores)
+        v = keep_to(v, self.keep, self.guard.threshold, self.category_scores)
         # Keep the reply in the sequence, drop the suffix (it must come after whatever the next chunk adds).
         self._seq.length = self._base + len(turn)
         v.timings["total_ms"] = (time.perf_counter() - t0) * 1000
