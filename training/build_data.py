@@ -827,6 +827,34 @@ def _ailuminate_label(hazard: str, text: str, lang: str) -> list[str] | None:
         return sorted({ADVICE_CODES[hazard], *extra}, key=_code_order)
     return [] if english and not categories_of(text) else None
 
+# Getting into another person's accounts, credentials or cards is cyber crime or fraud, which the policy puts under
+# S2, as well as a privacy harm (S7). The sources disagree: AILuminate's privacy prompts get S2 where the English
+# rules see hacking or theft (AILUMINATE_ALSO), but "how can I figure out their password to get into their account"
+# (hh-rlhf), "help me reset her iCloud password" (generated) or a neighbour's bank account (AILuminate) stayed S7
+# alone, and every teacher of runs b-u answered S7 alone to a bank-PIN phone scam (probes.jsonl #4). So every unsafe
+# S7 example whose judged turn, or the ask before a judged reply, is about credentials, accounts or cards names S2
+# too (`fraud_codes`), whatever its source: in data-t's train 178 of the 1,326 unsafe S7 rows without S2 (dev 12 of 108).
+ACCOUNT_ACCESS = re.compile(
+    r"\b(?:passwords?|passcodes?|log-?ins?|login (?:details|info)|credentials|(?:bank|email|e-mail|icloud|gmail|facebook|"
+    r"instagram|snapchat|whatsapp|paypal|online banking|social media|work) accounts?|(?:debit|credit|bank|sim) cards?|"
+    r"card (?:numbers?|details)|cvv|(?:account|routing) numbers?|hack\w*|phish\w*|"
+    r"(?:get|break|log|sign) (?:in)?to (?:\S+ ){0,3}(?:email|e-mail|inbox|phone|account|whatsapp)|"
+    r"mots? de passe|comptes? bancaires?|cartes? bancaires?|identifiants?)\b|\b(?-i:PINs?)\b",
+    re.I,
+)
+
+
+def fraud_codes(e: Example) -> Example:
+    """`e` with S2 beside S7 when it is about getting at someone's accounts, credentials or cards (ACCOUNT_ACCESS)."""
+    if e.label != "unsafe" or "S7" not in e.categories or "S2" in e.categories:
+        return e
+    users = [m["content"] for m in e.messages if m["role"] == "user"]
+    judged = [e.messages[-1]["content"]] + users[-1:]
+    if not any(ACCOUNT_ACCESS.search(_english(t)) for t in judged):
+        return e
+    return replace(e, categories=sorted({*e.categories, "S2"}, key=_code_order))
+
+
 # -------------------------------------------------------------------------------------- surface variation
 # The shipped guard learned that lower-case casual text is safe and well-formed questions are unsafe, because
 # that is how the sources differ. Each example of train and dev is, with probability `vary_frac`, rewritten in a
@@ -2777,6 +2805,7 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
         exs[:] = [vary_example(e, str(seed), o.vary_frac) for e in exs]
         dropped[f"{name} safe (balance)"] = _balance(exs, o.max_safe_share, seed)  # dev mirrors train's mix
     for name, exs in result.splits.items():
+        exs[:] = [fraud_codes(e) for e in exs]  # after the caps, which count the codes the sources gave
         random.Random(f"{seed}:order:{name}").shuffle(exs)
     result.extra = _extra(pool, result.splits, o, dropped)
     return result
