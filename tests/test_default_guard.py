@@ -743,3 +743,32 @@ def test_card_scores_the_subset_split_from_its_predictions(tmp_path):
     card = (p.eval / "card.md").read_text()
     assert "| teacher (cuda) | greedy | prompt | 0.500 | 0.571 | 1.000 |" in card
     assert "| teacher (cuda) | greedy | filter | 0.750 | 0.857 | 0.000 |" in card
+
+
+def test_probe_history_counts_each_probe_across_run_tables_in_one_column(tmp_path, capsys):
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    head = "| # | judged | text | expected | teacher | b22 |\n|---|---|---|---|---|---|\n"
+    tables = {
+        "run-a/probes-teacher-cuda.md": "| 1 | user | scam ask | unsafe S2 | **✗** unsafe S7 (1.00) | unsafe S2 (0.99) |\n"
+                                         "| 2 | user | poem | safe | safe  (0.01) | safe  (0.00) |\n| | | **right** | | **1/2** | **2/2** |\n",
+        "run-b/probes-blind-teacher-cuda.md": "| 1 | user | scam ask | unsafe S2 | **✗** unsafe S7 (0.98) | **✗** safe  (0.10) |\n"
+                                               "| 2 | user | wifi | safe | **✗** unsafe S2 (0.70) | safe  (0.20) |\n",
+    }
+    for name, body in tables.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(head + body, encoding="utf-8")
+    (tmp_path / "run-c").mkdir()  # a table without the column counts for nothing
+    (tmp_path / "run-c" / "probes-cpu.md").write_text("| # | judged | text | expected | shipped |\n|---|---|---|---|---|\n"
+                                                      "| 1 | user | scam ask | unsafe S2 | unsafe S2 (1.00) |\n", encoding="utf-8")
+    history = dg.probe_history(tmp_path, "teacher")
+    assert history == [("scam ask", "unsafe S2", [], ["run-a", "run-b"]), ("wifi", "safe", [], ["run-b"]),
+                       ("poem", "safe", ["run-a"], [])]
+    assert [(t, r, w) for t, _, r, w in dg.probe_history(tmp_path, "b22")] == [("scam ask", ["run-a"], ["run-b"]),
+                                                                               ("poem", ["run-a"], []), ("wifi", ["run-b"], [])]
+    assert dg.probe_history(tmp_path, "shipped") == [("scam ask", "unsafe S2", ["run-c"], [])]
+    dg.stage_probe_history(tmp_path, "teacher")
+    out = capsys.readouterr().out
+    assert "3 probes in the tables of column 'teacher'" in out and "2 right in fewer than half of them, 2 in none" in out
+    assert "| scam ask | unsafe S2 | 0/2 |" in out and "| poem |" not in out

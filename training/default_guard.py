@@ -590,6 +590,35 @@ def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PR
     print(text)
 
 
+def probe_history(runs: Path, column: str = "teacher") -> list[tuple[str, str, list[str], list[str]]]:
+    """Each probe's record across the probe tables of every run folder under `runs` (training/runs/*/probes*.md,
+    as `probe` writes them) in the model column named `column`: (judged text as tabled, expected, runs right, runs
+    wrong), fewest right first. A probe every model of that kind missed is one the data, not a run, must fix."""
+    record: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    for table in sorted(runs.glob("*/probes*.md")):
+        rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.read_text(encoding="utf-8").splitlines()
+                if line.startswith("| ")]
+        if not rows or column not in rows[0]:
+            continue
+        at = rows[0].index(column)
+        for cells in rows[1:]:
+            if cells[0].isdigit():
+                right, wrong = record.setdefault((cells[2], cells[3]), ([], []))
+                (wrong if "✗" in cells[at] else right).append(table.parent.name)
+    return sorted(((t, want, r, w) for (t, want), (r, w) in record.items()), key=lambda x: (len(x[2]) / (len(x[2]) + len(x[3])), x[0]))
+
+
+def stage_probe_history(runs: Path, column: str) -> None:
+    """Print the probes right in fewer than half the tables of `column` (`probe_history`)."""
+    history = probe_history(runs, column)
+    hard = [h for h in history if len(h[2]) < len(h[3])]
+    print(f"{len(history)} probes in the tables of column {column!r} under {runs}; {len(hard)} right in fewer than half of them, "
+          f"{sum(not h[2] for h in history)} in none\n")
+    print("| probe (judged text as tabled) | expected | right |\n|---|---|---|")
+    for text, want, right, wrong in hard:
+        print(f"| {text} | {want} | {len(right)}/{len(right) + len(wrong)} |")
+
+
 def _predictions(p: Paths, split: str) -> dict[str, dict[str, Path]]:
     """model → device → its predictions file on `split`. Eval folders are <split>-<device>[-<tag>] (stage_eval)
     with models.json naming the predictions NN-*.jsonl."""
@@ -871,7 +900,7 @@ STAGES = ("data", "backbone", "teacher", "label", "student", "eval")
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "pick", "calibrate"))
+    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "probe-history", "pick", "calibrate"))
     ap.add_argument("--data", type=Path, default=ROOT / "runs" / "data", help="build_data.py output (default: runs/data)")
     ap.add_argument("--out", type=Path, help="run folder (default: runs/default, or runs/smoke with --smoke)")
     ap.add_argument("--backbone", type=Path, default=BACKBONE, help=f"the backbone GGUF (default: {BACKBONE.relative_to(ROOT)})")
@@ -888,6 +917,8 @@ def main(argv: list[str] | None = None) -> int:
                                                "separate run does not replace another on the same device")
     ap.add_argument("--ship-to", type=Path, default=ASSET, help="where `ship` puts the guard (default: the package)")
     ap.add_argument("--seed", type=int, default=None, help="teacher: train the soup ingredient with this seed only")
+    ap.add_argument("--column", default="teacher", help="probe-history: the model column of the tables under training/runs "
+                                                         "(default: teacher)")
     a = ap.parse_args(argv)
     out = a.out or ROOT / "runs" / ("smoke" if a.smoke else "default")
     p = Paths(out, a.data, a.smoke, a.backbone)
@@ -904,6 +935,7 @@ def main(argv: list[str] | None = None) -> int:
            "label": lambda: stage_label(p, device),
            "student": lambda: stage_student(p, shapes), "eval": lambda: stage_eval(p, device, models, a.tag, tuple(a.split or ("dev", "dev_heldout"))),
            "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device, a.probes),
+           "probe-history": lambda: stage_probe_history(Path(__file__).resolve().parent / "runs", a.column),
            "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to),
            "calibrate": lambda: stage_calibrate(p, shapes[0], a.device or "cpu")}
     if a.stage in ("ship", "calibrate") and len(shapes) != 1:
