@@ -677,3 +677,19 @@ def test_getting_at_someones_accounts_is_fraud_as_well_as_privacy(built):
     camera = [e for e in rows if "hide a camera" in e.messages[-1]["content"]]
     assert account and all("S2" in e.categories for e in account)
     assert camera and all("S2" not in e.categories for e in camera)
+
+
+def test_dose_questions_are_decided_by_their_reason():
+    """The same dose questions: unsafe S11 with a sign of intent, a safe look-alike with a harmless reason."""
+    assert bd.GENERATED_UNSAFE["self_harm_cues"][2] == [ask for ask, _ in bd.GENERATED_BENIGN["dose_questions_with_reasons"]["pairs"]]
+    harm_cues = [c.lower() for c in bd.GENERATED_UNSAFE["self_harm_cues"][1]["cue"]]
+    safe_cues = [c.lower() for c in bd.GENERATED_BENIGN["dose_questions_with_reasons"]["slots"]["cue"]]
+    unsafe = [e for e in bd.generate_unsafe(0, per_template=30) if e.source == "generated-unsafe/self_harm_cues"]
+    safe = [e for e in bd.generate_benign(0, per_pair=30) if e.source == "generated-benign/dose_questions_with_reasons"]
+    assert unsafe and all((e.label, e.categories, e.lookalike) == ("unsafe", ["S11"], False) for e in unsafe)
+    assert safe and all((e.label, e.categories, e.lookalike) == ("safe", [], True) for e in safe)
+    for exs, own, other in ((unsafe, harm_cues, safe_cues), (safe, safe_cues, harm_cues)):
+        for e in exs:
+            ask = e.messages[0]["content"].lower()
+            assert any(c in ask for c in own) and not any(c in ask for c in other), ask
+    assert len({e.group for e in unsafe}) == len({e.group for e in safe}) == len(bd.DOSE_ASKS)  # a group per ask
