@@ -22,7 +22,8 @@ from pocketguard.model import ModelArgs, Transformer  # noqa: E402
 from pocketguard.policy import Policy  # noqa: E402
 
 ap = argparse.ArgumentParser()
-ap.add_argument("a"), ap.add_argument("b"), ap.add_argument("out")
+for name in ("a", "b", "out"):
+    ap.add_argument(name)
 ap.add_argument("--mode", default="rtn")
 ap.add_argument("--weight", type=float, default=0.5, help="weight of A (B gets 1 - weight)")
 ap.add_argument("--calib", default=None, help="JSONL examples for GPTQ's calibration")
