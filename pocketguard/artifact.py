@@ -22,7 +22,6 @@ that the runtime and `checkpoint.load` need nothing from `compress`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import tomllib
@@ -33,8 +32,9 @@ from torch import nn
 
 from . import kernels as K
 from .loaded import CheckpointError, Loaded, read_guard_meta
-from .model import ModelArgs, Transformer
+from .model import ModelArgs
 from .tokenizer import Tokenizer
+from .weights import skeleton
 
 LAYOUT = "pocketguard-int4"
 FORMAT_VERSION = 1
@@ -94,27 +94,8 @@ def verify_artifact(path: str | Path) -> dict:
     return manifest
 
 
-@contextlib.contextmanager
-def _params_on_meta():
-    """Build modules without allocating or initialising their parameters (buffers stay real: the rotary
-    tables and token maps are computed by the model's own constructor)."""
-    original = nn.Module.register_parameter
-
-    def register(self, name, param):
-        original(self, name, param)
-        if param is not None and param.device.type != "meta":
-            self._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-
-    nn.Module.register_parameter = register
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter = original
-
-
 def _skeleton(args, specs: dict[str, dict]) -> nn.Module:
-    with _params_on_meta():
-        model = Transformer(args)
+    model = skeleton(args, "cpu")
     for name, spec in specs.items():
         try:
             old = model.get_submodule(name)

@@ -4,10 +4,10 @@ tied heads kept tied, and the RoPE row permutes between Meta's interleaved and H
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,16 +30,42 @@ def permute_to_meta(w: Tensor, n_heads: int) -> Tensor:
     return w.reshape(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
 
 
+@contextlib.contextmanager
+def _params_on_meta():
+    """Modules built with their parameters on the meta device and not initialised; buffers stay real. (Not
+    `with torch.device("meta")`: that computes the rotary tables on meta too, and the first such op, like
+    `normal_` on a meta weight, runs torch's Python reference, whose first call imports torch._dynamo: 1.0-1.3 of
+    the 1.6 s `Guard.load()` took for the shipped guard on a 2-core CPU, torch 2.13. Class attributes are patched,
+    as torch has no switch for this: modules built by other threads meanwhile are affected too.)"""
+    register = nn.Module.register_parameter
+    resets = {cls: cls.reset_parameters for cls in (nn.Linear, nn.Embedding)}
+
+    def on_meta(self, name, param):
+        register(self, name, param)
+        if param is not None and param.device.type != "meta":
+            self._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = on_meta  # type: ignore[method-assign]
+    for cls in resets:
+        cls.reset_parameters = lambda self: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register  # type: ignore[method-assign]
+        for cls, reset in resets.items():
+            cls.reset_parameters = reset  # type: ignore[method-assign]
+
+
 def skeleton(args: ModelArgs, device: str | torch.device) -> Transformer:
     """The model with its parameters on the meta device, to be assigned from a checkpoint: building it for
     real would initialise every weight first (over 30 s for a 1B model on CPU). Its buffers (rotary tables,
-    token maps) depend on `args` alone, so a one-wide, layerless twin computes them on `device`."""
-    with torch.device("meta"):
+    token maps) depend on `args` alone: computed by the constructor, then moved to `device`."""
+    with _params_on_meta():
         model = Transformer(args)
-    with torch.device(device):
-        twin = Transformer(replace(args, dim=1, n_heads=1, n_kv_heads=1, n_layers=0, ffn_dims=[], tie_embeddings=False))
-    for name, buf in twin.named_buffers():
-        setattr(model, name, buf)
+    for module in model.modules():
+        for name, buf in module._buffers.items():
+            if buf is not None:
+                module._buffers[name] = buf.to(device)
     return model
 
 
@@ -116,8 +142,7 @@ def resolve_dtype(dtype: Dtype, args: ModelArgs, device: str | torch.device, sou
 
 def float32_bytes(args: ModelArgs, kept_params: int = 0) -> int:
     """The model's weights in float32, `kept_params` of them at one byte (kept quantized)."""
-    with torch.device("meta"):
-        return 4 * (Transformer(args).num_params() - kept_params) + kept_params
+    return 4 * (skeleton(args, "cpu").num_params() - kept_params) + kept_params
 
 
 def fits_float32(args: ModelArgs, device: str | torch.device, kept_params: int = 0) -> bool:

@@ -1,7 +1,10 @@
 """Shared, session-scoped tiny fixtures (see pocketguard/testing.py). They are shared: do not mutate them;
 `copy.deepcopy` a model before changing it."""
 
+import contextlib
+
 import pytest
+import torch
 
 from pocketguard import testing as T
 from pocketguard.tokenizer import TiktokenTokenizer
@@ -47,3 +50,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def refusing_init(monkeypatch):
+    """A context in which any weight initialisation fails (loaders assign every parameter from the file:
+    initialising one first is wasted work, and on the meta device it imports torch._dynamo, seconds of a cold
+    start); after the test nn.Linear and nn.Embedding must initialise as ever (a loader's patches undone)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a parameter was initialised while loading a checkpoint")
+
+    @contextlib.contextmanager
+    def refusing():
+        with monkeypatch.context() as m:
+            for name in ("normal_", "uniform_", "kaiming_uniform_", "trunc_normal_"):
+                m.setattr(torch.nn.init, name, refuse)
+            yield
+
+    yield refusing
+    torch.manual_seed(0)
+    lin, emb = torch.nn.Linear(64, 64), torch.nn.Embedding(100, 8)
+    assert lin.weight.device.type == "cpu" and 0 < lin.weight.std() < 0.2  # kaiming uniform: ~0.07
+    assert emb.weight.device.type == "cpu" and 0.8 < emb.weight.std() < 1.2  # N(0, 1)

@@ -225,3 +225,14 @@ def test_refuses_a_float_model(tok, tmp_path):
     m = merge_lora(add_lora(quantize_(model_for(tok), QuantConfig(mode="rtn")), rank=2), requantize=False)
     with pytest.raises(ArtifactError, match="cannot store"):  # float merged weights with act quant: not a kernel
         save_artifact(m, tok, None, tmp_path / "art2")
+
+
+def test_loading_initialises_no_parameter(tok, tmp_path, refusing_init):
+    fq = qat_model(tok)
+    save_artifact(fq, tok, Policy.default(), tmp_path / "art")
+    expected = load_artifact(tmp_path / "art").model
+    with refusing_init():
+        q = load_artifact(tmp_path / "art").model
+    toks = torch.randint(0, tok.vocab_size, (2, 24), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(q(toks), expected(toks))

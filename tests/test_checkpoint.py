@@ -143,6 +143,20 @@ def test_hf_roundtrip_is_exact(tmp_path, tiny_tok, tiny_model, shard_bytes):
 
 
 @pytest.mark.parametrize("tied", [False, True])
+def test_loading_float_checkpoints_initialises_no_parameter(tmp_path, tiny_tok, tiny_tiktoken, tied, refusing_init):
+    model = T.tiny_model(T.tiny_args(vocab_size=tiny_tok.vocab_size, tie_embeddings=tied), seed=1)
+    save_hf(model, tiny_tok, tmp_path / "hf")
+    meta = T.tiny_model(T.tiny_args(vocab_size=tiny_tiktoken.vocab_size, tie_embeddings=tied), seed=2)
+    save_meta(meta, tiny_tiktoken, tmp_path / "meta")
+    with refusing_init():
+        hf, m = checkpoint.load(tmp_path / "hf").model, checkpoint.load(tmp_path / "meta").model
+    assert same_tensors(hf, model) and same_tensors(m, meta)
+    x = torch.randint(0, tiny_tok.vocab_size, (1, 12))
+    with torch.no_grad():
+        assert torch.equal(hf(x), model(x))  # the buffers (rotary tables) as the constructor computes them
+
+
+@pytest.mark.parametrize("tied", [False, True])
 def test_meta_roundtrip_is_exact(tmp_path, tiny_tiktoken, tied):
     model = T.tiny_model(T.tiny_args(vocab_size=tiny_tiktoken.vocab_size, tie_embeddings=tied))
     save_meta(model, tiny_tiktoken, tmp_path)
