@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from ..model import ModelArgs, Transformer
 from ..policy import Policy
 from ..tokenizer import Tokenizer
+from ..weights import skeleton
 
 IGNORE = -100
 
@@ -81,20 +82,9 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _float_dtype(model: nn.Module) -> torch.dtype:
-    return next(p for p in model.parameters() if p.is_floating_point()).dtype
-
-
 def rebuild(model: Transformer, args: ModelArgs, state: dict[str, Tensor]) -> Transformer:
     """A new Transformer of `args` on the model's device and dtype holding `state` (exact shapes required)."""
-    dev, dtype = _device(model), _float_dtype(model)
-    old_default = torch.get_default_dtype()
-    try:
-        torch.set_default_dtype(dtype if dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16) else old_default)
-        with torch.device(dev):
-            new = Transformer(args)
-    finally:
-        torch.set_default_dtype(old_default)
+    new = skeleton(args, _device(model))  # every parameter comes from `state`: none is initialised first
     missing, unexpected = new.load_state_dict(state, strict=False, assign=True)
     # A tied head shares the embedding's tensor and appears under both names.
     missing = [m for m in missing if not (args.tie_embeddings and m == "output.weight")]

@@ -29,16 +29,16 @@ def dequantized_model(model) -> nn.Module:
 
     if not any(K.is_quantized(m) for m in model.modules()):
         return model
-    from ..model import Transformer
+    from ..weights import skeleton
 
-    out = Transformer(model.args)
+    out = skeleton(model.args, "cpu")  # every parameter comes from `state`: none is initialised first
     state = {}
     for name, mod in model.named_modules():
         if K.is_quantized(mod):
             state[name + ".weight"] = mod.dequantize(torch.float32)
     for name, p in model.named_parameters():
-        state[name] = p.detach().float()
-    missing, unexpected = out.load_state_dict(state, strict=False)
+        state[name] = p.detach().to(torch.float32, copy=True)  # a copy: `out` must not share storage with `model`
+    missing, unexpected = out.load_state_dict(state, strict=False, assign=True)
     if unexpected or [m for m in missing if not m.endswith(("rope_cos", "rope_sin"))]:
         raise ValueError(f"cannot rebuild a float model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return out.eval()
