@@ -32,27 +32,34 @@ def permute_to_meta(w: Tensor, n_heads: int) -> Tensor:
 
 @contextlib.contextmanager
 def _params_on_meta():
-    """Modules built with their parameters on the meta device and not initialised; buffers stay real. (Not
-    `with torch.device("meta")`: that computes the rotary tables on meta too, and the first such op, like
-    `normal_` on a meta weight, runs torch's Python reference, whose first call imports torch._dynamo: 1.0-1.3 of
-    the 1.6 s `Guard.load()` took for the shipped guard on a 2-core CPU, torch 2.13. Class attributes are patched,
-    as torch has no switch for this: modules built by other threads meanwhile are affected too.)"""
+    """Modules built with their parameters on the meta device, never allocated nor initialised; buffers stay
+    real. (Not `with torch.device("meta")`: that computes the rotary tables on meta too, and the first op on a meta
+    tensor (`normal_` initialising a weight, a division) runs torch's Python reference, whose first call imports
+    torch._dynamo: 1.0-1.3 of the 1.6 s `Guard.load()` took for the shipped guard on a 2-core CPU, torch 2.13.)
+    nn.Linear and nn.Embedding are built on meta and skip their initialisation; any other parameter (the norms')
+    moves to meta as it is registered. Class attributes are patched, as torch has no switch for this: modules built
+    by other threads meanwhile are affected too."""
     register = nn.Module.register_parameter
-    resets = {cls: cls.reset_parameters for cls in (nn.Linear, nn.Embedding)}
+    patched = {cls: (cls.__init__, cls.reset_parameters) for cls in (nn.Linear, nn.Embedding)}
 
     def on_meta(self, name, param):
         register(self, name, param)
         if param is not None and param.device.type != "meta":
             self._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
 
+    def build_on_meta(init):
+        return lambda self, *args, **kwargs: init(self, *args, **{**kwargs, "device": "meta"})
+
     nn.Module.register_parameter = on_meta  # type: ignore[method-assign]
-    for cls in resets:
+    for cls, (init, _) in patched.items():
+        cls.__init__ = build_on_meta(init)  # type: ignore[method-assign]
         cls.reset_parameters = lambda self: None  # type: ignore[method-assign]
     try:
         yield
     finally:
         nn.Module.register_parameter = register  # type: ignore[method-assign]
-        for cls, reset in resets.items():
+        for cls, (init, reset) in patched.items():
+            cls.__init__ = init  # type: ignore[method-assign]
             cls.reset_parameters = reset  # type: ignore[method-assign]
 
 

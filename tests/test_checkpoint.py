@@ -156,6 +156,29 @@ def test_loading_float_checkpoints_initialises_no_parameter(tmp_path, tiny_tok, 
         assert torch.equal(hf(x), model(x))  # the buffers (rotary tables) as the constructor computes them
 
 
+def test_the_skeleton_of_an_8b_guard_allocates_no_weight(monkeypatch):
+    """Loaders assign every weight from the file into `weights.skeleton`: building it must not allocate (a 2 GB
+    embedding on a machine loading a 4-bit GGUF to save memory) nor initialise anything; its buffers are real."""
+    from pocketguard.model import ModelArgs
+    from pocketguard.weights import skeleton
+
+    real, allocated = torch.empty, []
+
+    def empty(*size, **kwargs):
+        t = real(*size, **kwargs)
+        if t.device.type != "meta" and t.numel() > 10**7:
+            allocated.append(tuple(t.shape))
+        return t
+
+    monkeypatch.setattr(torch, "empty", empty)
+    args = ModelArgs(dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, vocab_size=128256, ffn_dims=[14336] * 32,
+                     max_seq_len=8192, head_dim=128, rope_theta=500000.0)
+    model = skeleton(args, "cpu")
+    assert not allocated
+    assert model.num_params() == 8_030_261_248  # Llama 3 8B's count
+    assert {p.device.type for p in model.parameters()} == {"meta"} and {b.device.type for b in model.buffers()} == {"cpu"}
+
+
 @pytest.mark.parametrize("tied", [False, True])
 def test_meta_roundtrip_is_exact(tmp_path, tiny_tiktoken, tied):
     model = T.tiny_model(T.tiny_args(vocab_size=tiny_tiktoken.vocab_size, tie_embeddings=tied))
