@@ -160,7 +160,7 @@ def test_the_skeleton_of_an_8b_guard_allocates_no_weight(monkeypatch):
     """Loaders assign every weight from the file into `weights.skeleton`: building it must not allocate (a 2 GB
     embedding on a machine loading a 4-bit GGUF to save memory) nor initialise anything; its buffers are real."""
     from pocketguard.model import ModelArgs
-    from pocketguard.weights import skeleton
+    from pocketguard.weights import float32_bytes, skeleton
 
     real, allocated = torch.empty, []
 
@@ -176,6 +176,7 @@ def test_the_skeleton_of_an_8b_guard_allocates_no_weight(monkeypatch):
     model = skeleton(args, "cpu")
     assert not allocated
     assert model.num_params() == 8_030_261_248  # Llama 3 8B's count
+    assert float32_bytes(args) == 4 * 8_030_261_248 and float32_bytes(args, 10**9) == 4 * 7_030_261_248 + 10**9
     assert {p.device.type for p in model.parameters()} == {"meta"} and {b.device.type for b in model.buffers()} == {"cpu"}
 
 
