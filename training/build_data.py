@@ -849,8 +849,8 @@ def fraud_codes(e: Example) -> Example:
     if e.label != "unsafe" or "S7" not in e.categories or "S2" in e.categories:
         return e
     users = [m["content"] for m in e.messages if m["role"] == "user"]
-    judged = [e.messages[-1]["content"]] + users[-1:]
-    if not any(ACCOUNT_ACCESS.search(_english(t)) for t in judged):
+    texts = {e.messages[-1]["content"], *users[-1:]}  # the judged turn, and the ask before a judged reply
+    if not any(ACCOUNT_ACCESS.search(_english(t)) for t in texts):
         return e
     return replace(e, categories=sorted({*e.categories, "S2"}, key=_code_order))
 
