@@ -252,6 +252,12 @@ def finish(v: Verdict, a: Answer, grammar: AnswerGrammar, policy: Policy) -> Ver
     return v
 
 
+def scores_needed(category_scores: bool, keep: Policy | None) -> bool:
+    """Whether a judgement must score every category: when asked to, or to keep its verdict to `keep` (`keep_to`
+    decides from the category scores)."""
+    return category_scores or keep is not None
+
+
 def keep_to(v: Verdict, policy: Policy | None, threshold: float | None, category_scores: bool) -> Verdict:
     """A verdict judged under the guard's own policy, kept to `policy` (a part of it; `guard.Guard._judging`).
 

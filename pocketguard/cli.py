@@ -31,9 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="?", help="the user prompt to judge (prompt classification); - reads it from stdin")
     p.add_argument("--response", help="the agent's reply to TEXT; judges the reply (response classification)")
     p.add_argument("--conversation", type=Path, help="JSON file of OpenAI-style messages (a list, or an object with "
-                   "'messages'); the last user or agent turn is judged, system messages are not (docs/api.md); - = stdin")
+                   "'messages' and an optional 'role', checked as /v1/guard checks it); the last user or agent turn is judged, system "
+                   "messages are not (docs/api.md); - = stdin")
     p.add_argument("--jsonl", type=Path, help="judge many: one conversation per line (a prompt string, a message list, or "
-                   "an object with 'messages', or 'text', and an optional 'id'), batched; one JSON verdict per line on stdout, in "
+                   "an object with 'messages', or 'text', and an optional 'id' and 'role'), batched; one JSON verdict per line on stdout, in "
                    "order, with its 'line' (and 'id'); - = stdin. Exit 2 if any line could not be judged, else 1 if any is unsafe")
     p.add_argument("--batch-size", type=int, default=64, help="--jsonl: prompts per packed pass (default 64)")
     p.add_argument("--model", type=Path, help="checkpoint folder or .gguf file (default: the shipped default guard)")
@@ -47,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _conversation(args) -> Any:
     """The messages to judge: TEXT (+ --response), or --conversation's JSON (validated by the guard)."""
-    from .conversation import ConversationError, from_json
+    from .conversation import ConversationError, conversation_from_json
 
     given = sum(x is not None for x in (args.text, args.conversation, args.jsonl))
     if given != 1:
@@ -65,7 +66,7 @@ def _conversation(args) -> Any:
             raise ConversationError(f"conversation file not found: {args.conversation}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConversationError(f"{args.conversation} is not valid JSON: {e}") from None
-        return from_json(data)
+        return conversation_from_json(data)
     text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
     msgs = [{"role": "user", "content": text}]
     if args.response is not None:
@@ -85,7 +86,7 @@ def _moderate_jsonl(args, guard) -> int:
     import time
 
     from .answer import Verdict
-    from .conversation import from_json
+    from .conversation import ConversationError, conversation_from_json
 
     stream = sys.stdin.buffer if str(args.jsonl) == "-" else args.jsonl.open("rb")  # bytes: a bad line is that line's error
     counts = {"safe": 0, "unsafe": 0, "error": 0}
@@ -97,9 +98,14 @@ def _moderate_jsonl(args, guard) -> int:
             for _, line in chunk:
                 try:
                     data = json.loads(line.decode("utf-8"))
-                    items.append((data.get("id") if isinstance(data, dict) else None, from_json(data), None))
-                except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                    items.append((None, None, f"line is not valid UTF-8 JSON: {e}"))
+                except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, a 5000-digit number, absurd nesting
+                    items.append((None, None, f"line is not valid UTF-8 JSON: {e or type(e).__name__}"))
+                    continue
+                ident = data.get("id") if isinstance(data, dict) else None
+                try:
+                    items.append((ident, conversation_from_json(data), None))
+                except ConversationError as e:
+                    items.append((ident, None, str(e)))
             judged = iter(guard.moderate_batch([m for _, m, err in items if err is None], category_scores=args.category_scores,
                                                batch_size=args.batch_size))
             for (n, _), (ident, _, err) in zip(chunk, items):

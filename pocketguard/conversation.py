@@ -74,8 +74,14 @@ class Conversation:
         last_side = None
         for i, m in enumerate(messages, 1):
             side: str  # user, agent, tool or system
-            if isinstance(m, Message):
-                side, texts, skipped = m.role, [m.content], 0
+            if isinstance(m, Message):  # its role read as a dict's is (an unknown one is refused, not taken as the agent)
+                known = _SIDE.get(m.role.lower()) if isinstance(m.role, str) else None
+                if known is None:
+                    raise ConversationError(f"message #{i}: role must be 'user', 'assistant', 'tool' or 'system', got {m.role!r}")
+                side = known
+                if not isinstance(m.content, str):
+                    raise ConversationError(f"message #{i}: content must be a string, got {_json_type(m.content)}")
+                texts, skipped = [m.content], 0
             elif isinstance(m, dict):
                 side, texts, skipped = _read(i, m, counts)
             else:
@@ -106,6 +112,7 @@ class Conversation:
             if not text:
                 raise ConversationError(f"message #{last} has no text to judge: its {skipped} non-text content "
                                         "part(s) cannot be judged" if skipped else f"message #{last} is empty")
+            check_unicode(text, f"message #{last}")
             parsed.append(Message(r, text))
         return cls.create(parsed, role, _notes(counts))
 
@@ -119,8 +126,11 @@ class Conversation:
             if m.role != expected:
                 raise ConversationError(f"message #{i + 1} is from {m.role!r} but turns must alternate user, agent, "
                                         "user, … starting with the user")
+            if not isinstance(m.content, str):
+                raise ConversationError(f"message #{i + 1}: content must be a string, got {_json_type(m.content)}")
             if not m.content.strip():
                 raise ConversationError(f"message #{i + 1} is empty")
+            check_unicode(m.content, f"message #{i + 1}")
         conv = cls(tuple(messages), tuple(notes))
         if role is not None:
             r = _SIDE.get(role.lower()) if isinstance(role, str) else None
@@ -163,6 +173,12 @@ def from_json(data: Any) -> Any:
             if key in data:
                 return data[key]
     return data
+
+
+def conversation_from_json(data: Any) -> Conversation:
+    """`from_json`'s conversation, parsed, with the object's 'role' (whose turn is judged), when it has one, checked
+    as /v1/guard checks it: the same JSON judges the same turn, or is refused, through every door."""
+    return as_conversation(from_json(data), data.get("role") if isinstance(data, dict) else None)
 
 
 def read_jsonl(path: Path) -> list:
@@ -263,6 +279,16 @@ def _notes(counts: Counter[str]) -> tuple[str, ...]:
         kinds = ", ".join(sorted(k.removeprefix("part:") for k in counts if k.startswith("part:")))
         notes.append(f"{n(counts['nontext'], 'non-text content part')} not judged ({kinds})")
     return tuple(notes)
+
+
+def check_unicode(text: str, where: str) -> None:
+    """Refuse text no tokenizer can encode: an unpaired surrogate, e.g. a `\\ud800` JSON escape, or bytes that were
+    not UTF-8 read with `surrogateescape` (a command-line argument, stdin)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConversationError(f"{where} is not valid Unicode: it holds an unpaired surrogate ({text[e.start]!r}), "
+                                "e.g. from input bytes that are not UTF-8") from None
 
 
 def _json_type(x: Any) -> str:

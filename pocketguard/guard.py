@@ -28,10 +28,10 @@ from typing import Iterable, Sequence
 import torch
 
 from . import packed
-from .answer import AnswerGrammar, Verdict, decode, finish, keep_to, p_unsafe
+from .answer import AnswerGrammar, Verdict, decode, finish, keep_to, p_unsafe, scores_needed
 from .conversation import Conversation, ConversationError, ConversationLike, Role, as_conversation
 from .model import Transformer
-from .policy import SUBSET_MODES, Policy
+from .policy import SUBSET_MODES, Policy, PolicyError
 from .prompt import encode_prefix, encode_suffix, encode_turn
 from .stream import ResponseStream
 from .tokenizer import Tokenizer
@@ -80,7 +80,8 @@ class Guard:
         self.subset_mode = subset_mode
         # the policy the model was trained to read: its checkpoint's (an artifact's policy.toml, guard.json's), else the
         # one it is built with (a checkpoint that records none, a model in memory), else S1-S14
-        self.own_policy = Policy.from_dict(self.meta["policy"]) if self.meta.get("policy") else self.policy
+        self.own_policy = (Policy.from_dict(self.meta["policy"], source=self.meta.get("path") or "the checkpoint's policy")
+                           if self.meta.get("policy") else self.policy)
         self._prefix_cache: OrderedDict[tuple, tuple[list[int], packed.Sequence | None]] = OrderedDict()
         self._grammars: dict[tuple, AnswerGrammar] = {}
         self._lock = threading.Lock()
@@ -112,19 +113,20 @@ class Guard:
         else:  # a float checkpoint: float32 where it fits in memory, else a GGUF's Q4_0 / Q8_0 linears run as
             # stored (the same weights in a fraction of the memory) and the rest in bfloat16 if it must (a warning says so)
             loaded = load(path, device=device, dtype="auto", keep_quantized="auto")
-        return cls.from_loaded(loaded, policy, source=str(path), **kwargs)
+        return cls.from_loaded(loaded, policy, **kwargs)
 
     @classmethod
-    def from_loaded(cls, loaded, policy: Policy | None = None, source: str = "", **kwargs) -> "Guard":
+    def from_loaded(cls, loaded, policy: Policy | None = None, **kwargs) -> "Guard":
         """A guard over a `checkpoint.load` result, with the checkpoint's own policy and settings (guard.json's
-        max_context and threshold) unless the caller gives them."""
+        max_context and threshold) unless the caller gives them (the loaders checked them)."""
         meta = loaded.meta or {}
-        if policy is None and meta.get("policy"):
-            policy = Policy.from_dict(meta["policy"], source=source)
         for key in ("max_context", "threshold"):
             if kwargs.get(key) is None:
                 kwargs[key] = meta.get(key)
-        return cls(loaded.model, loaded.tokenizer, policy, meta=meta, **kwargs)
+        guard = cls(loaded.model, loaded.tokenizer, policy, meta=meta, **kwargs)
+        if policy is None:  # the checkpoint's own policy (`own_policy`, parsed once by __init__), else S1-S14
+            guard.policy = guard.own_policy
+        return guard
 
     # ---------------------------------------------------------------- public API
     def moderate(
@@ -151,10 +153,15 @@ class Guard:
         """Judge many, as packed passes of up to `batch_size` prompts and `batch_tokens` tokens; the same
         verdicts as `moderate` on each. An item that cannot be parsed gets an `error` verdict instead of
         stopping the batch. `traces`, when given, is one list per item (see `moderate`'s `trace`)."""
+        if isinstance(conversations, (str, bytes, dict, Conversation)):  # one conversation, not many: never its characters
+            raise ConversationError(f"moderate_batch takes a list of conversations, got one {type(conversations).__name__}: "
+                                    "pass [it], or call moderate")
         items = list(conversations)
         if traces is not None and len(traces) != len(items):
             raise ValueError(f"traces has {len(traces)} lists for {len(items)} conversations")
         roles = list(roles) if roles is not None else [None] * len(items)
+        if len(roles) != len(items):  # zip would leave the items past the shorter list without a verdict
+            raise ValueError(f"roles has {len(roles)} entries for {len(items)} conversations")
         verdicts: list[Verdict | None] = [None] * len(items)
         good: list[tuple[int, Conversation]] = []
         for i, (item, r) in enumerate(zip(items, roles)):
@@ -201,6 +208,9 @@ class Guard:
         sources), where judging under S1-S14 and keeping those codes caught 0.77 of them, flagging fewer harmful
         asks of the left-out categories (7 % against 9 % at the threshold that gives the prompt 0.37;
         docs/policy.md, *Subsets of the default*). "prompt" lists only the asked categories, as Llama Guard does."""
+        if not isinstance(policy, Policy):
+            raise PolicyError(f"policy must be a Policy (Policy.from_toml, Policy.from_dict, Policy.default().subset), "
+                              f"not {type(policy).__name__}")
         if self.subset_mode == "filter" and policy.within(self.own_policy):
             return self.own_policy, policy
         return policy, None
@@ -314,7 +324,7 @@ class Guard:
                 end += 1
             chunk = order[start:end]
             chunk_steps = [steps[i] for i in chunk] if steps is not None else None
-            scored = self._judge([jobs[i] for i in chunk], policy, grammar, category_scores or keep is not None, chunk_steps)
+            scored = self._judge([jobs[i] for i in chunk], policy, grammar, scores_needed(category_scores, keep), chunk_steps)
             for i, v in zip(chunk, scored):
                 v.truncation = jobs[i].truncation
                 judged[i] = keep_to(v, keep, self.threshold, category_scores)

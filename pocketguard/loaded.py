@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .tokenizer import Tokenizer
 
 GUARD_META = "guard.json"
+GUARD_SETTINGS = ("policy", "max_context", "threshold")  # what guard.json holds
 
 
 class CheckpointError(ValueError):
@@ -41,6 +42,7 @@ def save_guard_meta(directory: str | Path, meta: dict) -> Path:
     if isinstance(meta.get("policy"), Policy):
         meta["policy"] = policy_dict(meta["policy"])
     path = Path(directory) / GUARD_META
+    _check_settings(meta, str(path))
     check_guard_meta(meta, str(path))
     try:
         text = json.dumps(meta, indent=2)
@@ -56,8 +58,18 @@ def read_guard_meta(directory: str | Path) -> dict:
     if not path.exists():
         return {}
     meta = read_json(path)
+    _check_settings(meta, str(path))
     check_guard_meta(meta, str(path))
     return meta
+
+
+def _check_settings(meta: dict, source: str) -> None:
+    """guard.json holds `GUARD_SETTINGS` only: a misspelt one ("treshold") would be ignored in silence and the guard run
+    at another operating point than its own."""
+    unknown = sorted(set(meta) - set(GUARD_SETTINGS))
+    if unknown:
+        raise CheckpointError(f"{source}: unknown settings {unknown}; guard.json holds {list(GUARD_SETTINGS)} "
+                              "(a misspelling, or written by a newer pocketguard?)")
 
 
 def check_guard_meta(meta: dict, source: str) -> None:

@@ -260,9 +260,11 @@ def parse_moderation_inputs(data: dict, config: ServerConfig) -> list[Conversati
             if isinstance(part.get("text"), str):
                 check_text(part["text"], f"input[{i}]", config)
         try:
-            return [Conversation.from_messages([{"role": "user", "content": raw}])]
+            conv = Conversation.from_messages([{"role": "user", "content": raw}])
         except ConversationError as e:
             raise ApiError(422, f"input: {e}", param="input") from None
+        check_text(conv.messages[0].content, "input", config)  # the text judged: every text part (a refusal too), joined
+        return [conv]
     for i, x in enumerate(raw):
         if not isinstance(x, str):
             raise ApiError(422, f"input[{i}] must be a string, got {_json_type(x)}", param=f"input[{i}]")

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import time
 
-from .answer import Verdict, keep_to
-from .conversation import Conversation, Message
+from .answer import Verdict, keep_to, scores_needed
+from .conversation import Conversation, ConversationError, Message, check_unicode
 from .policy import Policy
 from .prompt import encode_suffix, encode_turn
 
@@ -29,7 +29,7 @@ class ResponseStream:
         # what the prompt lists, and the policy verdicts are kept to when that is not the same (Guard._judging)
         self.judging, self.keep = guard._judging(self.policy)
         self.category_scores = category_scores
-        self._scored = category_scores or self.keep is not None  # keeping to a subset needs the category scores
+        self._scored = scores_needed(category_scores, self.keep)
         self.grammar = guard._grammar(self.judging)
         self.text = ""
         self.chunks = 0
@@ -56,7 +56,11 @@ class ResponseStream:
 
     def feed(self, chunk: str) -> Verdict:
         """Append `chunk` to the reply and judge the reply so far. After an unsafe/error verdict the stream
-        is stopped: further chunks are recorded but the stopping verdict is returned unchanged."""
+        is stopped: further chunks are recorded but the stopping verdict is returned unchanged. A chunk that is not
+        text is refused (ConversationError) and not recorded."""
+        if not isinstance(chunk, str):
+            raise ConversationError(f"a reply chunk must be a string, got {type(chunk).__name__}")
+        check_unicode(chunk, "the reply chunk")
         self.text += chunk
         self.chunks += 1
         if self.stopped:

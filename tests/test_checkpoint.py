@@ -378,6 +378,8 @@ HF_BREAKS = {
     "corrupt guard.json": (lambda d: (d / "guard.json").write_text("[1,"), r"guard\.json .* corrupt"),
     "invalid policy": (lambda d: (d / "guard.json").write_text(json.dumps({"policy": {"keep": ["S1"]}})), r"guard\.json: invalid policy"),
     "bad max_context": (lambda d: (d / "guard.json").write_text(json.dumps({"max_context": -5})), r"max_context must be a positive integer"),
+    # a misspelt setting used to be ignored in silence: the guard ran greedy instead of at its own threshold
+    "misspelt setting": (lambda d: (d / "guard.json").write_text(json.dumps({"treshold": 0.3})), r"guard\.json: unknown settings \['treshold'\]"),
 }
 
 
@@ -425,6 +427,8 @@ def test_unknown_folders_and_unsaveable_models_are_refused(tmp_path, tiny_tok, t
         save_hf(T.tiny_model(T.tiny_args(vocab_size=500)), tiny_tok, tmp_path / "h")
     with pytest.raises(CheckpointError, match="invalid policy"):
         save_guard_meta(tmp_path, {"policy": {"category": [{"code": "bad code", "name": "x"}]}})
+    with pytest.raises(CheckpointError, match="unknown settings"):  # never written, so never unreadable
+        save_guard_meta(tmp_path, {"threshold": 0.5, "max_contxt": 256})
 
 
 def test_auto_dtype_loads_float32_where_it_fits_and_bfloat16_where_it_would_not(tmp_path, monkeypatch):

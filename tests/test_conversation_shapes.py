@@ -77,6 +77,13 @@ def test_system_messages_are_dropped_and_noted_wherever_they_are():
     ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "", "tool_calls": "f()"}], "must be a list"),
     ([{"role": "critic", "content": "a"}], "role must be"),
     ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "  "}], "message #2 is empty"),
+    # Message objects are read by the same rules: an unknown role was taken as the agent's, non-text content crashed
+    ([Message("user", "a"), Message("critic", "b")], "message #2: role must be"),
+    ([Message("user", 5)], "message #1: content must be a string, got a number"),
+    # text no tokenizer can encode (a JSON \\ud800 escape) was a TypeError from the tokenizer
+    ([{"role": "user", "content": "a \ud800"}], "message #1 is not valid Unicode"),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": None,
+      "tool_calls": [{"function": {"name": "f", "arguments": "\udcff"}}]}], "message #2 is not valid Unicode"),
 ])
 def test_shapes_that_cannot_be_judged_fail_clearly(messages, needle):
     with pytest.raises(ConversationError, match=needle):
@@ -254,6 +261,64 @@ def test_moderations_endpoint_takes_text_parts_and_lists(guard):
         r = client.post("/v1/moderations", json={"input": ["Weather in Paris?", "hello"]})
         assert r.status_code == 200
         assert [x["flagged"] for x in r.json()["results"]] == [guard.moderate(t).flagged for t in ["Weather in Paris?", "hello"]]
+
+
+def test_conversation_create_checks_content_types_and_unicode():
+    with pytest.raises(ConversationError, match="content must be a string"):
+        as_conversation(Conversation((Message("user", None),)))
+    with pytest.raises(ConversationError, match="not valid Unicode"):
+        as_conversation("bad \udcff bytes")
+    assert as_conversation([Message("user", "hi"), Message("assistant", "hello")]).judged == "agent"
+
+
+def test_cli_refuses_what_it_cannot_encode_and_loses_no_other_jsonl_line(tmp_path, tiny_hf_dir, capsys):
+    """Non-UTF-8 argv bytes (read as surrogates) and a `\\ud800` JSON escape crashed `moderate` with a TypeError
+    traceback and exit 1 (which reads as `unsafe`); with --jsonl, a line like that, a 5,000-digit number or absurd
+    nesting lost every line of the run. Now: exit 2 with the reason, and the bad line's own error verdict."""
+    assert main(["moderate", "bad \udcff bytes", "--model", str(tiny_hf_dir)]) == 2
+    assert "not valid Unicode" in capsys.readouterr().err
+    chat = tmp_path / "chat.json"
+    chat.write_text('[{"role": "user", "content": "x \\ud800"}]')
+    assert main(["moderate", "--conversation", str(chat), "--model", str(tiny_hf_dir)]) == 2
+    assert "not valid Unicode" in capsys.readouterr().err
+    f = tmp_path / "many.jsonl"
+    f.write_text("\n".join(['"hello"', '"bad \\ud800"', '{"x": ' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000,
+                            '"world"']) + "\n")
+    assert main(["moderate", "--jsonl", str(f), "--model", str(tiny_hf_dir)]) == 2
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["line"] for o in out] == [1, 2, 3, 4, 5]
+    assert [o["status"] == "error" for o in out] == [False, True, True, True, False]
+    assert "not valid Unicode" in out[1]["error"] and all("not valid UTF-8 JSON" in o["error"] for o in out[2:4])
+
+
+def test_cli_honours_a_conversation_objects_role_as_the_server_does(tmp_path, tiny_hf_dir, capsys):
+    """The same JSON object the server's /v1/guard refuses (its 'role' names a side that is not the last turn's) was
+    judged by the CLI as the other side, the 'role' ignored."""
+    body = {"messages": PLAIN[:1], "role": "agent"}
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(body))
+    assert main(["moderate", "--conversation", str(chat), "--model", str(tiny_hf_dir)]) == 2
+    assert "asked to judge the agent's message but the last message is the user's" in capsys.readouterr().err
+    f = tmp_path / "many.jsonl"
+    f.write_text(json.dumps({"id": "a", **body}) + "\n" + json.dumps({"id": "b", "messages": PLAIN, "role": "agent"}) + "\n")
+    assert main(["moderate", "--jsonl", str(f), "--model", str(tiny_hf_dir)]) == 2
+    bad, good = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (bad["id"], bad["status"]) == ("a", "error") and "asked to judge the agent's" in bad["error"]
+    assert (good["id"], good["role"]) == ("b", "agent") and good["status"] != "error"
+
+
+def test_moderations_endpoint_limits_the_judged_text_of_every_part(guard):
+    """A `refusal` part's text is judged but escaped the character limit, and an unpaired surrogate in it was a 500."""
+    with TestClient(create_app(guard, ServerConfig(max_chars=100))) as client:
+        r = client.post("/v1/moderations", json={"input": [{"type": "refusal", "refusal": "x " * 200}]})
+        assert r.status_code == 422 and "the limit is 100" in r.json()["error"]["message"]
+        r = client.post("/v1/moderations", content='{"input": [{"type": "refusal", "refusal": "\\ud800"}]}',
+                        headers={"content-type": "application/json"})
+        assert r.status_code == 422 and "not valid Unicode" in r.json()["error"]["message"]
+        r = client.post("/v1/moderations", json={"input": [{"type": "text", "text": "x " * 30}, {"type": "text", "text": "y " * 30}]})
+        assert r.status_code == 422 and r.json()["error"]["param"] == "input"  # each part fits, the joined input does not
+        r = client.post("/v1/moderations", json={"input": [{"type": "refusal", "refusal": "no"}]})
+        assert r.status_code == 200, r.text
 
 
 def test_read_jsonl_splits_lines_at_newlines_only(tmp_path):

@@ -10,9 +10,9 @@ import torch
 from pocketguard.answer import keep_to
 from pocketguard.model import ModelArgs, Transformer
 from pocketguard.loaded import policy_dict
-from pocketguard.policy import Policy
+from pocketguard.policy import Policy, PolicyError
 from pocketguard.prompt import encode_prompt
-from pocketguard.conversation import Conversation, as_conversation
+from pocketguard.conversation import Conversation, ConversationError, as_conversation
 from pocketguard.tokenizer import train_bpe
 from scripted import ScriptedGuard
 
@@ -107,6 +107,46 @@ def test_batch_reports_bad_items_without_losing_the_rest(tok):
     vs = Guard(make(tok), tok).moderate_batch(["hello", [{"role": "system", "content": "x"}], "world"])
     assert [v.status == "error" for v in vs] == [False, True, False]
     assert "system" in vs[1].error
+
+
+def test_batch_misuse_is_refused_not_judged_wrongly(tok):
+    """A string given as the batch was judged character by character (five verdicts for "hello"); roles shorter than
+    the batch left the items past them with None for a verdict; a policy that is not a Policy was an AttributeError."""
+    g = Guard(make(tok), tok)
+    with pytest.raises(ConversationError, match="a list of conversations"):
+        g.moderate_batch("hello")
+    with pytest.raises(ConversationError, match="a list of conversations"):
+        g.moderate_batch([{"role": "user", "content": "hi"}][0])
+    with pytest.raises(ValueError, match="roles has 1 entries for 2 conversations"):
+        g.moderate_batch(["hello", "world"], roles=["user"])
+    with pytest.raises(PolicyError, match="must be a Policy"):
+        g.moderate("hello", policy="S1")
+    with pytest.raises(PolicyError, match="must be a Policy"):
+        g.stream("hello", policy=["S1"])
+    assert [v.status != "error" for v in g.moderate_batch(["hello", "world"], roles=["user", None])] == [True, True]
+
+
+def test_text_no_tokenizer_can_encode_is_a_conversation_error(tok):
+    """An unpaired surrogate (a JSON "\\ud800" escape, non-UTF-8 bytes of argv or stdin) crashed the tokenizer with a
+    TypeError: in `moderate_batch` (the CLI's --jsonl) it took every other item of the batch down with it."""
+    g = Guard(make(tok), tok)
+    with pytest.raises(ConversationError, match="message #1 is not valid Unicode.*unpaired surrogate"):
+        g.moderate("hi \ud800 there")
+    with pytest.raises(ConversationError, match="message #2 is not valid Unicode"):
+        g.moderate([{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "refusal", "refusal": "\udcff"}]}])
+    first, bad, last = g.moderate_batch(["hello", "bad \udcff", "world"])
+    assert first.status != "error" and last.status != "error"
+    assert bad.status == "error" and bad.flagged and "unpaired surrogate" in bad.error
+
+
+def test_stream_refuses_a_chunk_that_is_not_text_and_keeps_the_reply(tok):
+    s = Guard(make(tok), tok).stream("hello")
+    s.feed("bread ")
+    for chunk in (None, 5, b"cake", "cake \ud800"):
+        with pytest.raises(ConversationError, match="must be a string|not valid Unicode"):
+            s.feed(chunk)
+    assert (s.text, s.chunks) == ("bread ", 1)
+    assert s.feed("cake").status != "error" and s.text == "bread cake"
 
 
 def test_special_token_text_stays_plain_in_the_prompt(tok):
