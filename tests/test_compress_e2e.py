@@ -237,6 +237,14 @@ def test_example_recipes_parse_and_name_known_steps():
     ('kind = "prune_blocks"\nkep = 3', r"step 1 \(prune_blocks\): unknown options \['kep'\]; prune_blocks takes keep, method"),
     ('kind = "prune_blocks"', r"step 1 \(prune_blocks\) needs keep"),
     ('kind = "export_artifact"\nbits = 4', r"unknown options \['bits'\]; export_artifact takes none"),
+    # steps that pass **params on (TrainConfig, QuantConfig): before, these failed only when the step ran, e.g. a
+    # misspelt `qat` key after the whole distillation before it
+    ('kind = "distill"\nstepz = 3', r"step 1 \(distill\): unknown options \['stepz'\]"),
+    ('kind = "qat"\ngroup_sise = 32', r"step 1 \(qat\): unknown options \['group_sise'\]"),
+    ('kind = "gptq"\nweight_bitz = 4', r"step 1 \(gptq\): unknown options \['weight_bitz'\]"),
+    ('kind = "lora"\nrank = 4\nlr_ = 1e-3', r"step 1 \(lora\): unknown options \['lr_'\]"),
+    # and the [train] table, which a recipe without a training step used to ignore altogether
+    ('kind = "prune_output"\n[train]\nbatch_sise = 8', r"unknown \[train\] keys \['batch_sise'\]"),
 ])
 def test_a_misspelt_or_missing_step_option_is_refused_before_anything_runs(tmp_path, step, needle):
     """Checked when the recipe is read: before, `kep = 3` ran the teacher's dev eval, made the step folder (so a
@@ -248,6 +256,39 @@ def test_a_misspelt_or_missing_step_option_is_refused_before_anything_runs(tmp_p
     with pytest.raises(RecipeError, match=needle):
         load_recipe(f)
     assert not (tmp_path / "out").exists()
+
+
+def test_known_passed_on_options_are_accepted(tmp_path):
+    from pocketguard.compress import recipe as R
+    from pocketguard.compress.recipe import load_recipe
+
+    f = tmp_path / "r.toml"
+    f.write_text('teacher = "t"\noutput = "out"\n[data]\ntrain = "train.jsonl"\n[train]\nbatch_size = 8\n'
+                 '[[step]]\nkind = "distill"\nsteps = 3\nkl_weight = 1.0\n'
+                 '[[step]]\nkind = "qat"\ngroup_size = 32\nlora_rank = 4\nlr = 1e-3\n'
+                 '[[step]]\nkind = "lora"\nrank = 4\nsteps = 2\n'
+                 '[[step]]\nkind = "gptq"\ncalibration_samples = 8\n[[step]]\nkind = "rotate"\nkind_ = 1\n')
+    with pytest.raises(R.RecipeError, match=r"step 5 \(rotate\): unknown options \['kind_'\]"):
+        load_recipe(f)
+    f.write_text(f.read_text().replace("kind_ = 1\n", ""))
+    assert [s["kind"] for s in load_recipe(f).steps] == ["distill", "qat", "lora", "gptq", "rotate"]
+
+
+def test_a_missing_or_bad_data_file_is_reported_before_the_teacher_loads(tmp_path, monkeypatch, capsys):
+    """Before, the output folder was made and the teacher loaded (minutes for an 8B guard) before the data was read."""
+    from pocketguard.compress import recipe as R
+
+    loads = []
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: loads.append(a) or (_ for _ in ()).throw(AssertionError))
+    f = tmp_path / "r.toml"
+    f.write_text('teacher = "t"\noutput = "out"\ndevice = "cpu"\n[data]\ntrain = "train.jsonl"\n'
+                 '[[step]]\nkind = "prune_output"\n')
+    assert _compress(f) == 2 and "train.jsonl" in capsys.readouterr().err
+    (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}], "label": "safe"}\n'
+                                          '{"messages": oops\n')
+    assert _compress(f) == 2 and "train.jsonl:2" in capsys.readouterr().err
+    assert not loads and not (tmp_path / "out").exists()
+    assert R.load_recipe(f).steps  # the recipe itself was fine
 
 
 @needs_quantize

@@ -103,6 +103,28 @@ def test_pruned_heads_compare_over_common_kept_tokens_renormalised():
         kl_divergence(Bigram(full[:, [1]], output_token_ids=[1]), pruned, Chars(), "0230")
 
 
+def test_perplexity_ratio_of_a_pruned_head_compares_the_common_targets():
+    """A head-pruned copy with the very same logits on its kept rows is the reference there: ratio 1. Before, the
+    ratio divided its own perplexity (kept targets, softmax over the kept rows) by the reference's (every target,
+    full softmax), which said nothing (1.90 for an HF export of a pruned toy artifact against that artifact)."""
+    torch.manual_seed(0)
+    full = torch.randn(6, 6)
+    keep = [0, 2, 3, 5]
+    ref, pruned = Bigram(full), Bigram(full[:, keep], output_token_ids=keep)
+    text = "0123450235013"
+    d = kl_divergence(pruned, ref, Chars(), text)
+    assert d.model.perplexity != pytest.approx(d.reference.perplexity)  # their own perplexities differ…
+    assert d.perplexity_ratio == pytest.approx(1.0)  # …but on common ground they are the same model
+    assert d.common_tokens == sum(int(c) in keep for c in text[1:])
+    assert kl_divergence(ref, pruned, Chars(), text).perplexity_ratio == pytest.approx(1.0)
+    # a real difference shows, by hand: exp(mean over common targets of NLL_model − NLL_ref), softmax over common
+    other = Bigram(full + torch.randn(6, 6))
+    d = kl_divergence(other, pruned, Chars(), text)
+    pairs = [(int(a), int(b)) for a, b in zip(text[:-1], text[1:]) if int(b) in keep]
+    nll = lambda t: -sum(float(torch.log_softmax(t[a, keep], -1)[keep.index(b)]) for a, b in pairs) / len(pairs)  # noqa: E731
+    assert d.perplexity_ratio == pytest.approx(math.exp(nll(other.table.detach()) - nll(full)), rel=1e-5)
+
+
 def tiny(seed, **over):
     args = ModelArgs(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=10, ffn_dims=48, max_seq_len=128, **over)
     return Transformer(args).init_weights(std=0.5, seed=seed).eval()

@@ -231,13 +231,35 @@ def test_executorch_8da4w_xnnpack_program_gives_the_same_verdicts(models, tiny_t
     with torch.no_grad(), K.kernel_mode_ctx("reference"):
         wrapped = ExportableGuardModel(qm, 512)(torch.tensor([ids]), torch.tensor([0]))[0]
         assert torch.allclose(wrapped, TorchBackend(qm).prefill(ids), atol=1e-5)
-    path = export_executorch(qm, tmp_path / "g.pte", max_len=512, tokenizer=tiny_tok, threshold=0.7)
+    # exported into the folder its tokenizer comes from (a model's own folder): that file is left as it is; this
+    # used to fail after the whole export with "tokenizer.json and tokenizer.json are the same file"
+    import shutil
+
+    from pocketguard.tokenizer import HFTokenizer
+
+    shutil.copyfile(tiny_tok.path, tmp_path / "tokenizer.json")
+    path = export_executorch(qm, tmp_path / "g.pte", max_len=512, tokenizer=HFTokenizer(tmp_path / "tokenizer.json"),
+                             threshold=0.7)
+    assert (tmp_path / "tokenizer.json").read_bytes() == tiny_tok.path.read_bytes()
     assert path.stat().st_size < 2_000_000  # int4/int8 weights, not float
     assert json.loads(path.with_suffix(".json").read_text())["threshold"] == 0.7  # the operating point travels
     b = ExecuTorchBackend(path, n_threads=2)
     assert b.rows([int(qm.output_token_ids[0])]) == [0]
     # XNNPACK quantizes activations with its own rounding: compare decisive answers
     assert _agree(g, b, min_margin=0.3) >= 3
+
+
+@pytest.mark.skipif(not HAVE_ET, reason="executorch not installed (pip install 'pocketguard[executorch]')")
+def test_executorch_export_never_replaces_another_models_tokenizer(models, tiny_tok, tmp_path):
+    """The tokenizer is written beside the .pte as tokenizer.json: a folder that holds another one (another model's)
+    is refused before the slow lowering, instead of that file being silently replaced."""
+    from pocketguard.export.executorch import ExportError, export_executorch
+
+    other = tmp_path / "tokenizer.json"
+    other.write_text('{"not": "this model\'s tokenizer"}')
+    with pytest.raises(ExportError, match="holds another tokenizer"):
+        export_executorch(models[1], tmp_path / "g.pte", max_len=64, tokenizer=tiny_tok)
+    assert other.read_text() == '{"not": "this model\'s tokenizer"}' and not (tmp_path / "g.pte").exists()
 
 
 TOKENIZER_TEXTS = ["\n\nHuman: What year is it? 2024, or 31415?\n\nAssistant:", "It's   spaced\tout\r\nok", "ünïcödé 🙂 café",
@@ -340,6 +362,39 @@ def test_export_command_writes_and_verifies(models, tiny_tok, tmp_path, capsys, 
     assert command.run(p.parse_args(["--model", str(art), "--format", fmt, "--out", str(out), "--verify",
                                      "--conversations", str(extra)])) == 2
     assert f"{extra}:2: not a conversation" in capsys.readouterr().err
+
+
+def test_export_command_checks_its_inputs_before_exporting(models, tiny_tok, tmp_path, capsys):
+    """A missing or invalid --policy was a PolicyError traceback; a missing --conversations file was found only after
+    the export (minutes for ExecuTorch); options of another format were silently ignored. Each is now exit 2 with a
+    one-line error, and nothing is written."""
+    import argparse
+
+    from pocketguard.compress.artifact import save_artifact
+    from pocketguard.export import command
+
+    art = save_artifact(models[1], tiny_tok, Policy.default(), tmp_path / "art")
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    out = tmp_path / "hf"
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("x = [")
+    cases = [
+        (["--policy", str(tmp_path / "nope.toml")], "policy file not found"),
+        (["--policy", str(bad_toml)], "not valid TOML"),
+        (["--verify", "--conversations", str(tmp_path / "nope.jsonl")], "nope.jsonl"),
+        (["--gguf-type", "q8_0"], "--gguf-type applies to --format gguf only"),
+        (["--max-len", "512"], "--max-len applies to --format executorch only"),
+        (["--no-quantize"], "--no-quantize applies to --format executorch only"),
+        (["--conversations", str(tmp_path / "c.jsonl")], "--conversations is read by --verify only"),
+    ]
+    for extra, needle in cases:
+        assert command.run(p.parse_args(["--model", str(art), "--format", "hf", "--out", str(out), *extra])) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err and not out.exists(), (extra, err)
+    # the defaults still apply where they belong
+    args = p.parse_args(["--model", str(art), "--format", "gguf", "--out", str(tmp_path / "g.gguf")])
+    assert command._misplaced_options(args) == [] and args.gguf_type is None and args.max_len is None
 
 
 def test_verify_of_an_export_with_a_part_of_the_policy_lists_it_on_both_sides(models, tiny_tok, tmp_path, capsys, monkeypatch):

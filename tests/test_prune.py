@@ -199,3 +199,22 @@ def test_pruned_shapes_round_trip_through_a_checkpoint(tiny_tok, calib, tmp_path
     assert back.args.extra["kept_blocks"] == model.args.extra["kept_blocks"]
     for a, b in zip(_logits(model, calib), _logits(back, calib)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["rtn", "qat"])
+def test_pruning_a_quantized_model_is_refused_with_the_fix(tiny_tok, calib, mode):
+    """A recipe that quantizes before it prunes used to die with a KeyError (prune_mlp) or a state-dict mismatch
+    listing every tensor (prune_blocks): each pruning function now says what is wrong before touching anything."""
+    from pocketguard.compress.quantize import QuantConfig, quantize_
+
+    q = quantize_(_model(tiny_tok), QuantConfig(mode=mode))
+    calls = {
+        "prune_blocks": lambda: prune_blocks(q, 1, calib),
+        "prune_mlp": lambda: prune_mlp(q, 64, calib),
+        "prune_output": lambda: prune_output(q, tiny_tok, Policy.default()),
+        "prune_input": lambda: prune_input(q, range(20), 0),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=f"{name} prunes float models: .*prune before quantizing"):
+            call()
+    prune_output(_model(tiny_tok), tiny_tok, Policy.default())  # float models are pruned as before

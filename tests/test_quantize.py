@@ -309,6 +309,14 @@ def test_rotation_leaves_float_logits_unchanged(dim, kind):
     assert r.args.extra["rotation"]["kind"] == kind
 
 
+def test_rotating_a_quantized_model_is_a_value_error_the_cli_reports():
+    """`rotate` after a quantization step: a ValueError (which `pocketguard compress` prints as `error: ...`, exit 2),
+    not a TypeError traceback."""
+    m = quantize_(tiny(), QuantConfig(mode="rtn"))
+    with pytest.raises(ValueError, match="rotate float models before quantizing"):
+        rotate_model(m, "hadamard")
+
+
 def test_rotation_matrices_are_orthogonal():
     for n in (32, 96, 80, 56, 384):
         R = rotation_matrix(n)

@@ -101,6 +101,16 @@ def rebuild(model: Transformer, args: ModelArgs, state: dict[str, Tensor]) -> Tr
     return new.train(model.training)
 
 
+def _require_float(model: nn.Module, what: str) -> None:
+    """Pruning slices float weights: a quantized (or fake-quantized, or LoRA-wrapped) model is refused with the fix,
+    rather than failing deep inside with a KeyError or a state-dict mismatch."""
+    odd = sorted({type(m).__name__ for m in model.modules()
+                  if (hasattr(m, "in_features") or hasattr(m, "num_embeddings")) and type(m) not in (nn.Linear, nn.Embedding)})
+    if odd:
+        raise ValueError(f"{what} prunes float models: this one holds {', '.join(odd)} layers (quantized?); "
+                         "prune before quantizing")
+
+
 def _state(model: Transformer) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -241,6 +251,7 @@ def prune_blocks(
     model: Transformer, keep: int, calib_batches: Iterable, method: str = "cosine", iterative: bool = False
 ) -> tuple[Transformer, PruneReport]:
     """Drop the least important decoder blocks until `keep` remain (see the module docstring for scores)."""
+    _require_float(model, "prune_blocks")
     n = model.args.n_layers
     if not 1 <= keep <= n:
         raise ValueError(f"keep must be between 1 and the model's {n} blocks, got {keep}")
@@ -337,6 +348,7 @@ def prune_mlp(
     `width`: one width for every layer, or a list with one per layer (`budget="uniform"` only). With
     `budget="global"`, `width × n_layers` neurons are kept in total wherever they score highest.
     """
+    _require_float(model, "prune_mlp")
     dims = model.args.ffn_dims
     L = len(dims)
     if budget not in ("uniform", "global"):
@@ -438,6 +450,7 @@ def prune_output(model: Transformer, tokenizer: Tokenizer, policy: Policy, extra
     (the input embedding keeps the whole vocabulary). An already pruned head can be pruned further but
     must still hold every needed token.
     """
+    _require_float(model, "prune_output")
     if tokenizer.vocab_size > model.args.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but the model only {model.args.vocab_size}")
     keep = sorted(set(guard_output_token_ids(tokenizer, policy)) | {int(t) for t in extra_token_ids})
@@ -477,6 +490,7 @@ def prune_input(model: Transformer, token_ids_seen: Iterable[int], fallback_id: 
     Tied embeddings are untied first (the head keeps its rows). Ids outside the kept set then all embed as
     `fallback_id` — pick a neutral token (e.g. a space or `<|reserved_special_token_0|>`).
     """
+    _require_float(model, "prune_input")
     old = model.args
     keep = sorted({int(t) for t in token_ids_seen} | {int(fallback_id)})
     if keep[0] < 0 or keep[-1] >= old.vocab_size:

@@ -95,6 +95,12 @@ def load_recipe(path: str | Path) -> Recipe:
     bad = set(data) - _DATA_KEYS
     if bad:
         raise RecipeError(f"{path}: unknown [data] keys {sorted(bad)}; allowed: {sorted(_DATA_KEYS)}")
+    train = raw.get("train") or {}
+    if not isinstance(train, dict):
+        raise RecipeError(f"{path}: [train] must be a table")
+    bad = set(train) - _train_fields()
+    if bad:
+        raise RecipeError(f"{path}: unknown [train] keys {sorted(bad)}; allowed: {sorted(_train_fields())}")
     steps = raw.get("step") or []
     if not isinstance(steps, list) or not steps:
         raise RecipeError(f"{path}: a recipe needs at least one [[step]]")
@@ -123,21 +129,53 @@ def load_recipe(path: str | Path) -> Recipe:
 
 def _check_step_options(path: Path, i: int, kind: str, options: dict) -> None:
     """A step whose function takes named options only: a misspelt or missing one is a RecipeError when the recipe
-    is read, not a TypeError after the teacher was loaded and the step's folder made. (Steps taking **params pass
-    them on to TrainConfig / QuantConfig, which check them when the step runs.)"""
+    is read, not a TypeError after the teacher was loaded and the step's folder made. The built-in steps taking
+    **params are checked against the TrainConfig / QuantConfig keys they pass on; a registered step of your own
+    taking **params checks its options itself when it runs."""
     import inspect
 
-    params = list(inspect.signature(STEPS[kind].resolve()).parameters.values())[2:]  # after (model, ctx)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return
-    names = [p.name for p in params]
+    fn = STEPS[kind].resolve()
+    params = list(inspect.signature(fn).parameters.values())[2:]  # after (model, ctx)
+    names = [p.name for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    if len(names) < len(params):  # **params: the built-in steps' TrainConfig / QuantConfig keys, checked here too,
+        passed_on = _passed_on(fn)  # so that a misspelt `qat` key fails now, not after the distillation before it
+        if passed_on is None:
+            return
+        names += sorted(passed_on - set(names))
     unknown = sorted(set(options) - set(names))
     if unknown:
         raise RecipeError(f"{path}: step {i} ({kind}): unknown options {unknown}; {kind} takes "
                           f"{', '.join(names) if names else 'none'}")
-    missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in options]
+    missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in options
+               and p.kind is not inspect.Parameter.VAR_KEYWORD]
     if missing:
         raise RecipeError(f"{path}: step {i} ({kind}) needs {', '.join(missing)}")
+
+
+def _train_fields() -> set[str]:
+    from dataclasses import fields
+
+    from ..train import TrainConfig
+
+    return {f.name for f in fields(TrainConfig)}
+
+
+def _passed_on(fn) -> set[str] | None:
+    """The keys a built-in step taking **params passes on (to TrainConfig, QuantConfig); None for other steps."""
+    from dataclasses import fields
+
+    from . import steps as S
+
+    if fn in (S._distill, S._train, S.lora_step):
+        return _train_fields()
+    if fn in (S.qat_step, S.ptq_step):
+        from .quantize import QuantConfig
+
+        quant = {f.name for f in fields(QuantConfig)}
+        if fn is S.ptq_step:
+            return quant | {"calibration"}
+        return quant | _train_fields() | {"lora_rank", "lora_alpha", "lora_targets", "lora_dropout"}
+    return None
 
 
 def _canonical(obj: Any) -> str:
@@ -265,6 +303,9 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
     from ..examples import load_examples
 
     recipe = load_recipe(path)
+    # the data first: a missing file or a bad line is reported before the output is touched and the teacher loaded
+    examples = load_examples(recipe.data["train"]) if recipe.data.get("train") else []
+    dev_examples = load_examples(recipe.data["dev"]) if recipe.data.get("dev") else []
     dev_str = device or recipe.device
     dev = torch.device(dev_str) if dev_str else default_device()
     if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -296,8 +337,6 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
          f"({time.perf_counter() - t_load:.1f}s)")
 
     data = recipe.data
-    examples = load_examples(data["train"]) if data.get("train") else []
-    dev_examples = load_examples(data["dev"]) if data.get("dev") else []
     if data.get("dev_max"):
         dev_examples = dev_examples[: int(data["dev_max"])]
     import random as _random

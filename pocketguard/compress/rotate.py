@@ -98,7 +98,7 @@ def _untie(model: nn.Module) -> None:
 
 def _plain(mod: nn.Module) -> nn.Module:
     if not hasattr(mod, "weight") or not isinstance(mod.weight, nn.Parameter):
-        raise TypeError(f"rotate float models before quantizing: {type(mod).__name__} has no float weight")
+        raise ValueError(f"rotate float models before quantizing: {type(mod).__name__} has no float weight")
     return mod
 
 

@@ -8,7 +8,9 @@ starts the stream when the tokenizer has one.
 
 Pruned output heads: `model.output_token_ids` maps head rows to vocabulary ids. Perplexity then counts only
 targets the head kept (the rest are reported as skipped). KL divergence and top-token agreement compare the
-two models over the vocabulary ids both heads kept, each distribution renormalised over that common set.
+two models over the vocabulary ids both heads kept, each distribution renormalised over that common set, and
+so does the perplexity ratio (over the targets both heads kept): a pruned head's own perplexity is not comparable
+with a full head's.
 """
 
 from __future__ import annotations
@@ -48,10 +50,19 @@ class Divergence:
     compared_vocab: int  # vocabulary ids both heads have
     model: Perplexity
     reference: Perplexity
+    # both models on the same footing: the targets both heads kept, each softmax over the common kept ids (the
+    # distributions KL compares). With identical heads these are `model` and `reference` themselves.
+    common_nll_model: float | None = None
+    common_nll_reference: float | None = None
+    common_tokens: int = 0
 
     @property
-    def perplexity_ratio(self) -> float:
-        return self.model.perplexity / self.reference.perplexity
+    def perplexity_ratio(self) -> float | None:
+        """exp(mean NLL difference) over the common targets: a pruned head's own perplexity (its kept targets, its
+        kept softmax) and a full head's are not comparable, so the ratio never divides one by the other."""
+        if not self.common_tokens or self.common_nll_model is None or self.common_nll_reference is None:
+            return None  # no target that both heads kept
+        return float(np.exp(self.common_nll_model - self.common_nll_reference))
 
     def to_dict(self) -> dict:
         return asdict(self) | {"perplexity_ratio": self.perplexity_ratio}
@@ -154,6 +165,7 @@ def kl_divergence(model: nn.Module, reference: nn.Module, tokenizer: Any, text: 
     agree = 0
     acc_m = acc_r = None
     cols_m = cols_r = None
+    common_m = common_r = 0.0  # NLL sums over targets both heads kept, softmax over the common ids
     for targets, (lm, lr) in _stream([model, reference], ids, window, stride or window // 2):
         if cols_m is None:
             ids_m, ids_r = _head_ids(model, lm.shape[-1]), _head_ids(reference, lr.shape[-1])
@@ -162,16 +174,25 @@ def kl_divergence(model: nn.Module, reference: nn.Module, tokenizer: Any, text: 
                 raise ValueError("the two output heads share no vocabulary id")
             cols_m, cols_r, n_common = torch.from_numpy(im), torch.from_numpy(ir), len(common)
             acc_m, acc_r = _NLL(ids_m, max(ids)), _NLL(ids_r, max(ids))
+            acc_c = _NLL(torch.from_numpy(common).long(), max(ids))  # maps a target to its common column
         acc_m.add(lm, targets)
         acc_r.add(lr, targets)
         pm, pr = torch.log_softmax(lm[:, cols_m], -1), torch.log_softmax(lr[:, cols_r], -1)
         kls.append((pr.exp() * (pr - pm)).sum(-1).clamp(min=0))
         agree += int((pm.argmax(-1) == pr.argmax(-1)).sum())
+        col = acc_c.lookup[targets]
+        ok = col >= 0
+        common_m -= float(pm[ok].gather(1, col[ok][:, None]).sum())
+        common_r -= float(pr[ok].gather(1, col[ok][:, None]).sum())
+        acc_c.tokens += int(ok.sum())
     kl = torch.cat(kls).double().numpy()
+    n_c = acc_c.tokens
     return Divergence(
         kl_mean=float(kl.mean()), kl_median=float(np.median(kl)), kl_p99=float(np.percentile(kl, 99)),
         kl_max=float(kl.max()), top1_agreement=agree / len(kl), tokens=len(kl), compared_vocab=n_common,
         model=acc_m.result(), reference=acc_r.result(),
+        common_nll_model=common_m / n_c if n_c else None, common_nll_reference=common_r / n_c if n_c else None,
+        common_tokens=n_c,
     )
 
 

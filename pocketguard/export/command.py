@@ -32,9 +32,9 @@ def add_arguments(p) -> None:
                    "default guard)")
     p.add_argument("--format", required=True, choices=("gguf", "executorch", "hf"))
     p.add_argument("--out", type=Path, required=True, help="output file (.gguf/.pte) or folder (hf)")
-    p.add_argument("--gguf-type", default="q4_0", choices=("f32", "f16", "q8_0", "q4_0"),
-                   help="GGUF weight type (q4_0 keeps an int4 g32 artifact's codes bit for bit)")
-    p.add_argument("--max-len", type=int, default=1024, help="ExecuTorch: static KV cache length (prompt + answer)")
+    p.add_argument("--gguf-type", choices=("f32", "f16", "q8_0", "q4_0"),
+                   help="GGUF weight type (default q4_0, which keeps an int4 g32 artifact's codes bit for bit)")
+    p.add_argument("--max-len", type=int, help="ExecuTorch: static KV cache length (prompt + answer; default 1024)")
     p.add_argument("--no-quantize", action="store_true", help="ExecuTorch: keep float linears of a float model in fp32")
     p.add_argument("--policy", type=Path, help="policy TOML to embed (default: the model's, else the default policy)")
     p.add_argument("--verify", action="store_true", help="run the export back and compare verdicts with pocketguard")
@@ -51,18 +51,37 @@ def _policy(args, meta):
     return Policy.default()
 
 
+def _misplaced_options(args) -> list[str]:
+    """Options given that the chosen --format does not use (an error rather than silently ignored)."""
+    own = {"--gguf-type": ("gguf", args.gguf_type is not None), "--max-len": ("executorch", args.max_len is not None),
+           "--no-quantize": ("executorch", args.no_quantize), "--conversations": (None, args.conversations is not None)}
+    bad = [f"{flag} applies to --format {fmt} only" for flag, (fmt, given) in own.items()
+           if given and fmt is not None and fmt != args.format]
+    if args.conversations is not None and not args.verify:
+        bad.append("--conversations is read by --verify only")
+    return bad
+
+
 def run(args) -> int:
     from ..checkpoint import load
+    from ..conversation import read_jsonl
     from ..guard import DEFAULT_MODEL_DIR
 
+    bad = _misplaced_options(args)
+    if bad:
+        print(f"error: {'; '.join(bad)}", file=sys.stderr)
+        return 2
+    args.gguf_type = args.gguf_type or "q4_0"
+    args.max_len = args.max_len or 1024
     args.model = args.model or DEFAULT_MODEL_DIR
-    try:
+    try:  # everything that can be wrong with the inputs, before an export that can take minutes
         loaded = load(args.model)
+        model, tok, meta = loaded.model, loaded.tokenizer, loaded.meta or {}
+        policy = _policy(args, meta)
+        extra = read_jsonl(args.conversations) if args.verify and args.conversations else []
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model, tok, meta = loaded.model, loaded.tokenizer, loaded.meta or {}
-    policy = _policy(args, meta)
     try:
         if args.format == "gguf":
             from .gguf import export_gguf
@@ -95,22 +114,22 @@ def run(args) -> int:
     # The export records `policy` as its own, so a guard loading it lists that policy in the prompt even where it is
     # a part of the model's (no `subset_mode` filtering): the guard is judged the same way.
     guard = (Guard.load(args.model, policy=policy, subset_mode="prompt") if is_artifact(args.model)
-             else Guard.from_loaded(loaded, policy, source=str(args.model), subset_mode="prompt"))
+             else Guard.from_loaded(loaded, policy, subset_mode="prompt"))
     try:
-        return verify(args, guard, model, out)
+        return verify(args, guard, model, out, extra)
     except (ValueError, OSError, ImportError) as e:  # a runtime that is not installed, a bad --conversations file
         print(f"error: {e} ({out} was written, not verified)", file=sys.stderr)
         return 2
 
 
-def verify(args, guard, model, out) -> int:
+def verify(args, guard, model, out, extra=()) -> int:
     """`guard`'s verdicts (as `moderate` gives them) against the export at `out` of `model` (the weights exported;
-    its float-activation verdicts tell activation rounding from a broken export)."""
-    from ..conversation import read_jsonl
+    its float-activation verdicts tell activation rounding from a broken export), on VERIFY_CONVERSATIONS and
+    `extra` (`--conversations`, read by `run` before exporting)."""
     from ..kernels import float_activations
     from .backend import TorchBackend, judge
 
-    convs = list(VERIFY_CONVERSATIONS) + (read_jsonl(args.conversations) if args.conversations else [])
+    convs = list(VERIFY_CONVERSATIONS) + list(extra)
     policy = guard.policy
     # Both runtimes are fed pocketguard's token ids below, so the tokenizer the export carries is checked on its
     # own: a GGUF's (its tokenizer.ggml.* as llama.cpp splits text, read back by pocketguard's GGUF reader) must cut

@@ -213,6 +213,7 @@ def export_executorch(model: Transformer, path: str | Path, max_len: int = 1024,
         raise ExportError(f"quantize must be '8da4w' or None, got {quantize!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tok_file = _tokenizer_file(tokenizer, path.parent) if tokenizer is not None else None  # before the slow part
     with torch.no_grad():
         m = ExportableGuardModel(model.eval(), max_len).eval()
         if quantize == "8da4w":
@@ -240,9 +241,28 @@ def export_executorch(model: Transformer, path: str | Path, max_len: int = 1024,
     if threshold is not None:
         meta["threshold"] = float(threshold)
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    if tokenizer is not None:
-        tokenizer.save(path.parent)
+    if tok_file is not None:
+        target, data = tok_file
+        if not target.exists():
+            target.write_bytes(data)
     return path
+
+
+def _tokenizer_file(tokenizer, directory: Path) -> tuple[Path, bytes]:
+    """The tokenizer file written beside the `.pte` (`tokenizer.json`, or `tokenizer.model` for tiktoken) and its
+    bytes. That folder may already hold it (an export into the model's own folder, or a re-export): then it is left
+    as it is; a *different* tokenizer there (another model's) is an ExportError, never silently replaced."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save(tmp)
+        (written,) = Path(tmp).iterdir()
+        name, data = written.name, written.read_bytes()
+    target = directory / name
+    if target.exists() and target.read_bytes() != data:
+        raise ExportError(f"{target} holds another tokenizer: export the .pte into another folder (its tokenizer "
+                          f"is written beside it as {name})")
+    return target, data
 
 
 # ------------------------------------------------------------------------------------------ backend
