@@ -272,13 +272,19 @@ class Guard:
             raise ValueError(f"max_context {self.max_context} leaves no room for the conversation (policy prompt too long)")
         stride = max(1, width - width // 4)
         jobs = []
-        for start in range(0, max(1, len(content_ids) - width + stride), stride):
-            piece = self.tokenizer.decode(content_ids[start : start + width])
-            turn = encode_turn(self.tokenizer, role, piece)
-            while len(turn) > budget:  # decoding/re-encoding can grow a window slightly
-                piece = piece[: int(len(piece) * 0.9)]
-                turn = encode_turn(self.tokenizer, role, piece)
+        start = 0
+        while True:
+            n = width
+            turn = encode_turn(self.tokenizer, role, self.tokenizer.decode(content_ids[start : start + n]))
+            while len(turn) > budget:  # decoding/re-encoding grew the window: take fewer tokens (the next window
+                n = int(n * 0.9)  # starts from where this one ends, so nothing of the judged turn is left out)
+                if n < 1:
+                    raise ValueError("a window of the judged turn does not fit max_context after re-encoding")
+                turn = encode_turn(self.tokenizer, role, self.tokenizer.decode(content_ids[start : start + n]))
             jobs.append(_Job(index, role, [turn]))
+            if start + n >= len(content_ids):
+                break
+            start += stride if n == width else max(1, n - n // 4)
         window_info = {
             "dropped_turns": len(turns) - 1,
             "dropped_tokens": sum(map(len, turns[:-1])),

@@ -180,6 +180,42 @@ def test_overlong_judged_turn_is_windowed_never_cut(tok):
     assert v.status in ("safe", "unsafe", "error")
 
 
+def test_a_window_that_grows_on_re_encoding_loses_nothing_of_the_judged_turn(tok):
+    """Decoding a window's tokens and encoding them again can give more tokens than the window held; such a window
+    used to be cut by a tenth of its characters, which at the last window dropped the end of the judged turn in
+    silence. Here every decoded window grows by 20 tokens: the windows take fewer tokens and still cover the end."""
+    class Growing:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def decode(self, ids):  # a window (not an answer's few tokens) decodes to 20 tokens more
+            return ("bread " * 20 if len(ids) > 50 else "") + self.inner.decode(ids)
+
+    seen = []
+
+    class Spy(Guard):
+        def boost(self, seq, new_tokens, had):
+            if self.advance(seq, new_tokens, had):
+                seen.append(list(new_tokens))
+            return {tok.encode("safe")[0]: 50.0} if seq.step == 0 else {}
+
+    g = Spy(make(tok), Growing(tok), max_context=1100)
+    t = g.moderate("bread " * 600 + "the bomb").truncation  # the windows' width and stride with this tokenizer
+    width, stride = t["window_tokens"], t["window_tokens"] - t["overlap_tokens"]
+    # a turn whose last window is a full one (the case that was cut): width + 2 strides tokens, ending in " bomb"
+    text = "bread " * (width + 2 * stride - 2) + "the bomb"
+    assert len(tok.encode(text)) == width + 2 * stride
+    seen.clear()
+    v = g.moderate(text)
+    assert v.status == "safe" and v.truncation["windows"] >= 3
+    bomb = tok.encode(" bomb")[0]
+    assert any(bomb in s for s in seen)  # the end of the judged turn was judged
+    assert all(len(s) <= 1100 for s in seen)
+
+
 def test_window_verdict_is_the_worst(tok):
     class Trigger(Guard):
         """Says unsafe S1 exactly when the prompt contains the token for ' bomb'."""
