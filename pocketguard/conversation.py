@@ -181,8 +181,8 @@ def conversation_from_json(data: Any) -> Conversation:
     return as_conversation(from_json(data), data.get("role") if isinstance(data, dict) else None)
 
 
-def read_jsonl(path: Path) -> list:
-    """The conversations of a JSONL file, one per line as `from_json` reads it, each checked with `as_conversation`;
+def read_jsonl(path: Path) -> list[Conversation]:
+    """The conversations of a JSONL file, one per line as `conversation_from_json` reads it (an object's 'role' too);
     a line that is not one is a ConversationError naming it. Lines are split at "\n" only: `str.splitlines` would
     also split at U+2028 and its kin, which JSON strings may hold unescaped."""
     convs = []
@@ -190,11 +190,9 @@ def read_jsonl(path: Path) -> list:
         if not line.strip():
             continue
         try:
-            item = from_json(json.loads(line))
-            as_conversation(item)
-        except (json.JSONDecodeError, ConversationError) as e:
-            raise ConversationError(f"{path}:{i}: not a conversation ({e})") from None
-        convs.append(item)
+            convs.append(conversation_from_json(json.loads(line)))
+        except (ValueError, RecursionError, ConversationError) as e:  # not JSON, a 5000-digit number, absurd nesting
+            raise ConversationError(f"{path}:{i}: not a conversation ({e or type(e).__name__})") from None
     return convs
 
 

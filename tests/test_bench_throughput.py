@@ -29,7 +29,7 @@ def test_mix_file(tmp_path, capsys):
     p = tmp_path / "mix.jsonl"
     p.write_text("\n".join([json.dumps({"messages": [{"role": "user", "content": "hi"}]}), "", json.dumps({"text": "yo"}),
                             json.dumps([{"role": "user", "content": "a"}]), json.dumps("b")]) + "\n")
-    assert BT.read_mix(p) == [[{"role": "user", "content": "hi"}], "yo", [{"role": "user", "content": "a"}], "b"]
+    assert [c.messages[-1].content for c in BT.read_mix(p)] == ["hi", "yo", "a", "b"]
     for bad in (json.dumps({"label": "safe"}), "not json", json.dumps([{"role": "wizard", "content": "x"}])):
         p.write_text(json.dumps("ok") + "\n" + bad + "\n")
         with pytest.raises(ValueError, match=":2: not a conversation"):

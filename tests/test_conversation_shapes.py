@@ -331,4 +331,21 @@ def test_read_jsonl_splits_lines_at_newlines_only(tmp_path):
     with pytest.raises(ConversationError, match=":3: not a conversation"):
         read_jsonl(p)
     p.write_text(json.dumps({"text": "one\u2028line"}, ensure_ascii=False) + "\n", encoding="utf-8")
-    assert read_jsonl(p) == ["one\u2028line"]
+    assert [c.messages for c in read_jsonl(p)] == [(Message("user", "one\u2028line"),)]
+
+
+def test_read_jsonl_reads_each_line_as_the_cli_and_server_do(tmp_path):
+    """`export --conversations` and `bench --throughput --mix` read JSONL with `read_jsonl`: an object's 'role' was
+    dropped there (the CLI's --jsonl and /v1/guard honour it), and a 5,000-digit number was a bare ValueError."""
+    from pocketguard.conversation import read_jsonl
+
+    p = tmp_path / "c.jsonl"
+    two = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    p.write_text(json.dumps({"messages": two[:1], "role": "agent"}) + "\n")
+    with pytest.raises(ConversationError, match=":1: not a conversation .*agent"):
+        read_jsonl(p)
+    p.write_text(json.dumps({"messages": two, "role": "agent"}) + "\n" + json.dumps(two) + "\n")
+    assert [c.judged for c in read_jsonl(p)] == ["agent", "agent"]
+    p.write_text('{"x": ' + "9" * 5000 + "}\n")
+    with pytest.raises(ConversationError, match=":1: not a conversation"):
+        read_jsonl(p)
