@@ -141,6 +141,8 @@ class Policy:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise PolicyError(f"policy file not found: {path}") from None
+        except OSError as e:  # a folder, no permission: still a PolicyError naming the file
+            raise PolicyError(f"cannot read policy file {path}: {e.strerror or e}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise PolicyError(f"policy file {path} is not valid TOML: {e}") from None
         return cls.from_dict(data, source=str(path))
@@ -161,6 +163,9 @@ class Policy:
             keep = data["keep"]
             if not isinstance(keep, list) or not all(isinstance(c, str) for c in keep):
                 raise PolicyError(f"{source}: 'keep' must be a list of category codes, e.g. [\"S1\", \"S9\"]")
+            repeated = sorted({c for c in keep if keep.count(c) > 1})
+            if repeated:  # likely a typo for another code (S1 for S11): never judged against a shorter list in silence
+                raise PolicyError(f"{source}: keep: duplicate category code(s) {repeated}")
             try:
                 cats = list(Policy(tuple(cats)).subset(keep).categories)
             except PolicyError as e:

@@ -152,15 +152,18 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
             except asyncio.TimeoutError:
                 raise ApiError(408, f"no message within {config.request_timeout_s:g} s", "timeout") from None
             except KeyError:  # a binary frame: receive_text() finds no "text" in it
-                raise ApiError(400, "send JSON text frames, not binary", "invalid_json") from None
+                raise ApiError(400, "send JSON text frames, not binary") from None
+            # the same statuses and types as the same mistake in an HTTP body (read_json; docs/serving.md, Errors)
             if len(raw.encode("utf-8", "surrogatepass")) > config.max_body_bytes:
-                raise ApiError(413, f"a message is over {config.max_body_bytes} bytes", "payload_too_large")
+                raise ApiError(413, f"a message is over {config.max_body_bytes} bytes", "request_too_large")
             try:
                 data = json.loads(raw)
             except json.JSONDecodeError as e:
-                raise ApiError(400, f"a message is not valid JSON: {e}", "invalid_json") from None
+                raise ApiError(400, f"a message is not valid JSON: {e}") from None
+            except (RecursionError, ValueError) as e:  # absurd nesting, 5000-digit numbers
+                raise ApiError(400, f"a message is not acceptable JSON: {type(e).__name__}") from None
             if not isinstance(data, dict):
-                raise ApiError(422, f"a message must be a JSON object, got {_json_type(data)}")
+                raise ApiError(400, f"a message must be a JSON object, got {_json_type(data)}")
             return data
 
         if open_streams["n"] >= config.max_streams:
@@ -275,14 +278,18 @@ def run(args) -> int:
         policy = Policy.from_toml(args.policy) if args.policy else None
         guard = Guard.load(args.model, policy=policy, device=args.device, max_context=args.max_context,
                            threshold=args.threshold, subset_mode=args.subset_mode)
+        # Warm the policy-prefix cache for both judged roles, so the first requests do not pay for it; a setting
+        # no request could be judged under (a --max-context the policy prompt fills) fails here, not per request.
+        guard.moderate_batch(["hello", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]])
     except (PolicyError, ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (RuntimeError, AssertionError) as e:  # torch: an unknown --device, CUDA asked of a build without it
+        print(f"error: cannot load or run the guard on --device {args.device}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     if not is_loopback(args.host):
         print(f"warning: serving on {args.host}, not loopback; pocketguard serve has no authentication or TLS — "
               "put it behind a proxy that has", file=sys.stderr)
-    # Warm the policy-prefix cache for both judged roles, so the first requests do not pay for it.
-    guard.moderate_batch(["hello", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]])
     app = create_app(guard, config)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
     return 0

@@ -256,8 +256,8 @@ def parse_moderation_inputs(data: dict, config: ServerConfig) -> list[Conversati
     if len(raw) > config.max_items:
         raise ApiError(422, f"'input' has {len(raw)} items; the limit is {config.max_items} per request", param="input")
     if all(isinstance(x, dict) for x in raw):  # content parts: one input
-        for i, part in enumerate(raw):
-            if isinstance(part.get("text"), str):
+        for i, part in enumerate(raw):  # length and Unicode per part; an empty part among others is fine, as on
+            if isinstance(part.get("text"), str) and part["text"].strip():  # /v1/guard and in guard.moderate
                 check_text(part["text"], f"input[{i}]", config)
         try:
             conv = Conversation.from_messages([{"role": "user", "content": raw}])
@@ -265,6 +265,9 @@ def parse_moderation_inputs(data: dict, config: ServerConfig) -> list[Conversati
             raise ApiError(422, f"input: {e}", param="input") from None
         check_text(conv.messages[0].content, "input", config)  # the text judged: every text part (a refusal too), joined
         return [conv]
+    if any(isinstance(x, dict) for x in raw):  # a list mixing the two shapes: say so, not "must be a string"
+        raise ApiError(422, "'input' mixes strings and content parts: send a list of strings (one result each) or a "
+                            "list of content parts (one input)", param="input")
     for i, x in enumerate(raw):
         if not isinstance(x, str):
             raise ApiError(422, f"input[{i}] must be a string, got {_json_type(x)}", param=f"input[{i}]")

@@ -73,7 +73,8 @@ class ResponseStream:
         if self._prefix_len + fixed + len(turn) > self.guard.max_context:
             # Past the context: the guard's context policy (drop earliest turns, window the reply) takes over.
             msgs = list(self.conversation.messages) + [Message("agent", self.text)]
-            v = self.guard.moderate(Conversation.create(msgs), policy=self.policy, category_scores=self.category_scores)
+            v = self.guard.moderate(Conversation.create(msgs, notes=self.conversation.notes), policy=self.policy,
+                                    category_scores=self.category_scores)
             return self._record(v)
         common = 0
         for a, b in zip(self._reply, turn):
@@ -90,6 +91,7 @@ class ResponseStream:
         # Keep the reply in the sequence, drop the suffix (it must come after whatever the next chunk adds).
         self._seq.length = self._base + len(turn)
         v.timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        v.notes = list(self.conversation.notes) + v.notes  # what of the conversation was not judged, as moderate says
         return self._record(v)
 
     def _record(self, v: Verdict) -> Verdict:

@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{report['ok']}/{report['requested']} ok, {report['errors']} errors {report['error_kinds'] or ''}"
+        kinds = f" {report['error_kinds']}" if report["error_kinds"] else ""
+        print(f"{report['ok']}/{report['requested']} ok, {report['errors']} errors{kinds} "
               f"in {report['elapsed_s']} s ({report['endpoint']}, concurrency {report['concurrency']})")
         print(f"throughput {report['throughput_rps']} req/s; latency p50 {report['p50_ms']} ms, p90 {report['p90_ms']} ms, "
               f"p99 {report['p99_ms']} ms, max {report['max_ms']} ms; mean server batch {report['mean_server_batch']}")

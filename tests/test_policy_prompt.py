@@ -39,6 +39,7 @@ def test_toml_subset_rename_extra_keep_stable_codes(tmp_path):
         # wrong types and typos in tables are PolicyErrors naming the place, not AttributeError/TypeError crashes
         # (`moderate --policy` exits 1 = unsafe on those) nor keys ignored in silence
         ('base = "default"\nkeep = "S1"', "'keep' must be a list"),
+        ('base = "default"\nkeep = ["S1", "S9", "S1"]', r"keep: duplicate category code\(s\) \['S1'\]"),
         ('base = "default"\n[rename]\nS1 = 5', r"rename\.S1 must be a table"),
         ('base = "default"\nrename = [1]', "'rename' must be a table"),
         ('base = "default"\n[rename]\nS1 = { nam = "x" }', r"rename\.S1: unknown keys \['nam'\]"),
@@ -57,6 +58,12 @@ def test_bad_policy_files_fail_clearly(tmp_path, text, needle):
     with pytest.raises(PolicyError, match=needle) as e:
         Policy.from_toml(f)
     assert str(f) in str(e.value)  # every error names the file
+
+
+def test_a_policy_path_that_cannot_be_read_is_a_policy_error(tmp_path):
+    with pytest.raises(PolicyError, match="cannot read policy file") as e:  # a folder: not an IsADirectoryError
+        Policy.from_toml(tmp_path)
+    assert str(tmp_path) in str(e.value)
 
 
 def test_conversation_parsing_and_errors():

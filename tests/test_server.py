@@ -115,6 +115,14 @@ def test_moderations_shape_and_category_mapping(tok):
         assert r.status_code == 200 and [x["flagged"] for x in r.json()["results"]] == [True] * 3
         r = c.post("/v1/moderations", json={"input": [{"type": "text", "text": "hello"}, {"type": "text", "text": "world"}]})
         assert r.status_code == 200 and len(r.json()["results"]) == 1
+        # an empty text part among others is judged as /v1/guard and guard.moderate judge the same content
+        parts = [{"type": "text", "text": ""}, {"type": "text", "text": "hello"}]
+        r = c.post("/v1/moderations", json={"input": parts})
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["pocketguard"]["p_unsafe"] == pytest.approx(
+            g.moderate([{"role": "user", "content": parts}]).p_unsafe, abs=1e-5)
+        assert c.post("/v1/guard", json={"messages": [{"role": "user", "content": parts}]}).status_code == 200
+        assert c.post("/v1/moderations", json={"input": [{"type": "text", "text": " "}]}).status_code == 422
 
     # A code with no OpenAI equivalent is still flagged, under its pocketguard/ key: nothing is lost.
     with serving(make_guard(tok, "unsafe\nS5")) as c:
@@ -212,6 +220,8 @@ HOSTILE = [
     ("/v1/moderations", json.dumps({"input": ["a"] * 33}).encode(), 422, ["33 items", "limit"]),
     ("/v1/moderations", json.dumps({"input": ["ok", 7]}).encode(), 422, ["input[1]", "string"]),
     ("/v1/moderations", json.dumps({"input": [{"type": "image_url", "image_url": {"url": "x"}}]}).encode(), 422, ["text"]),
+    ("/v1/moderations", json.dumps({"input": [{"type": "text", "text": "hi"}, "there"]}).encode(), 422, ["mixes strings and content parts"]),
+    ("/v1/moderations", json.dumps({"input": ["hi", {"type": "text", "text": "there"}]}).encode(), 422, ["mixes strings and content parts"]),
     ("/v1/moderations", json.dumps({"input": "x" * 40_000}).encode(), 422, ["characters", "limit"]),
     ("/v1/moderations", b"{\"input\": \"\\ud800 hi\"}", 422, ["surrogate"]),
     ("/v1/moderations", json.dumps({"input": "   "}).encode(), 422, ["empty"]),
@@ -441,6 +451,24 @@ def test_serve_verb_is_wired(capsys):
     assert server.run(p.parse_args(["--model", "/nonexistent/guard"])) == 2
     assert server.run(p.parse_args(["--model", "/nonexistent/guard", "--max-batch", "0"])) == 2
     assert "max_batch must be at least 1" in capsys.readouterr().err
+
+
+def test_serve_settings_no_request_could_use_fail_at_startup(tiny_hf_dir, capsys, monkeypatch):
+    """A --max-context the policy prompt fills, or a device torch cannot use: a message and exit 2 before binding a
+    port, not a traceback from the warm-up."""
+    import argparse
+
+    import uvicorn
+
+    from pocketguard import server
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started"))
+    p = argparse.ArgumentParser()
+    server.add_arguments(p)
+    assert server.run(p.parse_args(["--model", str(tiny_hf_dir), "--max-context", "5"])) == 2
+    assert "max_context 5 leaves no room" in capsys.readouterr().err
+    assert server.run(p.parse_args(["--model", str(tiny_hf_dir), "--device", "nosuchdevice"])) == 2
+    assert "--device nosuchdevice" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------ HF export → transformers
@@ -682,3 +710,48 @@ def test_stream_over_a_real_uvicorn_websocket(tok):
             assert (msg["verdict"]["status"], msg["verdict"]["categories"]) == (v.status, v.categories)
             if v.status != "safe":
                 break
+
+
+def test_stream_verdicts_carry_the_conversations_notes_like_the_guard_endpoint(tok):
+    """A dropped system message (or a tool message, an image part) is noted in the streamed verdicts as in
+    /v1/guard's and guard.moderate's on the same conversation: never dropped in silence."""
+    guard = make_guard(tok, seed=3)
+    msgs = [{"role": "system", "content": "be kind"},
+            {"role": "user", "content": [{"type": "text", "text": "tell me a story"}, {"type": "image_url", "image_url": {"url": "x"}}]}]
+    whole = guard.moderate(msgs + [{"role": "assistant", "content": REPLY_CHUNKS[0]}])
+    assert len(whole.notes) == 2
+    assert guard.stream(msgs).feed(REPLY_CHUNKS[0]).notes == whole.notes
+    with serving(guard) as client:
+        r = client.post("/v1/guard", json={"messages": msgs + [{"role": "assistant", "content": REPLY_CHUNKS[0]}]})
+        with client.websocket_connect("/v1/guard/stream") as ws:
+            ws.send_json({"messages": msgs})
+            ws.send_json({"chunk": REPLY_CHUNKS[0]})
+            msg = ws.receive_json()
+    assert msg["verdict"]["notes"] == r.json()["notes"] == whole.notes
+    # past the guard's context the stream re-judges through guard.moderate: the notes stay
+    from pocketguard.prompt import encode_prefix
+
+    tight = make_guard(tok, seed=3, max_context=len(encode_prefix(tok, guard.policy, "agent")) + 300)
+    long_reply = "the cat walked home and cooked soup " * 40
+    v = tight.stream(msgs).feed(long_reply)
+    assert v.truncation and v.notes == tight.moderate(msgs + [{"role": "assistant", "content": long_reply}]).notes
+
+
+def test_stream_message_errors_match_the_http_errors_for_the_same_mistake(tok):
+    """Nesting that exhausts the JSON parser is a 400 (not a 500 server_error), as in an HTTP body; a message that
+    is not an object is a 400 and an oversize one a 413 `request_too_large`, the statuses and types /v1/guard gives."""
+    from starlette.websockets import WebSocketDisconnect
+
+    guard = make_guard(tok, seed=1)
+    with serving(guard, max_body_bytes=300_000) as client:
+        for text, status, type_ in [("[" * 100_000, 400, "invalid_request_error"), ("[1, 2]", 400, "invalid_request_error"),
+                                    ("not json", 400, "invalid_request_error"), (" " * 300_001, 413, "request_too_large")]:
+            with client.websocket_connect("/v1/guard/stream") as ws:
+                ws.send_text(text)
+                err = ws.receive_json()["error"]
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    ws.receive_json()
+            assert (err["code"], err["type"], closed.value.code) == (status, type_, 1008), err
+            http = client.post("/v1/guard", content=text.encode(), headers={"content-type": "application/json"})
+            assert (http.status_code, http.json()["error"]["type"]) == (status, type_)
+        assert client.post("/v1/guard", json={"messages": STREAM_USER}).status_code == 200
