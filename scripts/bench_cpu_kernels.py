@@ -12,6 +12,9 @@ on a random int4 model at the next guard's shape (dim 576, 9 / 3 heads, 14 block
 the fast kernel `available()` picks; the verdicts must agree. Best and median wall time of `--repeats`, and
 the median process CPU time (all threads): on a shared machine wall time includes waiting for a core, CPU time
 does not (at one thread it is the time-to-verdict of an idle core).
+Table 3: one layer's causal attention over a prompt (9 query / 3 KV heads of 64, the guard's), torch's fp32
+`F.scaled_dot_product_attention` against `runtime_cpu.attention_int8` (12-bit queries and keys, int8 values), best
+of `--repeats` interleaved, and the largest difference of their outputs (where the CPU has AVX-512 VNNI).
 """
 
 from __future__ import annotations
@@ -75,6 +78,34 @@ def linear_table(repeats: int) -> None:
             return f"{rate[k]:.0f}" + (f" ({ref / rate[k]:.1f}x)" if ref and k != kernels[0] else "")
 
         print(f"| {M} x {Kd} x {N} | " + " | ".join(cell(k) for k in calls) + " |")
+
+
+def attention_table(repeats: int, prompt_tokens: int) -> None:
+    if not R.int8_attention_available():
+        print("\nattention: no int8 attention kernel on this CPU (it needs AVX-512 VNNI)")
+        return
+    H, KV, hd = 9, 3, 64
+    print(f"\none layer's causal attention, {H} / {KV} heads of {hd}, ms (best of {repeats}, interleaved)")
+    print("| queries over keys | fp32 SDPA | int8 (12-bit QK) | speed-up | max abs difference |\n|---|---|---|---|---|")
+    gen = torch.Generator().manual_seed(0)
+    for T, s0 in ((prompt_tokens, 0), (prompt_tokens - 190, 190), (1, prompt_tokens)):  # whole prompt, after the cached policy, a decode step
+        q = torch.randn(T, H * hd, generator=gen)
+        k, v = torch.randn(KV, s0 + T, hd, generator=gen), torch.randn(KV, s0 + T, hd, generator=gen)
+        qh = q.view(T, H, hd).transpose(0, 1)[None]  # [1, H, T, hd]
+        kh, vh = (x.repeat_interleave(H // KV, 0)[None] for x in (k, v))
+        mask = torch.ones(T, s0 + T, dtype=torch.bool).tril(s0)
+
+        def sdpa():
+            return F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)[0].transpose(0, 1).reshape(T, H * hd)
+
+        calls = {"sdpa": sdpa, "int8": lambda: R.attention_int8(q, k, v, s0, H)}
+        diff = float((calls["sdpa"]() - calls["int8"]()).abs().max())
+        best = dict.fromkeys(calls, float("inf"))
+        for _ in range(repeats):
+            for name, f in calls.items():
+                best[name] = min(best[name], _once(f))
+        print(f"| {T} over {s0 + T} | {1e3 * best['sdpa']:.2f} | {1e3 * best['int8']:.2f} | "
+              f"{best['sdpa'] / best['int8']:.1f}x | {diff:.3f} |")
 
 
 def _once(f) -> float:
@@ -148,6 +179,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, runtime_cpu: {R.available()}")
     linear_table(args.repeats)
+    attention_table(args.repeats, args.prompt_tokens)
     verdict_table(args.prompt_tokens, max(3, args.repeats // 5), args.layers)
 
 
