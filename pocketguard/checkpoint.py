@@ -307,9 +307,16 @@ def meta_default_rope_scaling(dim: int) -> dict:
 def args_from_meta_params(params: dict, source: str = META_PARAMS) -> ModelArgs:
     """ModelArgs from Meta's params.json. Without a stored context length, Llama 3.1+ (scaled RoPE) gets
     131072 positions and Llama 3 gets 8192."""
-    unsupported = sorted(k for k in ("vision_chunk_size", "vision_args", "moe_args", "quantization_args") if params.get(k) not in (None, -1))
+    unsupported = sorted(k for k in ("vision_chunk_size", "vision_args", "vision_num_cross_attention_layers", "moe_args",
+                                     "quantization_args", "lora_args") if params.get(k) not in (None, -1))
     if unsupported:
         raise CheckpointError(f"{source}: unsupported architecture (has {unsupported}); pocketguard loads text-only dense Llama")
+    # Llama 4's attention and FFN options (llama-models' llama4/args.py): they change the computation without adding
+    # a tensor, so a checkpoint with them would load in silence as the wrong model.
+    llama4 = sorted(k for k in ("use_qk_norm", "nope_layer_interval", "attention_chunk_size", "attn_temperature_tuning", "ffn_exp")
+                    if params.get(k) not in (None, False))
+    if llama4:
+        raise CheckpointError(f"{source}: unsupported Llama 4 features {llama4}; pocketguard loads Llama 3-style dense models")
     missing = [k for k in ("dim", "n_layers", "n_heads", "vocab_size") if k not in params]
     if missing:
         raise CheckpointError(f"{source} lacks {missing}")
@@ -318,6 +325,11 @@ def args_from_meta_params(params: dict, source: str = META_PARAMS) -> ModelArgs:
     try:
         dim = int(params["dim"])
         scaling = params.get("rope_scaling") or (meta_default_rope_scaling(dim) if scaled else None)
+        if scaled and not params.get("rope_scaling") and params.get("rope_scaling_factor") is not None:
+            # llama-models' llama4 params name the factor (low frequency factor 1, original context 8192 as ever)
+            scaling["factor"] = float(params["rope_scaling_factor"])
+            if params.get("rope_high_freq_factor") is not None:
+                scaling["high_freq_factor"] = float(params["rope_high_freq_factor"])
         args = ModelArgs(
             dim=dim, n_layers=int(params["n_layers"]), n_heads=int(params["n_heads"]),
             n_kv_heads=int(params.get("n_kv_heads") or params["n_heads"]), vocab_size=int(params["vocab_size"]),
@@ -508,6 +520,17 @@ def _check_vocab(tok: Tokenizer, args: ModelArgs, where: str) -> None:
     if tok.vocab_size > args.vocab_size:
         raise CheckpointError(f"{where}: the tokenizer has {tok.vocab_size} tokens but the model's vocabulary "
                               f"has {args.vocab_size}: they do not belong together")
+    if tok.kind == "tiktoken" and tok.vocab_size != args.vocab_size:
+        # A tokenizer.model lists the base vocabulary only; the control tokens are numbered after it. With another
+        # count than the model's (a file cut short, another model's), `<|eot_id|>` & co. would be other rows of the
+        # embedding than the model was trained with. Meta's reference code asserts the same equality.
+        raise CheckpointError(f"{where}: the tiktoken tokenizer has {tok.vocab_size} tokens (its base vocabulary and 256 "
+                              f"special tokens) but the model's vocabulary has {args.vocab_size}: they do not belong together")
+    top = max(tok.specials.values(), default=-1)
+    if top >= args.vocab_size:
+        name = next(s for s, i in tok.specials.items() if i == top)
+        raise CheckpointError(f"{where}: the tokenizer's {name} has id {top}, outside the model's vocabulary of "
+                              f"{args.vocab_size}: they do not belong together")
 
 
 def _save_tokenizer(tok: Tokenizer, d: Path) -> None:

@@ -185,28 +185,48 @@ def args_from_gguf(reader: GGUFFile, source: str) -> ModelArgs:
     if arch != "llama":
         raise CheckpointError(f"{source}: unsupported architecture {arch!r}; pocketguard loads Llama GGUFs only")
     k = lambda name, **kw: _field(reader, f"llama.{name}", **kw)  # noqa: E731
-    dim, n_heads = int(k("embedding_length", required=True)), int(k("attention.head_count", required=True))
-    head_dim = int(k("attention.key_length", default=k("rope.dimension_count", default=dim // n_heads)))
-    if int(k("rope.dimension_count", default=head_dim)) != head_dim:
-        raise CheckpointError(f"{source}: partial rotary embeddings are not supported")
-    if k("rope.scaling.type", default="none") not in ("none",):
-        raise CheckpointError(f"{source}: unsupported rope scaling {k('rope.scaling.type')!r} "
-                              "(pocketguard implements Llama 3's, stored as a rope_freqs tensor)")
-    if k("expert_count", default=0):
-        raise CheckpointError(f"{source}: mixture-of-experts Llama GGUFs are not supported")
-    tokens = _field(reader, "tokenizer.ggml.tokens")
-    vocab = len(tokens) if tokens is not None else k("vocab_size", required=True)
-    ctx = int(k("context_length", default=2048))
+    n_layers = k("block_count", required=True)
+
+    def per_layer(name: str, uniform: bool, **kw):
+        """A count llama.cpp also reads as one value per block (`get_key_or_arr`): an int, or a list of n_layers."""
+        v = k(name, **kw)
+        if not isinstance(v, list):
+            return int(v)
+        if len(v) != int(n_layers):
+            raise CheckpointError(f"{source}: llama.{name} lists {len(v)} values for {n_layers} blocks")
+        if uniform and len(set(v)) > 1:
+            raise CheckpointError(f"{source}: per-block llama.{name} {v} is not supported (pocketguard's blocks share one shape)")
+        return int(v[0]) if uniform else [int(x) for x in v]
+
     try:
+        dim, n_heads = int(k("embedding_length", required=True)), per_layer("attention.head_count", True, required=True)
+        head_dim = int(k("attention.key_length", default=k("rope.dimension_count", default=dim // n_heads)))
+        if int(k("rope.dimension_count", default=head_dim)) != head_dim:
+            raise CheckpointError(f"{source}: partial rotary embeddings are not supported")
+        if k("rope.scaling.type", default="none") not in ("none",):
+            raise CheckpointError(f"{source}: unsupported rope scaling {k('rope.scaling.type')!r} "
+                                  "(pocketguard implements Llama 3's, stored as a rope_freqs tensor)")
+        # llama.cpp applies a scaling factor written without a type as linear scaling (its default type); only an
+        # explicit type "none" switches it off.
+        factor = float(k("rope.scaling.factor", default=k("rope.scale_linear", default=0.0)))
+        if k("rope.scaling.type") is None and factor not in (0.0, 1.0):
+            raise CheckpointError(f"{source}: unsupported rope scaling: factor {factor} without a type, which llama.cpp "
+                                  "applies as linear scaling (pocketguard implements Llama 3's, stored as a rope_freqs tensor)")
+        if k("expert_count", default=0):
+            raise CheckpointError(f"{source}: mixture-of-experts Llama GGUFs are not supported")
+        tokens = _field(reader, "tokenizer.ggml.tokens")
+        vocab = len(tokens) if tokens is not None else k("vocab_size", required=True)
         return ModelArgs(
-            dim=dim, n_layers=int(k("block_count", required=True)), n_heads=n_heads,
-            n_kv_heads=int(k("attention.head_count_kv", default=n_heads)), vocab_size=int(vocab),
-            ffn_dims=int(k("feed_forward_length", required=True)),
+            dim=dim, n_layers=int(n_layers), n_heads=n_heads,
+            n_kv_heads=per_layer("attention.head_count_kv", True, default=n_heads), vocab_size=int(vocab),
+            ffn_dims=per_layer("feed_forward_length", False, required=True),
             norm_eps=float(k("attention.layer_norm_rms_epsilon", default=1e-5)),
-            rope_theta=float(k("rope.freq_base", default=10000.0)), max_seq_len=ctx, head_dim=head_dim,
-            tie_embeddings=not any(t.name == "output.weight" for t in reader.tensors),
+            rope_theta=float(k("rope.freq_base", default=10000.0)), max_seq_len=int(k("context_length", default=2048)),
+            head_dim=head_dim, tie_embeddings=not any(t.name == "output.weight" for t in reader.tensors),
         )
-    except (TypeError, ValueError) as e:
+    except CheckpointError:  # already says what is wrong
+        raise
+    except (TypeError, ValueError, ZeroDivisionError) as e:
         raise CheckpointError(f"{source}: inconsistent llama metadata: {e}") from None
 
 

@@ -315,6 +315,9 @@ def test_meta_use_scaled_rope_defaults():
     assert meta_default_rope_scaling(4096)["original_max_position_embeddings"] == 8192
     custom = {"factor": 16.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
     assert args_from_meta_params({**base, "rope_scaling": custom}).rope_scaling == custom
+    # llama-models' llama4 params name the factor and high frequency factor; they were ignored (factor 32 by dim here)
+    named = args_from_meta_params({**base, "rope_scaling_factor": 16.0, "rope_high_freq_factor": 2.0}).rope_scaling
+    assert named == {"factor": 16.0, "low_freq_factor": 1.0, "high_freq_factor": 2.0, "original_max_position_embeddings": 8192}
     plain = args_from_meta_params({**base, "use_scaled_rope": False})
     assert plain.rope_scaling is None and plain.max_seq_len == 8192 and args_from_meta_params(base).max_seq_len == 131072
 
@@ -346,6 +349,13 @@ def bigger_tokenizer(d):
     train_bpe(T.tiny_corpus(), 700, d / "tokenizer.json")
 
 
+def eot_past_the_embedding(d):
+    def move(tok):
+        next(a for a in tok["added_tokens"] if a["content"] == "<|eot_id|>")["id"] = 700
+        tok["model"]["vocab"]["<|eot_id|>"] = 700
+    edit_json(d / "tokenizer.json", move)
+
+
 def shard_then_drop_one(d):
     loaded = load_hf(d)
     save_hf(loaded.model, loaded.tokenizer, d, shard_bytes=20_000)
@@ -375,6 +385,8 @@ HF_BREAKS = {
                         r"model\.norm\.weight .* dtype torch\.int8"),
     "missing tokenizer": (lambda d: (d / "tokenizer.json").unlink(), r"no tokenizer\.json or tokenizer\.model"),
     "tokenizer larger than the model": (bigger_tokenizer, r"tokenizer has \d+ tokens but the model's vocabulary has 600"),
+    # as many tokens as the model has rows, but a control token numbered past them: loaded, then failed on every prompt
+    "control token outside the embedding": (eot_past_the_embedding, r"<\|eot_id\|> has id 700, outside the model's vocabulary of 600"),
     "corrupt guard.json": (lambda d: (d / "guard.json").write_text("[1,"), r"guard\.json .* corrupt"),
     "invalid policy": (lambda d: (d / "guard.json").write_text(json.dumps({"policy": {"keep": ["S1"]}})), r"guard\.json: invalid policy"),
     "bad max_context": (lambda d: (d / "guard.json").write_text(json.dumps({"max_context": -5})), r"max_context must be a positive integer"),
@@ -402,6 +414,17 @@ META_BREAKS = {
     "missing tensor": (lambda d: edit_tensors(d / "consolidated.00.pth", lambda sd: sd.pop("output.weight")), r"missing tensors \['output\.weight'\]"),
     "shards disagree": (lambda d: torch.save({"norm.weight": torch.ones(64)}, d / "consolidated.01.pth"), r"consolidated\.01\.pth holds other tensors"),
     "missing tokenizer": (lambda d: (d / "tokenizer.model").unlink(), r"no tokenizer\.model"),
+    # a tokenizer.model numbers its 256 control tokens after its base vocabulary: one rank short (a file cut at a line
+    # end) loaded, and <|eot_id|> & co. read the embedding rows of the tokens before them
+    "tokenizer cut short": (lambda d: (d / "tokenizer.model").write_text("".join((d / "tokenizer.model").read_text().splitlines(True)[:-1])),
+                            r"tiktoken tokenizer has 535 tokens .* the model's vocabulary has 536"),
+    # Llama 4's options change the computation without adding a tensor: they loaded as a plain Llama
+    "llama 4 qk norm": (lambda d: edit_json(d / "params.json", lambda p: p.update(use_qk_norm=True)),
+                        r"unsupported Llama 4 features \['use_qk_norm'\]"),
+    "llama 4 attention": (lambda d: edit_json(d / "params.json", lambda p: p.update(nope_layer_interval=4, attention_chunk_size=8192)),
+                          r"unsupported Llama 4 features \['attention_chunk_size', 'nope_layer_interval'\]"),
+    "qlora adapters": (lambda d: edit_json(d / "params.json", lambda p: p.update(lora_args={"rank": 16, "scale": 2.0})),
+                       r"unsupported architecture \(has \['lora_args'\]\)"),
 }
 
 

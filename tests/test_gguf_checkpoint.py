@@ -15,7 +15,7 @@ from pocketguard import testing as T
 from pocketguard.checkpoint import CheckpointError, load, permute_to_meta, save_hf
 from pocketguard.cli import main
 from pocketguard.export.gguf import export_gguf, gguf_vocab
-from pocketguard.gguf_checkpoint import GUARD_TOKENS, add_guard_tokens, load_gguf, read_gguf
+from pocketguard.gguf_checkpoint import GUARD_TOKENS, add_guard_tokens, args_from_gguf, load_gguf, read_gguf
 from pocketguard.guard import Guard, as_conversation
 from pocketguard.model import ModelArgs, Transformer
 from pocketguard.policy import Policy
@@ -73,7 +73,7 @@ def write_gguf(path, args: ModelArgs, tensors: dict, vocab, pre="llama-bpe", arc
     w.add_context_length(args.max_seq_len)
     w.add_embedding_length(args.dim)
     w.add_block_count(args.n_layers)
-    w.add_feed_forward_length(max(args.ffn_dims))
+    w.add_feed_forward_length(args.ffn_dims if len(set(args.ffn_dims)) > 1 else args.ffn_dims[0])  # per block, as llama.cpp reads it
     w.add_head_count(args.n_heads)
     w.add_head_count_kv(args.n_kv_heads)
     w.add_rope_dimension_count(args.head_dim)
@@ -89,7 +89,7 @@ def write_gguf(path, args: ModelArgs, tensors: dict, vocab, pre="llama-bpe", arc
     w.add_bos_token_id(0)
     w.add_add_bos_token(False)
     for k, v in (extra or {}).items():
-        w.add_float32(k, v) if isinstance(v, float) else w.add_string(k, v)
+        {float: w.add_float32, int: w.add_uint32, list: w.add_array}.get(type(v), w.add_string)(k, v)
     for name, (data, raw) in tensors.items():
         w.add_tensor(name, data, raw_dtype=raw)
     w.write_header_to_file()
@@ -355,6 +355,39 @@ def test_errors(good, tiny_tok):
     err(bad_policy, "policy_toml is not a valid policy")
     err(write_gguf(d / "threshold.gguf", a, tensors, vocab, extra={"pocketguard.threshold": 1.5}),
         "threshold must be a number between 0 and 1")
+
+
+def test_a_rope_scaling_factor_without_a_type_is_refused(good):
+    """llama.cpp applies `rope.scaling.factor` (or the older `rope.scale_linear`) written without a type as linear
+    scaling (its default type): such a file used to load as an unscaled model, every position's rotation off."""
+    model, tensors, vocab, d = good
+    for key in ("llama.rope.scaling.factor", "llama.rope.scale_linear"):
+        path = write_gguf(d / f"{key}.gguf", model.args, tensors, vocab, extra={key: 4.0})
+        with pytest.raises(CheckpointError, match="factor 4.0 without a type, which llama.cpp applies as linear scaling"):
+            load_gguf(path)
+    # an explicit "none" switches scaling off in llama.cpp too, and a factor of 1 scales nothing
+    for extra in ({"llama.rope.scaling.type": "none", "llama.rope.scaling.factor": 4.0}, {"llama.rope.scaling.factor": 1.0}):
+        loaded = load_gguf(write_gguf(d / "plain.gguf", model.args, tensors, vocab, extra=extra))
+        assert loaded.model.args.rope_scaling is None
+
+
+def test_per_block_counts_are_read_as_llama_cpp_reads_them(tmp_path, tiny_tok):
+    """llama.cpp reads feed_forward_length and the head counts as one value or one per block: per-block MLP
+    widths load (pocketguard's blocks may differ in width), per-block head counts that differ are a CheckpointError
+    (they were a TypeError), uniform ones load."""
+    model = T.tiny_model(_args(tiny_tok, ffn_dims=[96, 160]))
+    path = write_gguf(tmp_path / "w.gguf", model.args, model_tensors(model), vocab_of(tiny_tok))
+    loaded = load_gguf(path)
+    assert loaded.model.args.ffn_dims == [96, 160]
+    ids = tiny_tok.encode(TEXTS[0])
+    torch.testing.assert_close(our_logits(loaded.model, ids), our_logits(model, ids), rtol=1e-5, atol=1e-5)
+    f = read_gguf(path)
+    assert args_from_gguf(f._replace(fields={**f.fields, "llama.attention.head_count_kv": [2, 2]}), "w").n_kv_heads == 2
+    for key, value, match in (("llama.attention.head_count", [4, 2], r"per-block llama.attention.head_count \[4, 2\] is not supported"),
+                              ("llama.feed_forward_length", [96, 160, 128], "lists 3 values for 2 blocks"),
+                              ("llama.embedding_length", "sixty-four", "inconsistent llama metadata")):
+        with pytest.raises(CheckpointError, match=match):
+            args_from_gguf(f._replace(fields={**f.fields, key: value}), "w")
 
 
 def test_missing_guard_tokens_error_says_how_to_fix(tmp_path, chat_tok):
