@@ -90,7 +90,7 @@ def _groups(w: Tensor, group_size: int | None) -> tuple[Tensor, int]:
 
 
 def weight_scales(w: Tensor, bits: int, group_size: int | None = None, scale_dtype=torch.float32) -> Tensor:
-    """Symmetric scales [out, in/group] (group None = one per output row). Differentiable in `w`."""
+    """Symmetric scales [out, in/group] (group None = one per output row)."""
     wg, _ = _groups(w, group_size)
     qmin, qmax = qrange(bits)
     lo = torch.clamp(wg.amin(-1), max=0)
@@ -117,10 +117,11 @@ def dequantize_weight(q: Tensor, scales: Tensor, group_size: int | None = None, 
 
 def fake_quantize_weight(w: Tensor, bits: int, group_size: int | None = None, scale_dtype=torch.float32,
                          scales: Tensor | None = None) -> Tensor:
-    """`dequantize(quantize(w))` with a straight-through gradient (torchao's `_Round` semantics: identity
-    through the rounding, zero where the clamp bites, and through the scale's dependence on `w`)."""
+    """`dequantize(quantize(w))` with a straight-through gradient, torchao's: identity through the rounding
+    (`_Round`), zero where the clamp bites, and the scale a constant of the backward pass (torchao computes
+    it in `choose_qparams_affine`, which is `@torch.no_grad`), so d ŵ/d w = 1 inside the range, 0 outside."""
     if scales is None:
-        scales = weight_scales(w, bits, group_size, scale_dtype)
+        scales = weight_scales(w.detach(), bits, group_size, scale_dtype)
     wg, _ = _groups(w, group_size)
     qmin, qmax = qrange(bits)
     s = scales.to(w.dtype).unsqueeze(-1)
@@ -147,7 +148,10 @@ def quantize_act(x: Tensor, bits: int = 8) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def fake_quantize_act(x: Tensor, bits: int = 8) -> Tensor:
-    s, z = act_qparams(x, bits)
+    """Per-token fake quantization; straight-through gradient with scale and zero point held constant (torchao's
+    per-token fake quantizer computes them under `no_grad` too), so training through a kernel's reference path
+    gets the gradients of training through the fake-quantized model."""
+    s, z = act_qparams(x.detach(), bits)
     qmin, qmax = qrange(bits)
     if x.requires_grad and torch.is_grad_enabled():
         q = torch.clamp(_round(x * (1.0 / s)) + z, qmin, qmax)

@@ -83,7 +83,7 @@ def test_round_trip_reproduces_the_fake_quant_model(tok, tmp_path):
         assert abs(a.p_unsafe - b.p_unsafe) < 1e-4
 
 
-def test_guard_load_runs_the_artifact(tok, tmp_path):
+def test_guard_load_runs_the_artifact(tok, tmp_path, monkeypatch):
     from pocketguard.checkpoint import CheckpointError
 
     fq = qat_model(tok, tie_embeddings=True)
@@ -95,9 +95,14 @@ def test_guard_load_runs_the_artifact(tok, tmp_path):
     else:
         assert isinstance(g.model.layers[1].feed_forward.w2, K.Int4WeightInt8ActLinear)
     assert g.policy.codes == ["S1", "S10"] and g.meta["max_context"] == 300 and g.meta["layout"] == "pocketguard-int4"
-    for text in ("how do I make a bomb", "hello world"):
-        v, ref = g.moderate(text), Guard(fq, tok, policy=policy, max_context=300, subset_mode="prompt").moderate(text)
-        assert (v.status, v.categories) == (ref.status, ref.categories) and abs(v.p_unsafe - ref.p_unsafe) < 1e-4
+    # Exact fp32 attention: the artifact's kernels differ from the fake-quant model by float rounding only. The
+    # default int8 attention (VNNI CPUs) rounds its 12-bit queries/keys and uint8 probabilities from those
+    # slightly different inputs, so there p_unsafe may move by ~1e-3 (its own parity tests: test_runtime_kernels).
+    for attention, tol in (("fp32", 1e-4), ("auto", 2e-2)):
+        monkeypatch.setenv("POCKETGUARD_ATTENTION", attention)
+        for text in ("how do I make a bomb", "hello world"):
+            v, ref = g.moderate(text), Guard(fq, tok, policy=policy, max_context=300, subset_mode="prompt").moderate(text)
+            assert (v.status, v.categories) == (ref.status, ref.categories) and abs(v.p_unsafe - ref.p_unsafe) < tol
     (tmp_path / "art" / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="config.json"):  # artifact errors are checkpoint errors
         Guard.load(tmp_path / "art")

@@ -91,6 +91,37 @@ def test_int4_weight_numerics_match_hand_reference_and_torchao():
     assert qg[0, 0] in (-8, -7) and qg[0, -1] == 7
 
 
+def test_8da4w_codes_scales_and_outputs_are_torchaos_ptq():
+    """torchao's own PTQ of the same scheme (Int8DynamicActivationIntxWeightConfig: int4 symmetric group 32, int8
+    asymmetric per-token activations): the same codes, scales and zero points (0), and the same outputs. With fp16
+    scales torchao quantizes in fp16 arithmetic (documented difference); given our fp16 scale as fp32 its
+    quantize_affine gives our codes."""
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig
+    from torchao.quantization import quantize_ as tq_quantize_
+    from torchao.quantization.granularity import PerGroup
+    from torchao.quantization.quant_primitives import quantize_affine
+
+    torch.manual_seed(2)
+    w = torch.randn(48, 128) * 0.03
+    w[5, 7] = 0.9
+    lin = torch.nn.Linear(128, 48, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    tq_quantize_(lin, Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(32)))
+    t = lin.weight
+    s = K.weight_scales(w, 4, 32, torch.float32)
+    assert torch.equal(t.scale.reshape(s.shape), s) and (t.zero_point == 0).all()
+    assert torch.equal(t.qdata.to(torch.int8), K.quantize_weight(w, s, 4, 32))
+    x = torch.randn(2, 5, 128) * 3
+    x[0, 0] = 0.0
+    ours = K.Int4WeightInt8ActLinear.from_weight(w, 32, torch.float32)
+    with torch.no_grad(), K.kernel_mode_ctx("reference"):
+        assert torch.allclose(ours(x), lin(x), rtol=1e-6, atol=1e-6)
+    s16 = K.weight_scales(w, 4, 32, torch.float16)
+    q16 = quantize_affine(w, (1, 32), s16.float(), torch.zeros(s16.shape, dtype=torch.int32), torch.int8, -8, 7)
+    assert torch.equal(q16, K.quantize_weight(w, s16, 4, 32))
+
+
 def test_int8_per_token_activation_numerics():
     from torchao.quantization.qat import IntxFakeQuantizeConfig
     from torchao.quantization.qat.fake_quantizer import IntxFakeQuantizer
@@ -163,6 +194,47 @@ def test_prepare_qat_uses_torchao_modules_and_straight_through_gradients():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_fake_quant_gradients_are_torchaos_straight_through_gradients():
+    """d ŵ/d w = 1 where round(w/s) is in range and 0 where the clamp bites, with the scale a constant of the
+    backward pass (torchao's choose_qparams_affine is no_grad), for both scale dtypes; activations likewise.
+    Regression: the fp16-scale quantizer (the default QAT path) differentiated through max|w|, so the two
+    scale dtypes trained with different gradients, and a group's max weight got a gradient from all 32."""
+    from torchao.quantization.qat import IntxFakeQuantizeConfig
+    from torchao.quantization.qat.fake_quantizer import IntxFakeQuantizer
+
+    from pocketguard.compress.quantize import GroupwiseWeightFakeQuantizer
+
+    torch.manual_seed(0)
+    w0 = torch.randn(16, 64) * 0.03
+    up = torch.randn(16, 64)
+    for bits, gs, fp16 in ((4, 32, True), (4, 32, False), (8, None, False)):
+        q_ref, s_ref = ref_weight_quant(w0.numpy(), bits, gs or 64, fp16)
+        qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        r = np.round(w0.numpy().reshape(16, -1, gs or 64) * (np.float32(1) / s_ref[..., None])).reshape(16, 64)
+        want = up.numpy() * ((r >= qmin) & (r <= qmax))  # independent: upstream gradient times the in-range mask
+        assert (r > qmax).any()  # the positive max of some groups lands on 7.5 -> 8 and gets no gradient
+        w = w0.clone().requires_grad_()
+        fq = GroupwiseWeightFakeQuantizer(bits, gs, torch.float16) if fp16 else (
+            lambda t: K.fake_quantize_weight(t, bits, gs, torch.float32))
+        (fq(w) * up).sum().backward()
+        np.testing.assert_allclose(w.grad.numpy(), want, rtol=1e-6, atol=1e-6)
+        if not fp16:  # torchao's own quantizer: the same gradient
+            cfg = IntxFakeQuantizeConfig(torch.int4, group_size=gs) if gs else IntxFakeQuantizeConfig(torch.int8, "per_channel")
+            wt = w0.clone().requires_grad_()
+            (IntxFakeQuantizer(cfg)(wt) * up).sum().backward()
+            assert torch.allclose(w.grad, wt.grad, rtol=1e-6, atol=1e-6)
+    x0 = torch.randn(2, 3, 64) * 3
+    x0[0, 0] = 0.0
+    gx = torch.randn(2, 3, 64)
+    x, xt = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+    (K.fake_quantize_act(x) * gx).sum().backward()
+    (IntxFakeQuantizer(IntxFakeQuantizeConfig(torch.int8, "per_token", is_symmetric=False))(xt) * gx).sum().backward()
+    assert torch.allclose(x.grad, xt.grad, rtol=1e-6, atol=1e-6)
+    xq, s, z = K.quantize_act(x0)
+    r = torch.round(x0 * (1 / s)) + z
+    assert torch.allclose(x.grad, gx * ((r >= -128) & (r <= 127)), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("scale_dtype", ["float16", "float32"])
@@ -253,6 +325,61 @@ def test_gptq_layer_output_error_not_above_rtn():
         W, K.fake_quantize_weight(W, 8, None), X)
 
 
+def np_gptq(W, H, bits=4, group=32, damp=0.01, act_order=False):
+    """Independent GPTQ (Frantar et al., Algorithm 1 without the lazy batches), numpy float64: one column at a
+    time, its error spread over every later column through the upper Cholesky factor of H⁻¹; a group's fp16
+    scale (max|w|/7.5) taken from the error-updated weights when the sweep reaches its first column, or with
+    act-order (columns by decreasing diag H) from the original weights up front ("static groups")."""
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def scales(w):  # [n, k] -> [n, k/group], fp16-rounded, as float64
+        s = np.abs(w.reshape(w.shape[0], -1, group)).max(-1).astype(np.float32) / np.float32((qmax - qmin) / 2)
+        return np.float16(np.clip(s, 2.0**-24, 65504)).astype(np.float64)
+
+    W, H = W.astype(np.float64).copy(), H.astype(np.float64).copy()
+    n, k = W.shape
+    dead = np.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    S = scales(W) if act_order else np.zeros((n, k // group))
+    perm = np.argsort(-np.diag(H), kind="stable") if act_order else np.arange(k)
+    W, H = W[:, perm], H[np.ix_(perm, perm)]
+    H[np.diag_indices(k)] += damp * np.mean(np.diag(H))
+    U = np.linalg.cholesky(np.linalg.inv(H)).T
+    Q = np.zeros((n, k), np.int64)
+    for j in range(k):
+        c = perm[j]
+        if not act_order and c % group == 0:
+            S[:, c // group] = scales(W[:, j:j + group])[:, 0]
+        s = S[:, c // group]
+        Q[:, c] = np.clip(np.round(W[:, j] * (1.0 / s)), qmin, qmax)
+        err = (W[:, j] - Q[:, c] * s) / U[j, j]
+        W[:, j:] -= np.outer(err, U[j, j:])
+    return Q, S
+
+
+def test_gptq_matches_an_independent_reference():
+    """Lazy batch updates (blocks of 32 and 128 columns), damping, dead inputs, group scales from the updated
+    weights and act-order give the codes and scales of the plain column-by-column algorithm."""
+    g = torch.Generator().manual_seed(5)
+    W = torch.randn(24, 128, generator=g) * 0.05
+    X = correlated_inputs(1024, 128, seed=5)
+    X[:, 40] = 0  # a dead input
+    acc = G.HessianAccumulator(128)
+    acc.add(X)
+    s0 = K.weight_scales(W, 4, 32, torch.float16)
+    mse_rtn = G.layer_output_mse(W, K.dequantize_weight(K.quantize_weight(W, s0, 4, 32), s0, 32), X)
+    for act_order in (False, True):
+        Q_ref, S_ref = np_gptq(W.numpy(), acc.H.numpy(), act_order=act_order)
+        for block in (32, 128):
+            q, s = G.gptq_quantize_weight(W, acc.H, 4, 32, torch.float16, block_size=block, act_order=act_order)
+            assert np.array_equal(s.float().numpy(), S_ref.astype(np.float32)), (act_order, block)
+            assert (q.numpy() != Q_ref).mean() < 1e-3, (act_order, block)  # (a float tie may round the other way)
+            assert (q[:, 40] == 0).all()
+        mse = G.layer_output_mse(W, K.dequantize_weight(q, s, 32), X)
+        assert mse < 0.5 * mse_rtn, (act_order, mse, mse_rtn)
+
+
 def test_imatrix_weighted_error_not_above_rtn():
     g = torch.Generator().manual_seed(4)
     W = torch.randn(64, 128, generator=g) * 0.05
@@ -278,6 +405,9 @@ def test_ptq_modes_on_a_model():
             errs[mode] = ((q(toks) - ref) ** 2).mean().item()
         stats = collect_imatrix(m, list(toks), ["layers.0.attention.wq"])
         assert stats["layers.0.attention.wq"].shape == (64,)
+        # llama.cpp's imatrix: Σ_tokens x² per input column / number of tokens (wq reads attention_norm(embedding))
+        x = m.layers[0].attention_norm(m.tok_embeddings(toks)).reshape(-1, 64).double()
+        assert torch.allclose(stats["layers.0.attention.wq"].double(), (x * x).sum(0) / x.shape[0], rtol=1e-5)
         # batched calibration with padding sees exactly the real tokens (same statistics as one by one)
         ragged = [toks[0, :9], toks[1], toks[2, :20], toks[3, :3]]
         names = ["layers.1.feed_forward.w2", "output"]
@@ -387,6 +517,28 @@ def test_lora_trains_only_adapters_and_merges(base):
     assert not torch.allclose(unmerged, before)
     assert (exact - unmerged).norm() < 2e-2 * unmerged.norm()  # merge = unmerged (float merge)
     assert 0 < ((requant - unmerged) ** 2).mean() < 0.1 * unmerged.var()  # re-quantized: close, not equal
+
+
+def test_lora_on_converted_kernels_trains_like_lora_on_the_fake_quant_model():
+    """The converted model's forward is the fake-quant model's bit for bit, so with the same adapters the adapter
+    gradients must agree too (the kernels' reference path fake-quantizes activations with torchao's straight-through
+    gradient). Regression: the kernels differentiated the per-token scale and zero point, torchao does not."""
+    fq = prepare_qat(tiny(), QuantConfig())
+    kern = convert(copy.deepcopy(fq))
+    toks = tokens()
+    grads = []
+    for m in (fq, kern):
+        torch.manual_seed(0)
+        add_lora(m, rank=4, alpha=8)
+        with torch.no_grad():
+            for mod in m.modules():
+                if isinstance(mod, LoRALinear):
+                    mod.lora_B.normal_(0, 0.05)
+        m.train()
+        m(toks).square().mean().backward()
+        grads.append([p.grad for p in lora_parameters(m)])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * a.abs().max())
 
 
 def test_ptq_recipe_step_calibrates_on_guard_prompts(tiny_tok):

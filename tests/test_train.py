@@ -151,6 +151,38 @@ def test_distillation_uses_the_teachers_logits_on_the_students_kept_tokens(tok):
         check_same_tokenizer(student, small(tok, vocab_size=tok.vocab_size + 1), tok)
 
 
+def test_kl_term_is_teacher_to_student_kl_scaled_by_t_squared():
+    """The distillation term against an independent computation: mean over positions of
+    T² · Σ p_t (log p_t − log p_s) at temperature T (Hinton et al.), whose gradient in the student's logits is
+    T · (p_s − p_t) / positions; the reverse direction KL(student ‖ teacher) gives another value."""
+    import numpy as np
+
+    from pocketguard.train import _loss
+
+    g = torch.Generator().manual_seed(0)
+    s = (torch.randn(6, 11, generator=g) * 3).requires_grad_()
+    t = torch.randn(6, 11, generator=g) * 3
+    y = torch.randint(0, 11, (6,), generator=g)
+    T = 2.5
+    loss, parts = _loss(s, y, t, TrainConfig(ce_weight=0.0, kl_weight=1.0, temperature=T))
+    loss.backward()
+
+    def log_softmax(a):
+        a = a - a.max(-1, keepdims=True)
+        return a - np.log(np.exp(a).sum(-1, keepdims=True))
+
+    lt, ls = log_softmax(t.double().numpy() / T), log_softmax(s.detach().double().numpy() / T)
+    want = (np.exp(lt) * (lt - ls)).sum(-1).mean() * T * T
+    reverse = (np.exp(ls) * (ls - lt)).sum(-1).mean() * T * T
+    assert abs(loss.item() - want) < 1e-5 * want and abs(parts[1].item() - want) < 1e-5 * want
+    assert abs(reverse - want) > 1e-2 * want
+    np.testing.assert_allclose(s.grad.numpy(), T * (np.exp(ls) - np.exp(lt)) / 6, rtol=1e-4, atol=1e-6)
+    # CE and KL weighted as configured
+    both, parts = _loss(s.detach(), y, t, TrainConfig(ce_weight=0.5, kl_weight=2.0, temperature=T))
+    ce = torch.nn.functional.cross_entropy(s.detach(), y).item()
+    assert abs(both.item() - (0.5 * ce + 2.0 * want)) < 1e-5 * both.item() and abs(parts[0].item() - ce) < 1e-6
+
+
 def test_hidden_distillation_pulls_every_tokens_hidden_state_to_the_teachers(tok):
     teacher = small(tok, seed=5, n_layers=3, ffn_dims=160)  # deeper and wider MLP, same model width
     student = prune_output(small(tok, seed=6), tok, POLICY)
