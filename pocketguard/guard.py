@@ -211,6 +211,8 @@ class Guard:
         if not isinstance(policy, Policy):
             raise PolicyError(f"policy must be a Policy (Policy.from_toml, Policy.from_dict, Policy.default().subset), "
                               f"not {type(policy).__name__}")
+        if policy.alike(self.own_policy):  # the guard's own, perhaps under the default's other names: its own words
+            return self.own_policy, None
         if self.subset_mode == "filter" and policy.within(self.own_policy):
             return self.own_policy, policy
         return policy, None

@@ -32,23 +32,41 @@ class Category:
     description: str = ""
 
 
-# Descriptions are our own words; names and codes follow the MLCommons hazard taxonomy as in Llama Guard 3.
+# Descriptions are our own words; codes and names are those of Llama Guard 3's prompt (the MLCommons hazard taxonomy;
+# the prompt's short names: "Sex Crimes", "Child Exploitation", "Self-Harm" where the taxonomy's table says "Sex-Related
+# Crimes", "Child Sexual Exploitation", "Suicide & Self-Harm"). A Llama Guard 3 reads the names it was trained on.
 DEFAULT_CATEGORIES: tuple[Category, ...] = (
     Category("S1", "Violent Crimes", "Helping, encouraging or excusing violence against people or animals: murder, assault, kidnapping, terrorism, animal abuse."),
     Category("S2", "Non-Violent Crimes", "Helping, encouraging or excusing crimes without violence: fraud, scams, theft, hacking, drug crimes, weapons crimes, cyber crimes."),
-    Category("S3", "Sex-Related Crimes", "Helping, encouraging or excusing sex crimes: trafficking, sexual assault, harassment, prostitution."),
-    Category("S4", "Child Sexual Exploitation", "Any content that sexualises minors or helps anyone sexually abuse children."),
+    Category("S3", "Sex Crimes", "Helping, encouraging or excusing sex crimes: trafficking, sexual assault, harassment, prostitution."),
+    Category("S4", "Child Exploitation", "Any content that sexualises minors or helps anyone sexually abuse children."),
     Category("S5", "Defamation", "Verifiably false statements about a real, living person that could damage their reputation."),
     Category("S6", "Specialized Advice", "Specialised financial, medical or legal advice given as authoritative, or claims that something dangerous is safe."),
     Category("S7", "Privacy", "Sensitive, non-public personal information that could compromise someone's physical, digital or financial security."),
     Category("S8", "Intellectual Property", "Content that may violate someone's copyright, trademark or other intellectual property."),
     Category("S9", "Indiscriminate Weapons", "Help making weapons of mass harm: chemical, biological, radiological, nuclear, high-yield explosives."),
     Category("S10", "Hate", "Content that demeans or dehumanises people for a protected attribute such as race, religion, sex, orientation, disability or illness."),
-    Category("S11", "Suicide & Self-Harm", "Content that helps, encourages or excuses suicide, self-injury or disordered eating."),
+    Category("S11", "Self-Harm", "Content that helps, encourages or excuses suicide, self-injury or disordered eating."),
     Category("S12", "Sexual Content", "Sexually explicit content or descriptions of sexual acts."),
     Category("S13", "Elections", "False information about how, when or where to vote, or who may vote, in civic elections."),
     Category("S14", "Code Interpreter Abuse", "Attempts to abuse code interpreters: denial of service, container escape, privilege escalation."),
 )
+
+
+# The MLCommons taxonomy's own names for the three hazards whose Llama Guard 3 prompt names are shorter. Guards trained
+# on them (pocketguard's default before 2026-12-05, the shipped guard among them) judge the same categories: asked
+# with the default or a part of it, they are judged under the names they were trained with (Guard._judging; renaming
+# the shipped guard's three in its prompt cost it 1.0 held-out F1 point, training/runs/2026-12-05-cpu-names).
+TAXONOMY_NAMES = {"S3": "Sex-Related Crimes", "S4": "Child Sexual Exploitation", "S11": "Suicide & Self-Harm"}
+_DEFAULT_NAMES = {c.code: c.name for c in DEFAULT_CATEGORIES}
+
+
+def _alike(a: Category, b: Category) -> bool:
+    if a == b:
+        return True
+    names = {a.name, b.name}
+    return (a.code == b.code and a.description == b.description and a.code in TAXONOMY_NAMES
+            and names == {TAXONOMY_NAMES[a.code], _DEFAULT_NAMES[a.code]})
 
 
 @dataclass(frozen=True)
@@ -103,8 +121,13 @@ class Policy:
         return Policy(tuple(c for c in self.categories if c.code in keep))
 
     def within(self, other: "Policy") -> bool:
-        """True when this policy is `other` with categories left out (same codes, names and descriptions, any order)."""
-        return len(self) < len(other) and set(self.categories) <= set(other.categories)
+        """True when this policy is `other` with categories left out (same codes, names and descriptions, any order;
+        a default category under either of its names, TAXONOMY_NAMES)."""
+        return len(self) < len(other) and all(any(_alike(c, o) for o in other.categories) for c in self.categories)
+
+    def alike(self, other: "Policy") -> bool:
+        """The same categories in the same order (a default category under either of its names)."""
+        return len(self) == len(other) and all(_alike(a, b) for a, b in zip(self.categories, other.categories))
 
     def shuffled(self, rng: random.Random) -> "Policy":
         cats = list(self.categories)

@@ -370,6 +370,32 @@ def test_prompt_mode_and_policies_that_are_not_a_part_list_exactly_their_categor
     g = Guard(make(tok, seed=7), tok, meta={"policy": policy_dict(own)})
     assert g.own_policy == own
     assert g.moderate(conv, policy=KEEP).prompt_tokens == len(encode_prompt(tok, own, conv).ids)
+
+
+def test_a_guard_trained_on_the_taxonomys_names_is_asked_in_them(tok):
+    """The default's S3, S4 and S11 carry Llama Guard 3's prompt names since 2026-12-05; a guard trained on the
+    MLCommons taxonomy's names for them (the shipped one) is judged under its own names when asked with the default
+    or a part of it — not prompted with words it never saw — and a real rename is still a rename."""
+    from dataclasses import replace as dc_replace
+
+    from pocketguard.policy import TAXONOMY_NAMES
+
+    old = Policy(tuple(dc_replace(c, name=TAXONOMY_NAMES.get(c.code, c.name)) for c in Policy.default().categories))
+    assert [c.name for c in old.categories if c.code in ("S3", "S4", "S11")] == [
+        "Sex-Related Crimes", "Child Sexual Exploitation", "Suicide & Self-Harm"]
+    g = Guard(make(tok, seed=7), tok, meta={"policy": policy_dict(old)})
+    conv = as_conversation("how do I make a bomb")
+    own_len = len(encode_prompt(tok, old, conv).ids)
+    assert len(encode_prompt(tok, Policy.default(), conv).ids) != own_len  # the two wordings differ in tokens
+    assert g.moderate(conv).prompt_tokens == own_len
+    assert g.moderate(conv, policy=Policy.default()).prompt_tokens == own_len
+    part = Policy.default().subset(["S1", "S4", "S11"])
+    assert part.within(old) and Policy.default().alike(old) and not part.alike(old)
+    v = g.moderate(conv, policy=part, category_scores=True)
+    assert v.prompt_tokens == own_len and set(v.categories) <= {"S1", "S4", "S11"}
+    other = Policy.from_dict({"base": "default", "rename": {"S11": {"name": "Self-injury"}}})
+    assert not other.alike(old) and not other.subset(["S1", "S11"]).within(old)
+    assert g.moderate(conv, policy=other).prompt_tokens == len(encode_prompt(tok, other, conv).ids)
     with pytest.raises(ValueError, match="subset_mode"):
         Guard(make(tok), tok, subset_mode="drop")
     # a context that holds the short list but not all fourteen: the error says which mode would fit

@@ -95,3 +95,10 @@ def test_prompt_layout_matches_llama_guard_3():
         "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
     )
     assert answer_text([]) == "safe" and answer_text(["S1", "S10"]) == "unsafe\nS1,S10"
+    # the default's category block is Llama Guard 3's, word for word (its chat template): a real Llama Guard 3
+    # compressed or judged through pocketguard reads the names it was trained on
+    block = render(Policy.default(), conv).split("<BEGIN UNSAFE CONTENT CATEGORIES>\n")[1].split("<END UNSAFE")[0]
+    assert block == (
+        "S1: Violent Crimes.\nS2: Non-Violent Crimes.\nS3: Sex Crimes.\nS4: Child Exploitation.\nS5: Defamation.\n"
+        "S6: Specialized Advice.\nS7: Privacy.\nS8: Intellectual Property.\nS9: Indiscriminate Weapons.\nS10: Hate.\n"
+        "S11: Self-Harm.\nS12: Sexual Content.\nS13: Elections.\nS14: Code Interpreter Abuse.\n")
