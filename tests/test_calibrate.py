@@ -44,7 +44,7 @@ def test_the_lowest_threshold_that_keeps_the_rate_is_chosen(tmp_path):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("calibrate")
-    T.build_tiny_checkpoint(root / "ckpt", seed=0, std=0.2)  # wide enough weights that p_unsafe spreads over 0.36-0.66
+    T.build_tiny_checkpoint(root / "ckpt", seed=0, std=0.2)  # wide enough weights that p_unsafe spreads around 0.5 (0.44-0.59)
     rows = [{"text": t, "label": lab, "lookalike": lab == "safe" and i % 2 == 0, **({"categories": ["S2"]} if lab == "unsafe" else {})}
             for i, (t, lab) in enumerate([("steal a password", "unsafe"), ("bread recipe", "safe"), ("make a bomb", "unsafe"),
                                           ("write a poem", "safe"), ("kill the process", "safe"), ("rob the bank", "unsafe"),
@@ -65,8 +65,10 @@ def test_command_writes_the_choice_that_saved_predictions_give_too(setup, tmp_pa
     b = json.loads(capsys.readouterr().out)
     assert live == saved == 0 and a["sweep"] == b["sweep"] and a["threshold"] == b["threshold"] == 0.5  # FPR ≤ 1 always holds
     assert a["written"] is None and not (model / "guard.json").exists()  # no --write: only a report
-    # the strictest rate the sweep reaches somewhere: the lowest threshold reaching it is the choice, and --write keeps it
-    best = min(r["fpr"] for r in a["sweep"])
+    # the strictest rate the sweep reaches above 0.5 while still flagging something (the random model's p_unsafe
+    # spread around 0.5): the lowest threshold reaching it is the choice, and --write keeps it
+    greedy_fpr = next(r["fpr"] for r in a["sweep"] if r["threshold"] == 0.5)
+    best = min(r["fpr"] for r in a["sweep"] if r["threshold"] > 0.5 and r["fpr"] < greedy_fpr and (r["recall"] or r["fpr"]))
     want = next(r["threshold"] for r in a["sweep"] if r["fpr"] <= best)
     assert main(["calibrate", "--model", str(model), "--data", str(data), "--max-fpr", str(best), "--write", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
