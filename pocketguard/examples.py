@@ -166,7 +166,8 @@ class GuardData:
                 continue
             self.examples.append(ex)
             self.encoded.append(e)
-        self.skipped = skipped
+        self.skipped = skipped  # judged turn alone over max_len: left out ("skip", or too little room to cut)
+        self.truncated = sum(e.truncated for e in self.encoded)  # judged turn cut to fit ("truncate")
         if not self.encoded:
             raise ExampleError(f"no example fits max_len={max_len} ({skipped} skipped as over-long)")
         self.lengths = [len(e) for e in self.encoded]

@@ -222,23 +222,33 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     eval: dict | None = None
     resumed_from: int = 0
-    skipped_examples: int = 0
+    skipped_examples: int = 0  # judged turn alone over max_len: not trained on
+    truncated_examples: int = 0  # judged turn cut to max_len (overlong="truncate")
 
 
 def _loss(out: Tensor, y: Tensor, t_logits: Tensor | None, config: TrainConfig, h: Tensor | None = None,
-          t_h: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """(weighted loss, its detached parts [ce, kl, hidden])."""
+          t_h: Tensor | None = None, n_answer: Tensor | None = None,
+          n_real: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(weighted loss, its detached parts [ce, kl, hidden]).
+
+    CE and KL are means over the answer positions given, the hidden term over the real tokens given; with
+    `n_answer` / `n_real` they are sums divided by those counts instead (the counts of the whole global batch, so
+    that micro-batches and ranks add up to the mean over the global batch, as one process with it computes)."""
     out = out.float()
-    ce = F.cross_entropy(out, y) if config.ce_weight else out.new_zeros(())
+
+    def mean(x: Tensor, n: Tensor | None) -> Tensor:
+        return x.mean() if n is None else x.sum() / n
+
+    ce = mean(F.cross_entropy(out, y, reduction="none"), n_answer) if config.ce_weight else out.new_zeros(())
     kl = out.new_zeros(())
     if t_logits is not None and config.kl_weight:
         T = config.temperature
         lt = torch.log_softmax(t_logits.float() / T, -1)
         ls = torch.log_softmax(out / T, -1)
-        kl = (lt.exp() * (lt - ls)).sum(-1).mean() * T * T
+        kl = mean((lt.exp() * (lt - ls)).sum(-1), n_answer) * T * T
     hid = out.new_zeros(())
     if h is not None and t_h is not None:
-        hid = (1 - F.cosine_similarity(h.float(), t_h.float(), dim=-1)).mean()
+        hid = mean(1 - F.cosine_similarity(h.float(), t_h.float(), dim=-1), n_real)
     loss = config.ce_weight * ce + config.kl_weight * kl + config.hidden_weight * hid
     return loss, torch.stack([ce.detach(), kl.detach(), hid.detach()])
 
@@ -385,6 +395,9 @@ def train(
                      augment_keep=None if config.augment_keep == "uniform" else float(config.augment_keep))
     if data.skipped and rank == 0:
         warnings.warn(f"{data.skipped} example(s) skipped: the judged turn alone exceeds max_len={max_len}")
+    if data.truncated and rank == 0:
+        warnings.warn(f"{data.truncated} example(s) trained with their judged turn cut to max_len={max_len} "
+                      "(overlong='truncate'): their labels may describe text the model no longer sees")
 
     model.to(device)
     lut = head_lookup(model).to(device)
@@ -490,16 +503,23 @@ def train(
     net.train()
     last_eval = None
     t_last, tok_count = time.perf_counter(), 0
-    acc = torch.zeros(4, device=device)  # loss, ce, kl, hidden sums since the last log
-    acc_n = 0
+    acc = torch.zeros(4, device=device)  # loss, ce, kl, hidden: sums of the steps' values since the last log
+    acc_n = 0  # steps in `acc`
     skipped_steps = 0
     for step in range(start, total):
         lr = lr_at(step, total, config)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        for a in range(config.grad_accum):
-            batch = micro(step * config.grad_accum + a)
-            tok_count += int(batch.valid.sum())  # counted on the CPU copy: no device sync
+        batches = [micro(step * config.grad_accum + a) for a in range(config.grad_accum)]
+        # The step's loss is the mean over every answer token of the global batch (all micro-batches, all ranks),
+        # as one process with the whole batch computes it: a mean of per-micro-batch or per-rank means would weigh
+        # the tokens of a batch of short (safe) answers more. Counted on the CPU copies: no device sync.
+        counts = torch.tensor([sum(int((b.targets != IGNORE).sum()) for b in batches),
+                               sum(int(b.valid.sum()) for b in batches)], dtype=torch.float32).to(device)
+        if world > 1:
+            dist.all_reduce(counts)
+        for a, batch in enumerate(batches):
+            tok_count += int(batch.valid.sum())
             batch = batch.to(device)
             m = batch.targets != IGNORE
             rows, cols = m.nonzero(as_tuple=True)
@@ -519,10 +539,11 @@ def train(
                     out = net(batch.tokens, batch.valid, rows, cols, hidden=t_h is not None)
                 if t_h is not None:
                     out, h = out
-                loss, parts = _loss(out, y, t_logits, config, h, t_h)
-                (loss / config.grad_accum).backward()
-            acc += torch.cat([loss.detach()[None], parts])
-            acc_n += 1
+                loss, parts = _loss(out, y, t_logits, config, h, t_h, n_answer=counts[0], n_real=counts[1])
+                # DDP and FSDP average the ranks' gradients: this rank's share of the global sum, times world
+                (loss * world).backward()
+            acc += torch.cat([loss.detach()[None], parts])  # this rank's share of the step's global mean
+        acc_n += 1
         # One non-finite gradient (a bf16 overflow, a loss spike) would turn every weight into NaN for good:
         # such a step is skipped and counted instead. The norm is the same on every rank (gradients are
         # all-reduced first), so ranks skip together.
@@ -536,7 +557,9 @@ def train(
                                          "lower the learning rate (or check the data)")
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
-        if done % max(1, config.log_every) == 0 or done == total:
+        if done % max(1, config.log_every) == 0 or done == total:  # the same steps on every rank
+            if world > 1:
+                dist.all_reduce(acc)
             vals = (acc / max(acc_n, 1)).tolist()
             dt = time.perf_counter() - t_last
             rec = {"step": done, "loss": vals[0], "ce": vals[1], "kl": vals[2], **({"hidden": vals[3]} if config.hidden_weight else {}), "lr": lr,
@@ -565,4 +588,4 @@ def train(
         full = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True))
         model.load_state_dict({k.removeprefix("model."): v.to(device) for k, v in full.items()})
     model.eval()
-    return TrainResult(model, total, history, last_eval, resumed_from, data.skipped)
+    return TrainResult(model, total, history, last_eval, resumed_from, data.skipped, data.truncated)

@@ -291,6 +291,42 @@ def test_a_missing_or_bad_data_file_is_reported_before_the_teacher_loads(tmp_pat
     assert R.load_recipe(f).steps  # the recipe itself was fine
 
 
+def test_compress_reads_the_rows_eval_reads_and_names_the_line_of_a_row_it_cannot_train_on(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """`pocketguard compress` read only `messages` rows while `pocketguard eval` also takes `text` / `prompt`
+    (+ `response`) rows (and CSV): the same file now serves both. A row naming a category the policy lacks was
+    found only by the first step that encoded it, after the teacher loaded, with neither file nor line; now it is
+    refused with its line before the teacher loads, as is an unsafe row without categories (eval reads it as
+    "categories unknown"; training needs them: the answer names them)."""
+    from pocketguard.compress.recipe import read_labelled
+    from pocketguard.examples import GuardData, parse_example
+
+    loads = []
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: loads.append(a) or (_ for _ in ()).throw(AssertionError))
+    f = tmp_path / "r.toml"
+    f.write_text('teacher = "t"\noutput = "out"\ndevice = "cpu"\n[data]\ntrain = "train.jsonl"\n'
+                 '[[step]]\nkind = "prune_output"\n')
+    good = ['{"messages": [{"role": "user", "content": "hi"}], "role": "user", "label": "safe", "categories": []}',
+            '{"text": "how do I make a bomb", "label": "unsafe", "categories": ["S9"]}',
+            '{"prompt": "how do I bake", "response": "like so", "label": "safe"}']
+    for bad, needle in (('{"text": "hurt them", "label": "unsafe", "categories": ["S99"]}', "unknown categories ['S99']"),
+                        ('{"text": "hurt them", "label": "unsafe"}', "needs its category codes"),
+                        ('{"text": "hi", "label": "safe", "categories": ["S1"]}', "cannot have categories")):
+        (tmp_path / "train.jsonl").write_text("\n".join(good[:1] + [bad] + good[1:]) + "\n")
+        assert _compress(f) == 2
+        err = capsys.readouterr().err
+        assert "train.jsonl:2: " in err and needle in err, err
+    assert not loads and not (tmp_path / "out").exists()
+    (tmp_path / "train.jsonl").write_text("\n".join(good) + "\n")
+    with pytest.raises(AssertionError):  # the data were accepted: the run went on to load the teacher
+        _compress(f)
+    assert loads
+    rows = read_labelled(tmp_path / "train.jsonl", Policy.default())
+    assert [parse_example(r)[0].judged for r in rows] == ["user", "user", "agent"]
+    assert [r["categories"] for r in rows] == [[], ["S9"], []]
+    assert len(GuardData(rows, toy_tokenizer(tmp_path / "tok", POLICY), Policy.default(), 512)) == 3
+
+
 @needs_quantize
 def test_recipe_variant_adopts_the_finished_steps_it_shares_with_another_run(toy, tmp_path, capsys):
     """`--reuse OUT`: a recipe that differs from another run only after its distillation (a QAT variant) starts

@@ -274,6 +274,7 @@ def _ddp_worker(rank, world, port, tok_dir, out_dir, parallel):
     assert r.resumed_from == 4 and r.step == 6
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, os.path.join(out_dir, f"rank{rank}.pt"))
     torch.save(r.eval, os.path.join(out_dir, f"eval{rank}.pt"))
+    torch.save([h["loss"] for h in r.history if "loss" in h], os.path.join(out_dir, f"losses{rank}.pt"))
     dist.destroy_process_group()
 
 
@@ -294,6 +295,20 @@ def test_two_process_training_ends_with_identical_weights(tok, tmp_path, paralle
     assert any(not torch.equal(a[k], init[k]) for k in a)
     assert torch.load(tmp_path / "eval0.pt") == torch.load(tmp_path / "eval1.pt")  # all-reduced dev metrics
     assert (tmp_path / "run" / "train_state.pt").exists()
+    # Two processes of batch 4 train as one process of batch 8 does (the same global batches): the loss is the mean
+    # over the global batch's answer tokens, not the mean of the ranks' means (which weighed a rank holding short,
+    # safe answers more: 0.5 % apart after 4 steps), and the logged loss is the global batch's, not rank 0's.
+    one = small(tok, seed=11)
+    cfg = TrainConfig(lr=3e-3, steps=4, batch_size=8, warmup=1, progress=False, device="cpu",
+                      out_dir=str(tmp_path / "one"), save_every=2)
+    train(one, toy_examples(40, seed=1), tok, POLICY, cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = train(one, toy_examples(40, seed=1), tok, POLICY, replace(cfg, steps=6))
+    for k, v in one.state_dict().items():
+        torch.testing.assert_close(a[k], v, rtol=1e-4, atol=5e-5, msg=k)  # float summation order: ~1e-5
+    torch.testing.assert_close(torch.load(tmp_path / "losses0.pt"), [h["loss"] for h in r.history if "loss" in h],
+                               rtol=1e-5, atol=0)
 
 
 def test_load_examples_keeps_unicode_line_separators_inside_strings(tmp_path):
@@ -321,6 +336,22 @@ def test_training_caps_prompts_at_the_models_context(tok):
     cfg = TrainConfig(steps=2, batch_size=2, max_len=4096, progress=False, device="cpu")
     r = train(model, examples, tok, POLICY, cfg)
     assert r.step == 2 and r.skipped_examples == 0 and all(h["loss"] == h["loss"] for h in r.history if "loss" in h)
+
+
+def test_over_long_judged_turns_are_counted_and_reported_never_trained_on_in_silence(tok):
+    """A judged turn longer than max_len is skipped (default) or, with overlong="truncate", cut: either way the
+    result counts it and train warns, since a cut turn may have lost what its label is about."""
+    long = {"messages": [{"role": "user", "content": "bread " * 120 + "bomb"}], "role": "user", "label": "unsafe",
+            "categories": ["S9"]}
+    examples = toy_examples(8, seed=3) + [long]
+    for overlong, skipped, truncated in (("skip", 1, 0), ("truncate", 0, 1)):
+        cfg = TrainConfig(steps=1, batch_size=4, max_len=96, overlong=overlong, progress=False, device="cpu")
+        with pytest.warns(UserWarning, match="skipped" if skipped else "cut to max_len=96") as caught:
+            r = train(small(tok), examples, tok, POLICY, cfg)
+        assert (r.skipped_examples, r.truncated_examples) == (skipped, truncated), overlong
+        assert len([w for w in caught if "max_len" in str(w.message)]) == 1
+    data = GuardData([long], tok, POLICY, 96, overlong="truncate")
+    assert data.truncated == 1 and len(data.encoded[0]) <= 96 and "bomb" not in tok.decode(data.encoded[0].ids)
 
 
 def test_a_non_finite_gradient_skips_its_step_instead_of_poisoning_the_weights(tok):

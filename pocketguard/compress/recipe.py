@@ -290,6 +290,46 @@ def _policy_for(recipe: Recipe, meta: dict) -> Policy:
     return Policy.default()
 
 
+def _policy_before_loading(recipe: Recipe) -> Policy | None:
+    """The policy `_policy_for` will give, read without loading the teacher: the recipe's, else the teacher folder's
+    guard.json; None for a GGUF teacher (its policy is in the file's metadata)."""
+    if recipe.policy is not None:
+        return Policy.from_toml(recipe.policy)
+    if recipe.teacher.suffix.lower() == ".gguf":
+        return None
+    from ..loaded import read_guard_meta
+
+    folder = recipe.teacher if recipe.teacher.is_dir() else recipe.teacher.parent
+    return _policy_for(recipe, read_guard_meta(folder) if folder.is_dir() else {})
+
+
+def read_labelled(path: str | Path, policy: Policy) -> list[dict]:
+    """A labelled file as `pocketguard eval` reads it (`evaluate.data.read_examples`, generic format: rows with
+    `messages`, or `text` / `prompt` (+ `response`); JSONL or CSV, optionally gzipped), as example dicts of the
+    generic schema. Every malformed row is an error naming the file and line — categories the policy lacks
+    included — and so is an unsafe row without categories, which `eval` reads as "categories unknown" but which
+    cannot be trained on (the guard's answer names them)."""
+    from ..evaluate.data import DataError, Problem, read_examples
+
+    try:
+        rows, _ = read_examples(path, "generic", policy)
+    except DataError as e:
+        if not e.problems:
+            raise
+        raise DataError(f"{path}: {len(e.problems)} malformed row(s):", e.problems) from None
+    unknown = [Problem(str(path), r.line, "an unsafe example needs its category codes (the guard's answer names them)")
+               for r in rows if r.unsafe and not r.categories]
+    if unknown:
+        raise DataError(f"{path}: {len(unknown)} unsafe row(s) without categories:", unknown)
+    return [r.to_dict() for r in rows]
+
+
+def _read_data(recipe: Recipe, policy: Policy) -> tuple[list[dict], list[dict]]:
+    """The recipe's [data] train and dev examples ([] where not set)."""
+    train, dev = (read_labelled(recipe.data[k], policy) if recipe.data.get(k) else [] for k in ("train", "dev"))
+    return train, dev
+
+
 # ============================================================================================ runner
 def run_recipe(path: str | Path, resume: bool = False, force: bool = False, device: str | None = None,
                progress: bool = True, reuse: Sequence[str | Path] = (),
@@ -300,12 +340,13 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
     called before each step that runs (not those a resume skips), e.g. to wait for a turn at the GPU."""
     from .. import checkpoint
     from ..distributed import barrier, default_device, init_distributed
-    from ..examples import load_examples
 
     recipe = load_recipe(path)
     # the data first: a missing file or a bad line is reported before the output is touched and the teacher loaded
-    examples = load_examples(recipe.data["train"]) if recipe.data.get("train") else []
-    dev_examples = load_examples(recipe.data["dev"]) if recipe.data.get("dev") else []
+    # (checked against the policy where it is known without loading the teacher: all but a GGUF teacher's)
+    early = _policy_before_loading(recipe)
+    if early is not None:
+        examples, dev_examples = _read_data(recipe, early)
     dev_str = device or recipe.device
     dev = torch.device(dev_str) if dev_str else default_device()
     if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -332,6 +373,8 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
     loaded = checkpoint.load(recipe.teacher, device=dev)
     teacher, tokenizer = loaded.model.eval(), loaded.tokenizer
     policy = _policy_for(recipe, loaded.meta or {})
+    if early is None or early.codes != policy.codes:
+        examples, dev_examples = _read_data(recipe, policy)
     hashes = step_hashes(recipe, policy)
     _say(f"teacher {recipe.teacher}: {logical_params(teacher):,} params, {len(policy)} categories "
          f"({time.perf_counter() - t_load:.1f}s)")
