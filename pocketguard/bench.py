@@ -170,8 +170,45 @@ def summarize(results: dict, prompt_tokens: int) -> dict:
             "ttv_cold_s": cold, "ttv_cached_s": cached, "prefill_tok_s": prompt_tokens / pre, "decode_tok_s": 1 / step,
             "peak_rss_bytes": r["peak_rss_bytes"], "disk_bytes": r.get("disk_bytes"), "load_s": r["load_s"],
             "answers": r["cold"]["answers"], "kernel": r.get("kernel"),
+            "answers_all": sorted(set(r["cold"]["answers"]) | set(r.get("cached", {}).get("answers", []))),
         }
     return rows
+
+
+LABELS = {"pocketguard": "pocketguard", "llamacpp": "llama.cpp Q4_0", "executorch": "ExecuTorch XNNPACK 8da4w"}
+
+
+def baseline(rows: dict) -> str | None:
+    """The peer the ratio columns compare against: llama.cpp, else (not installed, or failed) ExecuTorch, else none."""
+    return next((n for n in PEERS if "ttv_cold_s" in rows.get(n, {})), None)
+
+
+def agreement(rows: dict) -> tuple[bool | None, str]:
+    """Whether every runtime that ran gave pocketguard's answer, cold and cached (the same weights, prompt and
+    decoding rule must give the same verdict): (None, why) when there is nothing to compare."""
+    answers = {n: r.get("answers_all") or r.get("answers") for n, r in rows.items() if "ttv_cold_s" in r}
+    if "pocketguard" not in answers or len(answers) < 2:
+        return None, "answers: nothing to compare (pocketguard and at least one peer must run)"
+    want = answers["pocketguard"]
+    differ = {n: a for n, a in answers.items() if a != want}
+    if len(want) > 1:  # pocketguard itself answered differently from run to run or cold vs cached
+        differ["pocketguard"] = want
+    if not differ:
+        return True, f"every runtime answered as pocketguard, cold and cached: {'; '.join(map(repr, want))}"
+    return False, ("answers DISAGREE (cold and cached): " + ", ".join(f"{LABELS[n]} {'; '.join(map(repr, a))}"
+                                                                      for n, a in answers.items()))
+
+
+def contention(busy: dict) -> str:
+    """The report's line on other processes' CPU use during each runtime's run (share of all cores; None = unknown)."""
+    if not busy:
+        return "other processes' CPU use: not measured (no runtime ran)"
+    known = {n: b for n, b in busy.items() if b is not None}
+    text = "other processes used " + ", ".join(f"{b:.0%} of the CPU during the {n} run" if b is not None else
+                                               f"an unknown share of the CPU during the {n} run" for n, b in busy.items())
+    if any(b > 0.05 for b in known.values()):
+        return text + " — CONTENDED: timings are not trustworthy, rerun on an idle machine"
+    return text + (" (idle machine)" if len(known) == len(busy) else " (could not be measured for every run)")
 
 
 def targets(rows: dict) -> list[tuple[str, bool | None, str]]:
@@ -190,12 +227,13 @@ def targets(rows: dict) -> list[tuple[str, bool | None, str]]:
 
 def render_table(rows: dict, title: str, markdown: bool = False) -> str:
     names = [n for n in ("pocketguard", "llamacpp", "executorch") if n in rows]
-    label = {"pocketguard": "pocketguard", "llamacpp": "llama.cpp Q4_0", "executorch": "ExecuTorch XNNPACK 8da4w"}
-    base = rows.get("llamacpp", {})
+    label = LABELS
+    base_name = baseline(rows)
+    base = rows.get(base_name, {}) if base_name else {}
 
     def ratio(name, key, higher_better):
         v, b = rows[name].get(key), base.get(key)
-        if v is None or b is None or name == "llamacpp":
+        if v is None or b is None or name == base_name:
             return ""
         return f" ({(v / b if higher_better else b / v):.2f}x)"
 
@@ -219,9 +257,16 @@ def render_table(rows: dict, title: str, markdown: bool = False) -> str:
             v = rows[n].get(key)
             line.append((fmt(v) if v is not None else "—") + (ratio(n, key, hb) if v is not None else ""))
         body.append(line)
-    body.append(["answer"] + [("; ".join(repr(a) for a in rows[n]["answers"]) if "answers" in rows[n] else rows[n].get("error", "")[:80])
+    body.append(["answer"] + [("; ".join(repr(a) for a in rows[n].get("answers_all") or rows[n]["answers"])
+                               if "answers" in rows[n] else rows[n].get("error", "")[:80])
                               for n in names])
-    note = "(in parentheses: vs llama.cpp in the same row, >1x = better — faster, or smaller)"
+    if base_name is None:
+        note = "(no peer ran: no ratios)"
+    else:
+        absent = [LABELS[n] for n in PEERS if n in rows and n != base_name and PEERS.index(n) < PEERS.index(base_name)]
+        note = (f"(in parentheses: vs {LABELS[base_name]} in the same row, >1x = better — faster, or smaller"
+                + (f"; {', '.join(absent)} did not run, so the ratios are against {LABELS[base_name]}" if absent else "")
+                + ")")
     if markdown:
         lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(x.replace("|", "\\|") for x in line) + " |" for line in body]
@@ -293,8 +338,11 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import platform
 
-    if args.runs is not None and args.runs < 1:
-        print(f"error: --runs {args.runs}: must be at least 1", file=sys.stderr)
+    bad = [f"--{k.replace('_', '-')} {getattr(args, k)}: must be at least 1" for k in ("runs", "threads", "prompt_tokens")
+           if getattr(args, k) is not None and getattr(args, k) < 1]
+    bad += [f"--timeout {args.timeout:g}: must be more than 0 seconds"] if not args.timeout > 0 else []
+    if bad:
+        print("error: " + "; ".join(bad), file=sys.stderr)
         return 2
     # The runtime workers run in their own directory (bench_workers._run_worker): every path they are given must
     # be absolute, or a relative --workdir (the default, runs/bench) or --model fails outside the repository root.
@@ -331,23 +379,40 @@ def run(args) -> int:
     from .prompt import encode_prefix, encode_prompt
     from .conversation import Conversation
 
-    loaded = load(model_dir)
-    tok, model = loaded.tokenizer, loaded.model
-    policy = Policy.default()
-    messages = realistic_conversation(tok, policy, args.prompt_tokens)
-    conv = Conversation.from_messages(messages)
-    ids = encode_prompt(tok, policy, conv).ids
-    prefix_len = len(encode_prefix(tok, policy, conv.judged))
-    grammar = Guard(model, tok, policy)._grammar(policy)
+    try:  # a missing or unreadable model, or a prompt length it cannot take, is the user's error: exit 2, no traceback
+        loaded = load(model_dir)
+        tok, model = loaded.tokenizer, loaded.model
+        context = model.args.max_seq_len
+        if args.prompt_tokens > context:
+            raise ValueError(f"--prompt-tokens {args.prompt_tokens} exceeds the model's context of {context} tokens")
+        policy = Policy.default()
+        messages = realistic_conversation(tok, policy, args.prompt_tokens)
+        conv = Conversation.from_messages(messages)
+        ids = encode_prompt(tok, policy, conv).ids
+        prefix_len = len(encode_prefix(tok, policy, conv.judged))
+        grammar = Guard(model, tok, policy)._grammar(policy)
+        need = len(ids) + grammar.max_steps + DECODE_STEPS + 1  # the prompt, the answer steps, the timed decode steps
+        if need > context:
+            raise ValueError(f"--prompt-tokens {args.prompt_tokens}: the prompt, its answer and {DECODE_STEPS} decode "
+                             f"steps need {need} tokens, more than the model's context of {context}; ask for at most "
+                             f"{args.prompt_tokens - (need - context)}")
+    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     gspec = grammar_spec(grammar)
     decode_token = tok.encode(" the")[0]
-    n_ctx = 1 << (len(ids) + grammar.max_steps + DECODE_STEPS + 8).bit_length()
+    # the peers' context (llama.cpp's n_ctx, the .pte's static cache): a power of two with room to spare, within the model's
+    n_ctx = min(context, 1 << (len(ids) + grammar.max_steps + DECODE_STEPS + 8).bit_length())
     art = is_artifact(model_dir)
     del loaded, model
     base = {"threads": threads, "runs": args.runs, "ids": ids, "prefix_len": prefix_len, "grammar": gspec,
             "decode_token": decode_token, "messages": messages, "vocab_size": tok.vocab_size}
 
     if args.alternatives:
+        if not art:
+            print(f"error: --alternatives times the CPU strategies of a compressed artifact (int4 codes); {model_dir} "
+                  "is not one (a GGUF or a Hugging Face checkpoint: time it without --alternatives)", file=sys.stderr)
+            return 2
         return _alternatives(args, base, model_dir, workdir, threads, len(ids), log)
 
     results = {}
@@ -380,7 +445,7 @@ def run(args) -> int:
         except Exception as e:  # noqa: BLE001
             results["executorch"] = {"error": str(e)}
 
-    busy = {n: r.get("others_cpu_share", 0.0) for n, r in results.items() if "error" not in r}
+    busy = {n: r.get("others_cpu_share") for n, r in results.items() if "error" not in r}  # None: /proc/stat unreadable
     rows = summarize(results, len(ids))
     kernel = rows.get("pocketguard", {}).get("kernel") or "?"
     from .runtime_cpu import attention_name
@@ -392,20 +457,20 @@ def run(args) -> int:
     print()
     for text, ok, detail in tgt:
         mark = {True: "MET", False: "MISSED", None: "n/a"}[ok]
-        print(f"{'- ' if args.markdown else ''}[{mark}] {text}: {detail}")
+        print(f"{'- ' if args.markdown else ''}[{mark}] {text}" + (f": {detail}" if detail else ""))
+    agree, said = agreement(rows)
+    print(f"{'- ' if args.markdown else ''}[{ {True: 'MET', False: 'MISSED', None: 'n/a'}[agree]}] {said}")
     if "llamacpp" in rows and "ttv_cached_s" in rows.get("llamacpp", {}) and rows["llamacpp"]["ttv_cached_s"]:
         pg = rows.get("pocketguard", {})
         if pg.get("ttv_cached_s"):
             print(f"{'- ' if args.markdown else ''}(for reference: llama.cpp reusing the policy prefix in its KV cache: "
                   f"{_ms(rows['llamacpp']['ttv_cached_s'])}; pocketguard cached is "
                   f"{rows['llamacpp']['ttv_cached_s'] / pg['ttv_cached_s']:.2f}x faster)")
-    noisy = {n: b for n, b in busy.items() if b > 0.05}
-    print(f"{'- ' if args.markdown else ''}other processes used "
-          + ", ".join(f"{b:.0%} of the CPU during the {n} run" for n, b in busy.items())
-          + (" — CONTENDED: timings are not trustworthy, rerun on an idle machine" if noisy else " (idle machine)"))
+    print(f"{'- ' if args.markdown else ''}{contention(busy)}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": rows, "raw": results, "targets": tgt, "prompt_tokens": len(ids),
+        args.json.write_text(json.dumps({"rows": rows, "raw": results, "targets": tgt, "answers_agree": agree,
+                                         "prompt_tokens": len(ids),
                                          "prefix_tokens": prefix_len, "threads": threads}, indent=1, default=str))
     return 0 if all(r.get("error") is None or r.get("missing") for r in rows.values()) else 1  # an absent optional peer is not a failure
 
@@ -413,7 +478,13 @@ def run(args) -> int:
 def _alternatives(args, base: dict, model_dir: Path, workdir: Path, threads: int, n_ids: int, log) -> int:
     rows = []
     plan = [(k, threads) for k in ALTERNATIVES] + ([("amx", 1), ("portable", 1)] if threads > 1 else [])
+    from .runtime_cpu import available
+
+    fast, why = available()
     for kind, nt in plan:
+        if kind == "amx" and not fast:  # no runtime_cpu kernel on this CPU: not a failure of the run
+            rows.append((kind, nt, {"error": f"not available on this CPU ({why})", "missing": True}))
+            continue
         log(f"{kind}, {nt} thread(s) ...")
         r = _run_worker("alternative", {**base, "threads": nt, "model": str(model_dir), "alternative": kind},
                         workdir, args.timeout)
@@ -422,12 +493,17 @@ def _alternatives(args, base: dict, model_dir: Path, workdir: Path, threads: int
     print("|---|---|---|---|---|---|---|")
     for kind, nt, r in rows:
         if "error" in r:
-            print(f"| {ALTERNATIVES[kind]} | {nt} | failed: {r['error'][:60]} | | | | |")
+            print(f"| {ALTERNATIVES[kind]} | {nt} | {'' if r.get('missing') else 'failed: '}{r['error'][:60]} | | | | |")
             continue
         pre, step = r["prefill_s"]["median"], r["decode_step_s"]["median"]
-        print(f"| {ALTERNATIVES[kind]} | {nt} | {pre * 1000:,.0f} ms | {n_ids / pre:,.0f} | {step * 1000:,.1f} ms | "
-              f"{r['peak_rss_bytes'] / 2**20:,.0f} MiB | {r.get('others_cpu_share', 0):.0%} |")
-    return 0
+        name = ALTERNATIVES[kind] + (f": {r['kernel']}" if kind == "amx" and r.get("kernel") else "")
+        print(f"| {name} | {nt} | {pre * 1000:,.0f} ms | {n_ids / pre:,.0f} | {step * 1000:,.1f} ms | "
+              f"{r['peak_rss_bytes'] / 2**20:,.0f} MiB | {_share(r.get('others_cpu_share'))} |")
+    return 1 if any("error" in r and not r.get("missing") for _, _, r in rows) else 0
+
+
+def _share(x) -> str:
+    return "?" if x is None else f"{x:.0%}"
 
 
 def main(argv=None) -> int:

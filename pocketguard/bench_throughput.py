@@ -184,6 +184,15 @@ def measure(guard, convs: list, repeats: int = 3, batch_size: int = 64, log=prin
     """Interleaved one-by-one and batched passes over `convs`; rates, ratios, roofline, verdict identity."""
     guard.moderate_batch(convs[:4], batch_size=batch_size)  # warm-up: prefix cache, kernels, allocator
     guard.moderate(convs[0])
+    import resource
+
+    from .bench_workers import _busy_jiffies, others_share
+
+    def own_cpu_s() -> float:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime
+
+    jiffies0, cpu0 = _busy_jiffies(), own_cpu_s()
     one_t, bat_t, speedups = [], [], []
     identical = True
     one = bat = None
@@ -198,6 +207,7 @@ def measure(guard, convs: list, repeats: int = 3, batch_size: int = 64, log=prin
         identical &= all(_same(a, b) for a, b in zip(one, bat))
         log(f"  repetition {r + 1}: one by one {len(convs) / one_t[-1]:.2f} prompts/s, batched "
             f"{len(convs) / bat_t[-1]:.2f} prompts/s ({speedups[-1]:.2f}x)")
+    others = others_share(jiffies0, _busy_jiffies(), own_cpu_s() - cpu0)  # during the timed repetitions
     rate, macs = kernel_rate(guard.model)
     run_tokens = sum(v.prompt_tokens - v.cached_tokens + v.answer_tokens for v in one)
     prompt_tokens = sum(v.prompt_tokens for v in one)
@@ -217,6 +227,7 @@ def measure(guard, convs: list, repeats: int = 3, batch_size: int = 64, log=prin
         "identical_verdicts": identical,
         "errors": sum(v.status == "error" for v in bat),
         "batched_status": [v.status for v in bat],
+        "others_cpu_share": others,
     }
 
 
@@ -246,6 +257,11 @@ def render(res: dict, title: str, markdown: bool = False) -> str:
               f"{TARGET_ROOFLINE:.0%} of the roofline: {res['batched_of_roofline']:.0%}",
               f"{'- ' if markdown else ''}[{mark(res['identical_verdicts'])}] batched verdicts identical to one by one "
               f"(status, categories, p_unsafe); errors: {res['errors']}"]
+    others = res.get("others_cpu_share")
+    if others is not None:
+        lines.append(f"{'- ' if markdown else ''}other processes used {others:.0%} of the CPU during the timed repetitions"
+                     + (" — CONTENDED: timings are not trustworthy, rerun on an idle machine" if others > 0.05 else
+                        " (idle machine)"))
     if isinstance(peer, dict):
         lines.append(f"{'- ' if markdown else ''}llama.cpp's statuses equal pocketguard's batched ones on {peer['agree']} of "
                      f"{res['prompts']} (errors: {peer['errors']}; it runs the whole prompt, pocketguard windows over-long turns)")
@@ -277,7 +293,8 @@ def run(args, shapes: dict) -> int:
     from .policy import Policy
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    small = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("n", "batch_size") if getattr(args, k) < 1]
+    small = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("n", "batch_size", "batch_tokens")
+             if getattr(args, k) is not None and getattr(args, k) < 1]
     if small:
         print(f"error: {', '.join(small)}: must be at least 1", file=sys.stderr)
         return 2
@@ -288,16 +305,26 @@ def run(args, shapes: dict) -> int:
         policy = Policy.from_toml(args.policy) if args.policy else None  # PolicyError is a ValueError
         if compare and policy is None:
             raise ValueError(f"--subset-mode {COMPARE} needs --policy (a part of the guard's own categories)")
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            raise ValueError(f"--device {args.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: CUDA is not available here (torch {torch.__version__})")
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
-    if args.shape:
-        guard = random_guard(shapes[args.shape]["args"], args.device,
-                             "bfloat16" if args.device.startswith("cuda") else "float32", policy, mode)
-    else:
-        guard = Guard.load(args.model, policy=policy, device=args.device, subset_mode=mode)
+    try:  # a missing or unreadable checkpoint is the user's error: exit 2, no traceback (CheckpointError is a ValueError)
+        if args.shape:
+            guard = random_guard(shapes[args.shape]["args"], args.device,
+                                 "bfloat16" if args.device.startswith("cuda") else "float32", policy, mode)
+        else:
+            guard = Guard.load(args.model, policy=policy, device=args.device, subset_mode=mode)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.batch_tokens:
         guard.batch_tokens = args.batch_tokens
     try:

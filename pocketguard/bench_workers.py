@@ -356,7 +356,7 @@ def _worker_pocketguard(spec: dict) -> dict:
 
 
 ALTERNATIVES = {
-    "amx": "runtime_cpu AMX int4xint8 (load_fast)",
+    "amx": "runtime_cpu int4xint8 (load_fast; AMX, VNNI or AVX2)",
     "portable": "pocketguard.kernels fast path (tiled dequantize + fp32 F.linear, int8 activations)",
     "float32": "dequantized float model, fp32 F.linear (MKL)",
     "bfloat16": "dequantized float model in bf16 (oneDNN AMX-BF16)",
@@ -376,8 +376,9 @@ def _worker_alternative(spec: dict) -> dict:
         from .runtime_cpu import load_fast
 
         model = load_fast(spec["model"]).model
-        if getattr(model, "runtime_cpu", {}).get("kernel") != "amx":
-            raise RuntimeError("AMX kernel unavailable")
+        info = getattr(model, "runtime_cpu", {})
+        if info.get("kernel", "portable") == "portable":  # AMX, AVX-512 VNNI or AVX2: whichever runtime_cpu runs here
+            raise RuntimeError(f"runtime_cpu kernel unavailable: {info.get('reason', 'not accelerated')}")
     else:
         from .compress.artifact import load_artifact
 
@@ -404,7 +405,8 @@ def _worker_alternative(spec: dict) -> dict:
                 model(torch.tensor([[spec["decode_token"]]]), cache=cache, last_only=True)
                 if r:
                     steps.append(time.perf_counter() - t)
-    return {"load_s": load_s, "prefill_s": _stats(pre), "decode_step_s": _stats(steps)}
+    return {"load_s": load_s, "prefill_s": _stats(pre), "decode_step_s": _stats(steps),
+            "kernel": getattr(model, "runtime_cpu", {}).get("kernel")}
 
 
 WORKERS = {"pocketguard": _worker_pocketguard, "llamacpp": _worker_llamacpp, "llamacpp_batched": _worker_llamacpp_batched,
@@ -417,8 +419,19 @@ def _busy_jiffies() -> tuple[int, int]:
         f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     except (OSError, ValueError):
         return 0, 0
+    f = f[:8]  # user nice system idle iowait irq softirq steal; guest time is already counted in user
     idle = f[3] + (f[4] if len(f) > 4 else 0)
     return sum(f) - idle, sum(f)
+
+
+def others_share(before: tuple[int, int], after: tuple[int, int], own_cpu_s: float) -> float | None:
+    """The share of all cores' time that other processes took between two `_busy_jiffies()` readings, given the
+    CPU seconds the measured process used itself meanwhile (None: /proc/stat could not be read)."""
+    (busy0, total0), (busy1, total1) = before, after
+    if total1 <= total0:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    return max(0.0, ((busy1 - busy0) / hz - own_cpu_s) / ((total1 - total0) / hz))
 
 
 def _run_worker(name: str, spec: dict, workdir: Path, timeout: float | None = None) -> dict:
@@ -432,7 +445,7 @@ def _run_worker(name: str, spec: dict, workdir: Path, timeout: float | None = No
     env.setdefault("OMP_NUM_THREADS", str(spec["threads"]))
     cmd = [sys.executable, "-m", "pocketguard.bench_workers", name, str(spec_path), str(out_path)]
     t0 = time.perf_counter()
-    busy0, total0 = _busy_jiffies()
+    jiffies0 = _busy_jiffies()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=str(Path(__file__).resolve().parent.parent))
     try:
@@ -447,11 +460,9 @@ def _run_worker(name: str, spec: dict, workdir: Path, timeout: float | None = No
         return {"error": f"exit code {proc.returncode}: " + " | ".join(tail)}
     res = json.loads(out_path.read_text())
     res["wall_s"] = time.perf_counter() - t0
-    busy1, total1 = _busy_jiffies()
-    if total1 > total0:
-        hz = os.sysconf("SC_CLK_TCK")
-        others = (busy1 - busy0) / hz - res.get("cpu_s", 0.0)
-        res["others_cpu_share"] = max(0.0, others / ((total1 - total0) / hz))  # of all cores' time
+    share = others_share(jiffies0, _busy_jiffies(), res.get("cpu_s", 0.0))
+    if share is not None:
+        res["others_cpu_share"] = share  # of all cores' time
     return res
 
 

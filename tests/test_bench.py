@@ -141,6 +141,98 @@ def test_a_peer_that_is_not_installed_is_reported_so_and_nothing_is_exported_for
     assert not list(tmp_path.glob("*.gguf"))
 
 
+def test_without_llamacpp_the_ratios_are_against_executorch():
+    """llama.cpp missing (or failed): the table says so and still compares pocketguard with ExecuTorch, from the
+    same run's numbers; it used to print no ratio at all. With no peer at all, no ratio is claimed."""
+    rows = _rows(0.5, 0.25, 1.0, 500, 600)
+    rows = {"pocketguard": rows["pocketguard"], "llamacpp": {"error": "not installed here", "missing": True},
+            "executorch": {**rows["llamacpp"], "ttv_cold_s": 2.0, "peak_rss_bytes": 1000}}
+    assert bench.baseline(rows) == "executorch"
+    md = bench.render_table(rows, "t", markdown=True)
+    body = {line.split(" | ")[0].strip("| "): line for line in md.splitlines()[4:]}
+    assert body["time-to-verdict, cold"] == "| time-to-verdict, cold | 500 ms (4.00x) | not installed | 2,000 ms |"
+    assert "(2.00x)" in body["peak RSS"] and "vs ExecuTorch XNNPACK 8da4w" in md and "llama.cpp Q4_0 did not run" in md
+    alone = bench.render_table({"pocketguard": rows["pocketguard"], "llamacpp": rows["llamacpp"]}, "t", markdown=True)
+    assert "x)" not in alone and "no peer ran: no ratios" in alone
+
+
+def test_answers_are_compared_cold_and_cached():
+    """Every runtime's answers (cold and cached) are checked against pocketguard's; a difference is reported."""
+    r = _rows(0.5, 0.25, 1.0, 500, 600)
+    r["pocketguard"]["answers_all"] = r["llamacpp"]["answers_all"] = ["safe"]
+    assert bench.agreement(r)[0] is True
+    r["llamacpp"]["answers_all"] = ["safe", "unsafe\nS1"]  # cold safe, cached unsafe: the table's cold row hides it
+    ok, said = bench.agreement(r)
+    assert ok is False and "DISAGREE" in said and "'unsafe\\nS1'" in said
+    assert bench.agreement({"pocketguard": r["pocketguard"]})[0] is None
+    results = {"pocketguard": {"cold": {"ttv_s": {"median": 1.0}, "prefill_s": {"median": 0.5}, "answers": ["safe"]},
+                               "cached": {"ttv_s": {"median": 0.5}, "answers": ["unsafe\nS2"]},
+                               "decode_step_s": {"median": 0.1}, "peak_rss_bytes": 1, "load_s": 1.0}}
+    assert bench.summarize(results, 100)["pocketguard"]["answers_all"] == ["safe", "unsafe\nS2"]
+
+
+def test_contention_line():
+    assert "not measured" in bench.contention({})
+    assert bench.contention({"pocketguard": 0.01, "executorch": 0.02}).endswith("(idle machine)")
+    assert "CONTENDED" in bench.contention({"pocketguard": 0.01, "executorch": 0.30})
+    said = bench.contention({"pocketguard": None, "executorch": 0.01})  # used to count as 0 %: "idle machine"
+    assert "unknown share" in said and "idle machine" not in said
+    from pocketguard.bench_workers import others_share
+
+    hz = __import__("os").sysconf("SC_CLK_TCK")
+    # 2 s of wall on 2 cores (4 core-seconds), 3 core-seconds busy, 2 of them the measured process's own: 25 % others
+    assert others_share((0, 0), (3 * hz, 4 * hz), 2.0) == pytest.approx(0.25)
+    assert others_share((0, 0), (0, 0), 0.0) is None
+
+
+def test_bad_arguments_and_models_are_clean_errors(artifact, tiny_hf_dir, tmp_path, capsys):
+    """Exit 2 with one line, no traceback: a model that is not there or not a model, a prompt length the model cannot
+    take, bad numbers, and --alternatives on a checkpoint that is not an artifact (each used to raise)."""
+    from pocketguard.cli import main
+
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF")
+    quick = ["--runs", "1", "--peers", "", "--workdir", str(tmp_path)]
+    cases = [(["--model", str(tmp_path / "nope")], "checkpoint not found"),
+             (["--model", str(tmp_path / "bad.gguf")], "truncated or corrupt"),
+             (["--model", str(artifact), "--prompt-tokens", "100"], "ask for more than 100"),
+             (["--model", str(artifact), "--prompt-tokens", "5000"], "exceeds the model's context of 2048"),
+             (["--model", str(artifact), "--prompt-tokens", "2040"], "more than the model's context of 2048; ask for at most"),
+             (["--model", str(artifact), "--threads", "-1"], "--threads -1: must be at least 1"),
+             (["--model", str(artifact), "--timeout", "0"], "--timeout 0: must be more than 0 seconds"),
+             (["--model", str(tiny_hf_dir), "--alternatives"], "is not one")]
+    for extra, msg in cases:
+        assert main(["bench", *quick, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err, (extra, err)
+
+
+@needs_amx
+def test_alternatives_run_the_kernel_this_cpu_has(artifact, tmp_path, capsys, monkeypatch):
+    """--alternatives' runtime_cpu row takes whichever kernel the CPU has (it required AMX: on VNNI or AVX2 the chosen
+    strategy's row said "failed: AMX kernel unavailable") and names it."""
+    monkeypatch.setattr(bench, "ALTERNATIVES", {"amx": bench.ALTERNATIVES["amx"]})
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    args = p.parse_args(["--model", str(artifact), "--prompt-tokens", "600", "--runs", "1", "--threads", "1",
+                         "--workdir", str(tmp_path), "--alternatives"])
+    assert bench.run(args) == 0
+    out = capsys.readouterr().out
+    assert "failed" not in out and f"AVX2): {R.available()[1]} | 1 |" in out
+
+
+def test_bench_stream_says_faster_or_slower_the_right_way_round():
+    """scripts/bench_stream.py printed "0.48x slower" when re-moderating took half the time of streaming."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "bench_stream.py"
+    spec = importlib.util.spec_from_file_location("bench_stream_script", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.ratio_label(3.52, 1.0) == "3.52x slower"
+    assert mod.ratio_label(1.0, 2.0) == "2.00x faster"
+
+
 # ------------------------------------------------------------------------------------ AMX runtime
 
 

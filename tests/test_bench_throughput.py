@@ -231,3 +231,35 @@ def test_bad_policy_is_a_clean_error(tmp_path, tiny_hf_dir, capsys):
     assert "leaves out some of the guard's own categories" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(quick + ["--subset-mode", "drop"])
+
+
+def test_bad_model_device_and_numbers_are_clean_errors(tmp_path, capsys):
+    """Exit 2 and one line, no traceback (a missing checkpoint, a corrupt GGUF and a bad --device used to raise;
+    --batch-tokens 0 or below was silently taken)."""
+    import torch
+
+    from pocketguard.cli import main
+
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF")
+    cases = [(["--model", str(tmp_path / "nope")], "checkpoint not found"),
+             (["--model", str(tmp_path / "bad.gguf")], "truncated or corrupt"),
+             (["--batch-tokens", "-5"], "--batch-tokens -5: must be at least 1"),
+             (["--device", "nonsense"], "is not a torch device"),
+             (["--threads", "0"], "--threads 0: must be at least 1")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "CUDA is not available here"))
+    for extra, msg in cases:
+        assert main(["bench", "--throughput", "--n", "2", "--runs", "1", *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err, (extra, err)
+
+
+def test_report_says_how_much_cpu_others_took(tiny_tok):
+    """The throughput report measures other processes' CPU use during its timed repetitions, as the latency bench
+    does per runtime, and flags a contended run."""
+    g = Guard(T.tiny_model(T.tiny_args(vocab_size=tiny_tok.vocab_size), seed=3, std=0.1), tiny_tok, max_context=700)
+    res = BT.measure(g, ["hello", "bread recipe"], repeats=1, batch_size=2, log=lambda m: None)
+    assert 0.0 <= res["others_cpu_share"] <= 1.0
+    for share, want in ((0.02, "(idle machine)"), (0.4, "CONTENDED")):
+        table = BT.render({**res, "others_cpu_share": share}, "t")
+        assert f"other processes used {share:.0%} of the CPU during the timed repetitions" in table and want in table
