@@ -258,7 +258,9 @@ def render(res: dict, title: str, markdown: bool = False) -> str:
               f"{'- ' if markdown else ''}[{mark(res['identical_verdicts'])}] batched verdicts identical to one by one "
               f"(status, categories, p_unsafe); errors: {res['errors']}"]
     others = res.get("others_cpu_share")
-    if others is not None:
+    if others is None:  # /proc/stat unreadable, or repetitions shorter than its clock tick (1/100 s)
+        lines.append(f"{'- ' if markdown else ''}other processes' CPU use during the timed repetitions: not measured")
+    else:
         lines.append(f"{'- ' if markdown else ''}other processes used {others:.0%} of the CPU during the timed repetitions"
                      + (" — CONTENDED: timings are not trustworthy, rerun on an idle machine" if others > 0.05 else
                         " (idle machine)"))

@@ -254,12 +254,23 @@ def test_bad_model_device_and_numbers_are_clean_errors(tmp_path, capsys):
         assert msg in err and "Traceback" not in err, (extra, err)
 
 
-def test_report_says_how_much_cpu_others_took(tiny_tok):
+def test_report_says_how_much_cpu_others_took(tiny_tok, monkeypatch):
     """The throughput report measures other processes' CPU use during its timed repetitions, as the latency bench
     does per runtime, and flags a contended run."""
+    import os
+
+    from pocketguard import bench_workers
+
     g = Guard(T.tiny_model(T.tiny_args(vocab_size=tiny_tok.vocab_size), seed=3, std=0.1), tiny_tok, max_context=700)
+    hz = os.sysconf("SC_CLK_TCK")
+    # /proc/stat as read before and after the repetitions: 1,000 s of all cores' time passed, 500 s of it busy; this
+    # process used well under a second of it, so the others took just under half (a real reading of a run this
+    # short may not advance at all: the clock ticks at 1/100 s)
+    readings = iter([(0, 0), (500 * hz, 1000 * hz)])
+    monkeypatch.setattr(bench_workers, "_busy_jiffies", lambda: next(readings))
     res = BT.measure(g, ["hello", "bread recipe"], repeats=1, batch_size=2, log=lambda m: None)
-    assert 0.0 <= res["others_cpu_share"] <= 1.0
+    assert 0.49 < res["others_cpu_share"] <= 0.5
+    assert "CPU use during the timed repetitions: not measured" in BT.render({**res, "others_cpu_share": None}, "t")
     for share, want in ((0.02, "(idle machine)"), (0.4, "CONTENDED")):
         table = BT.render({**res, "others_cpu_share": share}, "t")
         assert f"other processes used {share:.0%} of the CPU during the timed repetitions" in table and want in table
