@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             modules[verb] = importlib.import_module(module)
             modules[verb].add_arguments(p)
     args = parser.parse_args(argv)
-    return modules[args.verb].run(args)
+    try:
+        return modules[args.verb].run(args)
+    except BrokenPipeError:  # `pocketguard moderate --json ... | head`: the reader left; say nothing more (Python's
+        # documented recipe: point stdout at devnull so the interpreter's final flush cannot raise again)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 2  # what was printed is not all of it: not a verdict a script may read as safe
 
 
 if __name__ == "__main__":

@@ -74,6 +74,12 @@ def test_cli_main_command_exit_codes():
     assert bad.returncode == 1 and "S10" in json.loads(bad.stdout)["categories"]
     good = run("What is the capital of France?")
     assert good.returncode == 0 and good.stdout.startswith("safe")
+    # a reader that leaves early (`... --json | head -c 20`): no BrokenPipeError traceback, and not a 'safe' exit
+    cli = subprocess.Popen([sys.executable, "-m", "pocketguard.cli", "moderate", "What is the capital of France?", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cli.stdout.close()  # before it prints
+    err = cli.stderr.read().decode()
+    assert cli.wait(timeout=120) == 2 and "Traceback" not in err and "BrokenPipe" not in err, err
 
 
 def test_cpu_runtime_takes_the_fastest_kernel_with_the_portable_verdicts(guard):
