@@ -75,10 +75,7 @@ class Conversation:
         for i, m in enumerate(messages, 1):
             side: str  # user, agent, tool or system
             if isinstance(m, Message):  # its role read as a dict's is (an unknown one is refused, not taken as the agent)
-                known = _SIDE.get(m.role.lower()) if isinstance(m.role, str) else None
-                if known is None:
-                    raise ConversationError(f"message #{i}: role must be 'user', 'assistant', 'tool' or 'system', got {m.role!r}")
-                side = known
+                side = _side(i, m.role)
                 if not isinstance(m.content, str):
                     raise ConversationError(f"message #{i}: content must be a string, got {_json_type(m.content)}")
                 texts, skipped = [m.content], 0
@@ -219,12 +216,17 @@ def content_text(content: Any, where: str = "content") -> tuple[str, Counter[str
     return "\n".join(texts), skipped
 
 
+def _side(i: int, role: Any) -> str:
+    """Message #i's side (user, agent, tool or system) from an OpenAI role; anything else is refused."""
+    side = _SIDE.get(role.lower()) if isinstance(role, str) else None
+    if side is None:
+        raise ConversationError(f"message #{i}: role must be 'user', 'assistant', 'tool' or 'system', got {role!r}")
+    return side
+
+
 def _read(i: int, m: dict, counts: Counter[str]) -> tuple[str, list[str], int]:
     """One message dict -> (side, text pieces, parts not judged); counts what was reinterpreted or not judged."""
-    r = m.get("role")
-    side = _SIDE.get(r.lower()) if isinstance(r, str) else None
-    if side is None:
-        raise ConversationError(f"message #{i}: role must be 'user', 'assistant', 'tool' or 'system', got {r!r}")
+    side = _side(i, m.get("role"))
     content = m.get("content")
     calls = _tool_calls(i, m) if side == "agent" else []
     skipped: Counter[str] = Counter()

@@ -286,7 +286,7 @@ class Guard:
             jobs.append(_Job(index, role, [turn]))
             if start + n >= len(content_ids):
                 break
-            start += stride if n == width else max(1, n - n // 4)
+            start += max(1, n - n // 4)  # a quarter of the window overlaps the next (`stride` for a full one)
         window_info = {
             "dropped_turns": len(turns) - 1,
             "dropped_tokens": sum(map(len, turns[:-1])),

@@ -174,7 +174,7 @@ def _passed_on(fn) -> set[str] | None:
         quant = {f.name for f in fields(QuantConfig)}
         if fn is S.ptq_step:
             return quant | {"calibration"}
-        return quant | _train_fields() | {"lora_rank", "lora_alpha", "lora_targets", "lora_dropout"}
+        return quant | _train_fields() | set(S.QAT_LORA_KEYS)
     return None
 
 
@@ -294,7 +294,7 @@ def _policy_before_loading(recipe: Recipe) -> Policy | None:
     """The policy `_policy_for` will give, read without loading the teacher: the recipe's, else the teacher folder's
     guard.json; None for a GGUF teacher (its policy is in the file's metadata)."""
     if recipe.policy is not None:
-        return Policy.from_toml(recipe.policy)
+        return _policy_for(recipe, {})
     if recipe.teacher.suffix.lower() == ".gguf":
         return None
     from ..loaded import read_guard_meta

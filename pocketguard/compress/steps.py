@@ -216,6 +216,9 @@ def ptq_step(model: nn.Module, ctx=None, **params) -> nn.Module:
     return quantize_(model, cfg, calibration=cal)
 
 
+QAT_LORA_KEYS = ("lora_rank", "lora_alpha", "lora_targets", "lora_dropout")  # qat options that train LoRA adapters
+
+
 def qat_step(model: nn.Module, ctx=None, **params) -> nn.Module:
     """Recipe step `qat`: prepare_qat + pocketguard.train.train + convert.
 
@@ -227,7 +230,7 @@ def qat_step(model: nn.Module, ctx=None, **params) -> nn.Module:
 
     params = dict(params)
     params["mode"] = "qat"
-    lora = {k: params.pop(k) for k in ("lora_rank", "lora_alpha", "lora_targets", "lora_dropout") if k in params}
+    lora = {k: params.pop(k) for k in QAT_LORA_KEYS if k in params}
     cfg, train_params = QuantConfig.split(params)
     prepare_qat(model, cfg)
     if lora.get("lora_rank"):

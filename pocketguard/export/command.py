@@ -54,9 +54,8 @@ def _policy(args, meta):
 def _misplaced_options(args) -> list[str]:
     """Options given that the chosen --format does not use (an error rather than silently ignored)."""
     own = {"--gguf-type": ("gguf", args.gguf_type is not None), "--max-len": ("executorch", args.max_len is not None),
-           "--no-quantize": ("executorch", args.no_quantize), "--conversations": (None, args.conversations is not None)}
-    bad = [f"{flag} applies to --format {fmt} only" for flag, (fmt, given) in own.items()
-           if given and fmt is not None and fmt != args.format]
+           "--no-quantize": ("executorch", args.no_quantize)}
+    bad = [f"{flag} applies to --format {fmt} only" for flag, (fmt, given) in own.items() if given and fmt != args.format]
     if args.conversations is not None and not args.verify:
         bad.append("--conversations is read by --verify only")
     return bad
