@@ -42,8 +42,8 @@ import sys
 from pathlib import Path
 
 from .bench_throughput import COMPARE
-from .bench_workers import (ALTERNATIVES, DECODE_STEPS, _ensure_gguf, _ensure_pte, _run_worker, grammar_spec,
-                            peer_missing)
+from .bench_workers import (ALTERNATIVES, DECODE_STEPS, _ensure_gguf, _ensure_pte, _run_worker,
+                            contention_note, grammar_spec, peer_missing)
 from .policy import SUBSET_MODE_HELP, SUBSET_MODES
 
 # Nothing heavy at module level: the llama.cpp worker must stay torch-free for a clean RSS figure.
@@ -199,16 +199,16 @@ def agreement(rows: dict) -> tuple[bool | None, str]:
                                                                       for n, a in answers.items()))
 
 
-def contention(busy: dict) -> str:
-    """The report's line on other processes' CPU use during each runtime's run (share of all cores; None = unknown)."""
+def contention(busy: dict, threads: int) -> str:
+    """The report's line on other processes' CPU use during each runtime's run (share of all cores; None = unknown),
+    judged against the cores `threads` left idle (`bench_workers.contended`)."""
     if not busy:
         return "other processes' CPU use: not measured (no runtime ran)"
     known = {n: b for n, b in busy.items() if b is not None}
     text = "other processes used " + ", ".join(f"{b:.0%} of the CPU during the {n} run" if b is not None else
                                                f"an unknown share of the CPU during the {n} run" for n, b in busy.items())
-    if any(b > 0.05 for b in known.values()):
-        return text + " — CONTENDED: timings are not trustworthy, rerun on an idle machine"
-    return text + (" (idle machine)" if len(known) == len(busy) else " (could not be measured for every run)")
+    note = contention_note(list(known.values()), threads)
+    return text + (note if "CONTENDED" in note or len(known) == len(busy) else " (could not be measured for every run)")
 
 
 def targets(rows: dict) -> list[tuple[str, bool | None, str]]:
@@ -466,7 +466,7 @@ def run(args) -> int:
             print(f"{'- ' if args.markdown else ''}(for reference: llama.cpp reusing the policy prefix in its KV cache: "
                   f"{_ms(rows['llamacpp']['ttv_cached_s'])}; pocketguard cached is "
                   f"{rows['llamacpp']['ttv_cached_s'] / pg['ttv_cached_s']:.2f}x faster)")
-    print(f"{'- ' if args.markdown else ''}{contention(busy)}")
+    print(f"{'- ' if args.markdown else ''}{contention(busy, threads)}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"rows": rows, "raw": results, "targets": tgt, "answers_agree": agree,

@@ -184,13 +184,9 @@ def measure(guard, convs: list, repeats: int = 3, batch_size: int = 64, log=prin
     """Interleaved one-by-one and batched passes over `convs`; rates, ratios, roofline, verdict identity."""
     guard.moderate_batch(convs[:4], batch_size=batch_size)  # warm-up: prefix cache, kernels, allocator
     guard.moderate(convs[0])
-    import resource
+    import torch
 
-    from .bench_workers import _busy_jiffies, others_share
-
-    def own_cpu_s() -> float:
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        return ru.ru_utime + ru.ru_stime
+    from .bench_workers import _busy_jiffies, others_share, own_cpu_s
 
     jiffies0, cpu0 = _busy_jiffies(), own_cpu_s()
     one_t, bat_t, speedups = [], [], []
@@ -227,11 +223,13 @@ def measure(guard, convs: list, repeats: int = 3, batch_size: int = 64, log=prin
         "identical_verdicts": identical,
         "errors": sum(v.status == "error" for v in bat),
         "batched_status": [v.status for v in bat],
-        "others_cpu_share": others,
+        "others_cpu_share": others, "threads": torch.get_num_threads(),
     }
 
 
 def render(res: dict, title: str, markdown: bool = False) -> str:
+    from .bench_workers import contention_note
+
     rows = [("one by one (`moderate`)", res["one_by_one"]["prompts_s"], res["one_by_one"]["tokens_s"], "1.00x"),
             ("batched (`moderate_batch`)", res["batched"]["prompts_s"], res["batched"]["tokens_s"], f"{res['speedup']:.2f}x"),
             (f"roofline ({res['kernel_gmac_s']:.1f} GMAC/s x {res['macs_per_token'] / 1e6:.1f}M MAC/token)",
@@ -262,8 +260,7 @@ def render(res: dict, title: str, markdown: bool = False) -> str:
         lines.append(f"{'- ' if markdown else ''}other processes' CPU use during the timed repetitions: not measured")
     else:
         lines.append(f"{'- ' if markdown else ''}other processes used {others:.0%} of the CPU during the timed repetitions"
-                     + (" — CONTENDED: timings are not trustworthy, rerun on an idle machine" if others > 0.05 else
-                        " (idle machine)"))
+                     + contention_note([others], res["threads"]))
     if isinstance(peer, dict):
         lines.append(f"{'- ' if markdown else ''}llama.cpp's statuses equal pocketguard's batched ones on {peer['agree']} of "
                      f"{res['prompts']} (errors: {peer['errors']}; it runs the whole prompt, pocketguard windows over-long turns)")

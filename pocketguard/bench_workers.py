@@ -434,6 +434,29 @@ def others_share(before: tuple[int, int], after: tuple[int, int], own_cpu_s: flo
     return max(0.0, ((busy1 - busy0) / hz - own_cpu_s) / ((total1 - total0) / hz))
 
 
+def contended(share: float, threads: int) -> bool:
+    """Whether other processes took CPU time the measured run needed: more than the cores its `threads` left idle,
+    with 5 % of the machine as slack. (Share of all cores: a 1-thread run on 2 cores beside one busy process sees
+    50 % but keeps its own core; with every core in use, anything above 5 % contends.)"""
+    cores = os.cpu_count() or 1
+    return share * cores > max(0, cores - threads) + 0.05 * cores
+
+
+def contention_note(shares: list[float], threads: int) -> str:
+    """What a report says after other processes' CPU shares: contended or not, for `threads`."""
+    if any(contended(s, threads) for s in shares):
+        return " — CONTENDED: timings are not trustworthy, rerun on an idle machine"
+    return f" (no contention for {threads} threads)"
+
+
+def own_cpu_s() -> float:
+    """CPU seconds (user + system) this process has used so far."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _run_worker(name: str, spec: dict, workdir: Path, timeout: float | None = None) -> dict:
     """Run one runtime in a fresh interpreter; returns its results plus its own peak RSS, and how much CPU
     other processes took meanwhile (a benchmark on a shared machine must say when it was not alone)."""
@@ -486,7 +509,7 @@ def _worker_entry(name: str, spec_path: str, out_path: str) -> int:
     res = WORKERS[name](spec)
     ru = resource.getrusage(resource.RUSAGE_SELF)
     res["peak_rss_bytes"] = _peak_rss_bytes(ru)
-    res["cpu_s"] = ru.ru_utime + ru.ru_stime
+    res["cpu_s"] = own_cpu_s()
     Path(out_path).write_text(json.dumps(res))
     return 0
 

@@ -7,7 +7,6 @@ right-padded with a `valid` mask; `epoch_batches` orders them as a pure function
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .augment import augment as draw_policy
-from .conversation import Conversation, ConversationError
+from .conversation import Conversation
 from .policy import Policy
 from .prompt import answer_text, encode_prompt, encode_turn
 from .tokenizer import Tokenizer
@@ -29,27 +28,25 @@ class ExampleError(ValueError):
     """A labelled example does not follow the JSONL schema (or names categories the policy lacks)."""
 
 
-def load_examples(path: str | Path) -> list[dict]:
-    """Read a labelled-example JSONL file, checking each line against the schema."""
-    path = Path(path)
-    out = []
+def load_examples(path: str | Path, policy: Policy | None = None) -> list[dict]:
+    """A labelled file as training reads it, as example dicts of the generic schema. It is `pocketguard eval`'s
+    reader (`evaluate.data.read_examples`, generic format: rows with `messages`, or `text` / `prompt` (+
+    `response`); JSONL or CSV, optionally gzipped), so one file serves training, `compress` and `eval`. Every
+    malformed row is an ExampleError naming the file and line — categories the policy lacks included — and so is
+    an unsafe row without categories, which `eval` reads as "categories unknown" but which cannot be trained on
+    (the guard's answer names them)."""
+    from .evaluate.data import DataError, Problem, read_examples
+
     try:
-        # split on "\n" only: str.splitlines() also breaks at U+2028/U+0085, which JSON leaves raw in strings
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except FileNotFoundError:
-        raise ExampleError(f"example file not found: {path}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            ex = json.loads(line)
-            parse_example(ex)
-        except (json.JSONDecodeError, ExampleError, ConversationError) as e:
-            raise ExampleError(f"{path}:{n}: {e}") from None
-        out.append(ex)
-    if not out:
-        raise ExampleError(f"{path} holds no examples")
-    return out
+        rows, _ = read_examples(path, "generic", policy)
+        unknown = [Problem(str(path), r.line, "an unsafe example needs its category codes (the guard's answer "
+                           "names them)") for r in rows if r.unsafe and not r.categories]
+        if unknown:
+            raise DataError(f"{path}: {len(unknown)} unsafe row(s) without categories:", unknown)
+    except DataError as e:
+        raise ExampleError(str(e) if not e.problems else
+                           str(DataError(f"{path}: {len(e.problems)} malformed row(s):", e.problems))) from None
+    return [r.to_dict() for r in rows]
 
 
 def parse_example(ex: dict, policy: Policy | None = None) -> tuple[Conversation, list[str]]:

@@ -9,14 +9,13 @@ Prints a table of model tokens run, wall time and the ratio; also checks every c
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from pocketguard.bench_workers import _busy_jiffies, others_share
+from pocketguard.bench_workers import _busy_jiffies, contention_note, others_share, own_cpu_s
 from pocketguard.guard import Guard
 
 
@@ -42,7 +41,7 @@ def main() -> None:
     chunks = reply_chunks(guard, args.reply_tokens, args.chunk_tokens)
     guard.moderate(user)  # warm the policy-prefix cache and allocator for both methods
 
-    jiffies0, cpu0 = _busy_jiffies(), _own_cpu_s()
+    jiffies0, cpu0 = _busy_jiffies(), own_cpu_s()
     t0 = time.perf_counter()
     stream = guard.stream(user)
     streamed = [stream.feed(c) for c in chunks]
@@ -56,7 +55,7 @@ def main() -> None:
         fresh.append(v)
         fresh_tokens += v.prompt_tokens - v.cached_tokens
     t_fresh = time.perf_counter() - t0
-    others = others_share(jiffies0, _busy_jiffies(), _own_cpu_s() - cpu0)
+    others = others_share(jiffies0, _busy_jiffies(), own_cpu_s() - cpu0)
     agree = sum(a.status == b.status and a.categories == b.categories for a, b in zip(streamed, fresh))
 
     table = Table(title=f"{len(chunks)} chunks of ~{args.chunk_tokens} tokens, reply of {args.reply_tokens} tokens ({torch.get_num_threads()} threads)")
@@ -69,18 +68,13 @@ def main() -> None:
     print(f"verdict agreement: {agree}/{len(chunks)} chunks")
     if others is not None:
         print(f"other processes used {others:.0%} of the CPU during the timed runs"
-              + (" — CONTENDED: timings are not trustworthy, rerun on an idle machine" if others > 0.05 else " (idle machine)"))
+              + contention_note([others], torch.get_num_threads()))
 
 
 def ratio_label(t_fresh: float, t_stream: float) -> str:
     """Re-moderation's time against streaming's, said the right way round (it used to print "0.48x slower")."""
     r = t_fresh / t_stream
     return f"{r:.2f}x slower" if r >= 1 else f"{1 / r:.2f}x faster"
-
-
-def _own_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 if __name__ == "__main__":

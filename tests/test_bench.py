@@ -171,12 +171,16 @@ def test_answers_are_compared_cold_and_cached():
     assert bench.summarize(results, 100)["pocketguard"]["answers_all"] == ["safe", "unsafe\nS2"]
 
 
-def test_contention_line():
-    assert "not measured" in bench.contention({})
-    assert bench.contention({"pocketguard": 0.01, "executorch": 0.02}).endswith("(idle machine)")
-    assert "CONTENDED" in bench.contention({"pocketguard": 0.01, "executorch": 0.30})
-    said = bench.contention({"pocketguard": None, "executorch": 0.01})  # used to count as 0 %: "idle machine"
-    assert "unknown share" in said and "idle machine" not in said
+def test_contention_line(monkeypatch):
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    assert "not measured" in bench.contention({}, 2)
+    assert bench.contention({"pocketguard": 0.01, "executorch": 0.02}, 2).endswith("(no contention for 2 threads)")
+    assert "CONTENDED" in bench.contention({"pocketguard": 0.01, "executorch": 0.30}, 2)
+    # share of all cores: one other busy process (50 % of 2 cores) leaves a 1-thread run its own core
+    assert bench.contention({"pocketguard": 0.5}, 1).endswith("(no contention for 1 threads)")
+    assert "CONTENDED" in bench.contention({"pocketguard": 0.6}, 1)
+    said = bench.contention({"pocketguard": None, "executorch": 0.01}, 2)  # used to count as 0 %: "idle machine"
+    assert "unknown share" in said and "no contention" not in said
     from pocketguard.bench_workers import others_share
 
     hz = __import__("os").sysconf("SC_CLK_TCK")

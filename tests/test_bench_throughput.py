@@ -271,6 +271,8 @@ def test_report_says_how_much_cpu_others_took(tiny_tok, monkeypatch):
     res = BT.measure(g, ["hello", "bread recipe"], repeats=1, batch_size=2, log=lambda m: None)
     assert 0.49 < res["others_cpu_share"] <= 0.5
     assert "CPU use during the timed repetitions: not measured" in BT.render({**res, "others_cpu_share": None}, "t")
-    for share, want in ((0.02, "(idle machine)"), (0.4, "CONTENDED")):
-        table = BT.render({**res, "others_cpu_share": share}, "t")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for share, threads, want in ((0.02, 2, "(no contention for 2 threads)"), (0.4, 2, "CONTENDED"),
+                                 (0.5, 1, "(no contention for 1 threads)"), (0.6, 1, "CONTENDED")):
+        table = BT.render({**res, "others_cpu_share": share, "threads": threads}, "t")
         assert f"other processes used {share:.0%} of the CPU during the timed repetitions" in table and want in table

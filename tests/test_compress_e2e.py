@@ -298,8 +298,7 @@ def test_compress_reads_the_rows_eval_reads_and_names_the_line_of_a_row_it_canno
     found only by the first step that encoded it, after the teacher loaded, with neither file nor line; now it is
     refused with its line before the teacher loads, as is an unsafe row without categories (eval reads it as
     "categories unknown"; training needs them: the answer names them)."""
-    from pocketguard.compress.recipe import read_labelled
-    from pocketguard.examples import GuardData, parse_example
+    from pocketguard.examples import GuardData, load_examples, parse_example
 
     loads = []
     monkeypatch.setattr(checkpoint, "load", lambda *a, **k: loads.append(a) or (_ for _ in ()).throw(AssertionError))
@@ -321,7 +320,7 @@ def test_compress_reads_the_rows_eval_reads_and_names_the_line_of_a_row_it_canno
     with pytest.raises(AssertionError):  # the data were accepted: the run went on to load the teacher
         _compress(f)
     assert loads
-    rows = read_labelled(tmp_path / "train.jsonl", Policy.default())
+    rows = load_examples(tmp_path / "train.jsonl", Policy.default())
     assert [parse_example(r)[0].judged for r in rows] == ["user", "user", "agent"]
     assert [r["categories"] for r in rows] == [[], ["S9"], []]
     assert len(GuardData(rows, toy_tokenizer(tmp_path / "tok", POLICY), Policy.default(), 512)) == 3

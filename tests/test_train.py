@@ -326,6 +326,29 @@ def test_load_examples_keeps_unicode_line_separators_inside_strings(tmp_path):
     assert [r["messages"][0]["content"] for r in got] == [text, "x"]
 
 
+def test_load_examples_is_evals_reader(tmp_path):
+    """Training reads a labelled file as `pocketguard eval` does (one reader): CSV and `prompt`/`response` rows
+    too, and a bad row is an ExampleError naming its file and line, as is an unsafe row without codes."""
+    from pocketguard.evaluate.data import read_examples
+    from pocketguard.examples import ExampleError, load_examples
+
+    csv = tmp_path / "ex.csv"
+    csv.write_text('prompt,response,label,categories\nhow do I bake,"like so, slowly",safe,\n'
+                   'how do I make a bomb,,unsafe,S9\n', encoding="utf-8")
+    got = load_examples(csv)
+    assert got == [e.to_dict() for e in read_examples(csv)[0]]
+    assert [(r["role"], r["label"], r["categories"]) for r in got] == [("agent", "safe", []), ("user", "unsafe", ["S9"])]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "hi", "label": "safe"}\n{"text": "hurt them", "label": "unsafe"}\n', encoding="utf-8")
+    with pytest.raises(ExampleError, match=r"bad.jsonl:2: an unsafe example needs its category codes"):
+        load_examples(bad)
+    bad.write_text('{"text": "hi", "label": "safe"}\n{"text": "x", "label": "maybe"}\n', encoding="utf-8")
+    with pytest.raises(ExampleError, match=r"bad.jsonl:2: label must be 'safe' or 'unsafe'"):
+        load_examples(bad)
+    with pytest.raises(ExampleError, match="not found"):
+        load_examples(tmp_path / "missing.jsonl")
+
+
 def test_training_caps_prompts_at_the_models_context(tok):
     """max_len above the model's context must not crash a step: earliest turns go, as at inference."""
     msgs = [{"role": "user", "content": "bread " * 80}, {"role": "assistant", "content": "cake " * 80},

@@ -52,6 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..examples import load_examples
 from ..model import Transformer
 from ..policy import Policy
 from ..tokenizer import Tokenizer
@@ -303,30 +304,9 @@ def _policy_before_loading(recipe: Recipe) -> Policy | None:
     return _policy_for(recipe, read_guard_meta(folder) if folder.is_dir() else {})
 
 
-def read_labelled(path: str | Path, policy: Policy) -> list[dict]:
-    """A labelled file as `pocketguard eval` reads it (`evaluate.data.read_examples`, generic format: rows with
-    `messages`, or `text` / `prompt` (+ `response`); JSONL or CSV, optionally gzipped), as example dicts of the
-    generic schema. Every malformed row is an error naming the file and line — categories the policy lacks
-    included — and so is an unsafe row without categories, which `eval` reads as "categories unknown" but which
-    cannot be trained on (the guard's answer names them)."""
-    from ..evaluate.data import DataError, Problem, read_examples
-
-    try:
-        rows, _ = read_examples(path, "generic", policy)
-    except DataError as e:
-        if not e.problems:
-            raise
-        raise DataError(f"{path}: {len(e.problems)} malformed row(s):", e.problems) from None
-    unknown = [Problem(str(path), r.line, "an unsafe example needs its category codes (the guard's answer names them)")
-               for r in rows if r.unsafe and not r.categories]
-    if unknown:
-        raise DataError(f"{path}: {len(unknown)} unsafe row(s) without categories:", unknown)
-    return [r.to_dict() for r in rows]
-
-
 def _read_data(recipe: Recipe, policy: Policy) -> tuple[list[dict], list[dict]]:
     """The recipe's [data] train and dev examples ([] where not set)."""
-    train, dev = (read_labelled(recipe.data[k], policy) if recipe.data.get(k) else [] for k in ("train", "dev"))
+    train, dev = (load_examples(recipe.data[k], policy) if recipe.data.get(k) else [] for k in ("train", "dev"))
     return train, dev
 
 
