@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .augment import augment as draw_policy
 from .conversation import Conversation
+from .labelled import DataError, Problem, read_rows
 from .policy import Policy
 from .prompt import answer_text, encode_prompt, encode_turn
 from .tokenizer import Tokenizer
@@ -30,15 +31,13 @@ class ExampleError(ValueError):
 
 def load_examples(path: str | Path, policy: Policy | None = None) -> list[dict]:
     """A labelled file as training reads it, as example dicts of the generic schema. It is `pocketguard eval`'s
-    reader (`evaluate.data.read_examples`, generic format: rows with `messages`, or `text` / `prompt` (+
-    `response`); JSONL or CSV, optionally gzipped), so one file serves training, `compress` and `eval`. Every
+    reader (`labelled.read_rows`: rows with `messages`, or `text` / `prompt` (+ `response`); JSONL or CSV,
+    optionally gzipped), so one file serves training, `compress` and `eval`. Every
     malformed row is an ExampleError naming the file and line — categories the policy lacks included — and so is
     an unsafe row without categories, which `eval` reads as "categories unknown" but which cannot be trained on
     (the guard's answer names them)."""
-    from .evaluate.data import DataError, Problem, read_examples
-
     try:
-        rows, _ = read_examples(path, "generic", policy)
+        rows, _ = read_rows(path, policy=policy)
         unknown = [Problem(str(path), r.line, "an unsafe example needs its category codes (the guard's answer "
                            "names them)") for r in rows if r.unsafe and not r.categories]
         if unknown:

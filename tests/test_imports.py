@@ -13,7 +13,7 @@ PKG = ROOT / "pocketguard"
 
 # Layers, lowest first (docs/design.md). A module may import its own layer or lower ones, never higher.
 LAYERS = {
-    "policy & prompt": ["policy", "conversation", "tokenizer", "prompt", "augment"],
+    "policy & prompt": ["policy", "conversation", "labelled", "tokenizer", "prompt", "augment"],
     "model & checkpoints": ["model", "kernels", "loaded", "weights", "artifact", "gguf_checkpoint", "checkpoint",
                             "examples", "toy", "distributed", "train", "testing"],
     "compress": ["compress", "compress.*"],
