@@ -1,12 +1,15 @@
 """runtime_cpu's int4 x int8 kernels against the portable path and oneDNN peers, on the same machine and run.
 
     python scripts/bench_cpu_kernels.py --threads 2                 # the tables in docs/benchmarks.md
+    python scripts/bench_cpu_kernels.py --shapes llama-1b --linear-only   # table 1 at Llama Guard 3-1B's shapes
     POCKETGUARD_CPU_KERNEL=vnni python scripts/bench_cpu_kernels.py # VNNI on an AMX machine
 
 Table 1: GMAC/s of one linear at the default guard's shapes (M=300 prompt tokens, or 1 for a decode step):
 `portable` (pocketguard.kernels fast path: tiled dequantize + fp32 F.linear), each runtime_cpu kernel this CPU
 runs (`amx`, `vnni`, `avx2`; activation quantization included), and two peers that do less work: oneDNN int8
-`torch._int_mm` (pre-quantized int8 x int8 -> int32, no group scales, no quantization) and bf16 F.linear.
+`torch._int_mm` (pre-quantized int8 x int8 -> int32, no group scales, no quantization), bf16 and fp32 F.linear
+(dense weights). `--shapes llama-1b`: Llama Guard 3-1B's (dim 2048, MLP 8192; M = 256 or 1), the shapes of the
+per-matmul table docs/benchmarks.md kept from an AMX machine.
 Table 2: cold time-to-verdict (no prefix cache) of a ~300-token guard prompt on the shipped default guard and
 on a random int4 model at the next guard's shape (dim 576, 9 / 3 heads, 14 blocks, MLP 1536), portable vs
 the fast kernel `available()` picks; the verdicts must agree. Best and median wall time of `--repeats`, and
@@ -31,8 +34,10 @@ import torch.nn.functional as F
 from pocketguard import kernels as K
 from pocketguard import runtime_cpu as R
 
-SHAPES = [  # (M, K, N): q|k|v, wo, gate|up, down of the dim-576 guard; then decode steps
-    (300, 576, 960), (300, 576, 576), (300, 576, 3072), (300, 1536, 576), (1, 576, 3072), (1, 1536, 576)]
+SHAPES = {  # (M, K, N)
+    "guard": [  # q|k|v, wo, gate|up, down of the dim-576 guard; then decode steps
+        (300, 576, 960), (300, 576, 576), (300, 576, 3072), (300, 1536, 576), (1, 576, 3072), (1, 1536, 576)],
+    "llama-1b": [(M, Kd, N) for M in (1, 256) for Kd, N in ((2048, 2048), (2048, 8192), (8192, 2048))]}
 
 
 def timed(f, repeats: int, cpu: list | None = None) -> list[float]:
@@ -48,22 +53,23 @@ def timed(f, repeats: int, cpu: list | None = None) -> list[float]:
     return out
 
 
-def linear_table(repeats: int) -> None:
+def linear_table(repeats: int, shapes: list[tuple[int, int, int]]) -> None:
     kernels = [k for k in R.LINEARS if k in R._RUNS]
-    cols = ["M x K x N", "portable", *kernels, "torch._int_mm int8 (no scales)", "bf16 F.linear"]
+    cols = ["M x K x N", "portable", *kernels, "torch._int_mm int8 (no scales)", "bf16 F.linear", "fp32 F.linear"]
     print("GMAC/s (best of %d, candidates interleaved); ratio = %s / peer" % (repeats, kernels[0] if kernels else "-"))
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     gen = torch.Generator().manual_seed(0)
-    for M, Kd, N in SHAPES:
+    for M, Kd, N in shapes:
         lin = K.Int4WeightInt8ActLinear.from_weight(torch.randn(N, Kd, generator=gen) * 0.05, 32, torch.float16)
         x = torch.randn(M, Kd, generator=gen)
         Mi = max(M, 17)  # _int_mm needs M > 16: a decode step is timed at 17 rows and counted as 1
         a = torch.randint(-128, 128, (Mi, Kd), dtype=torch.int8, generator=gen)
         b = torch.randint(-128, 128, (N, Kd), dtype=torch.int8, generator=gen).t()
-        xb, wb = x.bfloat16(), lin.dequantize().bfloat16()
+        wf = lin.dequantize().float()
+        xb, wb = x.bfloat16(), wf.bfloat16()
         fast = {k: R.LINEARS[k]([lin]) for k in kernels}
         calls = {"portable": lambda: lin(x), **{k: (lambda m=m: m(x)) for k, m in fast.items()},
-                 "int_mm": lambda: torch._int_mm(a, b), "bf16": lambda: F.linear(xb, wb)}
+                 "int_mm": lambda: torch._int_mm(a, b), "bf16": lambda: F.linear(xb, wb), "fp32": lambda: F.linear(x, wf)}
         for f in calls.values():  # warm-up
             f()
         best = dict.fromkeys(calls, float("inf"))
@@ -174,11 +180,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=50, help="per linear; time-to-verdict takes a fifth")
     ap.add_argument("--prompt-tokens", type=int, default=300)
     ap.add_argument("--layers", type=int, default=14, help="blocks of the random dim-576 model")
+    ap.add_argument("--shapes", choices=list(SHAPES), default="guard", help="table 1's linears")
+    ap.add_argument("--linear-only", action="store_true", help="table 1 alone")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, runtime_cpu: {R.available()}")
-    linear_table(args.repeats)
+    linear_table(args.repeats, SHAPES[args.shapes])
+    if args.linear_only:
+        return
     attention_table(args.repeats, args.prompt_tokens)
     verdict_table(args.prompt_tokens, max(3, args.repeats // 5), args.layers)
 
