@@ -380,3 +380,59 @@ def test_carry_size_counts_what_a_call_would_send(tmp_path):
     assert r.returncode == 1 and "over by 1" in r.stderr and "model.bin" in r.stderr
     assert size(1500).stdout.startswith("1500 of 1500")
     assert not (tmp_path / "stage").exists()  # nothing staged here
+
+
+def _waiting(tmp_path: Path, log: str) -> None:
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "run.log").write_text("started\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "log.txt").write_text(log)
+
+
+def _wait(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), "wait", *args], env=_env(tmp_path), capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_wait_returns_when_the_pattern_is_in_the_log(tmp_path):
+    """`wait "teacher done" S`, so that `fetch-teacher` can follow in the same call (a lease too short for students)."""
+    _waiting(tmp_path, "teacher: step 40\nteacher done after 431s\n")
+    r = _wait(tmp_path, "teacher done", "60")
+    assert r.returncode == 0, r.stderr
+    assert "teacher done after 431s" in r.stdout
+
+
+@pytest.mark.parametrize("log, why", [("teacher: step 40\nTEACHER FAILED\nPIPELINE_FAILED\n", "the pipeline ended"),
+                                      ("teacher: step 40\n", "the pipeline is not running")])
+def test_wait_gives_up_at_once_when_the_pattern_cannot_come(tmp_path, log, why):
+    _waiting(tmp_path, log)
+    t0 = time.monotonic()
+    r = _wait(tmp_path, "teacher done", "60")
+    assert r.returncode == 1 and f"no 'teacher done' in the log: {why}" in r.stderr
+    assert "teacher: step 40" in r.stdout
+    assert time.monotonic() - t0 < 30
+
+
+def test_wait_follows_a_running_pipeline_until_the_pattern_or_the_time(tmp_path):
+    _waiting(tmp_path, "teacher: step 40\n")
+    work = tmp_path / "work"
+    (work / "training").mkdir(parents=True)
+    log = tmp_path / "results" / "log.txt"
+    (work / "training" / "gpu_run.sh").write_text(f'sleep "$1"; echo "teacher done after 9s" >> {log}; sleep 30\n')
+    for delay, secs, code in (("1", "60", 0), ("40", "1", 1)):  # the pattern comes; the time runs out first
+        log.write_text("teacher: step 40\n")
+        proc = subprocess.Popen(["bash", "training/gpu_run.sh", delay], cwd=work)
+        try:
+            t0 = time.monotonic()
+            r = _wait(tmp_path, "teacher done", secs)
+            assert r.returncode == code, r.stderr
+            assert ("teacher done after 9s" in r.stdout) if code == 0 else ("no 'teacher done' in the log: 1s passed" in r.stderr)
+            assert time.monotonic() - t0 < 20
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def test_wait_on_a_fresh_machine_says_so(tmp_path):
+    r = _wait(tmp_path, "teacher done", "60")
+    assert r.returncode == 3 and "no pipeline was started on this machine" in r.stderr

@@ -82,6 +82,13 @@
 # DISTILL_EVAL=0 … start "b22-f1536-e4-hxv" .carry/data-t.tgz .carry/p01 && … poll 560`, `poll 570`, `poll 380` (the
 # student), `poll 300` (probes): one teacher 364 s, label 96 s, distil 330 s, QAT 252 s, 1,459 of 1,800 s held with
 # the start. A data archive of any name is staged as data.tgz (run t's first `start` found none under that name).
+# Run v (2026-12-05, twelfth session) never trained: fourteen refused starts (H200 and nvidia-h100-x1 each tried in
+# every ten-minute window) cost ~90 s of the budget each, 1,260 s in all; an H100 came with 539 s left and its teacher
+# (one seed, data-w) was still training 440 s after the start (run u's took 352 s on an H200). Budget: one student
+# with `label` needs ~1,250 s from the first call; with less, train a teacher and keep it for the next lease —
+# `start "b22-f1536-e4-hxv" … && training/gpu_stage.sh wait "teacher done" 480 && TEACHER_ORIGIN=… fetch-teacher`,
+# then `fetch-teacher` back to back (~600 s on an H200 with the start; more on an H100) — and stop asking for
+# machines once the budget is under what the plan needs: a refusal costs as much as a minute and a half of training.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
@@ -165,7 +172,7 @@ save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.it
 EOF
 }
 
-case "${1:?part | start | resume | poll | fetch | fetch-teacher | carry-size}" in
+case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | carry-size}" in
   part)
     shift; stage_files "$@"; ls -la "$stage" ;;
   start)
@@ -238,6 +245,23 @@ case "${1:?part | start | resume | poll | fetch | fetch-teacher | carry-size}" i
       if [ -n "$unsent" ]; then sleep 5; send_student "$unsent"; cp "$results/student-$unsent.log" "$OUT/" 2>/dev/null || true; fi
       send_progress ${unsent:+lean}
     fi ;;
+  wait)
+    # until the pipeline's log has PATTERN (e.g. "teacher done", so that `fetch-teacher` follows in the same call when
+    # the lease has no time for the students: run v, 2026-12-05), or SECONDS pass, or the pipeline ends or dies
+    # without it; exit 0 only when PATTERN came
+    pattern=${2:?pattern} secs=${3:-500}
+    [ -e "$stage/run.log" ] || { echo "no pipeline was started on this machine: start again" >&2; exit 3; }
+    end=$(( $(date +%s) + secs ))
+    until grep -qs -- "$pattern" "$results/log.txt"; do
+      why=""
+      if grep -qs "PIPELINE_FINISHED\|PIPELINE_FAILED\|TEACHER FAILED" "$results/log.txt"; then why="the pipeline ended"
+      elif ! pgrep -f "bash training/gpu_run.sh" > /dev/null 2>&1; then sleep 2; grep -qs -- "$pattern" "$results/log.txt" && break
+        why="the pipeline is not running"
+      elif [ "$(date +%s)" -ge $end ]; then why="${secs}s passed"; fi
+      if [ -n "$why" ]; then tail -c 1500 "$results/log.txt" 2> /dev/null; echo "no '$pattern' in the log: $why" >&2; exit 1; fi
+      sleep 5
+    done
+    tail -c 1500 "$results/log.txt" ;;
   fetch-teacher)
     # the teacher (bf16: half the calls; the pipeline's teacher runs in bf16 autocast anyway) with its soup.json, its
     # verdicts on the pool when `label` has run, and where it came from, in parts ($OUT/teacher.tgz.NN, at most
@@ -282,5 +306,5 @@ case "${1:?part | start | resume | poll | fetch | fetch-teacher | carry-size}" i
     shape=${2:?shape}
     finished "$shape" || { echo "no finished student $shape" >&2; exit 1; }
     send_student "$shape" ;;
-  *) echo "usage: $0 part FILES... | start SHAPES FILES... | resume SHAPES | poll SECONDS | fetch SHAPE | fetch-teacher" >&2; exit 2 ;;
+  *) echo "usage: $0 part FILES... | start SHAPES FILES... | resume SHAPES | poll SECONDS | wait PATTERN SECONDS | fetch SHAPE | fetch-teacher" >&2; exit 2 ;;
 esac
