@@ -43,7 +43,7 @@ from pathlib import Path
 
 from .bench_throughput import COMPARE
 from .bench_workers import (ALTERNATIVES, DECODE_STEPS, _ensure_gguf, _ensure_pte, _run_worker,
-                            contention_note, grammar_spec, peer_missing)
+                            contended, contention_note, grammar_spec, peer_missing)
 from .policy import SUBSET_MODE_HELP, SUBSET_MODES
 
 # Nothing heavy at module level: the llama.cpp worker must stay torch-free for a clean RSS figure.
@@ -207,8 +207,9 @@ def contention(busy: dict, threads: int) -> str:
     known = {n: b for n, b in busy.items() if b is not None}
     text = "other processes used " + ", ".join(f"{b:.0%} of the CPU during the {n} run" if b is not None else
                                                f"an unknown share of the CPU during the {n} run" for n, b in busy.items())
-    note = contention_note(list(known.values()), threads)
-    return text + (note if "CONTENDED" in note or len(known) == len(busy) else " (could not be measured for every run)")
+    if len(known) < len(busy) and not any(contended(b, threads) for b in known.values()):
+        return text + " (could not be measured for every run)"
+    return text + contention_note(list(known.values()), threads)
 
 
 def targets(rows: dict) -> list[tuple[str, bool | None, str]]:
