@@ -32,19 +32,19 @@ class ExampleError(ValueError):
 def load_examples(path: str | Path, policy: Policy | None = None) -> list[dict]:
     """A labelled file as training reads it, as example dicts of the generic schema. It is `pocketguard eval`'s
     reader (`labelled.read_rows`: rows with `messages`, or `text` / `prompt` (+ `response`); JSONL or CSV,
-    optionally gzipped), so one file serves training, `compress` and `eval`. Every
-    malformed row is an ExampleError naming the file and line — categories the policy lacks included — and so is
-    an unsafe row without categories, which `eval` reads as "categories unknown" but which cannot be trained on
-    (the guard's answer names them)."""
+    optionally gzipped), so one file serves training, `compress` and `eval`. Every malformed row is an
+    ExampleError naming the file and line — categories the policy lacks included — and so is an unsafe row
+    without categories, which `eval` reads as "categories unknown" but which cannot be trained on (the guard's
+    answer names them)."""
     try:
         rows, _ = read_rows(path, policy=policy)
-        unknown = [Problem(str(path), r.line, "an unsafe example needs its category codes (the guard's answer "
-                           "names them)") for r in rows if r.unsafe and not r.categories]
-        if unknown:
-            raise DataError(f"{path}: {len(unknown)} unsafe row(s) without categories:", unknown)
-    except DataError as e:
-        raise ExampleError(str(e) if not e.problems else
-                           str(DataError(f"{path}: {len(e.problems)} malformed row(s):", e.problems))) from None
+    except DataError as e:  # (restated without eval's hint, --skip-malformed, which training does not take)
+        raise ExampleError(str(DataError(f"{path}: {len(e.problems)} malformed row(s):", e.problems))
+                           if e.problems else str(e)) from None
+    unknown = [Problem(str(path), r.line, "an unsafe example needs its category codes (the guard's answer names them)")
+               for r in rows if r.unsafe and not r.categories]
+    if unknown:
+        raise ExampleError(str(DataError(f"{path}: {len(unknown)} unsafe row(s) without categories:", unknown)))
     return [r.to_dict() for r in rows]
 
 
