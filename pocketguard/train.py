@@ -381,9 +381,9 @@ def train(
     rank, world, _ = init_distributed(device)
     torch.manual_seed(config.seed)
     if isinstance(examples, (str, Path)):
-        examples = load_examples(examples)
+        examples = load_examples(examples, policy)
     if isinstance(dev_examples, (str, Path)):
-        dev_examples = load_examples(dev_examples)
+        dev_examples = load_examples(dev_examples, policy)
     if config.uses_teacher and teacher is None:
         raise ValueError("kl_weight or hidden_weight > 0 needs a teacher")
     if config.hidden_weight and teacher.args.dim != model.args.dim:

@@ -349,6 +349,27 @@ def test_load_examples_is_evals_reader(tmp_path):
         load_examples(tmp_path / "missing.jsonl")
 
 
+def test_training_from_a_file_reads_it_under_the_training_policy(tmp_path):
+    """`train(examples="x.jsonl", policy=custom)` checks the rows' codes against that policy, not the default one
+    (a custom policy's own codes were refused as unknown when the file was read under S1-S14)."""
+    import json
+
+    from pocketguard.examples import ExampleError, load_examples
+
+    custom = Policy.from_dict({"category": [{"code": "C1", "name": "Spam"}, {"code": "C2", "name": "Scams"}]})
+    path = tmp_path / "ex.jsonl"
+    rows = [{"messages": [{"role": "user", "content": w}], "label": "unsafe" if i % 2 else "safe",
+             "categories": ["C1"] if i % 2 else []} for i, w in enumerate(["hello there", "buy cheap pills now"] * 4)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(ExampleError, match=r"ex.jsonl:2: unknown categories \['C1'\]"):
+        load_examples(path)
+    assert [r["categories"] for r in load_examples(path, custom)] == [r["categories"] for r in rows]
+    ctok = toy_tokenizer(tmp_path / "tok", custom)
+    cfg = TrainConfig(lr=1e-3, steps=2, batch_size=4, warmup=1, log_every=1, progress=False, device="cpu")
+    r = train(small(ctok), str(path), ctok, custom, cfg, dev_examples=str(path))
+    assert len([h for h in r.history if "loss" in h]) == 2
+
+
 def test_training_caps_prompts_at_the_models_context(tok):
     """max_len above the model's context must not crash a step: earliest turns go, as at inference."""
     msgs = [{"role": "user", "content": "bread " * 80}, {"role": "assistant", "content": "cake " * 80},
