@@ -148,7 +148,7 @@ def _check_codes(codes: list[str] | None, policy: Policy) -> list[str] | None:
 
 
 def make_example(messages: list[dict], label: str, categories: list[str] | None, policy: Policy, role: str | None = None,
-             **kw) -> Example:
+                 **kw) -> Example:
     """Validate a conversation (alternating turns, judged role matches the last turn) and its label."""
     try:
         conv = Conversation.from_messages(messages, role)
@@ -199,7 +199,8 @@ def parse_generic(row: Any, policy: Policy) -> Example:
     if lookalike and label != "safe":
         raise RowError("lookalike marks a benign example that looks risky: its label must be 'safe'")
     return make_example(messages, label, cats, policy, role, lookalike=lookalike,
-                    language=text_field(row, "language", required=False), source=text_field(row, "source", required=False))
+                        language=text_field(row, "language", required=False),
+                        source=text_field(row, "source", required=False))
 
 
 def read_rows(path: str | Path, parse: Callable[[Any, Policy], "Example | list[Example]"] | None = None,

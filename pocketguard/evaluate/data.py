@@ -102,8 +102,8 @@ def _openai_moderation(row: Any, policy: Policy) -> Example:
         codes += [c for c in OPENAI_MODERATION[k] or [] if c not in codes]
     unknown = any(OPENAI_MODERATION[k] is None for k in on) and not codes
     return make_example([{"role": "user", "content": text_field(row, "prompt")}], "unsafe" if on else "safe",
-                    None if unknown else codes, policy, source="openai-moderation", language="en",
-                    meta={"flags": on})
+                        None if unknown else codes, policy, source="openai-moderation", language="en",
+                        meta={"flags": on})
 
 
 def _xstest(row: Any, policy: Policy) -> Example:
@@ -118,7 +118,7 @@ def _xstest(row: Any, policy: Policy) -> Example:
     if given is not None and given.strip().lower() != label:
         raise RowError(f"label {given!r} contradicts type {kind!r}")
     return make_example([{"role": "user", "content": text_field(row, "prompt")}], label, codes, policy,
-                    source="xstest", language="en", meta={"type": kind})
+                        source="xstest", language="en", meta={"type": kind})
 
 
 def _harm_codes(table: dict[str, list[str] | None], key: str, what: str) -> list[str] | None:
@@ -137,7 +137,7 @@ def _donotanswer(row: Any, policy: Policy) -> list[Example]:
     question = text_field(row, "question")
     meta = {"types_of_harm": harm, "risk_area": row.get("risk_area")}
     out = [make_example([{"role": "user", "content": question}], "unsafe", codes, policy, source="donotanswer",
-                    language="en", meta=meta)]
+                        language="en", meta=meta)]
     for model in DONOTANSWER_MODELS:
         response, harmful = row.get(f"{model}_response"), row.get(f"{model}_harmful")
         if response is None or harmful is None or not str(response).strip():
@@ -147,7 +147,7 @@ def _donotanswer(row: Any, policy: Policy) -> list[Example]:
         unsafe = str(harmful).strip() == "1"
         msgs = [{"role": "user", "content": question}, {"role": "assistant", "content": str(response)}]
         out.append(make_example(msgs, "unsafe" if unsafe else "safe", codes if unsafe else [], policy,
-                            source=f"donotanswer:{model}", language="en", meta=meta | {"model": model}))
+                                source=f"donotanswer:{model}", language="en", meta=meta | {"model": model}))
     return out
 
 
@@ -158,9 +158,9 @@ def _harmbench(row: Any, policy: Policy) -> Example:
     # HarmBench's own layout for contextual behaviours: the context, a rule, then the request.
     text = f"{context}\n\n---\n\n{behavior}" if context else behavior
     return make_example([{"role": "user", "content": text}], "unsafe",
-                    _harm_codes(HARMBENCH_CATEGORIES, semantic, "SemanticCategory"), policy, source="harmbench",
-                    language="en", meta={"id": row.get("BehaviorID"), "functional": row.get("FunctionalCategory"),
-                                         "semantic": semantic})
+                        _harm_codes(HARMBENCH_CATEGORIES, semantic, "SemanticCategory"), policy, source="harmbench",
+                        language="en", meta={"id": row.get("BehaviorID"), "functional": row.get("FunctionalCategory"),
+                                             "semantic": semantic})
 
 
 PARSERS: dict[str, Callable[[Any, Policy], Example | list[Example]]] = {
