@@ -176,6 +176,7 @@ def summarize(results: dict, prompt_tokens: int) -> dict:
 
 
 LABELS = {"pocketguard": "pocketguard", "llamacpp": "llama.cpp Q4_0", "executorch": "ExecuTorch XNNPACK 8da4w"}
+MARK = {True: "MET", False: "MISSED", None: "n/a"}  # a target's line: met, missed, or nothing to judge
 
 
 def baseline(rows: dict) -> str | None:
@@ -228,7 +229,6 @@ def targets(rows: dict) -> list[tuple[str, bool | None, str]]:
 
 def render_table(rows: dict, title: str, markdown: bool = False) -> str:
     names = [n for n in ("pocketguard", "llamacpp", "executorch") if n in rows]
-    label = LABELS
     base_name = baseline(rows)
     base = rows.get(base_name, {}) if base_name else {}
 
@@ -247,7 +247,7 @@ def render_table(rows: dict, title: str, markdown: bool = False) -> str:
         ("on-disk size", "disk_bytes", lambda x: f"{x / 2**20:,.0f} MiB", False),
         ("load time", "load_s", lambda x: f"{x:,.1f} s", False),
     ]
-    header = ["metric"] + [label[n] for n in names]
+    header = ["metric"] + [LABELS[n] for n in names]
     body = []
     for title_m, key, fmt, hb in metrics:
         line = [title_m]
@@ -457,10 +457,9 @@ def run(args) -> int:
     tgt = targets(rows)
     print()
     for text, ok, detail in tgt:
-        mark = {True: "MET", False: "MISSED", None: "n/a"}[ok]
-        print(f"{'- ' if args.markdown else ''}[{mark}] {text}" + (f": {detail}" if detail else ""))
+        print(f"{'- ' if args.markdown else ''}[{MARK[ok]}] {text}" + (f": {detail}" if detail else ""))
     agree, said = agreement(rows)
-    print(f"{'- ' if args.markdown else ''}[{ {True: 'MET', False: 'MISSED', None: 'n/a'}[agree]}] {said}")
+    print(f"{'- ' if args.markdown else ''}[{MARK[agree]}] {said}")
     if "llamacpp" in rows and "ttv_cached_s" in rows.get("llamacpp", {}) and rows["llamacpp"]["ttv_cached_s"]:
         pg = rows.get("pocketguard", {})
         if pg.get("ttv_cached_s"):

@@ -514,12 +514,13 @@ def train(
         # The step's loss is the mean over every answer token of the global batch (all micro-batches, all ranks),
         # as one process with the whole batch computes it: a mean of per-micro-batch or per-rank means would weigh
         # the tokens of a batch of short (safe) answers more. Counted on the CPU copies: no device sync.
-        counts = torch.tensor([sum(int((b.targets != IGNORE).sum()) for b in batches),
-                               sum(int(b.valid.sum()) for b in batches)], dtype=torch.float32).to(device)
+        n_real = sum(int(b.valid.sum()) for b in batches)
+        tok_count += n_real
+        counts = torch.tensor([sum(int((b.targets != IGNORE).sum()) for b in batches), n_real],
+                              dtype=torch.float32).to(device)
         if world > 1:
             dist.all_reduce(counts)
         for a, batch in enumerate(batches):
-            tok_count += int(batch.valid.sum())
             batch = batch.to(device)
             m = batch.targets != IGNORE
             rows, cols = m.nonzero(as_tuple=True)

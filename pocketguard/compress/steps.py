@@ -138,8 +138,7 @@ def _distill(model, ctx: StepContext, **params):
     config = TrainConfig.from_dict({"kl_weight": 1.0, **params})
     result = distill(model, ctx.teacher, ctx.examples, ctx.tokenizer, ctx.policy, config,
                      dev_examples=ctx.dev_examples or None, return_result=True)
-    ctx.info.update(train_eval=result.eval, resumed_from=result.resumed_from, final_loss=_last_loss(result.history),
-                    **_overlong(result))
+    ctx.info.update(_train_info(result))
     return result.model
 
 
@@ -149,14 +148,16 @@ def _train(model, ctx: StepContext, **params):
     config = TrainConfig.from_dict(params)
     result = train(model, ctx.examples, ctx.tokenizer, ctx.policy, config,
                    teacher=ctx.teacher if config.uses_teacher else None, dev_examples=ctx.dev_examples or None)
-    ctx.info.update(train_eval=result.eval, resumed_from=result.resumed_from, final_loss=_last_loss(result.history),
-                    **_overlong(result))
+    ctx.info.update(_train_info(result))
     return result.model
 
 
-def _overlong(result) -> dict:
-    """How many training examples were skipped or cut as over-long (reported in the step's line)."""
-    return {"skipped_examples": getattr(result, "skipped_examples", 0),
+def _train_info(result) -> dict:
+    """What a training step reports in its line: the dev eval, where it resumed, its last loss, and how many
+    examples were skipped or cut as over-long."""
+    return {"train_eval": getattr(result, "eval", None), "resumed_from": getattr(result, "resumed_from", None),
+            "final_loss": _last_loss(getattr(result, "history", [])),
+            "skipped_examples": getattr(result, "skipped_examples", 0),
             "truncated_examples": getattr(result, "truncated_examples", 0)}
 
 
@@ -255,9 +256,7 @@ def train_in_step(model: nn.Module, ctx, train_params: dict) -> nn.Module:
                    dev_examples=_ctx_get(ctx, "dev_examples") or None)
     info = _ctx_get(ctx, "info")
     if isinstance(info, dict) and not isinstance(result, nn.Module):
-        losses = [h["loss"] for h in getattr(result, "history", []) if "loss" in h]
-        info.update(train_eval=getattr(result, "eval", None), resumed_from=getattr(result, "resumed_from", None),
-                    final_loss=losses[-1] if losses else None, **_overlong(result))
+        info.update(_train_info(result))
     return result if isinstance(result, nn.Module) else result.model
 
 
