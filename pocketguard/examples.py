@@ -122,6 +122,10 @@ class Batch:
     def to(self, device) -> "Batch":
         return Batch(*(getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)))
 
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies (DataLoader's `pin_memory`), so that `to(device)` overlaps with the GPU's work."""
+        return Batch(*(getattr(self, f.name).pin_memory() for f in fields(self)))
+
     def __len__(self) -> int:
         return self.tokens.shape[0]
 

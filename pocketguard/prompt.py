@@ -60,19 +60,19 @@ class PromptTokens:
 def encode_prefix(tok: Tokenizer, policy: Policy, role: Role) -> list[int]:
     return (
         [tok.special("<|begin_of_text|>"), tok.special("<|start_header_id|>")]
-        + tok.encode("user")
+        + tok.encode_fixed("user")
         + [tok.special("<|end_header_id|>")]
-        + tok.encode(prefix_text(policy, role))
+        + tok.encode_fixed(prefix_text(policy, role))
     )
 
 
 def encode_suffix(tok: Tokenizer, role: Role) -> list[int]:
     return (
-        tok.encode(suffix_text(role))
+        tok.encode_fixed(suffix_text(role))
         + [tok.special("<|eot_id|>"), tok.special("<|start_header_id|>")]
-        + tok.encode("assistant")
+        + tok.encode_fixed("assistant")
         + [tok.special("<|end_header_id|>")]
-        + tok.encode("\n\n")
+        + tok.encode_fixed("\n\n")
     )
 
 

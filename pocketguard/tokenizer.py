@@ -48,6 +48,17 @@ class Tokenizer:
         """Encode conversation/template text; special-token strings inside it stay plain text."""
         return self._encode_plain(text)
 
+    def encode_fixed(self, text: str) -> list[int]:
+        """`encode`, memoised, for the template's fixed text (the policy block, the closing instructions): every
+        prompt under one policy repeats it, and it is most of the cost of encoding a training example."""
+        cache = self.__dict__.setdefault("_fixed", {})
+        ids = cache.get(text)
+        if ids is None:
+            if len(cache) >= 256:  # policy augmentation draws a new block per example: keep the memo small
+                cache.clear()
+            ids = cache[text] = tuple(self.encode(text))
+        return list(ids)
+
     def special(self, name: str) -> int:
         try:
             return self.specials[name]

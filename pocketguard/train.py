@@ -89,6 +89,9 @@ class TrainConfig:
     progress: bool = True  # tqdm bar on rank 0
     device: str | None = None  # default: cuda:LOCAL_RANK when CUDA is available, else cpu
     name: str = ""  # progress-bar label (default: "train", or "distill" with a KL teacher)
+    # Processes that encode and collate the next steps' batches while this one trains (torch DataLoader
+    # workers); None: 2 on CUDA (where the CPU work would otherwise idle the GPU), 0 (in-process) on the CPU.
+    loader_workers: int | None = None
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -108,6 +111,8 @@ class TrainConfig:
             raise ValueError("temperature must be > 0")
         if self.cpu_bf16 and not self.bf16:
             raise ValueError("cpu_bf16 extends bf16 autocast to the CPU: it needs bf16 = true")
+        if self.loader_workers is not None and (isinstance(self.loader_workers, bool) or self.loader_workers < 0):
+            raise ValueError(f"loader_workers must be a count ≥ 0, got {self.loader_workers!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -123,6 +128,31 @@ class TrainConfig:
     @property
     def uses_teacher(self) -> bool:
         return bool(self.kl_weight or self.hidden_weight)
+
+
+# ============================================================================================ batches
+class StepBatches(torch.utils.data.Dataset):
+    """Optimizer step → this rank's micro-batches for it, a pure function of the step (the batch order comes from
+    (seed, epoch) alone), so DataLoader workers can build steps ahead, in any process, and a resumed run starts
+    at its step. With policy augmentation each example is re-encoded under its drawn policy: ~0.5 ms a row,
+    ~35 ms a batch of 64 that would otherwise stand between two GPU steps."""
+
+    def __init__(self, data: GuardData, global_batch: int, batch_size: int, grad_accum: int, seed: int,
+                 bucket: bool, rank: int):
+        self.data, self.global_batch, self.batch_size, self.grad_accum = data, global_batch, batch_size, grad_accum
+        self.seed, self.bucket, self.rank = seed, bucket, rank
+        self.per_epoch = math.ceil(len(data) / global_batch)
+        self._epoch: tuple[int, list[list[int]]] | None = None  # the last epoch's batches (per process)
+
+    def micro(self, k: int) -> Batch:
+        epoch, j = divmod(k, self.per_epoch)
+        if self._epoch is None or self._epoch[0] != epoch:
+            self._epoch = epoch, epoch_batches(self.data.lengths, self.global_batch, self.seed, epoch, self.bucket)
+        idx = self._epoch[1][j][self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        return collate([self.data.get(i, epoch) for i in idx])
+
+    def __getitem__(self, step: int) -> list[Batch]:
+        return [self.micro(step * self.grad_accum + a) for a in range(self.grad_accum)]
 
 
 # ============================================================================================ model glue
@@ -490,27 +520,22 @@ def train(
         bar = tqdm(total=total, initial=start, desc=label, unit="step",
                    dynamic_ncols=True, leave=False)
 
-    epoch_cache: dict[int, list[list[int]]] = {}
-
-    def micro(k: int) -> Batch:
-        epoch, j = divmod(k, per_epoch)
-        if epoch not in epoch_cache:
-            epoch_cache.clear()
-            epoch_cache[epoch] = epoch_batches(data.lengths, global_batch, config.seed, epoch, config.bucket)
-        idx = epoch_cache[epoch][j][rank * config.batch_size : (rank + 1) * config.batch_size]
-        return collate([data.get(i, epoch) for i in idx])
-
+    steps = StepBatches(data, global_batch, config.batch_size, config.grad_accum, config.seed, config.bucket, rank)
+    workers = config.loader_workers if config.loader_workers is not None else (2 if device.type == "cuda" else 0)
+    if workers:
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked workers: the Rust pool stays off
+    loader = torch.utils.data.DataLoader(steps, batch_size=None, sampler=range(start, total), num_workers=workers,
+                                         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
     net.train()
     last_eval = None
     t_last, tok_count = time.perf_counter(), 0
     acc = torch.zeros(4, device=device)  # loss, ce, kl, hidden: sums of the steps' values since the last log
     acc_n = 0  # steps in `acc`
     skipped_steps = 0
-    for step in range(start, total):
+    for step, batches in enumerate(loader, start):
         lr = lr_at(step, total, config)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        batches = [micro(step * config.grad_accum + a) for a in range(config.grad_accum)]
         # The step's loss is the mean over every answer token of the global batch (all micro-batches, all ranks),
         # as one process with the whole batch computes it: a mean of per-micro-batch or per-rank means would weigh
         # the tokens of a batch of short (safe) answers more. Counted on the CPU copies: no device sync.

@@ -51,6 +51,17 @@ def test_encode_decode_round_trip(tok, text):
     assert tok.decode(tok.encode(text)) == text
 
 
+def test_encode_fixed_is_encode_and_hands_out_copies(tok):
+    text = TEXTS[3]
+    first = tok.encode_fixed(text)
+    assert first == tok.encode(text)
+    first.append(-1)  # a caller that extends its list must not change what the next caller gets
+    assert tok.encode_fixed(text) == tok.encode(text)
+    for i in range(300):  # the memo stays bounded
+        assert tok.encode_fixed(f"policy {i}") == tok.encode(f"policy {i}")
+    assert len(tok.__dict__["_fixed"]) <= 256
+
+
 def test_tiktoken_special_ids_follow_the_base_vocabulary(tiny_tiktoken):
     assert tiny_tiktoken.vocab_size == 536
     assert tiny_tiktoken.special("<|begin_of_text|>") == 280 and tiny_tiktoken.special("<|eot_id|>") == 289
