@@ -111,6 +111,7 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
     from pathlib import Path
 
     from pocketguard.compress.recipe import load_recipe
+    from pocketguard.train import TrainConfig
 
     root = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location("default_guard", root / "training" / "default_guard.py")
@@ -135,6 +136,11 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
                          "prune_mlp": {"width": p.shapes[p.shipped][1]}}
                 assert r.train == committed["train"]
                 assert r.steps == [{**s, **shape.get(s["kind"], {})} for s in committed["step"]]
+    # LOADER_WORKERS (gpu_run.sh's fallback when its loader check fails on the GPU) reaches every recipe's [train]
+    dg.LOADER_WORKERS = "0"
+    for name in ("default-teacher", "default-student"):
+        r = load_recipe(dg.resolved_recipe(p, name))
+        assert r.train["loader_workers"] == 0 and TrainConfig.from_dict(r.train).loader_workers == 0
 
 
 

@@ -247,11 +247,13 @@ def test_augment_keep_reaches_the_draw(tok):
             TrainConfig(augment_keep=bad)
 
 
-def test_loader_workers_train_the_same_weights_as_the_loop_itself(tok, tmp_path):
-    """Batches built ahead in DataLoader worker processes (augmented, two micro-batches a step) are the batches
-    the loop builds itself: the trained weights agree bit for bit, and a run resumed with workers too."""
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_loader_workers_train_the_same_weights_as_the_loop_itself(tok, tmp_path, device):
+    """Batches built ahead in DataLoader worker processes (augmented, two micro-batches a step; pinned on CUDA)
+    are the batches the loop builds itself: the trained weights agree (bit for bit on the CPU), and a run resumed
+    with workers too. (gpu_run.sh runs this on the GPU before training: LOADER_WORKERS=0 if it fails there.)"""
     exs = toy_examples(48, seed=4)
-    cfg = dict(lr=3e-3, steps=9, batch_size=4, grad_accum=2, warmup=2, log_every=1, progress=False, device="cpu",
+    cfg = dict(lr=3e-3, steps=9, batch_size=4, grad_accum=2, warmup=2, log_every=1, progress=False, device=device,
                augment=True)
     inline = train(small(tok, seed=5), exs, tok, POLICY, TrainConfig(**cfg, loader_workers=0)).model
     ahead = train(small(tok, seed=5), exs, tok, POLICY, TrainConfig(**cfg, loader_workers=2)).model
@@ -267,7 +269,9 @@ def test_loader_workers_train_the_same_weights_as_the_loop_itself(tok, tmp_path)
     resumed = train(small(tok, seed=5), exs, tok, POLICY, TrainConfig(**cfg, save_every=3, out_dir=out, loader_workers=1))
     assert resumed.resumed_from == 3
     for n, a in inline.state_dict().items():
-        assert torch.equal(a, ahead.state_dict()[n]), n
+        if device == "cpu":
+            assert torch.equal(a, ahead.state_dict()[n]), n
+        torch.testing.assert_close(a, ahead.state_dict()[n], rtol=1e-5, atol=1e-6, msg=n)
         torch.testing.assert_close(a, resumed.model.state_dict()[n], rtol=1e-5, atol=1e-6, msg=n)
     for bad in (-1, True):
         with pytest.raises(ValueError, match="loader_workers"):

@@ -136,6 +136,9 @@ TRAIN_EPOCHS = {"distill": 1.5, "qat": 0.5}
 # them; a single teacher's held-out F1 moved from 0.831 (run d) to 0.790 (run e) with the same recipe.
 # TEACHER_SEEDS="0" (environment) trains one fine-tune, no soup: a GPU lease too short for two side by side.
 TEACHER_SEEDS = tuple(int(s) for s in os.environ.get("TEACHER_SEEDS", "0 1").split())
+# LOADER_WORKERS (environment): every recipe's [train] loader_workers (default: the TrainConfig's own, 2 on CUDA);
+# gpu_run.sh sets 0 when batches built in worker processes fail its check on the GPU.
+LOADER_WORKERS = os.environ.get("LOADER_WORKERS", "")
 SHIPPED = "b22-f1536-e4-hxv"  # the shape in pocketguard/assets (run r, 2026-12-04, ninth session) and default-student.toml
 SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hxv": Shape(2, 64, 4, 1.0, True, True),
                 "b1-f128-q": Shape(1, 128, 8, qat_epochs=0.5, base="b1-f128")}
@@ -334,6 +337,8 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
             at = next(i for i, step in enumerate(r["step"]) if step["kind"] == "prune_output") + 1
             r["step"].insert(at, {"kind": "prune_input", "fallback": VOCAB_FALLBACK})
     r["data"]["train"], r["data"]["dev"] = str(p.data / "train.jsonl"), str(p.data / "dev.jsonl")
+    if LOADER_WORKERS:
+        r["train"]["loader_workers"] = int(LOADER_WORKERS)
     if shape and p.shapes[shape].extra:
         r["data"]["train"] = str(p.labelled)
     if p.smoke:

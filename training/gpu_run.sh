@@ -67,6 +67,10 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   start=$(date +%s)
   # The padded one-call attention that label and eval take on the GPU, checked there against the per-sequence path
   if ! python3 -m pytest -q -x -p no:cacheprovider tests/test_batching.py -k padded; then echo "TEACHER FAILED (padded check)"; exit 1; fi
+  # Training batches built ahead in DataLoader workers (pinned, on CUDA): the loop builds them itself if that fails
+  if ! python3 -m pytest -q -x -p no:cacheprovider tests/test_train.py -k "loader_workers and cuda"; then
+    echo "loader check failed: LOADER_WORKERS=0"; export LOADER_WORKERS=0
+  fi
   # The teacher: TEACHER_SEEDS fine-tunes side by side, averaged (default_guard.py soup), unless one kept from an
   # earlier lease came in (gpu_stage.sh fetch-teacher / start): then neither the backbone nor the training is needed
   if [ -s runs/$run/teacher/model/config.json ]; then
