@@ -96,7 +96,8 @@
 # `poll 100` (probes, PIPELINE_FINISHED): teacher 318 s, label 100 s, student 501 s (prune_input 19 s, distil 244 s,
 # QAT 153 s), 1,553 of 1,800 s held. First run with training batches built by DataLoader workers (2) and the
 # template memo: median tokens/s teacher 90k, distil 83k, QAT 46k on this H100, against run u's 82k, 80k, 33k on an
-# H200 (other cards: not a controlled comparison).
+# H200 (other cards: not a controlled comparison). From `part` to the student back, the teacher's fetch included:
+# 1,004 s of budget (the ~1,250 s that run v planned for is now ~1,050 s; two seeds side by side add ~200 s).
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
