@@ -251,8 +251,6 @@ def stage_label(p: Paths, device: str) -> None:
     (an error verdict) is left out and counted. The verdicts depend on the teacher and the pool only, so they are
     kept apart (OUT/labelled/pool.jsonl, with POOL-SHA256, the sha256 of the extra.jsonl they judged): a kept
     teacher's labels join a rebuilt train.jsonl in a second instead of the teacher's ~100 s on a GPU."""
-    import torch
-
     from pocketguard.artifact import sha256_file
     from pocketguard.guard import Guard
 
@@ -266,11 +264,6 @@ def stage_label(p: Paths, device: str) -> None:
         _say(f"label: the teacher's labels of this pool are in {pool}: joined to this train.jsonl, no teacher run")
     else:
         rows = _jsonl(extra)
-        # The teacher loads in float32 and was trained under bf16 autocast: TF32 tensor-core matmuls label the pool
-        # at a fraction of full-fp32 cost (run u: 98 s for 16,123 rows on an H200 in fp32), well within the
-        # precision it was trained at
-        if device.startswith("cuda"):
-            torch.set_float32_matmul_precision("high")
         guard = Guard.load(p.teacher, device=device)
         t0, out, skipped = time.perf_counter(), [], 0
         for start in range(0, len(rows), 1024):
