@@ -357,14 +357,18 @@ class Guard:
         list per job, see `_run`)."""
         t0 = time.perf_counter()
         room = self._answer_room(policy, grammar, category_scores)
-        seqs, bodies, verdicts = [], [], []
-        for j in jobs:
-            suffix = encode_suffix(self.tokenizer, j.role)
-            body = [t for turn in j.turns for t in turn] + suffix
-            seq, todo, cached = self._sequence(policy, j.role, len(body), room)
+        bodies = [[t for turn in j.turns for t in turn] + encode_suffix(self.tokenizer, j.role) for j in jobs]
+        prefixes = [self._prefix(policy, j.role) for j in jobs]
+        if packed.padded(self.device) and all(p is not None for _, p in prefixes):  # one shared KV buffer
+            made = packed.Sequence.batch_after([p for _, p in prefixes], self.model, [len(b) + room for b in bodies])
+            starts = [(s, [], s.length) for s in made]
+        else:
+            starts = [self._sequence(policy, j.role, len(b), room) for j, b in zip(jobs, bodies)]
+        seqs, verdicts = [], []
+        for k, (j, (seq, todo, cached)) in enumerate(zip(jobs, starts)):
             seqs.append(seq)
-            bodies.append(todo + body)
-            verdicts.append(Verdict(status="error", role=j.role, prompt_tokens=cached + len(todo) + len(body),
+            bodies[k] = todo + bodies[k]
+            verdicts.append(Verdict(status="error", role=j.role, prompt_tokens=cached + len(bodies[k]),
                                     cached_tokens=cached))
         logits = self._forward(seqs, bodies)
         t_prefill = time.perf_counter()

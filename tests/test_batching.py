@@ -173,7 +173,8 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_padded_gpu_attention_matches_the_per_sequence_path(tiny_tok, monkeypatch, device):
-    """Shared prefix copies, prompts of mixed lengths, decode steps on a subset, a tree pass: each logit as the
+    """Shared prefix copies (two prefixes of different lengths; on the padded path born in the shared buffer,
+    `Sequence.batch_after`), prompts of mixed lengths, decode steps on a subset, a tree pass: each logit as the
     per-sequence path's (fp32 SDPA both)."""
     monkeypatch.setenv("POCKETGUARD_ATTENTION", "fp32")
     m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320).to(device)
@@ -184,9 +185,11 @@ def test_padded_gpu_attention_matches_the_per_sequence_path(tiny_tok, monkeypatc
 
     def run(pad):
         monkeypatch.setattr(packed, "padded", lambda device: pad)
-        prefix = packed.Sequence(m, 40, device)
-        packed.forward(m, [prefix], [prefix_ids])
-        seqs = [packed.Sequence.after(prefix, m, 160) for _ in bodies]
+        prefixes = [packed.Sequence(m, 40, device), packed.Sequence(m, 40, device)]
+        packed.forward(m, prefixes, [prefix_ids, prefix_ids[:25]])
+        mine = [prefixes[k % 2] for k in range(len(bodies))]
+        seqs = (packed.Sequence.batch_after(mine, m, [160] * len(bodies)) if pad else
+                [packed.Sequence.after(p, m, 160) for p in mine])
         out = [packed.forward(m, seqs, bodies, all_logits=True)]
         out.append(packed.forward(m, [seqs[3], seqs[1]], [[5], [6, 7]]))  # a subset, in another order
         out.append(packed.forward(m, seqs, [[8, 9, 10]] * 4, all_logits=True, parents=[-1, 0, 0]))  # a tree
