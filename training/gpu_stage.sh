@@ -98,6 +98,8 @@
 # template memo: median tokens/s teacher 90k, distil 83k, QAT 46k on this H100, against run u's 82k, 80k, 33k on an
 # H200 (other cards: not a controlled comparison). From `part` to the student back, the teacher's fetch included:
 # 1,004 s of budget (the ~1,250 s that run v planned for is now ~1,050 s; two seeds side by side add ~200 s).
+# After run w, GPU passes build their KV in the shared buffer (packed.Sequence.batch_after): 1.38x on an H100 in
+# scripts/bench_batch_prefix.py, so `label` should take less than run w's 100 s.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
