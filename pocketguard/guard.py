@@ -360,7 +360,7 @@ class Guard:
         bodies = [[t for turn in j.turns for t in turn] + encode_suffix(self.tokenizer, j.role) for j in jobs]
         prefixes = [self._prefix(policy, j.role) for j in jobs]
         if packed.padded(self.device) and all(p is not None for _, p in prefixes):  # one shared KV buffer
-            made = packed.Sequence.batch_after([p for _, p in prefixes], self.model, [len(b) + room for b in bodies])
+            made = packed.Sequence.batch_after([p for _, p in prefixes], [len(b) + room for b in bodies])
             starts = [(s, [], s.length) for s in made]
         else:
             starts = [self._sequence(policy, j.role, len(b), room) for j, b in zip(jobs, bodies)]

@@ -72,9 +72,8 @@ class Sequence:
         s.length = n
         return s
 
-
     @classmethod
-    def batch_after(cls, prefixes: list["Sequence"], model: nn.Module, extras: list[int]) -> list["Sequence"]:
+    def batch_after(cls, prefixes: list["Sequence"], extras: list[int]) -> list["Sequence"]:
         """`after(prefixes[i], model, extras[i])` for every i, born in one shared buffer per layer (`_Group`, the
         padded path's): each distinct prefix is copied into all of its rows with one indexed copy per layer, where
         `after` and then grouping cost four small copies per sequence and layer (~15,000 launches for a pass of

@@ -28,9 +28,9 @@ from pocketguard.model import ModelArgs, Transformer
 from pocketguard.tokenizer import Tokenizer
 
 
-def per_sequence(prefixes, model, extras):
+def per_sequence(model):
     """What a pass did before `batch_after`: a private copy of its prefix per sequence (grouped later)."""
-    return [packed.Sequence.after(p, model, e) for p, e in zip(prefixes, extras)]
+    return lambda prefixes, extras: [packed.Sequence.after(p, model, e) for p, e in zip(prefixes, extras)]
 
 
 def conversations(tok: Tokenizer, n: int, tokens: int, seed: int = 0) -> list:
@@ -65,7 +65,7 @@ def main() -> None:
     verdicts = {}
     with force, torch.inference_mode():
         for _ in range(a.repeats):
-            for name, swap in (("batch_after (shared buffer)", None), ("per-sequence copies (before)", per_sequence)):
+            for name, swap in (("batch_after (shared buffer)", None), ("per-sequence copies (before)", per_sequence(model))):
                 ctx = mock.patch.object(packed.Sequence, "batch_after", swap) if swap else contextlib.nullcontext()
                 with ctx:
                     guard = Guard(model, tok)

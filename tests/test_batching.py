@@ -188,7 +188,7 @@ def test_padded_gpu_attention_matches_the_per_sequence_path(tiny_tok, monkeypatc
         prefixes = [packed.Sequence(m, 40, device), packed.Sequence(m, 40, device)]
         packed.forward(m, prefixes, [prefix_ids, prefix_ids[:25]])
         mine = [prefixes[k % 2] for k in range(len(bodies))]
-        seqs = (packed.Sequence.batch_after(mine, m, [160] * len(bodies)) if pad else
+        seqs = (packed.Sequence.batch_after(mine, [160] * len(bodies)) if pad else
                 [packed.Sequence.after(p, m, 160) for p in mine])
         out = [packed.forward(m, seqs, bodies, all_logits=True)]
         out.append(packed.forward(m, [seqs[3], seqs[1]], [[5], [6, 7]]))  # a subset, in another order
