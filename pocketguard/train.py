@@ -449,9 +449,9 @@ def train(
     fused = device.type == "cuda" and not (world > 1 and config.parallel == "fsdp")
     optimizer = torch.optim.AdamW(_param_groups(net, config.weight_decay), lr=config.lr, betas=config.betas,
                                   fused=fused or None)
-    global_batch = config.batch_size * world
-    per_epoch = math.ceil(len(data) / global_batch)
-    total = config.steps or max(1, math.ceil(config.epochs * per_epoch / config.grad_accum))
+    steps = StepBatches(data, config.batch_size * world, config.batch_size, config.grad_accum, config.seed,
+                        config.bucket, rank)
+    total = config.steps or max(1, math.ceil(config.epochs * steps.per_epoch / config.grad_accum))
 
     out_dir = Path(config.out_dir) if config.out_dir else None
     state_path = out_dir / STATE_FILE if out_dir else None
@@ -520,7 +520,6 @@ def train(
         bar = tqdm(total=total, initial=start, desc=label, unit="step",
                    dynamic_ncols=True, leave=False)
 
-    steps = StepBatches(data, global_batch, config.batch_size, config.grad_accum, config.seed, config.bucket, rank)
     workers = config.loader_workers if config.loader_workers is not None else (2 if device.type == "cuda" else 0)
     if workers:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked workers: the Rust pool stays off
