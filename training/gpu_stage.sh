@@ -89,7 +89,7 @@
 # `start "b22-f1536-e4-hxv" … && training/gpu_stage.sh wait "teacher done" 480 && TEACHER_ORIGIN=… fetch-teacher`,
 # then `fetch-teacher` back to back (~600 s on an H200 with the start; more on an H100) — and stop asking for
 # machines once the budget is under what the plan needs: a refusal costs as much as a minute and a half of training.
-# Run w (2026-12-05, thirteenth session): four refused starts (~90 s each, one 15 s early call), then an H100 with
+# Run w (2026-12-05, thirteenth session): five refused starts (~90 s each, one 15 s early call), then an H100 with
 # 1,290 s left: `part`, `TEACHER_SEEDS=0 STUDENT_EVAL=0 DISTILL_EVAL=0 … start "b22-f1536-e4-hxv" .carry/data-w.tgz
 # .carry/p01 && training/gpu_stage.sh wait "teacher done" 560` (372 s), `wait "label done" 200 && TEACHER_ORIGIN=…
 # fetch-teacher` and three more `fetch-teacher` (14 parts, kept in runs/teachers/w), `poll 570` (the student, 440 s),
