@@ -248,7 +248,12 @@ class Guard:
     def _sequence(self, policy: Policy, role: Role, length: int, room: int) -> tuple[packed.Sequence, list[int], int]:
         """A fresh sequence for a prompt of `length` tokens after the policy prefix -> (sequence, the prefix
         tokens still to run, cached prefix tokens)."""
-        prefix_ids, prefix = self._prefix(policy, role)
+        return self._after(self._prefix(policy, role), length, room)
+
+    def _after(self, cached: tuple[list[int], packed.Sequence | None], length: int,
+               room: int) -> tuple[packed.Sequence, list[int], int]:
+        """`_sequence` from a `_prefix` result."""
+        prefix_ids, prefix = cached
         if prefix is not None:
             return packed.Sequence.after(prefix, self.model, length + room), [], prefix.length
         return packed.Sequence(self.model, len(prefix_ids) + length + room, self.device, self.cache_dtype), prefix_ids, 0
@@ -363,7 +368,7 @@ class Guard:
             made = packed.Sequence.batch_after([p for _, p in prefixes], [len(b) + room for b in bodies])
             starts = [(s, [], s.length) for s in made]
         else:
-            starts = [self._sequence(policy, j.role, len(b), room) for j, b in zip(jobs, bodies)]
+            starts = [self._after(p, len(b), room) for p, b in zip(prefixes, bodies)]
         seqs, verdicts = [], []
         for k, (j, (seq, todo, cached)) in enumerate(zip(jobs, starts)):
             seqs.append(seq)

@@ -80,8 +80,8 @@ class Sequence:
         128 sequences on a 30-block model)."""
         first = prefixes[0].k[0]
         caps = [p.length + e for p, e in zip(prefixes, extras)]
-        g = _Group.empty(len(prefixes), len(prefixes[0].k), first.shape[1], max(caps),
-                         first.shape[3], first.dtype, first.device)
+        g = _Group(len(prefixes), len(prefixes[0].k), first.shape[1], max(caps), first.shape[3], first.dtype,
+                   first.device)
         for p in {id(p): p for p in prefixes}.values():
             rows = torch.tensor([b for b, q in enumerate(prefixes) if q is p], device=first.device)
             for dst, src in ((g.k, p.k), (g.v, p.v)):
@@ -100,33 +100,30 @@ class _Group:
     """The KV of several sequences in one buffer per layer, [B, n_kv_heads, capacity, head_dim]: each member's
     `k`/`v` become views of its row, so the padded attention reads and writes them all with one op per layer."""
 
-    def __init__(self, seqs: list[Sequence]):
+    def __init__(self, B: int, n_layers: int, KV: int, cap: int, hd: int, dtype: torch.dtype, device):
+        self.k = [torch.zeros(B, KV, cap, hd, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.v = [torch.zeros(B, KV, cap, hd, dtype=dtype, device=device) for _ in range(n_layers)]
+
+    @classmethod
+    def of(cls, seqs: list[Sequence]) -> "_Group":
+        """A group holding `seqs`, their keys and values moved in (each becomes a view of its row)."""
         like = seqs[0].k[0]
-        self._alloc(len(seqs), len(seqs[0].k), like.shape[1], max(s.capacity for s in seqs), like.shape[3],
-                    like.dtype, like.device)
+        g = cls(len(seqs), len(seqs[0].k), like.shape[1], max(s.capacity for s in seqs), like.shape[3], like.dtype,
+                like.device)
         for b, s in enumerate(seqs):
-            for dst, src in ((self.k, s.k), (self.v, s.v)):
+            for dst, src in ((g.k, s.k), (g.v, s.v)):
                 for layer, (d, x) in enumerate(zip(dst, src)):
                     d[b, :, : s.length] = x[0, :, : s.length]
                     src[layer] = d[b : b + 1]
-            s.group, s.row = self, b
-
-    @classmethod
-    def empty(cls, B: int, n_layers: int, KV: int, cap: int, hd: int, dtype: torch.dtype, device) -> "_Group":
-        g = cls.__new__(cls)
-        g._alloc(B, n_layers, KV, cap, hd, dtype, device)
+            s.group, s.row = g, b
         return g
-
-    def _alloc(self, B: int, n_layers: int, KV: int, cap: int, hd: int, dtype: torch.dtype, device) -> None:
-        self.k = [torch.zeros(B, KV, cap, hd, dtype=dtype, device=device) for _ in range(n_layers)]
-        self.v = [torch.zeros(B, KV, cap, hd, dtype=dtype, device=device) for _ in range(n_layers)]
 
 
 def _grouped(seqs: list[Sequence]) -> _Group:
     """The one group holding all of `seqs` (made, moving their KV into it, unless they already share one)."""
     g = seqs[0].group
     if g is None or any(s.group is not g for s in seqs):
-        g = _Group(seqs)
+        g = _Group.of(seqs)
     return g
 
 

@@ -137,11 +137,11 @@ class StepBatches(torch.utils.data.Dataset):
     at its step. With policy augmentation each example is re-encoded under its drawn policy: ~0.5 ms a row,
     ~35 ms a batch of 64 that would otherwise stand between two GPU steps."""
 
-    def __init__(self, data: GuardData, global_batch: int, batch_size: int, grad_accum: int, seed: int,
-                 bucket: bool, rank: int):
-        self.data, self.global_batch, self.batch_size, self.grad_accum = data, global_batch, batch_size, grad_accum
-        self.seed, self.bucket, self.rank = seed, bucket, rank
-        self.per_epoch = math.ceil(len(data) / global_batch)
+    def __init__(self, data: GuardData, batch_size: int, world: int, rank: int, grad_accum: int, seed: int,
+                 bucket: bool):
+        self.data, self.batch_size, self.rank, self.grad_accum = data, batch_size, rank, grad_accum
+        self.global_batch, self.seed, self.bucket = batch_size * world, seed, bucket
+        self.per_epoch = math.ceil(len(data) / self.global_batch)
         self._epoch: tuple[int, list[list[int]]] | None = None  # the last epoch's batches (per process)
 
     def micro(self, k: int) -> Batch:
@@ -449,8 +449,7 @@ def train(
     fused = device.type == "cuda" and not (world > 1 and config.parallel == "fsdp")
     optimizer = torch.optim.AdamW(_param_groups(net, config.weight_decay), lr=config.lr, betas=config.betas,
                                   fused=fused or None)
-    steps = StepBatches(data, config.batch_size * world, config.batch_size, config.grad_accum, config.seed,
-                        config.bucket, rank)
+    steps = StepBatches(data, config.batch_size, world, rank, config.grad_accum, config.seed, config.bucket)
     total = config.steps or max(1, math.ceil(config.epochs * steps.per_epoch / config.grad_accum))
 
     out_dir = Path(config.out_dir) if config.out_dir else None

@@ -282,13 +282,13 @@ def test_step_batches_are_a_pure_function_of_the_step(tok):
     from pocketguard.train import StepBatches
 
     data = GuardData(toy_examples(30, seed=6), tok, POLICY, 256, augment=True, seed=1)
-    a, b = StepBatches(data, 8, 4, 2, 1, True, 0), StepBatches(data, 8, 4, 2, 1, True, 0)
+    a, b = StepBatches(data, 4, 2, 0, 2, 1, True), StepBatches(data, 4, 2, 0, 2, 1, True)
     for step in (0, 3, 7, 2):  # steps 0 and 2 in epoch 0, 3 in epoch 1 (4 batches of 8 an epoch), 7 in epoch 3
         a[step]
     for step in (2, 7, 0, 3):
         for x, y in zip(a[step], b[step]):
             assert torch.equal(x.tokens, y.tokens) and torch.equal(x.targets, y.targets)
-    rank1 = StepBatches(data, 8, 4, 2, 1, True, 1)
+    rank1 = StepBatches(data, 4, 2, 1, 2, 1, True)
     assert not torch.equal(rank1[0][0].tokens, a[0][0].tokens)  # each rank its own slice of the global batch
 
 

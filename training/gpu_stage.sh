@@ -134,6 +134,13 @@ launch() {  # gpu_run.sh detached from the call (it outlives it), in the work tr
   sleep "${LAUNCH_WAIT:-5}"; cat "$stage/run.log"
 }
 
+# a fresh machine (the lease's earlier one went back after 30 s idle between calls) has no pipeline: say so at once
+# rather than wait out the call (a lost machine cost 575 s of a poll's device time on 2026-12-03)
+started() {
+  [ -e "$stage/run.log" ] || { echo "no pipeline was started on this machine (a fresh one: the earlier machine went back" \
+    "between calls, and the parts, data and runs went with it): start again" >&2; exit 3; }
+}
+running() { pgrep -f "bash training/gpu_run.sh" > /dev/null 2>&1; }
 finished() { [ -s "$work/runs/$run/students/$1/model/manifest.json" ]; }  # a student's model/ is whole (manifest written last)
 
 send_student() {  # a finished student's model/ into $OUT in 15 MB parts (`cat student.tgz.* | tar xz` restores it here)
@@ -224,21 +231,18 @@ case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | carry-s
     # trained, a student's last step), so a failed or stopped run goes on from there within the same lease
     shapes=${2:?shapes}
     [ -d "$work/runs" ] || { echo "nothing to resume: no $work/runs (start first)" >&2; exit 1; }
-    if pgrep -f "bash training/gpu_run.sh" > /dev/null 2>&1; then echo "the pipeline is still running: poll it" >&2; exit 1; fi
+    if running; then echo "the pipeline is still running: poll it" >&2; exit 1; fi
     rm -rf "$results" && mkdir -p "$results"
     launch "$shapes" ;;
   poll)
-    # a fresh machine (the lease's earlier one went back after 30 s idle between calls) has no pipeline: say so at
-    # once rather than wait out the call (a lost machine cost 575 s of a poll's device time on 2026-12-03)
-    [ -e "$stage/run.log" ] || { echo "no pipeline was started on this machine (a fresh one: the earlier machine went back" \
-      "between calls, and the parts, data and runs went with it): start again" >&2; exit 3; }
+    started
     end=$(( $(date +%s) + ${2:-500} )) unsent=""
     while [ "$(date +%s)" -lt $end ]; do
       grep -q "PIPELINE_FINISHED\|PIPELINE_FAILED" "$results/log.txt" 2>/dev/null && break
       # a student that finished comes back in this call, not at the pipeline's end: a lease lost between two
       # calls loses only what was still training (run k, 2026-12-03, lost two students in their last minutes)
       unsent=$(unsent_student) && [ -n "$unsent" ] && break
-      pgrep -f "bash training/gpu_run.sh" > /dev/null 2>&1 || { sleep 2  # it may have just written its last line
+      running || { sleep 2  # it may have just written its last line
         grep -q "PIPELINE_FINISHED\|PIPELINE_FAILED" "$results/log.txt" 2>/dev/null \
           || echo "the pipeline is not running and did not finish (killed?): resume it" >&2; break; }
       sleep 10
@@ -261,12 +265,12 @@ case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | carry-s
     # the lease has no time for the students: run v, 2026-12-05), or SECONDS pass, or the pipeline ends or dies
     # without it; exit 0 only when PATTERN came
     pattern=${2:?pattern} secs=${3:-500}
-    [ -e "$stage/run.log" ] || { echo "no pipeline was started on this machine: start again" >&2; exit 3; }
+    started
     end=$(( $(date +%s) + secs ))
     until grep -qs -- "$pattern" "$results/log.txt"; do
       why=""
       if grep -qs "PIPELINE_FINISHED\|PIPELINE_FAILED\|TEACHER FAILED" "$results/log.txt"; then why="the pipeline ended"
-      elif ! pgrep -f "bash training/gpu_run.sh" > /dev/null 2>&1; then sleep 2; grep -qs -- "$pattern" "$results/log.txt" && break
+      elif ! running; then sleep 2; grep -qs -- "$pattern" "$results/log.txt" && break
         why="the pipeline is not running"
       elif [ "$(date +%s)" -ge $end ]; then why="${secs}s passed"; fi
       if [ -n "$why" ]; then tail -c 1500 "$results/log.txt" 2> /dev/null; echo "no '$pattern' in the log: $why" >&2; exit 1; fi
