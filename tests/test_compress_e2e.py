@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+import torch
 
 from pocketguard import checkpoint
 from pocketguard.compress.distill import distill
@@ -87,6 +88,25 @@ def test_python_api_prune_distill_qat_agrees_with_teacher(toy):
     assert time.perf_counter() - t_start < 60
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_recipe_reports_each_steps_own_cuda_peak(toy, tmp_path, capsys):
+    """A GPU step's line carries the most memory the process held reserved during the step (the peak is reset
+    per step), so a plan can read whether two such jobs fit one card side by side."""
+    tok, train_ex, dev, teacher, _ = toy
+    checkpoint.save_hf(teacher, tok, tmp_path / "teacher", guard_meta={"policy": checkpoint.policy_dict(POLICY)})
+    _write_jsonl(tmp_path / "train.jsonl", train_ex)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('teacher = "teacher"\noutput = "out"\n[data]\ntrain = "train.jsonl"\nmax_len = 256\n'
+                      '[train]\nbatch_size = 16\n[[step]]\nkind = "distill"\nsteps = 5\n'
+                      '[[step]]\nkind = "prune_output"\n')
+    torch.cuda.empty_cache()
+    assert _compress(recipe, "--device", "cuda") == 0
+    lines = [json.loads(l) for l in (tmp_path / "out" / "report.jsonl").read_text().splitlines()]
+    distilled, pruned = (l["peak_cuda_mib"] for l in lines)
+    assert distilled > 0 and 0 < pruned <= distilled
+    assert f"{distilled:,} MiB peak" in capsys.readouterr().err
+
+
 def _write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -124,6 +144,7 @@ def test_recipe_runs_end_to_end_and_resumes(toy, tmp_path, capsys):
     assert [l["format"] for l in lines] == ["hf", "hf", "hf", "hf", "artifact", "artifact"]
     assert lines[0]["n_params"] < teacher.num_params() and lines[-1]["bytes"] < lines[3]["bytes"] / 2
     assert all(l["dev"]["n"] == len(dev) and l["wall_s"] >= 0 for l in lines)
+    assert not any("peak_cuda_mib" in l for l in lines)  # a GPU's peak memory only where a GPU ran the step
     assert lines[-1]["dev"]["agreement"] >= 0.9 and lines[3]["dev"]["agreement"] >= 0.9
     assert sorted(p.name for p in (out / "steps").iterdir()) == [f"{i:02d}-{l['kind']}" for i, l in enumerate(lines, 1)]
     # training steps keep their loss curve (one record per logged step) beside their checkpoint

@@ -443,6 +443,9 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
         ctx = StepContext(tokenizer, policy, teacher, examples, dev_examples, calibration, dev, work, recipe.raw, data,
                           index=i + 1, kind=kind)
         _say(f"[{i + 1}/{len(names)}] {kind} {_canonical(spec)}")
+        if dev.type == "cuda":  # the step's peak of reserved memory (the caching allocator's hold on the card):
+            # whether two jobs fit one GPU side by side is read from it
+            torch.cuda.reset_peak_memory_stats(dev)
         t0 = time.perf_counter()
         fn = sk.resolve()
         try:
@@ -468,6 +471,8 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
                 "n_params": logical_params(model), "bytes": weight_bytes(work), "dev": metrics,
                 "wall_s": round(wall, 3), "info": _jsonable(ctx.info), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }
+            if dev.type == "cuda":
+                line["peak_cuda_mib"] = round(torch.cuda.max_memory_reserved(dev) / 2**20)
             (work / "step.json").write_text(json.dumps(line, indent=1))
             (work / "hash").unlink(missing_ok=True)
             os.replace(work, final)
@@ -563,6 +568,8 @@ def _jsonable(obj: Any) -> Any:
 
 def _summary(line: dict) -> str:
     s = f"  → {line['kind']}: {line['n_params']:,} params, {line['bytes'] / 1e6:.2f} MB, {line['wall_s']:.1f}s"
+    if line.get("peak_cuda_mib") is not None:
+        s += f", {line['peak_cuda_mib']:,} MiB peak"
     d = line.get("dev")
     if d:
         s += f"; dev F1 {d['f1']:.3f}"
