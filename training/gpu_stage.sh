@@ -100,6 +100,13 @@
 # 1,004 s of budget (the ~1,250 s that run v planned for is now ~1,050 s; two seeds side by side add ~200 s).
 # After run w, GPU passes build their KV in the shared buffer (packed.Sequence.batch_after): 1.38x on an H100 in
 # scripts/bench_batch_prefix.py, so `label` should take less than run w's 100 s.
+# Run x (2026-12-05, fourteenth session, a fresh machine: runs/, .carry and .whl rebuilt first, ~5 min): six refused
+# starts (~90 s each) left 1,187 s when an H100 came; `part`, `TEACHER_SEEDS=1 STUDENT_EVAL=0 DISTILL_EVAL=0 … start
+# "b22-f1536-e4-hxv" .carry/data-w.tgz .carry/p01 && … poll 560`, `poll 560` (the student), `poll 150` (probes): checks
+# 35 s, teacher 276 s, label 73 s (was 100 s), student 418 s (distil 218 s, QAT 131 s); from `part` to the student
+# back ~930 s, 1,457 of 1,800 s held. The soup was not tried for want of ~200 s; by run n's ratio (two teachers side by
+# side 1.36x one alone on an H200) it needs ~1,050-1,200 s from `part` now. Whether two teachers fit an H100's 80 GB
+# side by side was never measured: each step's report line now carries `peak_cuda_mib`.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
