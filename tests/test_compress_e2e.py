@@ -89,7 +89,7 @@ def test_python_api_prune_distill_qat_agrees_with_teacher(toy):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_recipe_reports_each_steps_own_cuda_peak(toy, tmp_path, capsys):
+def test_recipe_reports_a_cuda_peak_per_step(toy, tmp_path, capsys):
     """A GPU step's line carries the most memory the process held reserved during the step (the peak is reset
     per step), so a plan can read whether two such jobs fit one card side by side."""
     tok, train_ex, dev, teacher, _ = toy
