@@ -25,7 +25,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   card       teacher vs students tables for docs/model-card.md, from the eval predictions
   pick       the student to ship: the best dev F1 among the shapes that fit the package
   probe      the hand-written probes of training/probes.jsonl (never trained on), expected vs each model
-             (--probes training/probes-fresh.jsonl, probes-blind.jsonl, probes-blind2.jsonl: sets written later,
+             (--probes training/probes-fresh.jsonl, probes-blind.jsonl, probes-blind2.jsonl, probes-blind3.jsonl: sets written later,
              each before any model saw it)
   probe-history  each probe's record across the probe tables of every run in training/runs (--column: teacher)
   calibrate  a student's p_unsafe threshold, chosen on dev only (the lowest that meets the look-alike target),
