@@ -217,6 +217,11 @@ def require_cpu_bf16() -> None:
                            "this one has none; set cpu_bf16 = false to train in fp32")
 
 
+def _rotation(model: nn.Module) -> dict | None:
+    """The rotation folded into `model` (rotate.rotate_model records it in args.extra), None when there is none."""
+    return (getattr(model.args, "extra", None) or {}).get("rotation")
+
+
 def _autocast(device: torch.device, bf16: bool, cpu_bf16: bool = False):
     """bf16 autocast on CUDA with `bf16`; on the CPU only with `cpu_bf16` too (an opt-in: CPU runs, the
     tests' among them, keep the model's dtype by default)."""
@@ -419,6 +424,12 @@ def train(
     if config.hidden_weight and teacher.args.dim != model.args.dim:
         raise ValueError(f"hidden_weight needs a teacher of the student's width ({model.args.dim}), "
                          f"not {teacher.args.dim}")
+    if config.hidden_weight and _rotation(model) != _rotation(teacher):
+        # A rotation (QuantConfig.rotation, the `rotate` step) keeps the logits but turns the residual stream, so
+        # the cosine to the other model's hidden states would be taken across two bases: a wrong loss, silently
+        raise ValueError(f"hidden_weight compares final hidden states, but the student's rotation "
+                         f"{_rotation(model)} is not the teacher's {_rotation(teacher)}: set hidden_weight = 0 for "
+                         "this step (CE and KL do not depend on the rotation) or rotate after training")
     # A prompt longer than the model's context cannot be trained on: the cap is the smaller of the two.
     max_len = min(config.max_len, model.args.max_seq_len)
     data = GuardData(examples, tokenizer, policy, max_len, config.overlong, config.augment, config.seed,

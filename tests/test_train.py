@@ -212,6 +212,28 @@ def test_hidden_distillation_pulls_every_tokens_hidden_state_to_the_teachers(tok
         TrainConfig(ce_weight=0.0)
 
 
+def test_hidden_distillation_refuses_a_student_rotated_unlike_its_teacher(tok):
+    """A rotation keeps the logits and turns the hidden states (QAT with rotation = "hadamard" rotates the student
+    only): the hidden term would compare two bases, so it is an error; KL alone still trains."""
+    from pocketguard.compress.rotate import rotate_model
+
+    exs = toy_examples(16, seed=0)
+    teacher = small(tok, seed=1)
+    student = rotate_model(small(tok, seed=1), "hadamard")  # the teacher's function, in another basis
+    b = collate(GuardData(exs, tok, POLICY, 256).encoded[:8])
+    with torch.no_grad():
+        t = teacher(b.tokens, valid=b.valid, return_hidden=True)
+        s = student(b.tokens, valid=b.valid, return_hidden=True)
+        assert torch.allclose(student.output(s), teacher.output(t), atol=1e-4)
+        assert float((1 - torch.nn.functional.cosine_similarity(s[b.valid], t[b.valid], dim=-1)).mean()) > 0.5
+    cfg = TrainConfig(lr=1e-3, steps=1, batch_size=8, kl_weight=1.0, hidden_weight=1.0, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="rotation .* is not the teacher's None"):
+        train(student, exs, tok, POLICY, cfg, teacher=teacher)
+    train(student, exs, tok, POLICY, replace(cfg, hidden_weight=0.0), teacher=teacher)  # KL: same basis or not
+    # the same rotation on both sides compares like with like
+    train(student, exs, tok, POLICY, cfg, teacher=rotate_model(small(tok, seed=1), "hadamard"))
+
+
 def test_ce_needs_every_answer_token_in_the_head(tok):
     model = small(tok)
     keep = [i for i in range(tok.vocab_size) if i != tok.encode("S9")[0]]
