@@ -445,8 +445,8 @@ def test_a_student_step_is_a_model_name(tmp_path):
 
 
 def test_qat_variants_share_their_base_recipe_up_to_qat(tmp_path):
-    """A shape with a `base` is its base's recipe with another QAT length: every step before QAT hashes the same
-    (so `run_recipe(reuse=[base])` adopts the base's distilled checkpoint) and the QAT step differs."""
+    """A shape with a `base` is its base's recipe with another QAT (length or rotation): every step before QAT
+    hashes the same (so `run_recipe(reuse=[base])` adopts the base's distilled checkpoint) and the QAT step differs."""
     sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
     import default_guard as dg
     from pocketguard.compress.recipe import load_recipe, step_hashes
@@ -457,13 +457,16 @@ def test_qat_variants_share_their_base_recipe_up_to_qat(tmp_path):
         variants = {shape: s for shape, s in p.shapes.items() if s.base}
         assert variants
         for shape, s in variants.items():
-            assert s.base in p.shapes and not p.shapes[s.base].base and s.qat_epochs is not None
+            assert s.base in p.shapes and not p.shapes[s.base].base and (s.qat_epochs is not None or s.rotation)
             rv, rb = (load_recipe(dg.resolved_recipe(p, "default-student", x)) for x in (shape, s.base))
             hv, hb = step_hashes(rv, Policy.default()), step_hashes(rb, Policy.default())
             kinds = [step["kind"] for step in rv.steps]
             qat = kinds.index("qat")
             assert kinds == [step["kind"] for step in rb.steps] and hv[:qat] == hb[:qat] and hv[qat] != hb[qat]
-            assert rv.steps[qat]["epochs"] == s.qat_epochs != rb.steps[qat]["epochs"]
+            if s.qat_epochs is not None:
+                assert rv.steps[qat]["epochs"] == s.qat_epochs != rb.steps[qat]["epochs"]
+            if s.rotation:
+                assert rv.steps[qat]["rotation"] == s.rotation and "rotation" not in rb.steps[qat]
             assert rv.output == p.student(shape) != rb.output
 
 

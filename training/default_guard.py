@@ -92,6 +92,7 @@ class Shape(NamedTuple):
     qat_epochs: float | None = None  # the recipe's QAT length when not None
     distill_epochs: float | None = None  # the recipe's distillation length when not None (over TRAIN_EPOCHS)
     base: str = ""  # a shape whose recipe is the same up to QAT: this one starts from its distilled checkpoint
+    rotation: str | None = None  # the QAT step's QuantConfig.rotation ("hadamard") when not None
 
 
 SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16-f1024": Shape(16, 1024, 8),
@@ -127,7 +128,15 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # student saw it. Run q (2026-12-04, ninth session; a soup teacher at 0.845, the four new benign domains):
           # held-out −1.9 and dev −1.1 against its teacher, 0.815 at its calibrated 0.7 with alpaca FPR 0.011, but
           # HarmBench asks inside small talk 0.769 (run p's 0.972): not shipped
-          "b22-f1536-e4-hxv-d15": Shape(22, 1536, 4, 1.0, True, True, distill_epochs=1.5)}
+          "b22-f1536-e4-hxv-d15": Shape(22, 1536, 4, 1.0, True, True, distill_epochs=1.5),
+          # runs w and x lost 2.2-2.5 F1 points to their teachers, run n's student 0.8 held-out before QAT and 1.3 after:
+          # the shipped recipe's QAT with a Hadamard rotation of the residual stream and the heads folded in first
+          # (QuaRot/SpinQuant R1 + R2; no runtime op). It starts from its base's distilled checkpoint, so it costs one
+          # QAT (~130 s on an H100) beside the base, teacher and distillation shared: a controlled A/B. Measured here
+          # on the backbone (2026-12-06; round-to-nearest int4 g32 + int8 activations, KL to float over dev text): the
+          # rotation hurt on the GGUF's own Q4_1-grid weights (KL 0.46 → 0.68) and helped once they were moved off
+          # that grid (dithered by up to a grid step: 2.56 → 1.79); a fine-tuned student lies between the two
+          "b22-f1536-e4-hxv-r": Shape(22, 1536, 4, 1.0, True, True, rotation="hadamard", base="b22-f1536-e4-hxv")}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 # Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's
 # 1.0 / 0.35 epochs over train + the labelled pool (~53k rows)
@@ -143,7 +152,8 @@ TEACHER_SEEDS = tuple(int(s) for s in os.environ.get("TEACHER_SEEDS", "0 1").spl
 LOADER_WORKERS = os.environ.get("LOADER_WORKERS", "")
 SHIPPED = "b22-f1536-e4-hxv"  # the shape in pocketguard/assets (run r, 2026-12-04, ninth session) and default-student.toml
 SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hxv": Shape(2, 64, 4, 1.0, True, True),
-                "b1-f128-q": Shape(1, 128, 8, qat_epochs=0.5, base="b1-f128")}
+                "b1-f128-q": Shape(1, 128, 8, qat_epochs=0.5, base="b1-f128"),
+                "b2-f64-e4-hxv-r": Shape(2, 64, 4, 1.0, True, True, rotation="hadamard", base="b2-f64-e4-hxv")}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
 SMOKE_EXAMPLES = (96, 24, 24, 48)  # train, dev, dev_heldout, extra sample sizes
 
@@ -327,7 +337,8 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
         hidden = {"hidden_weight": s.hidden_weight} if s.hidden_weight else {}
         for step in r["step"]:
             step.update({"prune_blocks": {"keep": s.blocks}, "prune_mlp": {"width": s.width}, "distill": hidden,
-                         "qat": {"embedding_bits": s.embedding_bits, **hidden}}.get(step["kind"], {}))
+                         "qat": {"embedding_bits": s.embedding_bits, **hidden,
+                                 **({"rotation": s.rotation} if s.rotation else {})}}.get(step["kind"], {}))
             if not s.extra and step["kind"] in TRAIN_EPOCHS:
                 step["epochs"] = TRAIN_EPOCHS[step["kind"]]
             own = {"qat": s.qat_epochs, "distill": s.distill_epochs}.get(step["kind"])
