@@ -132,10 +132,10 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # runs w and x lost 2.2-2.5 F1 points to their teachers, run n's student 0.8 held-out before QAT and 1.3 after:
           # the shipped recipe's QAT with a Hadamard rotation of the residual stream and the heads folded in first
           # (QuaRot/SpinQuant R1 + R2; no runtime op). It starts from its base's distilled checkpoint, so it costs one
-          # QAT (~130 s on an H100) beside the base, teacher and distillation shared: a controlled A/B. Measured here
-          # on the backbone (2026-12-06; round-to-nearest int4 g32 + int8 activations, KL to float over dev text): the
-          # rotation hurt on the GGUF's own Q4_1-grid weights (KL 0.46 → 0.68) and helped once they were moved off
-          # that grid (dithered by up to a grid step: 2.56 → 1.79); a fine-tuned student lies between the two
+          # QAT (~130 s on an H100) beside the base, teacher and distillation shared: a controlled A/B. Measured on
+          # the backbone (training/runs/2026-12-06-cpu-rotation/; round-to-nearest int4 g32 + int8 activations, KL to
+          # float over dev text): the rotation hurt on the GGUF's own Q4_1-grid weights (KL 0.46 → 0.68) and helped
+          # once they were moved off that grid (up to a grid step: 2.56 → 1.79); a fine-tuned student lies between
           "b22-f1536-e4-hxv-r": Shape(22, 1536, 4, 1.0, True, True, rotation="hadamard", base="b22-f1536-e4-hxv")}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 # Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's
