@@ -110,12 +110,13 @@
 # side by side was never measured: each step's report line now carries `peak_cuda_mib`.
 # Run y (2026-12-06, fifteenth session) never trained. The first `part` came after two refused starts (91 s and 90 s)
 # on an H100 with 1,516 s left; the machine was taken back for other work during the next call (`start`, ~8 s
-# charged, nothing ran), and the six tries after it were refused. What a refused try cost: a call with no kind that
-# had to start a machine, 91 s the first time and then 180 s each (five times: it asked for two machines), a call
-# naming nvidia-h100-x1 90 s (twice), a call inside a refusal window 15 s (twice). So with a budget near a plan's
+# charged, nothing ran), and every try after it was refused. What a refused try cost: a call with no kind that had
+# to start a machine, 91 s the first time and then 180 s each (five times: it asked for two machines), a call naming
+# nvidia-h100-x1 90 s (four times), a call inside a refusal window 15 s (four times). So with a budget near a plan's
 # need, name one kind (`kind: nvidia-h100-x1`): a refusal costs half. The budget before each call: 1,800, 1,709,
-# 1,619 (the H100), 1,508, 1,328, 1,313, 1,133, 953, 773, 593, 578; 488 left. The soup's ~1,150 s was there until
-# the fourth refusal; a one-seed student's ~930 s until the sixth.
+# 1,619 (the H100), 1,508, 1,328, 1,313, 1,133, 953, 773, 593, 578, 488, 473, 383, 368; 278 left. The soup's
+# ~1,150 s was there until the fourth refusal, a one-seed student's ~930 s until the sixth; the later calls were
+# for the CUDA tests alone (test_recipe_reports_a_cuda_peak_per_step has still never run on a GPU).
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
