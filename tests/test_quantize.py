@@ -439,6 +439,19 @@ def test_rotation_leaves_float_logits_unchanged(dim, kind):
     assert r.args.extra["rotation"]["kind"] == kind
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_rotation_turns_a_model_where_it_lives():
+    """The matrices are built on the CPU; a recipe's models sit on its GPU (QAT with `rotation` rotates the student
+    there, and distillation a copy of the teacher): each weight is turned on its own device, as on the CPU."""
+    m = tiny(dim=96, n_heads=4, n_kv_heads=2)
+    toks = tokens()
+    with torch.no_grad():
+        on_cpu = rotate_model(copy.deepcopy(m), "hadamard", seed=1)(toks)
+        r = rotate_model(copy.deepcopy(m).cuda(), "hadamard", seed=1)
+        assert all(p.is_cuda for p in r.parameters())
+        assert torch.allclose(r(toks.cuda()).cpu(), on_cpu, atol=1e-4)
+
+
 def test_rotating_a_quantized_model_is_a_value_error_the_cli_reports():
     """`rotate` after a quantization step: a ValueError (which `pocketguard compress` prints as `error: ...`, exit 2),
     not a TypeError traceback."""

@@ -128,16 +128,16 @@ def rotate_model(model: nn.Module, kind: str = "hadamard", seed: int = 0, heads:
     args = model.args
     R = rotation_matrix(args.dim, kind, seed)
 
+    # (the matrices are built on the CPU and used where each weight lives: a recipe's models sit on its GPU)
     def right(lin, M):  # W ← W M (the linear reads a rotated input)
         w = _plain(lin).weight
-        w.copy_((w.double() @ M).to(w.dtype))
+        w.copy_((w.double() @ M.to(w.device)).to(w.dtype))
 
     def left(lin, M):  # W ← Mᵀ W (the linear's output is rotated)
         w = _plain(lin).weight
-        w.copy_((M.T @ w.double()).to(w.dtype))
+        w.copy_((M.T.to(w.device) @ w.double()).to(w.dtype))
 
-    emb = _plain(model.tok_embeddings).weight
-    emb.copy_((emb.double() @ R).to(emb.dtype))
+    right(model.tok_embeddings, R)
     for layer in model.layers:
         a, f = layer.attention, layer.feed_forward
         for lin in (a.wq, a.wk, a.wv, f.w1, f.w3):
@@ -152,10 +152,10 @@ def rotate_model(model: nn.Module, kind: str = "hadamard", seed: int = 0, heads:
             a = layer.attention
             wv = _plain(a.wv).weight  # [n_kv*hd, dim]: per kv head, rows ← R2ᵀ rows
             v = wv.double().view(args.n_kv_heads, hd, -1)
-            wv.copy_(torch.einsum("ji,hjk->hik", R2, v).reshape(wv.shape).to(wv.dtype))
+            wv.copy_(torch.einsum("ji,hjk->hik", R2.to(wv.device), v).reshape(wv.shape).to(wv.dtype))
             wo = _plain(a.wo).weight  # [dim, n_heads*hd]: per head, columns ← columns R2
             o = wo.double().view(wo.shape[0], args.n_heads, hd)
-            wo.copy_(torch.einsum("dhj,jk->dhk", o, R2).reshape(wo.shape).to(wo.dtype))
+            wo.copy_(torch.einsum("dhj,jk->dhk", o, R2.to(wo.device)).reshape(wo.shape).to(wo.dtype))
     args.extra = {**(args.extra or {}), "rotation": {"kind": kind, "seed": seed, "heads": heads}}
     return model
 
