@@ -239,7 +239,6 @@ def test_hidden_distillation_turns_the_teacher_into_a_rotated_students_basis(tok
         train(small(tok), exs, tok, POLICY, cfg, teacher=rotate_model(small(tok, seed=1), "hadamard"))
 
 
-
 def test_ce_needs_every_answer_token_in_the_head(tok):
     model = small(tok)
     keep = [i for i in range(tok.vocab_size) if i != tok.encode("S9")[0]]
