@@ -12,8 +12,8 @@ Data are labelled examples, encoded as the guard reads them with the loss on the
   distance between the teacher's and the student's final (normed) hidden states. The answer-position KL sees
   about two tokens per conversation; this dense term passes on how the teacher reads the whole conversation,
   which a block- and width-pruned student has to relearn (the intermediate-state loss of Minitron and the
-  cosine loss of DistilBERT, here on the last layer only since pruning keeps the width but not the depth; a student
-  rotated by QAT's `rotation` is compared with a copy of the teacher turned the same way).
+  cosine loss of DistilBERT, here on the last layer only since pruning keeps the width but not the depth; student
+  and teacher must carry the same rotation, compress.rotate's: recipe steps turn a copy of the teacher to match).
 
 Batches are length-bucketed. Under `torchrun` (WORLD_SIZE > 1) the process group is initialised from the
 environment (distributed.py), every rank trains on its own slice of each global batch (DDP, or FSDP2 with
@@ -218,8 +218,8 @@ def require_cpu_bf16() -> None:
                            "this one has none; set cpu_bf16 = false to train in fp32")
 
 
-def _rotation(model: nn.Module) -> dict | None:
-    """The rotation folded into `model` (rotate.rotate_model records it in args.extra), None when there is none."""
+def rotation_of(model: nn.Module) -> dict | None:
+    """The rotation folded into `model` (compress.rotate records it in args.extra), None when there is none."""
     return (getattr(model.args, "extra", None) or {}).get("rotation")
 
 
@@ -425,18 +425,13 @@ def train(
     if config.hidden_weight and teacher.args.dim != model.args.dim:
         raise ValueError(f"hidden_weight needs a teacher of the student's width ({model.args.dim}), "
                          f"not {teacher.args.dim}")
-    if config.hidden_weight and _rotation(model) != _rotation(teacher):
+    if config.hidden_weight and rotation_of(model) != rotation_of(teacher):
         # A rotation (QuantConfig.rotation, the `rotate` step) keeps the logits but turns the residual stream: the
-        # cosine to an unrotated teacher's hidden states would be taken across two bases. A copy of the teacher is
-        # turned the same way (rotate.py is deterministic in kind and seed), so both sides compare their final
-        # states with the norm gains folded away; the caller's teacher stays as it was
-        if _rotation(teacher) is not None:
-            raise ValueError(f"hidden_weight compares final hidden states, but the student's rotation "
-                             f"{_rotation(model)} is not the teacher's {_rotation(teacher)}: set hidden_weight = 0 "
-                             "for this step (CE and KL do not depend on the rotation)")
-        from .compress.rotate import rotate_model
-
-        teacher = rotate_model(copy.deepcopy(teacher), **_rotation(model))
+        # cosine to the other model's hidden states would be taken across two bases, a wrong loss without a word
+        raise ValueError(f"hidden_weight compares final hidden states, but the student's rotation "
+                         f"{rotation_of(model)} is not the teacher's {rotation_of(teacher)}: rotate a copy of the "
+                         "teacher the same way (compress.rotate.rotate_model; recipe steps do) or set hidden_weight = 0 "
+                         "(CE and KL do not depend on the rotation)")
     # A prompt longer than the model's context cannot be trained on: the cap is the smaller of the two.
     max_len = min(config.max_len, model.args.max_seq_len)
     data = GuardData(examples, tokenizer, policy, max_len, config.overlong, config.augment, config.seed,

@@ -212,12 +212,13 @@ def test_hidden_distillation_pulls_every_tokens_hidden_state_to_the_teachers(tok
         TrainConfig(ce_weight=0.0)
 
 
-def test_hidden_distillation_turns_the_teacher_into_a_rotated_students_basis(tok):
+def test_hidden_distillation_needs_student_and_teacher_in_one_rotation(tok):
     """A rotation keeps the logits and turns the hidden states (QAT with rotation = "hadamard" rotates the student
-    only): the hidden term compares the student with a copy of the teacher rotated the same way, so a student that
-    is the teacher rotated starts at distance 0 (an unrotated comparison would start far off); a teacher rotated
-    otherwise than its student is an error."""
+    only): the hidden term across two bases is an error, not a wrong loss; a recipe step hands the student a copy of
+    the teacher turned the same way (compress.steps.teacher_for), and a student that is its teacher rotated then
+    starts at distance 0. The step context's teacher is not touched."""
     from pocketguard.compress.rotate import rotate_model
+    from pocketguard.compress.steps import teacher_for
 
     exs = toy_examples(16, seed=0)
     teacher = small(tok, seed=1)
@@ -228,15 +229,17 @@ def test_hidden_distillation_turns_the_teacher_into_a_rotated_students_basis(tok
         s = student(b.tokens, valid=b.valid, return_hidden=True)
         assert torch.allclose(student.output(s), teacher.output(t), atol=1e-4)
         assert float((1 - torch.nn.functional.cosine_similarity(s[b.valid], t[b.valid], dim=-1)).mean()) > 0.5
-    seen = []
     cfg = TrainConfig(lr=1e-9, steps=1, batch_size=16, ce_weight=0.0, kl_weight=1.0, hidden_weight=1.0, bf16=False,
                       progress=False, log_every=1, device="cpu")
-    train(student, exs, tok, POLICY, cfg, teacher=teacher, log=seen.append)
+    with pytest.raises(ValueError, match="is not the teacher's"):
+        train(student, exs, tok, POLICY, cfg, teacher=teacher)
+    turned = teacher_for(student, {"teacher": teacher}, cfg)
+    assert turned is not teacher and "rotation" not in (teacher.args.extra or {})
+    assert teacher_for(student, {"teacher": teacher}, replace(cfg, hidden_weight=0.0)) is teacher  # KL alone: as is
+    seen = []
+    train(student, exs, tok, POLICY, cfg, teacher=turned, log=seen.append)
     first = next(r for r in seen if "hidden" in r)
     assert first["hidden"] < 1e-5 and first["kl"] < 1e-5
-    assert "rotation" not in (teacher.args.extra or {})  # the caller's teacher is not touched
-    with pytest.raises(ValueError, match="is not the teacher's"):
-        train(small(tok), exs, tok, POLICY, cfg, teacher=rotate_model(small(tok, seed=1), "hadamard"))
 
 
 def test_ce_needs_every_answer_token_in_the_head(tok):

@@ -136,7 +136,7 @@ def _distill(model, ctx: StepContext, **params):
     from .distill import distill
 
     config = TrainConfig.from_dict({"kl_weight": 1.0, **params})
-    result = distill(model, ctx.teacher, ctx.examples, ctx.tokenizer, ctx.policy, config,
+    result = distill(model, teacher_for(model, ctx, config), ctx.examples, ctx.tokenizer, ctx.policy, config,
                      dev_examples=ctx.dev_examples or None, return_result=True)
     ctx.info.update(_train_info(result))
     return result.model
@@ -147,7 +147,8 @@ def _train(model, ctx: StepContext, **params):
 
     config = TrainConfig.from_dict(params)
     result = train(model, ctx.examples, ctx.tokenizer, ctx.policy, config,
-                   teacher=ctx.teacher if config.uses_teacher else None, dev_examples=ctx.dev_examples or None)
+                   teacher=teacher_for(model, ctx, config) if config.uses_teacher else None,
+                   dev_examples=ctx.dev_examples or None)
     ctx.info.update(_train_info(result))
     return result.model
 
@@ -175,6 +176,23 @@ def _export_artifact(model, ctx: StepContext):
         save_artifact(model, ctx.tokenizer, ctx.policy, ctx.work_dir, recipe=ctx.recipe)
     ctx.saved = True
     return model
+
+
+def teacher_for(model: nn.Module, ctx, config) -> nn.Module | None:
+    """The step context's teacher for a step that trains `model` with `config`. For the hidden term, a student that
+    a rotation turned (QAT's `rotation`, a `rotate` step) gets a copy of the teacher turned the same way (rotate.py is
+    deterministic in kind and seed): both sides then compare final hidden states in one basis, with their norm gains
+    folded away (pocketguard.train refuses two bases). The context's teacher stays as it was."""
+    import copy
+
+    from ..train import rotation_of
+
+    teacher = _ctx_get(ctx, "teacher")
+    if teacher is not None and config.hidden_weight and rotation_of(model) and not rotation_of(teacher):
+        from .rotate import rotate_model
+
+        teacher = rotate_model(copy.deepcopy(teacher), **rotation_of(model))
+    return teacher
 
 
 def _ctx_get(ctx, key, default=None):
@@ -251,7 +269,7 @@ def train_in_step(model: nn.Module, ctx, train_params: dict) -> nn.Module:
     examples = _ctx_get(ctx, "examples") or _ctx_get(ctx, "train_examples")
     if not examples:
         raise ValueError("quantization-aware training needs training examples (recipe [data] train)")
-    teacher = _ctx_get(ctx, "teacher") if config.uses_teacher else None
+    teacher = teacher_for(model, ctx, config) if config.uses_teacher else None
     result = train(model, examples, _ctx_get(ctx, "tokenizer"), _ctx_get(ctx, "policy"), config, teacher=teacher,
                    dev_examples=_ctx_get(ctx, "dev_examples") or None)
     info = _ctx_get(ctx, "info")
