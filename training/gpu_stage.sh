@@ -114,9 +114,11 @@
 # to start a machine, 91 s the first time and then 180 s each (five times: it asked for two machines), a call naming
 # nvidia-h100-x1 90 s (four times), a call inside a refusal window 15 s (four times). So with a budget near a plan's
 # need, name one kind (`kind: nvidia-h100-x1`): a refusal costs half. The budget before each call: 1,800, 1,709,
-# 1,619 (the H100), 1,508, 1,328, 1,313, 1,133, 953, 773, 593, 578, 488, 473, 383, 368; 278 left. The soup's
-# ~1,150 s was there until the fourth refusal, a one-seed student's ~930 s until the sixth; the later calls were
-# for the CUDA tests alone (test_recipe_reports_a_cuda_peak_per_step has still never run on a GPU).
+# 1,619 (the H100), 1,508, 1,328, 1,313, 1,133, 953, 773, 593, 578, 488, 473, 383, 368, 278 (too little to start
+# a machine: the call was turned away free). The soup's ~1,150 s was there until the fourth refusal, a one-seed
+# student's ~930 s until the sixth; the later calls were for the CUDA tests alone, which have still never run on a
+# GPU (tests/test_compress_e2e.py::test_recipe_reports_a_cuda_peak_per_step, tests/test_quantize.py::
+# test_rotation_turns_a_model_where_it_lives: run them in a lease's first call that has room).
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
