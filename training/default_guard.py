@@ -978,11 +978,10 @@ def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> 
     a, b = total(p), total(ref)
     rows.append(("3", f"{' + '.join(RULE_PROBES)} right, 3 more", num(a), num(b), a is not None and b is not None and a >= b + 3))
     for split, mine_split in runs.items():
-        teacher = _predictions(p, split).get("teacher")
+        teacher = _at_op(p, "teacher", split) if mine_split is not None else None  # (greedy: no threshold of its own)
         gap = None
-        if mine_split is not None and teacher:
-            _, tv = _verdicts(p.data / f"{split}.jsonl", teacher[_device("teacher", teacher)])
-            gap = paired_difference(gold_flags([e.label for e in mine_split[0]]), predicted(mine_split[1]), predicted(tv))
+        if teacher is not None:
+            gap = paired_difference(gold_flags([e.label for e in mine_split[0]]), predicted(mine_split[1]), predicted(teacher[1]))
         rows.append(("4", f"{split}: ΔF1 vs its teacher ≥ −{TEACHER_GAP:g}",
                      f"{gap['f1']:+.3f} {span(gap['f1_interval'])}" if gap else "— (no predictions)", "",
                      gap is not None and gap["f1"] is not None and gap["f1"] >= -TEACHER_GAP))
