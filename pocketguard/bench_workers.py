@@ -449,11 +449,11 @@ def contention_note(shares: list[float], threads: int) -> str:
     return f" (no contention for {threads} threads)"
 
 
-def own_cpu_s() -> float:
-    """CPU seconds (user + system) this process has used so far."""
+def own_cpu_s(ru=None) -> float:
+    """CPU seconds (user + system) this process has used so far (or as of `ru`, a getrusage result)."""
     import resource
 
-    ru = resource.getrusage(resource.RUSAGE_SELF)
+    ru = ru or resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
 
 
@@ -509,7 +509,7 @@ def _worker_entry(name: str, spec_path: str, out_path: str) -> int:
     res = WORKERS[name](spec)
     ru = resource.getrusage(resource.RUSAGE_SELF)
     res["peak_rss_bytes"] = _peak_rss_bytes(ru)
-    res["cpu_s"] = own_cpu_s()
+    res["cpu_s"] = own_cpu_s(ru)
     Path(out_path).write_text(json.dumps(res))
     return 0
 

