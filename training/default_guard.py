@@ -865,8 +865,7 @@ def _targets(p: Paths, f) -> list[str]:
             "dev response F1 | dev F1, lowest language | dev long-text asks (recall / FPR) |", "|---|---|---|---|---|---|---|---|---|"]
     both = [_predictions(p, split) for split in ("dev", "dev_heldout")]
     for who in sorted(set(both[0]) & set(both[1]), key=lambda w: (not w.startswith("teacher"), w)):
-        runs = [_verdicts(p.data / f"{split}.jsonl", by[who][_device(who, by[who])])
-                for split, by in zip(("dev", "dev_heldout"), both)]
+        runs = [_read(p, who, split) for split in ("dev", "dev_heldout")]
         dev_ex, held_ex = runs[0][0], runs[1][0]
         # asks among small talk whose sentences train never had (build_data.py talk_for): dev's view of positions.jsonl
         kind = ["long" if (ex.source or "").endswith("/in-long-text") else "other" for ex in dev_ex]
@@ -901,16 +900,22 @@ BLIND_PROBES = ("probes-blind2", "probes-blind3")  # (6), (7): not fewer right, 
 TEACHER_GAP = 0.02  # (4): F1 points of the teacher, on each split
 
 
-def _at_op(p: Paths, who: str, split: str) -> tuple[list, list] | None:
-    """A model's examples and verdicts on `split` at its operating point (a calibrated student's guard.json
-    threshold, else greedy), from the eval run the card reads; None without predictions."""
-    from pocketguard.evaluate.metrics import at_threshold
-
+def _read(p: Paths, who: str, split: str) -> tuple[list, list] | None:
+    """A model's examples and verdicts (as predicted) on `split`, from the eval run the card reads (`_device`);
+    None without predictions."""
     by_device = _predictions(p, split).get(who)
     if not by_device or not (p.data / f"{split}.jsonl").exists():
         return None
-    examples, verdicts = _verdicts(p.data / f"{split}.jsonl", by_device[_device(who, by_device)])
-    return examples, at_threshold(verdicts, _operating_points(p, who)[-1])
+    return _verdicts(p.data / f"{split}.jsonl", by_device[_device(who, by_device)])
+
+
+def _at_op(p: Paths, who: str, split: str) -> tuple[list, list] | None:
+    """`_read` at the model's operating point (a calibrated student's guard.json threshold, else greedy)."""
+    from pocketguard.evaluate.metrics import at_threshold
+
+    if (run := _read(p, who, split)) is None:
+        return None
+    return run[0], at_threshold(run[1], _operating_points(p, who)[-1])
 
 
 def _bars(p: Paths, who: str, runs: dict[str, tuple[list, list] | None]) -> dict[str, float | None]:

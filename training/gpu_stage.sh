@@ -119,6 +119,13 @@
 # student's ~930 s until the sixth; the later calls were for the CUDA tests alone, which have still never run on a
 # GPU (tests/test_compress_e2e.py::test_recipe_reports_a_cuda_peak_per_step, tests/test_quantize.py::
 # test_rotation_turns_a_model_where_it_lives: run them in a lease's first call that has room).
+# Run z (2026-12-06, sixteenth session): five refused starts (90 s each: nvidia-h100-x1 four times, nvidia-h200 once)
+# left 1,349 s; the sixth, naming nvidia-h200, came on an H100 (a named H200 kind may run on either). `part` plus the
+# two CUDA tests above (both passed, 18.5 s: their first run on a GPU) took 62 s; `TEACHER_SEEDS=1 STUDENT_EVAL=0
+# DISTILL_EVAL=0 … start "b22-f1536-e4-hxv b22-f1536-e4-hxv-r" … && … poll 560`, `poll 560` (the base student),
+# `poll 400` (the rotated one), `poll 150` (probes, PIPELINE_FINISHED): teacher 270 s, label 74 s, base student 422 s
+# (distil 220 s, QAT 138 s), the rotated QAT 165 s after it; from `part` to both students back 1,101 s of budget,
+# 1,592 of 1,800 s held.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
