@@ -636,6 +636,37 @@ def test_probe_table_counts_right_answers_by_what_is_judged(tmp_path):
     assert right == sum(int(c.split("/")[0]) for c in counts.values())
 
 
+def test_eval_and_probe_stop_before_dropping_another_models_results(tmp_path, monkeypatch):
+    """`eval` and `probe` write one folder or table per split and device: a second student's run into the first
+    one's stops before anything runs and the first one's results stay; run together, or (eval) under a tag, it
+    goes on."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", False)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dev.jsonl").write_text(json.dumps({"text": "hello", "label": "safe"}) + "\n")
+    out = p.eval / "dev-cpu"
+    out.mkdir(parents=True)
+    (out / "models.json").write_text('["a"]\n')
+    runs = []
+    monkeypatch.setattr(dg.subprocess, "run", lambda cmd, **k: runs.append(cmd))
+    with pytest.raises(SystemExit, match=r"dev-cpu holds the results of a: run them again together \(--models a,b\)"):
+        dg.stage_eval(p, "cpu", ["b"], splits=("dev",))
+    assert json.loads((out / "models.json").read_text()) == ["a"] and runs == []
+    dg.stage_eval(p, "cpu", ["b", "a"], splits=("dev",))
+    dg.stage_eval(p, "cpu", ["c"], tag="c", splits=("dev",))
+    assert [Path(c[c.index("--out") + 1]).name for c in runs] == ["dev-cpu", "dev-cpu-c"]
+    assert json.loads((out / "models.json").read_text()) == ["b", "a"]
+
+    table = p.eval / "probes-x-cpu.md"
+    table.write_text("| # | judged | text | expected | a | b |\n|---|---|---|---|---|---|\n")
+    before = table.read_text()
+    with pytest.raises(SystemExit, match=r"probes-x-cpu.md holds the results of b: run them again together \(--models a,b\)"):
+        dg.stage_probe(p, ["a"], "cpu", tmp_path / "probes-x.jsonl")
+    assert table.read_text() == before
+
+
 def test_card_targets_table_scores_each_student_greedy_and_at_its_threshold(tmp_path):
     """`card`'s first table, issue 12's bars per model: held-out F1 and each held-out source's recall / FPR, dev F1,
     look-alike FPR, response F1 and the weakest language — greedy, and for a calibrated student at its guard.json

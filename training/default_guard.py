@@ -525,6 +525,8 @@ def stage_eval(p: Paths, device: str, models: list[str], tag: str = "", splits: 
         if not data.exists():
             raise SystemExit(f"{data} is missing: build the data again with training/build_data.py")
         out = p.eval / f"{split}-{device.split(':')[0]}{'-' + tag if tag else ''}"
+        if (out / "models.json").exists():
+            _keep_others(out, json.loads((out / "models.json").read_text()), models)
         cmd = [sys.executable, "-m", "pocketguard.cli", "eval", "--data", str(data),
                "--out", str(out), "--device", device, "--batch-size", "32", *policy]
         for m in models:
@@ -571,12 +573,24 @@ def _report(p: Paths, shape: str) -> dict[str, dict] | None:
     return {r["kind"]: r for r in _jsonl(report)}
 
 
+def _keep_others(out: Path, there: list[str], models: list[str]) -> None:
+    """Stop before a run replaces `out`, the results of the models `there`, with those of `models` that leave one
+    of them out: `eval` and `probe` write one folder or table per split and device, so a second student's run
+    would otherwise drop the first one's predictions, which `card` and `rule` read."""
+    if gone := [m for m in there if m not in models]:
+        raise SystemExit(f"{out} holds the results of {', '.join(gone)}: run them again together "
+                         f"(--models {','.join(dict.fromkeys(there + models))}) or, for eval, give this run a --tag")
+
+
 def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PROBES) -> None:
     """Hand-written probes (training/probes*.jsonl: never trained on) as a table: expected vs each model's
     verdict; a probe is right when the status matches and, for unsafe, the expected categories are named."""
     from pocketguard.guard import Guard
     from pocketguard.examples import load_examples
 
+    table = p.eval / f"{Path(probes_file).stem}-{device.split(':')[0]}.md"
+    if table.exists():  # its header: | # | judged | text | expected | model… |
+        _keep_others(table, [c.strip() for c in table.read_text(encoding="utf-8").split("\n", 1)[0].strip("| ").split("|")][4:], models)
     probes = load_examples(probes_file)
     extra = p.data / "extra.jsonl"  # the unlabelled pool, which "-x" shapes train on
     trained = [p.data / "train.jsonl"] + ([extra] if extra.exists() else [])
@@ -606,7 +620,7 @@ def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PR
             out.append(f"| | {role} | {label} | | " + " | ".join(f"{right[m, role, label]}/{n[role, label]}" for m in models) + " |")
     text = "\n".join(out) + "\n"
     p.eval.mkdir(parents=True, exist_ok=True)
-    (p.eval / f"{Path(probes_file).stem}-{device.split(':')[0]}.md").write_text(text, encoding="utf-8")
+    table.write_text(text, encoding="utf-8")
     print(text)
 
 
