@@ -850,10 +850,11 @@ def _rule_run(tmp_path, dg, *, student_wrong=(), blind3=(40, 36), with_positions
                         "verdict": right(flip[r["label"]] if i in wrong else r["label"])}) + "\n"
             for i, r in enumerate(splits[split])))
 
-    def probes(p, counts):
+    def probes(p, model, counts):  # `probe`'s table, with a second model beside `model` that gets them all right
         p.eval.mkdir(parents=True, exist_ok=True)
         for stem, n in counts.items():
-            (p.eval / f"{stem}-cpu.md").write_text(f"| # | judged |\n| | | **right** | | **{n}/60** |\n| | user | unsafe | | 9/14 |\n")
+            (p.eval / f"{stem}-cpu.md").write_text(f"| # | judged | text | expected | {model} | other |\n"
+                                                  f"| | | **right** | | **{n}/60** | **60/60** |\n| | user | unsafe | | 9/14 | 14/14 |\n")
 
     p, ref = dg.Paths(tmp_path / "run", data, smoke=False), dg.Paths(tmp_path / "ref", data, smoke=False)
     shape = p.shipped
@@ -866,8 +867,8 @@ def _rule_run(tmp_path, dg, *, student_wrong=(), blind3=(40, 36), with_positions
         q_dir = who.model(q)
         q_dir.mkdir(parents=True)
         (q_dir / "guard.json").write_text(json.dumps({"threshold": 0.5}))
-    probes(p, {"probes": 50, "probes-fresh": 40, "probes-blind": 45, "probes-blind2": 44, "probes-blind3": blind3[0]})
-    probes(ref, {"probes": 48, "probes-fresh": 41, "probes-blind": 43, "probes-blind2": 44, "probes-blind3": blind3[1]})
+    probes(p, shape, {"probes": 50, "probes-fresh": 40, "probes-blind": 45, "probes-blind2": 44, "probes-blind3": blind3[0]})
+    probes(ref, "shipped", {"probes": 48, "probes-fresh": 41, "probes-blind": 43, "probes-blind2": 44, "probes-blind3": blind3[1]})
     return p, ref, shape
 
 

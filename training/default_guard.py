@@ -590,7 +590,7 @@ def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PR
 
     table = p.eval / f"{Path(probes_file).stem}-{device.split(':')[0]}.md"
     if table.exists():  # its header: | # | judged | text | expected | model… |
-        _keep_others(table, [c.strip() for c in table.read_text(encoding="utf-8").split("\n", 1)[0].strip("| ").split("|")][4:], models)
+        _keep_others(table, _columns(table.read_text(encoding="utf-8").split("\n", 1)[0])[4:], models)
     probes = load_examples(probes_file)
     extra = p.data / "extra.jsonl"  # the unlabelled pool, which "-x" shapes train on
     trained = [p.data / "train.jsonl"] + ([extra] if extra.exists() else [])
@@ -954,14 +954,22 @@ def _bars(p: Paths, who: str, runs: dict[str, tuple[list, list] | None]) -> dict
     return got
 
 
-def _probes_right(p: Paths, stem: str) -> int | None:
-    """Right answers in the last model column of `probe`'s CPU table OUT/eval/STEM-cpu.md (None without one)."""
+def _probes_right(p: Paths, stem: str, who: str) -> int | None:
+    """Right answers of model `who` in `probe`'s CPU table OUT/eval/STEM-cpu.md, read from its own column (a
+    table may hold several models); None without the table or the column."""
     f = p.eval / f"{stem}-cpu.md"
     if not f.exists():
         return None
-    row = next((line for line in f.read_text(encoding="utf-8").splitlines() if "| **right** |" in line), "")
+    lines = f.read_text(encoding="utf-8").splitlines()
+    models = _columns(lines[0])[4:]  # | # | judged | text | expected | model… |
+    row = next((line for line in lines if "| **right** |" in line), "")
     counts = [cell.strip().strip("*").split("/")[0] for cell in row.split("|") if "/" in cell]
-    return int(counts[-1]) if counts else None
+    return int(counts[models.index(who)]) if who in models and len(counts) == len(models) else None
+
+
+def _columns(header: str) -> list[str]:
+    """The cells of a markdown table row."""
+    return [c.strip() for c in header.strip().strip("|").split("|")]
 
 
 def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> bool:
@@ -990,11 +998,11 @@ def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> 
         iv = d[f"{key}_interval"] if d else None
         rows.append((clause, f"held-out Δ{key.upper()} vs {ref_model}, 95 % CI reaches 0",
                      f"{d[key]:+.3f} {span(iv)}" if d and d[key] is not None else "— (no paired predictions)", "", bool(iv) and iv[1] >= 0))
-    def total(run: Paths) -> int | None:  # the first three sets together, None when one table is missing
-        right = [_probes_right(run, stem) for stem in RULE_PROBES]
+    def total(run: Paths, who: str) -> int | None:  # the first three sets together, None when one table is missing
+        right = [_probes_right(run, stem, who) for stem in RULE_PROBES]
         return None if None in right else sum(r for r in right if r is not None)
 
-    a, b = total(p), total(ref)
+    a, b = total(p, shape), total(ref, ref_model)
     rows.append(("3", f"{' + '.join(RULE_PROBES)} right, 3 more", num(a), num(b), a is not None and b is not None and a >= b + 3))
     for split, mine_split in runs.items():
         teacher = _at_op(p, "teacher", split) if mine_split is not None else None  # (greedy: no threshold of its own)
@@ -1005,7 +1013,7 @@ def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> 
                      f"{gap['f1']:+.3f} {span(gap['f1_interval'])}" if gap else "— (no predictions)", "",
                      gap is not None and gap["f1"] is not None and gap["f1"] >= -TEACHER_GAP))
     for clause, stem in zip(("6", "7"), BLIND_PROBES):
-        a, b = _probes_right(p, stem), _probes_right(ref, stem)
+        a, b = _probes_right(p, stem, shape), _probes_right(ref, stem, ref_model)
         rows.append((clause, f"{stem} right, not fewer", num(a), num(b), a is not None and b is not None and a >= b))
     rows.sort(key=lambda r: int(r[0]))  # stable: bars and splits keep their order
     ok = all(r[-1] for r in rows)
