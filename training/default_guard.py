@@ -630,8 +630,7 @@ def probe_history(runs: Path, column: str = "teacher") -> list[tuple[str, str, l
     wrong), fewest right first. A probe every model of that kind missed is one the data, not a run, must fix."""
     record: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
     for table in sorted(runs.glob("*/probes*.md")):
-        rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.read_text(encoding="utf-8").splitlines()
-                if line.startswith("| ")]
+        rows = [_columns(line) for line in table.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
         if not rows or column not in rows[0]:
             continue
         at = rows[0].index(column)
