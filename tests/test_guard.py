@@ -374,8 +374,8 @@ def test_prompt_mode_and_policies_that_are_not_a_part_list_exactly_their_categor
 
 def test_a_guard_trained_on_the_taxonomys_names_is_asked_in_them(tok):
     """The default's S3, S4 and S11 carry Llama Guard 3's prompt names since 2026-12-05; a guard trained on the
-    MLCommons taxonomy's names for them (the one shipped until 2026-12-06) is judged under its own names when asked with the default
-    or a part of it — not prompted with words it never saw — and a real rename is still a rename."""
+    MLCommons taxonomy's names for them (the one shipped until 2026-12-06) is judged under its own names when asked
+    with the default or a part of it — not prompted with words it never saw — and a real rename is still a rename."""
     from dataclasses import replace as dc_replace
 
     from pocketguard.policy import TAXONOMY_NAMES

@@ -959,7 +959,7 @@ def _probes_right(p: Paths, stem: str, who: str) -> int | None:
     f = p.eval / f"{stem}-cpu.md"
     if not f.exists():
         return None
-    lines = f.read_text(encoding="utf-8").splitlines()
+    lines = f.read_text(encoding="utf-8").splitlines() or [""]
     models = _columns(lines[0])[4:]  # | # | judged | text | expected | model… |
     row = next((line for line in lines if "| **right** |" in line), "")
     counts = [cell.strip().strip("*").split("/")[0] for cell in row.split("|") if "/" in cell]
