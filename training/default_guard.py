@@ -31,7 +31,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   calibrate  a student's p_unsafe threshold, chosen on dev only (the lowest that meets the look-alike target),
              into its artifact's guard.json (before `ship`)
   rule       the shipping rule for one --shape against the shipped guard evaluated in --reference: every clause
-             met or not (OUT/eval/rule.md); exit 0 only when all are
+             met or not (OUT/eval/rule-SHAPE.md); exit 0 only when all are
 
 `--smoke` runs the same stages at toy size on CPU in a few minutes (the backbone cut to SMOKE_BLOCKS, few
 steps, a data sample): the check that the whole pipeline works before GPU time is spent on it. The committed
@@ -974,7 +974,7 @@ def _columns(header: str) -> list[str]:
 def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> bool:
     """The shipping rule for student `shape` of run `p` against `ref_model` evaluated in run folder `ref` (its
     `eval --models shipped --split dev --split dev_heldout --device cpu` and `probe` tables): a table of every
-    clause, written to OUT/eval/rule.md, and whether all are met."""
+    clause, written to OUT/eval/rule-SHAPE.md (one per student: a run judges several), and whether all are met."""
     from pocketguard.evaluate.metrics import gold_flags, paired_difference, predicted
 
     rows: list[tuple[str, str, str, str, bool]] = []
@@ -1020,7 +1020,7 @@ def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> 
                       *(f"| ({c}) | {m} | {a} | {b} | {'yes' if met else '**no**'} |" for c, m, a, b, met in rows),
                       "", f"**{'ship' if ok else 'do not ship'}**: {sum(r[-1] for r in rows)} of {len(rows)} met"]) + "\n"
     p.eval.mkdir(parents=True, exist_ok=True)
-    (p.eval / "rule.md").write_text(text, encoding="utf-8")
+    (p.eval / f"rule-{shape}.md").write_text(text, encoding="utf-8")
     print(text)
     return ok
 
