@@ -127,7 +127,8 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # half again as many distillation steps (~160 s more of a lease), so train is seen as often as run m's
           # student saw it. Run q (2026-12-04, ninth session; a soup teacher at 0.845, the four new benign domains):
           # held-out −1.9 and dev −1.1 against its teacher, 0.815 at its calibrated 0.7 with alpaca FPR 0.011, but
-          # HarmBench asks inside small talk 0.769 (run p's 0.972): not shipped
+          # HarmBench asks inside small talk 0.769 (run p's 0.972): not shipped. Runs r and z shipped the shape above
+          # (run z from a one-seed teacher: held-out 0.829, its teacher 0.823)
           "b22-f1536-e4-hxv-d15": Shape(22, 1536, 4, 1.0, True, True, distill_epochs=1.5),
           # runs w and x lost 2.2-2.5 F1 points to their teachers, run n's student 0.8 held-out before QAT and 1.3 after:
           # the shipped recipe's QAT with a Hadamard rotation of the residual stream and the heads folded in first
@@ -135,7 +136,9 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # QAT (~130 s on an H100) beside the base, teacher and distillation shared: a controlled A/B. Measured on
           # the backbone (training/runs/2026-12-06-cpu-rotation/; round-to-nearest int4 g32 + int8 activations, KL to
           # float over dev text): the rotation hurt on the GGUF's own Q4_1-grid weights (KL 0.46 → 0.68) and helped
-          # once they were moved off that grid (up to a grid step: 2.56 → 1.79); a fine-tuned student lies between
+          # once they were moved off that grid (up to a grid step: 2.56 → 1.79); a fine-tuned student lies between.
+          # Run z (2026-12-06): worse than its base on every measure (held-out 0.801 against 0.829, QAT losses higher
+          # from the first step): this backbone's students stay near its grid; its base was shipped
           "b22-f1536-e4-hxv-r": Shape(22, 1536, 4, 1.0, True, True, rotation="hadamard", base="b22-f1536-e4-hxv")}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 # Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's
