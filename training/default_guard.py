@@ -137,7 +137,7 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # the backbone (training/runs/2026-12-06-cpu-rotation/; round-to-nearest int4 g32 + int8 activations, KL to
           # float over dev text): the rotation hurt on the GGUF's own Q4_1-grid weights (KL 0.46 → 0.68) and helped
           # once they were moved off that grid (up to a grid step: 2.56 → 1.79); a fine-tuned student lies between.
-          # Run z (2026-12-06): worse than its base on every measure (held-out 0.801 against 0.829, QAT losses higher
+          # Run z (2026-12-06): worse than its base on nearly every measure (held-out 0.801 against 0.829, QAT losses higher
           # from the first step): this backbone's students stay near its grid; its base was shipped
           "b22-f1536-e4-hxv-r": Shape(22, 1536, 4, 1.0, True, True, rotation="hadamard", base="b22-f1536-e4-hxv")}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
