@@ -667,6 +667,41 @@ def test_eval_and_probe_stop_before_dropping_another_models_results(tmp_path, mo
     assert table.read_text() == before
 
 
+def test_judge_keeps_two_students_apart_and_tables_their_probes_together(tmp_path, monkeypatch):
+    """`judge`, the CPU half of a lease: each student's eval of every split the card and rule read under its own tag
+    (the folders stage_eval names: no student replaces another's predictions), each calibrated, every probe set with
+    both in one table, one card, and the rule per student; it returns those the rule ships."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    p, ref = dg.Paths(tmp_path / "run", tmp_path / "data", False), dg.Paths(tmp_path / "ref", tmp_path / "data", False)
+    (tmp_path / "data").mkdir()
+    for split in ("dev", "dev_heldout", "positions"):
+        (tmp_path / "data" / f"{split}.jsonl").write_text(json.dumps({"text": "hello", "label": "safe"}) + "\n")
+    A, B = "b22-f1536-e4-hxv", "b22-f1536-e4-hxv-r"  # shapes' names hold hyphens, as the folders' device suffix does
+    calls = []
+    monkeypatch.setattr(dg.subprocess, "run", lambda cmd, **k: calls.append(("eval", Path(cmd[cmd.index("--out") + 1]).name)))
+    monkeypatch.setattr(dg, "subset_split", lambda p: (tmp_path / "data" / "dev.jsonl", tmp_path / "subset.toml"))
+    monkeypatch.setattr(dg, "stage_calibrate", lambda p, shape, device: calls.append(("calibrate", shape, device)))
+    monkeypatch.setattr(dg, "stage_probe", lambda p, models, device, f: calls.append(("probe", tuple(models), Path(f).name)))
+    monkeypatch.setattr(dg, "stage_card", lambda p: calls.append(("card",)))
+    monkeypatch.setattr(dg, "stage_rule", lambda p, shape, r: calls.append(("rule", shape, r.out)) or shape == B)
+    assert dg.stage_judge(p, [A, B], ref) == [B]
+    evals = [c[1] for c in calls if c[0] == "eval"]
+    assert evals == [f"{s}-cpu-{m}" for m in (A, B) for s in dg.JUDGE_SPLITS]
+    assert [json.loads((p.eval / d / "models.json").read_text()) for d in evals] == [[A]] * 4 + [[B]] * 4
+    assert [c for c in calls if c[0] == "calibrate"] == [("calibrate", A, "cpu"), ("calibrate", B, "cpu")]
+    assert [c for c in calls if c[0] == "probe"] == [("probe", (A, B), f"{stem}.jsonl")
+                                                     for stem in dg.RULE_PROBES + dg.BLIND_PROBES]
+    assert all((dg.ROOT / "training" / f"{stem}.jsonl").exists() for stem in dg.RULE_PROBES + dg.BLIND_PROBES)
+    assert calls[-3:] == [("card",), ("rule", A, ref.out), ("rule", B, ref.out)]
+    # card, calibrate and rule find each student's predictions in its own folder, read as this device's
+    for d in evals:
+        (p.eval / d / "predictions").mkdir()
+        (p.eval / d / "predictions" / "00-x.jsonl").write_text("")
+    assert dg._predictions(p, "dev") == {m: {"cpu": p.eval / f"dev-cpu-{m}" / "predictions" / "00-x.jsonl"} for m in (A, B)}
+
+
 def test_card_targets_table_scores_each_student_greedy_and_at_its_threshold(tmp_path):
     """`card`'s first table, issue 12's bars per model: held-out F1 and each held-out source's recall / FPR, dev F1,
     look-alike FPR, response F1 and the weakest language — greedy, and for a calibrated student at its guard.json

@@ -32,6 +32,8 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
              into its artifact's guard.json (before `ship`)
   rule       the shipping rule for one --shape against the shipped guard evaluated in --reference: every clause
              met or not (OUT/eval/rule-SHAPE.md); exit 0 only when all are
+  judge      students back from a GPU lease, on this CPU: eval of every split (each --shape under its own tag),
+             calibrate, the five probe sets in one table, card, and rule for each (exit 0 when one would ship)
 
 `--smoke` runs the same stages at toy size on CPU in a few minutes (the backbone cut to SMOKE_BLOCKS, few
 steps, a data sample): the check that the whole pipeline works before GPU time is spent on it. The committed
@@ -1070,12 +1072,29 @@ def stage_ship(p: Paths, shape: str, target: Path) -> None:
     _say(f"ship: {shape}, {size / 1e6:.2f} MB → {target}")
 
 
+JUDGE_SPLITS = ("dev_heldout", "subset", "positions", "dev")  # every split the card and the rule read
+
+
+def stage_judge(p: Paths, shapes: list[str], ref: Paths, device: str = "cpu") -> list[str]:
+    """Students back from a GPU lease, judged where they ship, start to finish: each one's `eval` of JUDGE_SPLITS
+    under its own tag (OUT/eval/<split>-<device>-<shape>: two students keep their predictions), its threshold on
+    dev (`calibrate`), every probe set with all of them in one table, the card, and the rule for each against
+    `ref`. Returns the shapes the rule would ship."""
+    for shape in shapes:
+        stage_eval(p, device, [shape], shape, JUDGE_SPLITS)
+        stage_calibrate(p, shape, device)
+    for stem in RULE_PROBES + BLIND_PROBES:
+        stage_probe(p, shapes, device, ROOT / "training" / f"{stem}.jsonl")
+    stage_card(p)
+    return [shape for shape in shapes if stage_rule(p, shape, ref)]
+
+
 STAGES = ("data", "backbone", "teacher", "label", "student", "eval")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "probe-history", "pick", "calibrate", "rule"))
+    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "probe-history", "pick", "calibrate", "rule", "judge"))
     ap.add_argument("--data", type=Path, default=ROOT / "runs" / "data", help="build_data.py output (default: runs/data)")
     ap.add_argument("--out", type=Path, help="run folder (default: runs/default, or runs/smoke with --smoke)")
     ap.add_argument("--backbone", type=Path, default=BACKBONE, help=f"the backbone GGUF (default: {BACKBONE.relative_to(ROOT)})")
@@ -1099,7 +1118,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     out = a.out or ROOT / "runs" / ("smoke" if a.smoke else "default")
     p = Paths(out, a.data, a.smoke, a.backbone)
-    shapes = a.shape or ([p.shipped] if a.stage in ("ship", "calibrate", "rule") else list(p.shapes))
+    shapes = a.shape or ([p.shipped] if a.stage in ("ship", "calibrate", "rule", "judge") else list(p.shapes))
     unknown = [s for s in shapes if s not in p.shapes]
     if unknown:
         ap.error(f"unknown shape(s) {unknown}; known: {', '.join(p.shapes)}")
@@ -1117,10 +1136,15 @@ def main(argv: list[str] | None = None) -> int:
            "calibrate": lambda: stage_calibrate(p, shapes[0], a.device or "cpu")}
     if a.stage in ("ship", "calibrate", "rule") and len(shapes) != 1:
         ap.error(f"{a.stage} needs exactly one --shape")
-    if a.stage == "rule":  # exit 0 only when every clause is met
+    if a.stage in ("rule", "judge"):  # exit 0 only when every clause is met (judge: for at least one shape)
         if a.reference is None:
-            ap.error("rule needs --reference (a run folder holding the shipped guard's eval and probe tables)")
-        return 0 if stage_rule(p, shapes[0], Paths(a.reference, a.data, a.smoke, a.backbone)) else 1
+            ap.error(f"{a.stage} needs --reference (a run folder holding the shipped guard's eval and probe tables)")
+        ref = Paths(a.reference, a.data, a.smoke, a.backbone)
+        if a.stage == "rule":
+            return 0 if stage_rule(p, shapes[0], ref) else 1
+        ship = stage_judge(p, shapes, ref, a.device or "cpu")
+        _say(f"judge: the rule ships {', '.join(ship) if ship else 'none'} of {', '.join(shapes)} (OUT/eval/rule-SHAPE.md)")
+        return 0 if ship else 1
     for stage in STAGES if a.stage == "all" else (a.stage,):
         t0 = time.perf_counter()
         run[stage]()
