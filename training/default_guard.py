@@ -155,7 +155,7 @@ TEACHER_SEEDS = tuple(int(s) for s in os.environ.get("TEACHER_SEEDS", "0 1").spl
 # LOADER_WORKERS (environment): every recipe's [train] loader_workers (default: the TrainConfig's own, 2 on CUDA);
 # gpu_run.sh sets 0 when batches built in worker processes fail its check on the GPU.
 LOADER_WORKERS = os.environ.get("LOADER_WORKERS", "")
-SHIPPED = "b22-f1536-e4-hxv"  # the shape in pocketguard/assets (run r, 2026-12-04, ninth session) and default-student.toml
+SHIPPED = "b22-f1536-e4-hxv"  # the shape in pocketguard/assets (run z, 2026-12-06, sixteenth session) and default-student.toml
 SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hxv": Shape(2, 64, 4, 1.0, True, True),
                 "b1-f128-q": Shape(1, 128, 8, qat_epochs=0.5, base="b1-f128"),
                 "b2-f64-e4-hxv-r": Shape(2, 64, 4, 1.0, True, True, rotation="hadamard", base="b2-f64-e4-hxv")}
@@ -1084,7 +1084,7 @@ def stage_judge(p: Paths, shapes: list[str], ref: Paths, device: str = "cpu") ->
         stage_eval(p, device, [shape], shape, JUDGE_SPLITS)
         stage_calibrate(p, shape, device)
     for stem in RULE_PROBES + BLIND_PROBES:
-        stage_probe(p, shapes, device, ROOT / "training" / f"{stem}.jsonl")
+        stage_probe(p, shapes, device, PROBES.with_name(f"{stem}.jsonl"))
     stage_card(p)
     return [shape for shape in shapes if stage_rule(p, shape, ref)]
 
