@@ -126,16 +126,17 @@ def rotate_model(model: nn.Module, kind: str = "hadamard", seed: int = 0, heads:
     """Fold norms and apply R1 (and R2 when `heads`), in place. Records what it did in `model.args.extra`."""
     fold_norms(model)
     args = model.args
-    R = rotation_matrix(args.dim, kind, seed)
+    # built on the CPU (seeded, the same everywhere), then moved once to where the weights live: a recipe's GPU
+    device = model.tok_embeddings.weight.device
+    R = rotation_matrix(args.dim, kind, seed).to(device)
 
-    # (the matrices are built on the CPU and used where each weight lives: a recipe's models sit on its GPU)
     def right(lin, M):  # W ← W M (the linear reads a rotated input)
         w = _plain(lin).weight
-        w.copy_((w.double() @ M.to(w.device)).to(w.dtype))
+        w.copy_((w.double() @ M).to(w.dtype))
 
     def left(lin, M):  # W ← Mᵀ W (the linear's output is rotated)
         w = _plain(lin).weight
-        w.copy_((M.T.to(w.device) @ w.double()).to(w.dtype))
+        w.copy_((M.T @ w.double()).to(w.dtype))
 
     right(model.tok_embeddings, R)
     for layer in model.layers:
@@ -147,15 +148,15 @@ def rotate_model(model: nn.Module, kind: str = "hadamard", seed: int = 0, heads:
     right(model.output, R)
     if heads:
         hd = args.head_dim
-        R2 = rotation_matrix(hd, kind, seed + 1)
+        R2 = rotation_matrix(hd, kind, seed + 1).to(device)
         for layer in model.layers:
             a = layer.attention
             wv = _plain(a.wv).weight  # [n_kv*hd, dim]: per kv head, rows ← R2ᵀ rows
             v = wv.double().view(args.n_kv_heads, hd, -1)
-            wv.copy_(torch.einsum("ji,hjk->hik", R2.to(wv.device), v).reshape(wv.shape).to(wv.dtype))
+            wv.copy_(torch.einsum("ji,hjk->hik", R2, v).reshape(wv.shape).to(wv.dtype))
             wo = _plain(a.wo).weight  # [dim, n_heads*hd]: per head, columns ← columns R2
             o = wo.double().view(wo.shape[0], args.n_heads, hd)
-            wo.copy_(torch.einsum("dhj,jk->dhk", o, R2.to(wo.device)).reshape(wo.shape).to(wo.dtype))
+            wo.copy_(torch.einsum("dhj,jk->dhk", o, R2).reshape(wo.shape).to(wo.dtype))
     args.extra = {**(args.extra or {}), "rotation": {"kind": kind, "seed": seed, "heads": heads}}
     return model
 
