@@ -416,6 +416,39 @@ def test_teacher_stage_soups_the_ingredients_that_finished(tmp_path, monkeypatch
     assert souped == [[1, 2]]
 
 
+def test_teacher_fine_tunes_run_parallel_at_a_time(tmp_path, monkeypatch):
+    """PARALLEL (gpu_run.sh: from the GPU's memory) bounds the fine-tunes that train at once: two side by side ran
+    out of an H100's memory (run aa). Every seed still trains, and the soup is of all that finished."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=True)
+    p.seeds = (0, 1, 2)
+    running: set[int] = set()
+    started, most = [], []
+
+    class FakeJob:
+        def __init__(self, cmd):
+            self.seed = int(cmd[cmd.index("--seed") + 1])
+            running.add(self.seed)
+            started.append(self.seed)
+            most.append(len(running))
+
+        def wait(self):
+            running.discard(self.seed)
+            return 0
+
+    souped = []
+    monkeypatch.setattr(dg.subprocess, "Popen", FakeJob)
+    monkeypatch.setattr(dg, "soup", lambda paths, seeds: souped.append(list(seeds)))
+    for parallel, peak in (("1", 1), ("2", 2), ("", 3)):
+        started.clear(), most.clear()
+        monkeypatch.setenv("PARALLEL", parallel)
+        dg.stage_teacher(p, [])
+        assert started == [0, 1, 2] and max(most) == peak
+    assert souped == [[0, 1, 2]] * 3
+
+
 def test_teacher_seeds_come_from_the_environment():
     """TEACHER_SEEDS="0" trains one fine-tune (a short GPU lease); unset, the soup of seeds 0 and 1."""
     script = str(DEFAULT_MODEL_DIR.parents[2] / "training" / "default_guard.py")

@@ -414,8 +414,8 @@ def _qat_turn(held) -> Callable[[str], None]:
 
 
 def stage_teacher(p: Paths, argv: list[str], seed: int | None = None) -> None:
-    """The teacher: one fine-tune per seed of `p.seeds`, side by side (each in its own process, `--seed N`, which
-    trains that one only), then their soup (`soup`). A single seed is the teacher itself."""
+    """The teacher: one fine-tune per seed of `p.seeds`, side by side, PARALLEL at a time (each in its own process,
+    `--seed N`, which trains that one only), then their soup (`soup`). A single seed is the teacher itself."""
     if seed is not None:
         _run_recipe(p, "default-teacher", seed=seed)
         return
@@ -425,8 +425,14 @@ def stage_teacher(p: Paths, argv: list[str], seed: int | None = None) -> None:
     if (p.teacher / "config.json").exists():
         _say(f"teacher: {p.teacher} exists")
         return
-    jobs = [subprocess.Popen([sys.executable, __file__, "teacher", *argv, "--seed", str(s)]) for s in p.seeds]
-    done = [s for s, j in zip(p.seeds, jobs) if j.wait() == 0]
+    # PARALLEL (gpu_run.sh sets it from the GPU's memory) fine-tunes at a time: two side by side (63 GB each) fit the
+    # H200 and not the H100, where run aa's second seed ran out of memory beside the first and the soup had one
+    at_once = int(os.environ.get("PARALLEL") or len(p.seeds))
+    done = []
+    for i in range(0, len(p.seeds), at_once):
+        wave = p.seeds[i: i + at_once]
+        jobs = [subprocess.Popen([sys.executable, __file__, "teacher", *argv, "--seed", str(s)]) for s in wave]
+        done += [s for s, j in zip(wave, jobs) if j.wait() == 0]
     if not done:
         raise SystemExit(f"teacher: every fine-tune (seeds {list(p.seeds)}) failed")
     if len(done) < len(p.seeds):  # one ingredient lost (run g: out of GPU memory beside the other) costs the soup, not the run

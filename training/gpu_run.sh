@@ -10,8 +10,10 @@
 #   training/gpu_run.sh DATA_DIR BACKBONE_GGUF RESULTS_DIR
 #
 # SHAPES="b18-f1024 b24-f1024-e4" (environment) trains those student shapes only (default: all of SHAPES),
-# PARALLEL=N of them at a time (default 2: each distillation holds ~60 GB of the H200; a student that fails
-# there, e.g. out of memory, is retried alone once the others are done).
+# PARALLEL=N of them at a time, and N teacher fine-tunes (default: one per 70 GB of the GPU, so 2 on an H200 and 1
+# on an H100: a fine-tune peaks at 63 GB, a distillation at 47 GB beside the teacher's eval; on run aa's H100 the
+# second seed and both students ran out of memory side by side). A student that fails anyway is retried alone
+# once the others are done.
 # A stopped run resumes where it stopped on the next call, as long as runs/ survived. RESULTS_DIR gets
 # log.txt, results.tgz and student.tgz.NN (`cat student.tgz.* | tar xz -C runs` restores
 # default/students/SHAPE/model) and ends with a line PIPELINE_FINISHED in log.txt (PIPELINE_FAILED when the teacher
@@ -30,6 +32,8 @@ export POCKETGUARD_RUN=$run  # the shape table the python one-liners read (py_sh
 # the H200's memory in runs d and m, and the retry alone cost ~210 s of the lease
 export QAT_LOCK=${QAT_LOCK:-$results/.qat.lock}
 dg="python3 training/default_guard.py $smoke --data $data --backbone $backbone"
+gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2> /dev/null | head -1)
+export PARALLEL=${PARALLEL:-$(( ${gpu_mib:-0} / 70000 > 1 ? ${gpu_mib:-0} / 70000 : 1 ))}
 py_shapes='import os, sys; sys.path.insert(0, "training"); import default_guard as d; S = d.SMOKE_SHAPES if os.environ["POCKETGUARD_RUN"] == "smoke" else d.SHAPES'
 
 # STUDENT_EVAL=0 skips the students' GPU eval (~4 min each): `pick` reads their recipe reports, and the shipped
@@ -83,7 +87,8 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   # agreement with the teacher after every step); the shipped one is evaluated where it ships (CPU).
   # (the soup's ingredients too: whether averaging helped on the held-out sources is measured, not assumed)
   # (those that finished: a soup survives a lost ingredient)
-  ingredients=$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; p = d.Paths(d.ROOT / "runs" / sys.argv[2], d.ROOT / sys.argv[1], sys.argv[2] == "smoke"); print(",".join(f"teacher-s{s}" for s in p.seeds if len(p.seeds) > 1 and (p.model(f"teacher-s{s}") / "config.json").exists()))' "$data" "$run")
+  # (a lone survivor is the teacher itself: run aa evaluated one model twice)
+  ingredients=$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; p = d.Paths(d.ROOT / "runs" / sys.argv[2], d.ROOT / sys.argv[1], sys.argv[2] == "smoke"); s = [f"teacher-s{s}" for s in p.seeds if (p.model(f"teacher-s{s}") / "config.json").exists()]; print(",".join(s if len(s) > 1 else []))' "$data" "$run")
   # and its probe tables (a lease that ends before `pick` still says what the teacher gets right: run m's did not)
   # (positions.jsonl too, where build_data.py wrote it: does the teacher judge an ask wherever it sits in a message?)
   # (and the subset split: harm under a policy of three categories, which the guard shipped on 2026-12-04 mostly missed)
@@ -97,12 +102,15 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
     if ! $dg label; then echo "TEACHER FAILED (label)"; exit 1; fi
     echo "label done after $(( $(date +%s) - start ))s"
   fi
+  # A GPU that holds one job at a time (PARALLEL=1) finishes the teacher's eval (beside `label`, as on the H200)
+  # before the students start (polled, not waited for: the loop below collects its exit status)
+  if [ "$PARALLEL" = 1 ]; then while kill -0 "${pids[0]}" 2> /dev/null; do sleep 5; done; fi
   # Each student is evaluated on the GPU (its fast path) as soon as it is trained, beside the others' training:
   # the quality-vs-size points on dev and on the held-out sources; the shipped one is evaluated again on the CPU.
-  # At most PARALLEL (default 2) students train at once: distillation holds the teacher and a student at batch
+  # At most PARALLEL students train at once: distillation holds the teacher and a student at batch
   # 64 x 1024 tokens, ~60 GB each, and three beside the teacher's eval ran out of the H200's 140 GB (2026-12-02-c).
   for shape in $shapes; do
-    while [ "$(jobs -rp | grep -c -v -x -F "${pids[0]}")" -ge "${PARALLEL:-2}" ]; do wait -n; done
+    while [ "$(jobs -rp | grep -c -v -x -F "${pids[0]}")" -ge "$PARALLEL" ]; do wait -n; done
     touch "$results/.started-$shape"
     { await_base "$shape"; $dg student --shape "$shape" && student_eval "$shape"; } > "$results/student-$shape.log" 2>&1 &
     pids+=($!); job[$shape]=$!
