@@ -126,6 +126,15 @@
 # `poll 400` (the rotated one), `poll 150` (probes, PIPELINE_FINISHED): teacher 270 s, label 74 s, base student 422 s
 # (distil 220 s, QAT 138 s), the rotated QAT 165 s after it; from `part` to both students back 1,101 s of budget,
 # 1,592 of 1,800 s held.
+# Run aa (2026-12-06, seventeenth session): the first start came at once, on an H100. `part` plus the CUDA rotation
+# test (after rotate_model's matrices moved to the model's device once) 53 s; `TEACHER_SEEDS="0 1" STUDENT_EVAL=0
+# DISTILL_EVAL=0 … start "b22-f1536-e4-hxv b22-f1536-e4-hxv-d15" … && … poll 560`: the two teacher fine-tunes side by
+# side ran out of the H100's 80 GB (one peaks at 63 GB) and the soup was of seed 0 alone; both distillations then
+# ran out beside the teacher's eval (43 GB) and were retried one after the other once it finished. `poll 150`,
+# `poll 560` (the base student), `poll 540` (the d15 one, with 51 s of budget left), `poll 30` (PIPELINE_FINISHED):
+# teacher 315 s, label 75 s, students 427 s and 526 s (distil 244 s and 330 s, QAT 152 s and 164 s, QAT peak 78 GB
+# of the H100's 80), 1,776 of 1,800 s held. gpu_run.sh now sets PARALLEL from the GPU's memory (1 on an H100): there
+# the soup trains its seeds in turn (~2 x 300 s), so two seeds and one student need ~1,450 s from `part`.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
