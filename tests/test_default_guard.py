@@ -442,7 +442,8 @@ def test_teacher_fine_tunes_run_parallel_at_a_time(tmp_path, monkeypatch):
     monkeypatch.setattr(dg.subprocess, "Popen", FakeJob)
     monkeypatch.setattr(dg, "soup", lambda paths, seeds: souped.append(list(seeds)))
     for parallel, peak in (("1", 1), ("2", 2), ("", 3)):
-        started.clear(), most.clear()
+        started.clear()
+        most.clear()
         monkeypatch.setenv("PARALLEL", parallel)
         dg.stage_teacher(p, [])
         assert started == [0, 1, 2] and max(most) == peak

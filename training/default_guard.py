@@ -16,7 +16,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   backbone   the GGUF → a Hugging Face checkpoint with the Llama Guard 3 control tokens added (new embedding
              rows), the teacher's starting point
   teacher    training/recipes/default-teacher.toml: the whole backbone fine-tuned as a Llama Guard 3 guard (GPU),
-             once per seed of TEACHER_SEEDS side by side, averaged into one model (a soup; `--seed N`: one only)
+             once per seed of TEACHER_SEEDS, PARALLEL side by side, averaged into one model (a soup; `--seed N`: one)
   label      the teacher's verdicts on build_data.py's unlabelled pool (extra.jsonl) → train + pool, for "-x" shapes
   student    training/recipes/default-student.toml at each shape of SHAPES (blocks kept, MLP width, embedding bits,
              hidden-state distillation weight): prune → distill → int4 QAT → artifact (GPU); `--shape` picks one
@@ -147,9 +147,9 @@ VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used r
 # 1.0 / 0.35 epochs over train + the labelled pool (~53k rows)
 TRAIN_EPOCHS = {"distill": 1.5, "qat": 0.5}
 # The teacher is a "model soup" (Wortsman et al., 2022) of fine-tunes that differ only in seed (data order,
-# augmentation): trained side by side on the one GPU, then averaged weight by weight. Fine-tunes of one
-# pretrained start average into a model as good in distribution and steadier on unseen sources than any one of
-# them; a single teacher's held-out F1 moved from 0.831 (run d) to 0.790 (run e) with the same recipe.
+# augmentation): trained side by side on the one GPU (PARALLEL at a time), then averaged weight by weight.
+# Fine-tunes of one pretrained start average into a model as good in distribution and steadier on unseen sources
+# than any one of them; a single teacher's held-out F1 moved from 0.831 (run d) to 0.790 (run e) with the same recipe.
 # TEACHER_SEEDS="0" (environment) trains one fine-tune, no soup: a GPU lease too short for two side by side.
 TEACHER_SEEDS = tuple(int(s) for s in os.environ.get("TEACHER_SEEDS", "0 1").split())
 # LOADER_WORKERS (environment): every recipe's [train] loader_workers (default: the TrainConfig's own, 2 on CUDA);

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Make the default guard on one GPU machine: backbone → teacher (a soup of fine-tunes trained side by side) → its labels on the unlabelled pool → the
-# student shapes in parallel (each
-# evaluated when trained), with the teacher's eval on dev and dev_heldout beside them → pick the student to
-# ship → pack what comes back
+# Make the default guard on one GPU machine: backbone → teacher (a soup of fine-tunes, side by side where the GPU
+# holds them) → its labels on the unlabelled pool → the student shapes in parallel (each evaluated when trained),
+# with the teacher's eval on dev and dev_heldout beside them → pick the student to ship → pack what comes back
 # (reports, training logs, the teacher's eval, the picked student artifact in 15 MB parts). Data come
 # prepared (build_data.py output) and the backbone GGUF comes in, because neither the raw sets nor a hub
 # are there:
@@ -75,8 +74,8 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   if ! python3 -m pytest -q -x -p no:cacheprovider tests/test_train.py -k "loader_workers and cuda"; then
     echo "loader check failed: LOADER_WORKERS=0"; export LOADER_WORKERS=0
   fi
-  # The teacher: TEACHER_SEEDS fine-tunes side by side, averaged (default_guard.py soup), unless one kept from an
-  # earlier lease came in (gpu_stage.sh fetch-teacher / start): then neither the backbone nor the training is needed
+  # The teacher: TEACHER_SEEDS fine-tunes, PARALLEL side by side, averaged (default_guard.py soup), unless one kept
+  # from an earlier lease came in (gpu_stage.sh fetch-teacher / start): then neither the backbone nor the training is needed
   if [ -s runs/$run/teacher/model/config.json ]; then
     echo "teacher: kept from an earlier lease: $(cat runs/$run/teacher/ORIGIN 2> /dev/null)"
     if ! $dg data; then echo "TEACHER FAILED"; exit 1; fi
