@@ -385,3 +385,17 @@ def test_recipe_variant_adopts_the_finished_steps_it_shares_with_another_run(toy
     assert _compress(tmp_path / "c.toml", "--resume", "--reuse", str(a)) == 0
     assert "adopted" not in capsys.readouterr().err
     assert {p.name: (p / "step.json").stat().st_mtime_ns for p in (c / "steps").iterdir()} == stamps
+
+
+@pytest.mark.parametrize("kind, params", [("train", {}), ("qat", {"weight_bits": 4, "group_size": 32}), ("lora", {})])
+def test_training_steps_without_training_examples_say_so(toy, kind, params):
+    """train, qat and lora share one training path: without the recipe's [data] train each fails with the same clear
+    error before any training step runs."""
+    from pocketguard.compress.steps import STEPS
+
+    tok = toy[0]
+    args = ModelArgs(dim=64, n_layers=1, n_heads=4, n_kv_heads=2, vocab_size=tok.vocab_size, ffn_dims=128, max_seq_len=64)
+    model = Transformer(args).init_weights(std=0.1, seed=0)
+    ctx = {"examples": [], "tokenizer": tok, "policy": POLICY, "info": {}}
+    with pytest.raises(ValueError, match=r"needs training examples \(recipe \[data\] train\)"):
+        STEPS[kind].fn(model, ctx, steps=1, batch_size=2, progress=False, device="cpu", **params)

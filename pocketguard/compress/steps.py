@@ -143,14 +143,7 @@ def _distill(model, ctx: StepContext, **params):
 
 
 def _train(model, ctx: StepContext, **params):
-    from ..train import TrainConfig, train
-
-    config = TrainConfig.from_dict(params)
-    result = train(model, ctx.examples, ctx.tokenizer, ctx.policy, config,
-                   teacher=teacher_for(model, ctx, config) if config.uses_teacher else None,
-                   dev_examples=ctx.dev_examples or None)
-    ctx.info.update(_train_info(result))
-    return result.model
+    return train_in_step(model, ctx, params)
 
 
 def _train_info(result) -> dict:
@@ -262,13 +255,13 @@ def qat_step(model: nn.Module, ctx=None, **params) -> nn.Module:
 
 
 def train_in_step(model: nn.Module, ctx, train_params: dict) -> nn.Module:
-    """Run pocketguard.train.train on the step context's data (shared by the qat and lora steps)."""
+    """Run pocketguard.train.train on the step context's data (shared by the train, qat and lora steps)."""
     from ..train import TrainConfig, train
 
     config = TrainConfig.from_dict(train_params)
     examples = _ctx_get(ctx, "examples") or _ctx_get(ctx, "train_examples")
     if not examples:
-        raise ValueError("quantization-aware training needs training examples (recipe [data] train)")
+        raise ValueError("this step trains: it needs training examples (recipe [data] train)")
     teacher = teacher_for(model, ctx, config) if config.uses_teacher else None
     result = train(model, examples, _ctx_get(ctx, "tokenizer"), _ctx_get(ctx, "policy"), config, teacher=teacher,
                    dev_examples=_ctx_get(ctx, "dev_examples") or None)
