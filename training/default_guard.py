@@ -33,7 +33,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   rule       the shipping rule for one --shape against the shipped guard evaluated in --reference: every clause
              met or not (OUT/eval/rule-SHAPE.md); exit 0 only when all are
   judge      students back from a GPU lease, on this CPU: eval of every split (each --shape under its own tag),
-             calibrate, the five probe sets in one table, card, and rule for each (exit 0 when one would ship)
+             calibrate, the rule's probe sets (each in one table), card, and rule for each (exit 0 when one would ship)
 
 `--smoke` runs the same stages at toy size on CPU in a few minutes (the backbone cut to SMOKE_BLOCKS, few
 steps, a data sample): the check that the whole pipeline works before GPU time is spent on it. The committed
@@ -600,8 +600,8 @@ def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PR
     from pocketguard.examples import load_examples
 
     table = p.eval / f"{Path(probes_file).stem}-{device.split(':')[0]}.md"
-    if table.exists():  # its header: | # | judged | text | expected | model… |
-        _keep_others(table, _columns(table.read_text(encoding="utf-8").split("\n", 1)[0])[4:], models)
+    if table.exists():
+        _keep_others(table, _probe_models(table.read_text(encoding="utf-8").split("\n", 1)[0]), models)
     probes = load_examples(probes_file)
     extra = p.data / "extra.jsonl"  # the unlabelled pool, which "-x" shapes train on
     trained = [p.data / "train.jsonl"] + ([extra] if extra.exists() else [])
@@ -971,15 +971,22 @@ def _probes_right(p: Paths, stem: str, who: str) -> int | None:
     if not f.exists():
         return None
     lines = f.read_text(encoding="utf-8").splitlines() or [""]
-    models = _columns(lines[0])[4:]  # | # | judged | text | expected | model… |
+    models = _probe_models(lines[0])
     row = next((line for line in lines if "| **right** |" in line), "")
-    counts = [cell.strip().strip("*").split("/")[0] for cell in row.split("|") if "/" in cell]
-    return int(counts[models.index(who)]) if who in models and len(counts) == len(models) else None
+    counts = _probe_models(row)  # | | | **right** | | **n/N** … |: each model's count under its name
+    if who not in models or len(counts) != len(models):
+        return None
+    return int(counts[models.index(who)].strip("*").split("/")[0])
 
 
 def _columns(header: str) -> list[str]:
     """The cells of a markdown table row."""
     return [c.strip() for c in header.strip().strip("|").split("|")]
+
+
+def _probe_models(row: str) -> list[str]:
+    """The model cells of a row of `probe`'s table (| # | judged | text | expected | model… |)."""
+    return _columns(row)[4:]
 
 
 def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> bool:
