@@ -135,6 +135,10 @@
 # teacher 315 s, label 75 s, students 427 s and 526 s (distil 244 s and 330 s, QAT 152 s and 164 s, QAT peak 78 GB
 # of the H100's 80), 1,776 of 1,800 s held. gpu_run.sh now sets PARALLEL from the GPU's memory (1 on an H100): there
 # the soup trains its seeds in turn (~2 x 300 s), so two seeds and one student need ~1,450 s from `part`.
+# Run ab (2026-12-06, eighteenth session, an H100, data-x): `part`, then `TEACHER_SEEDS=0 STUDENT_EVAL=0 DISTILL_EVAL=0
+# … start "b22-f1536-e4-hxv" .carry/data-x.tgz .carry/p01 && … poll 560`, `poll 560`, `poll 540` (the student),
+# `poll 120` (PIPELINE_FINISHED): teacher 401 s, `label` 78 s beside the teacher's eval, which finished before the
+# student began (PARALLEL=1, as designed), student 531 s; 1,157 s from `start`, 1,286 s held in all.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
