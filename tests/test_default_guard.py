@@ -962,6 +962,28 @@ def test_rule_ships_only_when_every_clause_is_met(tmp_path):
     assert "| (7) | probes-blind3 right, not fewer | 35 | 36 | **no** |" in (p.eval / f"rule-{shape}.md").read_text()
 
 
+def test_rule_reports_the_probes_the_two_models_split_and_their_sign_test(tmp_path):
+    """Below the verdict, `rule` pairs the probes of (3) and (6)-(8) by text: right for the student only, for the
+    shipped guard only (another model's column and probes of one table only are not counted), and the exact sign
+    test on them — the noise the count clauses carry, informational."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+    from scipy.stats import binomtest
+
+    p, ref, shape = _rule_run(tmp_path, dg)
+    dg.stage_rule(p, shape, ref)  # count rows only: nothing to pair
+    assert "no probe right for one model and wrong for the other" in (p.eval / f"rule-{shape}.md").read_text()
+    row = lambda i, a, b: f"| {i} | user | probe {i} | safe | {'**✗** unsafe S1 (0.9)' if not a else 'safe  (0.1)'} | {b} |\n"  # noqa: E731
+    mine = {1: True, 2: True, 3: True, 4: False, 5: True}  # right for the student
+    theirs = {1: True, 2: False, 3: False, 4: True, 6: False}  # right for the shipped guard; 5 and 6 in one table only
+    for run, model, marks in ((p, shape, mine), (ref, "shipped", theirs)):
+        body = "".join(row(i, ok, "**✗** x" if ok else "y") for i, ok in marks.items())  # the other column: the opposite
+        (run.eval / "probes-blind3-cpu.md").write_text(f"| # | judged | text | expected | {model} | other |\n|---|---|---|---|---|---|\n{body}")
+    dg.stage_rule(p, shape, ref)
+    line = (p.eval / f"rule-{shape}.md").read_text().strip().splitlines()[-1]
+    assert f"2 right only for {shape}, 1 only for shipped; exact sign test p = {binomtest(2, 3).pvalue:.2f}" in line
+
+
 def test_rule_fails_closed_on_a_lost_bar_a_held_out_loss_or_a_missing_measure(tmp_path):
     """Missing HarmBench asks cost the bar the shipped guard meets (1) and held-out F1 beyond doubt (2); a split the
     student was not evaluated on is a clause not met, not one skipped."""
