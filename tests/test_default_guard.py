@@ -726,8 +726,8 @@ def test_judge_keeps_two_students_apart_and_tables_their_probes_together(tmp_pat
     assert [json.loads((p.eval / d / "models.json").read_text()) for d in evals] == [[A]] * 4 + [[B]] * 4
     assert [c for c in calls if c[0] == "calibrate"] == [("calibrate", A, "cpu"), ("calibrate", B, "cpu")]
     assert [c for c in calls if c[0] == "probe"] == [("probe", (A, B), f"{stem}.jsonl")
-                                                     for stem in dg.RULE_PROBES + dg.BLIND_PROBES]
-    assert all((dg.ROOT / "training" / f"{stem}.jsonl").exists() for stem in dg.RULE_PROBES + dg.BLIND_PROBES)
+                                                     for stem in dg.JUDGED_PROBES]
+    assert all((dg.ROOT / "training" / f"{stem}.jsonl").exists() for stem in dg.JUDGED_PROBES)
     assert calls[-3:] == [("card",), ("rule", A, ref.out), ("rule", B, ref.out)]
     # card, calibrate and rule find each student's predictions in its own folder, read as this device's
     for d in evals:

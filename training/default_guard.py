@@ -25,7 +25,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   card       teacher vs students tables for docs/model-card.md, from the eval predictions
   pick       the student to ship: the best dev F1 among the shapes that fit the package
   probe      the hand-written probes of training/probes.jsonl (never trained on), expected vs each model
-             (--probes training/probes-fresh.jsonl, probes-blind.jsonl, probes-blind2.jsonl … probes-blind4.jsonl: sets
+             (--probes training/probes-fresh.jsonl, probes-blind.jsonl, probes-blind2.jsonl … probes-blind5.jsonl: sets
              written later, each before any model saw it)
   probe-history  each probe's record across the probe tables of every run in training/runs (--column: teacher)
   calibrate  a student's p_unsafe threshold, chosen on dev only (the lowest that meets the look-alike target),
@@ -33,7 +33,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   rule       the shipping rule for one --shape against the shipped guard evaluated in --reference: every clause
              met or not (OUT/eval/rule-SHAPE.md); exit 0 only when all are
   judge      students back from a GPU lease, on this CPU: eval of every split (each --shape under its own tag),
-             calibrate, the rule's probe sets (each in one table), card, and rule for each (exit 0 when one would ship)
+             calibrate, every judged probe set (JUDGED_PROBES, each in one table), card, and rule for each (exit 0 when one would ship)
 
 `--smoke` runs the same stages at toy size on CPU in a few minutes (the backbone cut to SMOKE_BLOCKS, few
 steps, a data sample): the check that the whole pipeline works before GPU time is spent on it. The committed
@@ -928,6 +928,11 @@ BARS = (  # issue 12's bars: (name, ≥ or ≤, bound)
     ("artifact MB", "<=", MAX_SHIP_BYTES / 1e6))
 RULE_PROBES = ("probes", "probes-fresh", "probes-blind")  # (3): three more right in all
 BLIND_PROBES = ("probes-blind2", "probes-blind3", "probes-blind4")  # (6), (7), (8): not fewer right, each
+# Tabled by `judge` and counted in the rule's paired line, no clause of its own: the fifth blind set (stop 48) came
+# when runs aa and ac had shown one set's count moving by up to 5 between two fine-tunes of one seed; a "not fewer"
+# clause per set turns on that noise, pooled pairs less so.
+PAIRED_ONLY_PROBES = ("probes-blind5",)
+JUDGED_PROBES = RULE_PROBES + BLIND_PROBES + PAIRED_ONLY_PROBES
 TEACHER_GAP = 0.02  # (4): F1 points of the teacher, on each split
 
 
@@ -1052,22 +1057,22 @@ def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> 
 
 
 def _probes_paired(p: Paths, shape: str, ref: Paths, ref_model: str) -> str:
-    """How far the probe counts of (3) and (6)-(8) are from noise: the probes of those sets right for one model and
-    wrong for the other, and the exact two-sided sign test on them (McNemar's). Informational: no clause reads it.
-    Two students of one teacher (run aa) differ by up to 3 on a set; run ab's student and the shipped guard split
-    15 to 17 over six sets, p = 0.86."""
+    """How far the probe counts of (3) and (6)-(8) are from noise: the probes of every judged set right for one
+    model and wrong for the other, and the exact two-sided sign test on them (McNemar's). Informational: no clause
+    reads it. Two students of one teacher (run aa) differ by up to 3 on a set; run ab's student and the shipped guard
+    split 15 to 17 over the first six sets, p = 0.86."""
     from scipy.stats import binomtest
 
     only_mine = only_theirs = 0
-    for stem in RULE_PROBES + BLIND_PROBES:
+    for stem in JUDGED_PROBES:
         mine, theirs = _probe_marks(p.eval / f"{stem}-cpu.md", shape), _probe_marks(ref.eval / f"{stem}-cpu.md", ref_model)
         for probe in mine.keys() & theirs.keys():
             only_mine += mine[probe] and not theirs[probe]
             only_theirs += theirs[probe] and not mine[probe]
     n = only_mine + only_theirs
     if not n:
-        return f"Paired probes ({', '.join(RULE_PROBES + BLIND_PROBES)}): no probe right for one model and wrong for the other."
-    return (f"Paired probes ({', '.join(RULE_PROBES + BLIND_PROBES)}): {only_mine} right only for {shape}, {only_theirs} only for "
+        return f"Paired probes ({', '.join(JUDGED_PROBES)}): no probe right for one model and wrong for the other."
+    return (f"Paired probes ({', '.join(JUDGED_PROBES)}): {only_mine} right only for {shape}, {only_theirs} only for "
             f"{ref_model}; exact sign test p = {binomtest(only_mine, n).pvalue:.2f} (informational).")
 
 
@@ -1124,7 +1129,7 @@ def stage_judge(p: Paths, shapes: list[str], ref: Paths, device: str = "cpu") ->
     for shape in shapes:
         stage_eval(p, device, [shape], shape, JUDGE_SPLITS)
         stage_calibrate(p, shape, device)
-    for stem in RULE_PROBES + BLIND_PROBES:
+    for stem in JUDGED_PROBES:
         stage_probe(p, shapes, device, PROBES.with_name(f"{stem}.jsonl"))
     stage_card(p)
     return [shape for shape in shapes if stage_rule(p, shape, ref)]
