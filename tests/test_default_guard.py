@@ -147,7 +147,7 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
 def test_shapes_set_their_training_lengths_and_data(tmp_path):
     """Each shape's distillation and QAT run as long as it says: its own length (distill_epochs, qat_epochs) over
     the committed recipe's for "-x" shapes (the shipped one's: train + the teacher-labelled pool, which they train
-    on) over TRAIN_EPOCHS for the others (train alone)."""
+    on) over TRAIN_EPOCHS for the others (train alone); its distillation at its own temperature, else the recipe's."""
     sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
     import tomllib
 
@@ -166,6 +166,9 @@ def test_shapes_set_their_training_lengths_and_data(tmp_path):
             want = own if own is not None else committed[kind] if s.extra else dg.TRAIN_EPOCHS[kind]
             assert got[kind] == want, (shape, kind)
         assert Path(r.data["train"]) == (p.labelled if s.extra else p.data / "train.jsonl"), shape
+        distill = next(st for st in r.steps if st["kind"] == "distill")  # its own temperature, else the recipe's 1.0
+        assert distill["temperature"] == (s.distill_temperature or 1.0), shape
+    assert any(s.distill_temperature for s in p.shapes.values())
 
 
 def test_vocab_shapes_prune_the_input_embedding_after_the_head(tmp_path):

@@ -95,6 +95,7 @@ class Shape(NamedTuple):
     distill_epochs: float | None = None  # the recipe's distillation length when not None (over TRAIN_EPOCHS)
     base: str = ""  # a shape whose recipe is the same up to QAT: this one starts from its distilled checkpoint
     rotation: str | None = None  # the QAT step's QuantConfig.rotation ("hadamard") when not None
+    distill_temperature: float | None = None  # the distillation's softmax temperature when not None (the recipe's: 1.0)
 
 
 SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16-f1024": Shape(16, 1024, 8),
@@ -141,7 +142,12 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # once they were moved off that grid (up to a grid step: 2.56 → 1.79); a fine-tuned student lies between.
           # Run z (2026-12-06): worse than its base on nearly every measure (held-out 0.801 against 0.829, QAT losses higher
           # from the first step): this backbone's students stay near its grid; its base was shipped
-          "b22-f1536-e4-hxv-r": Shape(22, 1536, 4, 1.0, True, True, rotation="hadamard", base="b22-f1536-e4-hxv")}
+          "b22-f1536-e4-hxv-r": Shape(22, 1536, 4, 1.0, True, True, rotation="hadamard", base="b22-f1536-e4-hxv"),
+          # run ab (2026-12-06, stop 48): the student lost 24 of its teacher's 284 probes, most of them look-alikes it
+          # flags and harm that only a reply carries, where the teacher is sure and right. Distilling at T = 2 (the
+          # teacher's answer softened, KL scaled by T², Hinton et al. 2015) carries its less-sure answers too — how
+          # close a look-alike comes to unsafe — not only the argmax the CE term already gives. Not yet trained.
+          "b22-f1536-e4-hxv-t2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 # Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's
 # 1.0 / 0.35 epochs over train + the labelled pool (~53k rows)
@@ -340,8 +346,9 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
         r["teacher"], r["output"] = str(p.teacher), str(p.student(shape))
         s = p.shapes[shape]
         hidden = {"hidden_weight": s.hidden_weight} if s.hidden_weight else {}
+        soft = {"temperature": s.distill_temperature} if s.distill_temperature else {}
         for step in r["step"]:
-            step.update({"prune_blocks": {"keep": s.blocks}, "prune_mlp": {"width": s.width}, "distill": hidden,
+            step.update({"prune_blocks": {"keep": s.blocks}, "prune_mlp": {"width": s.width}, "distill": {**hidden, **soft},
                          "qat": {"embedding_bits": s.embedding_bits, **hidden,
                                  **({"rotation": s.rotation} if s.rotation else {})}}.get(step["kind"], {}))
             if not s.extra and step["kind"] in TRAIN_EPOCHS:
