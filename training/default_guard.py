@@ -31,9 +31,11 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   calibrate  a student's p_unsafe threshold, chosen on dev only (the lowest that meets the look-alike target),
              into its artifact's guard.json (before `ship`)
   rule       the shipping rule for one --shape against the shipped guard evaluated in --reference: every clause
-             met or not (OUT/eval/rule-SHAPE.md); exit 0 only when all are
+             met or not, and the probes the two split with their sign test (OUT/eval/rule-SHAPE.md); exit 0 only
+             when all clauses are met
   judge      students back from a GPU lease, on this CPU: eval of every split (each --shape under its own tag),
-             calibrate, every judged probe set (JUDGED_PROBES, each in one table), card, and rule for each (exit 0 when one would ship)
+             calibrate, every judged probe set (JUDGED_PROBES, each in one table), card, and rule for each
+             (exit 0 when one would ship)
 
 `--smoke` runs the same stages at toy size on CPU in a few minutes (the backbone cut to SMOKE_BLOCKS, few
 steps, a data sample): the check that the whole pipeline works before GPU time is spent on it. The committed
