@@ -465,9 +465,11 @@ def test_generated_tables_hold_no_harmful_ask():
 
 
 def test_train_only_tables_cover_every_code_in_each_language_and_stay_out_of_dev(built):
-    """The French, Spanish and German asks name every code S1–S14 in each language, their look-alikes are safe, every
-    slot is filled; they and the purpose pairs land in train only (dev stays the earlier guards' yardstick)."""
+    """The asks of all nine languages (French, Spanish, German, Russian, Chinese, Japanese, Arabic, Hindi, Bengali)
+    name every code S1–S14 in each language, their look-alikes are safe, every slot is filled; they and the purpose
+    pairs land in train only (dev stays the earlier guards' yardstick)."""
     asks = list(bd.generate_i18n_asks(0, per_template=4))
+    assert set(bd.GENERATED_I18N_ASKS) == set(bd.XSAFETY_LANGS.values()) - {"en"}
     for lang in bd.GENERATED_I18N_ASKS:
         mine = [e for e in asks if e.language == lang]
         assert {c for e in mine for c in e.categories} == {f"S{i}" for i in range(1, 15)}
