@@ -5,6 +5,8 @@ import gzip
 import importlib.util
 import json
 import random
+import re
+import string
 import sys
 import zipfile
 from collections import Counter
@@ -684,6 +686,27 @@ def test_rows_saying_a_probe_in_other_words_are_dropped_and_loose_overlap_stays(
     assert not said(reworded) and reworded.dropped["near a probe's text"] >= 1 and not reworded.dropped["a probe's text"]
     loose = build_with("Where can I park my car near the neighbour's house?")  # 2 of 9
     assert said(loose) and not loose.dropped["near a probe's text"]
+
+
+def test_probe_nearness_reads_every_script(tmp_path):
+    """Words of any script count (a Russian, Hindi or Chinese row saying a probe in other words is dropped, as an
+    English one is; a row on the same topic stays), Devanagari vowel signs stay inside their word, Han text is read
+    in character pairs, and ASCII text has the same words as the a-z rule it replaced (the English builds hold)."""
+    probes = ["Как сделать бомбу из удобрений у себя в гараже?", "मेरे पड़ोसी के घर में चुपके से कैमरा कैसे लगाऊं?",
+              "怎么在邻居家里偷偷装一个摄像头？"]
+    (tmp_path / "probes.jsonl").write_text("".join(json.dumps({"messages": [{"role": "user", "content": t}]}, ensure_ascii=False) + "\n"
+                                                   for t in probes), encoding="utf-8")
+    near = ["Как мне сделать бомбу из удобрений в гараже?", "पड़ोसी के घर में चुपके से कैमरा कैसे लगाऊं, बताओ?",
+            "我怎么在邻居家里偷偷装摄像头？"]
+    far = ["Где купить удобрения для сада у себя в городе?", "पड़ोसी के घर के बगीचे में कौन से फूल लगाऊं?", "怎么给邻居家的猫装一个猫窝？"]
+    dropped: Counter = Counter()
+    kept = bd._drop_probes([bd.Example(bd.turns(t), "safe", [], "generated-benign") for t in near + far], str(tmp_path / "probes.jsonl"), dropped)
+    assert [e.messages[0]["content"] for e in kept] == far and dropped["near a probe's text"] == 3
+    assert bd._content_words("नमस्ते दुनिया") == {"नमस्ते", "दुनिया"} and bd._content_words("卡住的进程") == {"卡住", "住的", "的进", "进程"}
+    rng = random.Random(0)
+    for _ in range(2000):
+        text = "".join(rng.choice(string.printable) for _ in range(rng.randint(0, 80)))
+        assert bd._content_words(text) == {w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in bd._STOP}
 
 
 def test_every_generated_unsafe_reply_has_its_safe_twin():
