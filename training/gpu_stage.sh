@@ -139,6 +139,11 @@
 # … start "b22-f1536-e4-hxv" .carry/data-x.tgz .carry/p01 && … poll 560`, `poll 560`, `poll 540` (the student),
 # `poll 120` (PIPELINE_FINISHED): teacher 401 s, `label` 78 s beside the teacher's eval, which finished before the
 # student began (PARALLEL=1, as designed), student 531 s; 1,157 s from `start`, 1,286 s held in all.
+# Run ad (2026-12-06, nineteenth session, an H100 at once, data-x2): two students of one teacher and the teacher kept
+# in one lease: `part`, `TEACHER_SEEDS=0 STUDENT_EVAL=0 DISTILL_EVAL=0 … start "b22-f1536-e4-hxv-t2 b22-f1536-e4-hxv"
+# .carry/data-x2.tgz .carry/p01 && training/gpu_stage.sh wait "label done" 540`, four `fetch-teacher` back to back
+# (50 s; runs/teachers/ad), `poll 560` (the first student), `poll 560` (the second), `poll 200` (PIPELINE_FINISHED):
+# teacher 312 s, label 74 s, students one after the other 433 s and 477 s; 1,580 of 1,800 s held.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
