@@ -152,7 +152,10 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # 49): beside the shape above from one teacher, held-out 0.850 greedy against 0.817 (paired over examples
           # +3.3 [+1.1, +5.5]; its teacher 0.814), AUPRC +1.3, from recall; dev look-alike FPR 0.127 against 0.096
           # greedy, taken back by its calibrated threshold 0.75 (0.838 held-out there); 13 of 17 clauses: not shipped
-          "b22-f1536-e4-hxv-t2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0)}
+          "b22-f1536-e4-hxv-t2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0),
+          # one step further along the one axis that moved a student (not yet trained): whether T = 4 goes on gaining
+          # held-out recall, or the flatter answers lose what the verdict's argmax carried
+          "b22-f1536-e4-hxv-t4": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=4.0)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 # Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's
 # 1.0 / 0.35 epochs over train + the labelled pool (~53k rows)
