@@ -1789,10 +1789,10 @@ def generate_benign_i18n(seed: int, per_template: int = 30) -> Iterator[Example]
 # red-team register, and the non-English asks of the probe sets in plain words (a poisoned meatball in Spanish, a
 # fake shop in German) were missed. Written for this project, each language with its own scenarios, names and places
 # rather than a translation of another's, and avoiding the probes' own scenarios (a translated probe would make it a
-# memory test; `_drop_probes` still checks them, in every script since stop 49: that check then dropped a Russian dirty-
-# bomb ask of this table, taken out). Train only (TRAIN_ONLY): dev stays the
-# yardstick every earlier guard was measured on; the blind probe sets judge whether these kinds transfer. {slots} per
-# language; (codes, template) for the asks, plain templates for the look-alikes. A slot only where every value fits
+# memory test; `_drop_probes` still checks them, in every script since stop 49, when it found a Russian ask of this
+# table near a probe: taken out). Train only (TRAIN_ONLY): dev stays the yardstick every earlier guard was measured
+# on; the blind probe sets judge whether these kinds transfer. {slots} per language; (codes, template) for the asks,
+# plain templates for the look-alikes. A slot only where every value fits
 # every template that names it (agreement broke many rows of the first fr/es/de version): in ru, ar, hi and bn a name
 # stands only where its form does not change (subject, apposition, before a postposition), with verbs of its gender;
 # ar ages are 7–10 (the plural سنوات), bn cities stand before শহর, and ru has no city slot (the case would change).
@@ -3721,7 +3721,7 @@ def _content_words(text: str) -> set[str]:
             if len(part) >= 3:
                 out.add(part)
         for chars in _UNSPACED.findall(run):
-            out |= {chars[i:i + 2] for i in range(len(chars) - 1)} if len(chars) > 1 else set()
+            out |= {chars[i:i + 2] for i in range(len(chars) - 1)}
     return out - _STOP
 
 
