@@ -165,7 +165,9 @@ def test_shapes_set_their_training_lengths_and_data(tmp_path):
         for kind, own in (("distill", s.distill_epochs), ("qat", s.qat_epochs)):
             want = own if own is not None else committed[kind] if s.extra else dg.TRAIN_EPOCHS[kind]
             assert got[kind] == want, (shape, kind)
-        assert Path(r.data["train"]) == (p.labelled if s.extra else p.data / "train.jsonl"), shape
+        base = p.labelled if s.extra else p.data / "train.jsonl"
+        assert Path(r.data["train"]) == (base.with_name(f"{base.stem}-lookalikes-x{s.lookalike_repeat}.jsonl")
+                                         if s.lookalike_repeat > 1 else base), shape
         distill = next(st for st in r.steps if st["kind"] == "distill")  # its own temperature, else the recipe's 1.0
         assert distill["temperature"] == (s.distill_temperature or 1.0), shape
     assert any(s.distill_temperature for s in p.shapes.values())
@@ -235,6 +237,36 @@ def test_with_a_qat_lock_a_student_holds_it_from_its_qat_step_to_its_end(tmp_pat
     monkeypatch.setattr(dg, "QAT_LOCK", "")
     dg._run_recipe(p, "default-student", "b22-f1536-e4-hv")
     assert calls and not any(h for *_, h in calls)
+
+
+def test_a_lookalike_repeat_shape_trains_on_its_lookalikes_repeated(tmp_path, monkeypatch):
+    """A shape with lookalike_repeat: the `student` stage writes train + the labelled pool with each look-alike row
+    that many times in place (the others once, the order kept), and its recipe trains on that file; a shape without
+    it reads the labelled file itself. Without the `label` stage first it stops, as every "-x" shape does."""
+    import json
+    from pathlib import Path
+
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+    import pocketguard.compress.recipe as R
+    from pocketguard.compress.recipe import load_recipe
+
+    (tmp_path / "data").mkdir()
+    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=False)
+    shape = next(k for k, s in p.shapes.items() if s.lookalike_repeat == 2 and s.extra)
+    with pytest.raises(SystemExit, match="label"):
+        dg.stage_student(p, [shape])
+    rows = [{"messages": [{"role": "user", "content": t}], "label": "safe", "categories": [], **extra}
+            for t, extra in (("a", {}), ("b", {"lookalike": True}), ("c", {}), ("d", {"lookalike": True}))]
+    p.labelled.parent.mkdir(parents=True)
+    p.labelled.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")  # a blank last line is skipped
+    read = []
+    monkeypatch.setattr(R, "run_recipe", lambda path, **kw: read.append(load_recipe(path).data["train"]))
+    dg.stage_student(p, [shape, dg.SHIPPED])
+    written = [json.loads(line)["messages"][0]["content"] for line in Path(read[0]).read_text().splitlines()]
+    assert written == ["a", "b", "b", "c", "d", "d"] and Path(read[1]) == p.labelled
+    assert dg.repeat_lookalikes(p.labelled, tmp_path / "x3.jsonl", 3) == 2
+    assert len((tmp_path / "x3.jsonl").read_text().splitlines()) == 8
 
 
 def test_calibrate_picks_the_lowest_threshold_that_meets_the_lookalike_target_on_dev(tmp_path):

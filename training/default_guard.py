@@ -98,6 +98,7 @@ class Shape(NamedTuple):
     base: str = ""  # a shape whose recipe is the same up to QAT: this one starts from its distilled checkpoint
     rotation: str | None = None  # the QAT step's QuantConfig.rotation ("hadamard") when not None
     distill_temperature: float | None = None  # the distillation's softmax temperature when not None (the recipe's: 1.0)
+    lookalike_repeat: int = 1  # each look-alike row of the student's training data this many times (Paths.student_data)
 
 
 SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16-f1024": Shape(16, 1024, 8),
@@ -155,7 +156,12 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           "b22-f1536-e4-hxv-t2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0),
           # one step further along the one axis that moved a student (not yet trained): whether T = 4 goes on gaining
           # held-out recall, or the flatter answers lose what the verdict's argmax carried
-          "b22-f1536-e4-hxv-t4": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=4.0)}
+          "b22-f1536-e4-hxv-t4": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=4.0),
+          # t2's false alarms on dev look-alikes (0.127 greedy, its teacher 0.087) set its calibrated threshold at 0.75,
+          # and four probes of harm fell between ½ and it; runs ab and ad's students flag look-alikes their teachers
+          # clear (dose questions with a harmless reason, history of a crime). The same with every look-alike row of
+          # train seen twice (9,416 of data-x3's 42,601; ~16 % more distillation and QAT steps). Not yet trained
+          "b22-f1536-e4-hxv-t2-l2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 # Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's
 # 1.0 / 0.35 epochs over train + the labelled pool (~53k rows)
@@ -205,6 +211,13 @@ class Paths:
 
     def student(self, shape: str) -> Path:
         return self.out / "students" / shape
+
+    def student_data(self, shape: str) -> Path:
+        """The training data of a student recipe: train, or train + the labelled pool for "-x" shapes, or a copy
+        with its look-alikes repeated (`repeat_lookalikes`, written by the `student` stage) for a shape that asks."""
+        s = self.shapes[shape]
+        base = self.labelled if s.extra else self.data / "train.jsonl"
+        return base.with_name(f"{base.stem}-lookalikes-x{s.lookalike_repeat}.jsonl") if s.lookalike_repeat > 1 else base
 
     def ingredient(self, seed: int) -> Path:
         """The run folder of the teacher fine-tune with `seed` (one ingredient of the soup)."""
@@ -369,11 +382,9 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
         if s.vocab:  # after the head is pruned, before distillation trains the rows that are kept
             at = next(i for i, step in enumerate(r["step"]) if step["kind"] == "prune_output") + 1
             r["step"].insert(at, {"kind": "prune_input", "fallback": VOCAB_FALLBACK})
-    r["data"]["train"], r["data"]["dev"] = str(p.data / "train.jsonl"), str(p.data / "dev.jsonl")
+    r["data"]["train"], r["data"]["dev"] = str(p.student_data(shape) if shape else p.data / "train.jsonl"), str(p.data / "dev.jsonl")
     if LOADER_WORKERS:
         r["train"]["loader_workers"] = int(LOADER_WORKERS)
-    if shape and p.shapes[shape].extra:
-        r["data"]["train"] = str(p.labelled)
     if p.smoke:
         r["device"] = "cpu"
         o = SMOKE[name]
@@ -489,9 +500,31 @@ def soup(p: Paths, seeds: list[int]) -> None:
 
 def stage_student(p: Paths, shapes: list[str]) -> None:
     for shape in shapes:
-        if p.shapes[shape].extra and not p.labelled.exists():
+        s = p.shapes[shape]
+        if s.extra and not p.labelled.exists():
             raise SystemExit(f"{shape} trains on {p.labelled}: run the `label` stage first")
+        if s.lookalike_repeat > 1:
+            src = p.labelled if s.extra else p.data / "train.jsonl"
+            n = repeat_lookalikes(src, p.student_data(shape), s.lookalike_repeat)
+            _say(f"{shape}: {n} look-alike rows of {src.name} written {s.lookalike_repeat} times → {p.student_data(shape)}")
         _run_recipe(p, "default-student", shape)
+
+
+def repeat_lookalikes(src: Path, dst: Path, times: int) -> int:
+    """`src` (JSON lines) with each row marked `"lookalike": true` written `times` times in a row, the others once,
+    to `dst` (replaced whole: another shape's student may read a file of the same name beside it, so it is written
+    under a temporary name first); the number of look-alike rows. Repetition, not a weighted sampler, so the recipe's
+    loader, shuffling and epochs stay what every other student had."""
+    n, tmp = 0, dst.with_suffix(f".partial{os.getpid()}")
+    with src.open(encoding="utf-8") as f, tmp.open("w", encoding="utf-8") as out:
+        for line in f:
+            if not line.strip():
+                continue
+            k = times if json.loads(line).get("lookalike") is True else 1
+            n += k > 1
+            out.write((line if line.endswith("\n") else line + "\n") * k)
+    tmp.replace(dst)
+    return n
 
 
 # Custom policies: harm judged under a short list of categories. The guard shipped on 2026-12-04 lost most of it
