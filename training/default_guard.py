@@ -178,7 +178,8 @@ LOADER_WORKERS = os.environ.get("LOADER_WORKERS", "")
 SHIPPED = "b22-f1536-e4-hxv"  # the shape in pocketguard/assets (run z, 2026-12-06, sixteenth session) and default-student.toml
 SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hxv": Shape(2, 64, 4, 1.0, True, True),
                 "b1-f128-q": Shape(1, 128, 8, qat_epochs=0.5, base="b1-f128"),
-                "b2-f64-e4-hxv-r": Shape(2, 64, 4, 1.0, True, True, rotation="hadamard", base="b2-f64-e4-hxv")}
+                "b2-f64-e4-hxv-r": Shape(2, 64, 4, 1.0, True, True, rotation="hadamard", base="b2-f64-e4-hxv"),
+                "b2-f64-e4-hxv-t2-l2": Shape(2, 64, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2)}
 SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
 SMOKE_EXAMPLES = (96, 24, 24, 48)  # train, dev, dev_heldout, extra sample sizes
 
