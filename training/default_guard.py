@@ -213,12 +213,15 @@ class Paths:
     def student(self, shape: str) -> Path:
         return self.out / "students" / shape
 
+    def student_source(self, shape: str) -> Path:
+        """What a student learns from: train, or train + the labelled pool for "-x" shapes."""
+        return self.labelled if self.shapes[shape].extra else self.data / "train.jsonl"
+
     def student_data(self, shape: str) -> Path:
-        """The training data of a student recipe: train, or train + the labelled pool for "-x" shapes, or a copy
-        with its look-alikes repeated (`repeat_lookalikes`, written by the `student` stage) for a shape that asks."""
-        s = self.shapes[shape]
-        base = self.labelled if s.extra else self.data / "train.jsonl"
-        return base.with_name(f"{base.stem}-lookalikes-x{s.lookalike_repeat}.jsonl") if s.lookalike_repeat > 1 else base
+        """The training data of a student recipe: its source, or a copy with the look-alikes repeated
+        (`repeat_lookalikes`, written by the `student` stage) for a shape that asks."""
+        base, k = self.student_source(shape), self.shapes[shape].lookalike_repeat
+        return base.with_name(f"{base.stem}-lookalikes-x{k}.jsonl") if k > 1 else base
 
     def ingredient(self, seed: int) -> Path:
         """The run folder of the teacher fine-tune with `seed` (one ingredient of the soup)."""
@@ -505,7 +508,7 @@ def stage_student(p: Paths, shapes: list[str]) -> None:
         if s.extra and not p.labelled.exists():
             raise SystemExit(f"{shape} trains on {p.labelled}: run the `label` stage first")
         if s.lookalike_repeat > 1:
-            src = p.labelled if s.extra else p.data / "train.jsonl"
+            src = p.student_source(shape)
             n = repeat_lookalikes(src, p.student_data(shape), s.lookalike_repeat)
             _say(f"{shape}: {n} look-alike rows of {src.name} written {s.lookalike_repeat} times → {p.student_data(shape)}")
         _run_recipe(p, "default-student", shape)
