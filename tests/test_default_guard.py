@@ -170,7 +170,8 @@ def test_shapes_set_their_training_lengths_and_data(tmp_path):
                                          if s.lookalike_repeat > 1 else base), shape
         distill = next(st for st in r.steps if st["kind"] == "distill")  # its own temperature, else the recipe's 1.0
         assert distill["temperature"] == (s.distill_temperature or 1.0), shape
-    assert any(s.distill_temperature for s in p.shapes.values())
+        assert distill["kl_weight"] == (s.distill_kl_weight or 1.0), shape
+    assert any(s.distill_temperature for s in p.shapes.values()) and any(s.distill_kl_weight for s in p.shapes.values())
 
 
 def test_vocab_shapes_prune_the_input_embedding_after_the_head(tmp_path):

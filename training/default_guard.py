@@ -99,6 +99,7 @@ class Shape(NamedTuple):
     rotation: str | None = None  # the QAT step's QuantConfig.rotation ("hadamard") when not None
     distill_temperature: float | None = None  # the distillation's softmax temperature when not None (the recipe's: 1.0)
     lookalike_repeat: int = 1  # each look-alike row of the student's training data this many times (Paths.student_data)
+    distill_kl_weight: float | None = None  # the distillation's KL weight when not None (the recipe's: 1.0)
 
 
 SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16-f1024": Shape(16, 1024, 8),
@@ -161,7 +162,10 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # and four probes of harm fell between ½ and it; runs ab and ad's students flag look-alikes their teachers
           # clear (dose questions with a harmless reason, history of a crime). The same with every look-alike row of
           # train seen twice (9,416 of data-x3's 42,601; ~16 % more distillation and QAT steps). Not yet trained
-          "b22-f1536-e4-hxv-t2-l2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2)}
+          "b22-f1536-e4-hxv-t2-l2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2),
+          # at T = 2 the T²-scaled KL term ended at about twice the T = 1 run's, CE equal (run ad): T = 1 with the KL
+          # weighed twice says whether the softening or the weight moved t2 (a diagnostic; not yet trained)
+          "b22-f1536-e4-hxv-k2": Shape(22, 1536, 4, 1.0, True, True, distill_kl_weight=2.0)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 # Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's
 # 1.0 / 0.35 epochs over train + the labelled pool (~53k rows)
@@ -372,6 +376,7 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
         s = p.shapes[shape]
         hidden = {"hidden_weight": s.hidden_weight} if s.hidden_weight else {}
         soft = {"temperature": s.distill_temperature} if s.distill_temperature else {}
+        soft |= {"kl_weight": s.distill_kl_weight} if s.distill_kl_weight else {}
         for step in r["step"]:
             step.update({"prune_blocks": {"keep": s.blocks}, "prune_mlp": {"width": s.width}, "distill": {**hidden, **soft},
                          "qat": {"embedding_bits": s.embedding_bits, **hidden,
