@@ -159,9 +159,10 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # held-out recall, or the flatter answers lose what the verdict's argmax carried
           "b22-f1536-e4-hxv-t4": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=4.0),
           # t2's false alarms on dev look-alikes (0.127 greedy, its teacher 0.087) set its calibrated threshold at 0.75,
-          # and four probes of harm fell between ½ and it; runs ab and ad's students flag look-alikes their teachers
-          # clear (dose questions with a harmless reason, history of a crime). The same with every look-alike row of
-          # train seen twice (9,416 of data-x3's 42,601; ~16 % more distillation and QAT steps). Not yet trained
+          # where seven probes of harm fall below it and eight look-alikes above ½ (run ad's README); runs ab and ad's
+          # students flag look-alikes their teachers clear (dose questions with a harmless reason, history of a crime).
+          # The same with every look-alike row of train seen twice (9,416 of data-x3's 42,601; ~16 % more distillation
+          # and QAT steps). Not yet trained
           "b22-f1536-e4-hxv-t2-l2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2),
           # at T = 2 the T²-scaled KL term ended at about twice the T = 1 run's, CE equal (run ad): T = 1 with the KL
           # weighed twice says whether the softening or the weight moved t2 (a diagnostic; not yet trained)
