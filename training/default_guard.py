@@ -514,9 +514,9 @@ def stage_student(p: Paths, shapes: list[str]) -> None:
         if s.extra and not p.labelled.exists():
             raise SystemExit(f"{shape} trains on {p.labelled}: run the `label` stage first")
         if s.lookalike_repeat > 1:
-            src = p.student_source(shape)
-            n = repeat_lookalikes(src, p.student_data(shape), s.lookalike_repeat)
-            _say(f"{shape}: {n} look-alike rows of {src.name} written {s.lookalike_repeat} times → {p.student_data(shape)}")
+            src, dst = p.student_source(shape), p.student_data(shape)
+            n = repeat_lookalikes(src, dst, s.lookalike_repeat)
+            _say(f"{shape}: {n} look-alike rows of {src.name} written {s.lookalike_repeat} times → {dst}")
         _run_recipe(p, "default-student", shape)
 
 
