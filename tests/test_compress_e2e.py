@@ -170,6 +170,28 @@ def test_recipe_runs_end_to_end_and_resumes(toy, tmp_path, capsys):
     assert [l["step"] for l in lines] == [1, 2, 3, 4, 5, 6] and lines[4]["params"]["steps"] == 20
 
 
+def test_the_recipe_seed_decides_a_training_step(toy, tmp_path):
+    """A recipe's top-level `seed` reaches its training steps (data order, augmentation): one seed twice trains the
+    same weights, another seed other weights. The default guard's seed shapes (t2-s1, t2-s2) measure training noise
+    with it."""
+    from safetensors.torch import load_file
+
+    tok, train_ex, _, teacher, _ = toy
+    checkpoint.save_hf(teacher, tok, tmp_path / "teacher", guard_meta={"policy": checkpoint.policy_dict(POLICY)})
+    _write_jsonl(tmp_path / "train.jsonl", train_ex)
+    weights = []
+    for run, seed in (("a", 0), ("b", 0), ("c", 1)):
+        recipe = tmp_path / f"{run}.toml"
+        recipe.write_text(f'teacher = "teacher"\noutput = "{run}"\nseed = {seed}\n[data]\ntrain = "train.jsonl"\n'
+                          'max_len = 256\n[train]\nbatch_size = 16\naugment = true\n'
+                          '[[step]]\nkind = "distill"\nsteps = 6\nlr = 2e-3\n')
+        assert _compress(recipe) == 0
+        weights.append(load_file(tmp_path / run / "model" / "model.safetensors"))
+    same, other = weights[1], weights[2]
+    assert all(torch.equal(weights[0][k], same[k]) for k in weights[0])
+    assert any(not torch.equal(weights[0][k], other[k]) for k in weights[0])
+
+
 @needs_quantize
 def test_before_step_hears_of_each_step_that_runs_before_it_runs(toy, tmp_path):
     """`run_recipe(before_step=…)`: training/default_guard.py waits there for its turn at QAT (QAT_LOCK). It is

@@ -147,7 +147,8 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
 def test_shapes_set_their_training_lengths_and_data(tmp_path):
     """Each shape's distillation and QAT run as long as it says: its own length (distill_epochs, qat_epochs) over
     the committed recipe's for "-x" shapes (the shipped one's: train + the teacher-labelled pool, which they train
-    on) over TRAIN_EPOCHS for the others (train alone); its distillation at its own temperature, else the recipe's."""
+    on) over TRAIN_EPOCHS for the others (train alone); its distillation at its own temperature, else the recipe's;
+    its own seed, else the recipe's 0."""
     sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
     import tomllib
 
@@ -171,7 +172,9 @@ def test_shapes_set_their_training_lengths_and_data(tmp_path):
         distill = next(st for st in r.steps if st["kind"] == "distill")  # its own temperature, else the recipe's 1.0
         assert distill["temperature"] == (s.distill_temperature or 1.0), shape
         assert distill["kl_weight"] == (s.distill_kl_weight or 1.0), shape
+        assert r.raw["seed"] == s.seed, shape  # every step that trains reads the recipe's seed
     assert any(s.distill_temperature for s in p.shapes.values()) and any(s.distill_kl_weight for s in p.shapes.values())
+    assert any(s.seed for s in p.shapes.values())
 
 
 def test_vocab_shapes_prune_the_input_embedding_after_the_head(tmp_path):

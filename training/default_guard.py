@@ -100,6 +100,7 @@ class Shape(NamedTuple):
     distill_temperature: float | None = None  # the distillation's softmax temperature when not None (the recipe's: 1.0)
     lookalike_repeat: int = 1  # each look-alike row of the student's training data this many times (Paths.student_data)
     distill_kl_weight: float | None = None  # the distillation's KL weight when not None (the recipe's: 1.0)
+    seed: int = 0  # the student recipe's seed: data order, augmentation, calibration sample, initial RNG state
 
 
 SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16-f1024": Shape(16, 1024, 8),
@@ -166,7 +167,14 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           "b22-f1536-e4-hxv-t2-l2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2),
           # at T = 2 the T²-scaled KL term ended at about twice the T = 1 run's, CE equal (run ad): T = 1 with the KL
           # weighed twice says whether the softening or the weight moved t2 (a diagnostic; not yet trained)
-          "b22-f1536-e4-hxv-k2": Shape(22, 1536, 4, 1.0, True, True, distill_kl_weight=2.0)}
+          "b22-f1536-e4-hxv-k2": Shape(22, 1536, 4, 1.0, True, True, distill_kl_weight=2.0),
+          # run ae (2026-12-06, stop 50): t2 from a better teacher (soup, held-out 0.834) fell to 0.801 greedy, 3.4
+          # below it, where run ad's t2 was 3.6 above its own: students of one recipe swing by more than any recipe
+          # change has moved them, and every student so far trained with seed 0. t2 with other seeds (the same data,
+          # teacher and recipe; another data order, augmentation and calibration sample) measures that noise against
+          # run ae's t2 from its kept teacher (runs/teachers/ae). Not yet trained
+          "b22-f1536-e4-hxv-t2-s1": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, seed=1),
+          "b22-f1536-e4-hxv-t2-s2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, seed=2)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 # Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's
 # 1.0 / 0.35 epochs over train + the labelled pool (~53k rows)
@@ -375,6 +383,8 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
         shape = shape or p.shipped
         r["teacher"], r["output"] = str(p.teacher), str(p.student(shape))
         s = p.shapes[shape]
+        if s.seed:
+            r["seed"] = s.seed
         hidden = {"hidden_weight": s.hidden_weight} if s.hidden_weight else {}
         soft = {"temperature": s.distill_temperature} if s.distill_temperature else {}
         soft |= {"kl_weight": s.distill_kl_weight} if s.distill_kl_weight else {}
