@@ -144,6 +144,13 @@
 # .carry/data-x2.tgz .carry/p01 && training/gpu_stage.sh wait "label done" 540`, four `fetch-teacher` back to back
 # (50 s; runs/teachers/ad), `poll 560` (the first student), `poll 560` (the second), `poll 200` (PIPELINE_FINISHED):
 # teacher 312 s, label 74 s, students one after the other 433 s and 477 s; 1,580 of 1,800 s held.
+# Run ae (2026-12-06, twentieth session, an H100 at once, data-x3): a two-seed soup, its `label` and one student with
+# the soup kept: `part`, `TEACHER_SEEDS="0 1" STUDENT_EVAL=0 DISTILL_EVAL=0 … start "b22-f1536-e4-hxv-t2"
+# .carry/data-x3.tgz .carry/p01 && … wait "label done" 540` (back with the second seed training), `wait "label done"
+# 420`, four `fetch-teacher` (runs/teachers/ae), `poll 560`, `poll 270` (the student), `poll 140` (PIPELINE_FINISHED):
+# seeds one after the other 305 s and 328 s, soup at 651 s, label 73 s (761 s from `start`), the student idle 330 s
+# for the teacher's eval of three models (gpu_run.sh no longer waits so), then 446 s; 1,682 of 1,800 s held. With the
+# soup kept, the next lease sends it (`part` ×4, then `start` with data-x3.tgz and parts 12-13): no teacher, no label.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
