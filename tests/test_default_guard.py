@@ -243,40 +243,6 @@ def test_with_a_qat_lock_a_student_holds_it_from_its_qat_step_to_its_end(tmp_pat
     assert calls and not any(h for *_, h in calls)
 
 
-def test_a_shell_holding_the_qat_lock_lets_a_student_distil_and_holds_back_its_qat(tmp_path, monkeypatch):
-    """On a one-job GPU gpu_run.sh's teacher eval holds QAT_LOCK from a shell (`exec 9>> LOCK; flock 9`, flock(1)):
-    a student started beside it prunes and distils at once and reaches its QAT step only once the shell let go."""
-    import subprocess
-    import time
-
-    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
-    import default_guard as dg
-    import pocketguard.compress.recipe as R
-
-    (tmp_path / "data").mkdir()
-    p = dg.Paths(tmp_path / "run", tmp_path / "data", smoke=False)
-    lock, said = tmp_path / "qat.lock", tmp_path / "eval.txt"
-    go = tmp_path / "go"
-    shell = subprocess.Popen(["bash", "-c", 'exec 9>> "$1"; flock 9; echo holding > "$2"; '
-                              'while [ ! -e "$3" ]; do sleep 0.05; done; echo done >> "$2"', "-", lock, said, go])
-    while not said.exists():
-        time.sleep(0.05)
-    seen = []
-
-    def fake_run_recipe(path, before_step=None, **kw):
-        for kind in ("prune_blocks", "distill", "qat"):
-            if kind == "qat":
-                go.touch()  # the eval may end now: the student is at its QAT step and waits for it
-            before_step(kind)
-            seen.append((kind, said.read_text().split()))
-
-    monkeypatch.setattr(R, "run_recipe", fake_run_recipe)
-    monkeypatch.setattr(dg, "QAT_LOCK", str(lock))
-    dg._run_recipe(p, "default-student", "b22-f1536-e4-hv")
-    assert shell.wait(timeout=30) == 0
-    assert seen == [("prune_blocks", ["holding"]), ("distill", ["holding"]), ("qat", ["holding", "done"])]
-
-
 def test_a_lookalike_repeat_shape_trains_on_its_lookalikes_repeated(tmp_path, monkeypatch):
     """A shape with lookalike_repeat: the `student` stage writes train + the labelled pool with each look-alike row
     that many times in place (the others once, the order kept), and its recipe trains on that file; a shape without

@@ -91,13 +91,7 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   # and its probe tables (a lease that ends before `pick` still says what the teacher gets right: run m's did not)
   # (positions.jsonl too, where build_data.py wrote it: does the teacher judge an ask wherever it sits in a message?)
   # (and the subset split: harm under a policy of three categories, which the guard shipped on 2026-12-04 mostly missed)
-  # On a GPU that holds one job at a time (PARALLEL=1, an H100) the eval holds the students' turn at QAT (QAT_LOCK)
-  # rather than holding the students back: the first one prunes and distils beside it (~47 GB beside the eval's
-  # inference) and its QAT (~79 GB, the whole card) waits for the eval to end. Waiting for the eval instead kept run
-  # ae's student idle 330 s (a soup's eval is of three models) and run ad's 119 s. (Without flock(1) it waits still.)
-  eval_holds_qat=$([ "$PARALLEL" = 1 ] && command -v flock > /dev/null && echo 1)
-  { if [ -n "$eval_holds_qat" ]; then exec 9>> "$QAT_LOCK"; flock 9; fi
-    $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" --split dev --split dev_heldout --split subset \
+  { $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" --split dev --split dev_heldout --split subset \
       $([ -s "$data/positions.jsonl" ] && echo --split positions)
     for probes in training/probes*.jsonl; do $dg probe --device cuda --probes "$probes" --models "teacher${ingredients:+,$ingredients}"; done
   } > "$results/eval-teacher.log" 2>&1 &
@@ -107,7 +101,9 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
     if ! $dg label; then echo "TEACHER FAILED (label)"; exit 1; fi
     echo "label done after $(( $(date +%s) - start ))s"
   fi
-  if [ "$PARALLEL" = 1 ] && [ -z "$eval_holds_qat" ]; then while kill -0 "${pids[0]}" 2> /dev/null; do sleep 5; done; fi
+  # A GPU that holds one job at a time (PARALLEL=1) finishes the teacher's eval (beside `label`, as on the H200)
+  # before the students start (polled, not waited for: the loop below collects its exit status)
+  if [ "$PARALLEL" = 1 ]; then while kill -0 "${pids[0]}" 2> /dev/null; do sleep 5; done; fi
   # Each student is evaluated on the GPU (its fast path) as soon as it is trained, beside the others' training:
   # the quality-vs-size points on dev and on the held-out sources; the shipped one is evaluated again on the CPU.
   # At most PARALLEL students train at once: distillation holds the teacher and a student at batch
