@@ -149,7 +149,8 @@
 # .carry/data-x3.tgz .carry/p01 && … wait "label done" 540` (back with the second seed training), `wait "label done"
 # 420`, four `fetch-teacher` (runs/teachers/ae), `poll 560`, `poll 270` (the student), `poll 140` (PIPELINE_FINISHED):
 # seeds one after the other 305 s and 328 s, soup at 651 s, label 73 s (761 s from `start`), the student idle 330 s
-# for the teacher's eval of three models (gpu_run.sh no longer waits so), then 446 s; 1,682 of 1,800 s held. With the
+# for the teacher's eval of three models (as designed: the eval's 43 GB and a distillation's 47 GB do not fit an
+# H100 side by side, run aa), then 446 s; 1,682 of 1,800 s held. With the
 # soup kept, the next lease sends it (`part` ×4, then `start` with data-x3.tgz and parts 12-13): no teacher, no label.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
