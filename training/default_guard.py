@@ -171,10 +171,11 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # weighed twice says whether the softening or the weight moved t2 (a diagnostic; not yet trained)
           "b22-f1536-e4-hxv-k2": Shape(22, 1536, 4, 1.0, True, True, distill_kl_weight=2.0),
           # run ae (2026-12-06, stop 50): t2 from a better teacher (soup, held-out 0.834) fell to 0.801 greedy, 3.4
-          # below it, where run ad's t2 was 3.6 above its own: students of one recipe swing by more than any recipe
-          # change has moved them, and every student so far trained with seed 0. t2 with other seeds (the same data,
-          # teacher and recipe; another data order, augmentation and calibration sample) measures that noise against
-          # run ae's t2 from its kept teacher (runs/teachers/ae). Not yet trained
+          # below it, where run ad's t2 was 3.6 above its own: two students of one recipe (other teachers and data)
+          # 4.9 apart, more than T = 2 was credited with, and every student so far trained with seed 0. t2 with
+          # other seeds (the same data, teacher and recipe; another data order, augmentation and calibration sample)
+          # measures the students' own noise against run ae's t2 from its kept teacher (runs/teachers/ae). Not yet
+          # trained
           "b22-f1536-e4-hxv-t2-s1": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, seed=1),
           "b22-f1536-e4-hxv-t2-s2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, seed=2)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
