@@ -39,7 +39,8 @@
 # log.txt, results.tgz, logs.tgz and the picked student (unless it came back already) once the pipeline has
 # finished; `fetch SHAPE` brings back a finished student the same way.
 # BACKBONE_SHA256 (environment) is the joined file's checksum (default: SmolLM2-135M-Instruct.Q4_1.gguf's).
-# STUDENT_EVAL, DISTILL_EVAL and TEACHER_SEEDS (environment) pass to gpu_run.sh: runs g, h and i (2026-12-03) fit a
+# STUDENT_EVAL, DISTILL_EVAL, TEACHER_SEEDS and TEACHER_EVAL (environment) pass to gpu_run.sh (TEACHER_EVAL=0: a
+# kept teacher is not evaluated again; copy its first lease's eval into the new run before `judge`): runs g, h and i (2026-12-03) fit a
 # 30-minute lease with TEACHER_SEEDS=0 and one distillation (h: 19.5 minutes; i: a base and its 1-epoch QAT variant,
 # `STUDENT_EVAL=heldout … start "b22-f1536-e4-hv b22-f1536-e4-hv-q1"`, 28 minutes with a failed machine start: the
 # critical path was teacher 425 s + distil and QAT 587 s + the variant's QAT 409 s + its held-out eval).
@@ -151,7 +152,8 @@
 # seeds one after the other 305 s and 328 s, soup at 651 s, label 73 s (761 s from `start`), the student idle 330 s
 # for the teacher's eval of three models (as designed: the eval's 43 GB and a distillation's 47 GB do not fit an
 # H100 side by side, run aa), then 446 s; 1,682 of 1,800 s held. With the
-# soup kept, the next lease sends it (`part` ×4, then `start` with data-x3.tgz and parts 12-13): no teacher, no label.
+# soup kept, the next lease sends it (`part` ×4, then `TEACHER_EVAL=0 … start` with data-x3.tgz and parts 12-13): no
+# teacher, no label, no teacher eval (runs/ae has it), so the first student starts at once.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
@@ -208,7 +210,8 @@ stage_files() {  # GGUF parts (p00, p01, ...) and data go to the stage; wheels a
 
 launch() {  # gpu_run.sh detached from the call (it outlives it), in the work tree, logging to the stage
   cd "$work"
-  PYTHONPATH=/tmp/site:$work SHAPES="$1" STUDENT_EVAL=${STUDENT_EVAL:-1} DISTILL_EVAL=${DISTILL_EVAL:-1} TEACHER_SEEDS=${TEACHER_SEEDS:-0 1} \
+  PYTHONPATH=/tmp/site:$work SHAPES="$1" STUDENT_EVAL=${STUDENT_EVAL:-1} DISTILL_EVAL=${DISTILL_EVAL:-1} \
+    TEACHER_SEEDS=${TEACHER_SEEDS:-0 1} TEACHER_EVAL=${TEACHER_EVAL:-1} \
     setsid nohup bash training/gpu_run.sh runs/data "$stage/backbone.gguf" "$results" > "$stage/run.log" 2>&1 < /dev/null &
   sleep "${LAUNCH_WAIT:-5}"; cat "$stage/run.log"
 }
