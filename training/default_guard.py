@@ -177,7 +177,8 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # measures the students' own noise against run ae's t2 from its kept teacher (runs/teachers/ae). Not yet
           # trained
           "b22-f1536-e4-hxv-t2-s1": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, seed=1),
-          "b22-f1536-e4-hxv-t2-s2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, seed=2)}
+          "b22-f1536-e4-hxv-t2-s2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, seed=2),
+          "b22-f1536-e4-hxv-t2-s3": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, seed=3)}
 VOCAB_FALLBACK = " "  # "-v" shapes: what a token the training data never used reads as (one token: a space)
 # Shapes without "-x" train on train alone (~37k rows) for these lengths: about the steps of the committed recipe's
 # 1.0 / 0.35 epochs over train + the labelled pool (~53k rows)
