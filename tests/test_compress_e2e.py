@@ -172,7 +172,7 @@ def test_recipe_runs_end_to_end_and_resumes(toy, tmp_path, capsys):
 
 def test_the_recipe_seed_decides_a_training_step(toy, tmp_path):
     """A recipe's top-level `seed` reaches its training steps (data order, augmentation): one seed twice trains the
-    same weights, another seed other weights. The default guard's seed shapes (t2-s1, t2-s2) measure training noise
+    same weights, another seed other weights. The default guard's seed shapes (t2-s1 to t2-s3) measure training noise
     with it."""
     from safetensors.torch import load_file
 
