@@ -91,9 +91,9 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   # and its probe tables (a lease that ends before `pick` still says what the teacher gets right: run m's did not)
   # (positions.jsonl too, where build_data.py wrote it: does the teacher judge an ask wherever it sits in a message?)
   # (and the subset split: harm under a policy of three categories, which the guard shipped on 2026-12-04 mostly missed)
-  # TEACHER_EVAL=0 skips it: a kept teacher's eval came back with the lease that trained it (its run's eval/*-cuda
-  # and probes-*-cuda.md, copied into the new run's eval/ before `judge`), and on an H100 the students wait for it
-  # (~150 s for one model: its 43 GB and a distillation's 47 GB ran out of the 80 side by side in run aa)
+  # TEACHER_EVAL=0 skips it: a kept teacher's eval came back with the lease that trained it (copy that run's
+  # eval/*-cuda folders into the new run's eval/ before `judge`), and on an H100 the students wait for it (119 s
+  # for one model in run ad: its 43 GB and a distillation's 47 GB ran out of the 80 side by side in run aa)
   pids=()
   if [ "${TEACHER_EVAL:-1}" != 0 ]; then
     { $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" --split dev --split dev_heldout --split subset \

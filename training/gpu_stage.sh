@@ -40,8 +40,8 @@
 # finished; `fetch SHAPE` brings back a finished student the same way.
 # BACKBONE_SHA256 (environment) is the joined file's checksum (default: SmolLM2-135M-Instruct.Q4_1.gguf's).
 # STUDENT_EVAL, DISTILL_EVAL, TEACHER_SEEDS and TEACHER_EVAL (environment) pass to gpu_run.sh (TEACHER_EVAL=0: a
-# kept teacher is not evaluated again; copy its first lease's eval into the new run before `judge`): runs g, h and i (2026-12-03) fit a
-# 30-minute lease with TEACHER_SEEDS=0 and one distillation (h: 19.5 minutes; i: a base and its 1-epoch QAT variant,
+# kept teacher is not evaluated again; copy its first lease's eval/*-cuda into the new run before `judge`). Runs g,
+# h and i (2026-12-03) fit a 30-minute lease with TEACHER_SEEDS=0 and one distillation (h: 19.5 minutes; i: a base and its 1-epoch QAT variant,
 # `STUDENT_EVAL=heldout … start "b22-f1536-e4-hv b22-f1536-e4-hv-q1"`, 28 minutes with a failed machine start: the
 # critical path was teacher 425 s + distil and QAT 587 s + the variant's QAT 409 s + its held-out eval).
 # Runs j (2026-12-03, second session) and k (third) were lost with their machines, which went back in the gap
@@ -151,9 +151,9 @@
 # 420`, four `fetch-teacher` (runs/teachers/ae), `poll 560`, `poll 270` (the student), `poll 140` (PIPELINE_FINISHED):
 # seeds one after the other 305 s and 328 s, soup at 651 s, label 73 s (761 s from `start`), the student idle 330 s
 # for the teacher's eval of three models (as designed: the eval's 43 GB and a distillation's 47 GB do not fit an
-# H100 side by side, run aa), then 446 s; 1,682 of 1,800 s held. With the
-# soup kept, the next lease sends it (`part` ×4, then `TEACHER_EVAL=0 … start` with data-x3.tgz and parts 12-13): no
-# teacher, no label, no teacher eval (runs/ae has it), so the first student starts at once.
+# H100 side by side, run aa), then 446 s; 1,682 of 1,800 s held. With the soup kept, the next lease sends it
+# (`part` ×4, then `TEACHER_EVAL=0 … start` with data-x3.tgz and parts 12-13): no teacher, no label, no teacher
+# eval (runs/ae has it), so the first student starts at once.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
