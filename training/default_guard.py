@@ -155,8 +155,7 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # 49): beside the shape above from one teacher, held-out 0.850 greedy against 0.817 (paired over examples
           # +3.3 [+1.1, +5.5]; its teacher 0.814), AUPRC +1.3, from recall; dev look-alike FPR 0.127 against 0.096
           # greedy, taken back by its calibrated threshold 0.75 (0.838 held-out there); 13 of 17 clauses: not shipped.
-          # Run ae (stop 50): from a soup teacher at 0.834 on data-x3, 0.801 greedy, −4.9 against run ad's t2: the
-          # spread of students of one recipe is as large as the gain, which is therefore not established
+          # Run ae (stop 50): 0.801 greedy, 4.9 below run ad's t2, so that gain is not established (the seed shapes below)
           "b22-f1536-e4-hxv-t2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0),
           # one step further along the one axis that moved a student (not yet trained): whether T = 4 goes on gaining
           # held-out recall, or the flatter answers lose what the verdict's argmax carried
