@@ -15,7 +15,7 @@ PYTHON3 = """#!/usr/bin/env bash
 echo "start $*" >> "$STUB_LOG"
 case "$*" in
   *"default_guard.py"*" student --shape "*)
-    shape=${@: -1}; mkdir -p runs/default/students/$shape/model; echo '{}' > runs/default/students/$shape/model/manifest.json ;;
+    shape=${@: -1}; sleep 1; mkdir -p runs/default/students/$shape/model; echo '{}' > runs/default/students/$shape/model/manifest.json ;;
   *"default_guard.py"*" pick"*) mkdir -p runs/default; echo "${SHAPES%% *}" > runs/default/picked.txt ;;
   *"default_guard.py"*" eval "*) sleep 1 ;;
 esac
@@ -67,9 +67,12 @@ def test_on_a_one_job_gpu_the_students_start_after_the_teachers_eval(tmp_path):
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_teacher_eval_0_leaves_a_kept_teachers_eval_out(tmp_path):
     """TEACHER_EVAL=0: no eval or probes of the teacher on the GPU (its first lease brought them back), so the
-    first student starts at once after `label`; the final probe tables are the picked student's alone."""
+    first student starts at once after `label`, and the second once it has ended (in run af the gate took the
+    first student for the teacher's eval and let two distillations overrun the H100 side by side); the final probe
+    tables are the picked student's alone."""
     calls = _run(tmp_path, TEACHER_EVAL="0")
     assert not any(" eval " in c for c in calls)
-    assert _at(calls, "end", " label") < _at(calls, "start", "student --shape s-a")
+    assert (_at(calls, "end", " label") < _at(calls, "start", "student --shape s-a")
+            < _at(calls, "end", "student --shape s-a") < _at(calls, "start", "student --shape s-b"))
     probes = [c for c in calls if c.startswith("start") and " probe " in c]
     assert len(probes) == 2 and all(c.endswith("--models s-a") for c in probes)

@@ -94,13 +94,14 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   # TEACHER_EVAL=0 skips it: a kept teacher's eval came back with the lease that trained it (copy that run's
   # eval/*-cuda folders into the new run's eval/ before `judge`), and on an H100 the students wait for it (119 s
   # for one model in run ad: its 43 GB and a distillation's 47 GB ran out of the 80 side by side in run aa)
-  pids=()
+  pids=(); eval_pid=""  # (the eval's own: with TEACHER_EVAL=0 pids[0] is the first student, whom the gate below
+  # then left out of its count, so two distillations started side by side on run af's H100)
   if [ "${TEACHER_EVAL:-1}" != 0 ]; then
     { $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" --split dev --split dev_heldout --split subset \
         $([ -s "$data/positions.jsonl" ] && echo --split positions)
       for probes in training/probes*.jsonl; do $dg probe --device cuda --probes "$probes" --models "teacher${ingredients:+,$ingredients}"; done
     } > "$results/eval-teacher.log" 2>&1 &
-    pids=($!)
+    eval_pid=$!; pids=($!)
   fi
   # Only "-x" shapes distil on the labelled pool: without one, labelling it is time the lease may not have
   if python3 -c "$py_shapes; sys.exit(not any(S[s].extra for s in sys.argv[1:]))" $shapes; then
@@ -109,13 +110,13 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   fi
   # A GPU that holds one job at a time (PARALLEL=1) finishes the teacher's eval (beside `label`, as on the H200)
   # before the students start (polled, not waited for: the loop below collects its exit status)
-  if [ "$PARALLEL" = 1 ]; then while kill -0 "${pids[0]:-}" 2> /dev/null; do sleep 5; done; fi
+  if [ "$PARALLEL" = 1 ]; then while kill -0 "$eval_pid" 2> /dev/null; do sleep 5; done; fi
   # Each student is evaluated on the GPU (its fast path) as soon as it is trained, beside the others' training:
   # the quality-vs-size points on dev and on the held-out sources; the shipped one is evaluated again on the CPU.
   # At most PARALLEL students train at once: distillation holds the teacher and a student at batch
   # 64 x 1024 tokens, ~60 GB each, and three beside the teacher's eval ran out of the H200's 140 GB (2026-12-02-c).
   for shape in $shapes; do
-    while [ "$(jobs -rp | grep -c -v -x -F "${pids[0]:-}")" -ge "$PARALLEL" ]; do wait -n; done
+    while [ "$(jobs -rp | grep -c -v -x -F "$eval_pid")" -ge "$PARALLEL" ]; do wait -n; done
     touch "$results/.started-$shape"
     { await_base "$shape"; $dg student --shape "$shape" && student_eval "$shape"; } > "$results/student-$shape.log" 2>&1 &
     pids+=($!); job[$shape]=$!
