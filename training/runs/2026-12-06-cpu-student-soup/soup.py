@@ -14,7 +14,8 @@ from pocketguard.policy import Policy
 
 out, *sources = sys.argv[1:]
 loaded = [load_artifact(s) for s in sources]
-if len({str(lo.model.args) for lo in loaded}) > 1 or len({lo.tokenizer.vocab_size for lo in loaded}) > 1:
+# (args.extra records pruning's scores, which differ with the calibration sample even where the structure is one)
+if len({str({k: v for k, v in vars(lo.model.args).items() if k != "extra"}) for lo in loaded}) > 1 or len({lo.tokenizer.vocab_size for lo in loaded}) > 1:
     raise SystemExit("the students differ in shape or vocabulary: their weights cannot be averaged")
 states = [dequantized_model(lo.model).state_dict() for lo in loaded]
 model = dequantized_model(loaded[0].model)
