@@ -154,6 +154,12 @@
 # H100 side by side, run aa), then 446 s; 1,682 of 1,800 s held. With the soup kept, the next lease sends it
 # (`part` ×4, then `TEACHER_EVAL=0 … start` with data-x3.tgz and parts 12-13): no teacher, no label, no teacher
 # eval (runs/ae has it), so the first student starts at once.
+# Run af (2026-12-06, twenty-first session; four machine starts failed first, 526 s, then an H100): that plan, two
+# students: `part` ×4 (~10 s once the machine was up), `TEACHER_EVAL=0 TEACHER_SEEDS=0 STUDENT_EVAL=0 DISTILL_EVAL=0
+# … start "b22-f1536-e4-hxv-t2-s1 b22-f1536-e4-hxv-t2-s2" .carry/data-x3.tgz runs/teachers/ae/teacher.tgz.1[2-3] &&
+# … poll 540`, `poll 60` (the first student), `poll 520` (the second), `poll 100` (PIPELINE_FINISHED): label 0.4 s
+# (the kept verdicts), students 504 s and 410 s one after the other (the second's first try ran out of memory beside
+# the first: gpu_run.sh's gate then miscounted without a teacher eval, since fixed), 16.6 minutes from `start`.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
