@@ -155,7 +155,8 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # 49): beside the shape above from one teacher, held-out 0.850 greedy against 0.817 (paired over examples
           # +3.3 [+1.1, +5.5]; its teacher 0.814), AUPRC +1.3, from recall; dev look-alike FPR 0.127 against 0.096
           # greedy, taken back by its calibrated threshold 0.75 (0.838 held-out there); 13 of 17 clauses: not shipped.
-          # Run ae (stop 50): 0.801 greedy, 4.9 below run ad's t2, so that gain is not established (the seed shapes below)
+          # Run ae (stop 50): 0.801 greedy, 4.9 below run ad's t2; run af (the seed shapes below) put that on the
+          # teacher or data, not on the student's seed
           "b22-f1536-e4-hxv-t2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0),
           # one step further along the one axis that moved a student (not yet trained): whether T = 4 goes on gaining
           # held-out recall, or the flatter answers lose what the verdict's argmax carried
@@ -173,8 +174,10 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # below it, where run ad's t2 was 3.6 above its own: two students of one recipe (other teachers and data)
           # 4.9 apart, more than T = 2 was credited with, and every student so far trained with seed 0. t2 with
           # other seeds (the same data, teacher and recipe; another data order, augmentation and calibration sample)
-          # measures the students' own noise against run ae's t2 from its kept teacher (runs/teachers/ae). Not yet
-          # trained
+          # measures the students' own noise against run ae's t2 from its kept teacher (runs/teachers/ae). Run af
+          # (stop 51): seeds 1 and 2 at 0.808 and 0.819 greedy beside seed 0's 0.801 (one pruned structure; paired
+          # intervals of any two include 0), each 3.1-4.9 below run ad's t2: the seed spread (≤ 1.8) is smaller than
+          # T = 2's +3.3, and run ae's deficit is its teacher's or data-x3's. s3 not trained
           "b22-f1536-e4-hxv-t2-s1": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, seed=1),
           "b22-f1536-e4-hxv-t2-s2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, seed=2),
           "b22-f1536-e4-hxv-t2-s3": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, seed=3)}
