@@ -309,9 +309,8 @@ def test_calibrate_picks_the_lowest_threshold_that_meets_the_lookalike_target_on
         dg.stage_calibrate(p, shape, "cuda")
 
 
-def test_label_stage_writes_train_plus_the_teachers_verdicts_on_the_pool(tmp_path):
-    """`default_guard.py label`: train.jsonl as it is, then every pool row with the teacher's own verdict as its
-    label (codes in order), marked as teacher-labelled; a finished file is not redone; -x shapes need it."""
+def _label_run(tmp_path):
+    """A smoke run with a tiny int4 teacher, a one-row train.jsonl and a six-row unlabelled pool."""
     sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
     import default_guard as dg
     from pocketguard.compress.artifact import save_artifact
@@ -328,6 +327,13 @@ def test_label_stage_writes_train_plus_the_teachers_verdicts_on_the_pool(tmp_pat
     pool.append([{"role": "user", "content": "write a poem"}, {"role": "assistant", "content": "The sea is wide."}])
     (p.data / "extra.jsonl").write_text("".join(json.dumps({"messages": m, "role": "user", "label": "unlabelled",
                                                             "categories": [], "source": "src"}) + "\n" for m in pool))
+    return dg, p, train, pool
+
+
+def test_label_stage_writes_train_plus_the_teachers_verdicts_on_the_pool(tmp_path):
+    """`default_guard.py label`: train.jsonl as it is, then every pool row with the teacher's own verdict as its
+    label (codes in order), marked as teacher-labelled; a finished file is not redone; -x shapes need it."""
+    dg, p, train, pool = _label_run(tmp_path)
     with pytest.raises(SystemExit, match="run the `label` stage first"):
         dg.stage_student(p, [s for s in p.shapes if p.shapes[s].extra])
     dg.stage_label(p, "cpu")
@@ -355,6 +361,33 @@ def test_label_stage_writes_train_plus_the_teachers_verdicts_on_the_pool(tmp_pat
     with pytest.raises(Exception, match="teacher"):  # another pool: the teacher must judge it, and it is not here
         dg.stage_label(p, "cpu")
     assert not p.labelled.exists() and (p.labelled.parent / "pool.jsonl").read_text() == labels
+
+
+def test_label_threshold_flags_the_pool_at_that_p_unsafe(tmp_path, monkeypatch):
+    """LABEL_THRESHOLD: a pool row is unsafe where the teacher's p_unsafe reaches it (the guard's thresholded
+    decoding, categories as it decodes them); verdicts given at another threshold are never reused, the finished
+    train + pool file included, and the threshold is kept beside them (POOL-THRESHOLD)."""
+    dg, p, train, pool = _label_run(tmp_path)
+    greedy = Guard.load(p.teacher).moderate_batch(pool)
+    dg.stage_label(p, "cpu")
+    assert (p.labelled.parent / "POOL-THRESHOLD").read_text() == "greedy\n"
+    ps = [v.p_unsafe for v in greedy]
+    # a threshold that turns at least one greedy verdict over: under every p_unsafe where one is safe, else above all
+    t = round(min(ps) / 2, 6) if any(v.status == "safe" for v in greedy) else round((1 + max(ps)) / 2, 6)
+    monkeypatch.setattr(dg, "LABEL_THRESHOLD", t)
+    dg.stage_label(p, "cpu")  # the greedy train + pool file and pool verdicts are not taken: the teacher runs again
+    want = [v for v in Guard.load(p.teacher, threshold=t).moderate_batch(pool)
+            if v.status == "safe" or (v.status == "unsafe" and v.categories)]
+    rows = [json.loads(line) for line in p.labelled.read_text().splitlines()[1:]]
+    assert [(r["label"], r["categories"]) for r in rows] == [
+        (v.status, sorted(v.categories, key=lambda c: int(c[1:]))) for v in want]
+    assert [r["label"] for r in rows] != [v.status for v in greedy]
+    assert (p.labelled.parent / "POOL-THRESHOLD").read_text() == f"{t:g}\n"
+    # back to greedy without the teacher: the verdicts at t must not stand in for greedy ones
+    shutil.move(p.teacher, tmp_path / "teacher-away")
+    monkeypatch.setattr(dg, "LABEL_THRESHOLD", None)
+    with pytest.raises(Exception, match="teacher"):
+        dg.stage_label(p, "cpu")
 
 
 def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):

@@ -237,6 +237,7 @@ def _teacher(tmp_path: Path, train: str = "train rows\n", extra: str = "pool row
     (run / "default" / "labelled").mkdir()
     (run / "default" / "labelled" / "pool.jsonl").write_text("labelled " + extra)
     (run / "default" / "labelled" / "POOL-SHA256").write_text(f"{hashlib.sha256(extra.encode()).hexdigest()}  extra.jsonl\n")
+    (run / "default" / "labelled" / "POOL-THRESHOLD").write_text("0.3\n")  # labelled at LABEL_THRESHOLD=0.3
     (run / "default" / "labelled" / "train.jsonl").write_text(train + "labelled " + extra)
     (run / "data").mkdir()
     (run / "data" / "train.jsonl").write_text(train)
@@ -246,9 +247,10 @@ def _teacher(tmp_path: Path, train: str = "train rows\n", extra: str = "pool row
 
 @pytest.mark.parametrize("part_bytes", [500, None])  # None: the default, 15 MiB
 def test_fetch_teacher_brings_the_teacher_back_in_parts_a_call_can_hold(tmp_path, part_bytes):
-    """`fetch-teacher`: the teacher in bf16 (half the calls), its soup.json and pool labels, where it came from and
-    which train.jsonl it learned, split into parts of TEACHER_PART_BYTES, as many new parts in $OUT per call as
-    one call brings back (8 files, 64 MiB: run o's first call made a 50 MB part, which did not come back)."""
+    """`fetch-teacher`: the teacher in bf16 (half the calls), its soup.json and pool labels (and the threshold they
+    were given at), where it came from and which train.jsonl it learned, split into parts of TEACHER_PART_BYTES, as
+    many new parts in $OUT per call as one call brings back (8 files, 64 MiB: run o's first call made a 50 MB part,
+    which did not come back)."""
     import io
     import sys
     import tarfile
@@ -288,6 +290,7 @@ def test_fetch_teacher_brings_the_teacher_back_in_parts_a_call_can_hold(tmp_path
     assert torch.equal(state["ids"], weights["ids"])  # integer tensors keep their dtype
     assert files["default/labelled/pool.jsonl"] == b"labelled pool rows\n" and "default/labelled/POOL-SHA256" in files
     assert "default/labelled/train.jsonl" not in files  # train + pool is this lease's; a later one joins its own
+    assert files["default/labelled/POOL-THRESHOLD"] == b"0.3\n"  # else a later lease would take them for greedy ones
     assert files["default/teacher/soup.json"] == b'{"chosen": "soup"}'
     assert files["default/teacher/ORIGIN"].startswith(b"run z's soup; bf16 weights packed ")
     assert b"train.jsonl" in files["default/teacher/DATA-SHA256"]

@@ -18,6 +18,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   teacher    training/recipes/default-teacher.toml: the whole backbone fine-tuned as a Llama Guard 3 guard (GPU),
              once per seed of TEACHER_SEEDS, PARALLEL side by side, averaged into one model (a soup; `--seed N`: one)
   label      the teacher's verdicts on build_data.py's unlabelled pool (extra.jsonl) → train + pool, for "-x" shapes
+             (greedy, or at p_unsafe ≥ LABEL_THRESHOLD from the environment)
   student    training/recipes/default-student.toml at each shape of SHAPES (blocks kept, MLP width, embedding bits,
              hidden-state distillation weight): prune → distill → int4 QAT → artifact (GPU); `--shape` picks one
   eval       `pocketguard eval` of the teacher and the students side by side on dev and dev_heldout
@@ -310,6 +311,13 @@ def stage_backbone(p: Paths) -> None:
     _say(f"backbone: {model.num_params():,} params, vocabulary {model.args.vocab_size:,} → {p.teacher_init}")
 
 
+# `label` flags a pool row at the teacher's p_unsafe >= LABEL_THRESHOLD (environment) instead of its greedy answer
+# (unset: greedy). Run af: the "-x" students seem to take their operating point on abuse from the pool's verdicts
+# (run ae's soup called 12.5 % fewer offensive tweets unsafe than run ad's teacher, and its students lost 9-16 points
+# of ConvAbuse recall against run ad's t2 where the teachers were 1.6 apart): a lower threshold tests that.
+LABEL_THRESHOLD = float(os.environ["LABEL_THRESHOLD"]) if os.environ.get("LABEL_THRESHOLD") else None
+
+
 def stage_label(p: Paths, device: str) -> None:
     """The teacher's verdicts on the unlabelled pool (build_data.py's extra.jsonl: training-source rows no rule
     can label, and rows over a source's cap) → OUT/labelled/train.jsonl: train.jsonl plus the pool with the
@@ -317,21 +325,25 @@ def stage_label(p: Paths, device: str) -> None:
     the answer anyway; the pool only widens the inputs it is matched on. A row the teacher cannot judge
     (an error verdict) is left out and counted. The verdicts depend on the teacher and the pool only, so they are
     kept apart (OUT/labelled/pool.jsonl, with POOL-SHA256, the sha256 of the extra.jsonl they judged): a kept
-    teacher's labels join a rebuilt train.jsonl in a second instead of the teacher's ~100 s on a GPU."""
+    teacher's labels join a rebuilt train.jsonl in a second instead of the teacher's ~100 s on a GPU. POOL-THRESHOLD
+    says at which LABEL_THRESHOLD they were given (none: greedy); verdicts at another are not reused."""
     from pocketguard.artifact import sha256_file
     from pocketguard.guard import Guard
 
-    if p.labelled.exists():
+    pool, key = p.labelled.parent / "pool.jsonl", p.labelled.parent / "POOL-SHA256"
+    mark = p.labelled.parent / "POOL-THRESHOLD"
+    at = "greedy" if LABEL_THRESHOLD is None else f"{LABEL_THRESHOLD:g}"
+    same_threshold = (mark.read_text().strip() if mark.exists() else "greedy") == at
+    if p.labelled.exists() and same_threshold:
         _say(f"label: {p.labelled} exists")
         return
-    pool, key = p.labelled.parent / "pool.jsonl", p.labelled.parent / "POOL-SHA256"
     extra = p.data / "extra.jsonl"
     digest = sha256_file(extra)
-    if pool.exists() and key.exists() and key.read_text().split()[:1] == [digest]:
+    if same_threshold and pool.exists() and key.exists() and key.read_text().split()[:1] == [digest]:
         _say(f"label: the teacher's labels of this pool are in {pool}: joined to this train.jsonl, no teacher run")
     else:
         rows = _jsonl(extra)
-        guard = Guard.load(p.teacher, device=device)
+        guard = Guard.load(p.teacher, device=device, threshold=LABEL_THRESHOLD)
         t0, out, skipped = time.perf_counter(), [], 0
         for start in range(0, len(rows), 1024):
             chunk = rows[start : start + 1024]
@@ -348,8 +360,9 @@ def stage_label(p: Paths, device: str) -> None:
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out), encoding="utf-8")
         tmp.rename(pool)
         key.write_text(f"{digest}  extra.jsonl\n")  # sha256sum's format: gpu_stage.sh checks it with `sha256sum -c`
+        mark.write_text(at + "\n")
         unsafe = sum(r["label"] == "unsafe" for r in out)
-        _say(f"label: {len(out)} labelled ({unsafe} unsafe), {skipped} left out (no verdict) → {pool}")
+        _say(f"label: {len(out)} labelled ({unsafe} unsafe, {at}), {skipped} left out (no verdict) → {pool}")
     tmp = p.labelled.with_suffix(".partial")
     tmp.write_text((p.data / "train.jsonl").read_text(encoding="utf-8") + pool.read_text(encoding="utf-8"), encoding="utf-8")
     tmp.rename(p.labelled)

@@ -39,7 +39,7 @@
 # log.txt, results.tgz, logs.tgz and the picked student (unless it came back already) once the pipeline has
 # finished; `fetch SHAPE` brings back a finished student the same way.
 # BACKBONE_SHA256 (environment) is the joined file's checksum (default: SmolLM2-135M-Instruct.Q4_1.gguf's).
-# STUDENT_EVAL, DISTILL_EVAL, TEACHER_SEEDS and TEACHER_EVAL (environment) pass to gpu_run.sh (TEACHER_EVAL=0: a
+# STUDENT_EVAL, DISTILL_EVAL, TEACHER_SEEDS, TEACHER_EVAL and LABEL_THRESHOLD (environment) pass to gpu_run.sh (TEACHER_EVAL=0: a
 # kept teacher is not evaluated again; copy its first lease's eval/*-cuda into the new run before `judge`). Runs g,
 # h and i (2026-12-03) fit a 30-minute lease with TEACHER_SEEDS=0 and one distillation (h: 19.5 minutes; i: a base
 # and its 1-epoch QAT variant, `STUDENT_EVAL=heldout … start "b22-f1536-e4-hv b22-f1536-e4-hv-q1"`, 28 minutes with a failed machine start: the
@@ -385,6 +385,7 @@ case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | carry-s
       if [ -s "$work/runs/$run/labelled/pool.jsonl" ]; then  # its verdicts on the pool, not train + pool
         mkdir -p "$stage/tbundle/$run/labelled"
         cp "$work/runs/$run/labelled/pool.jsonl" "$work/runs/$run/labelled/POOL-SHA256" "$stage/tbundle/$run/labelled/"
+        cp "$work/runs/$run/labelled/POOL-THRESHOLD" "$stage/tbundle/$run/labelled/" 2> /dev/null || true  # (none: greedy)
       fi
       (cd "$work/runs/data" && sha256sum train.jsonl) > "$stage/tbundle/$run/teacher/DATA-SHA256"
       echo "${TEACHER_ORIGIN:-a kept teacher}; bf16 weights packed $(date -u +%FT%TZ); data: $(head -c 200 "$work/runs/data/VERSION" 2> /dev/null)" \
