@@ -358,9 +358,10 @@ def stage_label(p: Paths, device: str) -> None:
         pool.parent.mkdir(parents=True, exist_ok=True)
         tmp = pool.with_suffix(".partial")
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out), encoding="utf-8")
+        key.unlink(missing_ok=True)  # (written last: verdicts without their key and threshold are never reused)
         tmp.rename(pool)
-        key.write_text(f"{digest}  extra.jsonl\n")  # sha256sum's format: gpu_stage.sh checks it with `sha256sum -c`
         mark.write_text(at + "\n")
+        key.write_text(f"{digest}  extra.jsonl\n")  # sha256sum's format: gpu_stage.sh checks it with `sha256sum -c`
         unsafe = sum(r["label"] == "unsafe" for r in out)
         _say(f"label: {len(out)} labelled ({unsafe} unsafe, {at}), {skipped} left out (no verdict) → {pool}")
     tmp = p.labelled.with_suffix(".partial")
