@@ -39,11 +39,12 @@
 # log.txt, results.tgz, logs.tgz and the picked student (unless it came back already) once the pipeline has
 # finished; `fetch SHAPE` brings back a finished student the same way.
 # BACKBONE_SHA256 (environment) is the joined file's checksum (default: SmolLM2-135M-Instruct.Q4_1.gguf's).
-# STUDENT_EVAL, DISTILL_EVAL, TEACHER_SEEDS, TEACHER_EVAL and LABEL_THRESHOLD (environment) pass to gpu_run.sh (TEACHER_EVAL=0: a
-# kept teacher is not evaluated again; copy its first lease's eval/*-cuda into the new run before `judge`). Runs g,
-# h and i (2026-12-03) fit a 30-minute lease with TEACHER_SEEDS=0 and one distillation (h: 19.5 minutes; i: a base
-# and its 1-epoch QAT variant, `STUDENT_EVAL=heldout … start "b22-f1536-e4-hv b22-f1536-e4-hv-q1"`, 28 minutes with a failed machine start: the
-# critical path was teacher 425 s + distil and QAT 587 s + the variant's QAT 409 s + its held-out eval).
+# STUDENT_EVAL, DISTILL_EVAL, TEACHER_SEEDS, TEACHER_EVAL and LABEL_THRESHOLD (environment) pass to gpu_run.sh
+# (TEACHER_EVAL=0: a kept teacher is not evaluated again; copy its first lease's eval/*-cuda into the new run before
+# `judge`). Runs g, h and i (2026-12-03) fit a 30-minute lease with TEACHER_SEEDS=0 and one distillation (h: 19.5
+# minutes; i: a base and its 1-epoch QAT variant, `STUDENT_EVAL=heldout … start "b22-f1536-e4-hv b22-f1536-e4-hv-q1"`,
+# 28 minutes with a failed machine start: the critical path was teacher 425 s + distil and QAT 587 s + the variant's
+# QAT 409 s + its held-out eval).
 # Runs j (2026-12-03, second session) and k (third) were lost with their machines, which went back in the gap
 # between two calls (30 s idle): j after `part` and after teacher + `label`; k with both students in QAT. Run k's
 # times on the coverage-pass data (build_data.py of e8f529f, 34,852 train rows), `TEACHER_SEEDS=0 STUDENT_EVAL=heldout
