@@ -161,6 +161,10 @@
 # … poll 540`, `poll 60` (the first student), `poll 520` (the second), `poll 100` (PIPELINE_FINISHED): label 0.4 s
 # (the kept verdicts), students 504 s and 410 s one after the other (the second's first try ran out of memory beside
 # the first: gpu_run.sh's gate then miscounted without a teacher eval, since fixed), 16.6 minutes from `start`.
+# Run ag (2026-12-06, twenty-second session; an H100 ~130 s after asking for nvidia-h100-x1): the same with
+# `LABEL_THRESHOLD=0.2 … start "b22-f1536-e4-hxv-t2 b22-f1536-e4-hxv-t2-s1" …`, `poll 560`, `poll 570` (the first
+# student), `poll 570` (the second), `poll 200` (PIPELINE_FINISHED): label reran the teacher on the pool (57 s; the
+# kept verdicts are greedy), the students took turns (545 s and 557 s, ~190 s of it QAT each), 20 minutes from `start`.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
