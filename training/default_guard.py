@@ -204,7 +204,7 @@ SMOKE_BLOCKS = 3  # the smoke backbone keeps the first blocks only
 SMOKE_EXAMPLES = (96, 24, 24, 48)  # train, dev, dev_heldout, extra sample sizes
 
 # Smoke overrides per recipe: [train]/[data] keys and per-step keys by kind.
-SMOKE = {
+SMOKE: dict[str, dict[str, dict]] = {
     "default-teacher": {"data": {"dev_max": 20}, "train": {"batch_size": 8, "save_every": 0},
                         "steps": {"train": {"epochs": 1, "lr": 1e-4}}},
     "default-student": {"data": {"dev_max": 12, "calib": 8}, "train": {"batch_size": 8, "save_every": 0},
@@ -302,7 +302,7 @@ def stage_backbone(p: Paths) -> None:
     model = loaded.model
     if p.smoke:
         old = model.args
-        args = ModelArgs.from_dict({**old.to_dict(), "n_layers": SMOKE_BLOCKS, "ffn_dims": old.ffn_dims[:SMOKE_BLOCKS]})
+        args = ModelArgs.from_dict({**old.to_dict(), "n_layers": SMOKE_BLOCKS, "ffn_dims": old.to_dict()["ffn_dims"][:SMOKE_BLOCKS]})
         state = {k: v for k, v in model.state_dict().items()
                  if not k.startswith("layers.") or int(k.split(".")[1]) < SMOKE_BLOCKS}
         model = rebuild(model, args, state)
@@ -984,13 +984,15 @@ def _targets(p: Paths, f) -> list[str]:
             "dev response F1 | dev F1, lowest language | dev long-text asks (recall / FPR) |", "|---|---|---|---|---|---|---|---|---|"]
     both = [_predictions(p, split) for split in ("dev", "dev_heldout")]
     for who in sorted(set(both[0]) & set(both[1]), key=lambda w: (not w.startswith("teacher"), w)):
-        runs = [_read(p, who, split) for split in ("dev", "dev_heldout")]
-        dev_ex, held_ex = runs[0][0], runs[1][0]
+        dev_run, held_run = (_read(p, who, split) for split in ("dev", "dev_heldout"))
+        if dev_run is None or held_run is None:  # predictions without the split's data file
+            continue
+        dev_ex, held_ex = dev_run[0], held_run[0]
         # asks among small talk whose sentences train never had (build_data.py talk_for): dev's view of positions.jsonl
         kind = ["long" if (ex.source or "").endswith("/in-long-text") else "other" for ex in dev_ex]
         dev_gold = gold_flags([ex.label for ex in dev_ex])
         for at in _operating_points(p, who):
-            dev_vs, held_vs = at_threshold(runs[0][1], at), at_threshold(runs[1][1], at)
+            dev_vs, held_vs = at_threshold(dev_run[1], at), at_threshold(held_run[1], at)
             dev, held = evaluate_examples(dev_ex, dev_vs), evaluate_examples(held_ex, held_vs)
             cells = [f"{src} {f(m['recall']) if m['unsafe'] else '—'} / {f(m['fpr']) if m['safe'] else '—'}"
                      for src, m in _by_source(held_ex, held_vs).items()]
@@ -1108,13 +1110,14 @@ def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> 
         if meets(b):  # (1) holds the reference's met bars only
             rows.append(("1", f"{name} {op.replace('>=', '≥').replace('<=', '≤')} {bound:g}", fmt(a), fmt(b), meets(a)))
     held, ref_held = runs["dev_heldout"], ref_runs["dev_heldout"]
-    same = held is not None and ref_held is not None and [e.label for e in held[0]] == [e.label for e in ref_held[0]]
-    d = paired_difference(gold_flags([e.label for e in held[0]]), predicted(held[1]), predicted(ref_held[1])) if same else None
+    d = None
+    if held is not None and ref_held is not None and [e.label for e in held[0]] == [e.label for e in ref_held[0]]:
+        d = paired_difference(gold_flags([e.label for e in held[0]]), predicted(held[1]), predicted(ref_held[1]))
     span = lambda iv: f"[{iv[0]:+.3f}, {iv[1]:+.3f}]" if iv else ""  # noqa: E731
     for clause, key in (("2", "f1"), ("5", "auprc")):
         iv = d[f"{key}_interval"] if d else None
         rows.append((clause, f"held-out Δ{key.upper()} vs {ref_model}, 95 % CI reaches 0",
-                     f"{d[key]:+.3f} {span(iv)}" if d and d[key] is not None else "— (no paired predictions)", "", bool(iv) and iv[1] >= 0))
+                     f"{d[key]:+.3f} {span(iv)}" if d and d[key] is not None else "— (no paired predictions)", "", iv is not None and iv[1] >= 0))
     def total(run: Paths, who: str) -> int | None:  # the first three sets together, None when one table is missing
         right = [_probes_right(run, stem, who) for stem in RULE_PROBES]
         return None if None in right else sum(r for r in right if r is not None)
@@ -1124,14 +1127,14 @@ def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> 
     for split, mine_split in runs.items():
         teacher = _at_op(p, "teacher", split) if mine_split is not None else None  # (greedy: no threshold of its own)
         gap = None
-        if teacher is not None:
+        if teacher is not None and mine_split is not None:
             gap = paired_difference(gold_flags([e.label for e in mine_split[0]]), predicted(mine_split[1]), predicted(teacher[1]))
         rows.append(("4", f"{split}: ΔF1 vs its teacher ≥ −{TEACHER_GAP:g}",
                      f"{gap['f1']:+.3f} {span(gap['f1_interval'])}" if gap else "— (no predictions)", "",
                      gap is not None and gap["f1"] is not None and gap["f1"] >= -TEACHER_GAP))
-    for clause, stem in enumerate(BLIND_PROBES, start=6):
+    for n, stem in enumerate(BLIND_PROBES, start=6):
         a, b = _probes_right(p, stem, shape), _probes_right(ref, stem, ref_model)
-        rows.append((str(clause), f"{stem} right, not fewer", num(a), num(b), a is not None and b is not None and a >= b))
+        rows.append((str(n), f"{stem} right, not fewer", num(a), num(b), a is not None and b is not None and a >= b))
     rows.sort(key=lambda r: int(r[0]))  # stable: bars and splits keep their order
     ok = all(r[-1] for r in rows)
     text = "\n".join([f"| clause | measure | {shape} | {ref_model} | met |", "|---|---|---|---|---|",
