@@ -34,6 +34,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 # ---------------------------------------------------------------------------------------------- examples
@@ -66,7 +67,7 @@ class Example:
         return self.role + "\x1f" + "\x1f".join(norm(m["content"]) for m in self.messages)
 
     def to_json(self) -> dict:
-        row = {"messages": self.messages, "role": self.role, "label": self.label, "categories": self.categories,
+        row: dict[str, object] = {"messages": self.messages, "role": self.role, "label": self.label, "categories": self.categories,
                "language": self.language, "source": self.source}
         if self.lookalike:
             row["lookalike"] = True
@@ -3576,7 +3577,7 @@ class Options:
 
 # Over-represented codes: unsafe train examples naming only capped codes are dropped at random until each code
 # is named at most this often (dev: scaled by its size).
-CATEGORY_CAPS = {"S10": 2500, "S2": 3000, "S1": 2000}
+CATEGORY_CAPS: dict[str, int] = {"S10": 2500, "S2": 3000, "S1": 2000}
 RARE_CODES = ("S3", "S4", "S5", "S6", "S7", "S8", "S9", "S11", "S12", "S13", "S14")
 UPSAMPLE_MAX = 4  # at most this many copies of one example
 UPSAMPLE_MAX_CHARS = 1200  # long examples (wrapped jailbreaks) are not copied: they would inflate the token budget
@@ -4099,7 +4100,7 @@ def main(argv: list[str] | None = None) -> int:
         with (args.out / f"{name}.jsonl").open("w", encoding="utf-8") as f:
             for e in exs:
                 f.write(json.dumps(e.to_json(), ensure_ascii=False) + "\n")
-    summary = {"splits": summarize(result.splits), "extra": dict(Counter(e.base_source for e in result.extra).most_common()),
+    summary: dict[str, Any] = {"splits": summarize(result.splits), "extra": dict(Counter(e.base_source for e in result.extra).most_common()),
                "form_probe": form_probe(result.splits), "dropped": dict(result.dropped),
                "heldout_sources": list(HELDOUT),
                "options": {k: v for k, v in vars(opts).items()}}
