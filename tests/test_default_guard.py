@@ -959,6 +959,12 @@ def test_probe_history_counts_each_probe_across_run_tables_in_one_column(tmp_pat
     out = capsys.readouterr().out
     assert "3 probes in the tables of column 'teacher'" in out and "2 right in fewer than half of them, 2 in none" in out
     assert "| scam ask | unsafe S2 | 0/2 |" in out and "| poem |" not in out
+    # two probes that read the same as tabled (texts cut at 110 characters) would merge: refused, not counted as one
+    (tmp_path / "run-d").mkdir()
+    (tmp_path / "run-d" / "probes-cpu.md").write_text(head + "| 1 | user | scam ask | unsafe S2 | unsafe S2 (1.00) | safe  (0.10) |\n"
+                                                      "| 2 | user | scam ask | unsafe S2 | **✗** safe  (0.20) | safe  (0.10) |\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="probes 2 and an earlier one read the same"):
+        dg.probe_history(tmp_path, "teacher")
 
 
 def _rule_run(tmp_path, dg, *, student_wrong=(), blind3=(40, 36), with_positions=True):

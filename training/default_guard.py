@@ -737,14 +737,23 @@ def probe_history(runs: Path, column: str = "teacher") -> list[tuple[str, str, l
 
 def _probe_marks(table: Path, column: str) -> dict[tuple[str, str], bool]:
     """(judged text as tabled, expected) → whether model `column` got it right, from one of `probe`'s tables;
-    empty without the table, the column or probe rows."""
+    empty without the table, the column or probe rows. The table cuts texts at 110 characters, so two probes alike
+    that far would share a key: that stops here rather than count them as one in the rule's pairs or the history."""
     if not table.exists():
         return {}
     rows = [_columns(line) for line in table.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
     if not rows or column not in rows[0]:
         return {}
     at = rows[0].index(column)
-    return {(cells[2], cells[3]): "✗" not in cells[at] for cells in rows[1:] if cells[0].isdigit()}
+    marks: dict[tuple[str, str], bool] = {}
+    for cells in rows[1:]:
+        if not cells[0].isdigit():
+            continue
+        if (cells[2], cells[3]) in marks:
+            raise SystemExit(f"{table}: probes {cells[0]} and an earlier one read the same as tabled ({cells[2]!r}, "
+                             f"{cells[3]}): make their first 110 characters differ")
+        marks[cells[2], cells[3]] = "✗" not in cells[at]
+    return marks
 
 
 def stage_probe_history(runs: Path, column: str) -> None:
