@@ -67,8 +67,8 @@ class Example:
         return self.role + "\x1f" + "\x1f".join(norm(m["content"]) for m in self.messages)
 
     def to_json(self) -> dict:
-        row: dict[str, object] = {"messages": self.messages, "role": self.role, "label": self.label, "categories": self.categories,
-               "language": self.language, "source": self.source}
+        row: dict[str, object] = {"messages": self.messages, "role": self.role, "label": self.label,
+                                  "categories": self.categories, "language": self.language, "source": self.source}
         if self.lookalike:
             row["lookalike"] = True
         return row
@@ -4100,10 +4100,11 @@ def main(argv: list[str] | None = None) -> int:
         with (args.out / f"{name}.jsonl").open("w", encoding="utf-8") as f:
             for e in exs:
                 f.write(json.dumps(e.to_json(), ensure_ascii=False) + "\n")
-    summary: dict[str, Any] = {"splits": summarize(result.splits), "extra": dict(Counter(e.base_source for e in result.extra).most_common()),
-               "form_probe": form_probe(result.splits), "dropped": dict(result.dropped),
-               "heldout_sources": list(HELDOUT),
-               "options": {k: v for k, v in vars(opts).items()}}
+    summary: dict[str, Any] = {"splits": summarize(result.splits),
+                               "extra": dict(Counter(e.base_source for e in result.extra).most_common()),
+                               "form_probe": form_probe(result.splits), "dropped": dict(result.dropped),
+                               "heldout_sources": list(HELDOUT),
+                               "options": {k: v for k, v in vars(opts).items()}}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (args.out / "VERSION").write_text(version_line(argv) + "\n", encoding="utf-8")
     print_summary(summary["splits"])
