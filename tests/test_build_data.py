@@ -488,7 +488,31 @@ def test_train_only_tables_cover_every_code_in_each_language_and_stay_out_of_dev
     rows = [(split, e) for split, e in _all(built) if e.group.startswith(bd.TRAIN_ONLY)]
     assert rows and {split for split, _ in rows} == {"train"}
     assert {e.source for _, e in rows} >= {"generated-unsafe/i18n", "generated-benign/i18n-lookalike", "generated-unsafe/purpose",
-                                           "generated-benign/purpose"}
+                                           "generated-benign/purpose", "generated-benign/code", "generated-unsafe/code",
+                                           "generated-unsafe/code-replies"}
+
+
+def test_code_pairs_differ_only_in_the_command_or_the_reply():
+    """Each command pair is asked in every phrasing through one tool: the two asks differ only in the command (the
+    harmless one a safe look-alike, the other S14); each reply triple answers one ask both ways; all train only."""
+    rows = list(bd.generate_code_pairs(0))
+    asks = [e for e in rows if e.role == "user"]
+    assert len(asks) == 2 * 2 * len(bd.CODE_COMMANDS) * len(bd.CODE_ASKS)
+    for i, (harmless, harmful) in enumerate(bd.CODE_COMMANDS):
+        mine = [e for e in asks if e.group == f"{bd.TRAIN_ONLY}code:{i}"]
+        safe = [e.messages[0]["content"] for e in mine if e.label == "safe"]
+        unsafe = [e.messages[0]["content"] for e in mine if e.label == "unsafe"]
+        assert sorted(t.replace(harmless, "CMD") for t in safe) == sorted(t.replace(harmful, "CMD") for t in unsafe)
+        assert all(harmless in t for t in safe) and all(harmful in t for t in unsafe)
+    assert all((e.label, e.categories, e.lookalike) in (("safe", [], True), ("unsafe", ["S14"], False)) for e in rows)
+    replies = [e for e in rows if e.role == "agent"]
+    assert {e.group for e in replies} == {f"{bd.TRAIN_ONLY}code-replies:{i}" for i in range(len(bd.CODE_REPLIES))}
+    by_ask: dict[str, list[str]] = {}
+    for e in replies:
+        by_ask.setdefault(e.messages[0]["content"], []).append(e.label)
+    assert all(sorted(labels) == ["safe", "unsafe"] for labels in by_ask.values())
+    assert not any(bd.SLOT.search(e.messages[0]["content"]) for e in rows)  # every slot filled (a command keeps its braces)
+    assert {bd._split_of(e, 0, 0.5) for e in rows} == {"train"}
 
 
 def test_self_introductions_copy_english_asks_with_their_labels():
