@@ -103,14 +103,17 @@ class _Ring:
     VNODES = 16  # points a row: evens out the arcs, so each row is drawn about as often as a uniform choice would
 
     def __init__(self, pool: list, salt: object, text: Callable[[Any], str] = lambda e: e.key()):
-        self.pool = pool
-        points = sorted((_stable(salt, text(row), v), j) for j, row in enumerate(pool) for v in range(self.VNODES))
-        self.points, self.rows = [p for p, _ in points], [pool[j] for _, j in points]
+        self.pool, self.salt, self.text = pool, salt, text
+        self.points: list[float] = []  # placed on the first keyed draw: a stream (Draws) draws from `pool` alone
+        self.rows: list = []
 
     def __bool__(self) -> bool:
         return bool(self.pool)
 
     def pick(self, *key: object):
+        if not self.points:
+            points = sorted((_stable(self.salt, self.text(row), v), j) for j, row in enumerate(self.pool) for v in range(self.VNODES))
+            self.points, self.rows = [p for p, _ in points], [self.pool[j] for _, j in points]
         return self.rows[bisect.bisect_left(self.points, _stable(*key)) % len(self.rows)]
 
 
@@ -127,7 +130,7 @@ class Draws:
     def random(self, *key: object) -> float:
         return _stable(self.salt, *key) if self.keyed else self.rng.random()
 
-    def choice(self, pool: "list | _Ring", *key: object):
+    def choice(self, pool: list | _Ring, *key: object):
         """A ring for a pool that grows with the data (so keyed draws stay put), a plain list for a fixed table."""
         if not self.keyed:
             return self.rng.choice(pool.pool if isinstance(pool, _Ring) else pool)
@@ -140,6 +143,10 @@ class Draws:
         items = list(items)
         self.rng.shuffle(items)
         return items
+
+    def sample(self, items: list, k: int, text: Callable[[Any], str]) -> list:
+        """k of `items` (all when fewer): the first k in keyed order, or `random.sample` from the stream."""
+        return self.order(items, text)[:k] if self.keyed else self.rng.sample(items, min(k, len(items)))
 
 
 # ------------------------------------------------------------------------------------- English keyword rules
@@ -3929,7 +3936,7 @@ def _split_of(ex: Example, seed: int, dev_frac: float) -> str:
     return "dev" if _stable(seed, "split", ex.group) < dev_frac else "train"
 
 
-def derive(exs: list[Example], templates: list[str], draws: "Draws", refusal_rate: float, splices: int,
+def derive(exs: list[Example], templates: list[str], draws: Draws, refusal_rate: float, splices: int,
            comply_rate: float, long_texts: int, after_harm: int = 0, talk: list[str] = SMALL_TALK) -> list[Example]:
     """Examples built from this split's own rows (so no text crosses splits):
 
@@ -4038,7 +4045,7 @@ def _balance(train: list[Example], max_safe_share: float, draws: Draws) -> int:
     if excess <= 0:
         return 0
     pool = [i for i, e in enumerate(train) if e.label == "safe" and e.base_source in BALANCE_SOURCES]
-    drop = set(draws.order(pool, lambda i: train[i].key())[:excess])
+    drop = set(draws.sample(pool, excess, lambda i: train[i].key()))
     train[:] = [e for i, e in enumerate(train) if i not in drop]
     return len(drop)
 
@@ -4064,7 +4071,7 @@ def upsample(train: list[Example], floor: int, seed: int) -> list[Example]:
     out: list[Example] = []
     for code in sorted(RARE_CODES, key=lambda c: count[c]):
         pool = [e for e in train if code in e.categories and e.label == "unsafe" and _chars(e) <= UPSAMPLE_MAX_CHARS]
-        pool.sort(key=lambda e: _stable(seed, "upsample", code, e.key()))
+        pool = Draws(f"{seed}:upsample:{code}", keyed=True).order(pool, lambda e: e.key())
         need = min(floor - count[code], len(pool) * UPSAMPLE_MAX)
         for k in range(max(need, 0)):
             e = pool[k % len(pool)]

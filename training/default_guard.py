@@ -301,8 +301,8 @@ def stage_backbone(p: Paths) -> None:
     loaded = add_guard_tokens(load_gguf(p.backbone, require_guard_tokens=False))
     model = loaded.model
     if p.smoke:
-        old = model.args
-        args = ModelArgs.from_dict({**old.to_dict(), "n_layers": SMOKE_BLOCKS, "ffn_dims": old.to_dict()["ffn_dims"][:SMOKE_BLOCKS]})
+        spec = model.args.to_dict()
+        args = ModelArgs.from_dict({**spec, "n_layers": SMOKE_BLOCKS, "ffn_dims": spec["ffn_dims"][:SMOKE_BLOCKS]})
         state = {k: v for k, v in model.state_dict().items()
                  if not k.startswith("layers.") or int(k.split(".")[1]) < SMOKE_BLOCKS}
         model = rebuild(model, args, state)
@@ -993,7 +993,7 @@ def _targets(p: Paths, f) -> list[str]:
             "dev response F1 | dev F1, lowest language | dev long-text asks (recall / FPR) |", "|---|---|---|---|---|---|---|---|---|"]
     both = [_predictions(p, split) for split in ("dev", "dev_heldout")]
     for who in sorted(set(both[0]) & set(both[1]), key=lambda w: (not w.startswith("teacher"), w)):
-        dev_run, held_run = (_read(p, who, split, listed) for split, listed in zip(("dev", "dev_heldout"), both))
+        dev_run, held_run = (_read(p, who, split) for split in ("dev", "dev_heldout"))
         if dev_run is None or held_run is None:  # predictions without the split's data file
             continue
         dev_ex, held_ex = dev_run[0], held_run[0]
@@ -1035,10 +1035,10 @@ JUDGED_PROBES = RULE_PROBES + BLIND_PROBES + PAIRED_ONLY_PROBES
 TEACHER_GAP = 0.02  # (4): F1 points of the teacher, on each split
 
 
-def _read(p: Paths, who: str, split: str, listed: dict[str, dict[str, Path]] | None = None) -> tuple[list, list] | None:
+def _read(p: Paths, who: str, split: str) -> tuple[list, list] | None:
     """A model's examples and verdicts (as predicted) on `split`, from the eval run the card reads (`_device`);
-    None without predictions. `listed`: `_predictions(p, split)` when the caller has it already."""
-    by_device = (_predictions(p, split) if listed is None else listed).get(who)
+    None without predictions."""
+    by_device = _predictions(p, split).get(who)
     if not by_device or not (p.data / f"{split}.jsonl").exists():
         return None
     return _verdicts(p.data / f"{split}.jsonl", by_device[_device(who, by_device)])
