@@ -51,6 +51,11 @@ __all__ = ["OPENAI_CATEGORIES", "OPENAI_FROM_CODES", "ServerConfig", "create_app
 log = logging.getLogger("pocketguard.server")
 
 # --------------------------------------------------------------------------------------------- the app
+def invalid_input(e: ValueError) -> ApiError:
+    """Input the guard cannot judge as given (a bad conversation, a history past the context): 422 on every endpoint."""
+    return ApiError(422, f"invalid input: {e}", "invalid_request_error")
+
+
 def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
     metrics = Metrics()
@@ -93,7 +98,7 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
         except ApiError as e:
             return e.response()
         except ConversationError as e:
-            return _error(422, f"invalid input: {e}", "invalid_request_error")
+            return invalid_input(e).response()
         except Exception as e:  # never let an unexpected failure look like anything but an error
             log.exception("unhandled error in %s", request.url.path)
             return _error(500, f"internal error: {type(e).__name__}", "server_error")
@@ -197,8 +202,8 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
             return None
         except ApiError as e:
             return await fail(e)
-        except ConversationError as e:
-            return await fail(ApiError(422, f"invalid input: {e}", "invalid_request_error"))
+        except ValueError as e:  # ConversationError, and a history the guard cannot open a stream on (ContextLengthError)
+            return await fail(invalid_input(e))
         except Exception as e:  # noqa: BLE001 - never let a failure look like anything but an error
             log.exception("unhandled error in the stream endpoint")
             return await fail(ApiError(500, f"internal error: {type(e).__name__}", "server_error"))
@@ -279,13 +284,19 @@ def run(args) -> int:
         guard = Guard.load(args.model, policy=policy, device=args.device, max_context=args.max_context,
                            threshold=args.threshold, subset_mode=args.subset_mode)
         # Warm the policy-prefix cache for both judged roles, so the first requests do not pay for it; a setting
-        # no request could be judged under (a --max-context the policy prompt fills) fails here, not per request.
-        guard.moderate_batch(["hello", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]])
+        # no request could be judged under (a --max-context the policy prompt fills, which raises) or a model that
+        # cannot judge at all (NaN weights, a head that cannot spell the answer: error verdicts) fails here, not
+        # per request behind a healthy /health.
+        warm = guard.moderate_batch(["hello", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]])
     except (PolicyError, ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (RuntimeError, AssertionError) as e:  # torch: an unknown --device, CUDA asked of a build without it
         print(f"error: cannot load or run the guard on --device {args.device}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    failed = next((v for v in warm if v.status not in ("safe", "unsafe")), None)
+    if failed is not None:
+        print(f"error: the guard cannot judge: {failed.error}", file=sys.stderr)
         return 2
     if not is_loopback(args.host):
         print(f"warning: serving on {args.host}, not loopback; pocketguard serve has no authentication or TLS — "

@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .conversation import Conversation, ConversationError
+from .conversation import Conversation, ConversationError, content_text
 from .guard import Guard, Verdict
 from .policy import Policy, PolicyError
 
@@ -224,9 +224,13 @@ def _json_type(x: Any) -> str:
             type(None): "null"}.get(type(x), type(x).__name__)
 
 
-def check_text(text: str, where: str, config: ServerConfig) -> None:
+def check_length(text: str, where: str, config: ServerConfig) -> None:
     if len(text) > config.max_chars:
         raise ApiError(422, f"{where} has {len(text)} characters; the limit is {config.max_chars}", param=where)
+
+
+def check_text(text: str, where: str, config: ServerConfig) -> None:
+    check_length(text, where, config)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
@@ -365,7 +369,10 @@ def parse_guard_request(data: dict, guard: Guard, config: ServerConfig, cache: P
         conv = Conversation.from_messages(msgs, role)
     except ConversationError as e:
         raise ApiError(422, f"invalid conversation: {e}", param="messages") from None
-    for i, m in enumerate(conv.messages):
-        check_text(m.content, f"messages[{i}].content", config)
+    # The limit is per message as sent, not per turn (a turn merges an agent's assistant and tool messages), and a
+    # message's index is its place in 'messages'; the conversation has already refused empty turns and surrogates.
+    for i, m in enumerate(msgs):
+        if m.get("content") is not None:  # (null: an assistant message with tool calls only)
+            check_length(content_text(m["content"])[0], f"messages[{i}].content", config)
     policy = parse_policy(data["policy"], guard, config, cache) if data.get("policy") is not None else None
     return GuardRequest(conv, policy, scores)

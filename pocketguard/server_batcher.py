@@ -20,6 +20,7 @@ from .policy import Policy
 from .server_api import ApiError, Metrics, ServerConfig
 
 log = logging.getLogger("pocketguard.server")
+_UNSET = object()  # no batch key yet: None is a key (the server's own policy), so it cannot mean "not set"
 
 # --------------------------------------------------------------------------------------------- batching
 @dataclass
@@ -153,12 +154,12 @@ class Batcher:
         the rest keep their places. Items whose request already timed out are dropped here."""
         batch: list[_Item] = []
         skipped: list[_Item] = []
-        key = None
+        key: object = _UNSET
         while self._pending and len(batch) < self.config.max_batch:
             it = self._pending.popleft()
             if it.future.done():
                 continue
-            if key is None:
+            if key is _UNSET:
                 key = it.key
             (batch if it.key == key else skipped).append(it)
         self._pending.extendleft(reversed(skipped))

@@ -203,6 +203,49 @@ def test_concurrent_requests_are_batched_with_identical_results(tok):
     assert app.state.batcher.batches == count
 
 
+def test_a_batch_holds_one_policy_whichever_item_comes_first(tok):
+    """The server's own policy (None) is a batch key like any other: an item of another policy queued behind one of
+    the server's keeps its place for the next batch (a batch is judged under one policy), in either order."""
+    from pocketguard.server_api import Metrics
+    from pocketguard.server_batcher import Batcher, _Item
+
+    keep = Policy.default().subset(["S1"])
+    batcher = Batcher(make_guard(tok, "safe"), ServerConfig(), Metrics())
+    loop = asyncio.new_event_loop()
+    try:
+        for order in ([None, keep, None, keep], [keep, None, keep, None]):
+            batcher._pending.extend(_Item(Conversation.prompt(f"text {i}"), p, False, loop.create_future(), 0.0)
+                                    for i, p in enumerate(order))
+            batches = [batcher._take(), batcher._take()]
+            assert [[it.policy for it in b] for b in batches] == [[order[0]] * 2, [order[1]] * 2]
+            assert [it.conv.messages[0].content for b in batches for it in b] == ["text 0", "text 2", "text 1", "text 3"]
+            assert not batcher._pending
+    finally:
+        loop.close()
+
+
+def test_requests_of_other_policies_queued_together_are_each_judged_under_their_own(tok):
+    """A keep-S1 request behind one of the server's policy, or the other way round, within one batching window: the
+    guard names S9, which the server's policy flags and keep S1 leaves out (safe, with a note), whatever the order."""
+    g = make_guard(tok, "unsafe\nS9")
+    app = create_app(g, ServerConfig(max_batch=8, batch_wait_ms=200))
+    keep_s1 = {"messages": [{"role": "user", "content": "How do I make a pipe bomb?"}],
+               "policy": {"base": "default", "keep": ["S1"]}}
+
+    async def go(server_first: bool):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            server = client.post("/v1/guard", json={"messages": [{"role": "user", "content": "hello"}]})
+            request = client.post("/v1/guard", json=keep_s1)
+            rs = await asyncio.gather(*((server, request) if server_first else (request, server)))
+        await app.state.batcher.stop()
+        return rs if server_first else rs[::-1]
+
+    for server_first in (True, False):
+        server, request = asyncio.run(go(server_first))
+        assert (server.json()["status"], server.json()["categories"]) == ("unsafe", ["S9"]), server_first
+        assert request.json()["status"] == "safe" and "S9" in request.json()["notes"][0], server_first
+
+
 # ------------------------------------------------------------------------------------------------ hostile input
 GOOD = {"messages": [{"role": "user", "content": "hello"}]}
 HOSTILE = [
@@ -267,6 +310,23 @@ def test_hostile_inputs_get_clear_4xx_and_the_server_keeps_serving(tok):
         assert c.post("/v1/moderations", json={"input": "hello"}).status_code == 200
         assert metric(c, 'pocketguard_requests_total{endpoint="/v1/moderations",status="413"}') == 2
         assert metric(c, 'pocketguard_requests_total{endpoint="other",status="404"}') == 1
+
+
+def test_guard_text_limit_is_per_message_and_names_its_index(tok):
+    """--max-chars holds for each message as sent: a dropped system message does not shift the index reported, and
+    an agent turn of an assistant and a tool message, each within the limit, is judged though longer together."""
+    user, system = {"role": "user", "content": "hi"}, {"role": "system", "content": "be kind"}
+    with serving(make_guard(tok, "safe"), max_chars=100) as c:
+        for msgs, where in (([system, user, {"role": "assistant", "content": "x" * 101}], "messages[2].content"),
+                            ([user, {"role": "assistant", "content": "x"}, {"role": "tool", "content": "y" * 101}],
+                             "messages[2].content"),
+                            ([user, {"role": "assistant", "content": [{"type": "text", "text": "z" * 60}] * 2}],
+                             "messages[1].content")):
+            err = assert_error(c.post("/v1/guard", json={"messages": msgs}), 422, f"{where} has", "limit is 100")
+            assert err["param"] == where
+        r = c.post("/v1/guard", json={"messages": [user, {"role": "assistant", "content": "a " * 30},
+                                                   {"role": "tool", "content": "b " * 30}]})
+        assert r.status_code == 200 and r.json()["status"] == "safe", r.text
 
 
 def test_special_token_text_is_judged_as_plain_text(tok):
@@ -469,6 +529,32 @@ def test_serve_settings_no_request_could_use_fail_at_startup(tiny_hf_dir, capsys
     assert "max_context 5 leaves no room" in capsys.readouterr().err
     assert server.run(p.parse_args(["--model", str(tiny_hf_dir), "--device", "nosuchdevice"])) == 2
     assert "--device nosuchdevice" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_guard_that_cannot_judge(tok, tmp_path, capsys, monkeypatch):
+    """NaN weights, or a head that cannot emit the answer's first token: every request would be a 500 behind a
+    /health that says ok, so the warm-up's error verdicts stop the server (exit 2) before it binds a port."""
+    import argparse
+
+    import uvicorn
+
+    from pocketguard import server
+    from pocketguard.checkpoint import save_hf
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(True))
+    p = argparse.ArgumentParser()
+    server.add_arguments(p)
+    no_unsafe = [i for i in range(tok.vocab_size) if i != tok.encode("unsafe")[0]]
+    for name, model, words in (("nan", nan_model(tiny_args(tok)), "non-finite"),
+                               ("no-unsafe", Transformer(tiny_args(tok, output_token_ids=no_unsafe)).init_weights(seed=0),
+                                "cannot emit")):
+        assert server.run(p.parse_args(["--model", str(save_hf(model, tok, tmp_path / name))])) == 2
+        err = capsys.readouterr().err
+        assert "the guard cannot judge" in err and words in err, err
+    assert not started
+    good = save_hf(Transformer(tiny_args(tok)).init_weights(seed=0), tok, tmp_path / "good")
+    assert server.run(p.parse_args(["--model", str(good)])) == 0 and started  # a guard that judges does start
 
 
 # ------------------------------------------------------------------------------------------------ HF export → transformers
@@ -681,6 +767,28 @@ def test_stream_hostile_input_gets_errors_and_the_server_keeps_serving(tok):
             assert ws.receive_json()["error"]["code"] == 400
         assert client.get("/health").json()["status"] == "ok"
         assert client.post("/v1/guard", json={"messages": STREAM_USER}).status_code == 200
+
+
+def test_stream_a_history_the_guard_cannot_open_is_an_input_error(tok):
+    """A conversation the stream cannot be opened on (a ValueError such as ContextLengthError) is bad input, as on
+    /v1/guard: 422 and close 1008; a failure of the server's own stays 500 and close 1011."""
+    from starlette.websockets import WebSocketDisconnect
+
+    from pocketguard.model import ContextLengthError
+
+    guard = make_guard(tok, seed=1)
+    for exc, status, type_, close, words in (
+            (ContextLengthError("5000 tokens exceed the model's context of 4096"), 422, "invalid_request_error", 1008,
+             "invalid input: 5000 tokens exceed"),
+            (RuntimeError("CUDA fell over"), 500, "server_error", 1011, "internal error: RuntimeError")):
+        guard.stream = lambda *a, e=exc, **k: (_ for _ in ()).throw(e)
+        with serving(guard) as client, client.websocket_connect("/v1/guard/stream") as ws:
+            ws.send_json({"messages": STREAM_USER})
+            msg = ws.receive_json()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+        assert msg["type"] == "error" and "verdict" not in msg and words in msg["error"]["message"], msg
+        assert (msg["error"]["code"], msg["error"]["type"], closed.value.code) == (status, type_, close)
 
 
 def test_stream_count_is_bounded(tok):
