@@ -58,6 +58,28 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def sha256_tree(path: str | Path) -> str | None:
+    """The sha256 of a file, or of a folder's files (each relative path with its content's sha256, in sorted order);
+    None when nothing is there. What a step's or a prediction's inputs are keyed by: sizes and modification times
+    would miss a same-size edit made within one timestamp tick, so contents are read in full. That costs about one
+    extra read of a checkpoint per run (seconds per GB), against the load of the same weights that follows it."""
+    p = Path(path)
+    if p.is_file():
+        return sha256_file(p)
+    if not p.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(f for f in p.rglob("*") if f.is_file()):
+        h.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
+def checkpoint_sha256(path: str | Path) -> str | None:
+    """`sha256_tree` of what `checkpoint.load(path)` reads: a .gguf file, else the whole folder (also when `path`
+    names a file in it)."""
+    p = Path(path)
+    return sha256_tree(p.parent if p.is_file() and p.suffix.lower() != ".gguf" else p)
+
 
 def read_manifest(path: str | Path) -> dict:
     path = Path(path)
@@ -101,16 +123,25 @@ def _skeleton(args, specs: dict[str, dict]) -> nn.Module:
             old = model.get_submodule(name)
         except AttributeError:
             raise ArtifactError(f"{CONFIG}: quantized module {name!r} does not exist in the model") from None
-        kind = spec["kind"]
-        sdt = K.scale_dtype_of(spec.get("scale_dtype", "float32"))
-        if kind in K.LINEAR_KINDS:
-            new = K.LINEAR_KINDS[kind](old.in_features, old.out_features, spec.get("group_size"), sdt, device="meta")
-        elif kind in K.EMBEDDING_KINDS:
-            new = K.EMBEDDING_KINDS[kind](old.num_embeddings, old.embedding_dim, sdt, device="meta")
-        else:
-            raise ArtifactError(f"{CONFIG}: unknown kernel {kind!r} for {name} (written by a newer pocketguard?)")
-        model.set_submodule(name, new)
+        try:
+            model.set_submodule(name, _kernel(old, name, spec))
+        except ArtifactError:
+            raise
+        except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError, RuntimeError) as e:
+            # a spec the kernel cannot be built from (group_size 0 or -32, a bogus scale dtype, a linear's kind on a norm)
+            raise ArtifactError(f"{CONFIG}: quantized module {name} cannot be built from {spec}: "
+                                f"{type(e).__name__}: {e}") from None
     return model
+
+
+def _kernel(old: nn.Module, name: str, spec: dict) -> nn.Module:
+    kind = spec["kind"]
+    sdt = K.scale_dtype_of(spec.get("scale_dtype", "float32"))
+    if kind in K.LINEAR_KINDS:
+        return K.LINEAR_KINDS[kind](old.in_features, old.out_features, spec.get("group_size"), sdt, device="meta")
+    if kind in K.EMBEDDING_KINDS:
+        return K.EMBEDDING_KINDS[kind](old.num_embeddings, old.embedding_dim, sdt, device="meta")
+    raise ArtifactError(f"{CONFIG}: unknown kernel {kind!r} for {name} (written by a newer pocketguard?)")
 
 
 def load_artifact(path: str | Path, device: str | torch.device = "cpu", verify: bool = True):
@@ -141,11 +172,16 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", verify: 
         raise ArtifactError(f"{WEIGHTS} in {directory} is corrupt: {e}") from None
 
     model = _skeleton(args, specs)
-    expected = set(model.state_dict().keys())
-    missing, unexpected = expected - set(tensors), set(tensors) - expected
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)
     if missing or unexpected:
         raise ArtifactError(f"{WEIGHTS} does not match {CONFIG}: missing {sorted(missing)[:5]}, "
                             f"unexpected {sorted(unexpected)[:5]}")
+    for k, want in expected.items():  # checked here, so a config that disagrees is named, not a torch size mismatch
+        t = tensors[k]
+        if (t.shape, t.dtype) != (want.shape, want.dtype):
+            raise ArtifactError(f"tensor {k} in {WEIGHTS} is {_kind(t)}, but {CONFIG} implies {_kind(want)}: "
+                                f"the artifact {directory} is inconsistent")
     model.load_state_dict(tensors, strict=True, assign=True)
     leftover = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.device.type == "meta"]
     if leftover:
@@ -177,6 +213,10 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", verify: 
         "versions": manifest.get("versions"),
     }
     return Loaded(model, tokenizer, meta)
+
+
+def _kind(t: torch.Tensor) -> str:
+    return f"{str(t.dtype).removeprefix('torch.')} {list(t.shape)}"
 
 
 def is_artifact(path: str | Path) -> bool:

@@ -21,7 +21,7 @@ VERBS = {
     "calibrate": ("pocketguard.evaluate.calibrate", "choose a guard's p_unsafe threshold on labelled dev data"),
     "serve": ("pocketguard.server", "run the HTTP moderation server"),
     "export": ("pocketguard.export.command", "export to ExecuTorch, GGUF or Hugging Face"),
-    "convert": ("pocketguard.convert", "convert a GGUF (or any checkpoint) to a Hugging Face folder"),
+    "convert": ("pocketguard.convert", "convert a GGUF (or a Meta or Hugging Face checkpoint) to a Hugging Face folder"),
     "bench": ("pocketguard.bench", "benchmark against llama.cpp and ExecuTorch"),
 }
 

@@ -1,4 +1,5 @@
-"""`pocketguard convert`: any checkpoint pocketguard reads (a llama.cpp `.gguf` included) -> a Hugging Face folder.
+"""`pocketguard convert`: a llama.cpp `.gguf`, or a Hugging Face or Meta checkpoint folder -> a Hugging Face folder
+(a compressed artifact is refused: `pocketguard export --format hf` writes that one).
 
     pocketguard convert SmolLM2-135M-Instruct.Q4_1.gguf runs/smollm2-hf --add-guard-tokens
 
@@ -18,7 +19,8 @@ DTYPES = ("f32", "bf16")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("src", type=Path, help="a .gguf file or any checkpoint folder pocketguard loads")
+    p.add_argument("src", type=Path, help="a .gguf file, or a Hugging Face or Meta checkpoint folder (for a compressed "
+                   "artifact use `pocketguard export --format hf`)")
     p.add_argument("dst", type=Path, help="output folder (Hugging Face layout: config.json, model.safetensors, tokenizer.json)")
     p.add_argument("--add-guard-tokens", action="store_true",
                    help="add the guard prompt's Llama 3 control tokens the vocabulary lacks (for training a guard)")

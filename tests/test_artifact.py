@@ -241,3 +241,50 @@ def test_loading_initialises_no_parameter(tok, tmp_path, refusing_init):
     toks = torch.randint(0, tok.vocab_size, (2, 24), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         assert torch.equal(q(toks), expected(toks))
+
+
+def _edit_config(art, edit):
+    """Edit config.json and re-sign it in the manifest, as a tool that knows the format would: the checksums pass,
+    and only the config's disagreement with the tensors is left for the loader to find."""
+    from pocketguard.artifact import sha256_file
+
+    cfg = json.loads((art / "config.json").read_text())
+    edit(cfg)
+    (art / "config.json").write_text(json.dumps(cfg))
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["files"]["config.json"] = {"sha256": sha256_file(art / "config.json"), "bytes": (art / "config.json").stat().st_size}
+    (art / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _group_size(g):
+    return lambda cfg: cfg["quantization"]["modules"]["layers.0.attention.wq"].update(group_size=g)
+
+
+@pytest.mark.parametrize("edit, needle", [
+    pytest.param(lambda cfg: cfg["model"].update(dim=128),
+                 r"tensor tok_embeddings\.qweight in model\.safetensors is int8 \[\d+, 64\], but config\.json implies "
+                 r"int8 \[\d+, 128\]", id="dim-128"),
+    pytest.param(_group_size(16), r"tensor layers\.0\.attention\.wq\.scales in model\.safetensors is float16 \[64, 2\], "
+                 r"but config\.json implies float16 \[64, 4\]", id="group-16"),
+    pytest.param(_group_size(0), r"config\.json: quantized module layers\.0\.attention\.wq cannot be built "
+                 r".*ZeroDivisionError", id="group-0"),
+    pytest.param(_group_size(-32), r"config\.json: quantized module layers\.0\.attention\.wq cannot be built "
+                 r".*negative dimension", id="group-minus-32"),
+])
+def test_a_config_that_disagrees_with_the_tensors_is_an_artifact_error_and_moderate_exits_2(tok, tmp_path, capsys,
+                                                                                          edit, needle):
+    """Before, torch's `RuntimeError: size mismatch` (or a ZeroDivisionError) escaped as a traceback, and `moderate`
+    exited 1, which a script reads as "unsafe": a guard that cannot judge must say so (exit 2)."""
+    from pocketguard.checkpoint import CheckpointError
+    from pocketguard.cli import main
+
+    art = save_artifact(quantize_(model_for(tok), QuantConfig(mode="rtn")), tok, None, tmp_path / "art")
+    _edit_config(art, edit)
+    verify_artifact(art)  # the checksums agree: the contents do not
+    with pytest.raises(ArtifactError, match=needle) as e:
+        load_artifact(art)
+    assert isinstance(e.value, CheckpointError)
+    capsys.readouterr()
+    assert main(["moderate", "--model", str(art), "hello"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and e.value.args[0] in err

@@ -409,6 +409,93 @@ def test_recipe_variant_adopts_the_finished_steps_it_shares_with_another_run(toy
     assert {p.name: (p / "step.json").stat().st_mtime_ns for p in (c / "steps").iterdir()} == stamps
 
 
+def test_resume_and_reuse_see_an_in_place_edit_of_the_data_or_teacher_that_keeps_its_size(toy, tmp_path, capsys):
+    """Inputs were known by path and size (a folder's size never changes): train.jsonl relabelled S1 → S9 in place
+    resumed as if done. They are known by their contents now — here even with the old modification times put back."""
+    import os
+    import shutil
+
+    tok, train_ex, _, teacher, _ = toy
+    guard_meta = {"policy": checkpoint.policy_dict(POLICY)}
+    checkpoint.save_hf(teacher, tok, tmp_path / "teacher", guard_meta=guard_meta)
+    train = tmp_path / "train.jsonl"
+    _write_jsonl(train, train_ex)
+    body = '[data]\ntrain = "train.jsonl"\n[[step]]\nkind = "prune_output"\n'
+    (tmp_path / "a.toml").write_text('teacher = "teacher"\noutput = "out-a"\n' + body)
+    (tmp_path / "b.toml").write_text('teacher = "teacher"\noutput = "out-b"\n' + body)
+    out = tmp_path / "out-a"
+    step = out / "steps" / "01-prune_output" / "step.json"
+
+    def rewrite_in_place(path, data):
+        before = path.stat()
+        path.write_bytes(data)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert path.stat().st_size == before.st_size
+
+    assert _compress(tmp_path / "a.toml") == 0
+    stamp = step.stat().st_mtime_ns
+    assert _compress(tmp_path / "a.toml", "--resume") == 0  # untouched inputs: resumed, nothing runs
+    assert "resuming after step 01-prune_output" in capsys.readouterr().err and step.stat().st_mtime_ns == stamp
+    text = train.read_text()
+    assert '["S1"]' in text
+    rewrite_in_place(train, text.replace('["S1"]', '["S9"]').encode())
+    assert _compress(tmp_path / "b.toml", "--reuse", str(out)) == 0  # another run adopts nothing from the old data
+    assert "adopted" not in capsys.readouterr().err
+    assert _compress(tmp_path / "a.toml", "--resume") == 0
+    assert "resuming" not in capsys.readouterr().err and step.stat().st_mtime_ns != stamp
+    # another teacher's weights in the teacher folder, byte for byte the same size
+    stamp = step.stat().st_mtime_ns
+    other = Transformer(teacher.args).init_weights(std=0.1, seed=4)
+    checkpoint.save_hf(other, tok, tmp_path / "other", guard_meta=guard_meta)
+    rewrite_in_place(tmp_path / "teacher" / "model.safetensors", (tmp_path / "other" / "model.safetensors").read_bytes())
+    shutil.rmtree(tmp_path / "other")
+    assert _compress(tmp_path / "a.toml", "--resume") == 0
+    assert "resuming" not in capsys.readouterr().err and step.stat().st_mtime_ns != stamp
+
+
+def test_a_rotate_step_can_select_a_random_rotation(toy, tmp_path):
+    """The step's option was called `kind`, which the step's own `kind` key shadows: every recipe got a Hadamard
+    rotation, and a misspelt option was told "rotate takes kind, seed, heads"."""
+    from pocketguard.compress.recipe import RecipeError, load_recipe
+
+    tok, _, dev, teacher, _ = toy
+    checkpoint.save_hf(teacher, tok, tmp_path / "teacher", guard_meta={"policy": checkpoint.policy_dict(POLICY)})
+    step = '[[step]]\nkind = "rotate"\n{}\nseed = 1\n'
+    bad = tmp_path / "bad.toml"
+    bad.write_text('teacher = "teacher"\noutput = "bad"\n' + step.format('rotatoin = "random"'))
+    with pytest.raises(RecipeError, match=r"unknown options \['rotatoin'\]; rotate takes rotation, seed, heads"):
+        load_recipe(bad)
+    rotated = {}
+    for rotation in ("hadamard", "random"):
+        recipe = tmp_path / f"{rotation}.toml"
+        recipe.write_text(f'teacher = "teacher"\noutput = "{rotation}"\n' + step.format(f'rotation = "{rotation}"'))
+        assert _compress(recipe) == 0
+        rotated[rotation] = checkpoint.load(tmp_path / rotation / "model").model
+    h, r = rotated["hadamard"], rotated["random"]
+    assert h.args.extra["rotation"] == {"kind": "hadamard", "seed": 1, "heads": True}
+    assert r.args.extra["rotation"] == {"kind": "random", "seed": 1, "heads": True}
+    assert not torch.allclose(h.tok_embeddings.weight, r.tok_embeddings.weight, atol=1e-3)
+    # either way the same function as the teacher
+    toks = torch.tensor([tok.encode(dev[0]["messages"][0]["content"])])
+    with torch.no_grad():
+        ref = teacher(toks)
+        for m in (h, r):
+            assert (m(toks) - ref).abs().max() <= 1e-4 * max(1.0, ref.abs().max().item())
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:99"])
+def test_a_device_this_machine_cannot_use_is_an_error_before_anything_is_written(tmp_path, monkeypatch, capsys, device):
+    """Before, `--device bogus` was torch's raw RuntimeError and `--device cuda` on a CPU-only torch an AssertionError,
+    both after the output folder was made (cuda:99 is out of reach with or without CUDA)."""
+    loads = []
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: loads.append(a) or (_ for _ in ()).throw(AssertionError))
+    f = tmp_path / "r.toml"
+    f.write_text('teacher = "t"\noutput = "out"\n[[step]]\nkind = "prune_output"\n')
+    assert _compress(f, "--device", device) == 2
+    assert f"error: device '{device}' cannot be used here: " in capsys.readouterr().err
+    assert not loads and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("kind, params", [("train", {}), ("qat", {"weight_bits": 4, "group_size": 32}), ("lora", {})])
 def test_training_steps_without_training_examples_say_so(toy, kind, params):
     """train, qat and lora share one training path: without the recipe's [data] train each fails with the same clear

@@ -195,6 +195,37 @@ def test_a_stopped_run_continues_where_it_stopped(setup, monkeypatch):
     assert main(args + ["--max-context", "1500", "--restart"]) == 0 and judged == [2, 2, 2]
 
 
+def test_a_continued_run_reuses_no_predictions_of_another_model_or_policy_at_the_same_path(setup, tmp_path, monkeypatch):
+    """run.json knew the model and the policy by path only: another checkpoint copied to the same folder had the old
+    model's predictions reused as its own."""
+    from pocketguard.policy import Policy
+
+    model, policy, out = tmp_path / "m", tmp_path / "policy.toml", tmp_path / "out"
+    shutil.copytree(setup / "bf16", model)
+    policy.write_text(Policy.default().to_toml())
+    args = ["eval", "--model", str(model), "--data", str(setup / "dev.jsonl"), "--skip-malformed", "--out", str(out),
+            "--batch-size", "3", "--policy", str(policy), "--bootstrap", "0"]
+    judged = []
+    real = Guard.moderate_batch
+    monkeypatch.setattr(Guard, "moderate_batch", lambda self, convs, *a, **k: judged.append(len(convs)) or
+                        real(self, convs, *a, **k))
+
+    def p_unsafe():
+        return [json.loads(line)["verdict"]["p_unsafe"] for line in (out / "predictions" / "00-m.jsonl").open()]
+
+    assert main(args) == 0 and judged == [3, 3]
+    first = p_unsafe()
+    judged.clear()
+    assert main(args) == 0 and judged == []  # the same model and policy: every prediction reused
+    shutil.rmtree(model)
+    shutil.copytree(setup / "other", model)  # another model, the same path
+    assert main(args) == 0 and judged == [3, 3]
+    assert p_unsafe() != first
+    judged.clear()
+    policy.write_text(policy.read_text().replace("Violent Crimes", "Violent crimes"))  # another policy, the same path
+    assert main(args) == 0 and judged == [3, 3]
+
+
 def test_without_model_it_evaluates_the_shipped_default_guard(tmp_path, capsys):
     """Like `moderate`, `eval` needs no --model: the shipped default guard is the one judged."""
     from pocketguard.guard import DEFAULT_MODEL_DIR

@@ -421,6 +421,27 @@ def test_ptq_modes_on_a_model():
         quantize_(copy.deepcopy(m), QuantConfig(mode="gptq"))
 
 
+@pytest.mark.parametrize("first", ["rtn", "qat"])
+def test_ptq_refuses_an_already_quantized_model_as_prepare_qat_does(first):
+    """Before, PTQ of a quantized model dequantized its int4 weights and rounded them again (or quantized a fake-quantized
+    model's latent weights, dropping its fake quantizers) without a word."""
+    m = quantize_(tiny(), QuantConfig(mode="rtn")) if first == "rtn" else prepare_qat(tiny(), QuantConfig())
+    kind = type(m.layers[0].attention.wq)
+    for mode in ("rtn", "imatrix", "gptq"):
+        with pytest.raises(ValueError, match=r"quantize_ needs a float model; this one is already \(fake-\)quantized"):
+            quantize_(m, QuantConfig(mode=mode, weight_bits=8, group_size=None), calibration=tokens())
+    assert type(m.layers[0].attention.wq) is kind  # left as it was
+
+
+@pytest.mark.parametrize("key", ["group_size", "head_group_size"])
+@pytest.mark.parametrize("size", [0, -32])
+def test_a_group_size_below_one_is_refused_by_the_config(key, size):
+    """Before, 0 was a ZeroDivisionError and -32 a "negative dimension" RuntimeError from deep in the kernels."""
+    with pytest.raises(ValueError, match=f"{key} must be a positive number of input columns or None"):
+        QuantConfig(mode="rtn", **{key: size})
+    assert getattr(QuantConfig(**{key: None}), key) is None and getattr(QuantConfig(**{key: 64}), key) == 64
+
+
 # ------------------------------------------------------------------------------------- rotation
 
 

@@ -89,6 +89,10 @@ class QuantConfig:
             raise ValueError(f"embedding_bits must be 4, 8 or None, got {self.embedding_bits}")
         if self.head_bits not in (None, 4, 8):
             raise ValueError(f"head_bits must be 4, 8 or None, got {self.head_bits}")
+        for key in ("group_size", "head_group_size"):  # 0 or a negative size would fail deep in the kernels
+            g = getattr(self, key)
+            if g is not None and not (isinstance(g, int) and g >= 1):
+                raise ValueError(f"{key} must be a positive number of input columns or None (per channel), got {g!r}")
         if self.rotation not in (None, "hadamard", "random"):
             raise ValueError(f"rotation must be None, 'hadamard' or 'random', got {self.rotation!r}")
         K.scale_dtype_of(self.scale_dtype)
@@ -239,8 +243,7 @@ def prepare_qat(model: nn.Module, cfg: QuantConfig | None = None) -> nn.Module:
     """Swap the planned modules for fake-quantized ones, in place (returns the model). Training then
     sees the exact inference numerics with straight-through gradients."""
     cfg = cfg or QuantConfig()
-    if is_fake_quantized(model) or any(K.is_quantized(m) for m in model.modules()):
-        raise ValueError("prepare_qat needs a float model; this one is already (fake-)quantized")
+    _require_float(model, "prepare_qat")
     if cfg.rotation:
         from .rotate import rotate_model
 
@@ -261,6 +264,12 @@ def prepare_qat(model: nn.Module, cfg: QuantConfig | None = None) -> nn.Module:
             new.weight_fake_quantizer = GroupwiseWeightFakeQuantizer(t.bits, t.group_size, t.scale_dtype)
     model.quant_config = cfg
     return model
+
+
+def _require_float(model: nn.Module, verb: str) -> None:
+    """Quantizing twice would round already rounded weights again (int4 dequantized, then re-gridded) in silence."""
+    if is_fake_quantized(model) or any(K.is_quantized(m) for m in model.modules()):
+        raise ValueError(f"{verb} needs a float model; this one is already (fake-)quantized")
 
 
 def _fake_spec(mod: nn.Module) -> tuple[int, int | None, torch.dtype, int | None] | None:
@@ -442,6 +451,7 @@ def quantize_(model: nn.Module, cfg: QuantConfig | None = None, calibration=None
     cfg = cfg or QuantConfig()
     if cfg.mode == "qat":
         return prepare_qat(model, cfg)
+    _require_float(model, "quantize_")
     _untie(model)
     if cfg.rotation:
         from .rotate import rotate_model

@@ -26,8 +26,9 @@ Relative paths are relative to the recipe file. Each step runs as `STEPS[kind](m
 writes `output/steps/NN-kind/` (a Hugging Face checkpoint for float models, the compressed artifact for
 quantized ones) plus `step.json`, and appends one JSON line to `output/report.jsonl` (parameters, bytes,
 dev F1 and agreement with the teacher's verdicts and p_unsafe, wall time). Every step's hash chains the
-hashes before it (and the teacher, data and policy settings), so `--resume` skips exactly the completed
-steps whose recipe did not change, and a training step killed midway continues from its `train_state.pt`.
+hashes before it (and the contents of the teacher, student and data files, the data and policy settings), so
+`--resume` skips exactly the completed steps whose recipe and inputs did not change, and a training step killed
+midway continues from its `train_state.pt`.
 The last step's output is copied to `output/model/` (load it with `Guard.load`).
 
 Under `torchrun` every rank runs the recipe: pruning is deterministic, training steps split batches across
@@ -183,18 +184,24 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
 
 
-def _file_id(p: str | Path | None) -> Any:
-    if p is None:
-        return None
-    p = Path(p)
-    return [str(p.resolve()), p.stat().st_size if p.exists() else None]
+def input_ids(recipe: Recipe) -> dict[str, Any]:
+    """The teacher, student and data files by path and content (`artifact.sha256_tree`: an edit in place that keeps
+    a file's size is a change too), read once per run."""
+    from ..artifact import checkpoint_sha256, sha256_tree
+
+    def ident(p: str | Path | None, digest) -> Any:
+        return None if p is None else [str(Path(p).resolve()), digest(p)]
+
+    return {"teacher": ident(recipe.teacher, checkpoint_sha256), "student": ident(recipe.student, checkpoint_sha256),
+            "train": ident(recipe.data.get("train"), sha256_tree), "dev": ident(recipe.data.get("dev"), sha256_tree)}
 
 
-def step_hashes(recipe: Recipe, policy: Policy) -> list[str]:
-    """One hash per step, chaining everything the step's output depends on."""
+def step_hashes(recipe: Recipe, policy: Policy, ids: dict[str, Any] | None = None) -> list[str]:
+    """One hash per step, chaining everything the step's output depends on (`ids`: `input_ids(recipe)`)."""
+    ids = ids or input_ids(recipe)
     base = _canonical({
-        "teacher": _file_id(recipe.teacher), "student": _file_id(recipe.student),
-        "data": {**recipe.data, "train": _file_id(recipe.data.get("train")), "dev": _file_id(recipe.data.get("dev"))},
+        "teacher": ids["teacher"], "student": ids["student"],
+        "data": {**recipe.data, "train": ids["train"], "dev": ids["dev"]},
         "policy": [[c.code, c.name, c.description] for c in policy.categories],
         "seed": recipe.raw.get("seed", 0),
     })
@@ -328,9 +335,15 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
     if early is not None:
         examples, dev_examples = _read_data(recipe, early)
     dev_str = device or recipe.device
-    dev = torch.device(dev_str) if dev_str else default_device()
-    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        dev = torch.device(dev_str) if dev_str else default_device()
+        if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        # eval and calibrate learn this when their model fails to load there; here it must be known before the
+        # output folder is made ("bogus", cuda on a CPU-only torch, cuda:7 on a 2-GPU host)
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as e:
+        raise RecipeError(f"device {dev_str!r} cannot be used here: {str(e).splitlines()[0]}") from None
     rank, world, _ = init_distributed(dev)
     main = rank == 0
     torch.manual_seed(int(recipe.raw.get("seed", 0)))
@@ -355,7 +368,8 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
     policy = _policy_for(recipe, loaded.meta or {})
     if early is None or early.codes != policy.codes:
         examples, dev_examples = _read_data(recipe, policy)
-    hashes = step_hashes(recipe, policy)
+    ids = input_ids(recipe)
+    hashes = step_hashes(recipe, policy, ids)
     _say(f"teacher {recipe.teacher}: {logical_params(teacher):,} params, {len(policy)} categories "
          f"({time.perf_counter() - t_load:.1f}s)")
 
@@ -404,7 +418,7 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
     teacher_verdicts = None
     if dev_examples and main:
         cache = out / "teacher_dev.json"
-        key = hashlib.sha256(_canonical([_file_id(recipe.teacher), _file_id(data.get("dev")), len(dev_examples),
+        key = hashlib.sha256(_canonical([ids["teacher"], ids["dev"], len(dev_examples),
                                          [[c.code, c.name] for c in policy.categories]]).encode()).hexdigest()
         cached = json.loads(cache.read_text()) if cache.exists() else None
         if cached and cached.get("key") == key:

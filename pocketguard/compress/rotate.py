@@ -161,6 +161,6 @@ def rotate_model(model: nn.Module, kind: str = "hadamard", seed: int = 0, heads:
     return model
 
 
-def rotate_step(model: nn.Module, ctx=None, kind: str = "hadamard", seed: int = 0, heads: bool = True) -> nn.Module:
-    """Recipe step `rotate`."""
-    return rotate_model(model, kind, seed, heads)
+def rotate_step(model: nn.Module, ctx=None, rotation: str = "hadamard", seed: int = 0, heads: bool = True) -> nn.Module:
+    """Recipe step `rotate` (`rotation` = hadamard | random, as QuantConfig names it: a step's `kind` is the step's own)."""
+    return rotate_model(model, rotation, seed, heads)

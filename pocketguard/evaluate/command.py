@@ -8,8 +8,8 @@
         --reference-predictions old/predictions/00-b.jsonl        # two guards compared at one operating point
 
 Predictions are written as they are made (`OUT/predictions/NN-model.jsonl`, flushed after every batch); a
-rerun with the same model, data and settings continues after the last prediction written instead of starting
-over (`--restart` starts over).
+rerun with the same model (path and contents), data and settings continues after the last prediction written
+instead of starting over (`--restart` starts over).
 """
 
 from __future__ import annotations
@@ -219,6 +219,7 @@ def _fidelity(guard: Any, ref: Any, text: str, window: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..artifact import checkpoint_sha256, sha256_tree
     from ..guard import Guard
     from ..policy import Policy, PolicyError
 
@@ -285,8 +286,12 @@ def run(args: argparse.Namespace) -> int:
                      "load_ms": (time.perf_counter() - t0) * 1000}
             verdicts = None
             if examples:
-                run_key = {"model": str(path.resolve()), "data": str(args.data.resolve()), "format": args.format,
-                           "policy": str(args.policy.resolve()) if args.policy else None, "max_context": args.max_context,
+                # model and policy by their contents too: another checkpoint (or policy) written to the same path
+                # gives other verdicts (the data's rows carry digests of their own)
+                run_key = {"model": str(path.resolve()), "model_sha256": checkpoint_sha256(path),
+                           "data": str(args.data.resolve()), "format": args.format,
+                           "policy": str(args.policy.resolve()) if args.policy else None,
+                           "policy_sha256": sha256_tree(args.policy) if args.policy else None, "max_context": args.max_context,
                            "device": args.device, "skip_malformed": args.skip_malformed, "threshold": args.threshold,
                            "subset_mode": args.subset_mode}
                 verdicts = _moderate(guard, examples, args.batch_size, name,
