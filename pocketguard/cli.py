@@ -32,11 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="?", help="the user prompt to judge (prompt classification); - reads it from stdin")
     p.add_argument("--response", help="the agent's reply to TEXT; judges the reply (response classification)")
     p.add_argument("--conversation", type=Path, help="JSON file of OpenAI-style messages (a list, or an object with "
-                   "'messages' and an optional 'role', checked as /v1/guard checks it); the last user or agent turn is judged, system "
-                   "messages are not (docs/api.md); - = stdin")
+                   "'messages' or 'text' and an optional 'role' and 'id'; any other key is refused: --policy and --category-scores "
+                   "are options here); the last user or agent turn is judged, system messages are not (docs/api.md); - = stdin")
     p.add_argument("--jsonl", type=Path, help="judge many: one conversation per line (a prompt string, a message list, or "
-                   "an object with 'messages', or 'text', and an optional 'id' and 'role'), batched; one JSON verdict per line on stdout, in "
-                   "order, with its 'line' (and 'id'); - = stdin. Exit 2 if any line could not be judged, else 1 if any is unsafe")
+                   "an object with 'messages' or 'text' and an optional 'id' and 'role', no other key), batched; one JSON verdict per line on "
+                   "stdout, in order, with its 'line' (and 'id'); a line that cannot be read, or is too long for --max-context, gets an "
+                   "error verdict; - = stdin. Exit 2 if any line could not be judged, else 1 if any is unsafe")
     p.add_argument("--batch-size", type=int, default=64, help="--jsonl: prompts per packed pass (default 64)")
     p.add_argument("--model", type=Path, help="checkpoint folder or .gguf file (default: the shipped default guard)")
     p.add_argument("--policy", type=Path, help="custom policy TOML (see docs/policy.md)")

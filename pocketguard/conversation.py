@@ -162,14 +162,27 @@ def as_conversation(item: ConversationLike, role: str | None = None) -> Conversa
     return Conversation.from_messages(item, role)
 
 
+_JSON_KEYS = ("messages", "text", "role", "id")  # 'id' is the caller's, echoed by `moderate --jsonl`'s verdicts
+
+
 def from_json(data: Any) -> Any:
     """A conversation as a JSON file or line carries it: a prompt string, a message list, or an object holding one
-    under 'messages' (or a prompt under 'text'). Anything else is passed on for `as_conversation` to refuse."""
-    if isinstance(data, dict):
-        for key in ("messages", "text"):
-            if key in data:
-                return data[key]
-    return data
+    under 'messages' (or a prompt under 'text'). Anything else is passed on for `as_conversation` to refuse.
+
+    An object holds one of 'messages' and 'text', and besides it only 'role' and 'id': with both, one of them
+    would go unjudged, and an unknown key (a misspelt 'role', a /v1/guard 'policy') would be ignored in silence."""
+    if not isinstance(data, dict):
+        return data
+    unknown = [k for k in data if k not in _JSON_KEYS]
+    if unknown:
+        raise ConversationError(f"unknown key(s) {unknown} in the conversation object; it holds 'messages' or 'text', "
+                                "and optionally 'role' and 'id' (labelled rows: `pocketguard eval`)")
+    given = [k for k in ("messages", "text") if k in data]
+    if len(given) != 1:
+        raise ConversationError("the conversation object has both 'messages' and 'text': give one, the one to judge"
+                                if given else "the conversation object needs 'messages' (a list of {role, content} "
+                                "objects) or 'text' (a user prompt)")
+    return data[given[0]]
 
 
 def conversation_from_json(data: Any) -> Conversation:
@@ -228,6 +241,9 @@ def _read(i: int, m: dict, counts: Counter[str]) -> tuple[str, list[str], int]:
     """One message dict -> (side, text pieces, parts not judged); counts what was reinterpreted or not judged."""
     side = _side(i, m.get("role"))
     content = m.get("content")
+    if side != "agent" and (m.get("tool_calls") or m.get("function_call") is not None):  # they would go unjudged
+        raise ConversationError(f"message #{i}: only assistant messages make tool calls, but this {m['role']!r} message "
+                                "has tool_calls / function_call: move them to the assistant message that made them")
     calls = _tool_calls(i, m) if side == "agent" else []
     skipped: Counter[str] = Counter()
     if content is None and calls:

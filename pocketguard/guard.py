@@ -133,7 +133,8 @@ class Guard:
         self, conversation: ConversationLike, role: str | None = None, policy: Policy | None = None,
         category_scores: bool = False, trace: list | None = None,
     ) -> Verdict:
-        """Judge one conversation. Malformed input raises ConversationError; model failures give `error`.
+        """Judge one conversation. Malformed input raises ConversationError; model failures give `error`, as does a
+        judged turn too long for even the narrowest window that max_context leaves (`_plan`).
 
         `trace`, when given, receives (answer text, margin) for every answer step the verdict came from: how far,
         in logits, each decision was from going the other way (`answer.decode`; all windows' steps, in order,
@@ -151,11 +152,14 @@ class Guard:
         traces: list[list] | None = None,
     ) -> list[Verdict]:
         """Judge many, as packed passes of up to `batch_size` prompts and `batch_tokens` tokens; the same
-        verdicts as `moderate` on each. An item that cannot be parsed gets an `error` verdict instead of
-        stopping the batch. `traces`, when given, is one list per item (see `moderate`'s `trace`)."""
+        verdicts as `moderate` on each. An item that cannot be parsed, or not judged within max_context, gets an
+        `error` verdict instead of stopping the batch. `traces`, when given, is one list per item (see `moderate`'s
+        `trace`)."""
         if isinstance(conversations, (str, bytes, dict, Conversation)):  # one conversation, not many: never its characters
             raise ConversationError(f"moderate_batch takes a list of conversations, got one {type(conversations).__name__}: "
                                     "pass [it], or call moderate")
+        if not isinstance(conversations, Iterable):  # None, a number: malformed input like any other, not a TypeError
+            raise ConversationError(f"moderate_batch takes a list of conversations, got {type(conversations).__name__}")
         items = list(conversations)
         if traces is not None and len(traces) != len(items):
             raise ValueError(f"traces has {len(traces)} lists for {len(items)} conversations")
@@ -258,25 +262,45 @@ class Guard:
             return packed.Sequence.after(prefix, self.model, length + room), [], prefix.length
         return packed.Sequence(self.model, len(prefix_ids) + length + room, self.device, self.cache_dtype), prefix_ids, 0
 
-    def _plan(self, index: int, conv: Conversation, budget: int) -> list[_Job]:
-        """Apply the context policy: drop earliest turns; window the judged turn if it alone is too long."""
-        role = conv.judged
-        turns = [encode_turn(self.tokenizer, m.role, m.content) for m in conv.messages]
-        total = sum(map(len, turns))
-        dropped = 0
+    def _budget(self, policy: Policy, keep: Policy | None, role: Role) -> int:
+        """Tokens the turns of a prompt judging `role` under `policy` may take: max_context less the policy prefix,
+        the suffix and the answer steps. A context without room for even a one-word turn can judge nothing under
+        this policy: a setting to change, so a ValueError, not an error verdict per conversation."""
+        fixed = (len(self._prefix(policy, role)[0]) + len(encode_suffix(self.tokenizer, role))
+                 + self._grammar(policy).max_steps)
+        budget = self.max_context - fixed
+        if budget < len(encode_turn(self.tokenizer, role, "x")):
+            raise ValueError(f"max_context {self.max_context} leaves no room for a conversation: the policy prompt and "
+                             f"the answer take {fixed} tokens{_subset_hint(policy, keep)}")
+        return budget
+
+    @staticmethod
+    def _drop(turns: list[list[int]], budget: int) -> tuple[int, dict | None]:
+        """The context policy's first rule: how many of the earliest turns to drop for `turns` to fit `budget` (never
+        the last, the judged one), and the verdict's `truncation` that says so (None when none is dropped)."""
+        total, dropped = sum(map(len, turns)), 0
         while total > budget and dropped < len(turns) - 1:
             total -= len(turns[dropped])
             dropped += 1
+        return dropped, {"dropped_turns": dropped, "dropped_tokens": sum(map(len, turns[:dropped]))} if dropped else None
+
+    def _plan(self, index: int, conv: Conversation, budget: int) -> list[_Job]:
+        """Apply the context policy: drop earliest turns; window the judged turn if it alone is too long. A judged
+        turn that is too long even for the narrowest window raises ValueError (`_run` makes it that item's error)."""
+        role = conv.judged
+        turns = [encode_turn(self.tokenizer, m.role, m.content) for m in conv.messages]
+        dropped, info = self._drop(turns, budget)
         kept = turns[dropped:]
-        info = {"dropped_turns": dropped, "dropped_tokens": sum(map(len, turns[:dropped]))} if dropped else None
-        if total <= budget:
+        if sum(map(len, kept)) <= budget:
             return [_Job(index, role, kept, info)]
         # The judged turn alone does not fit: overlapping windows over its content, each judged on its own.
         content_ids = self.tokenizer.encode(conv.messages[-1].content.strip())
         overhead = len(encode_turn(self.tokenizer, role, "x")) + 8  # header, blank line, re-tokenisation slack
         width = budget - overhead
         if width < 16:
-            raise ValueError(f"max_context {self.max_context} leaves no room for the conversation (policy prompt too long)")
+            raise ValueError(f"the judged {role} turn ({len(turns[-1])} tokens) does not fit max_context "
+                             f"{self.max_context}: the policy prompt and the answer leave {budget} tokens, and judging "
+                             f"it in windows needs {16 + overhead}")
         stride = max(1, width - width // 4)
         jobs = []
         start = 0
@@ -312,17 +336,13 @@ class Guard:
         policy, keep = self._judging(asked)
         grammar = self._grammar(policy)
         jobs: list[_Job] = []
+        failed: dict[int, Verdict] = {}
         for i, conv in enumerate(convs):
-            prefix_ids, _ = self._prefix(policy, conv.judged)
-            suffix_len = len(encode_suffix(self.tokenizer, conv.judged))
-            budget = self.max_context - len(prefix_ids) - suffix_len - grammar.max_steps
+            budget = self._budget(policy, keep, conv.judged)
             try:
                 jobs.extend(self._plan(i, conv, budget))
-            except ValueError as e:
-                if keep is None:
-                    raise
-                raise ValueError(f"{e}: subset_mode 'filter' lists all {len(policy)} of the guard's categories, "
-                                 f"'prompt' only the {len(keep)} asked for") from None
+            except ValueError as e:  # this turn cannot be judged in the context: its error verdict, the others judged
+                failed[i] = Verdict.failure(f"{e}{_subset_hint(policy, keep)}", role=conv.judged)
         sizes = [sum(map(len, j.turns)) for j in jobs]
         order = list(range(len(jobs)))
         if packed.padded(self.device):  # the padded path pays for the longest of a pass: passes of like lengths
@@ -349,7 +369,7 @@ class Guard:
         if traces is not None and steps is not None:
             for j, js in zip(jobs, steps):
                 traces[j.index].extend(js)
-        out = [_worst(results[i], asked) for i in range(len(convs))]
+        out = [failed[i] if i in failed else _worst(results[i], asked) for i in range(len(convs))]
         total = (time.perf_counter() - t0) * 1000
         for v, conv in zip(out, convs):
             v.timings["total_ms"] = total / len(out)
@@ -461,6 +481,14 @@ class Guard:
             logp[:, ci] = (lp + torch.logsumexp(out[:, slots[-1], term], -1)).cpu()
         dist = torch.softmax(logp, -1)
         return [{c: float(p_unsafe[b]) * float(dist[b, i]) for i, c in enumerate(policy.codes)} for b in range(B)]
+
+
+def _subset_hint(policy: Policy, keep: Policy | None) -> str:
+    """For a message that the context is too small: a subset filtered from the guard's policy is prompted with all
+    of it (`Guard._judging`), and subset_mode 'prompt' would list fewer categories."""
+    if keep is None:
+        return ""
+    return f": subset_mode 'filter' lists all {len(policy)} of the guard's categories, 'prompt' only the {len(keep)} asked for"
 
 
 def _fail_closed(v: Verdict) -> None:

@@ -7,6 +7,11 @@ only what changed, then runs the fixed prompt suffix and the answer steps on top
 chunk therefore costs its new tokens, the few tokens the boundary re-tokenized, the suffix, and the answer
 steps — not the whole conversation again.
 
+The earlier turns follow the guard's context policy as `moderate` applies it to the conversation with the reply so
+far (`Guard._budget`, `Guard._drop`): the earliest turns that leave the reply no room are not in the sequence, and
+when the growing reply needs the room of another, the history is run again without it (and the verdict's
+`truncation` says what was dropped). A reply that alone does not fit is judged by `moderate`, in windows.
+
 `guard` is a `pocketguard.guard.Guard` (not imported here: the guard imports this module).
 """
 
@@ -36,12 +41,24 @@ class ResponseStream:
         self.first_unsafe: int | None = None  # index of the chunk at which the reply first became unsafe
         self.verdict: Verdict | None = None
         self.fed_tokens = 0  # tokens actually run through the model, for cost accounting
-        self._history = [t for m in conversation.messages for t in encode_turn(guard.tokenizer, m.role, m.content)]
+        self._turns = [encode_turn(guard.tokenizer, m.role, m.content) for m in conversation.messages]
+        self._budget = guard._budget(self.judging, self.keep, "agent")  # what the turns may take, as in moderate
         self._suffix = encode_suffix(guard.tokenizer, "agent")
         room = guard._answer_room(self.judging, self.grammar, self._scored)
         self._seq, todo, self._prefix_len = guard._sequence(self.judging, "agent", guard.max_context, room)
         self._prefix_len += len(todo)
-        self._run(todo + self._history)
+        if todo:
+            self._run(todo)
+        # the history as moderate keeps it beside the shortest reply; `feed` drops more if a longer one needs it
+        self._keep(guard._drop(self._turns + [encode_turn(guard.tokenizer, "agent", "")], self._budget)[0])
+
+    def _keep(self, dropped: int) -> None:
+        """Hold the policy prefix and the history less its `dropped` earliest turns in the sequence, no reply yet."""
+        self._dropped = dropped
+        self._history = [t for turn in self._turns[dropped:] for t in turn]
+        self._seq.length = self._prefix_len
+        if self._history:  # (every turn dropped: the reply is judged alone)
+            self._run(self._history)
         self._base = self._seq.length
         self._reply: list[int] = []  # reply-turn tokens currently in the sequence after the history
 
@@ -69,13 +86,15 @@ class ResponseStream:
         if not self.text.strip():
             return Verdict.failure("nothing to judge yet: the reply so far is empty", role="agent")
         turn = encode_turn(self.guard.tokenizer, "agent", self.text)
-        fixed = len(self._history) + len(self._suffix) + self.grammar.max_steps
-        if self._prefix_len + fixed + len(turn) > self.guard.max_context:
-            # Past the context: the guard's context policy (drop earliest turns, window the reply) takes over.
+        if len(turn) > self._budget:
+            # The reply alone is past the context: moderate judges it in windows.
             msgs = list(self.conversation.messages) + [Message("agent", self.text)]
             v = self.guard.moderate(Conversation.create(msgs, notes=self.conversation.notes), policy=self.policy,
                                     category_scores=self.category_scores)
             return self._record(v)
+        dropped, truncation = self.guard._drop(self._turns + [turn], self._budget)
+        if dropped != self._dropped:  # the reply has grown into the room of a kept turn: hold what moderate keeps
+            self._keep(dropped)
         common = 0
         for a, b in zip(self._reply, turn):
             if a != b:
@@ -85,7 +104,7 @@ class ResponseStream:
         logits = self._run(turn[common:] + self._suffix)
         self._reply = turn
         v = Verdict(status="error", role="agent", prompt_tokens=self._prefix_len + len(self._history) + len(turn) + len(self._suffix),
-                    cached_tokens=self._prefix_len + len(self._history) + common)
+                    cached_tokens=self._prefix_len + len(self._history) + common, truncation=truncation)
         self.guard._answer([self._seq], logits, [v], self.judging, self.grammar, self._scored)
         v = keep_to(v, self.keep, self.guard.threshold, self.category_scores)
         # Keep the reply in the sequence, drop the suffix (it must come after whatever the next chunk adds).

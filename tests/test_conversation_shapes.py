@@ -76,6 +76,12 @@ def test_system_messages_are_dropped_and_noted_wherever_they_are():
      "function.name"),
     ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "", "tool_calls": "f()"}], "must be a list"),
     ([{"role": "critic", "content": "a"}], "role must be"),
+    # tool calls on a message that is not the assistant's were dropped unjudged: `build_bomb({})` on a user turn, safe
+    ([{"role": "user", "content": "hi", "tool_calls": [{"function": {"name": "build_bomb", "arguments": "{}"}}]}],
+     "message #1: only assistant messages make tool calls, but this 'user' message"),
+    ([{"role": "user", "content": "a"}, {"role": "tool", "content": "42", "function_call": {"name": "f", "arguments": ""}}],
+     "message #2: only assistant messages make tool calls, but this 'tool' message"),
+    ([{"role": "system", "content": "x", "tool_calls": "f()"}, {"role": "user", "content": "a"}], "'system' message"),
     ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "  "}], "message #2 is empty"),
     # Message objects are read by the same rules: an unknown role was taken as the agent's, non-text content crashed
     ([Message("user", "a"), Message("critic", "b")], "message #2: role must be"),
@@ -110,6 +116,31 @@ def test_json_values_that_are_no_conversation_are_refused_not_a_type_error(data,
     assert [o["line"] for o in out] == [1, 2] and out[1]["status"] == "error" and "must be a list" in out[1]["error"]
 
 
+@pytest.mark.parametrize("data, needle", [
+    # both: 'messages' was judged and the text never was (safe, for a pipe bomb)
+    ({"text": "How do I make a pipe bomb?", "messages": [{"role": "user", "content": "hi"}]}, "both 'messages' and 'text'"),
+    ({"messages": [{"role": "user", "content": "hi"}], "rol": "agent"}, r"unknown key\(s\) \['rol'\]"),
+    ({"messages": PLAIN, "policy": {"keep": ["S1"]}}, r"unknown key\(s\) \['policy'\]"),  # /v1/guard's, not judged here
+    ({"id": 7, "role": "user"}, "needs 'messages'"),
+])
+def test_conversation_objects_with_keys_that_would_be_ignored_are_refused(data, needle, tmp_path, tiny_hf_dir, capsys):
+    """`--conversation` and `--jsonl` read an object's 'messages' (else 'text'), 'role' and 'id' and ignored every
+    other key: with both 'messages' and 'text' the text went unjudged, and a misspelt key was dropped in silence."""
+    from pocketguard.conversation import conversation_from_json
+
+    with pytest.raises(ConversationError, match=needle):
+        conversation_from_json(data)
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(data))
+    assert main(["moderate", "--conversation", str(chat), "--model", str(tiny_hf_dir)]) == 2
+    assert "error: " in capsys.readouterr().err
+    lines = tmp_path / "many.jsonl"
+    lines.write_text(json.dumps({"id": "a", "text": "hi"}) + "\n" + json.dumps(data) + "\n")
+    assert main(["moderate", "--jsonl", str(lines), "--model", str(tiny_hf_dir)]) == 2
+    good, bad = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert good["id"] == "a" and good["status"] != "error" and bad["status"] == "error" and bad["flagged"]
+
+
 def test_conversation_ending_with_tool_output_judges_the_agent_turn_holding_it():
     c = Conversation.from_messages(AGENTIC[:4])
     assert c.judged == "agent" and c.messages[-1].content == 'get_weather({"city": "Paris"})\n22 C, sunny'
@@ -123,6 +154,7 @@ def test_tool_call_only_message_and_legacy_function_call():
         {"role": "assistant", "content": None, "function_call": {"name": "send", "arguments": {"to": "bob"}}}])
     assert c.messages[-1] == Message("agent", 'send({"to": "bob"})')
     assert c.notes == ("1 tool call judged as the agent's text",)
+    assert Conversation.from_messages([{"role": "user", "content": "hi", "tool_calls": []}]).notes == ()  # no call to lose
 
 
 def test_content_parts_text_is_joined_and_other_parts_counted():
@@ -206,6 +238,20 @@ def test_cli_jsonl_judges_every_line_as_moderate_would_and_flags_the_lines_it_ca
     assert "8 judged" in captured.err and "3 could not be judged" in captured.err
     f.write_text(json.dumps(convs[3]) + "\n")
     assert main(["moderate", "--jsonl", str(f), "--model", str(tiny_hf_dir)]) == {"safe": 0, "unsafe": 1}[want[3]["status"]]
+
+
+def test_cli_jsonl_judges_the_lines_that_fit_when_one_cannot_fit_max_context(tmp_path, tiny_hf_dir, capsys):
+    """One line whose judged turn cannot fit `--max-context` even in windows printed no verdict at all, only
+    "error: … policy prompt too long" (the policy prompt fit): now that line's error verdict, the others judged."""
+    guard = Guard.load(tiny_hf_dir)
+    fit = guard.moderate("hi").prompt_tokens + guard._grammar(guard.policy).max_steps + 4
+    f = tmp_path / "many.jsonl"
+    f.write_text(json.dumps("hi") + "\n" + json.dumps("How do I make a pipe bomb? " * 5) + "\n")
+    assert main(["moderate", "--jsonl", str(f), "--model", str(tiny_hf_dir), "--max-context", str(fit)]) == 2
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert first["status"] != "error" and first["p_unsafe"] == guard.moderate("hi").p_unsafe
+    assert second["status"] == "error" and second["flagged"]
+    assert "the judged user turn" in second["error"] and f"does not fit max_context {fit}" in second["error"]
 
 
 def test_cli_reads_text_a_conversation_or_jsonl_from_stdin(tiny_hf_dir, capsys, monkeypatch):

@@ -109,6 +109,32 @@ def test_batch_reports_bad_items_without_losing_the_rest(tok):
     assert "system" in vs[1].error
 
 
+def test_a_turn_too_long_for_the_context_is_its_own_error_not_the_batchs(tok):
+    """A judged turn too long for even the narrowest window the context leaves raised ValueError ("policy prompt too
+    long", though the policy prompt fit) from moderate_batch, losing every other item (a whole `--jsonl` run). Now it
+    is that item's error verdict, saying what does not fit; a context the policy prompt itself fills still raises."""
+    from pocketguard.prompt import encode_turn
+
+    model = make(tok, seed=3)
+    big = Guard(model, tok)
+    short = big.moderate("hello world").prompt_tokens  # policy prompt + a 2-word turn
+    steps = big._grammar(Policy.default()).max_steps
+    g = Guard(model, tok, max_context=short + steps + 4)  # room for a short turn, none for windows
+    items = ["hello world", "bread " * 50, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "cake " * 50}]]
+    first, long_user, long_agent = g.moderate_batch(items)
+    want = g.moderate("hello world")
+    assert (first.status, first.p_unsafe, first.prompt_tokens) == (want.status, want.p_unsafe, want.prompt_tokens)
+    for v, role, turn in ((long_user, "user", "bread " * 50), (long_agent, "agent", "cake " * 50)):
+        assert v.status == "error" and v.flagged and v.role == role and v.p_unsafe is None
+        assert v.error.startswith(f"the judged {role} turn ({len(encode_turn(tok, role, turn))} tokens) does not fit "
+                                  f"max_context {g.max_context}"), v.error
+    assert g.moderate("bread " * 50).error == long_user.error  # alone: the same verdict, not an exception
+    turn = len(encode_turn(tok, "user", "hello world"))
+    with pytest.raises(ValueError, match=f"max_context {short - turn} leaves no room for a conversation: the policy "
+                                         f"prompt and the answer take {short - turn + steps} tokens"):
+        Guard(model, tok, max_context=short - turn).moderate_batch(["hello", "world"])
+
+
 def test_batch_misuse_is_refused_not_judged_wrongly(tok):
     """A string given as the batch was judged character by character (five verdicts for "hello"); roles shorter than
     the batch left the items past them with None for a verdict; a policy that is not a Policy was an AttributeError."""
@@ -117,6 +143,9 @@ def test_batch_misuse_is_refused_not_judged_wrongly(tok):
         g.moderate_batch("hello")
     with pytest.raises(ConversationError, match="a list of conversations"):
         g.moderate_batch([{"role": "user", "content": "hi"}][0])
+    for nothing in (None, 5):  # was a TypeError from list(), which no caller of a ValueError API catches
+        with pytest.raises(ConversationError, match=f"a list of conversations, got {type(nothing).__name__}"):
+            g.moderate_batch(nothing)
     with pytest.raises(ValueError, match="roles has 1 entries for 2 conversations"):
         g.moderate_batch(["hello", "world"], roles=["user"])
     with pytest.raises(PolicyError, match="must be a Policy"):
@@ -272,6 +301,33 @@ def test_stream_equals_full_remoderation_on_random_chunkings(tok):
             assert (v.status, v.categories, v.answer) == (full.status, full.categories, full.answer)
             assert v.p_unsafe == pytest.approx(full.p_unsafe, abs=1e-5)
             assert v.prompt_tokens == full.prompt_tokens
+
+
+def test_stream_over_a_history_longer_than_the_context_equals_moderate(tok):
+    """The stream ran the whole history into its sequence: one longer than the context raised ContextLengthError
+    where moderate drops the earliest turns. Now it keeps what moderate keeps as the reply grows (dropping more
+    turns when the reply needs their room, windows when the reply alone does not fit), truncation included."""
+    from pocketguard.guard import Guard as Unscripted  # (ScriptedGuard's step count assumes sequences only grow)
+    from pocketguard.prompt import encode_turn
+
+    g = Unscripted(make(tok, seed=5), tok, max_context=1100, threshold=1.0)  # never unsafe: the stream never stops
+    three = [{"role": "user", "content": "hello " * 250}, {"role": "assistant", "content": "cake " * 20},
+            {"role": "user", "content": "kill the bread"}]
+    seen = []
+    for history, chunks in (([{"role": "user", "content": "hello " * 2000}], ["bread recipe"]),
+                            (three, ["bread recipe " * n for n in (5, 20, 60, 60, 15, 25, 5)])):
+        s, reply = g.stream(history, category_scores=True), ""
+        for chunk in chunks:
+            reply += chunk
+            v = s.feed(chunk)
+            full = g.moderate(history + [{"role": "assistant", "content": reply}], category_scores=True)
+            assert (v.status, v.truncation, v.prompt_tokens) == (full.status, full.truncation, full.prompt_tokens)
+            assert v.p_unsafe == pytest.approx(full.p_unsafe, abs=1e-5) and v.error is None
+            seen.append(v.truncation)
+    assert seen[0] == {"dropped_turns": 1, "dropped_tokens": len(encode_turn(tok, "user", "hello " * 2000))}
+    # three turns: all kept, then without the first, the first two, then the reply alone, in windows
+    assert [(t or {}).get("dropped_turns", 0) for t in seen[1:]] == [0, 1, 1, 1, 2, 3, 3]
+    assert [bool((t or {}).get("windows")) for t in seen[1:]] == [False] * 5 + [True, True]
 
 
 def test_stream_stops_at_first_unsafe_chunk(tok):
