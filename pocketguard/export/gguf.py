@@ -12,11 +12,15 @@ What is written (arch `llama`, the tensor names and metadata of llama.cpp's `con
   gives llama.cpp users the answer grammar); a pruned input embedding is expanded, ids it dropped get the
   fallback row (what pocketguard reads for them). Per-layer MLP widths are zero-padded to the widest layer
   (a zero neuron adds exactly 0).
-* Weight types: `f32`, `f16`, `q8_0`, `q4_0`. With `q4_0`, int4 layers of a pocketguard artifact
-  (group 32, fp16 scales, symmetric codes -8..7) map to Q4_0 blocks **bit for bit** (`d = s`, nibble =
-  code + 8): llama.cpp runs the very same 4-bit weights. Float layers are quantized by gguf-py (round to
-  nearest, llama.cpp's reference quantizer). The embedding and head keep at least their source precision
-  (int8 and per-row int4 -> Q8_0, float -> the requested type).
+* Weight types: `f32`, `f16`, `q8_0`, `q4_0`. With `q4_0` or `q8_0`, the block linears of a pocketguard artifact
+  keep their own symmetric codes and scales (groups of 32, or of any multiple of 32: one block each 32 columns):
+  int4 layers become Q4_0 blocks (`q4_0`; nibble = code + 8) or Q8_0 blocks (`q8_0`), int8 layers Q8_0 blocks
+  (with `q4_0` too: never stored in 4 bits), `d` = the scale. With fp16 scales (group-wise default) that is **bit
+  for bit**: llama.cpp runs the very same weights; fp32 scales (per-channel ones) are rounded to fp16 on the way
+  (relative 2^-11 at most, for a normal fp16). Zero-padded MLP columns are zero codes under zero scales. Float
+  layers are quantized by gguf-py (round to nearest, llama.cpp's reference quantizer). The embedding, head and
+  any other quantized layer keep at least their source precision (int8 and per-row int4 -> Q8_0, float -> the
+  requested type).
 * Tokenizer: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with tokens, token types, merges and the
   `tokenizer.ggml.pre` that splits text as the tokenizer's own pre-tokenizer does (`gguf_pre`: `llama-bpe` for
   Llama 3's pattern and tiktoken, `smollm` for SmolLM's digits-then-GPT-2, `gpt2`; any other is an error, since
@@ -33,6 +37,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 QTYPES = ("f32", "f16", "q8_0", "q4_0")
@@ -62,13 +67,16 @@ def float_weight(m: nn.Module) -> torch.Tensor:
     return m.weight.detach().float()
 
 
-def int4_codes(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(codes int8 [out, in], fp16 scales [out, in/32]) when `m` holds Q4_0-compatible int4 weights."""
-    if not _is_quant(m) or getattr(m, "weight_bits", None) != 4 or getattr(m, "group_size", None) != 32:
+def block_codes(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(integer codes [out, in], one scale per 32 columns [out, in/32]) of a quantized linear whose groups are whole
+    GGML blocks of 32 columns (group 32, 64, ..., or a row of a multiple of 32), None for any other layer."""
+    k = getattr(m, "in_features", None)  # a linear's, not an embedding's
+    if not _is_quant(m) or k is None:
         return None
-    if not hasattr(m, "in_features"):
+    g = getattr(m, "group_size", None) or k
+    if k % 32 or g % 32:
         return None
-    return m.int_weight(), m.scales.to(torch.float16)
+    return m.int_weight(), m.scales.repeat_interleave(g // 32, dim=1)
 
 
 def permute_qk(w: torch.Tensor, n_head: int) -> torch.Tensor:
@@ -80,15 +88,23 @@ def unpermute_qk(w: torch.Tensor, n_head: int) -> torch.Tensor:
     return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
 
-def q4_0_from_codes(codes: torch.Tensor, scales: torch.Tensor) -> np.ndarray:
-    """Pack int4 codes [-8, 7] with one fp16 scale per 32 columns into Q4_0 bytes [rows, in/32*18]."""
+def blocks_from_codes(codes: torch.Tensor, scales: torch.Tensor, qtype: str) -> np.ndarray:
+    """Pack integer codes with one scale per 32 columns as GGML blocks [rows, in/32 * block bytes]: `q4_0` (int4 codes
+    -8..7, nibble = code + 8) or `q8_0` (int8 codes, any of them: int4 codes fit too), with `d` = the scale in fp16."""
     rows, k = codes.shape
-    if k % 32:
-        raise ExportError("Q4_0 needs in_features to be a multiple of 32")
-    u = (codes.to(torch.int16) + 8).to(torch.uint8).numpy().reshape(rows, k // 32, 32)
-    qs = u[..., :16] | (u[..., 16:] << np.uint8(4))
     d = scales.to(torch.float16).numpy().reshape(rows, k // 32, 1).view(np.uint8)
-    return np.ascontiguousarray(np.concatenate([d, qs], axis=-1).reshape(rows, k // 32 * 18))
+    if qtype == "q4_0":
+        u = (codes.to(torch.int16) + 8).to(torch.uint8).numpy().reshape(rows, k // 32, 32)
+        qs = u[..., :16] | (u[..., 16:] << np.uint8(4))
+    else:
+        qs = codes.to(torch.int8).numpy().reshape(rows, k // 32, 32).view(np.uint8)
+    return np.ascontiguousarray(np.concatenate([d, qs], axis=-1).reshape(rows, -1))
+
+
+def _ggml_type(qtype: str):
+    import gguf
+
+    return gguf.GGMLQuantizationType[qtype.upper()]
 
 
 def _encode(w: torch.Tensor, qtype: str):
@@ -99,10 +115,9 @@ def _encode(w: torch.Tensor, qtype: str):
         return a, None
     if qtype == "f16":
         return a.astype(np.float16), None
-    t = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}[qtype]
     if a.shape[-1] % 32:
         return a.astype(np.float16), None  # llama.cpp block types need rows of whole blocks
-    return gguf.quants.quantize(a, t), t
+    return gguf.quants.quantize(a, _ggml_type(qtype)), _ggml_type(qtype)
 
 
 def _source_bits(m: nn.Module) -> int:
@@ -110,9 +125,9 @@ def _source_bits(m: nn.Module) -> int:
 
 
 def _at_least(qtype: str, bits: int) -> str:
-    """The requested type, raised so an embedding/head is not stored below its source precision, and a 4-bit one
-    (per-row scales, not Q4_0's grid of 32) not re-rounded into Q4_0: that second rounding flipped 3 of the 52
-    probe verdicts of the shipped guard's export, Q8_0 none (mean |Δp_unsafe| 0.020 → 0.013)."""
+    """The requested type, raised so a layer is not stored below its source precision, and a 4-bit one whose groups
+    are not Q4_0's blocks of 32 (a per-row int4 embedding) not re-rounded into Q4_0: that second rounding flipped 3
+    of the 52 probe verdicts of the shipped guard's export, Q8_0 none (mean |Δp_unsafe| 0.020 → 0.013)."""
     order = {"q4_0": 4, "q8_0": 8, "f16": 16, "f32": 32}
     if order[qtype] >= 8:
         return qtype
@@ -141,28 +156,24 @@ def gguf_tensors(model, qtype: str = "q4_0", head_qtype: str | None = None, embe
         for mod_name, gname in GGUF_BLOCK_LINEARS.items():
             m = layer.get_submodule(mod_name)
             perm = {"attention.wq": args.n_heads, "attention.wk": args.n_kv_heads}.get(mod_name)
-            pad_rows = ff_max - args.ffn_dims[i] if mod_name in ("feed_forward.w1", "feed_forward.w3") else 0
-            pad_cols = ff_max - args.ffn_dims[i] if mod_name == "feed_forward.w2" else 0
-            cs = int4_codes(m) if qtype == "q4_0" else None
-            if cs is not None and not pad_cols:
+            pad = ff_max - args.ffn_dims[i]
+            pad_rows = pad if mod_name in ("feed_forward.w1", "feed_forward.w3") else 0
+            pad_cols = pad if mod_name == "feed_forward.w2" else 0
+            name = f"blk.{i}.{gname}.weight"
+            cs = block_codes(m) if qtype in ("q4_0", "q8_0") else None
+            if cs is not None and pad_cols % 32 == 0:
+                # The layer's own codes and scales, never rounded a second time: Q4_0 holds int4 codes, Q8_0 int8 ones
+                # (an int8 layer is not stored in 4 bits). Padding is zero codes under zero scales: zero weights.
                 codes, scales = cs
                 if perm:
                     codes, scales = permute_qk(codes, perm), permute_qk(scales, perm)
-                if pad_rows:
-                    codes = torch.cat([codes, torch.zeros(pad_rows, codes.shape[1], dtype=codes.dtype)])
-                    scales = torch.cat([scales, torch.zeros(pad_rows, scales.shape[1], dtype=scales.dtype)])
-                import gguf
-
-                yield (f"blk.{i}.{gname}.weight", q4_0_from_codes(codes, scales), gguf.GGMLQuantizationType.Q4_0)
+                codes = F.pad(codes, (0, pad_cols, 0, pad_rows))
+                scales = F.pad(scales, (0, pad_cols // 32, 0, pad_rows))
+                t = "q4_0" if qtype == "q4_0" and m.weight_bits == 4 else "q8_0"
+                yield (name, blocks_from_codes(codes, scales, t), _ggml_type(t))
                 continue
-            w = float_weight(m)
-            if perm:
-                w = permute_qk(w, perm)
-            if pad_rows:
-                w = torch.cat([w, w.new_zeros(pad_rows, w.shape[1])])
-            if pad_cols:
-                w = torch.cat([w, w.new_zeros(w.shape[0], pad_cols)], dim=1)
-            yield (f"blk.{i}.{gname}.weight", *_encode(w, qtype))
+            w = F.pad(permute_qk(float_weight(m), perm) if perm else float_weight(m), (0, pad_cols, 0, pad_rows))
+            yield (name, *_encode(w, _at_least(qtype, _source_bits(m))))
 
     yield ("output_norm.weight", model.norm.weight.detach().float().numpy(), None)
     head = model.output
@@ -183,7 +194,7 @@ def gguf_tensors(model, qtype: str = "q4_0", head_qtype: str | None = None, embe
 # ---------------------------------------------------------------------------------------- tokenizer
 
 
-def _tiktoken_vocab(ranks: dict[bytes, int]) -> tuple[dict[int, str], list[str]]:
+def tiktoken_vocab(ranks: dict[bytes, int]) -> tuple[dict[int, str], list[str]]:
     """Byte-level token strings and BPE merges recovered from tiktoken ranks (as transformers' converter)."""
     from ..tokenizer import bytes_to_unicode
 
@@ -226,7 +237,7 @@ def gguf_vocab(tokenizer, n_vocab: int) -> tuple[list[str], list[int], list[str]
                 specials[a["id"]] = a["content"]
         merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     elif tokenizer.kind == "tiktoken":
-        vocab, merges = _tiktoken_vocab(tokenizer._enc._mergeable_ranks)
+        vocab, merges = tiktoken_vocab(tokenizer._enc._mergeable_ranks)
         vocab.update(specials)
     else:
         raise ExportError(f"no GGUF vocabulary for a {tokenizer.kind!r} tokenizer")

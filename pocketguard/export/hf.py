@@ -10,8 +10,12 @@ guard.json (policy, max context) with `checkpoint.save_hf`, after two conversion
 * compressed shapes go through `checkpoint.to_standard_shapes` (MLPs zero-padded, full-vocabulary head and
   embedding), so `AutoModelForCausalLM.from_pretrained` builds it without custom code.
 
-`tokenizer_config.json` / `special_tokens_map.json` / `generation_config.json` are added so
-`AutoTokenizer` and `generate` behave like Llama Guard 3 (BOS = <|begin_of_text|>, EOS = <|eot_id|>).
+The tokenizer is always a `tokenizer.json`: a tiktoken `tokenizer.model` (Meta layout) is converted first
+(`hf_tokenizer`), since transformers reads such a file without its special tokens. `tokenizer_config.json` /
+`special_tokens_map.json` / `generation_config.json` are added so `AutoTokenizer` and `generate` behave like
+Llama Guard 3 (BOS = <|begin_of_text|>, EOS = <|eot_id|>): `AutoTokenizer` cuts the rendered guard prompt
+(`pocketguard.prompt.render`) into pocketguard's ids, except where the conversation's own text spells a special
+token (`<|eot_id|>`), which transformers parses as that control token and pocketguard keeps as text.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ def export_hf(model, tokenizer, directory: str | Path, policy=None, max_context:
     from ..policy import Policy
 
     directory = Path(directory)
+    tokenizer = hf_tokenizer(tokenizer)
     float_model = dequantized_model(model)
     std = to_standard_shapes(float_model)
     meta = {"policy": policy or Policy.default()}
@@ -62,6 +67,29 @@ def export_hf(model, tokenizer, directory: str | Path, policy=None, max_context:
     save_hf(std, tokenizer, directory, guard_meta=meta, shard_bytes=shard_bytes)
     _tokenizer_extras(tokenizer, directory, std.args.max_seq_len)
     return directory
+
+
+def hf_tokenizer(tokenizer):
+    """`tokenizer` as a tokenizer.json tokenizer that encodes every text to the same ids. A tiktoken one is converted
+    the way transformers' `TikTokenConverter` does it: its ranks as a byte-level BPE that looks a whole pre-token up
+    before merging (`ignore_merges`, as tiktoken does), Llama 3's split pattern, the special tokens as added tokens.
+    Left a tokenizer.model, transformers read it without them (the tiny guard's prompt: 813 ids, not 736)."""
+    if tokenizer.kind != "tiktoken":
+        return tokenizer
+    from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as _Tok
+
+    from ..tokenizer import LLAMA3_PATTERN, HFTokenizer
+    from .gguf import tiktoken_vocab
+
+    vocab, merges = tiktoken_vocab(tokenizer._enc._mergeable_ranks)
+    tok = _Tok(models.BPE({t: i for i, t in vocab.items()}, [tuple(m.split(" ")) for m in merges], ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True)
+                            for t in sorted(tokenizer.specials, key=tokenizer.specials.get)])
+    return HFTokenizer.from_tokenizer(tok)
 
 
 def _tokenizer_extras(tokenizer, directory: Path, max_len: int) -> None:
@@ -75,9 +103,8 @@ def _tokenizer_extras(tokenizer, directory: Path, max_len: int) -> None:
         "clean_up_tokenization_spaces": False,
         "add_bos_token": False,  # pocketguard.prompt.render writes <|begin_of_text|> itself
     }
-    if tokenizer.kind == "hf":
-        (directory / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2))
-        (directory / "special_tokens_map.json").write_text(json.dumps({"bos_token": bos, "eos_token": eot}, indent=2))
+    (directory / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2))
+    (directory / "special_tokens_map.json").write_text(json.dumps({"bos_token": bos, "eos_token": eot}, indent=2))
     gen = {"bos_token_id": sp.get(bos), "eos_token_id": [sp[s] for s in ("<|end_of_text|>", eot) if s in sp],
            "do_sample": False}
     (directory / "generation_config.json").write_text(json.dumps(gen, indent=2))
