@@ -79,9 +79,11 @@ class RowError(ValueError):
 
 # ---------------------------------------------------------------- raw rows with line numbers
 def _open_text(path: Path) -> io.TextIOBase:
+    """UTF-8, with a leading byte-order mark dropped (spreadsheet exports write one; as text it would be part of
+    the first JSON line or CSV header)."""
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -101,7 +103,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
     with _open_text(path) as f:
         reader = csv.reader(f)
         try:
-            header = [h.strip().lstrip("\ufeff") for h in next(reader)]
+            header = [h.strip() for h in next(reader)]
         except StopIteration:
             return
         end = reader.line_num

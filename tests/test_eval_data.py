@@ -83,6 +83,18 @@ def test_csv_line_numbers_survive_multiline_cells(tmp_path):
     assert [(x.line, x.categories, x.language) for x in good] == [(2, ["S1", "S10"], "de"), (5, [], "en")]
 
 
+@pytest.mark.parametrize("name", ["d.jsonl", "d.jsonl.gz", "d.csv"])
+def test_a_leading_byte_order_mark_is_not_data(tmp_path, name):
+    """Spreadsheet tools write UTF-8 with a BOM: it must not break the first JSON line nor the first CSV column."""
+    text = ('{"text": "bread recipe", "label": "safe"}\n' if "jsonl" in name else "text,label\nbread recipe,safe\n")
+    data = ("\ufeff" + text).encode("utf-8")
+    p = tmp_path / name
+    p.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    (row,), problems = read_examples(p)
+    assert problems == [] and (row.line, row.label, row.messages[0]["content"]) == (1 if "jsonl" in name else 2, "safe",
+                                                                                    "bread recipe")
+
+
 def test_generic_round_trip(tmp_path):
     p = jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "response": "a", "label": "unsafe", "categories": ["S2"],
                                       "language": "fr", "source": "s"}, {"text": "t", "label": "safe"}])
