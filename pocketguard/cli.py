@@ -77,7 +77,7 @@ def _conversation(args) -> Any:
 
 
 def _read(path: Path) -> str:
-    return sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    return sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8-sig")  # (a BOM is not JSON)
 
 
 def _moderate_jsonl(args, guard) -> int:
@@ -97,9 +97,9 @@ def _moderate_jsonl(args, guard) -> int:
         lines = ((n, line) for n, line in enumerate(stream, 1) if line.strip())
         while chunk := list(itertools.islice(lines, 8 * args.batch_size)):
             items: list[Any] = []
-            for _, line in chunk:
+            for n, line in chunk:
                 try:
-                    data = json.loads(line.decode("utf-8"))
+                    data = json.loads(line.decode("utf-8-sig" if n == 1 else "utf-8"))  # (a file's BOM is not JSON)
                 except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, a 5000-digit number, absurd nesting
                     items.append((None, None, f"line is not valid UTF-8 JSON: {e or type(e).__name__}"))
                     continue

@@ -141,6 +141,19 @@ def test_conversation_objects_with_keys_that_would_be_ignored_are_refused(data, 
     assert good["id"] == "a" and good["status"] != "error" and bad["status"] == "error" and bad["flagged"]
 
 
+def test_cli_reads_files_that_start_with_a_byte_order_mark(tmp_path, tiny_hf_dir, capsys):
+    """Windows editors save UTF-8 with a BOM: the conversation file, and a --jsonl file's first line, are still read."""
+    chat = tmp_path / "chat.json"
+    chat.write_bytes(b"\xef\xbb\xbf" + json.dumps({"messages": PLAIN}).encode())
+    assert main(["moderate", "--conversation", str(chat), "--model", str(tiny_hf_dir), "--json"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out)["status"] in ("safe", "unsafe")
+    lines = tmp_path / "many.jsonl"
+    lines.write_bytes(b"\xef\xbb\xbf" + (json.dumps({"id": "a", "text": "hi"}) + "\n" + json.dumps("bread") + "\n").encode())
+    assert main(["moderate", "--jsonl", str(lines), "--model", str(tiny_hf_dir)]) in (0, 1)
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert first["id"] == "a" and {first["status"], second["status"]} <= {"safe", "unsafe"}
+
+
 def test_conversation_ending_with_tool_output_judges_the_agent_turn_holding_it():
     c = Conversation.from_messages(AGENTIC[:4])
     assert c.judged == "agent" and c.messages[-1].content == 'get_weather({"city": "Paris"})\n22 C, sunny'
