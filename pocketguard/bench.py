@@ -305,7 +305,8 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: all cores)")
     p.add_argument("--kernel", choices=("auto", "amx", "portable"), default="auto",
                    help="pocketguard's int4 kernels: auto = runtime_cpu's (AMX, VNNI or AVX2) when the CPU has one, "
-                        "else pocketguard.kernels")
+                        "else pocketguard.kernels; amx = runtime_cpu's or fail (the AMX, VNNI or AVX2 one: the CPU decides); "
+                        "portable = pocketguard.kernels")
     p.add_argument("--float-dtype", choices=("float32", "bfloat16"), default="float32",
                    help="pocketguard's dtype for an unquantized --model (bf16: oneDNN AMX/AVX512-BF16 matmuls)")
     p.add_argument("--gguf-type", default="q4_0", choices=("q4_0", "q8_0", "f16", "f32"))
@@ -417,7 +418,7 @@ def run(args) -> int:
         return _alternatives(args, base, model_dir, workdir, threads, len(ids), log)
 
     results = {}
-    log(f"pocketguard ({args.kernel} kernels) ...")
+    log(f"pocketguard ({'runtime_cpu' if args.kernel == 'amx' else args.kernel} kernels) ...")  # (the table names the one run)
     results["pocketguard"] = _run_worker("pocketguard", {**base, "model": str(model_dir), "is_artifact": art,
                                                          "kernel": args.kernel, "float_dtype": args.float_dtype},
                                          workdir, args.timeout)

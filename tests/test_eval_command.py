@@ -61,6 +61,10 @@ def test_argument_errors(setup, capsys):
     assert main(["eval", "--model", str(setup / "copy"), "--data", str(setup / "dev.jsonl"), "--bootstrap", "-1",
                  "--out", str(setup / "b")]) == 2
     assert "--bootstrap >= 0" in capsys.readouterr().err and not (setup / "b").exists()
+    capsys.readouterr()
+    assert main(["eval", "--model", str(setup / "copy"), "--reference", str(setup / "copy"), "--text",
+                 str(setup / "wiki.txt"), "--window", "1", "--out", str(setup / "w")]) == 2  # (was an error in a table cell)
+    assert "--window is at least 2" in capsys.readouterr().err and not (setup / "w").exists()
 
 
 def test_fidelity_only(setup, capsys):

@@ -233,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("--text measures fidelity against a reference model: add --reference PATH")
     if args.batch_size < 1 or not 0 <= args.target_fpr <= 1 or args.bootstrap < 0:
         return fail("--batch-size must be >= 1, --target-fpr within [0, 1] and --bootstrap >= 0")
+    if args.window < 2:  # (fidelity's stride is half a window: it needs one token of context and one to score)
+        return fail(f"--window is at least 2 tokens, not {args.window}")
     if args.threshold is not None and not 0 <= args.threshold <= 1:  # above 1 nothing is flagged: not fail-closed
         return fail(f"--threshold is a p_unsafe within [0, 1], not {args.threshold}")
     saved = ([args.reference_predictions] if args.reference_predictions else []) + list(args.predictions or [])
