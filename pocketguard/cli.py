@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -162,11 +163,15 @@ def run(args) -> int:
         if args.jsonl is not None:
             return _moderate_jsonl(args, guard)
         verdict = guard.moderate(messages, category_scores=args.category_scores)
-    except (ConversationError, PolicyError, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - whatever broke, exit 2 "could not judge": Python's own exit code 1 reads as unsafe
+        message = str(e)
+        if not isinstance(e, (ConversationError, PolicyError, ValueError, OSError)):  # a bug, not bad input: show where
+            traceback.print_exc()
+            message = f"internal error: {type(e).__name__}: {e}"
         if args.json:
-            print(json.dumps({"status": "error", "flagged": True, "error": str(e)}))
+            print(json.dumps({"status": "error", "flagged": True, "error": message}))
         else:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR
     _print_verdict(verdict, args)
     return {"safe": EXIT_SAFE, "unsafe": EXIT_UNSAFE}.get(verdict.status, EXIT_ERROR)

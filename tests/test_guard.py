@@ -496,3 +496,21 @@ def test_cli_subset_mode_picks_what_the_prompt_lists(tmp_path, tiny_hf_dir, tiny
         assert v["prompt_tokens"] == len(encode_prompt(tiny_tok, listed, conv).ids) and set(v["categories"]) <= set(KEEP.codes)
     with pytest.raises(SystemExit):
         main(["moderate", "hi", "--model", str(tiny_hf_dir), "--subset-mode", "drop"])
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_cli_moderate_exits_could_not_judge_on_an_unexpected_failure(monkeypatch, capsys, json_out):
+    """A bug anywhere below `moderate` (here: the load raising ZeroDivisionError) must exit 2, "could not judge":
+    Python's own exit code for an uncaught exception is 1, which a script reads as "unsafe"."""
+    from pocketguard.cli import main
+    from pocketguard.guard import Guard
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("integer division or modulo by zero")
+
+    monkeypatch.setattr(Guard, "load", broken)
+    assert main(["moderate", "hi"] + (["--json"] if json_out else [])) == 2
+    out, err = capsys.readouterr()
+    assert "Traceback" in err  # a bug, not bad input: where it broke is shown
+    said = json.loads(out)["error"] if json_out else err.splitlines()[-1]
+    assert "internal error: ZeroDivisionError" in said and (not json_out or json.loads(out)["flagged"] is True)
