@@ -126,23 +126,129 @@ def test_gguf_layout_metadata_and_exact_q4_0_codes(models, tiny_tok, tmp_path):
     assert np.allclose(t["rope_freqs.weight"].data, (plain / rope_frequencies(a)).numpy())
 
 
-def test_a_per_row_int4_embedding_is_not_rounded_twice(models, tiny_tok, tmp_path):
-    """Q4_0's grid (a scale per 32 values) is not a per-row int4 embedding's: re-quantizing those 4-bit values
-    would round them a second time, so the embedding goes to Q8_0, within about half a Q8_0 step of the int4 values."""
+def _code_weights(mod) -> np.ndarray:
+    """A quantized linear's or embedding's codes times its scales rounded to fp16 (GGML's `d`): what a GGUF block of
+    its own codes holds — its weights bit for bit where the scales are fp16 already."""
+    from pocketguard.kernels import dequantize_weight
+
+    return dequantize_weight(mod.int_weight(), mod.scales.half(), getattr(mod, "group_size", None)).numpy()
+
+
+def _assert_codes_kept(got, mod, rows=None):
+    """`got` (a GGUF tensor dequantized by gguf-py; `rows`: which of its rows are `mod`'s) holds `mod`'s own codes:
+    exactly its codes times the fp16 scales, and so within 2^-11 of each artifact weight (fp16's relative rounding of
+    a normal scale; fp16 scales: exactly the weights)."""
+    got = got if rows is None else got[rows]
+    want = mod.dequantize().numpy()
+    assert float(mod.scales.float().abs().min()) >= 2.0**-14  # normal fp16 scales: the 2^-11 bound holds
+    assert np.array_equal(got, _code_weights(mod))
+    assert np.all(np.abs(got - want) <= np.abs(want) * 2.0**-11)
+    if mod.scales.dtype == torch.float16:
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("qtype", ["q4_0", "q8_0"])
+def test_a_per_row_int4_embedding_keeps_its_codes(models, tiny_tok, tmp_path, qtype):
+    """A per-row int4 embedding's scale maps onto each of its row's blocks of 32, so its codes are stored as they are
+    (Q4_0 nibble = code + 8 with `q4_0`, Q8_0 with `q8_0`). It used to go to Q8_0 re-quantized from its float values,
+    a second rounding of up to half a Q8_0 step; re-rounded onto Q4_0's grid it would be 4 times worse still."""
     import gguf
 
     fm, _ = models
     q4e = quantize_(copy.deepcopy(fm), QuantConfig(mode="rtn", embedding_bits=4))
-    path = export_gguf(q4e, tiny_tok, tmp_path / "e4.gguf", "q4_0")
+    path = export_gguf(q4e, tiny_tok, tmp_path / "e4.gguf", qtype)
     t = {x.name: x for x in gguf.GGUFReader(str(path)).tensors}["token_embd.weight"]
-    assert t.tensor_type == gguf.GGMLQuantizationType.Q8_0
+    assert t.tensor_type == gguf.GGMLQuantizationType[qtype.upper()]
     got = gguf.quants.dequantize(t.data, t.tensor_type)
-    want = q4e.tok_embeddings.weight.detach().float().numpy()
-    step = np.abs(want).reshape(want.shape[0], -1, 32).max(-1, keepdims=True) / 127  # a Q8_0 step per block
-    # half a step, plus the fp16 rounding of the step itself times up to 127 steps (127 * 2^-11 < 0.07)
-    assert np.all(np.abs(got - want).reshape(step.shape[0], -1, 32) <= step * 0.57 + 1e-7)
+    _assert_codes_kept(got, q4e.tok_embeddings)
+    want = q4e.tok_embeddings.weight.numpy()
     twice = gguf.quants.dequantize(gguf.quants.quantize(want, gguf.GGMLQuantizationType.Q4_0), gguf.GGMLQuantizationType.Q4_0)
-    assert np.abs(got - want).mean() < np.abs(twice - want).mean() / 4
+    assert np.abs(got - want).mean() < np.abs(twice - want).mean() / 100
+
+
+def test_gguf_keeps_the_codes_of_an_int8_embedding_and_pruned_head(models, tiny_tok, tmp_path):
+    """The int8 per-row embedding (pruned: expanded to the full vocabulary) and the int8 per-channel pruned head are
+    stored as Q8_0 blocks of their own codes, the fp32 scales rounded to fp16: the kept head rows and every embedding
+    row are the artifact's within 2^-11. Both used to be re-quantized from float into Q8_0: a second rounding at 8
+    bits. The dropped head rows are as before: the mean kept row, quantized to Q8_0 by gguf-py."""
+    import gguf
+
+    from pocketguard.compress.prune import guard_output_token_ids
+
+    keep_out = sorted(set(guard_output_token_ids(tiny_tok, Policy.default())) | set(range(12, 60)))
+    ids = encode_prompt(tiny_tok, Policy.default(), as_conversation(CONVS[4])).ids
+    keep_in = sorted(set(ids) | set(range(0, tiny_tok.vocab_size, 3)))  # every prompt id, a third of the others
+    args = T.tiny_args(vocab_size=tiny_tok.vocab_size, output_token_ids=keep_out, input_token_ids=keep_in,
+                       embed_fallback_id=keep_in[0])
+    qm = quantize_(T.tiny_model(args, seed=5, std=0.1), QuantConfig(mode="rtn")).eval()
+    emb, head = qm.tok_embeddings, qm.output
+    assert (emb.weight_bits, head.weight_bits, head.group_size) == (8, 8, None)
+    path = export_gguf(qm, tiny_tok, tmp_path / "m.gguf", "q4_0")
+    t = {x.name: x for x in gguf.GGUFReader(str(path)).tensors}
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    assert t["token_embd.weight"].tensor_type == t["output.weight"].tensor_type == q8
+
+    e = gguf.quants.dequantize(t["token_embd.weight"].data, q8)
+    assert e.shape == (tiny_tok.vocab_size, args.dim)
+    _assert_codes_kept(e, emb, rows=np.array(keep_in))
+    assert np.array_equal(e, _code_weights(emb)[qm.input_id_map.numpy()])  # a dropped id: the fallback row
+    assert 1 not in keep_in and np.array_equal(e[1], e[keep_in[0]])
+
+    h = gguf.quants.dequantize(t["output.weight"].data, q8)
+    _assert_codes_kept(h, head, rows=np.array(keep_out))
+    dropped = np.setdiff1d(np.arange(tiny_tok.vocab_size), keep_out)
+    mean = head.weight.mean(0, keepdim=True).numpy()
+    assert np.array_equal(h[dropped], np.repeat(gguf.quants.dequantize(gguf.quants.quantize(mean, q8), q8), len(dropped), 0))
+
+    from pocketguard import kernels as K
+    from pocketguard.gguf_checkpoint import load_gguf
+
+    x = torch.tensor([ids])
+    with torch.no_grad(), K.float_activations(qm):
+        back, ours = load_gguf(path).model(x)[0, -1], qm(x)[0, -1]
+    assert int(back.argmax()) in keep_out  # the restored head still never beats the best kept token
+    assert float((back[keep_out] - ours).abs().max()) < 1e-3 * float(ours.abs().max())
+
+
+@pytest.mark.parametrize("bits,group,qtype,stored", [(4, 32, "q4_0", "Q4_0"), (4, 32, "q8_0", "Q8_0"),
+                                                     (4, None, "q4_0", "Q4_0"), (8, 32, "q4_0", "Q8_0")])
+def test_gguf_keeps_the_codes_of_a_quantized_head(models, tiny_tok, tmp_path, bits, group, qtype, stored):
+    """An int4 head with groups of 32 (fp16 scales) or per channel (fp32), or an int8 one with groups of 32: its kept
+    rows are its own codes (bit for bit with fp16 scales), in Q4_0 only when they are int4 codes and `q4_0` is asked
+    for. The int4 head used to be re-quantized into Q8_0 from float, the int8 one into Q8_0 too."""
+    import gguf
+
+    fm, _ = models
+    cfg = QuantConfig(mode="rtn", head_bits=bits, head_group_size=group, embedding_bits=None)
+    qm = quantize_(copy.deepcopy(fm), cfg).eval()
+    path = export_gguf(qm, tiny_tok, tmp_path / "h.gguf", qtype)
+    t = {x.name: x for x in gguf.GGUFReader(str(path)).tensors}["output.weight"]
+    assert t.tensor_type == gguf.GGMLQuantizationType[stored]
+    h = gguf.quants.dequantize(t.data, t.tensor_type)
+    keep = qm.output_token_ids.numpy()
+    _assert_codes_kept(h, qm.output, rows=keep)
+    mean = qm.output.weight.mean(0, keepdim=True).numpy()  # dropped rows: the mean kept row in the head's type
+    dropped = np.setdiff1d(np.arange(len(h)), keep)
+    assert np.array_equal(h[dropped[0]], gguf.quants.dequantize(gguf.quants.quantize(mean, t.tensor_type), t.tensor_type)[0])
+    assert (h[dropped] == h[dropped[0]]).all()
+
+
+def test_gguf_head_and_embedding_types_asked_for_are_kept(models, tiny_tok, tmp_path):
+    """`head_qtype` / `embed_qtype` still choose the type of those tensors alone: 4 bits asked for an int8 head are
+    4 bits (re-quantized: it has no 4-bit codes), `f32` the float weights. A head whose groups are not whole blocks
+    (int4, groups of 16) is re-encoded from float at 8 bits, not re-rounded onto Q4_0's grid."""
+    import gguf
+
+    fm, qm = models
+    path = export_gguf(qm, tiny_tok, tmp_path / "m.gguf", "q8_0", head_qtype="q4_0", embed_qtype="f32")
+    t = {x.name: x for x in gguf.GGUFReader(str(path)).tensors}
+    assert t["output.weight"].tensor_type == gguf.GGMLQuantizationType.Q4_0
+    assert t["token_embd.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    assert np.array_equal(t["token_embd.weight"].data, qm.tok_embeddings.weight.numpy())
+    g16 = quantize_(copy.deepcopy(fm), QuantConfig(mode="rtn", head_bits=4, head_group_size=16)).eval()
+    path = export_gguf(g16, tiny_tok, tmp_path / "g16.gguf", "q4_0")
+    t = {x.name: x for x in gguf.GGUFReader(str(path)).tensors}["output.weight"]
+    assert t.tensor_type == gguf.GGMLQuantizationType.Q8_0
 
 
 def _gguf_block_weights(path, model):

@@ -12,15 +12,19 @@ What is written (arch `llama`, the tensor names and metadata of llama.cpp's `con
   gives llama.cpp users the answer grammar); a pruned input embedding is expanded, ids it dropped get the
   fallback row (what pocketguard reads for them). Per-layer MLP widths are zero-padded to the widest layer
   (a zero neuron adds exactly 0).
-* Weight types: `f32`, `f16`, `q8_0`, `q4_0`. With `q4_0` or `q8_0`, the block linears of a pocketguard artifact
-  keep their own symmetric codes and scales (groups of 32, or of any multiple of 32: one block each 32 columns):
-  int4 layers become Q4_0 blocks (`q4_0`; nibble = code + 8) or Q8_0 blocks (`q8_0`), int8 layers Q8_0 blocks
-  (with `q4_0` too: never stored in 4 bits), `d` = the scale. With fp16 scales (group-wise default) that is **bit
-  for bit**: llama.cpp runs the very same weights; fp32 scales (per-channel ones) are rounded to fp16 on the way
-  (relative 2^-11 at most, for a normal fp16). Zero-padded MLP columns are zero codes under zero scales. Float
-  layers are quantized by gguf-py (round to nearest, llama.cpp's reference quantizer). The embedding, head and
-  any other quantized layer keep at least their source precision (int8 and per-row int4 -> Q8_0, float -> the
-  requested type).
+* Weight types: `f32`, `f16`, `q8_0`, `q4_0`. With `q4_0` or `q8_0`, the quantized layers of a pocketguard artifact
+  — block linears, token embedding, head — keep their own symmetric codes and scales wherever the scales cover whole
+  blocks of 32 columns (groups of 32 or a multiple of 32, or per row/channel of a multiple of 32: each block takes the
+  scale of its group; `block_codes`, `code_type`): int4 codes become Q4_0 blocks (`q4_0`; nibble = code + 8) or Q8_0
+  blocks (`q8_0`), int8 codes Q8_0 blocks (with `q4_0` too: never stored in 4 bits), `d` = the scale. With fp16
+  scales (group-wise default) that is **bit for bit**: llama.cpp runs the very same weights; fp32 scales (per-row
+  embedding, per-channel head and layers) are rounded to fp16 on the way, the codes exact (each weight within 2^-11
+  of itself, for a normal fp16 scale). A pruned head's kept rows are its codes; its restored rows (the mean kept
+  row, above) have none and are quantized into the same type by gguf-py. Zero-padded MLP columns are zero codes
+  under zero scales. Float layers are quantized by gguf-py (round to nearest, llama.cpp's reference quantizer); a
+  quantized layer whose groups are not whole blocks is re-encoded from float at no less than its source precision
+  (Q8_0 with `q4_0`). `head_qtype` / `embed_qtype` set those two tensors' types alone (4 bits asked for an int8
+  head are 4 bits, re-quantized).
 * Tokenizer: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with tokens, token types, merges and the
   `tokenizer.ggml.pre` that splits text as the tokenizer's own pre-tokenizer does (`gguf_pre`: `llama-bpe` for
   Llama 3's pattern and tiktoken, `smollm` for SmolLM's digits-then-GPT-2, `gpt2`; any other is an error, since
@@ -68,11 +72,12 @@ def float_weight(m: nn.Module) -> torch.Tensor:
 
 
 def block_codes(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(integer codes [out, in], one scale per 32 columns [out, in/32]) of a quantized linear whose groups are whole
-    GGML blocks of 32 columns (group 32, 64, ..., or a row of a multiple of 32), None for any other layer."""
-    k = getattr(m, "in_features", None)  # a linear's, not an embedding's
-    if not _is_quant(m) or k is None:
+    """(integer codes [rows, cols], one scale per 32 columns [rows, cols/32]) of a quantized linear or embedding whose
+    groups are whole GGML blocks of 32 columns (group 32, 64, ..., or a row of a multiple of 32: an embedding's scales
+    are per row), None for any other layer."""
+    if not _is_quant(m):
         return None
+    k = getattr(m, "in_features", None) or m.embedding_dim
     g = getattr(m, "group_size", None) or k
     if k % 32 or g % 32:
         return None
@@ -125,13 +130,27 @@ def _source_bits(m: nn.Module) -> int:
 
 
 def _at_least(qtype: str, bits: int) -> str:
-    """The requested type, raised so a layer is not stored below its source precision, and a 4-bit one whose groups
-    are not Q4_0's blocks of 32 (a per-row int4 embedding) not re-rounded into Q4_0: that second rounding flipped 3
-    of the 52 probe verdicts of the shipped guard's export, Q8_0 none (mean |Δp_unsafe| 0.020 → 0.013)."""
+    """The requested type for a layer re-encoded from float, raised so a quantized one (its groups not whole blocks of
+    32, see `code_type`) is not stored below its source precision, nor its 4-bit values re-rounded onto Q4_0's grid:
+    that second rounding (of the per-row int4 embedding, before it kept its codes) flipped 3 of the 52 probe verdicts
+    of the shipped guard's export, Q8_0 none (mean |Δp_unsafe| 0.020 → 0.013)."""
     order = {"q4_0": 4, "q8_0": 8, "f16": 16, "f32": 32}
     if order[qtype] >= 8:
         return qtype
     return "q8_0" if bits <= 8 else qtype
+
+
+def code_type(m: nn.Module, qtype: str, explicit: bool = False) -> str | None:
+    """The GGML type that stores quantized `m`'s own codes (`block_codes`) when `qtype` is asked for, None where the
+    float weight is re-encoded instead (a float layer or type). Q4_0 holds int4 codes (nibble = code + 8), Q8_0 int4
+    and int8 ones; an int8 layer asked for `q4_0` gets Q8_0 (not stored below its precision) unless 4 bits were asked
+    for that tensor alone (`explicit`: `head_qtype` / `embed_qtype`)."""
+    bits = _source_bits(m)
+    if qtype not in ("q4_0", "q8_0") or bits > 8:
+        return None
+    if qtype == "q4_0" and bits == 8:
+        return None if explicit else "q8_0"
+    return qtype
 
 
 def gguf_tensors(model, qtype: str = "q4_0", head_qtype: str | None = None, embed_qtype: str | None = None
@@ -143,11 +162,20 @@ def gguf_tensors(model, qtype: str = "q4_0", head_qtype: str | None = None, embe
     dim, V = args.dim, args.vocab_size
 
     emb = model.tok_embeddings
-    e = float_weight(emb)
-    if args.input_token_ids is not None:  # expand a pruned embedding: dropped ids read the fallback row
-        e = e[model.input_id_map]
-    yield ("token_embd.weight", *_encode(e, embed_qtype or _at_least(qtype, _source_bits(emb))))
-    del e
+    t = code_type(emb, embed_qtype or qtype, explicit=embed_qtype is not None)
+    cs = block_codes(emb) if t else None
+    if cs is not None:  # the table's own codes under its per-row scales (one d per 32 columns), not re-rounded
+        codes, scales = cs
+        if args.input_token_ids is not None:  # expand a pruned embedding: dropped ids read the fallback row
+            codes, scales = codes[model.input_id_map], scales[model.input_id_map]
+        yield ("token_embd.weight", blocks_from_codes(codes, scales, t), _ggml_type(t))
+        del codes, scales
+    else:
+        e = float_weight(emb)
+        if args.input_token_ids is not None:
+            e = e[model.input_id_map]
+        yield ("token_embd.weight", *_encode(e, embed_qtype or _at_least(qtype, _source_bits(emb))))
+        del e
 
     ff_max = max(args.ffn_dims)
     for i, layer in enumerate(model.layers):
@@ -160,16 +188,16 @@ def gguf_tensors(model, qtype: str = "q4_0", head_qtype: str | None = None, embe
             pad_rows = pad if mod_name in ("feed_forward.w1", "feed_forward.w3") else 0
             pad_cols = pad if mod_name == "feed_forward.w2" else 0
             name = f"blk.{i}.{gname}.weight"
-            cs = block_codes(m) if qtype in ("q4_0", "q8_0") else None
+            t = code_type(m, qtype)
+            cs = block_codes(m) if t else None
             if cs is not None and pad_cols % 32 == 0:
-                # The layer's own codes and scales, never rounded a second time: Q4_0 holds int4 codes, Q8_0 int8 ones
-                # (an int8 layer is not stored in 4 bits). Padding is zero codes under zero scales: zero weights.
+                # The layer's own codes and scales, never rounded a second time. Padding is zero codes under zero
+                # scales: zero weights.
                 codes, scales = cs
                 if perm:
                     codes, scales = permute_qk(codes, perm), permute_qk(scales, perm)
                 codes = F.pad(codes, (0, pad_cols, 0, pad_rows))
                 scales = F.pad(scales, (0, pad_cols // 32, 0, pad_rows))
-                t = "q4_0" if qtype == "q4_0" and m.weight_bits == 4 else "q8_0"
                 yield (name, blocks_from_codes(codes, scales, t), _ggml_type(t))
                 continue
             w = F.pad(permute_qk(float_weight(m), perm) if perm else float_weight(m), (0, pad_cols, 0, pad_rows))
@@ -177,12 +205,23 @@ def gguf_tensors(model, qtype: str = "q4_0", head_qtype: str | None = None, embe
 
     yield ("output_norm.weight", model.norm.weight.detach().float().numpy(), None)
     head = model.output
-    h = float_weight(head)
-    if model.output_token_ids is not None:  # restore the full-vocabulary head (as checkpoint.to_standard_shapes)
-        full = h.mean(0).expand(V, dim).clone()  # dropped rows score the mean kept logit: never the argmax
-        full[model.output_token_ids] = h
-        h = full
-    yield ("output.weight", *_encode(h, head_qtype or _at_least(qtype, _source_bits(head))))
+    pruned = model.output_token_ids is not None
+    t = code_type(head, head_qtype or qtype, explicit=head_qtype is not None)
+    cs = block_codes(head) if t else None
+    if cs is not None:  # the kept rows' own codes and scales, not re-rounded
+        rows = blocks_from_codes(*cs, t)
+        if pruned:  # dropped rows: the mean kept row, as in the float path below; it has no codes, so gguf-py quantizes it
+            full = np.repeat(_encode(float_weight(head).mean(0, keepdim=True), t)[0], V, axis=0)
+            full[model.output_token_ids.numpy()] = rows
+            rows = full
+        yield ("output.weight", rows, _ggml_type(t))
+    else:
+        h = float_weight(head)
+        if pruned:  # restore the full-vocabulary head (as checkpoint.to_standard_shapes)
+            full = h.mean(0).expand(V, dim).clone()  # dropped rows score the mean kept logit: never the argmax
+            full[model.output_token_ids] = h
+            h = full
+        yield ("output.weight", *_encode(h, head_qtype or _at_least(qtype, _source_bits(head))))
 
     if args.rope_scaling:
         from ..model import rope_frequencies, ModelArgs
