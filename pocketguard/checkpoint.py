@@ -6,8 +6,8 @@
     both           guard.json (optional): pocketguard's guard settings, {"policy": ..., "max_context": ..., "threshold": ...}
 
 `load` tells the layouts apart (a compressed artifact's manifest.json goes to `artifact`). Every
-problem is a `CheckpointError` naming the file or tensor: a guard that silently loads the wrong weights is
-worse than one that refuses to load.
+problem is a `CheckpointError` naming the file and the tensor or config key at fault (a config value of the wrong
+type or a zero size too): a guard that silently loads the wrong weights is worse than one that refuses to load.
 
 Compressed shapes (per-layer MLP widths, pruned head or embedding) round-trip through our HF layout under a
 "pocketguard" key of config.json; stock tools cannot build those models, so exports go through
@@ -30,13 +30,13 @@ from .loaded import CheckpointError, Loaded, read_guard_meta, read_json, write_g
 from .loaded import policy_dict as policy_dict
 from .loaded import save_guard_meta as save_guard_meta
 from .model import ModelArgs, Transformer
-from .weights import Dtype, assemble, assign, permute_to_meta, resolve_dtype, skeleton
+from .weights import Dtype, assemble, assign, config_bool, config_float, config_int, permute_to_meta, resolve_dtype, skeleton
 from .weights import permute_to_hf as permute_to_hf  # re-exported: part of checkpoint's public naming
 from .tokenizer import Tokenizer, TokenizerError
 
 HF_CONFIG, HF_WEIGHTS, HF_INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
 META_PARAMS, META_TOKENIZER = "params.json", "tokenizer.model"
-_HF_SHARD = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors$")
+_HF_SHARD = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors")  # fullmatch: `$` matches before a final "\n"
 _EXTRAS = ("ffn_dims", "output_token_ids", "input_token_ids", "embed_fallback_id", "extra")  # config.json "pocketguard"
 
 
@@ -73,7 +73,7 @@ _HF_LAYER = {
 _OUR_TOP = {v: k for k, v in _HF_TOP.items()}
 _OUR_LAYER = {v: k for k, v in _HF_LAYER.items()}
 _OUR_LAYER_KEY = re.compile(r"^layers\.(\d+)\.(.+)\.weight$")
-_HF_LAYER_KEY = re.compile(r"^model\.layers\.(\d+)\.(.+)\.weight$")
+_HF_LAYER_KEY = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")  # a file's tensor name: fullmatch, as _HF_SHARD
 
 
 def hf_key(name: str) -> str:
@@ -90,7 +90,7 @@ def our_key(name: str) -> str | None:
     """Hugging Face tensor name → ours; None when our model has no place for it."""
     if name in _OUR_TOP:
         return _OUR_TOP[name]
-    m = _HF_LAYER_KEY.match(name)
+    m = _HF_LAYER_KEY.fullmatch(name)
     if m and m[2] in _OUR_LAYER:
         return f"layers.{m[1]}.{_OUR_LAYER[m[2]]}.weight"
     return None
@@ -128,41 +128,85 @@ def args_from_hf_config(cfg: dict, source: str = HF_CONFIG) -> ModelArgs:
     if missing:
         raise CheckpointError(f"{source} lacks {missing}")
     # transformers 5 reads `rope_scaling` first when both are present; so do we.
-    rope = dict(cfg.get("rope_scaling") or cfg.get("rope_parameters") or {})
+    rope_key = "rope_scaling" if cfg.get("rope_scaling") else "rope_parameters"
+    rope = _table(cfg, rope_key, source)
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     if rope_type not in ("default", "llama3"):
         raise CheckpointError(f"{source}: unsupported rope_type {rope_type!r} (pocketguard implements default and llama3)")
     if rope.get("partial_rotary_factor", 1.0) != 1.0:
         raise CheckpointError(f"{source}: partial rotary embeddings are not supported")
-    scaling = _llama3_scaling(rope, cfg.get("max_position_embeddings", 2048), source) if rope_type == "llama3" else None
-    extras = cfg.get("pocketguard") or {}
+    max_seq_len = config_int(_given(cfg, "max_position_embeddings", 2048), "max_position_embeddings", source)
+    scaling = _llama3_scaling(rope, max_seq_len, source, rope_key) if rope_type == "llama3" else None
+    extras = _table(cfg, "pocketguard", source)
     unknown = set(extras) - set(_EXTRAS)
     if unknown:
         raise CheckpointError(f"{source}: unknown pocketguard keys {sorted(unknown)} (written by a newer pocketguard?)")
+    n_heads = config_int(cfg["num_attention_heads"], "num_attention_heads", source)
+    kv_heads, head_dim = cfg.get("num_key_value_heads"), cfg.get("head_dim")
+    width = config_int(cfg["intermediate_size"], "intermediate_size", source)
+    values = dict(
+        dim=config_int(cfg["hidden_size"], "hidden_size", source),
+        n_layers=config_int(cfg["num_hidden_layers"], "num_hidden_layers", source), n_heads=n_heads,
+        n_kv_heads=n_heads if kv_heads is None else config_int(kv_heads, "num_key_value_heads", source),
+        vocab_size=config_int(cfg["vocab_size"], "vocab_size", source),
+        ffn_dims=_widths(extras["ffn_dims"], "pocketguard.ffn_dims", source) if "ffn_dims" in extras else width,
+        norm_eps=config_float(_given(cfg, "rms_norm_eps", 1e-6), "rms_norm_eps", source),
+        rope_theta=config_float(rope.get("rope_theta", _given(cfg, "rope_theta", 10000.0)), "rope_theta", source, positive=True),
+        rope_scaling=scaling, max_seq_len=max_seq_len,
+        head_dim=None if head_dim is None else config_int(head_dim, "head_dim", source),
+        tie_embeddings=config_bool(_given(cfg, "tie_word_embeddings", False), "tie_word_embeddings", source),
+        **_token_maps(extras, source), extra=_table(extras, "extra", source, "pocketguard.extra"),
+    )
     try:
-        return ModelArgs(
-            dim=int(cfg["hidden_size"]), n_layers=int(cfg["num_hidden_layers"]), n_heads=int(cfg["num_attention_heads"]),
-            n_kv_heads=int(cfg.get("num_key_value_heads") or cfg["num_attention_heads"]), vocab_size=int(cfg["vocab_size"]),
-            ffn_dims=extras.get("ffn_dims", int(cfg["intermediate_size"])), norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-            rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))), rope_scaling=scaling,
-            max_seq_len=int(cfg.get("max_position_embeddings", 2048)),
-            head_dim=cfg.get("head_dim"), tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-            output_token_ids=extras.get("output_token_ids"), input_token_ids=extras.get("input_token_ids"),
-            embed_fallback_id=extras.get("embed_fallback_id"), extra=extras.get("extra") or {},
-        )
-    except (TypeError, ValueError) as e:
+        return ModelArgs(**values)
+    except ValueError as e:  # sizes that do not fit together (heads and kv heads, a width per layer, token maps)
         raise CheckpointError(f"{source}: inconsistent model config: {e}") from None
 
 
-def _llama3_scaling(rope: dict, original_default: int, source: str) -> dict:
-    """The four Llama 3 RoPE scaling numbers, checked (a missing one would surface later as a bare KeyError)."""
-    try:
-        scaling = {k: float(rope[k]) for k in ("factor", "low_freq_factor", "high_freq_factor")}
-        scaling["original_max_position_embeddings"] = int(rope.get("original_max_position_embeddings", original_default))
-    except KeyError as e:
-        raise CheckpointError(f"{source}: llama3 rope scaling lacks {e.args[0]!r}") from None
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{source}: llama3 rope scaling is malformed: {e}") from None
+def _given(cfg: dict, key: str, default: object) -> object:
+    """`cfg[key]`, or `default` where it is absent or null (as transformers reads a null)."""
+    value = cfg.get(key)
+    return default if value is None else value
+
+
+def _table(cfg: dict, key: str, source: str, name: str | None = None) -> dict:
+    """An object-valued key ({} where absent or null); another type is a CheckpointError (a string there crashed
+    `dict()` or `.get`)."""
+    value = cfg.get(key) or {}
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{source}: {name or key} must be an object, got {value!r}")
+    return value
+
+
+def _widths(value: object, key: str, source: str) -> int | list[int]:
+    """An MLP width: one for every layer, or a list of one per layer."""
+    if isinstance(value, list):
+        return [config_int(v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    return config_int(value, key, source)
+
+
+def _token_maps(extras: dict, source: str) -> dict:
+    """A pruned model's token maps from config.json's "pocketguard" object: lists of ids and a fallback id (ModelArgs
+    checks that they fit the vocabulary)."""
+    out: dict = {"embed_fallback_id": None if extras.get("embed_fallback_id") is None
+                 else config_int(extras["embed_fallback_id"], "pocketguard.embed_fallback_id", source, minimum=0)}
+    for key in ("output_token_ids", "input_token_ids"):
+        ids = extras.get(key)
+        if ids is not None and not isinstance(ids, list):
+            raise CheckpointError(f"{source}: pocketguard.{key} must be a list of token ids, got {ids!r}")
+        out[key] = None if ids is None else [config_int(i, f"pocketguard.{key}[{n}]", source, minimum=0) for n, i in enumerate(ids)]
+    return out
+
+
+def _llama3_scaling(rope: dict, original_default: int, source: str, key: str = "rope_scaling") -> dict:
+    """The four Llama 3 RoPE scaling numbers of the `key` object, checked (a missing one would surface later as a
+    bare KeyError, a zero as NaN logits)."""
+    missing = [k for k in ("factor", "low_freq_factor", "high_freq_factor") if k not in rope]
+    if missing:
+        raise CheckpointError(f"{source}: llama3 rope scaling lacks {missing[0]!r}")
+    scaling = {k: config_float(rope[k], f"{key}.{k}", source, positive=True) for k in ("factor", "low_freq_factor", "high_freq_factor")}
+    scaling["original_max_position_embeddings"] = config_int(
+        rope.get("original_max_position_embeddings", original_default), f"{key}.original_max_position_embeddings", source)
     return scaling
 
 
@@ -232,7 +276,7 @@ def save_hf(model: Transformer, tokenizer: Tokenizer, directory: str | Path, gua
     d.mkdir(parents=True, exist_ok=True)
     _check_vocab(tokenizer, model.args, str(d))
     for old in d.iterdir():
-        if _HF_SHARD.match(old.name) or old.name == HF_INDEX:
+        if _HF_SHARD.fullmatch(old.name) or old.name == HF_INDEX:
             old.unlink()
     tensors = {k: _owned(v) for k, v in hf_state_dict(model).items()}
     shards: list[dict[str, Tensor]] = [{}]
@@ -320,31 +364,35 @@ def args_from_meta_params(params: dict, source: str = META_PARAMS) -> ModelArgs:
     missing = [k for k in ("dim", "n_layers", "n_heads", "vocab_size") if k not in params]
     if missing:
         raise CheckpointError(f"{source} lacks {missing}")
-    extras = params.get("pocketguard") or {}
-    scaled = bool(params.get("use_scaled_rope", False))
+    if params["vocab_size"] == -1:  # Llama 2's params.json: the size comes from its SentencePiece tokenizer
+        raise CheckpointError(f"{source}: vocab_size -1 (a Llama 2 checkpoint?) is not supported")
+    extras = _table(params, "pocketguard", source)
+    scaled = config_bool(_given(params, "use_scaled_rope", False), "use_scaled_rope", source)
+    dim = config_int(params["dim"], "dim", source)
+    n_heads, kv_heads = config_int(params["n_heads"], "n_heads", source), params.get("n_kv_heads")
+    scaling = _table(params, "rope_scaling", source) or (meta_default_rope_scaling(dim) if scaled else None)
+    if scaled and not params.get("rope_scaling") and params.get("rope_scaling_factor") is not None:
+        # llama-models' llama4 params name the factor (low frequency factor 1, original context 8192 as ever)
+        scaling["factor"] = config_float(params["rope_scaling_factor"], "rope_scaling_factor", source, positive=True)
+        if params.get("rope_high_freq_factor") is not None:
+            scaling["high_freq_factor"] = config_float(params["rope_high_freq_factor"], "rope_high_freq_factor", source, positive=True)
+    multiplier = params.get("ffn_dim_multiplier")
+    values = dict(
+        dim=dim, n_layers=config_int(params["n_layers"], "n_layers", source), n_heads=n_heads,
+        n_kv_heads=n_heads if kv_heads is None else config_int(kv_heads, "n_kv_heads", source),
+        vocab_size=config_int(params["vocab_size"], "vocab_size", source),
+        ffn_dims=meta_ffn_dim(dim, config_int(_given(params, "multiple_of", 256), "multiple_of", source),
+                              None if multiplier is None else config_float(multiplier, "ffn_dim_multiplier", source, positive=True)),
+        norm_eps=config_float(_given(params, "norm_eps", 1e-5), "norm_eps", source),
+        rope_theta=config_float(_given(params, "rope_theta", 500000.0), "rope_theta", source, positive=True),
+        rope_scaling=_llama3_scaling(scaling, 8192, source) if scaling else None,
+        max_seq_len=config_int(_given(extras, "max_seq_len", 131072 if scaled else 8192), "pocketguard.max_seq_len", source),
+        extra=_table(extras, "extra", source, "pocketguard.extra"),
+    )
     try:
-        dim = int(params["dim"])
-        scaling = params.get("rope_scaling") or (meta_default_rope_scaling(dim) if scaled else None)
-        if scaled and not params.get("rope_scaling") and params.get("rope_scaling_factor") is not None:
-            # llama-models' llama4 params name the factor (low frequency factor 1, original context 8192 as ever)
-            scaling["factor"] = float(params["rope_scaling_factor"])
-            if params.get("rope_high_freq_factor") is not None:
-                scaling["high_freq_factor"] = float(params["rope_high_freq_factor"])
-        args = ModelArgs(
-            dim=dim, n_layers=int(params["n_layers"]), n_heads=int(params["n_heads"]),
-            n_kv_heads=int(params.get("n_kv_heads") or params["n_heads"]), vocab_size=int(params["vocab_size"]),
-            ffn_dims=meta_ffn_dim(dim, int(params.get("multiple_of", 256)), params.get("ffn_dim_multiplier")),
-            norm_eps=float(params.get("norm_eps", 1e-5)), rope_theta=float(params.get("rope_theta", 500000.0)),
-            rope_scaling=_llama3_scaling(scaling, 8192, source) if scaling else None,
-            max_seq_len=int(extras.get("max_seq_len") or (131072 if scaled else 8192)), extra=extras.get("extra") or {},
-        )
-    except CheckpointError:  # already says what is wrong
-        raise
-    except (TypeError, ValueError) as e:
+        return ModelArgs(**values)
+    except ValueError as e:  # heads and kv heads that do not fit together
         raise CheckpointError(f"{source}: inconsistent model config: {e}") from None
-    if args.vocab_size <= 0:
-        raise CheckpointError(f"{source}: vocab_size {args.vocab_size} (a Llama 2 checkpoint?) is not supported")
-    return args
 
 
 def meta_params(args: ModelArgs) -> dict:

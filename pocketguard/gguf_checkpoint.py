@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from .kernels import linear_class
 from .loaded import CheckpointError, Loaded, check_guard_meta
 from .model import ModelArgs, rope_frequencies
 from .tokenizer import LLAMA3_PATTERN, REQUIRED_SPECIALS, HFTokenizer, TokenizerError, bytes_to_unicode
-from .weights import assemble, fits_float32, layer_order, permute_to_hf, resolve_dtype
+from .weights import assemble, config_float, config_int, fits_float32, layer_order, permute_to_hf, resolve_dtype
 
 # GGUF tensor name -> our (Meta) name; blocks are `blk.N.<name>`.
 _TOP = {"token_embd.weight": "tok_embeddings.weight", "output_norm.weight": "norm.weight", "output.weight": "output.weight"}
@@ -151,7 +151,10 @@ def read_gguf(path: str | Path) -> GGUFFile:
         name, n_dims = string(), take("<I")
         shape = tuple(take("<Q") for _ in range(n_dims))
         infos.append((name, shape, take("<I"), take("<Q")))
-    align = int(fields.get("general.alignment", gguf.GGUF_DEFAULT_ALIGNMENT))
+    align = fields.get("general.alignment", gguf.GGUF_DEFAULT_ALIGNMENT)
+    # GGUF requires a power of two (llama.cpp refuses others); a corrupt 0 divided by zero below
+    if isinstance(align, bool) or not isinstance(align, int) or align <= 0 or align & (align - 1):
+        raise CheckpointError(f"{path}: general.alignment must be a power of two, got {align!r}")
     start = -(-pos // align) * align
     tensors = []
     for name, shape, type_id, offset in infos:
@@ -171,62 +174,87 @@ def read_gguf(path: str | Path) -> GGUFFile:
     return GGUFFile(fields, tensors)
 
 
-def _field(f: GGUFFile, key: str, default=None, required: bool = False):
+def _field(f: GGUFFile, source: str, key: str, kind: object = object, default=None, required: bool = False):
+    """Metadata `key` (`default` where absent), which must be a `kind`: str, or an array as list[str] / list[int].
+    A corrupt or hand-made file's value of another type is a CheckpointError naming the file and key, not a
+    TypeError where the value is used."""
     if key not in f.fields:
         if required:
-            raise CheckpointError(f"GGUF metadata lacks {key}")
+            raise CheckpointError(f"{source}: GGUF metadata lacks {key}")
         return default
-    return f.fields[key]
+    value = f.fields[key]
+    items = get_args(kind)  # list[str] -> (str,)
+    ok = (isinstance(value, list) and all(_is(v, items[0]) for v in value)) if items else _is(value, kind)
+    if not ok:
+        want = f"an array of {_NAMES[items[0]]}s" if items else f"a {_NAMES[kind]}"
+        shown = repr(value)
+        raise CheckpointError(f"{source}: GGUF metadata {key} must be {want}, got {shown[:57] + '...' if len(shown) > 60 else shown}")
+    return value
+
+
+_NAMES = {str: "string", int: "integer"}
+
+
+def _is(value: object, kind) -> bool:
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))  # a GGUF bool is no integer
 
 
 def args_from_gguf(reader: GGUFFile, source: str) -> ModelArgs:
     """ModelArgs from `llama.*` metadata; the vocabulary size is the token list's length."""
-    arch = _field(reader, "general.architecture", required=True)
+    arch = _field(reader, source, "general.architecture", required=True)
     if arch != "llama":
         raise CheckpointError(f"{source}: unsupported architecture {arch!r}; pocketguard loads Llama GGUFs only")
-    k = lambda name, **kw: _field(reader, f"llama.{name}", **kw)  # noqa: E731
-    n_layers = k("block_count", required=True)
+    k = lambda name, **kw: _field(reader, source, f"llama.{name}", **kw)  # noqa: E731
+
+    def size(name: str, default: int | None = None, required: bool = False) -> int | None:
+        v = k(name, required=required)
+        return default if v is None else config_int(v, f"llama.{name}", source)
+
+    def real(name: str, default: float, positive: bool = False) -> float:
+        return config_float(k(name, default=default), f"llama.{name}", source, positive)
+
+    n_layers = size("block_count", required=True)
 
     def per_layer(name: str, uniform: bool, **kw):
         """A count llama.cpp also reads as one value per block (`get_key_or_arr`): an int, or a list of n_layers."""
         v = k(name, **kw)
         if not isinstance(v, list):
-            return int(v)
-        if len(v) != int(n_layers):
+            return config_int(v, f"llama.{name}", source)
+        if len(v) != n_layers:
             raise CheckpointError(f"{source}: llama.{name} lists {len(v)} values for {n_layers} blocks")
+        v = [config_int(x, f"llama.{name}[{i}]", source) for i, x in enumerate(v)]
         if uniform and len(set(v)) > 1:
             raise CheckpointError(f"{source}: per-block llama.{name} {v} is not supported (pocketguard's blocks share one shape)")
-        return int(v[0]) if uniform else [int(x) for x in v]
+        return v[0] if uniform else v
 
+    dim, n_heads = size("embedding_length", required=True), per_layer("attention.head_count", True, required=True)
+    rotary = size("rope.dimension_count")
+    head_dim = size("attention.key_length", default=rotary or dim // n_heads)
+    if rotary is not None and rotary != head_dim:
+        raise CheckpointError(f"{source}: partial rotary embeddings are not supported")
+    if k("rope.scaling.type", default="none") not in ("none",):
+        raise CheckpointError(f"{source}: unsupported rope scaling {k('rope.scaling.type')!r} "
+                              "(pocketguard implements Llama 3's, stored as a rope_freqs tensor)")
+    # llama.cpp applies a scaling factor written without a type as linear scaling (its default type); only an
+    # explicit type "none" switches it off.
+    factor = real("rope.scaling.factor", real("rope.scale_linear", 0.0))
+    if k("rope.scaling.type") is None and factor not in (0.0, 1.0):
+        raise CheckpointError(f"{source}: unsupported rope scaling: factor {factor} without a type, which llama.cpp "
+                              "applies as linear scaling (pocketguard implements Llama 3's, stored as a rope_freqs tensor)")
+    if k("expert_count", default=0):
+        raise CheckpointError(f"{source}: mixture-of-experts Llama GGUFs are not supported")
+    tokens = _field(reader, source, "tokenizer.ggml.tokens", list[str])
+    values = dict(
+        dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=per_layer("attention.head_count_kv", True, default=n_heads),
+        vocab_size=len(tokens) if tokens is not None else size("vocab_size", required=True),
+        ffn_dims=per_layer("feed_forward_length", False, required=True),
+        norm_eps=real("attention.layer_norm_rms_epsilon", 1e-5), rope_theta=real("rope.freq_base", 10000.0, positive=True),
+        max_seq_len=size("context_length", default=2048), head_dim=head_dim,
+        tie_embeddings=not any(t.name == "output.weight" for t in reader.tensors),
+    )
     try:
-        dim, n_heads = int(k("embedding_length", required=True)), per_layer("attention.head_count", True, required=True)
-        head_dim = int(k("attention.key_length", default=k("rope.dimension_count", default=dim // n_heads)))
-        if int(k("rope.dimension_count", default=head_dim)) != head_dim:
-            raise CheckpointError(f"{source}: partial rotary embeddings are not supported")
-        if k("rope.scaling.type", default="none") not in ("none",):
-            raise CheckpointError(f"{source}: unsupported rope scaling {k('rope.scaling.type')!r} "
-                                  "(pocketguard implements Llama 3's, stored as a rope_freqs tensor)")
-        # llama.cpp applies a scaling factor written without a type as linear scaling (its default type); only an
-        # explicit type "none" switches it off.
-        factor = float(k("rope.scaling.factor", default=k("rope.scale_linear", default=0.0)))
-        if k("rope.scaling.type") is None and factor not in (0.0, 1.0):
-            raise CheckpointError(f"{source}: unsupported rope scaling: factor {factor} without a type, which llama.cpp "
-                                  "applies as linear scaling (pocketguard implements Llama 3's, stored as a rope_freqs tensor)")
-        if k("expert_count", default=0):
-            raise CheckpointError(f"{source}: mixture-of-experts Llama GGUFs are not supported")
-        tokens = _field(reader, "tokenizer.ggml.tokens")
-        vocab = len(tokens) if tokens is not None else k("vocab_size", required=True)
-        return ModelArgs(
-            dim=dim, n_layers=int(n_layers), n_heads=n_heads,
-            n_kv_heads=per_layer("attention.head_count_kv", True, default=n_heads), vocab_size=int(vocab),
-            ffn_dims=per_layer("feed_forward_length", False, required=True),
-            norm_eps=float(k("attention.layer_norm_rms_epsilon", default=1e-5)),
-            rope_theta=float(k("rope.freq_base", default=10000.0)), max_seq_len=int(k("context_length", default=2048)),
-            head_dim=head_dim, tie_embeddings=not any(t.name == "output.weight" for t in reader.tensors),
-        )
-    except CheckpointError:  # already says what is wrong
-        raise
-    except (TypeError, ValueError, ZeroDivisionError) as e:
+        return ModelArgs(**values)
+    except ValueError as e:  # heads and kv heads that do not fit together
         raise CheckpointError(f"{source}: inconsistent llama metadata: {e}") from None
 
 
@@ -345,12 +373,12 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
     meta = {"layout": "gguf"}
     if quantized:
         meta["kept_quantized"] = len(quantized)
-    policy = _field(reader, "pocketguard.policy_toml")
+    policy = _field(reader, source, "pocketguard.policy_toml", str)
     if policy:
         meta["policy"] = _policy_dict(policy, source)
-    threshold = _field(reader, "pocketguard.threshold")
+    threshold = _field(reader, source, "pocketguard.threshold")
     if threshold is not None:
-        meta["threshold"] = round(float(threshold), 6)  # stored as float32
+        meta["threshold"] = round(config_float(threshold, "pocketguard.threshold", source), 6)  # stored as float32
         check_guard_meta(meta, source)
     return Loaded(model, tokenizer, meta)
 
@@ -391,14 +419,14 @@ def gguf_tokenizer(reader: GGUFFile, source: str) -> HFTokenizer:
     from tokenizers import Tokenizer as _Tok
 
 
-    kind = _field(reader, "tokenizer.ggml.model", required=True)
+    kind = _field(reader, source, "tokenizer.ggml.model", required=True)
     if kind != "gpt2":
         raise CheckpointError(f"{source}: tokenizer.ggml.model is {kind!r}; pocketguard reads byte-level BPE "
                               "(\"gpt2\") vocabularies only, not SentencePiece (\"llama\") or others")
-    tokens = list(_field(reader, "tokenizer.ggml.tokens", required=True))
-    types = list(_field(reader, "tokenizer.ggml.token_type", default=[1] * len(tokens)))
-    merges = _field(reader, "tokenizer.ggml.merges", required=True)
-    pre = _field(reader, "tokenizer.ggml.pre", default="default")
+    tokens = _field(reader, source, "tokenizer.ggml.tokens", list[str], required=True)
+    types = _field(reader, source, "tokenizer.ggml.token_type", list[int], default=[1] * len(tokens))
+    merges = _field(reader, source, "tokenizer.ggml.merges", list[str], required=True)
+    pre = _field(reader, source, "tokenizer.ggml.pre", str, default="default")
     pre_tok = _pre_tokenizer(pre, source)
     if len(types) != len(tokens):
         raise CheckpointError(f"{source}: {len(tokens)} tokens but {len(types)} token types")

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_CODE = re.compile(r"^[A-Z][A-Z0-9]{0,7}$")
+_CODE = re.compile(r"[A-Z][A-Z0-9]{0,7}")  # whole code only (fullmatch): `$` would accept "S1\n"
 
 # How a guard judges a policy that leaves some of its own categories out (`Guard(subset_mode=...)`).
 SUBSET_MODES = ("filter", "prompt")
@@ -80,7 +80,7 @@ class Policy:
             raise PolicyError("a policy needs at least one category")
         seen: set[str] = set()
         for c in self.categories:
-            if not _CODE.match(c.code):
+            if not _CODE.fullmatch(c.code):
                 raise PolicyError(f"category code {c.code!r} must be an upper-case letter then up to 7 letters/digits (e.g. S15, X1)")
             if c.code in seen:
                 raise PolicyError(f"duplicate category code {c.code!r}")
@@ -139,8 +139,7 @@ class Policy:
         for c in self.categories:
             out.append("[[category]]")
             for key in ("code", "name", "description"):
-                value = getattr(c, key).replace("\\", "\\\\").replace('"', '\\"')
-                out.append(f'{key} = "{value}"')
+                out.append(f"{key} = {_toml_string(getattr(c, key))}")
             out.append("")
         return "\n".join(out)
 
@@ -215,6 +214,23 @@ class Policy:
             return cls(tuple(cats))
         except PolicyError as e:
             raise PolicyError(f"{source}: {e}") from None
+
+
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    """`text` as a TOML basic string. TOML allows no raw control character in one but tab, nor DEL, and a
+    description may hold line breaks (a name any control character but those): they are escaped."""
+    out = []
+    for ch in text:
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif (ch < " " and ch != "\t") or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _fields(entry: object, where: str, required: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, str]:

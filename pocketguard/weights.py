@@ -1,10 +1,12 @@
 """Building our `Transformer` from a layout's named tensors — shared by every reader (HF, Meta, GGUF): the
 model skeleton on the meta device, shape and dtype checks whose errors name the tensors as the file does,
-tied heads kept tied, and the RoPE row permutes between Meta's interleaved and HF's rotate-half layout."""
+tied heads kept tied, the RoPE row permutes between Meta's interleaved and HF's rotate-half layout, and the
+checks of the config values (config.json, params.json, GGUF metadata) the shapes come from."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import warnings
@@ -130,16 +132,49 @@ def layer_order(name: str) -> tuple:
     return (int(m[1]) if m else -1, name)
 
 
-Dtype = torch.dtype | str  # a torch float dtype, or "auto" (resolve_dtype)
+# ---------------------------------------------------------------------------------------- config values
+# A config is read from a file that may be hand-edited or corrupt: a value of the wrong type or a zero size must be a
+# CheckpointError naming the file and the key, not a TypeError / ZeroDivisionError from deep in the model's build.
+def config_int(value: object, key: str, source: str, minimum: int = 1) -> int:
+    """An integer of at least `minimum` (a size: 1; a token id: 0). A bool, float or string is refused, not
+    converted (`int()` reads 2.5 as 2 and true as 1)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise CheckpointError(f"{source}: {key} must be {what}, got {value!r}")
+    return value
+
+
+def config_float(value: object, key: str, source: str, positive: bool = False) -> float:
+    """A finite number (an int will do), greater than 0 when `positive` (a RoPE base or factor: 0 gives NaN logits)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (positive and value <= 0):
+        raise CheckpointError(f"{source}: {key} must be a {'positive' if positive else 'finite'} number, got {value!r}")
+    return float(value)
+
+
+def config_bool(value: object, key: str, source: str) -> bool:
+    """true or false: `bool("false")` is True, which would tie a head or scale RoPE in silence."""
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{source}: {key} must be true or false, got {value!r}")
+    return value
+
+
+# The dtypes a model runs in (float8 and the other float types torch has cannot run its matmuls), by torch's names.
+_FLOAT_DTYPES = {name: getattr(torch, name) for name in ("float32", "bfloat16", "float16", "float64")}
+Dtype = torch.dtype | str  # one of _FLOAT_DTYPES (or its name), or "auto" (resolve_dtype)
 
 
 def resolve_dtype(dtype: Dtype, args: ModelArgs, device: str | torch.device, source: str, kept_params: int = 0) -> torch.dtype:
     """`dtype`, or for "auto" float32 when the float32 model takes at most 3/4 of the memory free on `device`, else
     bfloat16 (with a warning): Llama Guard 3-8B is 32 GB in float32, more than many machines have, and bf16's
     rounding is far below the error of the 4-bit GGUFs such a model often comes as. `kept_params` are weights that
-    stay quantized (counted at one byte each, int8's size: an upper bound)."""
+    stay quantized (counted at one byte each, int8's size: an upper bound). Any other dtype is a CheckpointError."""
     if dtype != "auto":
-        return dtype if isinstance(dtype, torch.dtype) else getattr(torch, dtype)
+        if isinstance(dtype, str) and dtype in _FLOAT_DTYPES:
+            return _FLOAT_DTYPES[dtype]
+        if isinstance(dtype, torch.dtype) and dtype in _FLOAT_DTYPES.values():
+            return dtype
+        raise CheckpointError(f"dtype must be \"auto\" or one of {', '.join(_FLOAT_DTYPES)} (a name or a torch dtype), "
+                              f"got {dtype!r}")
     if fits_float32(args, device, kept_params):
         return torch.float32
     need, free = float32_bytes(args, kept_params), free_memory(torch.device(device))

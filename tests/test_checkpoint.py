@@ -362,6 +362,18 @@ def shard_then_drop_one(d):
     next(d.glob("model-00002-of-*.safetensors")).unlink()
 
 
+def config(**values):
+    return lambda d: edit_json(d / "config.json", lambda c: c.update(values))
+
+
+def params(**values):
+    return lambda d: edit_json(d / "params.json", lambda p: p.update(values))
+
+
+def rename_tensor(old, new):
+    return lambda d: edit_tensors(d / "model.safetensors", lambda sd: sd.update({new: sd.pop(old)}))
+
+
 HF_BREAKS = {
     "missing config": (lambda d: (d / "config.json").unlink(), r"config\.json is missing"),
     "corrupt config": (lambda d: (d / "config.json").write_text("{nope"), r"config\.json .* corrupt"),
@@ -392,6 +404,24 @@ HF_BREAKS = {
     "bad max_context": (lambda d: (d / "guard.json").write_text(json.dumps({"max_context": -5})), r"max_context must be a positive integer"),
     # a misspelt setting used to be ignored in silence: the guard ran greedy instead of at its own threshold
     "misspelt setting": (lambda d: (d / "guard.json").write_text(json.dumps({"treshold": 0.3})), r"guard\.json: unknown settings \['treshold'\]"),
+    # config values of the wrong type, or zero sizes, name the file and key: they were ValueError, TypeError or
+    # ZeroDivisionError crashes, a shape error about some tensor, or (a string for a flag) a silently tied head
+    "rope_scaling a string": (config(rope_scaling="llama3"), r"config\.json: rope_scaling must be an object, got 'llama3'"),
+    "rope_parameters a list": (config(rope_scaling=None, rope_parameters=[1, 2]), r"config\.json: rope_parameters must be an object, got \[1, 2\]"),
+    "zero rope factor": (lambda d: edit_json(d / "config.json", lambda c: c["rope_scaling"].update(factor=0)),
+                         r"config\.json: rope_scaling\.factor must be a positive number, got 0"),
+    "head_dim a string": (config(head_dim="big"), r"config\.json: head_dim must be a positive integer, got 'big'"),
+    "no attention heads": (config(num_attention_heads=0), r"config\.json: num_attention_heads must be a positive integer, got 0"),
+    "no kv heads": (config(num_key_value_heads=0), r"config\.json: num_key_value_heads must be a positive integer, got 0"),
+    "fractional width": (config(intermediate_size=127.5), r"config\.json: intermediate_size must be a positive integer, got 127\.5"),
+    "tied as a string": (config(tie_word_embeddings="false"), r"config\.json: tie_word_embeddings must be true or false, got 'false'"),
+    "nan epsilon": (config(rms_norm_eps=float("nan")), r"config\.json: rms_norm_eps must be a finite number, got nan"),
+    "pocketguard a list": (config(pocketguard=["x"]), r"config\.json: pocketguard must be an object, got \['x'\]"),
+    "pruned width of 0": (config(pocketguard={"ffn_dims": [96, 0]}), r"config\.json: pocketguard\.ffn_dims\[1\] must be a positive integer, got 0"),
+    "token map a string": (config(pocketguard={"output_token_ids": "abc"}), r"config\.json: pocketguard\.output_token_ids must be a list of token ids"),
+    # `$` matched before a final line break: this name was read as q_proj's
+    "tensor name with a line break": (rename_tensor("model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.q_proj.weight\n"),
+                                      r"unexpected tensors \['model\.layers\.0\.self_attn\.q_proj\.weight\\n'\]"),
 }
 
 
@@ -425,6 +455,13 @@ META_BREAKS = {
                           r"unsupported Llama 4 features \['attention_chunk_size', 'nope_layer_interval'\]"),
     "qlora adapters": (lambda d: edit_json(d / "params.json", lambda p: p.update(lora_args={"rank": 16, "scale": 2.0})),
                        r"unsupported architecture \(has \['lora_args'\]\)"),
+    # wrong types and zero sizes name the file and key (they were ZeroDivisionError / AttributeError crashes)
+    "no heads": (params(n_heads=0), r"params\.json: n_heads must be a positive integer, got 0"),
+    "multiple_of 0": (params(multiple_of=0), r"params\.json: multiple_of must be a positive integer, got 0"),
+    "pocketguard a string": (params(pocketguard="x"), r"params\.json: pocketguard must be an object, got 'x'"),
+    "scaled rope as a string": (params(use_scaled_rope="no"), r"params\.json: use_scaled_rope must be true or false, got 'no'"),
+    "multiplier a string": (params(ffn_dim_multiplier="1.3"), r"params\.json: ffn_dim_multiplier must be a positive number, got '1\.3'"),
+    "llama 2 vocabulary": (params(vocab_size=-1), r"params\.json: vocab_size -1 \(a Llama 2 checkpoint\?\) is not supported"),
 }
 
 
@@ -435,6 +472,30 @@ def test_meta_errors_say_what_is_wrong(tmp_path, tiny_meta_dir, case):
     brk(d)
     with pytest.raises(CheckpointError, match=message):
         load_meta(d)
+
+
+@pytest.mark.parametrize("layout, brk", [("hf", config(head_dim="big")), ("meta", params(n_heads=0))])
+def test_moderate_exits_2_naming_file_and_key_on_a_bad_config(tmp_path, tiny_hf_dir, tiny_meta_dir, capsys, layout, brk):
+    """A guard that cannot load cannot judge: exit 2 with what is wrong, not a traceback of a crash."""
+    from pocketguard.cli import main
+
+    d = shutil.copytree(tiny_hf_dir if layout == "hf" else tiny_meta_dir, tmp_path / "ckpt")
+    brk(d)
+    assert main(["moderate", "--model", str(d), "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err
+    assert err.startswith(f"error: {d / ('config.json' if layout == 'hf' else 'params.json')}: "
+                          f"{'head_dim' if layout == 'hf' else 'n_heads'} must be a positive integer")
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8", torch.int8, torch.float8_e4m3fn, "__name__"])
+def test_load_refuses_a_dtype_a_model_cannot_run_in(tiny_hf_dir, tiny_meta_dir, dtype):
+    """`dtype="bf16"` was an AttributeError, `torch.int8` a RuntimeError listing every parameter, float8 loaded a
+    model that could not run."""
+    for d in (tiny_hf_dir, tiny_meta_dir):
+        with pytest.raises(CheckpointError, match=r'dtype must be "auto" or one of float32, bfloat16, float16, float64'):
+            load(d, dtype=dtype)
+    assert load(tiny_hf_dir, dtype="bfloat16").model.tok_embeddings.weight.dtype == torch.bfloat16
 
 
 def test_unknown_folders_and_unsaveable_models_are_refused(tmp_path, tiny_tok, tiny_tiktoken, tiny_model):

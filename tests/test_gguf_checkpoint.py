@@ -355,6 +355,40 @@ def test_errors(good, tiny_tok):
     err(bad_policy, "policy_toml is not a valid policy")
     err(write_gguf(d / "threshold.gguf", a, tensors, vocab, extra={"pocketguard.threshold": 1.5}),
         "threshold must be a number between 0 and 1")
+    # a corrupt or hand-made file's values of the wrong type: CheckpointErrors naming the file and key, not
+    # ZeroDivisionError / TypeError / AttributeError / ValueError crashes
+    for align in (0, 48):  # GGUF alignments are powers of two
+        err(write_gguf(d / "align.gguf", a, tensors, vocab, extra={"general.alignment": align}),
+            f"align.gguf: general.alignment must be a power of two, got {align}")
+    err(write_gguf(d / "ids.gguf", a, tensors, (list(range(len(vocab[0]))), *vocab[1:])),
+        r"ids\.gguf: GGUF metadata tokenizer\.ggml\.tokens must be an array of strings, got \[0, 1, 2")
+    err(write_gguf(d / "types.gguf", a, tensors, (vocab[0], [str(t) for t in vocab[1]], vocab[2])),
+        r"types\.gguf: GGUF metadata tokenizer\.ggml\.token_type must be an array of integers")
+    err(write_gguf(d / "policy7.gguf", a, tensors, vocab, extra={"pocketguard.policy_toml": 7}),
+        r"policy7\.gguf: GGUF metadata pocketguard\.policy_toml must be a string, got 7")
+    err(write_gguf(d / "high.gguf", a, tensors, vocab, extra={"pocketguard.threshold": "high"}),
+        r"high\.gguf: pocketguard\.threshold must be a finite number, got 'high'")
+    err(ok, r'dtype must be "auto" or one of float32, bfloat16, float16, float64', dtype="bf16")
+    err(ok, r'dtype must be "auto" or one of float32, bfloat16, float16, float64', dtype=torch.int8)
+
+
+def test_moderate_exits_2_naming_the_file_on_a_corrupt_gguf(good, capsys):
+    """A guard that cannot load cannot judge: exit 2 with what is wrong, not a traceback of a ZeroDivisionError."""
+    model, tensors, vocab, d = good
+    path = write_gguf(d / "a0.gguf", model.args, tensors, vocab, extra={"general.alignment": 0})
+    assert main(["moderate", "--model", str(path), "--json", "hello"]) == 2
+    out = capsys.readouterr()
+    assert json.loads(out.out)["error"] == f"{path}: general.alignment must be a power of two, got 0"
+    assert "Traceback" not in out.err
+
+
+def test_a_policy_with_line_breaks_and_control_characters_survives_a_gguf_export(good, tiny_tok):
+    """Policy.to_toml wrote a description's line break raw into pocketguard.policy_toml: the export did not load."""
+    model, _, _, d = good
+    policy = Policy.from_dict({"base": "default", "keep": ["S1", "S9"], "rename": {"S9": {
+        "name": "Weapons\t\x07\x7f", "description": 'Chemical,\nbiological, "nuclear"\r\n\\ \x00 \u2028 🙂'}}})
+    path = export_gguf(model, tiny_tok, d / "p.gguf", "f32", policy=policy)
+    assert Policy.from_dict(load(path).meta["policy"]) == policy
 
 
 def test_a_rope_scaling_factor_without_a_type_is_refused(good):
@@ -385,9 +419,18 @@ def test_per_block_counts_are_read_as_llama_cpp_reads_them(tmp_path, tiny_tok):
     assert args_from_gguf(f._replace(fields={**f.fields, "llama.attention.head_count_kv": [2, 2]}), "w").n_kv_heads == 2
     for key, value, match in (("llama.attention.head_count", [4, 2], r"per-block llama.attention.head_count \[4, 2\] is not supported"),
                               ("llama.feed_forward_length", [96, 160, 128], "lists 3 values for 2 blocks"),
-                              ("llama.embedding_length", "sixty-four", "inconsistent llama metadata")):
+                              ("llama.embedding_length", "sixty-four", "w: llama.embedding_length must be a positive integer, got 'sixty-four'"),
+                              ("llama.attention.head_count_kv", 3, "inconsistent llama metadata: n_heads=4 is not a multiple of n_kv_heads=3"),
+                              # zero sizes and values of the wrong type name the key (a ZeroDivisionError, or read in silence)
+                              ("llama.attention.head_count", 0, "w: llama.attention.head_count must be a positive integer, got 0"),
+                              ("llama.block_count", True, "w: llama.block_count must be a positive integer, got True"),
+                              ("llama.feed_forward_length", [96, 0], r"w: llama.feed_forward_length\[1\] must be a positive integer, got 0"),
+                              ("llama.rope.freq_base", "1e4", "w: llama.rope.freq_base must be a positive number, got '1e4'"),
+                              ("tokenizer.ggml.tokens", 600, "w: GGUF metadata tokenizer.ggml.tokens must be an array of strings, got 600")):
         with pytest.raises(CheckpointError, match=match):
             args_from_gguf(f._replace(fields={**f.fields, key: value}), "w")
+    with pytest.raises(CheckpointError, match="^w: GGUF metadata lacks llama.block_count$"):  # the file is named
+        args_from_gguf(f._replace(fields={k: v for k, v in f.fields.items() if k != "llama.block_count"}), "w")
 
 
 def test_missing_guard_tokens_error_says_how_to_fix(tmp_path, chat_tok):

@@ -1,9 +1,12 @@
 """Policy files, conversation parsing and the Llama Guard 3 prompt layout."""
 
+import random
+import tomllib
+
 import pytest
 
 from pocketguard.conversation import Conversation, ConversationError
-from pocketguard.policy import DEFAULT_CATEGORIES, Policy, PolicyError
+from pocketguard.policy import DEFAULT_CATEGORIES, Category, Policy, PolicyError
 from pocketguard.prompt import answer_text, render
 
 
@@ -32,6 +35,8 @@ def test_toml_subset_rename_extra_keep_stable_codes(tmp_path):
         ('keep = ["S1"]', "needs base"),
         ('base = "default"\nkeep = ["S99"]', "unknown category 'S99'"),
         ('[[category]]\ncode = "s1"\nname = "x"', "upper-case"),
+        # `$` matched before a final line break: "S1\n" loaded beside S1, broke its prompt line and answer parsing
+        ('base = "default"\nkeep = ["S1"]\n[[category]]\ncode = "S1\\n"\nname = "Second S1"', r"category code 'S1\\n' must be an upper-case"),
         ('[[category]]\ncode = "X1"\nname = "a"\n[[category]]\ncode = "X1"\nname = "b"', "duplicate"),
         ("bogus = 1", "unknown keys"),
         ("base = [", "not valid TOML"),
@@ -58,6 +63,35 @@ def test_bad_policy_files_fail_clearly(tmp_path, text, needle):
     with pytest.raises(PolicyError, match=needle) as e:
         Policy.from_toml(f)
     assert str(f) in str(e.value)  # every error names the file
+
+
+@pytest.mark.parametrize("code", ["S1\n", "X12\n", "S1\r\n", "S1\x00"])
+def test_a_code_is_the_whole_string(code):
+    with pytest.raises(PolicyError, match="must be an upper-case letter"):
+        Policy((Category(code, "Violent Crimes"),))
+
+
+# Every character TOML escapes (the C0 controls, DEL, quotes, backslashes) and some it does not (tab, C1 and Unicode
+# line breaks, a BOM, non-BMP): a description may hold any of them, a name all but line breaks (Policy refuses those).
+_HARD = [chr(i) for i in range(0x20)] + ["\x7f", '"', "'", "\\", "\\u0041", '"""', "\x85", "\u2028", "\ufeff", "é", "日本", "🙂", " ", "#", "=", "["]
+_LINE_BREAKS = "\r\n\v\f\x85\u2028\u2029"
+
+
+def test_to_toml_round_trips_any_name_and_description(tmp_path):
+    """to_toml escaped only quotes and backslashes: a line break or control character made TOML no reader accepts
+    (a GGUF export of such a policy could not be loaded back)."""
+    rng = random.Random(0)
+    name_chars = [c for c in _HARD if not set(c) & set(_LINE_BREAKS)]
+    cases = [(f"N{c}", f"d{c}") for c in name_chars] + [("Name", f"{c}") for c in _HARD]
+    cases += [("N" + "".join(rng.choices(name_chars, k=rng.randrange(12))), "".join(rng.choices(_HARD, k=rng.randrange(30))))
+              for _ in range(300)]
+    for name, description in cases:
+        policy = Policy((Category("X1", name, description), Category("S9", "Weapons", description[::-1])))
+        text = policy.to_toml()
+        assert Policy.from_dict(tomllib.loads(text)) == policy, (name, description)
+    f = tmp_path / "p.toml"  # as an artifact's policy.toml is written and read
+    f.write_text(policy.to_toml(), encoding="utf-8")
+    assert Policy.from_toml(f) == policy
 
 
 def test_a_policy_path_that_cannot_be_read_is_a_policy_error(tmp_path):
