@@ -20,7 +20,8 @@ environment (distributed.py), every rank trains on its own slice of each global 
 `parallel="fsdp"`), and only rank 0 logs, shows progress and writes checkpoints. With `out_dir` set the loop
 writes `out_dir/train_state.pt` (model, optimizer, step) every `save_every` steps and at the end, and a later
 call with the same `out_dir` continues from the saved step: the batch order is a pure function of
-(seed, step), so a resumed run sees exactly the batches the killed one would have seen.
+(seed, step), and the random draws of a step (dropout) of (seed, step, rank), so a resumed run sees exactly the
+batches and masks the killed one would have seen.
 
 The model is trained in place (moved to the training device) and returned.
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import hashlib
 import json
 import math
 import os
@@ -165,12 +167,13 @@ class _AtPositions(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: Tensor, valid: Tensor, rows: Tensor, cols: Tensor,
-                hidden: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Logits at (rows, cols); with `hidden`, also the final hidden states of every real token."""
+    def forward(self, tokens: Tensor, valid: Tensor, rows: Tensor, cols: Tensor, hidden: bool = False,
+                logits: bool = True) -> Tensor | tuple[Tensor | None, Tensor]:
+        """Logits at (rows, cols); with `hidden`, also the final hidden states of every real token. Without
+        `logits` (a hidden-only loss) the head is not run: DDP would wait for its gradient (see _wrap)."""
         h = self.model(tokens, valid=valid, return_hidden=True)
-        logits = self.model.output(h[rows, cols])
-        return (logits, h[valid]) if hidden else logits
+        out = self.model.output(h[rows, cols]) if logits else None
+        return (out, h[valid]) if hidden else out
 
 
 def head_lookup(model: Transformer) -> Tensor:
@@ -234,6 +237,11 @@ def _autocast(device: torch.device, bf16: bool, cpu_bf16: bool = False):
     return contextlib.nullcontext()
 
 
+def derived_seed(*parts: int) -> int:
+    """A torch RNG seed from integers, e.g. (seed, step, rank): other parts, an unrelated stream."""
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
+
+
 def lr_at(step: int, total: int, config: TrainConfig) -> float:
     warm = int(config.warmup if config.warmup >= 1 else round(config.warmup * total))
     if warm and step < warm:
@@ -262,27 +270,29 @@ class TrainResult:
     truncated_examples: int = 0  # judged turn cut to max_len (overlong="truncate")
 
 
-def _loss(out: Tensor, y: Tensor, t_logits: Tensor | None, config: TrainConfig, h: Tensor | None = None,
+def _loss(out: Tensor | None, y: Tensor, t_logits: Tensor | None, config: TrainConfig, h: Tensor | None = None,
           t_h: Tensor | None = None, n_answer: Tensor | None = None,
           n_real: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(weighted loss, its detached parts [ce, kl, hidden]).
 
     CE and KL are means over the answer positions given, the hidden term over the real tokens given; with
     `n_answer` / `n_real` they are sums divided by those counts instead (the counts of the whole global batch, so
-    that micro-batches and ranks add up to the mean over the global batch, as one process with it computes)."""
-    out = out.float()
+    that micro-batches and ranks add up to the mean over the global batch, as one process with it computes).
+    `out` is None when neither CE nor KL is on (the head was not run)."""
+    out = out.float() if out is not None else None
+    zero = h.new_zeros((), dtype=torch.float32) if out is None else out.new_zeros(())
 
     def mean(x: Tensor, n: Tensor | None) -> Tensor:
         return x.mean() if n is None else x.sum() / n
 
-    ce = mean(F.cross_entropy(out, y, reduction="none"), n_answer) if config.ce_weight else out.new_zeros(())
-    kl = out.new_zeros(())
+    ce = mean(F.cross_entropy(out, y, reduction="none"), n_answer) if config.ce_weight else zero
+    kl = zero
     if t_logits is not None and config.kl_weight:
         T = config.temperature
         lt = torch.log_softmax(t_logits.float() / T, -1)
         ls = torch.log_softmax(out / T, -1)
         kl = mean((lt.exp() * (lt - ls)).sum(-1), n_answer) * T * T
-    hid = out.new_zeros(())
+    hid = zero
     if h is not None and t_h is not None:
         hid = mean(1 - F.cosine_similarity(h.float(), t_h.float(), dim=-1), n_real)
     loss = config.ce_weight * ce + config.kl_weight * kl + config.hidden_weight * hid
@@ -360,7 +370,10 @@ def _wrap(model: nn.Module, config: TrainConfig, device: torch.device, world: in
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [device.index] if device.type == "cuda" else None
-        return DDP(net, device_ids=ids, broadcast_buffers=False), model
+        # A hidden-state-only loss leaves the head out of the step (_AtPositions does not run it): DDP must then
+        # not wait for the head's gradient
+        idle_head = not (config.ce_weight or config.kl_weight)
+        return DDP(net, device_ids=ids, broadcast_buffers=False, find_unused_parameters=idle_head), model
     from torch.distributed.fsdp import fully_shard
 
     # FSDP2 shards in place: train a copy, copy the full weights back into `model` at the end.
@@ -371,25 +384,25 @@ def _wrap(model: nn.Module, config: TrainConfig, device: torch.device, world: in
     return work, work.model
 
 
-def _full_state(net: nn.Module, optimizer, config: TrainConfig, world: int) -> tuple[dict, dict]:
-    if world > 1 and config.parallel == "fsdp":
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+def _full_state(net: nn.Module, optimizer) -> tuple[dict, dict]:
+    """Full (unsharded) model and optimizer state, the optimizer's keyed by parameter name in every mode (one
+    process, DDP, FSDP), so that a state saved in one mode loads in any other."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-        return get_state_dict(net, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    inner = net.module if hasattr(net, "module") else net
-    return inner.state_dict(), optimizer.state_dict()
+    return get_state_dict(net, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def _load_state(net: nn.Module, optimizer, msd: dict, osd: dict, config: TrainConfig, world: int) -> None:
-    if world > 1 and config.parallel == "fsdp":
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+def _load_state(net: nn.Module, optimizer, msd: dict, osd: dict) -> None:
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
+                                                         set_state_dict)
 
-        set_state_dict(net, optimizer, model_state_dict=msd, optim_state_dict=osd,
-                       options=StateDictOptions(full_state_dict=True))
-        return
-    inner = net.module if hasattr(net, "module") else net
-    inner.load_state_dict(msd)
-    optimizer.load_state_dict(osd)
+    options = StateDictOptions(full_state_dict=True)
+    if any(isinstance(k, int) for k in osd["state"]):  # a file from before names: ids count the groups' parameters
+        names = [n for g in get_optimizer_state_dict(net, optimizer, options=options)["param_groups"]
+                 for n in g["params"]]
+        osd = {"state": {names[i]: v for i, v in osd["state"].items()},
+               "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in osd["param_groups"]]}
+    set_state_dict(net, optimizer, model_state_dict=msd, optim_state_dict=osd, options=options)
 
 
 def train(
@@ -471,7 +484,7 @@ def train(
     history: list[dict] = []
     if state_path is not None and config.resume and state_path.exists():
         st = torch.load(state_path, map_location="cpu", weights_only=False)
-        _load_state(net, optimizer, st["model"], st["optimizer"], config, world)
+        _load_state(net, optimizer, st["model"], st["optimizer"])
         start = int(st["step"])
         history = list(st.get("history", []))
         if st.get("total") != total and rank == 0:
@@ -507,7 +520,7 @@ def train(
     def save(step: int) -> None:
         if state_path is None:
             return
-        msd, osd = _full_state(net, optimizer, config, world)
+        msd, osd = _full_state(net, optimizer)
         if rank == 0:
             tmp = state_path.with_suffix(".tmp")
             torch.save({"model": msd, "optimizer": osd, "step": step, "total": total, "history": history,
@@ -544,6 +557,9 @@ def train(
     acc_n = 0  # steps in `acc`
     skipped_steps = 0
     for step, batches in enumerate(loader, start):
+        # Dropout draws from a stream that is a function of (seed, step, rank): a resumed run draws what the killed
+        # one would have, and DDP ranks draw masks of their own
+        torch.manual_seed(derived_seed(config.seed, step, rank))
         lr = lr_at(step, total, config)
         for g in optimizer.param_groups:
             g["lr"] = lr
@@ -573,7 +589,8 @@ def train(
             ctx = net.no_sync() if (not sync and hasattr(net, "no_sync")) else contextlib.nullcontext()
             with ctx:
                 with _autocast(device, config.bf16, config.cpu_bf16):
-                    out = net(batch.tokens, batch.valid, rows, cols, hidden=t_h is not None)
+                    out = net(batch.tokens, batch.valid, rows, cols, hidden=t_h is not None,
+                              logits=bool(config.ce_weight or config.kl_weight))
                 if t_h is not None:
                     out, h = out
                 loss, parts = _loss(out, y, t_logits, config, h, t_h, n_answer=counts[0], n_real=counts[1])

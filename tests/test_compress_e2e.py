@@ -263,6 +263,46 @@ def test_recipe_killed_mid_distillation_resumes_from_its_train_state(toy, tmp_pa
     assert Guard.load(out / "model").policy.codes == POLICY.codes
 
 
+@needs_quantize
+def test_steps_after_quantized_and_lora_steps_train_the_same_fresh_or_resumed(toy, tmp_path):
+    """A run resumed before the lora step or before the train step after it ends with the weights of the run
+    that went through: LoRA A is drawn from (recipe seed, step index), not from the global RNG the steps before
+    moved; the saved quantized model loads trainable (its float norm gains train), as the in-memory one is; and
+    an unmerged lora step hands on what it saved (merged and re-quantized), in memory as on resume."""
+    from safetensors.torch import load_file
+
+    from pocketguard.compress.recipe import run_recipe
+
+    tok, train_ex, _, teacher, _ = toy
+    checkpoint.save_hf(teacher, tok, tmp_path / "teacher", guard_meta={"policy": checkpoint.policy_dict(POLICY)})
+    _write_jsonl(tmp_path / "train.jsonl", train_ex[:64])
+    steps = ['[[step]]\nkind = "prune_output"\n',
+             '[[step]]\nkind = "qat"\nweight_bits = 4\ngroup_size = 32\nsteps = 2\nlr = 2e-3\n',
+             '[[step]]\nkind = "lora"\nrank = 4\nsteps = 3\nlr = 5e-3\nmerge = false\n',
+             '[[step]]\nkind = "train"\nsteps = 2\nlr = 5e-3\n']
+    weights = {}
+    for run, dies_before in (("straight", None), ("before_lora", "lora"), ("before_train", "train")):
+        recipe = tmp_path / f"{run}.toml"
+        recipe.write_text(f'teacher = "teacher"\noutput = "{run}"\n[data]\ntrain = "train.jsonl"\nmax_len = 256\n'
+                          '[train]\nbatch_size = 8\nwarmup = 1\n' + "".join(steps))
+
+        def before(kind, dies_before=dies_before):
+            if kind == dies_before:
+                raise _Killed
+
+        if dies_before:
+            with pytest.raises(_Killed):
+                run_recipe(recipe, device="cpu", progress=False, before_step=before)
+        run_recipe(recipe, resume=bool(dies_before), device="cpu", progress=False)
+        weights[run] = [load_file(tmp_path / run / "steps" / d / "model.safetensors") for d in ("03-lora", "04-train")]
+    straight = weights["straight"]
+    gains = "layers.0.attention_norm.weight"
+    assert not torch.equal(straight[0][gains], straight[1][gains])  # the train step trained the float norm gains
+    for run in ("before_lora", "before_train"):
+        for a, b in zip(straight, weights[run]):
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), run
+
+
 def test_example_recipes_parse_and_name_known_steps():
     from pathlib import Path
 

@@ -123,6 +123,73 @@ def test_resume_continues_from_the_saved_step(tok, tmp_path):
     torch.testing.assert_close(again.model.output.weight, straight.output.weight)
 
 
+def test_a_state_saved_before_optimizer_states_had_names_still_resumes(tok, tmp_path):
+    """train_state.pt files of old keyed the optimizer state by integer (the order of the groups' parameters)."""
+    exs = toy_examples(48, seed=2)
+    cfg = TrainConfig(lr=3e-3, steps=8, batch_size=4, warmup=2, save_every=4, progress=False, device="cpu")
+    straight = small(tok, seed=3)
+    train(straight, exs, tok, POLICY, replace(cfg, out_dir=str(tmp_path / "a")))
+
+    def kill_after_5(rec):
+        if rec.get("step") == 5:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(small(tok, seed=3), exs, tok, POLICY, replace(cfg, out_dir=str(tmp_path / "b"), log_every=1), log=kill_after_5)
+    path = tmp_path / "b" / "train_state.pt"
+    st = torch.load(path, weights_only=False)
+    names = [n for g in st["optimizer"]["param_groups"] for n in g["params"]]
+    assert all(isinstance(n, str) for n in names)  # saved by name now
+    index = {n: i for i, n in enumerate(names)}
+    st["optimizer"] = {"state": {index[n]: v for n, v in st["optimizer"]["state"].items()},
+                       "param_groups": [{**g, "params": [index[n] for n in g["params"]]}
+                                        for g in st["optimizer"]["param_groups"]]}
+    torch.save(st, path)
+    resumed = small(tok, seed=3)
+    assert train(resumed, exs, tok, POLICY, replace(cfg, out_dir=str(tmp_path / "b"))).resumed_from == 4
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), n
+
+
+def test_resume_with_lora_dropout_draws_the_masks_the_killed_run_would_have(tok, tmp_path):
+    from pocketguard.compress.lora import add_lora
+
+    exs = toy_examples(48, seed=2)
+    cfg = TrainConfig(lr=5e-3, steps=10, batch_size=4, warmup=2, save_every=4, log_every=1, progress=False,
+                      device="cpu")
+
+    def adapted():
+        torch.manual_seed(0)  # the same adapters in both runs
+        return add_lora(small(tok, seed=3), rank=4, alpha=8.0, dropout=0.3)
+
+    straight = adapted()
+    train(straight, exs, tok, POLICY, replace(cfg, out_dir=str(tmp_path / "a")))
+
+    def kill_after_6(rec):
+        if rec.get("step") == 6:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(adapted(), exs, tok, POLICY, replace(cfg, out_dir=str(tmp_path / "b")), log=kill_after_6)
+    resumed = adapted()
+    assert train(resumed, exs, tok, POLICY, replace(cfg, out_dir=str(tmp_path / "b"))).resumed_from == 4
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), n
+
+
+def test_hidden_only_distillation_does_not_run_the_head(tok):
+    """With neither CE nor KL the head's output is unused: running it would leave DDP waiting for its gradient."""
+    teacher, student = small(tok, seed=5), prune_output(small(tok, seed=6), tok, POLICY)
+    calls = []
+    student.output.register_forward_hook(lambda *a: calls.append(1))
+    cfg = TrainConfig(lr=3e-3, steps=2, batch_size=8, ce_weight=0.0, kl_weight=0.0, hidden_weight=1.0,
+                      progress=False, device="cpu")
+    train(student, toy_examples(16, seed=4), tok, POLICY, cfg, teacher=teacher)
+    assert not calls
+    train(student, toy_examples(16, seed=4), tok, POLICY, replace(cfg, kl_weight=1.0), teacher=teacher)
+    assert calls
+
+
 def test_distillation_uses_the_teachers_logits_on_the_students_kept_tokens(tok):
     teacher = small(tok, seed=5, n_layers=3, ffn_dims=160)  # another depth and width
     student = prune_output(small(tok, seed=6), tok, POLICY)
@@ -384,6 +451,73 @@ def test_two_process_training_ends_with_identical_weights(tok, tmp_path, paralle
         torch.testing.assert_close(a[k], v, rtol=1e-4, atol=5e-5, msg=k)  # float summation order: ~1e-5
     torch.testing.assert_close(torch.load(tmp_path / "losses0.pt"), [h["loss"] for h in r.history if "loss" in h],
                                rtol=1e-5, atol=0)
+
+
+def _mode_worker(rank, world, port, tok_dir, out_dir, parallel, steps, batch_size, hidden_only=False):
+    """Train `small(seed=11)` in `out_dir` for `steps` (resuming whatever state is there) under `parallel`;
+    rank 0 saves the weights to out_dir/final.pt. world 1: one process, no process group."""
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                          LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from pocketguard.tokenizer import HFTokenizer
+    import torch.distributed as dist
+
+    tok = HFTokenizer(os.path.join(tok_dir, "tokenizer.json"))
+    model, teacher = small(tok, seed=11), None
+    cfg = TrainConfig(lr=3e-3, steps=steps, batch_size=batch_size, warmup=1, progress=False, parallel=parallel,
+                      device="cpu", out_dir=out_dir, save_every=2)
+    if hidden_only:  # a pruned head, not in any loss (DDP: no gradient for it)
+        model, teacher = prune_output(model, tok, POLICY), small(tok, seed=12)
+        cfg = replace(cfg, ce_weight=0.0, kl_weight=0.0, hidden_weight=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(model, toy_examples(40, seed=1), tok, POLICY, cfg, teacher=teacher)
+    if rank == 0:
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, os.path.join(out_dir, "final.pt"))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _in_mode(mode: str, tok_dir: str, out_dir, steps: int, **kw) -> dict:
+    """Run `_mode_worker` as one process ("one", batch 8) or as two (gloo, "ddp" / "fsdp", batch 4 each)."""
+    import torch.multiprocessing as mp
+
+    if mode == "one":
+        _mode_worker(0, 1, 0, tok_dir, str(out_dir), "ddp", steps, 8, **kw)
+    else:
+        mp.spawn(_mode_worker, args=(2, _free_port(), tok_dir, str(out_dir), mode, steps, 4, *kw.values()), nprocs=2,
+                 join=True)
+    return torch.load(out_dir / "final.pt")
+
+
+@pytest.fixture
+def tok_dir(tok, tmp_path):
+    import shutil
+
+    d = tmp_path / "tok"
+    d.mkdir()
+    shutil.copyfile(tok.path, d / "tokenizer.json")
+    return str(d)
+
+
+@pytest.mark.parametrize("first, then", [("one", "fsdp"), ("ddp", "fsdp"), ("fsdp", "ddp")])
+def test_a_state_saved_in_one_mode_resumes_in_another(tmp_path, tok_dir, first, then):
+    """train_state.pt holds full state, the optimizer's keyed by parameter name in every mode."""
+    reference = tmp_path / "ref"
+    _in_mode("one", tok_dir, reference, 4)
+    ref = _in_mode("one", tok_dir, reference, 6)
+    _in_mode(first, tok_dir, tmp_path / "run", 4)
+    got = _in_mode(then, tok_dir, tmp_path / "run", 6)
+    for k, v in ref.items():
+        torch.testing.assert_close(got[k], v, rtol=1e-4, atol=5e-5, msg=k)  # float summation order: ~1e-5
+
+
+def test_two_process_ddp_distils_on_hidden_states_alone(tmp_path, tok_dir):
+    one = _in_mode("one", tok_dir, tmp_path / "one", 3, hidden_only=True)
+    two = _in_mode("ddp", tok_dir, tmp_path / "two", 3, hidden_only=True)
+    for k, v in one.items():
+        torch.testing.assert_close(two[k], v, rtol=1e-4, atol=5e-5, msg=k)
 
 
 def test_load_examples_keeps_unicode_line_separators_inside_strings(tmp_path):

@@ -47,7 +47,8 @@ def _base_weight(base: nn.Module) -> Tensor:
 
 
 class LoRALinear(nn.Module):
-    def __init__(self, base: nn.Module, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0):
+    def __init__(self, base: nn.Module, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0,
+                 generator: torch.Generator | None = None):
         super().__init__()
         if rank < 1:
             raise ValueError(f"LoRA rank must be ≥ 1, got {rank}")
@@ -56,9 +57,10 @@ class LoRALinear(nn.Module):
         self.rank, self.alpha = int(rank), float(alpha)
         self.scaling = self.alpha / self.rank
         dev = next(iter(list(base.parameters()) + list(base.buffers()))).device
-        self.lora_A = nn.Parameter(torch.empty(self.rank, self.in_features, device=dev))
+        a = torch.empty(self.rank, self.in_features)  # drawn on the CPU: `generator` is a CPU generator
+        nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
+        self.lora_A = nn.Parameter(a.to(dev))
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, self.rank, device=dev))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         for p in self.base.parameters():
             p.requires_grad_(False)
@@ -80,9 +82,11 @@ def _matches(name: str, targets) -> bool:
     return any(fnmatch.fnmatch(name, t) for t in targets)
 
 
-def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, targets=None, dropout: float = 0.0) -> nn.Module:
+def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, targets=None, dropout: float = 0.0,
+             generator: torch.Generator | None = None) -> nn.Module:
     """Wrap the linears whose names match `targets` (fnmatch patterns; default: every transformer-block
-    linear) and freeze everything except the adapters. In place; returns the model."""
+    linear) and freeze everything except the adapters. In place; returns the model. A is drawn from
+    `generator` (a CPU torch.Generator; default: the global RNG)."""
     targets = tuple(targets) if targets else DEFAULT_TARGETS
     for p in model.parameters():
         p.requires_grad_(False)
@@ -91,7 +95,7 @@ def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, targets=None,
         if isinstance(mod, LoRALinear) or ".base" in name or not _matches(name, targets):
             continue
         if isinstance(mod, (nn.Linear, K.QuantLinear)):
-            model.set_submodule(name, LoRALinear(mod, rank, alpha, dropout))
+            model.set_submodule(name, LoRALinear(mod, rank, alpha, dropout, generator))
             wrapped += 1
     if not wrapped:
         raise ValueError(f"no linear matches the LoRA targets {list(targets)}")

@@ -404,7 +404,7 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
     # ---- the model to start from
     if done:
         _say(f"resuming after step {names[done - 1]}")
-        model = checkpoint.load(steps_dir / names[done - 1], device=dev).model
+        model = load_step_output(steps_dir / names[done - 1], dev)
     elif recipe.student is not None:
         from .distill import check_same_tokenizer
 
@@ -469,8 +469,15 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
                 raise RecipeError(f"step {i + 1} ({kind}): {e}") from None
             raise
         wall = time.perf_counter() - t0
+        # Unmerged LoRA adapters (`lora` with merge = false) are saved merged and re-quantized: the next step, and
+        # this step's dev metrics, take the saved model, as a run resumed after this step does
+        adapters = _has_adapters(model)
+        if not adapters:
+            model = handed_on(model)
         if main:
             fmt = "artifact" if ctx.saved else _save_model(model, tokenizer, policy, work, recipe.raw)
+            if adapters:
+                model = load_step_output(work, dev)
             if (work / "train" / "train_log.jsonl").exists():  # the step's loss curve stays with its checkpoint
                 os.replace(work / "train" / "train_log.jsonl", work / "train_log.jsonl")
             shutil.rmtree(work / "train", ignore_errors=True)  # optimizer state is not needed once the step is done
@@ -494,6 +501,8 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
                 f.write(json.dumps(line) + "\n")
             _say(_summary(line))
         barrier()
+        if adapters and not main:
+            model = load_step_output(final, dev)
 
     if main:
         last = steps_dir / names[-1]
@@ -503,6 +512,28 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
         _say(f"done: {target}")
     barrier()
     return out
+
+
+def handed_on(model: nn.Module) -> nn.Module:
+    """`model` as the next step gets it, whether the step before ran in this process or was loaded on `--resume`:
+    every parameter trains (a quantized model's float ones: norm gains, unquantized embeddings), where
+    load_artifact hands them out frozen, for inference, and add_lora froze the backbone of its step."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def load_step_output(directory: Path, device: torch.device) -> nn.Module:
+    """A finished step's saved model, as the next step gets it."""
+    from .. import checkpoint
+
+    return handed_on(checkpoint.load(directory, device=device).model)
+
+
+def _has_adapters(model: nn.Module) -> bool:
+    from .lora import LoRALinear
+
+    return any(isinstance(m, LoRALinear) for m in model.modules())
 
 
 def _finished(out: Path, names: list[str], hashes: list[str]) -> int:

@@ -249,9 +249,19 @@ def qat_step(model: nn.Module, ctx=None, **params) -> nn.Module:
         from .lora import add_lora
 
         add_lora(model, rank=int(lora["lora_rank"]), alpha=float(lora.get("lora_alpha", 2 * lora["lora_rank"])),
-                 targets=lora.get("lora_targets"), dropout=float(lora.get("lora_dropout", 0.0)))
+                 targets=lora.get("lora_targets"), dropout=float(lora.get("lora_dropout", 0.0)),
+                 generator=adapter_generator(ctx))
     model = train_in_step(model, ctx, train_params)
     return convert(model)
+
+
+def adapter_generator(ctx) -> torch.Generator:
+    """The RNG of a step's LoRA init, seeded from the recipe seed and the step's index: the global RNG's state
+    depends on which steps ran in this process, so a run resumed before the step would draw other adapters."""
+    from ..train import derived_seed
+
+    recipe = _ctx_get(ctx, "recipe") or {}
+    return torch.Generator().manual_seed(derived_seed(int(recipe.get("seed", 0)), int(_ctx_get(ctx, "index", 0))))
 
 
 def train_in_step(model: nn.Module, ctx, train_params: dict) -> nn.Module:
@@ -277,7 +287,8 @@ def lora_step(model: nn.Module, ctx=None, rank: int = 8, alpha: float | None = N
     keys go to TrainConfig), then merge and re-quantize when `merge` (the default)."""
     from .lora import add_lora, merge_lora
 
-    add_lora(model, int(rank), float(alpha) if alpha is not None else 2.0 * int(rank), targets, float(dropout))
+    add_lora(model, int(rank), float(alpha) if alpha is not None else 2.0 * int(rank), targets, float(dropout),
+             adapter_generator(ctx))
     model = train_in_step(model, ctx, train_params)
     return merge_lora(model, requantize=True) if merge else model
 
