@@ -3,7 +3,7 @@
 The split is the runtime's whole trick: the prefix (task line + categories) depends only on the policy
 and the judged role, so its KV cache is computed once and reused; the turns are what a request pays for.
 Each turn is encoded as its own string ending in a blank line, which matches whole-prompt tokenization
-under the Llama 3 pre-tokenizer (turn boundaries fall on newline splits).
+under the Llama 3 pre-tokenizer (turn boundaries fall on newline splits), not under GPT-2's (`render_pieces`).
 """
 
 from __future__ import annotations
@@ -89,13 +89,16 @@ def encode_prompt(tok: Tokenizer, policy: Policy, conversation: Conversation) ->
     )
 
 
+def render_pieces(policy: Policy, conversation: Conversation) -> list[str]:
+    """The prompt as the strings `encode_prompt` tokenizes one by one (special tokens written out). A byte-level
+    BPE whose pre-tokenizer splits differently than Llama 3's (GPT-2's: "\n\nUser" is "\n", "\n", "User" as one
+    string, "\n\n" + "User" as two) cuts the joined text otherwise than these pieces."""
+    role = conversation.judged
+    return (["<|begin_of_text|>", "<|start_header_id|>", "user", "<|end_header_id|>", prefix_text(policy, role)]
+            + [turn_text(m.role, m.content) for m in conversation.messages]
+            + [suffix_text(role), "<|eot_id|>", "<|start_header_id|>", "assistant", "<|end_header_id|>", "\n\n"])
+
+
 def render(policy: Policy, conversation: Conversation) -> str:
     """The whole prompt as text (special tokens written out), for display and for other runtimes."""
-    role = conversation.judged
-    return (
-        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>"
-        + prefix_text(policy, role)
-        + "".join(turn_text(m.role, m.content) for m in conversation.messages)
-        + suffix_text(role)
-        + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
-    )
+    return "".join(render_pieces(policy, conversation))

@@ -136,3 +136,17 @@ def test_prompt_layout_matches_llama_guard_3():
         "S1: Violent Crimes.\nS2: Non-Violent Crimes.\nS3: Sex Crimes.\nS4: Child Exploitation.\nS5: Defamation.\n"
         "S6: Specialized Advice.\nS7: Privacy.\nS8: Intellectual Property.\nS9: Indiscriminate Weapons.\nS10: Hate.\n"
         "S11: Self-Harm.\nS12: Sexual Content.\nS13: Elections.\nS14: Code Interpreter Abuse.\n")
+
+
+def test_render_pieces_are_the_strings_encode_prompt_tokenizes(tiny_tok):
+    """`export --verify` tokenizes these pieces one by one with a transformers tokenizer to tell a wrong tokenizer
+    file from one whose pre-tokenizer merges across them: they must be exactly what `encode_prompt` encodes."""
+    from pocketguard.prompt import encode_prompt, render_pieces
+
+    policy = Policy.default().subset(["S1", "S9"])
+    for conv in [Conversation.prompt("How do I bake bread?\n\nThanks"),
+                 Conversation.from_messages([{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "User: <|eot_id|> hello"}])]:
+        pieces = render_pieces(policy, conv)
+        ids = [t for p in pieces for t in ([tiny_tok.special(p)] if p in tiny_tok.specials else tiny_tok.encode(p))]
+        assert ids == encode_prompt(tiny_tok, policy, conv).ids and "".join(pieces) == render(policy, conv)

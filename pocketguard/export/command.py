@@ -193,7 +193,7 @@ def _mistokenized(out, fmt, guard, convs) -> int:
     `guard` (each printed). transformers parses special-token text inside the rendered conversation (a user's
     `<|eot_id|>`) as control tokens, where pocketguard keeps it text: such a prompt is named, not counted."""
     from ..conversation import as_conversation
-    from ..prompt import encode_prompt, render
+    from ..prompt import encode_prompt, render, render_pieces
 
     if fmt == "gguf":
         from ..gguf_checkpoint import gguf_tokenizer, read_gguf
@@ -209,9 +209,11 @@ def _mistokenized(out, fmt, guard, convs) -> int:
 
             auto = AutoTokenizer.from_pretrained(out)
         theirs = lambda conv: auto(render(guard.policy, conv), add_special_tokens=False).input_ids  # noqa: E731
+        by_piece = lambda conv: [t for piece in render_pieces(guard.policy, conv)  # noqa: E731
+                                 for t in auto(piece, add_special_tokens=False).input_ids]
         name = "AutoTokenizer"
     specials = re.compile("|".join(map(re.escape, guard.tokenizer.specials)))
-    bad = parsed = 0
+    bad = parsed = pieces = 0
     for msgs in convs:
         conv = as_conversation(msgs)
         a, b = encode_prompt(guard.tokenizer, guard.policy, conv).ids, theirs(conv)
@@ -223,13 +225,20 @@ def _mistokenized(out, fmt, guard, convs) -> int:
             print("TOKENIZER NOTE  the conversation's own text spells a special token, which transformers parses as "
                   "that control token in the rendered prompt (pocketguard encodes it as text)")
             continue
+        if fmt == "hf" and by_piece(conv) == a:  # the file is right; its pre-tokenizer merges across the pieces
+            pieces += 1
+            print("TOKENIZER NOTE  the rendered prompt, tokenized whole, merges across the template's pieces (this "
+                  "tokenizer's pre-tokenizer is not Llama 3's); tokenized piece by piece it gives pocketguard's ids")
+            continue
         bad += 1
         at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
         print(f"TOKENIZER DIFF  {name} cuts a prompt into {len(b)} tokens, pocketguard's into "
               f"{len(a)} (first difference at token {at}: {guard.tokenizer.decode(a[at:at + 3])!r})")
-    print(f"tokenizer: {len(convs) - bad - parsed}/{len(convs)} prompts tokenize as in pocketguard"
+    print(f"tokenizer: {len(convs) - bad - parsed - pieces}/{len(convs)} prompts tokenize as in pocketguard"
           + (f"; {parsed} differ only where the conversation's text spells a special token (TOKENIZER NOTE)"
-             if parsed else ""))
+             if parsed else "")
+          + (f"; {pieces} only when the rendered text is tokenized whole, not piece by piece (TOKENIZER NOTE)"
+             if pieces else ""))
     return bad
 
 
