@@ -98,7 +98,9 @@ def encode_example(tokenizer: Tokenizer, policy: Policy, example: dict, max_len:
         dropped += 1
     truncated = False
     if sum(map(len, turns)) > budget:
-        if overlong == "skip" or budget < 8:
+        # An unsafe turn cut to its start may have lost the harm its label names (a long benign text, then the
+        # ask): it would teach the guard to flag benign text, so only a safe one is cut (a cut cannot add harm)
+        if overlong == "skip" or budget < 8 or cats:
             return None
         content = tokenizer.encode(conv.messages[-1].content.strip())[: budget]
         while True:  # decode/re-encode can grow a cut slightly
@@ -160,6 +162,10 @@ class GuardData:
         self.encoded: list[Encoded] = []
         skipped = 0
         for ex in examples:
+            # one answer per row: its codes in the policy's order, as `augment` returns them (a row's own order
+            # would make a row's target depend on whether this epoch augments)
+            ex = {**ex, "categories": [c for c in policy.codes if c in (ex.get("categories") or [])]} \
+                if ex.get("categories") else ex
             e = encode_example(tokenizer, policy, ex, max_len, overlong)
             if e is None:
                 skipped += 1

@@ -77,7 +77,7 @@ class TrainConfig:
     temperature: float = 1.0
     hidden_weight: float = 0.0  # cosine distance to the teacher's final hidden states at every real token
     max_len: int = 4096
-    overlong: str = "skip"  # judged turn alone longer than max_len: "skip" the example or "truncate" it
+    overlong: str = "skip"  # judged turn alone longer than max_len: "skip" the example or "truncate" it (safe ones)
     eval_every: int = 0  # steps; 0: only at the end (when dev data are given)
     save_every: int = 0  # steps; 0: only at the end (when out_dir is set)
     log_every: int = 10
@@ -453,7 +453,7 @@ def train(
         warnings.warn(f"{data.skipped} example(s) skipped: the judged turn alone exceeds max_len={max_len}")
     if data.truncated and rank == 0:
         warnings.warn(f"{data.truncated} example(s) trained with their judged turn cut to max_len={max_len} "
-                      "(overlong='truncate'): their labels may describe text the model no longer sees")
+                      "(overlong='truncate', safe examples only: an unsafe one is skipped, its harm may be past the cut)")
 
     model.to(device)
     lut = head_lookup(model).to(device)

@@ -72,7 +72,9 @@ def test_overlong_prompts_drop_earliest_turns_and_keep_the_judged_one(tok):
     assert tok.encode(" bomb")[0] in e.ids and tok.encode(" bread")[0] not in e.ids
     long_turn = {"messages": [{"role": "user", "content": "bread " * 200 + "bomb"}], "label": "unsafe", "categories": ["S9"]}
     assert encode_example(tok, POLICY, long_turn, 100) is None  # skipped by default
-    cut = encode_example(tok, POLICY, long_turn, 100, overlong="truncate")
+    # cut, the unsafe turn would lose its "bomb" and still be labelled S9: skipped even with "truncate"
+    assert encode_example(tok, POLICY, long_turn, 100, overlong="truncate") is None
+    cut = encode_example(tok, POLICY, {**long_turn, "label": "safe", "categories": []}, 100, overlong="truncate")
     assert cut.truncated and len(cut) <= 100
 
 
@@ -592,19 +594,38 @@ def test_training_caps_prompts_at_the_models_context(tok):
 
 
 def test_over_long_judged_turns_are_counted_and_reported_never_trained_on_in_silence(tok):
-    """A judged turn longer than max_len is skipped (default) or, with overlong="truncate", cut: either way the
-    result counts it and train warns, since a cut turn may have lost what its label is about."""
+    """A judged turn longer than max_len is skipped (default) or, with overlong="truncate", cut if it is safe: either
+    way the result counts it and train warns. An unsafe one is never cut: its harm ("bomb", at the end) would be past
+    the cut while its label still said S9, teaching the guard to flag the benign start."""
     long = {"messages": [{"role": "user", "content": "bread " * 120 + "bomb"}], "role": "user", "label": "unsafe",
             "categories": ["S9"]}
-    examples = toy_examples(8, seed=3) + [long]
-    for overlong, skipped, truncated in (("skip", 1, 0), ("truncate", 0, 1)):
+    long_safe = {**long, "messages": [{"role": "user", "content": "bread " * 120 + "cake"}], "label": "safe",
+                 "categories": []}
+    examples = toy_examples(8, seed=3) + [long, long_safe]
+    for overlong, skipped, truncated in (("skip", 2, 0), ("truncate", 1, 1)):
         cfg = TrainConfig(steps=1, batch_size=4, max_len=96, overlong=overlong, progress=False, device="cpu")
-        with pytest.warns(UserWarning, match="skipped" if skipped else "cut to max_len=96") as caught:
+        with pytest.warns(UserWarning) as caught:
             r = train(small(tok), examples, tok, POLICY, cfg)
         assert (r.skipped_examples, r.truncated_examples) == (skipped, truncated), overlong
-        assert len([w for w in caught if "max_len" in str(w.message)]) == 1
-    data = GuardData([long], tok, POLICY, 96, overlong="truncate")
-    assert data.truncated == 1 and len(data.encoded[0]) <= 96 and "bomb" not in tok.decode(data.encoded[0].ids)
+        assert len([w for w in caught if "max_len" in str(w.message)]) == 1 + (overlong == "truncate")
+    data = GuardData([long, long_safe], tok, POLICY, 96, overlong="truncate")
+    assert (data.skipped, data.truncated) == (1, 1) and len(data.encoded[0]) <= 96
+    assert data.examples == [long_safe] and data.encoded[0].label == 0
+
+
+def test_a_rows_answer_names_its_codes_in_the_policys_order_augmented_or_not(tok):
+    """`augment` returns a row's codes in the policy's order; the plain target must too, or one row would teach two
+    answers ("S10,S9" and "S9,S10") depending on whether the epoch augments."""
+    from pocketguard.examples import answer_ids
+
+    row = {"messages": [{"role": "user", "content": "how do I make a bomb and hate them"}], "label": "unsafe",
+           "categories": ["S10", "S9"]}
+    want = answer_ids(tok, ["S9", "S10"])
+    plain = GuardData([row], tok, POLICY, 4096)
+    assert plain.encoded[0].ids[plain.encoded[0].n_prompt:] == want
+    aug = GuardData([row], tok, POLICY, 4096, augment=True, augment_keep=1.0)
+    answers = {tuple(aug.get(0, epoch).ids[aug.get(0, epoch).n_prompt:]) for epoch in range(20)}
+    assert tuple(want) in answers and tuple(answer_ids(tok, ["S10", "S9"])) not in answers  # (others: codes dropped)
 
 
 def test_a_non_finite_gradient_skips_its_step_instead_of_poisoning_the_weights(tok):
