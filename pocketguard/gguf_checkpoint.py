@@ -30,7 +30,7 @@ import torch
 from .kernels import linear_class
 from .loaded import CheckpointError, Loaded, check_guard_meta
 from .model import ModelArgs, rope_frequencies
-from .tokenizer import LLAMA3_PATTERN, REQUIRED_SPECIALS, HFTokenizer, TokenizerError, bytes_to_unicode
+from .tokenizer import REQUIRED_SPECIALS, HFTokenizer, TokenizerError, bytes_to_unicode, llama3_pre_tokenizer
 from .weights import assemble, config_float, config_int, fits_float32, layer_order, permute_to_hf, resolve_dtype
 
 # GGUF tensor name -> our (Meta) name; blocks are `blk.N.<name>`.
@@ -399,11 +399,10 @@ def _policy_dict(text: str, source: str) -> dict:
 
 # ----------------------------------------------------------------------------------------- tokenizer
 def _pre_tokenizer(pre: str, source: str):
-    from tokenizers import Regex, pre_tokenizers
+    from tokenizers import pre_tokenizers
 
     if pre in _LLAMA3_PRES:
-        return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
-                                        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        return llama3_pre_tokenizer()
     if pre in _GPT2_PRES:
         return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if pre in _DIGIT_PRES:

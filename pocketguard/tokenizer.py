@@ -200,21 +200,24 @@ def llama3_tokenizer_path() -> Path:
     return path
 
 
+def llama3_pre_tokenizer():
+    """The `tokenizers` pre-tokenizer that splits text as Llama 3 (and tiktoken) does: its pattern, then bytes."""
+    from tokenizers import Regex, pre_tokenizers
+
+    return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
+                                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+
 def train_bpe(texts: Iterable[str], vocab_size: int, path: str | Path, min_frequency: int = 2) -> HFTokenizer:
     """Train a byte-level BPE with the Llama 3 pre-tokenizer and special tokens; writes `tokenizer.json`.
 
     Used by tests (tiny vocabularies) and by the project's own default guard.
     """
-    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+    from tokenizers import decoders, models, pre_tokenizers, trainers
     from tokenizers import Tokenizer as _Tok
 
     tok = _Tok(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    tok.pre_tokenizer = llama3_pre_tokenizer()
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -15,7 +15,8 @@ The tokenizer is always a `tokenizer.json`: a tiktoken `tokenizer.model` (Meta l
 `special_tokens_map.json` / `generation_config.json` are added so `AutoTokenizer` and `generate` behave like
 Llama Guard 3 (BOS = <|begin_of_text|>, EOS = <|eot_id|>): `AutoTokenizer` cuts the rendered guard prompt
 (`pocketguard.prompt.render`) into pocketguard's ids, except where the conversation's own text spells a special
-token (`<|eot_id|>`), which transformers parses as that control token and pocketguard keeps as text.
+token (`<|eot_id|>`), which transformers parses as that control token and pocketguard keeps as text, and where a
+non-Llama-3 pre-tokenizer merges across the pieces pocketguard encodes one by one (`prompt.render_pieces`).
 """
 
 from __future__ import annotations
@@ -76,16 +77,15 @@ def hf_tokenizer(tokenizer):
     Left a tokenizer.model, transformers read it without them (the tiny guard's prompt: 813 ids, not 736)."""
     if tokenizer.kind != "tiktoken":
         return tokenizer
-    from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+    from tokenizers import AddedToken, decoders, models
     from tokenizers import Tokenizer as _Tok
 
-    from ..tokenizer import LLAMA3_PATTERN, HFTokenizer
+    from ..tokenizer import HFTokenizer, llama3_pre_tokenizer
     from .gguf import tiktoken_vocab
 
     vocab, merges = tiktoken_vocab(tokenizer._enc._mergeable_ranks)
     tok = _Tok(models.BPE({t: i for i, t in vocab.items()}, [tuple(m.split(" ")) for m in merges], ignore_merges=True))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.pre_tokenizer = llama3_pre_tokenizer()
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(t, normalized=False, special=True)
                             for t in sorted(tokenizer.specials, key=tokenizer.specials.get)])
