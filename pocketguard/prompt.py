@@ -15,6 +15,10 @@ from .policy import Policy
 from .tokenizer import Tokenizer
 
 ROLE_LABEL = {"user": "User", "agent": "Agent"}
+# Where one of `render_pieces`' text pieces ends and the next begins inside the rendered text: the blank line that
+# ends the prefix or a turn, before the next turn's label or the suffix. A pre-tokenizer that splits here (merging the
+# blank line into the piece before) cuts the whole text as `encode_prompt` cuts the pieces (export/hf.py).
+PIECE_BOUNDARY = r"\n\n(?=(?:" + "|".join(ROLE_LABEL.values()) + r"): |<END CONVERSATION>)"
 
 
 def prefix_text(policy: Policy, role: Role) -> str:

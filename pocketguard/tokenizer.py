@@ -208,8 +208,10 @@ def llama3_pre_tokenizer():
                                     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, path: str | Path, min_frequency: int = 2) -> HFTokenizer:
-    """Train a byte-level BPE with the Llama 3 pre-tokenizer and special tokens; writes `tokenizer.json`.
+def train_bpe(texts: Iterable[str], vocab_size: int, path: str | Path, min_frequency: int = 2,
+              pre_tokenizer=None) -> HFTokenizer:
+    """Train a byte-level BPE with the Llama 3 pre-tokenizer (or `pre_tokenizer`, a `tokenizers` one) and special
+    tokens; writes `tokenizer.json`.
 
     Used by tests (tiny vocabularies) and by the project's own default guard.
     """
@@ -217,7 +219,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, path: str | Path, min_frequ
     from tokenizers import Tokenizer as _Tok
 
     tok = _Tok(models.BPE())
-    tok.pre_tokenizer = llama3_pre_tokenizer()
+    tok.pre_tokenizer = pre_tokenizer or llama3_pre_tokenizer()
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -300,6 +300,7 @@ def gguf_pre(tokenizer) -> str:
     """The `tokenizer.ggml.pre` under which llama.cpp (and pocketguard's GGUF reader) splits text before BPE exactly
     as `tokenizer` does. Written as "llama-bpe" for every tokenizer, the shipped guard's SmolLM tokenizer (digits one
     by one, then GPT-2's split) cut 301 of 305 hh-rlhf texts and the guard prompt itself into other tokens."""
+    from ..prompt import PIECE_BOUNDARY
     from ..tokenizer import LLAMA3_PATTERN
 
     if tokenizer.kind == "tiktoken":  # pocketguard's tiktoken tokenizers split with Llama 3's pattern
@@ -310,6 +311,12 @@ def gguf_pre(tokenizer) -> str:
                           "byte-level BPE does not: the GGUF would tokenize differently")
     pre = data.get("pre_tokenizer") or {}
     parts = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    if len(parts) > 1 and parts[0] == {"type": "Split", "pattern": {"Regex": PIECE_BOUNDARY},
+                                       "behavior": "MergedWithPrevious", "invert": False}:
+        # an HF export's split at the template's pieces (export/hf.py `_piece_split`), read back: pocketguard's
+        # runtimes encode the pieces one by one, so the pre-tokenizer that cuts each piece is the one to write
+        rest = parts[1:]
+        parts = rest[0]["pretokenizers"] if len(rest) == 1 and rest[0].get("type") == "Sequence" else rest
     kinds = [p.get("type") for p in parts]
 
     def byte_level(p: dict, regex: bool) -> bool:

@@ -15,8 +15,9 @@ The tokenizer is always a `tokenizer.json`: a tiktoken `tokenizer.model` (Meta l
 `special_tokens_map.json` / `generation_config.json` are added so `AutoTokenizer` and `generate` behave like
 Llama Guard 3 (BOS = <|begin_of_text|>, EOS = <|eot_id|>): `AutoTokenizer` cuts the rendered guard prompt
 (`pocketguard.prompt.render`) into pocketguard's ids, except where the conversation's own text spells a special
-token (`<|eot_id|>`), which transformers parses as that control token and pocketguard keeps as text, and where a
-non-Llama-3 pre-tokenizer merges across the pieces pocketguard encodes one by one (`prompt.render_pieces`).
+token (`<|eot_id|>`), which transformers parses as that control token and pocketguard keeps as text. A tokenizer
+whose pre-tokenizer merges across the pieces pocketguard encodes one by one (`prompt.render_pieces`; GPT-2's) is
+exported with a split at those pieces first (`_piece_split`).
 """
 
 from __future__ import annotations
@@ -71,24 +72,51 @@ def export_hf(model, tokenizer, directory: str | Path, policy=None, max_context:
 
 
 def hf_tokenizer(tokenizer):
-    """`tokenizer` as a tokenizer.json tokenizer that encodes every text to the same ids. A tiktoken one is converted
-    the way transformers' `TikTokenConverter` does it: its ranks as a byte-level BPE that looks a whole pre-token up
-    before merging (`ignore_merges`, as tiktoken does), Llama 3's split pattern, the special tokens as added tokens.
-    Left a tokenizer.model, transformers read it without them (the tiny guard's prompt: 813 ids, not 736)."""
-    if tokenizer.kind != "tiktoken":
-        return tokenizer
-    from tokenizers import AddedToken, decoders, models
-    from tokenizers import Tokenizer as _Tok
+    """`tokenizer` as a tokenizer.json tokenizer with which `AutoTokenizer` cuts the rendered prompt into pocketguard's
+    ids. A tiktoken one is converted the way transformers' `TikTokenConverter` does it: its ranks as a byte-level BPE
+    that looks a whole pre-token up before merging (`ignore_merges`, as tiktoken does), Llama 3's split pattern, the
+    special tokens as added tokens (left a tokenizer.model, transformers read it without them: the tiny guard's prompt
+    was 813 ids, not 736). A tokenizer whose pre-tokenizer merges across the template's pieces gets `_piece_split`."""
+    if tokenizer.kind == "tiktoken":
+        from tokenizers import AddedToken, decoders, models
+        from tokenizers import Tokenizer as _Tok
 
-    from ..tokenizer import HFTokenizer, llama3_pre_tokenizer
-    from .gguf import tiktoken_vocab
+        from ..tokenizer import HFTokenizer, llama3_pre_tokenizer
+        from .gguf import tiktoken_vocab
 
-    vocab, merges = tiktoken_vocab(tokenizer._enc._mergeable_ranks)
-    tok = _Tok(models.BPE({t: i for i, t in vocab.items()}, [tuple(m.split(" ")) for m in merges], ignore_merges=True))
-    tok.pre_tokenizer = llama3_pre_tokenizer()
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(t, normalized=False, special=True)
-                            for t in sorted(tokenizer.specials, key=tokenizer.specials.get)])
+        vocab, merges = tiktoken_vocab(tokenizer._enc._mergeable_ranks)
+        tok = _Tok(models.BPE({t: i for i, t in vocab.items()}, [tuple(m.split(" ")) for m in merges],
+                              ignore_merges=True))
+        tok.pre_tokenizer = llama3_pre_tokenizer()
+        tok.decoder = decoders.ByteLevel()
+        tok.add_special_tokens([AddedToken(t, normalized=False, special=True)
+                                for t in sorted(tokenizer.specials, key=tokenizer.specials.get)])
+        return _piece_split(HFTokenizer.from_tokenizer(tok))
+    return _piece_split(tokenizer)
+
+
+def _piece_split(tokenizer):
+    """`tokenizer`, or where it cuts the rendered prompt otherwise than `encode_prompt` cuts its pieces, a copy that
+    first splits the text at `prompt.PIECE_BOUNDARY`. pocketguard encodes the policy prefix, each turn and the suffix
+    one by one (the prefix's KV cache is reused); Llama 3's pre-tokenizer cuts the joined text the same way, GPT-2's
+    byte-level one (SmolLM2's, the shipped guard's) cuts "\n\nUser" as "\n", "\n", "User" where the pieces give
+    "\n\n", "User": 2-3 ids more per prompt that the guard never saw in training. The split is text-level, so a
+    conversation whose own text holds a blank line then "User: " is cut there too, where pocketguard keeps it whole
+    (a difference on such text only; `export --verify` names it)."""
+    from tokenizers import Regex, pre_tokenizers
+
+    from ..policy import Policy
+    from ..prompt import PIECE_BOUNDARY, prefix_text, suffix_text, turn_text
+    from ..tokenizer import HFTokenizer
+
+    # the text between the template's control tokens: the prefix, a user and an agent turn, the suffix
+    probe = [prefix_text(Policy.default(), "agent"), turn_text("user", "Hi."), turn_text("agent", "Hello."),
+             suffix_text("agent")]
+    if tokenizer.encode("".join(probe)) == [i for piece in probe for i in tokenizer.encode(piece)]:
+        return tokenizer  # (its file is then exported verbatim)
+    tok = tokenizer.backend_copy()
+    split = pre_tokenizers.Split(Regex(PIECE_BOUNDARY), behavior="merged_with_previous")
+    tok.pre_tokenizer = split if tok.pre_tokenizer is None else pre_tokenizers.Sequence([split, tok.pre_tokenizer])
     return HFTokenizer.from_tokenizer(tok)
 
 
