@@ -261,6 +261,14 @@ def _read(i: int, m: dict, counts: Counter[str]) -> tuple[str, list[str], int]:
     return side, [text, *calls], sum(skipped.values())
 
 
+def message_text(m: dict) -> str | None:
+    """The text one OpenAI message dict adds to its turn, as `from_messages` judges it (its text parts and tool calls,
+    joined), or None for a system message, which is dropped: what a per-message limit (the server's --max-chars)
+    should count. Malformed messages raise ConversationError."""
+    side, texts, _ = _read(0, m, Counter())
+    return None if side == "system" else "\n".join(t for t in texts if t.strip())
+
+
 def _tool_calls(i: int, m: dict) -> list[str]:
     """An assistant message's tool calls (`tool_calls`, or legacy `function_call`) as `name(arguments)` lines."""
     calls = m.get("tool_calls") or []

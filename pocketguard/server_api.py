@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .conversation import Conversation, ConversationError, content_text
+from .conversation import Conversation, ConversationError, message_text
 from .guard import Guard, Verdict
 from .policy import Policy, PolicyError
 
@@ -369,10 +369,12 @@ def parse_guard_request(data: dict, guard: Guard, config: ServerConfig, cache: P
         conv = Conversation.from_messages(msgs, role)
     except ConversationError as e:
         raise ApiError(422, f"invalid conversation: {e}", param="messages") from None
-    # The limit is per message as sent, not per turn (a turn merges an agent's assistant and tool messages), and a
-    # message's index is its place in 'messages'; the conversation has already refused empty turns and surrogates.
+    # The limit is per message as sent, not per turn (a turn merges an agent's assistant and tool messages), on the
+    # text judged (tool calls included; a system message is dropped), and a message's index is its place in
+    # 'messages'; the conversation has already refused empty turns and surrogates.
     for i, m in enumerate(msgs):
-        if m.get("content") is not None:  # (null: an assistant message with tool calls only)
-            check_length(content_text(m["content"])[0], f"messages[{i}].content", config)
+        text = message_text(m)
+        if text is not None:
+            check_length(text, f"messages[{i}]", config)
     policy = parse_policy(data["policy"], guard, config, cache) if data.get("policy") is not None else None
     return GuardRequest(conv, policy, scores)

@@ -313,20 +313,25 @@ def test_hostile_inputs_get_clear_4xx_and_the_server_keeps_serving(tok):
 
 
 def test_guard_text_limit_is_per_message_and_names_its_index(tok):
-    """--max-chars holds for each message as sent: a dropped system message does not shift the index reported, and
-    an agent turn of an assistant and a tool message, each within the limit, is judged though longer together."""
+    """--max-chars holds for each message as sent, on the text judged: a dropped system message does not shift the
+    index reported nor count against the limit, an assistant's tool calls do (they are judged as its text), and an
+    agent turn of an assistant and a tool message, each within the limit, is judged though longer together."""
     user, system = {"role": "user", "content": "hi"}, {"role": "system", "content": "be kind"}
+    call = {"role": "assistant", "content": None,
+            "tool_calls": [{"type": "function", "function": {"name": "run", "arguments": "rm -rf " + "x" * 100}}]}
     with serving(make_guard(tok, "safe"), max_chars=100) as c:
-        for msgs, where in (([system, user, {"role": "assistant", "content": "x" * 101}], "messages[2].content"),
+        for msgs, where in (([system, user, {"role": "assistant", "content": "x" * 101}], "messages[2]"),
                             ([user, {"role": "assistant", "content": "x"}, {"role": "tool", "content": "y" * 101}],
-                             "messages[2].content"),
+                             "messages[2]"),
                             ([user, {"role": "assistant", "content": [{"type": "text", "text": "z" * 60}] * 2}],
-                             "messages[1].content")):
+                             "messages[1]"),
+                            ([user, call], "messages[1]")):
             err = assert_error(c.post("/v1/guard", json={"messages": msgs}), 422, f"{where} has", "limit is 100")
             assert err["param"] == where
-        r = c.post("/v1/guard", json={"messages": [user, {"role": "assistant", "content": "a " * 30},
-                                                   {"role": "tool", "content": "b " * 30}]})
-        assert r.status_code == 200 and r.json()["status"] == "safe", r.text
+        for msgs in ([user, {"role": "assistant", "content": "a " * 30}, {"role": "tool", "content": "b " * 30}],
+                     [{"role": "system", "content": "s" * 500}, user]):
+            r = c.post("/v1/guard", json={"messages": msgs})
+            assert r.status_code == 200 and r.json()["status"] == "safe", r.text
 
 
 def test_special_token_text_is_judged_as_plain_text(tok):
