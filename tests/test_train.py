@@ -522,6 +522,40 @@ def test_two_process_ddp_distils_on_hidden_states_alone(tmp_path, tok_dir):
         torch.testing.assert_close(two[k], v, rtol=1e-4, atol=5e-5, msg=k)
 
 
+def _dropout_worker(rank, world, port, tok_dir, out_dir):
+    """Two DDP ranks train a LoRA-adapted model with dropout for two steps; each saves the start of every mask drawn."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from pocketguard.compress.lora import add_lora
+    from pocketguard.tokenizer import HFTokenizer
+    import torch.distributed as dist
+
+    tok = HFTokenizer(os.path.join(tok_dir, "tokenizer.json"))
+    torch.manual_seed(0)
+    model = add_lora(small(tok, seed=3), rank=4, alpha=8.0, dropout=0.5)
+    masks = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):  # the first 512 elements, in the order the Bernoulli draws fill them
+            m.register_forward_hook(lambda mod, inp, out: masks.append((out == 0).flatten()[:512].clone()))
+    cfg = TrainConfig(lr=3e-3, steps=2, batch_size=4, warmup=1, progress=False, parallel="ddp", device="cpu")
+    train(model, toy_examples(40, seed=1), tok, POLICY, cfg)
+    torch.save(masks, os.path.join(out_dir, f"masks{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_ddp_ranks_draw_dropout_masks_of_their_own(tmp_path, tok_dir):
+    """Each step reseeds torch from (seed, step, rank): with one stream for all ranks, every rank dropped the same
+    units of its own batch, so the global batch saw world-size copies of one mask instead of independent ones."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_dropout_worker, args=(2, _free_port(), tok_dir, str(tmp_path)), nprocs=2, join=True)
+    a, b = torch.load(tmp_path / "masks0.pt"), torch.load(tmp_path / "masks1.pt")
+    assert len(a) == len(b) > 0
+    assert all(0.3 < m.float().mean() < 0.7 for m in a + b)  # dropout 0.5 was drawn
+    assert sum(torch.equal(x, y) for x, y in zip(a, b)) == 0
+
+
 def test_load_examples_keeps_unicode_line_separators_inside_strings(tmp_path):
     """JSON leaves U+2028 / U+0085 raw inside strings; a JSONL reader must split on '\\n' alone."""
     import json
