@@ -143,3 +143,25 @@ def test_a_custom_policy_reads_data_with_its_codes(setup, tmp_path, capsys):
     assert main(["calibrate", "--model", str(setup / "ckpt"), "--data", str(data), "--policy", str(policy), "--max-fpr", "1",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["threshold"] == 0.5
+
+
+def test_predictions_without_a_usable_p_unsafe_are_refused(setup, tmp_path, capsys):
+    """Saved answers without p_unsafe crashed the sweep (TypeError); a NaN p_unsafe was swept as a safe verdict."""
+    model, data = tmp_path / "ckpt", setup / "dev.jsonl"
+    shutil.copytree(setup / "ckpt", model)
+    examples = read_examples(data)[0]
+
+    def saved(name, p):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"line": e.line, "label": e.label, "categories": [], "verdict": {
+            "status": "unsafe", "role": "user", "categories": ["S2"], "p_unsafe": p if i == 2 else 0.9}}) + "\n"
+            for i, e in enumerate(examples)))
+        return path
+
+    assert main(["calibrate", "--model", str(model), "--data", str(data), "--predictions", str(saved("none", None)),
+                 "--max-fpr", "1", "--write"]) == 2
+    assert "none.jsonl: prediction 3 (unsafe) has no p_unsafe" in capsys.readouterr().err
+    assert main(["calibrate", "--model", str(model), "--data", str(data), "--predictions", str(saved("nan", float("nan"))),
+                 "--max-fpr", "1", "--write"]) == 2
+    assert "1 examples could not be judged" in capsys.readouterr().err
+    assert not (model / "guard.json").exists()

@@ -321,3 +321,62 @@ def test_threshold_decides_models_and_saved_predictions_alike(setup, capsys):
     assert main(["eval", "--predictions", str(saved), "--data", str(data), "--skip-malformed", "--out", str(setup / "thr-bad"),
                  "--threshold", "1.5"]) == 2
     assert "--threshold is a p_unsafe within [0, 1]" in capsys.readouterr().err and not (setup / "thr-bad").exists()
+
+
+def test_limit_below_one_is_refused(setup, capsys):
+    """--limit 0 evaluated every example and --limit -1 silently dropped the last one."""
+    for n in ("0", "-1"):
+        out = setup / f"limit{n}"
+        assert main(["eval", "--model", str(setup / "copy"), "--data", str(setup / "dev.jsonl"), "--skip-malformed",
+                     "--limit", n, "--out", str(out)]) == 2
+        assert f"--limit is at least 1 example, not {n}" in capsys.readouterr().err and not out.exists()
+
+
+def _saved(setup, name, p):
+    """A predictions file for dev.jsonl from a runtime that gives p_unsafe `p(i)` (None: answers only), flagging
+    examples 0 (unsafe) and 3 (safe)."""
+    examples, _ = read_examples(setup / "dev.jsonl", skip_malformed=True)
+    path = setup / f"{name}.jsonl"
+    path.write_text("".join(json.dumps({"line": e.line, "label": e.label, "categories": e.categories, "verdict": {
+        "status": "unsafe" if i % 3 == 0 else "safe", "role": e.role, "categories": [], "p_unsafe": p(i)}}) + "\n"
+        for i, e in enumerate(examples)))
+    return path
+
+
+def test_saved_predictions_without_a_usable_p_unsafe(setup, capsys):
+    """p_unsafe null crashed --threshold (TypeError); NaN turned unsafe verdicts safe under it and crashed the metrics
+    without it. Null: scored as the answers they are, refused where a threshold must compare it; NaN: failures to judge,
+    flagged."""
+    data = setup / "dev.jsonl"
+    answers = _saved(setup, "answers", lambda i: None)
+    base = ["eval", "--data", str(data), "--skip-malformed", "--bootstrap", "0"]
+    assert main(base + ["--predictions", str(answers), "--threshold", "0.5", "--out", str(setup / "ans-t")]) == 2
+    err = capsys.readouterr().err
+    assert "answers.jsonl: prediction 1 (unsafe) has no p_unsafe" in err and not (setup / "ans-t").exists()
+    assert main(base + ["--predictions", str(answers), "--out", str(setup / "ans")]) == 0
+    assert read_json(setup / "ans" / "report.json")["models"][0]["metrics"]["overall"]["fp"] == 1  # as flagged
+
+    scored = _saved(setup, "scored", lambda i: 0.9 if i % 3 == 0 else 0.1)
+    broken = _saved(setup, "broken", lambda i: float("nan") if i < 2 else (0.9 if i % 3 == 0 else 0.1))
+    for extra in ([], ["--threshold", "0.5"]):
+        out = setup / f"nan{len(extra)}"
+        assert main(base + ["--reference-predictions", str(scored), "--predictions", str(broken), "--out", str(out), *extra]) == 0
+        m = read_json(out / "report.json")["models"][1]
+        o = m["metrics"]["overall"]
+        assert m["metrics"]["errors"] == 2 and (o["tp"], o["fp"], o["fn"], o["tn"]) == (1, 2, 2, 1)  # the safe example 1 flagged
+        assert m["agreement"]["flips_to_flagged"] == 1
+        assert m["agreement"]["mean_abs_dp_unsafe"] == 0.0  # over the examples both scored
+
+
+def test_bootstrap_0_keeps_the_point_differences_from_the_reference(setup):
+    """--bootstrap 0 turns the intervals off, and took ΔF1 / ΔAUPRC against the reference with them."""
+    out = setup / "noboot"
+    assert main(["eval", "--reference", str(setup / "bf16"), "--model", str(setup / "other"), "--data", str(setup / "dev.jsonl"),
+                 "--skip-malformed", "--out", str(out), "--bootstrap", "0"]) == 0
+    ref, other = read_json(out / "report.json")["models"]
+    vs = other["vs_reference"]
+    assert vs["f1"] == pytest.approx(other["metrics"]["overall"]["f1"] - ref["metrics"]["overall"]["f1"])
+    assert vs["auprc"] == pytest.approx(other["metrics"]["overall"]["auprc"] - ref["metrics"]["overall"]["auprc"])
+    assert vs["f1_interval"] is None and vs["auprc_interval"] is None and "interval" not in other["metrics"]
+    md = (out / "report.md").read_text()
+    assert f"ΔF1 {vs['f1']:+.3f}" in md and "ΔF1 vs reference" in md

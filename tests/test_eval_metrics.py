@@ -189,3 +189,68 @@ def test_paired_difference_sees_what_separate_intervals_cannot():
     assert d["f1"] > 0 and d["f1_interval"][0] > 0  # paired: the gain is real
     assert a[0] < b[1]  # separately, the two intervals overlap
     assert d["auprc"] is None and d["auprc_interval"] is None
+
+
+# ---------------------------------------------------------------------------------------- audit regressions
+def test_per_category_counts_with_one_code_and_sklearn_parity_with_several():
+    """With one code in use, MultiLabelBinarizer's single column read as a binary target: code S1 got the negative
+    class's counts (support 3, recall 1 for an example that was missed)."""
+    from sklearn.metrics import multilabel_confusion_matrix, precision_recall_fscore_support
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    s1 = M.category_metrics([["S1"], [], [], []], [v("safe", 0.1)] * 4, ["S1", "S2"])["codes"]["S1"]
+    assert (s1["support"], s1["predicted"], s1["tp"], s1["fp"], s1["fn"]) == (1, 0, 0, 0, 1)
+    assert (s1["recall"], s1["f1"], s1["precision"], s1["fpr"]) == (0.0, 0.0, None, 0.0)
+    rng = np.random.default_rng(0)
+    codes = ["S1", "S2", "S3", "S4"]
+    gold = [[c for c in codes[:3] if rng.random() < 0.3] for _ in range(60)]  # S4 is never gold: predicted only
+    preds = [v("unsafe", 0.9, [c for c in codes if rng.random() < 0.3]) for _ in gold]
+    got = M.category_metrics(gold, preds, codes)["codes"]
+    mlb = MultiLabelBinarizer(classes=codes)
+    Y, P = mlb.fit_transform(gold), mlb.transform([p["categories"] for p in preds])
+    prec, rec, f1, support = precision_recall_fscore_support(Y, P, average=None, zero_division=np.nan)
+    for j, ((tn, fp), (fn, tp)) in enumerate(multilabel_confusion_matrix(Y, P)):
+        m = got[codes[j]]
+        assert (m["support"], m["tp"], m["fp"], m["fn"]) == (support[j], tp, fp, fn)
+        assert m["fpr"] == pytest.approx(fp / (fp + tn)) and m["recall"] == (None if np.isnan(rec[j]) else pytest.approx(rec[j]))
+        assert m["precision"] == pytest.approx(prec[j])
+        assert m["f1"] == (pytest.approx(f1[j]) if support[j] else None)  # no positives: F1 undefined, as in the bootstrap
+    assert got["S4"]["support"] == 0 and got["S4"]["predicted"] > 0
+
+
+def test_f1_without_unsafe_examples_is_none_as_in_the_bootstrap():
+    """binary_metrics gave F1 0.0 to a slice with no unsafe example (sklearn's 2tp / (2tp + fp + fn) with a false
+    positive), where the bootstrap's F1 of the same examples is undefined (NaN)."""
+    y, flagged, scores = np.array([0, 0, 1, 1], bool), np.array([1, 0, 1, 0], bool), np.array([0.9, 0.1, 0.8, 0.2])
+    fr = M.binary_metrics(y[:2], flagged[:2], scores[:2])
+    assert (fr["fp"], fr["fpr"], fr["precision"], fr["recall"], fr["f1"]) == (1, 0.5, 0.0, None, None)
+    assert np.isnan(M.weighted_f1_auprc(y, flagged, scores, np.array([[1.0, 1.0, 0.0, 0.0]]))[0, 0])
+    assert M.binary_metrics(y, flagged, scores)["f1"] == pytest.approx(0.5)  # with unsafe examples: unchanged
+
+
+def test_a_score_that_is_not_a_number_is_a_failure_to_judge():
+    """A NaN/inf p_unsafe crashed evaluate (average_precision_score); it fails closed like an error verdict:
+    flagged, scoring 1.0, naming no category, left out of calibration, counted under `errors`."""
+    labels = ["safe", "unsafe", "safe", "unsafe"]
+    preds = [v("safe", float("nan")), v("unsafe", float("inf"), ["S1"]), v("safe", 0.1), v("unsafe", 0.9, ["S1"])]
+    m = evaluate(labels, preds, categories=[[], ["S1"], [], ["S1"]])
+    o = m["overall"]
+    assert (o["tp"], o["fp"], o["fn"], o["tn"]) == (2, 1, 0, 1) and m["errors"] == 2 and m["calibration"]["n"] == 2
+    assert o["auprc"] == pytest.approx(average_precision_score([0, 1, 0, 1], [1.0, 1.0, 0.1, 0.9]))
+    s1 = m["by_category"]["codes"]["S1"]
+    assert (s1["tp"], s1["fn"]) == (1, 1)
+    json.dumps(m, allow_nan=False)
+
+
+def test_at_threshold_re_decides_only_finite_scores():
+    """at_threshold compared None with the threshold (TypeError) and turned an unsafe verdict with a NaN p_unsafe
+    into a safe one (fail open)."""
+    nan, inf = float("nan"), float("inf")
+    verdicts = [Verdict("unsafe", "user", ["S1"], p_unsafe=nan), Verdict("safe", "user", p_unsafe=inf),
+                Verdict.failure("boom"), Verdict("safe", "user", p_unsafe=0.7), Verdict("unsafe", "user", ["S1"], p_unsafe=0.2)]
+    got = M.at_threshold(verdicts, 0.5)
+    assert [g.status for g in got] == ["unsafe", "safe", "error", "unsafe", "safe"]
+    assert predicted(got)[0].tolist() == [True, True, True, True, False]  # the unjudged ones fail closed
+    with pytest.raises(ValueError, match="prediction 2 .*no p_unsafe"):
+        M.at_threshold([verdicts[3], Verdict("safe", "user")], 0.5)
+    assert M.at_threshold([Verdict("safe", "user")], None) == [Verdict("safe", "user")]  # nothing to re-decide

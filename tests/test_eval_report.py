@@ -1,6 +1,7 @@
 """Reports: strict JSON that round-trips, Markdown rendered from it, valid PNG plots."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -85,3 +86,28 @@ def test_plots_are_valid_pngs(tmp_path):
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
         img = imread(tmp_path / name)
         assert img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 0  # not a blank canvas
+
+
+def _report(labels, preds, **kw):
+    model = {"name": "m", "path": "/ckpt/m", "metrics": evaluate(labels, preds, **kw)}
+    return {"target_fpr": kw.get("target_fpr", 0.05), "models": [model], "comparison": comparison([model])}
+
+
+def test_the_printed_threshold_for_the_target_fpr_makes_its_decisions():
+    """The threshold was printed rounded to the nearest (0.1234 and 0.123 for 0.12344): used as --threshold it also
+    flagged the safe 0.12341, an FPR of 0.5 for a target of 0."""
+    ps = [0.1, 0.12341, 0.12344, 0.9]
+    md = markdown(_report(["safe", "safe", "unsafe", "unsafe"],
+                          [{"status": "safe", "p_unsafe": p, "categories": []} for p in ps], target_fpr=0.0))
+    detail = re.search(r"flag when p_unsafe ≥ \*\*([^*]+)\*\*", md).group(1)
+    header, row = (line.split(" | ") for line in md.splitlines() if line.startswith(("| model |", "| m |")))
+    printed = [detail, row[header.index("thr@FPR")]]
+    for text in printed:
+        assert (np.array(ps) >= float(text)).tolist() == [False, False, True, True], text
+
+
+def test_a_slice_without_unsafe_examples_shows_no_f1():
+    """Source b has a false positive and no unsafe example: its F1 is undefined (—), not 0.000."""
+    preds = [{"status": s, "p_unsafe": p, "categories": []} for s, p in [("unsafe", 0.9), ("unsafe", 0.8), ("safe", 0.1), ("safe", 0.2)]]
+    md = markdown(_report(["unsafe", "safe", "safe", "safe"], preds, sources=["a", "b", "b", "b"]))
+    assert "| b | 3 | 0 | — | 0.000 | — | 0.333 | — |" in md

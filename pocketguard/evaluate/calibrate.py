@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from ..policy import Policy, PolicyError
     from .command import judge, read_predictions
     from .data import DataError, read_examples
+    from .metrics import failed
 
     def fail(message: str) -> int:
         print(f"error: {message}", file=sys.stderr)
@@ -126,9 +127,12 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - report which checkpoint failed, whatever the cause
             return fail(f"cannot load {model}: {e}")
         verdicts = [v for i in range(0, len(examples), args.batch_size) for v in judge(guard, examples[i : i + args.batch_size])]
-    if any(v.status == "error" for v in verdicts):  # fail closed: a sweep over verdicts it could not make means nothing
-        return fail(f"{sum(v.status == 'error' for v in verdicts)} examples could not be judged; fix them or the guard first")
-    chosen, rows = sweep(examples, verdicts, args.max_fpr, args.lookalikes)
+    if any(map(failed, verdicts)):  # fail closed: a sweep over verdicts it could not make (`failed`) means nothing
+        return fail(f"{sum(map(failed, verdicts))} examples could not be judged; fix them or the guard first")
+    try:
+        chosen, rows = sweep(examples, verdicts, args.max_fpr, args.lookalikes)
+    except ValueError as e:  # answers without p_unsafe: no threshold can re-decide them
+        return fail(f"{args.predictions or model}: {e}")
     written = None
     if chosen is not None and args.write:
         try:

@@ -235,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("--batch-size must be >= 1, --target-fpr within [0, 1] and --bootstrap >= 0")
     if args.window < 2:  # (fidelity's stride is half a window: it needs one token of context and one to score)
         return fail(f"--window is at least 2 tokens, not {args.window}")
+    if args.limit is not None and args.limit < 1:  # (0 took every example, -1 all but the last)
+        return fail(f"--limit is at least 1 example, not {args.limit}")
     if args.threshold is not None and not 0 <= args.threshold <= 1:  # above 1 nothing is flagged: not fail-closed
         return fail(f"--threshold is a p_unsafe within [0, 1], not {args.threshold}")
     saved = ([args.reference_predictions] if args.reference_predictions else []) + list(args.predictions or [])
@@ -253,9 +255,15 @@ def run(args: argparse.Namespace) -> int:
         examples, problems = [], []
         if args.data is not None:
             examples, problems = read_examples(args.data, args.format, policy, args.skip_malformed)
-            examples = examples[: args.limit] if args.limit else examples
+            examples = examples[: args.limit]
         text = args.text.read_text(encoding="utf-8") if args.text is not None else None
-        read = {p: at_threshold(read_predictions(p, examples), args.threshold) for p in saved}  # before any model runs
+        read = {}
+        for p in saved:  # before any model runs
+            saved_verdicts = read_predictions(p, examples)
+            try:
+                read[p] = at_threshold(saved_verdicts, args.threshold)
+            except ValueError as e:  # answers without p_unsafe: --threshold cannot re-decide them
+                raise DataError(f"{p}: {e}") from None
     except (DataError, PolicyError, OSError, UnicodeDecodeError) as e:
         return fail(str(e))
     for p in problems:
@@ -307,8 +315,7 @@ def run(args: argparse.Namespace) -> int:
                 ref_verdicts = verdicts
             elif ref_verdicts is not None:
                 entry["agreement"] = verdict_agreement(verdicts, ref_verdicts)
-                if args.bootstrap:
-                    entry["vs_reference"] = paired_difference(y, predicted(verdicts), predicted(ref_verdicts), args.bootstrap)
+                entry["vs_reference"] = paired_difference(y, predicted(verdicts), predicted(ref_verdicts), args.bootstrap)
         if is_ref:
             ref_guard = guard
         elif text is not None and guard is not None:

@@ -23,7 +23,7 @@ import torch
 from sklearn.metrics import cohen_kappa_score
 from torch import Tensor, nn
 
-from .metrics import _num, get
+from .metrics import _num, failed, get, predicted
 
 
 @dataclass
@@ -199,17 +199,17 @@ def kl_divergence(model: nn.Module, reference: nn.Module, tokenizer: Any, text: 
 def verdict_agreement(predictions: Sequence[Any], reference: Sequence[Any]) -> dict:
     """How often a model's verdicts match the reference's on the same inputs.
 
-    `flagged` compares flagged/not (errors are flagged); `exact` also needs the same status and category set;
-    `kappa` is Cohen's kappa on flagged; flips count reference→model changes of the flagged decision.
+    `flagged` compares flagged/not (failures to judge are flagged, as in `metrics.predicted`); `exact` also needs the
+    same status and category set; `kappa` is Cohen's kappa on flagged; flips count reference→model changes of the
+    flagged decision; |Δp_unsafe| is over the examples both judged with a p_unsafe.
     """
     if len(predictions) != len(reference):
         raise ValueError(f"{len(predictions)} predictions but {len(reference)} reference verdicts")
-    a = np.array([get(p, "status") != "safe" for p in predictions])
-    b = np.array([get(p, "status") != "safe" for p in reference])
+    a, b = predicted(predictions)[0], predicted(reference)[0]
     exact = [get(p, "status") == get(q, "status") and set(get(p, "categories") or []) == set(get(q, "categories") or [])
              for p, q in zip(predictions, reference)]
     dp = [abs(get(p, "p_unsafe") - get(q, "p_unsafe")) for p, q in zip(predictions, reference)
-          if get(p, "p_unsafe") is not None and get(q, "p_unsafe") is not None]
+          if not (failed(p) or failed(q)) and get(p, "p_unsafe") is not None and get(q, "p_unsafe") is not None]
     kappa = None
     if len(a) and len(set(a) | set(b)) > 1:
         kappa = _num(cohen_kappa_score(b, a))

@@ -4,13 +4,15 @@ A prediction is anything with `status`, `categories`, `p_unsafe`, optional `cate
 (a `Verdict`, its `to_dict()`, or a dict read back from a predictions file).
 
 Conventions (docs/evaluation.md):
-- *Fail closed*: a prediction with status `error` counts as flagged, and its score is 1.0 for the
+- *Fail closed*: a prediction with status `error`, or whose p_unsafe is not a number (NaN, inf: no threshold can
+  be compared with it), is a failure to judge (`failed`): it counts as flagged, and its score is 1.0 for the
   threshold-free metrics (AUPRC, sweep), exactly as a deployed guard would block the request.
 - A prediction without `p_unsafe` (a runtime that only gives the answer) scores 1.0 when flagged, 0.0 otherwise.
-- Per-category metrics measure *naming*: they use only examples whose gold categories are known, and an
-  error names no category.
-- Undefined numbers (precision with nothing flagged, FPR with no safe examples, AUPRC with one class) are
-  None, never 0, so a table does not show a perfect-looking zero where there was nothing to measure.
+- Per-category metrics measure *naming*: they use only examples whose gold categories are known, and a
+  failure to judge names no category.
+- Undefined numbers (precision with nothing flagged, recall and F1 with no unsafe examples, FPR with no safe
+  examples, AUPRC with one class) are None, never 0, so a table does not show a perfect-looking zero where there
+  was nothing to measure.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
     confusion_matrix,
-    multilabel_confusion_matrix,
     precision_recall_fscore_support,
     roc_curve,
 )
@@ -61,16 +62,19 @@ def gold_flags(labels: Iterable[Any]) -> np.ndarray:
     return np.array(out, dtype=bool)
 
 
+def failed(prediction: Any) -> bool:
+    """Whether the guard failed to judge: an `error` verdict, or a p_unsafe that is not a finite number."""
+    pu = get(prediction, "p_unsafe")
+    return get(prediction, "status") == "error" or (pu is not None and not math.isfinite(pu))
+
+
 def predicted(predictions: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(flagged, score) per prediction, failing closed on errors."""
-    flagged = np.array([get(p, "status") != "safe" for p in predictions], dtype=bool)
+    """(flagged, score) per prediction, failing closed on failures to judge (flagged, score 1.0)."""
+    flagged = np.array([failed(p) or get(p, "status") != "safe" for p in predictions], dtype=bool)
     scores = np.empty(len(predictions))
     for i, p in enumerate(predictions):
         pu = get(p, "p_unsafe")
-        if get(p, "status") == "error" or pu is None:
-            scores[i] = 1.0 if flagged[i] else 0.0
-        else:
-            scores[i] = float(pu)
+        scores[i] = float(flagged[i]) if failed(p) or pu is None else float(pu)
     return flagged, scores
 
 
@@ -82,7 +86,8 @@ def binary_metrics(y_true: np.ndarray, flagged: np.ndarray, scores: np.ndarray |
     both = 0 < y.sum() < len(y)
     return {
         "n": len(y), "unsafe": tp + fn, "safe": tn + fp, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "precision": _num(p[0]), "recall": _num(r[0]), "f1": _num(f1[0]),
+        # F1 without unsafe examples is undefined (None, as in `weighted_f1_auprc`), not sklearn's 0 for a false positive
+        "precision": _num(p[0]), "recall": _num(r[0]), "f1": _num(f1[0]) if tp + fn else None,
         "fpr": _num(fp / (fp + tn)) if fp + tn else None,
         "accuracy": _num((tp + tn) / len(y)) if len(y) else None,
         "auprc": _num(average_precision_score(y, scores)) if scores is not None and both else None,
@@ -93,35 +98,28 @@ def category_metrics(gold: Sequence[list[str] | None], predictions: Sequence[Any
     """One-vs-rest per code over examples with known gold categories (None = unknown, skipped).
 
     Codes are reported when they occur in the gold or predicted lists; `macro` averages F1 over codes with
-    support. AUPRC per code needs `category_scores` on every used prediction (errors score 0: they name nothing).
+    support. AUPRC per code needs `category_scores` on every used prediction (failures score 0: they name nothing).
+    Each code is scored by `binary_metrics` on its own column: sklearn reads a single-column indicator matrix (one
+    code in use) as a binary target and would report the code's absence as its class.
     """
     keep = [i for i, g in enumerate(gold) if g is not None]
     if not keep:
         return {"n": 0, "codes": {}, "macro_f1": None}
     gold_sets = [set(gold[i]) for i in keep]
-    pred_sets = [set() if get(predictions[i], "status") == "error" else set(get(predictions[i], "categories") or [])
-                 for i in keep]
+    pred_sets = [set() if failed(predictions[i]) else set(get(predictions[i], "categories") or []) for i in keep]
     used = [c for c in codes if any(c in s for s in gold_sets) or any(c in s for s in pred_sets)]
     if not used:
         return {"n": len(keep), "codes": {}, "macro_f1": None}
     mlb = MultiLabelBinarizer(classes=used)
     Y, P = mlb.fit_transform(gold_sets), mlb.transform(pred_sets)
-    prec, rec, f1, support = precision_recall_fscore_support(Y, P, average=None, zero_division=np.nan)
-    mcm = multilabel_confusion_matrix(Y, P)
-    score_dicts = [get(predictions[i], "category_scores") for i in keep]
-    have_scores = all(s is not None or get(predictions[i], "status") == "error" for s, i in zip(score_dicts, keep))
+    score_dicts = [None if failed(predictions[i]) else get(predictions[i], "category_scores") for i in keep]
+    have_scores = all(s is not None or failed(predictions[i]) for s, i in zip(score_dicts, keep))
     out = {}
     for j, code in enumerate(used):
-        (tn, fp), (fn, tp) = mcm[j]
-        auprc = None
-        if have_scores and 0 < Y[:, j].sum() < len(keep):
-            s = [float((d or {}).get(code, 0.0)) for d in score_dicts]
-            auprc = _num(average_precision_score(Y[:, j], s))
-        out[code] = {
-            "support": int(support[j]), "predicted": int(tp + fp), "tp": int(tp), "fp": int(fp), "fn": int(fn),
-            "precision": _num(prec[j]), "recall": _num(rec[j]), "f1": _num(f1[j]),
-            "fpr": _num(fp / (fp + tn)) if fp + tn else None, "auprc": auprc,
-        }
+        s = np.array([float((d or {}).get(code, 0.0)) for d in score_dicts]) if have_scores else None
+        m = binary_metrics(Y[:, j], P[:, j], s)
+        out[code] = {"support": m["unsafe"], "predicted": m["tp"] + m["fp"],
+                     **{k: m[k] for k in ("tp", "fp", "fn", "precision", "recall", "f1", "fpr", "auprc")}}
     with_support = [m["f1"] if m["f1"] is not None else 0.0 for m in out.values() if m["support"]]
     return {"n": len(keep), "codes": out, "macro_f1": _num(np.mean(with_support)) if with_support else None}
 
@@ -280,10 +278,10 @@ def evaluate(
         raise ValueError(f"{len(labels)} labels but {len(predictions)} predictions")
     y = gold_flags(labels)
     flagged, scores = predicted(predictions)
-    has_p = np.array([get(p, "status") != "error" and get(p, "p_unsafe") is not None for p in predictions], dtype=bool)
+    has_p = np.array([not failed(p) and get(p, "p_unsafe") is not None for p in predictions], dtype=bool)
     out = {
         "overall": binary_metrics(y, flagged, scores),
-        "errors": int(sum(get(p, "status") == "error" for p in predictions)),
+        "errors": int(sum(failed(p) for p in predictions)),
         "threshold_sweep": threshold_sweep(y, scores),
         "threshold_for_target_fpr": threshold_for_fpr(y, scores, target_fpr),
         "calibration": calibration(y[has_p], scores[has_p]),
@@ -308,12 +306,17 @@ def evaluate(
 def at_threshold(verdicts: list[Any], t: float | None) -> list[Any]:
     """Saved `Verdict`s as a guard with `threshold = t` gives them: unsafe exactly when p_unsafe ≥ t. Only the status is
     re-decided — a verdict newly flagged names no categories (the guard would decode them), one newly passed loses
-    them — so binary metrics are exact and category ones are those of the run that made them. Errors stay errors."""
+    them — so binary metrics are exact and category ones are those of the run that made them. Failures to judge
+    (`failed`: errors, a non-finite p_unsafe) stay as they are, counted as flagged; a verdict without p_unsafe (answers
+    only) cannot be re-decided, and passing it as it is would not be at `t`: ValueError."""
     if t is None:
         return verdicts
     out = []
-    for v in verdicts:
-        if v.status in ("safe", "unsafe") and (v.p_unsafe >= t) != (v.status == "unsafe"):
+    for i, v in enumerate(verdicts, 1):
+        judged = not failed(v)
+        if judged and v.p_unsafe is None:
+            raise ValueError(f"prediction {i} ({v.status}) has no p_unsafe: a threshold cannot re-decide it")
+        if judged and (v.p_unsafe >= t) != (v.status == "unsafe"):
             v = dataclasses.replace(v, status="unsafe" if v.p_unsafe >= t else "safe", categories=[], category_names=[])
         out.append(v)
     return out

@@ -90,18 +90,29 @@ def _span(iv: Sequence[float] | None) -> str:
     return "—" if not iv else f"[{iv[0]:.3f}, {iv[1]:.3f}]"
 
 
+def _delta(x: float | None, iv: Sequence[float] | None) -> str:
+    """A difference from the reference, signed, with its interval where there is one (none with --bootstrap 0)."""
+    return "—" if x is None else f"{x:+.3f}" + (f" {_span(iv)}" if iv else "")
+
+
+def _threshold(t: float | None) -> str:
+    """A p_unsafe threshold in full (the shortest text that reads back as the same float): rounded, it flags other
+    scores than those it was chosen on when passed as --threshold, and can exceed the FPR it was chosen for."""
+    return "—" if t is None else repr(float(t))
+
+
 def comparison_markdown(rows: list[dict]) -> str:
     ci = any(r.get("f1_interval") for r in rows)
-    vs = any(r.get("f1_vs_reference_interval") for r in rows)
+    vs = any(r.get("f1_vs_reference") is not None for r in rows)
+    vs_ci = " (95% CI)" if any(r.get("f1_vs_reference_interval") for r in rows) else ""
     header = ["model", "size", "ms/ex (mean)", "ms/ex (p95)", "F1", *(["F1 95% CI"] if ci else []),
-              *(["ΔF1 vs reference (95% CI)"] if vs else []), "precision", "recall", "FPR", "AUPRC", "ECE",
+              *([f"ΔF1 vs reference{vs_ci}"] if vs else []), "precision", "recall", "FPR", "AUPRC", "ECE",
               "errors", "thr@FPR", "Pareto"]
     body = [[r["name"] + (" (reference)" if r["reference"] else ""), _size(r["size_bytes"]), _f(r["mean_ms"], 1),
              _f(r["p95_ms"], 1), _f(r["f1"]), *([_span(r.get("f1_interval"))] if ci else []),
-             *([f"{r['f1_vs_reference']:+.3f} {_span(r['f1_vs_reference_interval'])}"
-                if r.get("f1_vs_reference_interval") else "—"] if vs else []),
+             *([_delta(r.get("f1_vs_reference"), r.get("f1_vs_reference_interval"))] if vs else []),
              _f(r["precision"]), _f(r["recall"]), _f(r["fpr"]), _f(r["auprc"]),
-             _f(r["ece"]), _f(r["errors"]), _f(r["threshold_at_target_fpr"]), "★" if r["pareto"] else ""]
+             _f(r["ece"]), _f(r["errors"]), _threshold(r["threshold_at_target_fpr"]), "★" if r["pareto"] else ""]
             for r in rows]
     return _table(header, body)
 
@@ -115,8 +126,9 @@ def _model_markdown(m: dict, target_fpr: float) -> list[str]:
         out += [f"95 % bootstrap intervals ({iv['n_boot']} resamples of the examples): F1 {_span(iv['f1'])}, "
                 f"AUPRC {_span(iv['auprc'])}.", ""]
     if vs := m.get("vs_reference"):
-        out += [f"Against the reference, paired over the same {vs['n_boot']} resamples: ΔF1 {_f(vs['f1'])} "
-                f"{_span(vs['f1_interval'])}, ΔAUPRC {_f(vs['auprc'])} {_span(vs['auprc_interval'])}.", ""]
+        paired = f", paired over the same {vs['n_boot']} resamples" if vs["n_boot"] else ""
+        out += [f"Against the reference{paired}: ΔF1 {_delta(vs['f1'], vs['f1_interval'])}, "
+                f"ΔAUPRC {_delta(vs['auprc'], vs['auprc_interval'])}.", ""]
     if len(met.get("by_language", {})) > 1:
         out += ["### By language", "", _table(["language", *BINARY_HEADER], _binary_rows(met["by_language"])), ""]
     if len(met.get("by_source", {})) > 1:
@@ -135,7 +147,7 @@ def _model_markdown(m: dict, target_fpr: float) -> list[str]:
     if t["threshold"] is None:
         out += [f"No p_unsafe threshold catches an unsafe example at FPR ≤ {target_fpr}.", ""]
     else:
-        out += [f"Threshold for FPR ≤ {target_fpr}: flag when p_unsafe ≥ **{t['threshold']:.4f}** "
+        out += [f"Threshold for FPR ≤ {target_fpr}: flag when p_unsafe ≥ **{_threshold(t['threshold'])}** "
                 f"(FPR {_f(t['fpr'])}, recall {_f(t['recall'])}, precision {_f(t['precision'])}).", ""]
     sweep = [[_f(r["threshold"], 2), _f(r["f1"]), _f(r["precision"]), _f(r["recall"]), _f(r["fpr"])]
              for r in met["threshold_sweep"]]
@@ -143,7 +155,8 @@ def _model_markdown(m: dict, target_fpr: float) -> list[str]:
             _table(["threshold", "F1", "precision", "recall", "FPR"], sweep), "", "</details>", ""]
     cal = met["calibration"]
     out += [f"Calibration of p_unsafe: ECE {_f(cal['ece'])}, MCE {_f(cal['mce'])}, Brier {_f(cal['brier'])} "
-            f"over {cal['n']} judged examples; {met['errors']} error verdict(s), counted as flagged.", ""]
+            f"over {cal['n']} judged examples; {met['errors']} failure(s) to judge (errors, a non-finite p_unsafe), "
+            "counted as flagged.", ""]
     return out
 
 
