@@ -548,3 +548,47 @@ def test_training_steps_without_training_examples_say_so(toy, kind, params):
     ctx = {"examples": [], "tokenizer": tok, "policy": POLICY, "info": {}}
     with pytest.raises(ValueError, match=r"needs training examples \(recipe \[data\] train\)"):
         STEPS[kind].fn(model, ctx, steps=1, batch_size=2, progress=False, device="cpu", **params)
+
+
+@pytest.mark.parametrize("mode", ["gptq", "imatrix"])
+def test_a_calibrating_quantize_step_without_training_examples_is_refused_at_load(tmp_path, mode):
+    """Before, `quantize` with mode gptq / imatrix passed validation (only the kinds gptq / imatrix were checked) and
+    failed at run time, after the steps before it had run."""
+    from pocketguard.compress.recipe import RecipeError, load_recipe
+
+    f = tmp_path / "r.toml"
+    f.write_text(f'teacher = "t"\noutput = "out"\n[[step]]\nkind = "prune_output"\n[[step]]\nkind = "quantize"\n'
+                 f'mode = "{mode}"\n')
+    with pytest.raises(RecipeError, match=r"step 2 \(quantize\) needs training/calibration examples"):
+        load_recipe(f)
+    f.write_text(f.read_text().replace(mode, "rtn"))
+    assert [s["kind"] for s in load_recipe(f).steps] == ["prune_output", "quantize"]  # rtn needs no data
+
+
+@pytest.mark.parametrize("second", ['kind = "qat"\nrotation = "hadamard"', 'kind = "quantize"\nrotation = "random"',
+                                    'kind = "rotate"'])
+def test_a_recipe_that_rotates_twice_is_refused_at_load(tmp_path, second):
+    """Before, the second rotation overwrote the first one's record: the student carried two rotations, a teacher
+    turned by the record one, and hidden-state distillation compared them in different bases."""
+    from pocketguard.compress.recipe import RecipeError, load_recipe
+
+    f = tmp_path / "r.toml"
+    f.write_text(f'teacher = "t"\noutput = "out"\n[data]\ntrain = "train.jsonl"\n[[step]]\nkind = "rotate"\n'
+                 f'[[step]]\n{second}\n')
+    with pytest.raises(RecipeError, match=r"step 2 \((qat|quantize|rotate)\) rotates the model step 1 already rotated"):
+        load_recipe(f)
+    f.write_text(f.read_text().replace('[[step]]\nkind = "rotate"\n', '', 1))
+    assert len(load_recipe(f).steps) == 1  # rotating once is fine
+
+
+def test_distill_keeps_an_explicit_zero_kl_weight_when_hidden_states_use_the_teacher(toy, monkeypatch):
+    """Before, kl_weight = 0 became 1 even with hidden_weight > 0 (a hidden-states-only distillation got a KL term).
+    Only a config that would not use the teacher at all gets kl_weight = 1."""
+    from pocketguard.compress import distill as D
+
+    tok, train_ex, _, teacher, _ = toy
+    seen = []
+    monkeypatch.setattr(D, "train", lambda model, *a, **k: seen.append(a[3]) or argparse.Namespace(model=model))
+    for kl, hidden in ((0.0, 0.5), (0.0, 0.0), (0.3, 0.0)):
+        distill(teacher, teacher, train_ex[:4], tok, POLICY, TrainConfig(kl_weight=kl, hidden_weight=hidden, steps=1))
+    assert [(c.kl_weight, c.hidden_weight) for c in seen] == [(0.0, 0.5), (1.0, 0.0), (0.3, 0.0)]

@@ -15,6 +15,7 @@ from pocketguard.compress.prune import (
     prune_mlp,
     prune_output,
     score_blocks,
+    score_mlp,
 )
 from pocketguard.conversation import Conversation
 from pocketguard.guard import Guard
@@ -218,3 +219,23 @@ def test_pruning_a_quantized_model_is_refused_with_the_fix(tiny_tok, calib, mode
         with pytest.raises(ValueError, match=f"{name} prunes float models: .*prune before quantizing"):
             call()
     prune_output(_model(tiny_tok), tiny_tok, Policy.default())  # float models are pruned as before
+
+
+def test_mlp_global_budget_keeps_multiples_within_the_budget(tiny_tok, calib):
+    """Before, rounding each layer's top-k count and then capping it gave [128, 48, 48] here: 224 neurons for a
+    budget of 192, and 100 → 48 only by accident of the cap (a capped width was no multiple at all)."""
+    dims = [128, 96, 100]
+    model = _model(tiny_tok, n_layers=3, ffn_dims=dims)
+    for width, multiple in ((64, 48), (64, 32), (40, 16), (90, 48)):
+        pruned, report = prune_mlp(model, width, calib, budget="global", multiple_of=multiple)
+        widths = pruned.args.ffn_dims
+        assert sum(widths) <= width * 3 and widths == report.kept, (width, multiple, widths)
+        assert all(w % multiple == 0 or w == d for w, d in zip(widths, dims)), (width, multiple, widths)
+        assert sum(widths) > width * 3 - multiple  # used up to less than one step (no layer is whole here)
+    # multiple_of = 1: exactly the global top-k
+    scores = score_mlp(model, calib)
+    top = torch.topk(torch.cat(scores), 150).indices
+    layer_of = torch.cat([torch.full((d,), i) for i, d in enumerate(dims)])
+    assert prune_mlp(model, 50, calib, budget="global")[0].args.ffn_dims == torch.bincount(layer_of[top]).tolist()
+    with pytest.raises(ValueError, match=r"budget of 96 MLP neurons is below the per-layer floors \[48, 48, 48\]"):
+        prune_mlp(model, 32, calib, budget="global", multiple_of=48)

@@ -575,6 +575,78 @@ def test_lora_on_converted_kernels_trains_like_lora_on_the_fake_quant_model():
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * a.abs().max())
 
 
+def _lora_model(base):
+    """(a quantized tiny model with rank-4 adapters, the same model without them); kernel (RTN) or fake-quant (QAT) base."""
+    m = quantize_(tiny(), QuantConfig(mode="rtn")) if base == "kernels" else prepare_qat(tiny(), QuantConfig())
+    plain = copy.deepcopy(m)
+    return add_lora(m, rank=4, alpha=8, generator=torch.Generator().manual_seed(0)), plain
+
+
+def _shipped(m, base):
+    """The model as it ships: kernels (a fake-quant model converted)."""
+    return convert(m) if base == "fake" else m
+
+
+@pytest.mark.parametrize("base", ["kernels", "fake"])
+def test_merging_a_zero_adapter_and_requantizing_changes_nothing(base):
+    """B = 0 adds nothing, so merge + requantize must give the unmerged model's codes and scales bit for bit. Before,
+    the merged Ŵ (on the grid: ±max at 7s / -8s, never 7.5s) got fresh scales max|Ŵ|/7.5, 0.93x or 1.07x the old
+    ones, and every targeted layer was rounded again (logits moved by 0.32 on this model)."""
+    m, plain = _lora_model(base)
+    ref = _shipped(plain, base)
+    got = _shipped(merge_lora(m, requantize=True), base)
+    for name, mod in ref.named_modules():
+        if isinstance(mod, K.QuantLinear):
+            new = got.get_submodule(name)
+            assert type(new) is type(mod) and torch.equal(new.qweight, mod.qweight), name
+            assert new.scales.dtype == mod.scales.dtype and torch.equal(new.scales, mod.scales), name
+    toks = tokens()
+    with torch.no_grad():
+        assert torch.equal(got(toks), ref(toks))
+
+
+def _fresh_scale_merge(m, base):
+    """What merge_lora(requantize=True) did before: Ŵ + Δ re-quantized with fresh RTN scales (a fake-quant base held
+    Ŵ + Δ as its latent weight, which convert rounds with fresh scales too)."""
+    from pocketguard.compress.lora import _base_weight
+
+    for name, mod in list(m.named_modules()):
+        if isinstance(mod, LoRALinear):
+            b, w = mod.base, _base_weight(mod.base) + mod.delta()
+            if isinstance(b, K.QuantLinear):
+                b = type(b).from_weight(w, b.group_size, b.scales.dtype)
+            else:
+                b.weight = torch.nn.Parameter(w)
+            m.set_submodule(name, b)
+    return _shipped(m, base)
+
+
+@pytest.mark.parametrize("base", ["kernels", "fake"])
+def test_a_small_adapter_merges_onto_the_base_grid_closer_than_fresh_scales(base):
+    """A small Δ keeps almost every group's scale and most codes, and the merged model is nearer the unmerged one
+    than the old fresh-scale re-quantization."""
+    m, plain = _lora_model(base)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, LoRALinear):
+                mod.lora_B.normal_(0, 0.003, generator=g)  # mean |Δ| ≈ 0.04 grid steps
+    toks = tokens()
+    with torch.no_grad():
+        unmerged = m(toks)
+        old = _fresh_scale_merge(copy.deepcopy(m), base)(toks)
+        new = _shipped(merge_lora(m, requantize=True), base)
+        err_new, err_old = ((new(toks) - unmerged) ** 2).mean(), ((old - unmerged) ** 2).mean()
+    assert 0 < err_new < 0.5 * err_old, (err_new, err_old)
+    ref = _shipped(plain, base)
+    kept_s, kept_q = [], []
+    for name, mod in ref.named_modules():
+        if isinstance(mod, K.QuantLinear) and name.startswith("layers."):
+            kept_s.append((new.get_submodule(name).scales == mod.scales).float().mean())
+            kept_q.append((new.get_submodule(name).int_weight() == mod.int_weight()).float().mean())
+    assert min(kept_s) > 0.9 and min(kept_q) > 0.7, (min(kept_s), min(kept_q))
+
+
 def test_ptq_recipe_step_calibrates_on_guard_prompts(tiny_tok):
     from types import SimpleNamespace
 
@@ -594,3 +666,39 @@ def test_ptq_recipe_step_calibrates_on_guard_prompts(tiny_tok):
     assert isinstance(m.layers[0].feed_forward.w1, K.Int4WeightInt8ActLinear) and m.quant_config.act_order
     with pytest.raises(ValueError, match="qat"):
         ptq_step(tiny_model(tiny_args(vocab_size=tiny_tok.vocab_size)), ctx, mode="qat")
+
+
+def test_rotating_a_rotated_model_is_refused():
+    """Before, a second rotation overwrote args.extra["rotation"]: the record named one rotation while the weights
+    carried two, and a teacher turned by that record for hidden-state distillation sat in another basis."""
+    m = rotate_model(tiny(), "hadamard", seed=1)
+    before = copy.deepcopy(m.state_dict())
+    for again in (lambda: rotate_model(m, "random", seed=2),
+                  lambda: quantize_(m, QuantConfig(mode="rtn", rotation="hadamard")),
+                  lambda: prepare_qat(m, QuantConfig(rotation="hadamard"))):
+        with pytest.raises(ValueError, match=r"already rotated \(\{'kind': 'hadamard', 'seed': 1, 'heads': True\}\)"):
+            again()
+    assert m.args.extra["rotation"] == {"kind": "hadamard", "seed": 1, "heads": True}
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())  # refused before touching a weight
+
+
+def test_a_float_model_with_unmerged_adapters_is_told_to_merge_them():
+    """Before: AttributeError ('LoRALinear' has no attribute 'weight') from quantize_, torchao's "does not have QAT
+    support" from prepare_qat, and "rotate float models before quantizing" (wrong: it is float) from rotate_model."""
+    m = add_lora(tiny(), rank=2, generator=torch.Generator().manual_seed(0))
+    needle = r"unmerged LoRA adapters; merge them first \(merge_lora\(model, requantize=False\)"
+    for verb, call in (("quantize_", lambda: quantize_(m, QuantConfig(mode="rtn"))),
+                       ("prepare_qat", lambda: prepare_qat(m, QuantConfig())),
+                       ("rotate_model", lambda: rotate_model(m, "hadamard"))):
+        with pytest.raises(ValueError, match=f"{verb}: the model has {needle}"):
+            call()
+    merged = merge_lora(m, requantize=False)
+    assert isinstance(quantize_(merged, QuantConfig(mode="rtn")).layers[0].attention.wq, K.Int4WeightInt8ActLinear)
+
+
+@pytest.mark.parametrize("calibration", [[[]], [list(range(5)), []], torch.zeros(2, 0, dtype=torch.long)])
+def test_an_empty_calibration_sequence_is_refused(calibration):
+    """Before: torch's "max(): Expected reduction dim to be specified for input.numel() == 0" from inside a batch."""
+    for mode in ("gptq", "imatrix"):
+        with pytest.raises(ValueError, match=r"calibration sequences \[[\d, ]+\] have no tokens"):
+            quantize_(tiny(), QuantConfig(mode=mode), calibration=calibration)

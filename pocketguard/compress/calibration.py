@@ -25,6 +25,9 @@ def as_sequences(calibration: Any) -> list[Tensor]:
         seqs.extend([t] if t.dim() == 1 else list(t))
     if not seqs:
         raise ValueError("calibration data is empty")
+    empty = [i for i, t in enumerate(seqs) if not len(t)]
+    if empty:  # a batch of them would reach the model as a [B, 0] tensor and fail deep inside it
+        raise ValueError(f"calibration sequences {empty[:10]} have no tokens")
     return seqs
 
 

@@ -57,12 +57,13 @@ def distill(
 ) -> Transformer | TrainResult:
     """Train `student` (in place) towards `teacher`; returns the student (or the TrainResult).
 
-    Without a config: CE and KL weighted 1:1 at temperature 1. A config with `kl_weight == 0` gets
-    `kl_weight = 1` (distilling without the teacher would just be training).
+    Without a config: CE and KL weighted 1:1 at temperature 1. A config that would not use the teacher at all
+    (`kl_weight == hidden_weight == 0`) gets `kl_weight = 1` (distilling without the teacher would just be
+    training); `kl_weight = 0` with `hidden_weight > 0` (hidden states only) is kept.
     """
     check_same_tokenizer(student, teacher, tokenizer, teacher_tokenizer)
     config = config or TrainConfig(kl_weight=1.0)
-    if not config.kl_weight:
+    if not config.uses_teacher:
         config = replace(config, kl_weight=1.0)
     result = train(student, train_examples, tokenizer, policy, config, teacher=teacher, dev_examples=dev_examples, log=log)
     return result if return_result else result.model

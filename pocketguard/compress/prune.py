@@ -24,13 +24,15 @@ Scores
   magnitude of neuron j's contribution to the residual stream (a Wanda-style activation × weight score).
   A neuron that is never active or whose down-projection column is zero scores exactly 0.
   `budget="uniform"` keeps the top `width` per layer; `budget="global"` keeps the top `width·n_layers`
-  across all layers (scores are in residual-stream units, so they compare across layers), with at least
-  `min_width` per layer and widths rounded to `multiple_of`. Kept neurons stay in their original order and
+  across all layers (scores are in residual-stream units, so they compare across layers), at most that many in
+  total, at least `min_width` per layer, and each width a multiple of `multiple_of` or the layer's full width
+  (allocated in such steps, best average score first). Kept neurons stay in their original order and
   gate / up rows and down columns are sliced with the same indices.
 """
 
 from __future__ import annotations
 
+import heapq
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
@@ -331,8 +333,35 @@ def score_mlp(model: Transformer, calib_batches: Iterable) -> list[Tensor]:
     return out
 
 
-def _round_to(x: int, multiple: int) -> int:
-    return max(multiple, int(round(x / multiple)) * multiple)
+def _global_widths(scores: list[Tensor], dims: list[int], total: int, min_width: int, multiple: int) -> list[int]:
+    """Per-layer widths for a global budget of `total` neurons. Each width is a multiple of `multiple` or the
+    layer's full width (keeping a whole layer never needs rounding), at least `min_width` rounded up to a multiple
+    (or the full width), and together at most `total`. From those floors, the step (to the next multiple, or
+    to the full width) whose neurons score highest on average is taken while it fits; with `multiple = 1` that is
+    the global top-k."""
+    ranked = [s.double().sort(descending=True).values for s in scores]
+    floor = -(-max(min_width, multiple) // multiple) * multiple
+    widths = [min(d, floor) for d in dims]
+    if sum(widths) > total:
+        raise ValueError(f"a global budget of {total} MLP neurons is below the per-layer floors {widths} "
+                         f"(min_width {min_width}, multiple_of {multiple})")
+
+    def step(i: int) -> tuple[float, int, int]:
+        nxt = min(dims[i], (widths[i] // multiple + 1) * multiple)
+        return -float(ranked[i][widths[i]:nxt].mean()), i, nxt
+
+    heap = [step(i) for i in range(len(dims)) if widths[i] < dims[i]]
+    heapq.heapify(heap)
+    left = total - sum(widths)
+    while heap:
+        _, i, nxt = heapq.heappop(heap)
+        if nxt - widths[i] > left:
+            continue  # this layer's next step never fits again: the budget only shrinks
+        left -= nxt - widths[i]
+        widths[i] = nxt
+        if nxt < dims[i]:
+            heapq.heappush(heap, step(i))
+    return widths
 
 
 def prune_mlp(
@@ -346,9 +375,12 @@ def prune_mlp(
     """Keep the highest-scoring intermediate neurons of every MLP (gate/up rows and down columns together).
 
     `width`: one width for every layer, or a list with one per layer (`budget="uniform"` only). With
-    `budget="global"`, `width × n_layers` neurons are kept in total wherever they score highest.
+    `budget="global"`, at most `width × n_layers` neurons are kept in total wherever they score highest, each
+    layer's width a multiple of `multiple_of` or its full width (see `_global_widths`).
     """
     _require_float(model, "prune_mlp")
+    if multiple_of < 1:
+        raise ValueError(f"multiple_of must be ≥ 1, got {multiple_of}")
     dims = model.args.ffn_dims
     L = len(dims)
     if budget not in ("uniform", "global"):
@@ -361,13 +393,7 @@ def prune_mlp(
     else:
         if not isinstance(width, int):
             raise ValueError("budget='global' takes one width (the average per layer)")
-        total = int(width) * L
-        flat = torch.cat(scores)
-        layer_of = torch.cat([torch.full((d,), i) for i, d in enumerate(dims)])
-        top = torch.topk(flat, min(total, flat.numel())).indices
-        counts = torch.bincount(layer_of[top], minlength=L).tolist()
-        floor = max(min_width, multiple_of)
-        widths = [min(dims[i], max(floor, _round_to(c, multiple_of) if c else floor)) for i, c in enumerate(counts)]
+        widths = _global_widths(scores, list(dims), int(width) * L, int(min_width), int(multiple_of))
     for i, (w, d) in enumerate(zip(widths, dims)):
         if not 1 <= w <= d:
             raise ValueError(f"layer {i}: cannot keep {w} of {d} MLP neurons")

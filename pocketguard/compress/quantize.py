@@ -268,8 +268,11 @@ def prepare_qat(model: nn.Module, cfg: QuantConfig | None = None) -> nn.Module:
 
 def _require_float(model: nn.Module, verb: str) -> None:
     """Quantizing twice would round already rounded weights again (int4 dequantized, then re-gridded) in silence."""
+    from .lora import require_merged
+
     if is_fake_quantized(model) or any(K.is_quantized(m) for m in model.modules()):
         raise ValueError(f"{verb} needs a float model; this one is already (fake-)quantized")
+    require_merged(model, verb)
 
 
 def _fake_spec(mod: nn.Module) -> tuple[int, int | None, torch.dtype, int | None] | None:
@@ -296,6 +299,19 @@ def _fake_spec(mod: nn.Module) -> tuple[int, int | None, torch.dtype, int | None
     return bits, group, c.scale_precision, act_bits
 
 
+def fake_to_kernel(name: str, mod: nn.Module) -> nn.Module | None:
+    """The `pocketguard.kernels` module of a fake-quantized one, same numerics; None when `mod` is not fake-quantized."""
+    spec = _fake_spec(mod)
+    if spec is None:
+        return None
+    bits, group, sdt, act_bits = spec
+    _, qat = _torchao()
+    kind = "embedding" if isinstance(mod, qat.FakeQuantizedEmbedding) else "linear"
+    if kind == "linear" and mod.weight_fake_quantizer is not None and not mod.weight_fake_quantizer.enabled:
+        raise ValueError(f"{name}: weight fake quantization is disabled; nothing to convert to")
+    return to_kernel(Target(name, kind, bits, group, act_bits, sdt), mod.weight.detach().float())
+
+
 def convert(model: nn.Module) -> nn.Module:
     """Fake-quantized (QAT) model → real quantized kernels with the same numerics, in place. LoRA adapters
     are merged first and the merged weights re-quantized (see lora.merge_lora)."""
@@ -303,17 +319,10 @@ def convert(model: nn.Module) -> nn.Module:
 
     if any(isinstance(m, LoRALinear) for m in model.modules()):
         merge_lora(model, requantize=True)
-    _, qat = _torchao()
     for name, mod in list(model.named_modules()):
-        spec = _fake_spec(mod)
-        if spec is None:
-            continue
-        bits, group, sdt, act_bits = spec
-        kind = "embedding" if isinstance(mod, qat.FakeQuantizedEmbedding) else "linear"
-        if kind == "linear" and mod.weight_fake_quantizer is not None and not mod.weight_fake_quantizer.enabled:
-            raise ValueError(f"{name}: weight fake quantization is disabled; nothing to convert to")
-        t = Target(name, kind, bits, group, act_bits, sdt)
-        set_module(model, name, to_kernel(t, mod.weight.detach().float()))
+        new = fake_to_kernel(name, mod)
+        if new is not None:
+            set_module(model, name, new)
     args = getattr(model, "args", None)
     if getattr(args, "tie_embeddings", False) and (K.is_quantized(model.output) or K.is_quantized(model.tok_embeddings)):
         args.tie_embeddings = False  # each now holds its own quantized copy of the once-shared weight

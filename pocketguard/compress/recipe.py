@@ -106,14 +106,21 @@ def load_recipe(path: str | Path) -> Recipe:
     steps = raw.get("step") or []
     if not isinstance(steps, list) or not steps:
         raise RecipeError(f"{path}: a recipe needs at least one [[step]]")
+    rotated_at = None
     for i, s in enumerate(steps, 1):
         kind = s.get("kind") if isinstance(s, dict) else None
         if kind not in STEPS:
             raise RecipeError(f"{path}: step {i} has kind {kind!r}; known kinds: {', '.join(STEPS)}")
-        needs_data = STEPS[kind].trains or kind in ("prune_blocks", "prune_mlp", "prune_input", "gptq", "imatrix")
+        options = {**STEPS[kind].defaults, **{k: v for k, v in s.items() if k != "kind"}}
+        needs_data = STEPS[kind].trains or kind in ("prune_blocks", "prune_mlp", "prune_input") or _calibrates(kind, options)
         if needs_data and not data.get("train"):
             raise RecipeError(f"{path}: step {i} ({kind}) needs training/calibration examples: set [data] train")
-        _check_step_options(path, i, kind, {**STEPS[kind].defaults, **{k: v for k, v in s.items() if k != "kind"}})
+        _check_step_options(path, i, kind, options)
+        if _rotates(kind, options):
+            if rotated_at:
+                raise RecipeError(f"{path}: step {i} ({kind}) rotates the model step {rotated_at} already rotated; "
+                                  "rotate once (a `rotate` step or a quantization step's `rotation`, not both)")
+            rotated_at = i
     base = path.parent
 
     def rel(p: str | None) -> Path | None:
@@ -152,6 +159,23 @@ def _check_step_options(path: Path, i: int, kind: str, options: dict) -> None:
                and p.kind is not inspect.Parameter.VAR_KEYWORD]
     if missing:
         raise RecipeError(f"{path}: step {i} ({kind}) needs {', '.join(missing)}")
+
+
+def _calibrates(kind: str, options: dict) -> bool:
+    """A built-in PTQ step whose mode (gptq, imatrix) draws calibration prompts from [data] train."""
+    from . import steps as S
+
+    return (STEPS[kind].resolve() is S.ptq_step and options.get("mode") in ("gptq", "imatrix")
+            and options.get("calibration") is None)
+
+
+def _rotates(kind: str, options: dict) -> bool:
+    """A `rotate` step, or a built-in quantization step with a `rotation`."""
+    from . import steps as S
+    from .rotate import rotate_step
+
+    fn = STEPS[kind].resolve()
+    return fn is rotate_step or (fn in (S.qat_step, S.ptq_step) and bool(options.get("rotation")))
 
 
 def _train_fields() -> set[str]:

@@ -124,8 +124,14 @@ def fold_norms(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def rotate_model(model: nn.Module, kind: str = "hadamard", seed: int = 0, heads: bool = True) -> nn.Module:
     """Fold norms and apply R1 (and R2 when `heads`), in place. Records what it did in `model.args.extra`."""
-    fold_norms(model)
+    from .lora import require_merged
+
     args = model.args
+    done = (args.extra or {}).get("rotation")
+    if done:  # one record holds one rotation: a second would leave the teacher (turned by the record) in another basis
+        raise ValueError(f"the model is already rotated ({done}); rotate it once, from the unrotated model")
+    require_merged(model, "rotate_model")
+    fold_norms(model)
     # built on the CPU (seeded, the same everywhere), then moved once to where the weights live: a recipe's GPU
     device = model.tok_embeddings.weight.device
     R = rotation_matrix(args.dim, kind, seed).to(device)
