@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -58,27 +59,45 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def sha256_tree(path: str | Path) -> str | None:
-    """The sha256 of a file, or of a folder's files (each relative path with its content's sha256, in sorted order);
-    None when nothing is there. What a step's or a prediction's inputs are keyed by: sizes and modification times
-    would miss a same-size edit made within one timestamp tick, so contents are read in full. That costs about one
-    extra read of a checkpoint per run (seconds per GB), against the load of the same weights that follows it."""
+def sha256_tree(path: str | Path, exclude: Collection[str] = ()) -> str | None:
+    """The sha256 of a file, or of a folder's files (each relative path with its content's sha256, in sorted order;
+    relative paths in `exclude` left out); None when nothing is there. What a step's or a prediction's inputs are
+    keyed by: sizes and modification times would miss a same-size edit made within one timestamp tick, so contents
+    are read in full. That costs about one extra read of a checkpoint per run (seconds per GB), against the load of
+    the same weights that follows it."""
     p = Path(path)
     if p.is_file():
         return sha256_file(p)
     if not p.is_dir():
         return None
     h = hashlib.sha256()
-    for f in sorted(f for f in p.rglob("*") if f.is_file()):
+    for f in sorted(f for f in p.rglob("*") if f.is_file() and f.relative_to(p).as_posix() not in exclude):
         h.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
     return h.hexdigest()
 
 
-def checkpoint_sha256(path: str | Path) -> str | None:
+# The files that change when a guard's settings are written (`calibrate --write`: guard.json, and an artifact's
+# manifest, which seals it) and nothing else: the weights, tokenizer and policy that judge are the rest.
+SETTINGS_FILES = ("guard.json", MANIFEST)
+
+
+def checkpoint_sha256(path: str | Path, part: str = "all") -> str | None:
     """`sha256_tree` of what `checkpoint.load(path)` reads: a .gguf file, else the whole folder (also when `path`
-    names a file in it)."""
+    names a file in it). `part="weights"` leaves out the settings files (SETTINGS_FILES), so that predictions made
+    before a threshold was written still name the same model; `part="settings"` is those files alone (None for a
+    GGUF, which holds none)."""
     p = Path(path)
-    return sha256_tree(p.parent if p.is_file() and p.suffix.lower() != ".gguf" else p)
+    folder = p.parent if p.is_file() and p.suffix.lower() != ".gguf" else p
+    if part == "all":
+        return sha256_tree(folder)
+    if part == "weights":
+        return sha256_tree(folder, SETTINGS_FILES)
+    if part != "settings":
+        raise ValueError(f"part is 'all', 'weights' or 'settings', not {part!r}")
+    if not folder.is_dir():
+        return None
+    return sha256_tree(folder, [f.relative_to(folder).as_posix() for f in folder.rglob("*")
+                                if f.relative_to(folder).as_posix() not in SETTINGS_FILES])
 
 
 def read_manifest(path: str | Path) -> dict:

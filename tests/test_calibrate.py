@@ -165,3 +165,26 @@ def test_predictions_without_a_usable_p_unsafe_are_refused(setup, tmp_path, caps
                  "--max-fpr", "1", "--write"]) == 2
     assert "1 examples could not be judged" in capsys.readouterr().err
     assert not (model / "guard.json").exists()
+
+
+def test_write_from_saved_predictions_needs_them_to_come_from_the_models_weights(setup, tmp_path, capsys):
+    """A threshold chosen on another guard's scores is that guard's: `--write` with `--predictions` checks the weights
+    that made them (their .run.json), not the settings — so a second calibration after a first --write still works."""
+    model, other, data = tmp_path / "ckpt", tmp_path / "other", setup / "dev.jsonl"
+    shutil.copytree(setup / "ckpt", model)
+    T.build_tiny_checkpoint(other, seed=1, std=0.2)
+    assert main(["eval", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "ev"), "--bootstrap", "0"]) == 0
+    preds = tmp_path / "ev" / "predictions" / "00-ckpt.jsonl"
+    write = ["calibrate", "--data", str(data), "--max-fpr", "1", "--write", "--predictions", str(preds), "--model"]
+    capsys.readouterr()
+    assert main(write + [str(other)]) == 2
+    assert f"were made by {model.resolve()}, not by the weights in {other}" in capsys.readouterr().err
+    assert not (other / "guard.json").exists()
+    assert main(write + [str(model)]) == 0 and Guard.load(model).threshold == 0.5
+    assert main(write + [str(model)]) == 0  # guard.json changed, the weights did not
+    no_key = tmp_path / "no-key.jsonl"  # the same predictions without the file that names their model
+    shutil.copyfile(preds, no_key)
+    capsys.readouterr()
+    assert main(["calibrate", "--data", str(data), "--max-fpr", "1", "--write", "--predictions", str(no_key),
+                 "--model", str(model)]) == 2
+    assert "no readable no-key.run.json" in capsys.readouterr().err

@@ -89,6 +89,25 @@ def write_threshold(model: Path, threshold: float) -> dict:
     return meta
 
 
+def _not_from(predictions: Path, model: Path) -> str | None:
+    """Why `predictions` cannot be said to come from `model`'s weights (None when they do): their .run.json, which
+    `pocketguard eval` writes beside them, names the weights by content (settings apart: a threshold written since
+    does not matter)."""
+    from ..artifact import checkpoint_sha256
+
+    key_file = Path(predictions).with_suffix(".run.json")
+    try:
+        made_by = json.loads(key_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return (f"{predictions} has no readable {key_file.name} (written by `pocketguard eval`) to tell which model "
+                "made them; calibrate from the model itself (drop --predictions)")
+    if made_by.get("weights_sha256") is None:
+        return f"{key_file} is from an older pocketguard and names no weights_sha256: run `pocketguard eval` again"
+    if made_by["weights_sha256"] != checkpoint_sha256(model, "weights"):
+        return f"{predictions} were made by {made_by.get('model')}, not by the weights in {model}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..guard import DEFAULT_MODEL_DIR, Guard
     from ..loaded import CheckpointError
@@ -135,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{args.predictions or model}: {e}")
     written = None
     if chosen is not None and args.write:
+        if args.predictions and (why := _not_from(args.predictions, model)):  # another guard's scores: its threshold
+            return fail(f"--write: {why}; nothing written")
         try:
             written = write_threshold(model, chosen)
         except CheckpointError as e:

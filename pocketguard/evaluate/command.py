@@ -298,7 +298,9 @@ def run(args: argparse.Namespace) -> int:
             if examples:
                 # model and policy by their contents too: another checkpoint (or policy) written to the same path
                 # gives other verdicts (the data's rows carry digests of their own)
-                run_key = {"model": str(path.resolve()), "model_sha256": checkpoint_sha256(path),
+                # (weights and settings apart: `calibrate --write` checks the weights that made the predictions)
+                run_key = {"model": str(path.resolve()), "weights_sha256": checkpoint_sha256(path, "weights"),
+                           "settings_sha256": checkpoint_sha256(path, "settings"),
                            "data": str(args.data.resolve()), "format": args.format,
                            "policy": str(args.policy.resolve()) if args.policy else None,
                            "policy_sha256": sha256_tree(args.policy) if args.policy else None, "max_context": args.max_context,
