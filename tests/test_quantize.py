@@ -539,8 +539,8 @@ def test_lora_trains_only_adapters_and_merges(base):
         unmerged = m(toks)
         float_merged = merge_lora(copy.deepcopy(m), requantize=False)
         exact = float_merged(toks)
-        assert not any(isinstance(x, LoRALinear) for x in merge_lora(copy.deepcopy(m)).modules())
-        requant = merge_lora(copy.deepcopy(m), requantize=True)(toks)
+        assert not any(isinstance(x, LoRALinear) for x in _merged(copy.deepcopy(m), base).modules())
+        requant = _merged(copy.deepcopy(m), base)(toks)
         # Layer by layer, the float merge equals the adapter it replaces up to float rounding. Through the whole
         # model that rounding may flip an int8 activation code in a later layer (kernels and fake-quant round
         # their float sums differently), so the model-level check is relative.
@@ -587,6 +587,12 @@ def _shipped(m, base):
     return convert(m) if base == "fake" else m
 
 
+def _merged(m, base):
+    """Adapters merged and re-quantized: by `merge_lora` on kernels, through `convert` on a fake-quant base (which
+    `merge_lora` refuses to re-quantize itself)."""
+    return convert(m) if base == "fake" else merge_lora(m, requantize=True)
+
+
 @pytest.mark.parametrize("base", ["kernels", "fake"])
 def test_merging_a_zero_adapter_and_requantizing_changes_nothing(base):
     """B = 0 adds nothing, so merge + requantize must give the unmerged model's codes and scales bit for bit. Before,
@@ -594,7 +600,10 @@ def test_merging_a_zero_adapter_and_requantizing_changes_nothing(base):
     ones, and every targeted layer was rounded again (logits moved by 0.32 on this model)."""
     m, plain = _lora_model(base)
     ref = _shipped(plain, base)
-    got = _shipped(merge_lora(m, requantize=True), base)
+    if base == "fake":  # re-quantizing onto a fake base's grid goes through its kernel: convert does both
+        with pytest.raises(ValueError, match=r"quantize.convert\(model\) converts it and merges"):
+            merge_lora(copy.deepcopy(m), requantize=True)
+    got = _merged(m, base)
     for name, mod in ref.named_modules():
         if isinstance(mod, K.QuantLinear):
             new = got.get_submodule(name)
@@ -635,7 +644,7 @@ def test_a_small_adapter_merges_onto_the_base_grid_closer_than_fresh_scales(base
     with torch.no_grad():
         unmerged = m(toks)
         old = _fresh_scale_merge(copy.deepcopy(m), base)(toks)
-        new = _shipped(merge_lora(m, requantize=True), base)
+        new = _merged(m, base)
         err_new, err_old = ((new(toks) - unmerged) ** 2).mean(), ((old - unmerged) ** 2).mean()
     assert 0 < err_new < 0.5 * err_old, (err_new, err_old)
     ref = _shipped(plain, base)

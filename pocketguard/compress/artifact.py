@@ -37,17 +37,11 @@ def _versions() -> dict:
 
 def _prepare(model: nn.Module) -> nn.Module:
     """A copy of `model` whose quantized layers are kernels modules (merging LoRA, converting fake quant)."""
-    from .lora import LoRALinear, merge_lora
+    from .lora import LoRALinear
     from .quantize import convert, is_fake_quantized
 
-    has_lora = any(isinstance(m, LoRALinear) for m in model.modules())
-    fake = is_fake_quantized(model)
-    if has_lora or fake:
-        model = copy.deepcopy(model)
-        if has_lora:
-            merge_lora(model, requantize=True)
-        if fake:
-            convert(model)
+    if any(isinstance(m, LoRALinear) for m in model.modules()) or is_fake_quantized(model):
+        model = convert(copy.deepcopy(model))  # (convert merges the adapters first)
     if not any(K.is_quantized(m) for m in model.modules()):
         raise ArtifactError("the model has no quantized layers: run quantize_ (or the qat step) before saving an artifact")
     return model

@@ -14,8 +14,8 @@ the base's own grid as far as that is the better fit: per group, the base's scal
 whichever rounds W' with less squared error. Fresh scales alone would round every weight again even for
 Δ = 0 (Ŵ's group maxima sit at 7s or -8s, RTN divides by 7.5: 0.93x or 1.07x the old scales); the base's
 scale alone clamps a group that Δ grew past its range. Δ = 0 therefore gives the base's codes and scales bit for
-bit. A fake-quantized (QAT) base is converted to its kernel first (`convert`'s numerics, bit-identical
-forward), so the merge returns kernels there; re-quantizing a fake base's latent W + Δ instead rounds W again
+bit. A fake-quantized (QAT) base is re-quantized through its kernel: `quantize.convert` converts it first
+(bit-identical forward) and then merges, so the merge returns kernels there; re-quantizing a fake base's latent W + Δ instead rounds W again
 and lands farther from the unmerged model (measured on the tests' tiny model: 2-10x the logit error for small Δ). Rounding Δ
 still costs a little accuracy: report the fidelity after merging. With `requantize=False` the result keeps
 the activation quantizer but a float weight Ŵ + Δ, and equals the unmerged model up to float rounding.
@@ -126,10 +126,9 @@ def merge_lora(model: nn.Module, requantize: bool = True) -> nn.Module:
         if not isinstance(mod, LoRALinear):
             continue
         base = mod.base
-        if requantize and not isinstance(base, K.QuantLinear):
-            from .quantize import fake_to_kernel
-
-            base = fake_to_kernel(name, base) or base  # a float base stays float
+        if requantize and getattr(base, "weight_fake_quantizer", None) is not None:
+            raise ValueError(f"{name}: a fake-quantized (QAT) base is re-quantized through its kernel: "
+                             "quantize.convert(model) converts it and merges the adapters onto it")
         merged = _base_weight(base) + mod.delta()
         if isinstance(base, K.QuantLinear):
             if requantize:

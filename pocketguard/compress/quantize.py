@@ -314,10 +314,14 @@ def fake_to_kernel(name: str, mod: nn.Module) -> nn.Module | None:
 
 def convert(model: nn.Module) -> nn.Module:
     """Fake-quantized (QAT) model → real quantized kernels with the same numerics, in place. LoRA adapters
-    are merged first and the merged weights re-quantized (see lora.merge_lora)."""
+    are merged first, each onto its base's kernel (a fake-quantized base converted first), and the merged weights
+    re-quantized on that grid (see lora.merge_lora)."""
     from .lora import LoRALinear, merge_lora
 
-    if any(isinstance(m, LoRALinear) for m in model.modules()):
+    adapters = [(name, m) for name, m in model.named_modules() if isinstance(m, LoRALinear)]
+    for name, m in adapters:
+        m.base = fake_to_kernel(f"{name}.base", m.base) or m.base
+    if adapters:
         merge_lora(model, requantize=True)
     for name, mod in list(model.named_modules()):
         new = fake_to_kernel(name, mod)
