@@ -374,13 +374,17 @@ def _wrap(model: nn.Module, config: TrainConfig, device: torch.device, world: in
         # not wait for the head's gradient
         idle_head = not (config.ce_weight or config.kl_weight)
         return DDP(net, device_ids=ids, broadcast_buffers=False, find_unused_parameters=idle_head), model
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    # FSDP2 shards in place: train a copy, copy the full weights back into `model` at the end.
+    # FSDP2 shards in place: train a copy, copy the full weights back into `model` at the end. The mesh is named
+    # for the training device: fully_shard's default takes CUDA whenever it is there, so CPU ranks (gloo) on a
+    # machine with fewer GPUs than ranks died in `cuda.set_device` (torch 2.11 on a one-GPU machine)
+    mesh = init_device_mesh(device.type, (world,))
     work = copy.deepcopy(net)
     for layer in work.model.layers:
-        fully_shard(layer)
-    fully_shard(work)
+        fully_shard(layer, mesh=mesh)
+    fully_shard(work, mesh=mesh)
     return work, work.model
 
 
