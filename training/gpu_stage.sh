@@ -165,6 +165,9 @@
 # `LABEL_THRESHOLD=0.2 … start "b22-f1536-e4-hxv-t2 b22-f1536-e4-hxv-t2-s1" …`, `poll 560`, `poll 570` (the first
 # student), `poll 570` (the second), `poll 200` (PIPELINE_FINISHED): label reran the teacher on the pool (57 s; the
 # kept verdicts are greedy), the students took turns (545 s and 557 s, ~190 s of it QAT each), 20 minutes from `start`.
+# Stop 54 (2026-12-06, twenty-fourth session): a new checkout without the ignored files (runs/teachers/ad and ae
+# lost; `prepare data-x4` rebuilt the rest in 44 s) and no machine for 70 minutes (nine failed starts, 90-180 s of
+# device time each, ten-minute refusal windows between): the next lease starts from the backbone again.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
