@@ -979,6 +979,28 @@ def test_verify_judges_both_sides_at_the_guards_threshold(models, tiny_tok, tmp_
     assert json.loads((out / "guard.json").read_text())["threshold"] == pytest.approx(p - 0.05)
 
 
+def test_verify_fails_on_a_conversation_it_could_not_compare(tmp_path, capsys, monkeypatch):
+    """A `--conversations` line too long for the export's context gave an error verdict there (and on the float
+    re-run that tells activation rounding): error matched error as "activation rounding", and printing its p_unsafe
+    (None) raised. A verdict either side could not make now fails the check, named, without a traceback."""
+    from pocketguard.cli import main
+    from pocketguard.export import gguf
+
+    def missing(self, *a, **k):
+        raise gguf.ExportError("no llama.cpp here")
+
+    monkeypatch.setattr(gguf.LlamaCppBackend, "__init__", missing)  # the read-back path, as on a machine without it
+    T.build_tiny_checkpoint(tmp_path / "ckpt", seed=0)
+    conv = tmp_path / "c.jsonl"
+    conv.write_text(json.dumps({"messages": [{"role": "user", "content": "word " * 3000}]}) + "\n")
+    rc = main(["export", "--model", str(tmp_path / "ckpt"), "--format", "gguf", "--gguf-type", "f32",
+               "--out", str(tmp_path / "m.gguf"), "--verify", "--conversations", str(conv)])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in err
+    assert "ERROR  not compared" in out and "do not fit gguf-read-back's context" in out
+    assert "1 not compared (an error on either side fails the check)" in out
+
+
 def test_gguf_verify_without_llama_cpp_reads_the_file_back_and_says_so(models, tiny_tok, tmp_path, capsys, monkeypatch):
     """llama-cpp-python is an optional extra: `--verify` then checks the GGUF as pocketguard's own reader loads it
     (a note says what that does and does not check) instead of failing with a traceback."""

@@ -158,7 +158,7 @@ def verify(args, guard, model, out, extra=()) -> int:
     # Hugging Face and GGUF store the int4 weights but not the int8 activation rounding the guard was trained with,
     # and ExecuTorch's XNNPACK rounds activations its own way: a verdict that differs from the guard's but is the
     # guard's own on float activations turns on activation rounding (near the threshold), not on a broken export
-    differ = close = rounding = 0
+    differ = close = rounding = uncompared = 0
     for msgs in convs:
         # pocketguard's verdict as `moderate` gives it (the packed pass), with the logit margin of every answer step
         # of that very decision: the closest step printed describes the verdict and p_unsafe printed beside it
@@ -166,6 +166,11 @@ def verify(args, guard, model, out, extra=()) -> int:
         ours = guard.moderate(msgs, trace=trace)
         margin = min((m for _, m in trace), default=float("inf"))
         theirs = judge(guard, msgs, backend, policy)
+        if "error" in (ours.status, theirs.status):  # nothing was compared (e.g. too long for the export's context):
+            uncompared += 1  # two errors are not an agreement, and no float-activation run can excuse one
+            print(f"ERROR  not compared: pocketguard={ours.error or ours.answer!r}  "
+                  f"{backend.name}={theirs.error or theirs.answer!r}")
+            continue
         same = (ours.status, ours.categories) == (theirs.status, theirs.categories)
         note = ""
         if not same:
@@ -179,13 +184,14 @@ def verify(args, guard, model, out, extra=()) -> int:
         p = theirs.p_unsafe if theirs.p_unsafe is not None else float("nan")
         print(f"{'same' if same else 'DIFF'}  pocketguard={ours.answer!r} (p_unsafe {ours.p_unsafe:.3f}, closest step "
               f"{margin:.2f} logits)  {backend.name}={theirs.answer!r} (p_unsafe {p:.3f}){note}")
-    print(f"{len(convs) - differ}/{len(convs)} verdicts agree"
+    print(f"{len(convs) - differ - uncompared}/{len(convs)} verdicts agree"
+          + (f"; {uncompared} not compared (an error on either side fails the check)" if uncompared else "")
           + (f"; {close} of the {differ} differences at near-ties (< 0.1 logit apart in pocketguard's "
              "own decision: ties that any last-bit difference can flip)" if differ else "")
           + (f"; {rounding} of them the guard's own verdict on float activations: near the threshold the verdict "
              "turns on activation rounding, which HF and GGUF do not store and XNNPACK (ExecuTorch) does its own way"
              if rounding else ""))
-    return 1 if differ > rounding or mistokenized else 0
+    return 1 if differ > rounding or mistokenized or uncompared else 0
 
 
 def _mistokenized(out, fmt, guard, convs) -> int:
