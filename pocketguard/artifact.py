@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -57,6 +59,20 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@contextmanager
+def written_atomically(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write; once the block succeeds it replaces `path` at once, and on failure it
+    is removed with `path` left as it was (an export killed or failing halfway left a truncated file where the last
+    good one had been, which a later run took for a finished export)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def sha256_tree(path: str | Path, exclude: Collection[str] = ()) -> str | None:

@@ -979,6 +979,24 @@ def test_verify_judges_both_sides_at_the_guards_threshold(models, tiny_tok, tmp_
     assert json.loads((out / "guard.json").read_text())["threshold"] == pytest.approx(p - 0.05)
 
 
+def test_a_failed_gguf_export_leaves_the_last_good_file_whole(models, tiny_tok, tmp_path, monkeypatch):
+    """The writer wrote into the destination itself: an export that failed halfway replaced the last good file with
+    a truncated one, which `bench`'s export cache then took for a finished export. Now it writes beside it and
+    replaces it only when whole."""
+    import gguf
+
+    path = export_gguf(models[1], tiny_tok, tmp_path / "m.gguf", "q4_0")
+    good = path.read_bytes()
+
+    def fail(self, *a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", fail)
+    with pytest.raises(OSError, match="disk full"):
+        export_gguf(models[1], tiny_tok, path, "f32")
+    assert path.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["m.gguf"]
+
+
 def test_verify_fails_on_a_conversation_it_could_not_compare(tmp_path, capsys, monkeypatch):
     """A `--conversations` line too long for the export's context gave an error verdict there (and on the float
     re-run that tells activation rounding): error matched error as "activation rounding", and printing its p_unsafe

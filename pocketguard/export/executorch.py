@@ -210,6 +210,8 @@ def export_executorch(model: Transformer, path: str | Path, max_len: int = 1024,
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
 
+    from ..artifact import written_atomically
+
     if quantize not in (None, "8da4w"):
         raise ExportError(f"quantize must be '8da4w' or None, got {quantize!r}")
     path = Path(path)
@@ -232,7 +234,7 @@ def export_executorch(model: Transformer, path: str | Path, max_len: int = 1024,
     edge = to_edge_transform_and_lower(ep, partitioner=partitioners,
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False))
     prog = edge.to_executorch(ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False)))
-    with open(path, "wb") as f:
+    with written_atomically(path) as tmp, open(tmp, "wb") as f:
         prog.write_to_file(f)
     meta = {"format": "pocketguard-executorch", "max_len": max_len, "backend": backend, "quantize": quantize,
             "group_size": group_size, "vocab_size": model.args.vocab_size,

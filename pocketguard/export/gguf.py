@@ -358,14 +358,25 @@ def export_gguf(model, tokenizer, path: str | Path, qtype: str = "q4_0", policy=
     The policy and the guard's `threshold` (when it has one) go into pocketguard.* metadata."""
     import gguf
 
-    from ..policy import Policy
+    from ..artifact import written_atomically
 
     args = model.args
     if args.tie_embeddings and args.output_token_ids is not None:
         raise ExportError("tied embeddings with a pruned head cannot be exported")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    w = gguf.GGUFWriter(str(path), "llama", use_temp_file=True)
+    with written_atomically(path) as tmp:
+        _write_gguf(gguf.GGUFWriter(str(tmp), "llama", use_temp_file=True), model, tokenizer, qtype, policy, name,
+                    head_qtype, embed_qtype, threshold)
+    return path
+
+
+def _write_gguf(w, model, tokenizer, qtype, policy, name, head_qtype, embed_qtype, threshold) -> None:
+    import gguf
+
+    from ..policy import Policy
+
+    args = model.args
     w.add_name(name)
     ftype = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
              "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[qtype]
@@ -400,7 +411,6 @@ def export_gguf(model, tokenizer, path: str | Path, qtype: str = "q4_0", policy=
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    return path
 
 
 def answer_grammar_gbnf(policy) -> str:
