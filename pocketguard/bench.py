@@ -160,7 +160,7 @@ def summarize(results: dict, prompt_tokens: int) -> dict:
     rows = {}
     for name, r in results.items():
         if "error" in r:
-            rows[name] = {k: r[k] for k in ("error", "missing") if k in r}
+            rows[name] = {k: r[k] for k in ("error", "missing", "label") if k in r}
             continue
         cold = r["cold"]["ttv_s"]["median"]
         cached = r.get("cached", {}).get("ttv_s", {}).get("median")
@@ -171,11 +171,18 @@ def summarize(results: dict, prompt_tokens: int) -> dict:
             "peak_rss_bytes": r["peak_rss_bytes"], "disk_bytes": r.get("disk_bytes"), "load_s": r["load_s"],
             "answers": r["cold"]["answers"], "kernel": r.get("kernel"),
             "answers_all": sorted(set(r["cold"]["answers"]) | set(r.get("cached", {}).get("answers", []))),
+            "label": r.get("label"),
         }
     return rows
 
 
 LABELS = {"pocketguard": "pocketguard", "llamacpp": "llama.cpp Q4_0", "executorch": "ExecuTorch XNNPACK 8da4w"}
+
+
+def label(name: str, rows: dict) -> str:
+    """A runtime's column name: its result's own `label` where the run set one (llama.cpp's names the GGUF type
+    `--gguf-type` exported), else LABELS'."""
+    return rows.get(name, {}).get("label") or LABELS[name]
 MARK = {True: "MET", False: "MISSED", None: "n/a"}  # a target's line: met, missed, or nothing to judge
 
 
@@ -196,7 +203,7 @@ def agreement(rows: dict) -> tuple[bool | None, str]:
         differ["pocketguard"] = want
     if not differ:
         return True, f"every runtime answered as pocketguard, cold and cached: {'; '.join(map(repr, want))}"
-    return False, ("answers DISAGREE (cold and cached): " + ", ".join(f"{LABELS[n]} {'; '.join(map(repr, a))}"
+    return False, ("answers DISAGREE (cold and cached): " + ", ".join(f"{label(n, rows)} {'; '.join(map(repr, a))}"
                                                                       for n, a in answers.items()))
 
 
@@ -219,7 +226,7 @@ def targets(rows: dict) -> list[tuple[str, bool | None, str]]:
         return [("targets need both pocketguard and llama.cpp results", None, "")]
     out = []
     r = ll["ttv_cold_s"] / pg["ttv_cold_s"]
-    out.append(("cold time-to-verdict no slower than llama.cpp Q4_0 (cold)", r >= 1.0, f"{r:.2f}x"))
+    out.append((f"cold time-to-verdict no slower than {label('llamacpp', rows)} (cold)", r >= 1.0, f"{r:.2f}x"))
     r = ll["ttv_cold_s"] / pg["ttv_cached_s"]
     out.append(("with the prefix cache, >= 3x faster than llama.cpp cold", r >= 3.0, f"{r:.2f}x"))
     r = pg["peak_rss_bytes"] / ll["peak_rss_bytes"]
@@ -247,7 +254,7 @@ def render_table(rows: dict, title: str, markdown: bool = False) -> str:
         ("on-disk size", "disk_bytes", lambda x: f"{x / 2**20:,.0f} MiB", False),
         ("load time", "load_s", lambda x: f"{x:,.1f} s", False),
     ]
-    header = ["metric"] + [LABELS[n] for n in names]
+    header = ["metric"] + [label(n, rows) for n in names]
     body = []
     for title_m, key, fmt, hb in metrics:
         line = [title_m]
@@ -264,9 +271,9 @@ def render_table(rows: dict, title: str, markdown: bool = False) -> str:
     if base_name is None:
         note = "(no peer ran: no ratios)"
     else:
-        absent = [LABELS[n] for n in PEERS if n in rows and n != base_name and PEERS.index(n) < PEERS.index(base_name)]
-        note = (f"(in parentheses: vs {LABELS[base_name]} in the same row, >1x = better — faster, or smaller"
-                + (f"; {', '.join(absent)} did not run, so the ratios are against {LABELS[base_name]}" if absent else "")
+        absent = [label(n, rows) for n in PEERS if n in rows and n != base_name and PEERS.index(n) < PEERS.index(base_name)]
+        note = (f"(in parentheses: vs {label(base_name, rows)} in the same row, >1x = better — faster, or smaller"
+                + (f"; {', '.join(absent)} did not run, so the ratios are against {label(base_name, rows)}" if absent else "")
                 + ")")
     if markdown:
         lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -437,6 +444,8 @@ def run(args) -> int:
                 results["llamacpp"]["disk_bytes"] = _disk_bytes(gguf)
         except Exception as e:  # noqa: BLE001 - a missing peer is reported, not fatal
             results["llamacpp"] = {"error": str(e)}
+    if "llamacpp" in results:  # its column names the GGUF type exported for it (or that would have been)
+        results["llamacpp"]["label"] = f"llama.cpp {args.gguf_type.upper()}"
     if "executorch" in peers and "executorch" not in results:
         try:
             pte = _ensure_pte(Path(model_dir), workdir, n_ctx, log)

@@ -524,8 +524,16 @@ def _code_tag(module: str) -> str:
     return hashlib.sha256((Path(__file__).parent / module).read_bytes()).hexdigest()[:8]
 
 
+def _model_tag(model_dir: Path) -> str:
+    """The model folder's name and a short hash of its full path: two models named alike in different folders (both
+    `guard`) shared one cached export, and the second was timed on the first's file."""
+    import hashlib
+
+    return f"{model_dir.name}-{hashlib.sha256(str(Path(model_dir).resolve()).encode()).hexdigest()[:8]}"
+
+
 def _ensure_gguf(model_dir: Path, workdir: Path, qtype: str, log) -> Path:
-    out = workdir / f"{model_dir.name}-{qtype}-{_code_tag('export/gguf.py')}.gguf"
+    out = workdir / f"{_model_tag(model_dir)}-{qtype}-{_code_tag('export/gguf.py')}.gguf"
     if out.exists() and out.stat().st_mtime >= _newest(model_dir):
         return out
     log(f"exporting GGUF {qtype} -> {out} ...")
@@ -539,7 +547,7 @@ def _ensure_gguf(model_dir: Path, workdir: Path, qtype: str, log) -> Path:
 
 
 def _ensure_pte(model_dir: Path, workdir: Path, max_len: int, log) -> Path:
-    out = workdir / f"{model_dir.name}-8da4w-{max_len}-{_code_tag('export/executorch.py')}.pte"
+    out = workdir / f"{_model_tag(model_dir)}-8da4w-{max_len}-{_code_tag('export/executorch.py')}.pte"
     if out.exists() and out.stat().st_mtime >= _newest(model_dir):
         return out
     log(f"exporting ExecuTorch XNNPACK 8da4w (max_len {max_len}) -> {out} (slow: minutes for a 1B model) ...")

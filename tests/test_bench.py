@@ -132,12 +132,14 @@ def test_a_peer_that_is_not_installed_is_reported_so_and_nothing_is_exported_for
     assert BW.peer_missing("executorch") is None
     p = argparse.ArgumentParser()
     bench.add_arguments(p)
-    for fmt in (["--markdown"], []):
+    for fmt, qtype in ((["--markdown"], "q4_0"), ([], "f32")):
         args = p.parse_args(["--model", str(artifact), "--prompt-tokens", "600", "--runs", "1", "--peers", "llamacpp",
-                             "--workdir", str(tmp_path), *fmt])
+                             "--workdir", str(tmp_path), "--gguf-type", qtype, *fmt])
         assert bench.run(args) == 0
         out = capsys.readouterr().out
         assert out.count("not installed") >= 7 and "pip install 'pocketguard[llamacpp]'" in out and "failed" not in out
+        # the column names the GGUF type asked for (it said Q4_0 whatever --gguf-type exported)
+        assert f"llama.cpp {qtype.upper()}" in out and ("llama.cpp Q4_0" in out) == (qtype == "q4_0")
     assert not list(tmp_path.glob("*.gguf"))
 
 
@@ -330,3 +332,17 @@ def test_without_amx_the_model_is_left_alone(qmodel, monkeypatch):
     assert not any(isinstance(b, R.FastBlock) for b in m.layers)
     with pytest.raises(RuntimeError, match="simulated"):
         R.accelerate(m, strict=True)
+
+
+def test_models_named_alike_in_two_folders_get_their_own_cached_export(tmp_path):
+    """The export cache was keyed by the folder's name: `a/guard` and `b/guard` shared one GGUF, and the second was
+    timed on the first's file."""
+    from pocketguard import bench_workers as BW
+
+    for d in ("a", "b"):
+        T.build_tiny_checkpoint(tmp_path / d / "guard", seed=ord(d))
+    work = tmp_path / "work"
+    work.mkdir()
+    a, b = (BW._ensure_gguf(tmp_path / d / "guard", work, "f32", lambda *_: None) for d in ("a", "b"))
+    assert a != b and a.read_bytes() != b.read_bytes()
+    assert BW._ensure_gguf(tmp_path / "a" / "guard", work, "f32", lambda *_: None) == a  # the cache still serves
