@@ -361,6 +361,16 @@ def run(args) -> int:
     if args.throughput:
         from . import bench_throughput
 
+        # options of the single-verdict bench that --throughput does not read: refused, not ignored in silence
+        unread = [flag for flag, on in (("--prompt-tokens", args.prompt_tokens != 500), ("--kernel", args.kernel != "auto"),
+                                        ("--float-dtype", args.float_dtype != "float32"),
+                                        ("--llamacpp-stock", args.llamacpp_stock), ("--alternatives", args.alternatives))
+                  if on]
+        if unread:
+            print(f"error: {', '.join(unread)}: not used by --throughput (it judges a length mix with the runtime's "
+                  "own kernels; its llama.cpp peer runs batched)", file=sys.stderr)
+            return 2
+
         args.runs = args.runs or 3
         return bench_throughput.run(args, SHAPES)
     args.runs = args.runs or 5

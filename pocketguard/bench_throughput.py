@@ -385,6 +385,8 @@ def llamacpp_batched(args, guard, convs: list, res: dict, threads: int, log) -> 
     threads pocketguard ran with."""
     from .bench_workers import peer_missing
 
+    if "llamacpp" not in [p.strip() for p in args.peers.split(",")]:
+        return "llama.cpp batched: not asked for (--peers)"
     if why := peer_missing("llamacpp"):
         return f"llama.cpp batched: {why}"
     if args.shape:

@@ -41,6 +41,11 @@ def test_mix_file(tmp_path, capsys):
     for flag in ("--n", "--batch-size", "--runs"):
         assert main(["bench", "--throughput", "--shape", "lg3-1b-int4", flag, "0"]) == 2
         assert f"{flag} 0: must be at least 1" in capsys.readouterr().err
+    # the single-verdict bench's options that --throughput does not read are refused, not ignored in silence
+    for extra in (["--prompt-tokens", "300"], ["--kernel", "portable"], ["--float-dtype", "bfloat16"],
+                  ["--llamacpp-stock"], ["--alternatives"]):
+        assert main(["bench", "--throughput", "--shape", "lg3-1b-int4", *extra]) == 2
+        assert f"{extra[0]}: not used by --throughput" in capsys.readouterr().err
 
 
 def test_measure_reports_rates_roofline_and_identity(tiny_tok):
@@ -97,8 +102,10 @@ def test_llamacpp_peer_row_says_why_it_is_missing(tiny_tok):
     import argparse
     import importlib.util
 
-    a = argparse.Namespace(shape="lg3-1b-int4", model=None)
+    a = argparse.Namespace(shape="lg3-1b-int4", model=None, peers="llamacpp,executorch")
     note = BT.llamacpp_batched(a, None, [], {}, 1, lambda m: None)
+    assert BT.llamacpp_batched(argparse.Namespace(shape=None, model=None, peers=""), None, [], {}, 1, lambda m: None) \
+        == "llama.cpp batched: not asked for (--peers)"  # (it ran whatever --peers said)
     if importlib.util.find_spec("llama_cpp") is None:
         assert note.startswith("llama.cpp batched: not installed")
     else:
