@@ -143,6 +143,32 @@ def test_a_peer_that_is_not_installed_is_reported_so_and_nothing_is_exported_for
     assert not list(tmp_path.glob("*.gguf"))
 
 
+def test_a_peer_that_answers_otherwise_makes_the_bench_exit_1(artifact, tmp_path, capsys, monkeypatch):
+    """Runtimes given the same weights and prompt must give pocketguard's answer: a peer that does not is a broken
+    export or runtime, which a script must see in the exit status (it printed DISAGREE and exited 0)."""
+    real = bench._run_worker
+    pte = tmp_path / "fake.pte"
+    pte.write_bytes(b"x")
+    monkeypatch.setattr(bench, "_ensure_pte", lambda *a, **k: pte)
+
+    def run_worker(name, spec, workdir, timeout=None):
+        res = real("pocketguard", {**spec, "model": str(artifact), "is_artifact": True, "kernel": "auto",
+                                   "float_dtype": "float32"}, workdir, timeout)
+        if name == "executorch":  # the same timings, another answer
+            for part in ("cold", "cached"):
+                res[part]["answers"] = ["unsafe\nS1" if a == "safe" else "safe" for a in res[part]["answers"]]
+        return res
+
+    monkeypatch.setattr(bench, "_run_worker", run_worker)
+    monkeypatch.setattr(bench, "peer_missing", lambda name: None)
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    args = p.parse_args(["--model", str(artifact), "--prompt-tokens", "600", "--runs", "1", "--peers", "executorch",
+                         "--workdir", str(tmp_path)])
+    assert bench.run(args) == 1
+    assert "answers DISAGREE" in capsys.readouterr().out
+
+
 def test_without_llamacpp_the_ratios_are_against_executorch():
     """llama.cpp missing (or failed): the table says so and still compares pocketguard with ExecuTorch, from the
     same run's numbers; it used to print no ratio at all. With no peer at all, no ratio is claimed."""
