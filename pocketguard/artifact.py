@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import tomllib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,19 +75,19 @@ def written_atomically(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def sha256_tree(path: str | Path, exclude: Collection[str] = ()) -> str | None:
+def sha256_tree(path: str | Path, keep: Callable[[str], bool] | None = None) -> str | None:
     """The sha256 of a file, or of a folder's files (each relative path with its content's sha256, in sorted order;
-    relative paths in `exclude` left out); None when nothing is there. What a step's or a prediction's inputs are
-    keyed by: sizes and modification times would miss a same-size edit made within one timestamp tick, so contents
-    are read in full. That costs about one extra read of a checkpoint per run (seconds per GB), against the load of
-    the same weights that follows it."""
+    only the relative paths `keep` says yes to, when given); None when nothing is there. What a step's or a
+    prediction's inputs are keyed by: sizes and modification times would miss a same-size edit made within one
+    timestamp tick, so contents are read in full. That costs about one extra read of a checkpoint per run (seconds
+    per GB), against the load of the same weights that follows it."""
     p = Path(path)
     if p.is_file():
         return sha256_file(p)
     if not p.is_dir():
         return None
     h = hashlib.sha256()
-    for f in sorted(f for f in p.rglob("*") if f.is_file() and f.relative_to(p).as_posix() not in exclude):
+    for f in sorted(f for f in p.rglob("*") if f.is_file() and (keep is None or keep(f.relative_to(p).as_posix()))):
         h.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
     return h.hexdigest()
 
@@ -102,18 +102,14 @@ def checkpoint_sha256(path: str | Path, part: str = "all") -> str | None:
     names a file in it). `part="weights"` leaves out the settings files (SETTINGS_FILES), so that predictions made
     before a threshold was written still name the same model; `part="settings"` is those files alone (None for a
     GGUF, which holds none)."""
+    keep = {"all": None, "weights": lambda rel: rel not in SETTINGS_FILES, "settings": lambda rel: rel in SETTINGS_FILES}
+    if part not in keep:
+        raise ValueError(f"part is 'all', 'weights' or 'settings', not {part!r}")
     p = Path(path)
     folder = p.parent if p.is_file() and p.suffix.lower() != ".gguf" else p
-    if part == "all":
-        return sha256_tree(folder)
-    if part == "weights":
-        return sha256_tree(folder, SETTINGS_FILES)
-    if part != "settings":
-        raise ValueError(f"part is 'all', 'weights' or 'settings', not {part!r}")
-    if not folder.is_dir():
+    if part == "settings" and not folder.is_dir():
         return None
-    return sha256_tree(folder, [f.relative_to(folder).as_posix() for f in folder.rglob("*")
-                                if f.relative_to(folder).as_posix() not in SETTINGS_FILES])
+    return sha256_tree(folder, keep[part])
 
 
 def read_manifest(path: str | Path) -> dict:

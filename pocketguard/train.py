@@ -47,6 +47,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .artifact import written_atomically
 from .distributed import barrier, default_device, init_distributed
 from .examples import IGNORE, Batch, GuardData, collate, epoch_batches, load_examples
 from .model import Transformer
@@ -526,10 +527,9 @@ def train(
             return
         msd, osd = _full_state(net, optimizer)
         if rank == 0:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"model": msd, "optimizer": osd, "step": step, "total": total, "history": history,
-                        "config": config.to_dict()}, tmp)
-            os.replace(tmp, state_path)
+            with written_atomically(state_path) as tmp:
+                torch.save({"model": msd, "optimizer": osd, "step": step, "total": total, "history": history,
+                            "config": config.to_dict()}, tmp)
         barrier()
 
     def run_eval(step: int) -> dict | None:
