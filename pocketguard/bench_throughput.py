@@ -246,7 +246,9 @@ def render(res: dict, title: str, markdown: bool = False) -> str:
     mark = lambda ok: "MET" if ok else "MISSED"  # noqa: E731
     lines += ["", f"{'- ' if markdown else ''}mix: {res['prompts']} prompts, mean {res['mean_prompt_tokens']:.0f} prompt tokens "
               f"(max {res['max_prompt_tokens']}), {res['windowed']} windowed; tokens run (not in the prefix cache, "
-              f"plus answer steps): {res['run_tokens']:,}",
+              f"plus answer steps): {res['run_tokens']:,}"
+              + (f"; llama.cpp ran {peer['run_tokens']:,} (the policy prefix once per pass, no cache across passes)"
+                 if isinstance(peer, dict) and "run_tokens" in peer else ""),
               f"{'- ' if markdown else ''}[{mark(res['speedup'] >= TARGET_SPEEDUP)}] batched >= {TARGET_SPEEDUP}x one by one: "
               f"{res['speedup']:.2f}x (median of {', '.join(f'{s:.2f}' for s in res['speedups'])}; one by one already runs at "
               f"{res['one_by_one']['prompts_s'] / res['roofline']['prompts_s']:.0%} of the roofline: batched at 100 % of it would be "
@@ -414,6 +416,7 @@ def llamacpp_batched(args, guard, convs: list, res: dict, threads: int, log) -> 
         return f"llama.cpp batched: failed ({out['error'][:200]})"
     t = statistics.median(out["seconds"])
     status = ["safe" if a == "safe" else "unsafe" if a.startswith("unsafe\n") else "error" for a in out["answers"]]
-    return {"prompts_s": len(convs) / t, "tokens_s": res["run_tokens"] / t, "seconds": out["seconds"],
+    return {"prompts_s": len(convs) / t, "tokens_s": out["run_tokens"] / t, "run_tokens": out["run_tokens"],
+            "seconds": out["seconds"],
             "agree": sum(a == b for a, b in zip(status, res["batched_status"])), "errors": status.count("error"),
             "gguf": gguf.name, "others_cpu_share": out.get("others_cpu_share")}

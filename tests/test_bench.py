@@ -372,3 +372,14 @@ def test_models_named_alike_in_two_folders_get_their_own_cached_export(tmp_path)
     a, b = (BW._ensure_gguf(tmp_path / d / "guard", work, "f32", lambda *_: None) for d in ("a", "b"))
     assert a != b and a.read_bytes() != b.read_bytes()
     assert BW._ensure_gguf(tmp_path / "a" / "guard", work, "f32", lambda *_: None) == a  # the cache still serves
+
+
+def test_executorch_head_rows_map_back_to_vocabulary_ids():
+    """A pruned head's row r of vocabulary id i lands at i; ids without a row are -inf (never chosen)."""
+    import torch
+
+    from pocketguard.bench_workers import vocab_mapper
+
+    out = vocab_mapper([None, 1, None, 0], 4)(torch.tensor([10.0, 20.0], dtype=torch.bfloat16))
+    assert out.tolist() == [float("-inf"), 20.0, float("-inf"), 10.0]
+    assert vocab_mapper(None, 2)(torch.tensor([1, 2], dtype=torch.bfloat16)).dtype == torch.float32

@@ -128,10 +128,16 @@ def test_llamacpp_batched_peer_answers_as_one_at_a_time_and_as_pocketguard(tiny_
     prompts = [encode_prompt(tiny_tok, g.policy, as_conversation(c)) for c in convs]
     base = {"gguf": str(export_gguf(model, tiny_tok, tmp_path / "f32.gguf", "f32")), "threads": 1, "runs": 1,
             "prompts": [p.ids for p in prompts], "grammar": grammar_spec(g._grammar(g.policy)), "n_ctx": 4096}
-    together = _run_worker("llamacpp_batched", {**base, "passes": BT.llamacpp_passes(prompts, 4, 4096)}, tmp_path)
-    alone = _run_worker("llamacpp_batched", {**base, "passes": BT.llamacpp_passes(prompts, 1, 4096)}, tmp_path)
+    packed, single = BT.llamacpp_passes(prompts, 4, 4096), BT.llamacpp_passes(prompts, 1, 4096)
+    together = _run_worker("llamacpp_batched", {**base, "passes": packed}, tmp_path)
+    alone = _run_worker("llamacpp_batched", {**base, "passes": single}, tmp_path)
     assert "error" not in together and together["answers"] == alone["answers"]
-    assert together["answers"] == [v.answer for v in g.moderate_batch(convs)]
+    # The peer's tokens are its own: every prompt's tokens once per pass it is in, the prefix once per pass.
+    verdicts = g.moderate_batch(convs)
+    steps = sum(v.answer_tokens - 1 for v in verdicts)  # the end of turn is chosen, not fed back
+    assert alone["run_tokens"] == sum(len(p.ids) for p in prompts) + steps
+    assert alone["run_tokens"] - together["run_tokens"] == packed[0]["prefix"] * (len(single) - len(packed)) > 0
+    assert together["answers"] == [v.answer for v in verdicts]
 
 
 KEEP_TOML = 'base = "default"\nkeep = ["S1", "S9", "S10"]\n'
