@@ -254,3 +254,16 @@ def test_at_threshold_re_decides_only_finite_scores():
     with pytest.raises(ValueError, match="prediction 2 .*no p_unsafe"):
         M.at_threshold([verdicts[3], Verdict("safe", "user")], 0.5)
     assert M.at_threshold([Verdict("safe", "user")], None) == [Verdict("safe", "user")]  # nothing to re-decide
+
+
+def test_a_recipe_step_reports_dev_f1_by_the_evaluate_rules():
+    """compress's per-step dev line counts as `evaluate` does: failures to judge (error, NaN p_unsafe) are flagged,
+    and F1 without unsafe examples is undefined (None), not 0."""
+    from pocketguard.compress.recipe import verdict_metrics
+
+    dev = [{"label": "unsafe"}, {"label": "safe"}, {"label": "safe"}, {"label": "unsafe"}]
+    vs = [{"status": "unsafe", "categories": ["S1"], "p_unsafe": 0.9}, {"status": "safe", "categories": [], "p_unsafe": float("nan")},
+          {"status": "error", "categories": [], "p_unsafe": None}, {"status": "safe", "categories": [], "p_unsafe": 0.1}]
+    m = verdict_metrics(vs, dev)
+    assert m["f1"] == pytest.approx(2 * 1 / (2 * 1 + 2 + 1)) and m["accuracy"] == 0.25 and m["errors"] == 2
+    assert verdict_metrics(vs[1:3], dev[1:3])["f1"] is None

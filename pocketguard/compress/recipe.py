@@ -285,18 +285,11 @@ def _verdicts(model: nn.Module, tokenizer: Tokenizer, policy: Policy, dev: list[
 def verdict_metrics(verdicts: list[dict], dev: list[dict], teacher: list[dict] | None = None) -> dict:
     """F1 of `unsafe` (errors count as flagged: a guard that cannot judge fails closed), accuracy, error
     rate; with the teacher's verdicts: status agreement, category agreement, mean |Δp_unsafe|."""
-    lab = [e["label"] == "unsafe" for e in dev]
-    pred = [v["status"] != "safe" for v in verdicts]
-    tp = sum(p and l for p, l in zip(pred, lab))
-    fp = sum(p and not l for p, l in zip(pred, lab))
-    fn = sum(l and not p for p, l in zip(pred, lab))
+    from ..evaluate.metrics import binary_metrics, failed, gold_flags, predicted
+
+    m = binary_metrics(gold_flags(e["label"] for e in dev), predicted(verdicts)[0])
+    out = {"n": m["n"], "f1": m["f1"], "accuracy": m["accuracy"], "errors": sum(map(failed, verdicts))}
     n = max(len(dev), 1)
-    out = {
-        "n": len(dev),
-        "f1": 2 * tp / max(2 * tp + fp + fn, 1),
-        "accuracy": sum(p == l for p, l in zip(pred, lab)) / n,
-        "errors": sum(v["status"] == "error" for v in verdicts),
-    }
     if teacher is not None:
         out["agreement"] = sum(a["status"] == b["status"] for a, b in zip(verdicts, teacher)) / n
         out["category_agreement"] = sum((a["status"], a["categories"]) == (b["status"], b["categories"])
@@ -305,6 +298,10 @@ def verdict_metrics(verdicts: list[dict], dev: list[dict], teacher: list[dict] |
                  if a["p_unsafe"] is not None and b["p_unsafe"] is not None]
         out["p_unsafe_mae"] = sum(diffs) / len(diffs) if diffs else None
     return out
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def _say(msg: str) -> None:
@@ -452,7 +449,7 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
             teacher_verdicts = _verdicts(teacher, tokenizer, policy, dev_examples, progress=progress)
             tm = verdict_metrics(teacher_verdicts, dev_examples)
             cache.write_text(json.dumps({"key": key, "verdicts": teacher_verdicts, "metrics": tm}))
-            _say(f"teacher on dev: F1 {tm['f1']:.3f}, accuracy {tm['accuracy']:.3f} ({time.perf_counter() - t0:.1f}s)")
+            _say(f"teacher on dev: F1 {_fmt(tm['f1'])}, accuracy {_fmt(tm['accuracy'])} ({time.perf_counter() - t0:.1f}s)")
 
     # ---- run the remaining steps
     for i in range(done, len(recipe.steps)):
@@ -641,7 +638,7 @@ def _summary(line: dict) -> str:
         s += f", {line['peak_cuda_mib']:,} MiB peak"
     d = line.get("dev")
     if d:
-        s += f"; dev F1 {d['f1']:.3f}"
+        s += f"; dev F1 {_fmt(d['f1'])}"
         if d.get("agreement") is not None:
             s += f", agreement {d['agreement']:.3f}"
         if d.get("p_unsafe_mae") is not None:
