@@ -868,3 +868,24 @@ def test_stream_message_errors_match_the_http_errors_for_the_same_mistake(tok):
             http = client.post("/v1/guard", content=text.encode(), headers={"content-type": "application/json"})
             assert (http.status_code, http.json()["error"]["type"]) == (status, type_)
         assert client.post("/v1/guard", json={"messages": STREAM_USER}).status_code == 200
+
+
+def test_stream_takes_the_roles_the_guard_endpoint_takes_for_the_user(tok):
+    """A first message with `"role": null` (a client that serialises unset fields), "User" or "human" was refused as
+    "not a reply" though /v1/guard judges the same body; a role that names the agent, or is not a role, still is."""
+    guard = make_guard(tok, seed=2)
+    want = guard.stream(STREAM_USER).feed(REPLY_CHUNKS[0])
+    with serving(guard) as client:
+        for role in (None, "User", "human", "user"):
+            assert client.post("/v1/guard", json={"messages": STREAM_USER, "role": role}).status_code == 200
+            with client.websocket_connect("/v1/guard/stream") as ws:
+                ws.send_json({"messages": STREAM_USER, "role": role})
+                ws.send_json({"chunk": REPLY_CHUNKS[0]})
+                msg = ws.receive_json()
+            assert msg["type"] == "verdict", (role, msg)
+            assert (msg["verdict"]["status"], msg["verdict"]["p_unsafe"]) == (want.status, pytest.approx(want.p_unsafe, abs=1e-5))
+        for role, words in (("assistant", "reply"), ("Agent", "reply"), (5, "'role' must be")):
+            with client.websocket_connect("/v1/guard/stream") as ws:
+                ws.send_json({"messages": STREAM_USER, "role": role})
+                err = ws.receive_json()["error"]
+            assert err["code"] == 422 and err["param"] == "role" and words in err["message"], (role, err)
