@@ -305,9 +305,9 @@ def _llama3_scaling(factors: torch.Tensor, args: ModelArgs, source: str) -> dict
     plain = rope_frequencies(replace(args, rope_scaling=None))
     if factors.shape != plain.shape:
         raise CheckpointError(f"{source}: rope_freqs has shape {list(factors.shape)}, the heads need {list(plain.shape)}")
-    factor = float(factors.max())
-    if factor == 1.0:
+    if bool((factors == 1).all()):
         return None
+    factor = float(factors.max())  # (a tensor of largest divisor 1 but others not 1 matches none below: an error)
     for orig in (2 ** i for i in range(4, 21)):
         scaling = {"factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": orig}
         if torch.allclose(plain / rope_frequencies(replace(args, rope_scaling=scaling)), factors, rtol=1e-4):

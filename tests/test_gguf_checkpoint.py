@@ -405,6 +405,21 @@ def test_a_rope_scaling_factor_without_a_type_is_refused(good):
         assert loaded.model.args.rope_scaling is None
 
 
+def test_rope_freqs_that_are_not_all_ones_are_never_dropped(good):
+    """llama.cpp divides each RoPE frequency by its `rope_freqs` entry. A tensor whose largest divisor is 1 but whose
+    others are not (here half of them 0.5) loaded as an unscaled model, its rotations off, in silence: it matches no
+    Llama 3 scaling, so it is refused. A tensor of ones scales nothing and loads as unscaled."""
+    model, tensors, vocab, d = good
+    half = model.args.head_dim // 2
+    odd = np.ones(half, np.float32)
+    odd[half // 2:] = 0.5
+    path = write_gguf(d / "odd.gguf", model.args, dict(tensors, **{"rope_freqs.weight": (odd, None)}), vocab)
+    with pytest.raises(CheckpointError, match="rope_freqs matches no Llama 3 RoPE scaling"):
+        load_gguf(path)
+    ones = write_gguf(d / "ones.gguf", model.args, dict(tensors, **{"rope_freqs.weight": (np.ones(half, np.float32), None)}), vocab)
+    assert load_gguf(ones).model.args.rope_scaling is None
+
+
 def test_per_block_counts_are_read_as_llama_cpp_reads_them(tmp_path, tiny_tok):
     """llama.cpp reads feed_forward_length and the head counts as one value or one per block: per-block MLP
     widths load (pocketguard's blocks may differ in width), per-block head counts that differ are a CheckpointError
