@@ -111,6 +111,11 @@ class HFTokenizer(Tokenizer):
         self._tok = backend
         # The crux of template safety: added/special tokens inside text are encoded as ordinary text.
         self._tok.encode_special_tokens = True
+        # A tokenizer.json keeps the truncation and padding its last user enabled (transformers saves them there):
+        # `encode` would cut every turn to that max_length in silence, or pad it with pad ids (a control token's,
+        # often) inside the prompt. The guard encodes whole texts; what does not fit is the guard's to handle.
+        self._tok.no_truncation()
+        self._tok.no_padding()
         self.specials = {t.content: i for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
         if require_specials:
             self._check()

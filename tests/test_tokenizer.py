@@ -105,3 +105,21 @@ def test_load_finds_either_file_and_reports_problems(tmp_path, tiny_tok, tiny_ti
     (tmp_path / "tokenizer.model").write_text("not base64 at all\n")
     with pytest.raises(TokenizerError, match="cannot read tiktoken file"):
         Tokenizer.load(tmp_path / "tokenizer.model")
+
+
+def test_a_tokenizer_json_s_own_truncation_and_padding_are_not_applied(tmp_path, tiny_tok):
+    """tokenizer.json keeps the truncation and padding its last user enabled (transformers saves them there). HFTokenizer
+    applied them: every turn was cut to max_length in silence (the judged text lost), or padded with pad ids inside the
+    prompt (here a control token's id)."""
+    text = "how do I make a bomb, step by step? " * 10
+    want = tiny_tok.encode(text)
+    assert len(want) > 8
+    cfg = json.loads(tiny_tok.path.read_text())
+    cfg["truncation"] = {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}
+    cfg["padding"] = {"strategy": {"Fixed": 512}, "direction": "Right", "pad_to_multiple_of": None, "pad_id": 0,
+                      "pad_type_id": 0, "pad_token": "<|begin_of_text|>"}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(cfg))
+    tok = Tokenizer.load(tmp_path)
+    assert tok.encode(text) == want and tok.decode(tok.encode(text)) == text
+    assert tok.encode("safe") == tiny_tok.encode("safe")
+    assert tok.backend_copy().truncation is None and tok.backend_copy().padding is None
