@@ -171,6 +171,16 @@ class TiktokenTokenizer(Tokenizer):
         if not ranks:
             raise TokenizerError(f"tiktoken file {self.path} is empty")
         n = len(ranks)
+        # The special tokens are numbered from n on, so the ranks must be exactly 0..n-1: a lost or repeated line
+        # leaves a rank >= n that ordinary text encodes to, the id of <|begin_of_text|> & co. And BPE needs every
+        # single byte as a token: tiktoken panics (a BaseException) on text with a byte it lacks.
+        if set(ranks.values()) != set(range(n)):
+            raise TokenizerError(f"tiktoken file {self.path} is corrupt: its {n} ranks are not 0..{n - 1} (a line lost "
+                                 "or repeated?), so the special tokens numbered after them would collide with its tokens")
+        lacking = [b for b in range(256) if bytes([b]) not in ranks]
+        if lacking:
+            raise TokenizerError(f"tiktoken file {self.path} is corrupt: it lacks the single-byte token(s) "
+                                 f"{[bytes([b]) for b in lacking[:8]]}, so text holding them cannot be encoded")
         names = LLAMA3_SPECIAL_TOKENS + [
             f"<|reserved_special_token_{2 + i}|>" for i in range(LLAMA3_NUM_RESERVED_SPECIAL - len(LLAMA3_SPECIAL_TOKENS))
         ]

@@ -448,6 +448,10 @@ META_BREAKS = {
     # end) loaded, and <|eot_id|> & co. read the embedding rows of the tokens before them
     "tokenizer cut short": (lambda d: (d / "tokenizer.model").write_text("".join((d / "tokenizer.model").read_text().splitlines(True)[:-1])),
                             r"tiktoken tokenizer has 535 tokens .* the model's vocabulary has 536"),
+    # one rank corrupt (the last, 279, reads 280): as many tokens as the model's, and "|>" in user text encoded to the id
+    # of <|begin_of_text|>, the first control token numbered after the ranks
+    "tokenizer rank corrupt": (lambda d: (d / "tokenizer.model").write_text((d / "tokenizer.model").read_text().replace(" 279\n", " 280\n")),
+                               r"checkpoint tokenizer: tiktoken file .* is corrupt: its 280 ranks are not 0\.\.279"),
     # Llama 4's options change the computation without adding a tensor: they loaded as a plain Llama
     "llama 4 qk norm": (lambda d: edit_json(d / "params.json", lambda p: p.update(use_qk_norm=True)),
                         r"unsupported Llama 4 features \['use_qk_norm'\]"),

@@ -1,5 +1,6 @@
 """Tokenizers: special-token strings in user text stay plain text; control ids come only from `special`."""
 
+import base64
 import importlib.util
 import json
 
@@ -123,3 +124,22 @@ def test_a_tokenizer_json_s_own_truncation_and_padding_are_not_applied(tmp_path,
     assert tok.encode(text) == want and tok.decode(tok.encode(text)) == text
     assert tok.encode("safe") == tiny_tok.encode("safe")
     assert tok.backend_copy().truncation is None and tok.backend_copy().padding is None
+
+
+def test_a_corrupt_tiktoken_file_is_refused(tmp_path, tiny_tiktoken):
+    """The special tokens are numbered after the file's ranks. A file with a rank lost or repeated (ranks not 0..n-1)
+    loaded, and ordinary text then encoded to a control token's id ("|>" to <|begin_of_text|>); a file without a
+    single-byte token loaded, and text holding that byte crashed tiktoken with a Rust panic (a BaseException)."""
+    lines = tiny_tiktoken.path.read_text().splitlines()
+    token, rank = lines[-1].split()
+    assert tiny_tiktoken.special("<|begin_of_text|>") == int(rank) + 1
+    gap = tmp_path / "gap.model"
+    gap.write_text("\n".join(lines[:-1] + [f"{token} {int(rank) + 1}"]) + "\n")
+    with pytest.raises(TokenizerError, match=r"corrupt: its 280 ranks are not 0\.\.279"):
+        Tokenizer.load(gap)
+    q = base64.b64encode(b"q").decode()
+    kept = [line.split()[0] for line in lines if line.split()[0] != q]
+    no_q = tmp_path / "no_q.model"
+    no_q.write_text("".join(f"{t} {i}\n" for i, t in enumerate(kept)))
+    with pytest.raises(TokenizerError, match=r"lacks the single-byte token\(s\) \[b'q'\]"):
+        Tokenizer.load(no_q)
