@@ -435,14 +435,18 @@ def merge_model_parallel(shards: list[dict[str, Tensor]], dim: int, names: list[
     out = {}
     for k in shards[0]:
         parts = [sd[k] for sd in shards]
-        if k.endswith(_COLUMN_PARALLEL):
-            out[k] = torch.cat(parts, 0)
-        elif k.endswith(_ROW_PARALLEL):
-            out[k] = torch.cat(parts, 1)
-        elif k == "tok_embeddings.weight":
-            out[k] = torch.cat(parts, 0 if parts[0].shape[1] == dim else 1)
-        else:
-            out[k] = parts[0]
+        try:
+            if k.endswith(_COLUMN_PARALLEL):
+                out[k] = torch.cat(parts, 0)
+            elif k.endswith(_ROW_PARALLEL):
+                out[k] = torch.cat(parts, 1)
+            elif k == "tok_embeddings.weight":
+                out[k] = torch.cat(parts, 0 if parts[0].shape[1] == dim else 1)
+            else:
+                out[k] = parts[0]
+        except (RuntimeError, IndexError):  # torch's errors for parts that do not concatenate
+            raise CheckpointError(f"{k}: the shards' parts {[list(t.shape) for t in parts]} ({', '.join(names)}) do not "
+                                  "fit together: shards of different models?") from None
     return out
 
 

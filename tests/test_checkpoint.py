@@ -443,6 +443,10 @@ META_BREAKS = {
                     r"layers\.1\.feed_forward\.w2\.weight in consolidated\.00\.pth has shape \[64, 64\], but params\.json implies \[64, 128\]"),
     "missing tensor": (lambda d: edit_tensors(d / "consolidated.00.pth", lambda sd: sd.pop("output.weight")), r"missing tensors \['output\.weight'\]"),
     "shards disagree": (lambda d: torch.save({"norm.weight": torch.ones(64)}, d / "consolidated.01.pth"), r"consolidated\.01\.pth holds other tensors"),
+    # a second rank whose tensors are another shape (a stale file of another model): torch.cat's RuntimeError surfaced
+    "shards of two models": (lambda d: torch.save({k: v[:, :-1].clone() if v.ndim == 2 else v for k, v in torch.load(
+        d / "consolidated.00.pth", weights_only=True).items()}, d / "consolidated.01.pth"),
+        r"tok_embeddings\.weight: the shards' parts \[\[536, 64\], \[536, 63\]\] \(consolidated\.00\.pth, consolidated\.01\.pth\) do not fit together"),
     "missing tokenizer": (lambda d: (d / "tokenizer.model").unlink(), r"no tokenizer\.model"),
     # a tokenizer.model numbers its 256 control tokens after its base vocabulary: one rank short (a file cut at a line
     # end) loaded, and <|eot_id|> & co. read the embedding rows of the tokens before them
