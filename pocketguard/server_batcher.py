@@ -114,9 +114,12 @@ class Batcher:
             self.metrics.rejected.labels("timeout").inc()
             raise ApiError(504, f"the guard did not answer within {self.config.request_timeout_s:g} s", "timeout") from None
         finally:
-            for f in futures:  # a timed-out item still queued is skipped by the batcher
+            for f in futures:
                 if not f.done():
                     f.cancel()
+            if any(f.cancelled() for f in futures):  # timed out, or the client left: the items leave the queue now,
+                # not when the batcher reaches them (a queue of requests already answered 504 is not full: no 429)
+                self._pending = deque(it for it in self._pending if not it.future.done())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -150,15 +153,13 @@ class Batcher:
                     it.future.set_result(v)
 
     def _take(self) -> list[_Item]:
-        """Up to `max_batch` live items sharing the oldest live item's key (`_Item.key`), oldest first;
-        the rest keep their places. Items whose request already timed out are dropped here."""
+        """Up to `max_batch` items sharing the oldest item's key (`_Item.key`), oldest first; the rest keep their
+        places (`submit` takes a request's items out of the queue when it ends without their verdicts)."""
         batch: list[_Item] = []
         skipped: list[_Item] = []
         key: object = _UNSET
         while self._pending and len(batch) < self.config.max_batch:
             it = self._pending.popleft()
-            if it.future.done():
-                continue
             if key is _UNSET:
                 key = it.key
             (batch if it.key == key else skipped).append(it)

@@ -889,3 +889,35 @@ def test_stream_takes_the_roles_the_guard_endpoint_takes_for_the_user(tok):
                 ws.send_json({"messages": STREAM_USER, "role": role})
                 err = ws.receive_json()["error"]
             assert err["code"] == 422 and err["param"] == "role" and words in err["message"], (role, err)
+
+
+def test_requests_that_timed_out_leave_the_queue_at_once(tok):
+    """Items of a request that ended without verdicts (504, or the client gone) stayed queued until the batcher reached
+    them: while the worker was busy they counted against --max-queue, so a burst of timeouts made the next requests 429
+    ("2 of 2 items waiting") with nothing waiting. Now they leave the queue when their request ends."""
+    from pocketguard.server_api import ApiError, Metrics
+    from pocketguard.server_batcher import Batcher
+
+    guard, started, release = make_guard(tok, "safe"), threading.Event(), threading.Event()
+    real = guard.moderate_batch
+    guard.moderate_batch = lambda *a, **k: (started.set(), release.wait(10), real(*a, **k))[2]  # busy until released
+    batcher = Batcher(guard, ServerConfig(max_batch=1, max_queue=2, batch_wait_ms=0), Metrics())
+
+    async def go():
+        busy = asyncio.ensure_future(batcher.submit([Conversation.prompt("first")], None, False, 10))
+        while not started.is_set():  # the worker is judging it
+            await asyncio.sleep(0.005)
+        for text in ("late", "later"):
+            with pytest.raises(ApiError) as timed_out:
+                await batcher.submit([Conversation.prompt(text)], None, False, 0.02)
+            assert timed_out.value.status == 504
+        assert batcher.depth == 0
+        waiting = asyncio.ensure_future(batcher.submit([Conversation.prompt("next")], None, False, 10))
+        await asyncio.sleep(0.01)
+        release.set()
+        out = [(await busy)[0].status, (await waiting)[0].status]
+        await batcher.stop()
+        return out
+
+    assert asyncio.run(go()) == ["safe", "safe"]
+    assert batcher.batches == 2  # the timed-out items were never judged
