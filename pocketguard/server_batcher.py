@@ -99,6 +99,9 @@ class Batcher:
     async def submit(self, convs: list[Conversation], policy: Policy | None, scores: bool, timeout: float) -> list[Verdict]:
         """Queue the conversations and wait (up to `timeout` s) for their verdicts, in order."""
         self.ensure_started()
+        if len(convs) > self.config.max_queue:  # never fits, however long the client waits: not a 429 "retry later"
+            raise ApiError(422, f"the request has {len(convs)} inputs but the guard's queue holds at most "
+                                f"{self.config.max_queue} (--max-queue); send at most that many per request", param="input")
         if len(self._pending) + len(convs) > self.config.max_queue:
             self.metrics.rejected.labels("queue_full").inc()
             raise ApiError(429, f"the guard's queue is full ({len(self._pending)} of {self.config.max_queue} items "

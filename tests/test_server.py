@@ -921,3 +921,13 @@ def test_requests_that_timed_out_leave_the_queue_at_once(tok):
 
     assert asyncio.run(go()) == ["safe", "safe"]
     assert batcher.batches == 2  # the timed-out items were never judged
+
+
+def test_a_request_larger_than_the_queue_is_refused_not_told_to_retry(tok):
+    """With --max-queue below --max-items, a request of more inputs than the queue holds got 429 "retry later", which
+    no retry could ever pass; it is a 422 that names the limit. A request that fits is still judged."""
+    with serving(make_guard(tok, "safe"), max_queue=4, max_items=8) as c:
+        err = assert_error(c.post("/v1/moderations", json={"input": ["hello"] * 5}), 422, "5 inputs", "at most 4")
+        assert err["param"] == "input" and err["type"] == "invalid_request_error"
+        r = c.post("/v1/moderations", json={"input": ["hello"] * 4})
+        assert r.status_code == 200 and len(r.json()["results"]) == 4
