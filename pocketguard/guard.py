@@ -83,7 +83,7 @@ class Guard:
         self.own_policy = (Policy.from_dict(self.meta["policy"], source=self.meta.get("path") or "the checkpoint's policy")
                            if self.meta.get("policy") else self.policy)
         self._prefix_cache: OrderedDict[tuple, tuple[list[int], packed.Sequence | None]] = OrderedDict()
-        self._grammars: dict[tuple, AnswerGrammar] = {}
+        self._grammars: OrderedDict[tuple, AnswerGrammar] = OrderedDict()
         self._lock = threading.Lock()
         self.device = next(model.parameters()).device
         # Prompt tokens per packed pass. On the CPU it bounds activation memory, not speed; on a GPU a pass costs
@@ -194,14 +194,23 @@ class Guard:
 
     # ---------------------------------------------------------------- internals
     def _grammar(self, policy: Policy) -> AnswerGrammar:
+        """The answer grammar of the policy's codes, kept for the 64 latest code lists (a server takes a policy per
+        request: kept for every one, they grew without bound)."""
         key = tuple(policy.codes)
-        if key not in self._grammars:
-            m = self.model
-            head = m.output_token_ids.tolist() if m.output_token_ids is not None else range(m.args.vocab_size)
-            g = AnswerGrammar(self.tokenizer, head, policy)
-            g.rows = m.head_rows(g.ids)  # logits column of each candidate (None: the head cannot emit it)
+        with self._lock:
+            g = self._grammars.get(key)
+            if g is not None:
+                self._grammars.move_to_end(key)
+                return g
+        m = self.model
+        head = m.output_token_ids.tolist() if m.output_token_ids is not None else range(m.args.vocab_size)
+        g = AnswerGrammar(self.tokenizer, head, policy)
+        g.rows = m.head_rows(g.ids)  # logits column of each candidate (None: the head cannot emit it)
+        with self._lock:
             self._grammars[key] = g
-        return self._grammars[key]
+            while len(self._grammars) > 64:
+                self._grammars.popitem(last=False)
+        return g
 
     def _judging(self, policy: Policy) -> tuple[Policy, Policy | None]:
         """(the policy the prompt lists, the policy verdicts are kept to, or None).

@@ -514,3 +514,18 @@ def test_cli_moderate_exits_could_not_judge_on_an_unexpected_failure(monkeypatch
     assert "Traceback" in err  # a bug, not bad input: where it broke is shown
     said = json.loads(out)["error"] if json_out else err.splitlines()[-1]
     assert "internal error: ZeroDivisionError" in said and (not json_out or json.loads(out)["flagged"] is True)
+
+
+def test_answer_grammars_are_kept_for_the_latest_policies_only(tok):
+    """A grammar was kept for every distinct code list ever judged: a server taking a policy per request grew without
+    bound. The latest 64 are kept; a policy judged again after its grammar was let go gets the same verdict."""
+    g = Guard(make(tok, seed=3), tok)
+    policies = [Policy.from_dict({"category": [{"code": f"X{i}", "name": "Bread talk", "description": "Any bread."}]})
+                for i in range(70)]
+    first = g.moderate("bread recipe", policy=policies[0])
+    for p in policies[1:]:
+        g._grammar(p)
+    assert len(g._grammars) == 64 and (("X0",) not in g._grammars) and ("X69",) in g._grammars
+    again = g.moderate("bread recipe", policy=policies[0])
+    assert (again.status, again.categories, again.answer, again.p_unsafe) == (first.status, first.categories,
+                                                                              first.answer, first.p_unsafe)
