@@ -108,6 +108,22 @@ class TrainConfig:
             raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be at least 1")
+        # Out of range these did not fail but trained otherwise than asked: a negative grad_clip scaled every gradient
+        # by a negative factor (clip_grad_norm_), i.e. gradient *ascent*; steps < 0 trained nothing and reported
+        # success; epochs ≤ 0 still took a step; a negative *_every saved / evaluated on the positive period
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be ≥ 0 (0 disables clipping), got {self.grad_clip!r}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be ≥ 0 (0: from epochs), got {self.steps!r}")
+        if not self.steps and not self.epochs > 0:
+            raise ValueError(f"epochs must be > 0 (or set steps), got {self.epochs!r}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be ≥ 0 (a fraction of the steps below 1, else a step count), got {self.warmup!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be within [0, 1], got {self.min_lr_ratio!r}")
+        for name in ("eval_every", "save_every", "log_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a number of steps ≥ 0, got {getattr(self, name)!r}")
         weights = (self.ce_weight, self.kl_weight, self.hidden_weight)
         if min(weights) < 0 or max(weights) == 0:
             raise ValueError("ce_weight, kl_weight and hidden_weight must be ≥ 0 and not all 0")

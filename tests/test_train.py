@@ -753,3 +753,20 @@ def test_cpu_bf16_is_refused_without_bf16_instructions_and_without_bf16(tok, mon
     assert train(small(tok), toy_examples(8, seed=0), tok, POLICY, cfg).step == 1  # the default needs no bf16
     with pytest.raises(ValueError, match="needs bf16 = true"):
         TrainConfig(bf16=False, cpu_bf16=True)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(grad_clip=-1.0), "grad_clip must be ≥ 0"),
+    (dict(steps=-3), "steps must be ≥ 0"),
+    (dict(epochs=0.0), "epochs must be > 0"),
+    (dict(epochs=-1.0), "epochs must be > 0"),
+    (dict(warmup=-0.1), "warmup must be ≥ 0"),
+    (dict(min_lr_ratio=1.5), "min_lr_ratio must be within"),
+    (dict(save_every=-2), "save_every must be"),
+    (dict(eval_every=-2), "eval_every must be"),
+])
+def test_out_of_range_options_are_refused_not_trained_otherwise(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(bad)
+    assert TrainConfig(steps=5, epochs=0.0).steps == 5  # epochs are not read when steps are set
+
