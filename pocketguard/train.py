@@ -525,8 +525,9 @@ def train(
     log_file = (out_dir / "train_log.jsonl") if (out_dir and rank == 0) else None
     if out_dir and rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        if start:  # the killed run may have logged past its last save: keep the log consistent with the state
-            log_file.write_text("".join(json.dumps(r) + "\n" for r in history))
+        # The log restarts from the state's history: a killed run may have logged past its last save, or (killed
+        # before its first save, or resume = false) left a log of steps this run trains again
+        log_file.write_text("".join(json.dumps(r) + "\n" for r in history))
 
     def emit(rec: dict) -> None:
         history.append(rec)

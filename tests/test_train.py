@@ -770,3 +770,30 @@ def test_out_of_range_options_are_refused_not_trained_otherwise(bad, message):
         TrainConfig.from_dict(bad)
     assert TrainConfig(steps=5, epochs=0.0).steps == 5  # epochs are not read when steps are set
 
+
+
+def test_a_run_restarted_before_its_first_save_logs_each_step_once(tok, tmp_path):
+    """train_log.jsonl follows the saved state: a run killed before its first save left steps 1-3 in the log, and the
+    restart (from step 0) appended its own 1-4 after them; so did a run with resume = false in a used out_dir."""
+    import json
+
+    exs = toy_examples(32, seed=2)
+    cfg = TrainConfig(lr=3e-3, steps=4, batch_size=4, warmup=1, log_every=1, save_every=10, progress=False,
+                      device="cpu", out_dir=str(tmp_path / "run"))
+
+    def kill_after_3(rec):
+        if rec.get("step") == 3:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(small(tok, seed=3), exs, tok, POLICY, cfg, log=kill_after_3)
+    assert not (tmp_path / "run" / "train_state.pt").exists()
+    log = tmp_path / "run" / "train_log.jsonl"
+
+    def steps():
+        return [json.loads(line)["step"] for line in log.read_text().splitlines()]
+
+    r = train(small(tok, seed=3), exs, tok, POLICY, cfg)
+    assert r.resumed_from == 0 and steps() == [1, 2, 3, 4]
+    train(small(tok, seed=3), exs, tok, POLICY, replace(cfg, resume=False))
+    assert steps() == [1, 2, 3, 4]
