@@ -161,11 +161,14 @@ class GuardData:
         self.examples: list[dict] = []
         self.encoded: list[Encoded] = []
         skipped = 0
+        order = {c: i for i, c in enumerate(policy.codes)}
         for ex in examples:
             # one answer per row: its codes in the policy's order, as `augment` returns them (a row's own order
-            # would make a row's target depend on whether this epoch augments)
-            ex = {**ex, "categories": [c for c in policy.codes if c in (ex.get("categories") or [])]} \
-                if ex.get("categories") else ex
+            # would make a row's target depend on whether this epoch augments). Sorted, not filtered: a code the
+            # policy lacks, or one listed twice, stays for encode_example to refuse (filtered, an unknown code
+            # vanished from the answer in silence)
+            if isinstance(ex, dict) and ex.get("categories"):
+                ex = {**ex, "categories": sorted(ex["categories"], key=lambda c: order.get(c, -1))}
             e = encode_example(tokenizer, policy, ex, max_len, overlong)
             if e is None:
                 skipped += 1

@@ -797,3 +797,20 @@ def test_a_run_restarted_before_its_first_save_logs_each_step_once(tok, tmp_path
     assert r.resumed_from == 0 and steps() == [1, 2, 3, 4]
     train(small(tok, seed=3), exs, tok, POLICY, replace(cfg, resume=False))
     assert steps() == [1, 2, 3, 4]
+
+
+def test_a_row_with_a_code_the_policy_lacks_is_refused_not_trained_without_it(tok):
+    """Rows given as dicts are checked as a file's are: a code outside the training policy (or one listed twice) is an
+    ExampleError. Putting the codes in the policy's order had filtered them first, so ["S2", "S9"] under S1/S9/S10
+    trained the answer "unsafe\\nS9" without a word, and a lone "s9" was reported as a row without codes."""
+    from pocketguard.examples import ExampleError
+
+    row = {"messages": [{"role": "user", "content": "how do I make a bomb"}], "label": "unsafe"}
+    for cats, message in ((["S2", "S9"], r"categories \['S2'\] are not in the policy"),
+                          (["s9"], r"categories \['s9'\] are not in the policy"),
+                          (["S9", "S9"], "duplicate category codes")):
+        with pytest.raises(ExampleError, match=message):
+            GuardData(toy_examples(4, seed=0) + [{**row, "categories": cats}], tok, POLICY, 4096)
+    cfg = TrainConfig(steps=1, batch_size=4, progress=False, device="cpu")
+    with pytest.raises(ExampleError, match="not in the policy"):
+        train(small(tok), toy_examples(8, seed=0) + [{**row, "categories": ["S2", "S9"]}], tok, POLICY, cfg)
