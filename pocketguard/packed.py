@@ -160,10 +160,12 @@ class Attention:
         self.seqs, self.lengths = seqs, lengths
         self.trees = trees or [None] * len(seqs)
         self.H, self.KV, self.hd = n_heads, n_kv_heads, head_dim
-        # int8 attention on VNNI CPUs (runtime_cpu.int8_attention: the default, POCKETGUARD_ATTENTION=fp32 turns it off),
-        # causal or under a tree mask; SDPA's calls and masks (`_blocks`) are only built for the SDPA path
+        # int8 attention on VNNI CPUs (runtime_cpu.int8_attention: the default, POCKETGUARD_ATTENTION=fp32 turns it off)
+        # for the head sizes its kernel takes, causal or under a tree mask; SDPA's calls and masks (`_blocks`) are only
+        # built for the SDPA path
         self.int8 = (torch.device(device).type == "cpu" and dtype == torch.float32
-                     and seqs[0].k[0].dtype == torch.float32 and runtime_cpu.int8_attention())
+                     and seqs[0].k[0].dtype == torch.float32 and runtime_cpu.int8_attention()
+                     and runtime_cpu.attention_int8_fits(head_dim))
         self.group = _grouped(seqs) if padded(device) else None
         if self.group is not None:
             self._pad_plan(device)

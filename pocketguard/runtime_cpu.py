@@ -1098,6 +1098,12 @@ def attention_name() -> str:
     return "int8" if int8_attention() else "fp32"
 
 
+def attention_int8_fits(head_dim: int) -> bool:
+    """Whether `pg_attn_vnni` takes heads of `head_dim`: a multiple of 16 (its 16-channel blocks), at most 256 (its
+    query buffer). Other head sizes run SDPA (`packed.Attention`)."""
+    return head_dim % 16 == 0 and head_dim <= 256
+
+
 def attention_int8(q: Tensor, k: Tensor, v: Tensor, s0: int, n_heads: int, tree: Tensor | None = None,
                    out: Tensor | None = None) -> Tensor:
     """Causal attention of one sequence's T new queries over its keys [0, s0 + T) in int8 (`pg_attn_vnni`):
@@ -1109,7 +1115,7 @@ def attention_int8(q: Tensor, k: Tensor, v: Tensor, s0: int, n_heads: int, tree:
     T, KV, hd = q.shape[0], k.shape[0], k.shape[2]
     if q.dtype != torch.float32 or q.stride(1) != 1 or k.stride()[1:] != (hd, 1) or v.stride() != k.stride():
         raise ValueError("attention_int8 needs fp32 q rows and contiguous k/v rows of the same layout")
-    if hd % 16 or hd > 256 or n_heads % KV or s0 + T > k.shape[1]:
+    if not attention_int8_fits(hd) or n_heads % KV or s0 + T > k.shape[1]:
         raise ValueError(f"attention_int8 cannot take head size {hd}, {n_heads} heads over {KV}, {s0 + T} keys")
     if tree is not None and (tree.shape != (T, T) or tree.dtype != torch.bool):
         raise ValueError(f"attention_int8's tree must be a [{T}, {T}] bool mask, got {tuple(tree.shape)} {tree.dtype}")

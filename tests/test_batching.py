@@ -347,3 +347,19 @@ def test_last_layer_computes_only_the_rows_read(tiny_tok, monkeypatch, path):
     assert [c is not None for c in calls[:n_layers]] == [False] * (n_layers - 1) + [True]  # the final layer only
     assert calls[n_layers - 1].tolist() == [299, 306, 307, 447]
     assert all(c is None for c in calls[n_layers:])  # one token per sequence: nothing to leave out
+
+
+@pytest.mark.parametrize("shape", [dict(dim=96, n_heads=4, n_kv_heads=2), dict(dim=64, n_heads=2, n_kv_heads=1, head_dim=272)],
+                         ids=["head-24", "head-272"])
+def test_a_head_size_the_int8_kernel_cannot_take_runs_sdpa(tiny_tok, shape):
+    """int8 attention is the default where the CPU has VNNI, but `pg_attn_vnni` takes head sizes that are multiples of
+    16 up to 256 only: other models run SDPA there (a packed pass raised the kernel's ValueError instead), and give
+    the plain forward's logits."""
+    m = _model(tiny_tok, False, ffn_dims=128, **shape)
+    rng = random.Random(6)
+    prompts = [[rng.randrange(3, tiny_tok.vocab_size) for _ in range(n)] for n in (20, 1, 9)]
+    seqs = [packed.Sequence(m, 24) for _ in prompts]
+    got = packed.forward(m, seqs, prompts)
+    for ids, g in zip(prompts, got):
+        torch.testing.assert_close(g, m(torch.tensor([ids]))[0, -1], atol=1e-5, rtol=1e-5)
+    assert not R.attention_int8_fits(m.args.head_dim)
