@@ -241,8 +241,11 @@ class Attention:
             vc[0, :, s0 : s0 + T] = v[o : o + T].view(T, KV, hd).transpose(0, 1).to(vc.dtype)
             if last is not None:  # the sequence's last query: alone in int8 (each query row is computed on its
                 # own), with the rest of its block in SDPA (whose floats depend on the call's shape)
-                if self.int8:
+                if self.int8 and self.trees[i] is None:
                     runtime_cpu.attention_int8(q[o + T - 1 : o + T], kc[0], vc[0], s0 + T - 1, H, None, out=out[i : i + 1])
+                elif self.int8:  # a tree's last token sees its own branch only, which a query alone at slot
+                    # s0 + T - 1 cannot say (it would see every earlier new key): the tree's rows, the last one kept
+                    out[i] = runtime_cpu.attention_int8(q[o : o + T], kc[0], vc[0], s0, H, self.trees[i])[-1]
                 else:
                     r0, r1, mask, causal = self.blocks[i][-1]
                     qi = q[o + r0 : o + r1].view(r1 - r0, H, hd).transpose(0, 1).unsqueeze(0)

@@ -349,6 +349,34 @@ def test_last_layer_computes_only_the_rows_read(tiny_tok, monkeypatch, path):
     assert all(c is None for c in calls[n_layers:])  # one token per sequence: nothing to leave out
 
 
+INT8_ATTENTION = pytest.mark.skipif(not (FAST and "vnni" in R._RUNS), reason="int8 attention needs AVX-512 VNNI")
+
+
+@pytest.mark.parametrize("attention", [pytest.param("int8", marks=INT8_ATTENTION), "fp32"])
+def test_a_tree_pass_read_at_its_last_token_keeps_the_tree(tiny_tok, monkeypatch, attention):
+    """A tree pass without all_logits gives each sequence's logits at its last new token, which sees its own branch
+    only: bit for bit the last row of the all_logits pass (int8 attention took the last token alone at its slot,
+    where it saw every earlier new key, siblings included), and on fp32 SDPA the plain forward of that branch."""
+    monkeypatch.setenv("POCKETGUARD_ATTENTION", attention)
+    m = _model(tiny_tok, False, dim=192, n_heads=3, n_kv_heads=1, ffn_dims=320)
+    rng = random.Random(5)
+    prompts = [[rng.randrange(3, tiny_tok.vocab_size) for _ in range(n)] for n in (30, 7)]
+    parents, tree = [-1, 0, 0, 2], [8, 9, 10, 11]  # the last token's branch: 8, 10, 11 (not 9, a sibling of 10)
+
+    def run(all_logits):
+        seqs = [packed.Sequence(m, 40) for _ in prompts]
+        packed.forward(m, seqs, prompts)
+        out = packed.forward(m, seqs, [tree] * len(seqs), all_logits=all_logits, parents=parents)
+        return torch.stack([o[-1] for o in out]) if all_logits else out
+
+    assert R.int8_attention() == (attention == "int8")
+    got = run(False)
+    assert torch.equal(got, run(True))
+    if attention == "fp32":
+        for ids, g in zip(prompts, got):
+            torch.testing.assert_close(g, m(torch.tensor([ids + [8, 10, 11]]))[0, -1], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("shape", [dict(dim=96, n_heads=4, n_kv_heads=2), dict(dim=64, n_heads=2, n_kv_heads=1, head_dim=272)],
                          ids=["head-24", "head-272"])
 def test_a_head_size_the_int8_kernel_cannot_take_runs_sdpa(tiny_tok, shape):
