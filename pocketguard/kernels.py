@@ -37,6 +37,7 @@ fake-quant model) and `fast` (the default; equal to the reference within float r
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Iterator
 
 import torch
@@ -369,13 +370,15 @@ class Int8WeightInt8ActLinear(QuantLinear):
         return (acc - zx * self._rowsum()).float() * (sx * self.scales.float().reshape(1, -1))
 
     def _rowsum(self) -> Tensor:
-        """Σ_k q[n, k] (int32), cached until the codes change (a 128k-row head would pay ~30 ms per call)."""
-        key = (self.qweight.data_ptr(), self.qweight._version, self.qweight.device)
+        """Σ_k q[n, k] (int32), cached until the codes change (a 128k-row head would pay ~30 ms per call): the same
+        tensor (a weak reference, which keeps no replaced codes alive) at the same version. Not its address: the
+        memory of codes replaced (`set_codes`, `load_state_dict(assign=True)`) is reused for later tensors."""
+        w = self.qweight
         cached = getattr(self, "_rowsum_cache", None)
-        if cached is None or cached[0] != key:
-            cached = (key, self.qweight.sum(1, dtype=torch.int32))
+        if cached is None or cached[0]() is not w or cached[1] != w._version:
+            cached = (weakref.ref(w), w._version, w.sum(1, dtype=torch.int32))
             self._rowsum_cache = cached
-        return cached[1]
+        return cached[2]
 
 
 def linears(x: Tensor, *mods: nn.Module) -> list[Tensor]:

@@ -459,3 +459,36 @@ def test_the_avx2_kernel_has_no_avx512_instructions():
     assert {"pg_gemm_avx2", "pg_rope", *(f"{h}_avx2" for h in R._AVX2_HELPERS)} <= avx2_source
     assert where["evex"] and where["evex"] <= avx512_source and not where["evex"] & avx2_source
     assert where["vpmaddubsw"] == {"pg_gemm_avx2"}
+
+
+def test_the_int8_heads_row_sums_follow_its_codes_not_their_address():
+    """The int8 head's fast path caches Σ_k q (its zero-point correction) until the codes change. It was keyed by the
+    codes' address and version, but a replaced tensor's memory is reused: new codes at the old address, at the same
+    version, got the old sums and wrong logits. Replaced codes (here twice between two calls, as a re-quantization
+    does) must always give the reference kernel's logits."""
+    gen = torch.Generator().manual_seed(0)
+    N, D = 4096, 256
+    head = K.Int8WeightInt8ActLinear.from_weight(torch.randn(N, D, generator=gen), None)
+    x = torch.randn(3, D, generator=gen)
+
+    def check():
+        with K.kernel_mode_ctx("reference"):
+            want = head(x)
+        torch.testing.assert_close(head(x), want, atol=1e-4 * float(want.abs().max()), rtol=0)
+
+    def codes():
+        return torch.randint(-128, 128, (N, D), generator=gen, dtype=torch.int8)
+
+    head.qweight.mul_(1)  # version 1, which a tensor made by set_ (below) has too
+    check()
+    storage = head.qweight.untyped_storage()
+    head.qweight.copy_(codes())  # new codes in the old memory, then a new tensor there: what an allocator's reuse makes
+    head.qweight = torch.empty(0, dtype=torch.int8).set_(storage, 0, (N, D), (D, 1))
+    assert head.qweight._version == 1
+    check()
+    for _ in range(10):
+        head.set_codes(codes(), head.scales)
+        head.set_codes(codes(), head.scales)
+        check()
+    head.qweight[:, :8] = 0  # codes changed in place: a new version
+    check()
