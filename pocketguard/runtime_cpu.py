@@ -1000,11 +1000,14 @@ def _build() -> Path:
         # build next to the final name, then rename: concurrent processes never load a half-written library
         fd, tmp_out = tempfile.mkstemp(suffix=".so", dir=out.parent)
         os.close(fd)
-        r = subprocess.run([cc, *_CFLAGS, str(src), "-o", tmp_out], capture_output=True, text=True)
-        if r.returncode:
-            os.unlink(tmp_out)
-            raise RuntimeError(f"compiling the CPU kernels failed: {r.stderr.strip()[:800]}")
-        os.replace(tmp_out, out)
+        try:
+            r = subprocess.run([cc, *_CFLAGS, str(src), "-o", tmp_out], capture_output=True, text=True)
+            if r.returncode:
+                raise RuntimeError(f"compiling the CPU kernels failed: {r.stderr.strip()[:800]}")
+            os.replace(tmp_out, out)
+        finally:  # a build that failed, could not start (CC names no program) or was interrupted leaves nothing
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_out)
     return out
 
 

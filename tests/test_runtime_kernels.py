@@ -11,6 +11,7 @@ import platform
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -492,3 +493,25 @@ def test_the_int8_heads_row_sums_follow_its_codes_not_their_address():
         check()
     head.qweight[:, :8] = 0  # codes changed in place: a new version
     check()
+
+
+@pytest.mark.parametrize("how", ["no such compiler", "interrupted"])
+def test_a_failed_kernel_build_leaves_no_file_in_the_cache(monkeypatch, tmp_path, how):
+    """Every process that builds the kernel library compiles into its own temporary file beside the cache entry and
+    renames it into place (so concurrent builds never load a half-written library). A build that could not start (CC
+    naming no program) or was interrupted left that file behind, one more in the cache at every start."""
+    monkeypatch.setenv("POCKETGUARD_CACHE", str(tmp_path))
+    if how == "no such compiler":
+        monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+        with pytest.raises(FileNotFoundError):
+            R._build()
+    else:
+        def interrupted(cmd, **kw):
+            Path(cmd[-1]).write_bytes(b"\x7fELF half")  # the compiler had written part of its output
+            raise KeyboardInterrupt
+
+        monkeypatch.setenv("CC", "gcc")
+        monkeypatch.setattr(R.subprocess, "run", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            R._build()
+    assert list((tmp_path / "kernels").iterdir()) == []
