@@ -18,7 +18,7 @@ Data are labelled examples, encoded as the guard reads them with the loss on the
 Batches are length-bucketed. Under `torchrun` (WORLD_SIZE > 1) the process group is initialised from the
 environment (distributed.py), every rank trains on its own slice of each global batch (DDP, or FSDP2 with
 `parallel="fsdp"`), and only rank 0 logs, shows progress and writes checkpoints. With `out_dir` set the loop
-writes `out_dir/train_state.pt` (model, optimizer, step) every `save_every` steps and at the end, and a later
+writes `out_dir/train_state.pt` (model, optimizer, step, the log so far) every `save_every` steps and at the end, and a later
 call with the same `out_dir` continues from the saved step: the batch order is a pure function of
 (seed, step), and the random draws of a step (dropout) of (seed, step, rank), so a resumed run sees exactly the
 batches and masks the killed one would have seen.
@@ -503,11 +503,21 @@ def train(
     state_path = out_dir / STATE_FILE if out_dir else None
     start = 0
     history: list[dict] = []
+    # The log's open window (loss sums and steps since the last record, the global batch's: rank 0 holds them) and
+    # the skipped steps so far: saved with the state, so that a resumed run's records are the straight run's
+    acc = torch.zeros(4, device=device)  # loss, ce, kl, hidden: sums of the steps' values since the last log
+    acc_n = 0  # steps in `acc`
+    skipped_steps = 0
     if state_path is not None and config.resume and state_path.exists():
         st = torch.load(state_path, map_location="cpu", weights_only=False)
         _load_state(net, optimizer, st["model"], st["optimizer"])
         start = int(st["step"])
         history = list(st.get("history", []))
+        window = st.get("log_window")  # (a file from before has none)
+        if window is not None:
+            if rank == 0:
+                acc.copy_(torch.as_tensor(window["sums"]))
+            acc_n, skipped_steps = int(window["steps"]), int(window["skipped_steps"])
         if st.get("total") != total and rank == 0:
             warnings.warn(f"resuming a run planned for {st.get('total')} steps with {total} steps")
     resumed_from = start
@@ -543,10 +553,14 @@ def train(
         if state_path is None:
             return
         msd, osd = _full_state(net, optimizer)
+        sums = acc.clone()
+        if world > 1:
+            dist.all_reduce(sums)
         if rank == 0:
+            window = {"sums": sums.tolist(), "steps": acc_n, "skipped_steps": skipped_steps}
             with written_atomically(state_path) as tmp:
                 torch.save({"model": msd, "optimizer": osd, "step": step, "total": total, "history": history,
-                            "config": config.to_dict()}, tmp)
+                            "log_window": window, "config": config.to_dict()}, tmp)
         barrier()
 
     def run_eval(step: int) -> dict | None:
@@ -574,9 +588,6 @@ def train(
     net.train()
     last_eval = None
     t_last, tok_count = time.perf_counter(), 0
-    acc = torch.zeros(4, device=device)  # loss, ce, kl, hidden: sums of the steps' values since the last log
-    acc_n = 0  # steps in `acc`
-    skipped_steps = 0
     for step, batches in enumerate(loader, start):
         # Dropout draws from a stream that is a function of (seed, step, rank): a resumed run draws what the killed
         # one would have, and DDP ranks draw masks of their own
@@ -628,7 +639,7 @@ def train(
         else:
             skipped_steps += 1
             if skipped_steps > max(10, total // 100):
-                raise FloatingPointError(f"{skipped_steps} of {step + 1 - start} steps had non-finite gradients; "
+                raise FloatingPointError(f"{skipped_steps} of {step + 1} steps had non-finite gradients; "
                                          "lower the learning rate (or check the data)")
         optimizer.zero_grad(set_to_none=True)
         done = step + 1

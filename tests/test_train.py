@@ -814,3 +814,39 @@ def test_a_row_with_a_code_the_policy_lacks_is_refused_not_trained_without_it(to
     cfg = TrainConfig(steps=1, batch_size=4, progress=False, device="cpu")
     with pytest.raises(ExampleError, match="not in the policy"):
         train(small(tok), toy_examples(8, seed=0) + [{**row, "categories": ["S2", "S9"]}], tok, POLICY, cfg)
+
+
+def test_a_resumed_run_logs_what_the_straight_run_logged(tok, tmp_path):
+    """The state holds the log's open window (the loss sums of the steps since the last record) and the count of
+    skipped steps: resumed at step 2 with log_every 4, the record of step 4 averaged steps 3-4 alone and counted no
+    skipped step, where the straight run's averaged 1-4 and counted the one it skipped."""
+    exs = toy_examples(48, seed=2)
+    cfg = TrainConfig(lr=3e-3, steps=8, batch_size=4, warmup=1, log_every=4, save_every=2, progress=False, device="cpu")
+
+    def poisoned():  # the first step's gradient is NaN: skipped
+        model, calls = small(tok, seed=3), {"n": 0}
+
+        def hook(g):
+            calls["n"] += 1
+            return g * float("nan") if calls["n"] == 1 else g
+
+        model.layers[0].attention.wq.weight.register_hook(hook)
+        return model
+
+    straight = train(poisoned(), exs, tok, POLICY, replace(cfg, out_dir=str(tmp_path / "a")))
+
+    def kill_at_4(rec):
+        if rec.get("step") == 4:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(poisoned(), exs, tok, POLICY, replace(cfg, out_dir=str(tmp_path / "b")), log=kill_at_4)
+    resumed = train(small(tok, seed=3), exs, tok, POLICY, replace(cfg, out_dir=str(tmp_path / "b")))
+    assert resumed.resumed_from == 2
+
+    def records(r):
+        return [(h["step"], h["skipped_steps"], h["loss"], h["ce"]) for h in r.history]
+
+    assert [s[:2] for s in records(straight)] == [(4, 1), (8, 1)]
+    for a, b in zip(records(straight), records(resumed), strict=True):
+        assert a[:2] == b[:2] and a[2:] == pytest.approx(b[2:], rel=1e-5)
