@@ -55,6 +55,8 @@ from .policy import Policy
 from .tokenizer import Tokenizer
 
 STATE_FILE = "train_state.pt"
+# Options that decide which examples a step trains on (with the global batch), checked when a run resumes
+_ORDER_OPTIONS = ("seed", "grad_accum", "bucket", "augment", "augment_keep")
 
 
 # ============================================================================================ config
@@ -520,6 +522,16 @@ def train(
             acc_n, skipped_steps = int(window["steps"]), int(window["skipped_steps"])
         if st.get("total") != total and rank == 0:
             warnings.warn(f"resuming a run planned for {st.get('total')} steps with {total} steps")
+        # The batches of a step are a function of these: changed, the resumed run trains on other batches than the
+        # saved one would have (e.g. resumed on fewer GPUs with the same per-process batch_size)
+        order = {**{k: getattr(config, k) for k in _ORDER_OPTIONS}, "global_batch": steps.global_batch}
+        saved = {**{k: v for k, v in st.get("config", {}).items() if k in _ORDER_OPTIONS},
+                 **({"global_batch": st["global_batch"]} if "global_batch" in st else {})}
+        changed = {k: (v, order[k]) for k, v in saved.items() if v != order[k]}
+        if changed and rank == 0:
+            warnings.warn("resuming with other batches than the saved run's: "
+                          + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+                          + " (global_batch = batch_size × processes); the steps from here on see other data")
     resumed_from = start
 
     dev_batches: list[Batch] = []
@@ -560,7 +572,7 @@ def train(
             window = {"sums": sums.tolist(), "steps": acc_n, "skipped_steps": skipped_steps}
             with written_atomically(state_path) as tmp:
                 torch.save({"model": msd, "optimizer": osd, "step": step, "total": total, "history": history,
-                            "log_window": window, "config": config.to_dict()}, tmp)
+                            "log_window": window, "global_batch": steps.global_batch, "config": config.to_dict()}, tmp)
         barrier()
 
     def run_eval(step: int) -> dict | None:

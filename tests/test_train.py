@@ -850,3 +850,19 @@ def test_a_resumed_run_logs_what_the_straight_run_logged(tok, tmp_path):
     assert [s[:2] for s in records(straight)] == [(4, 1), (8, 1)]
     for a, b in zip(records(straight), records(resumed), strict=True):
         assert a[:2] == b[:2] and a[2:] == pytest.approx(b[2:], rel=1e-5)
+
+
+def test_resuming_with_other_batches_than_the_saved_run_warns(tok, tmp_path):
+    """A step's batches follow from (seed, global batch, grad_accum, bucket, augmentation): resumed with another of
+    these (say on half the GPUs at the same per-process batch_size), the run went on with other data in silence."""
+    import shutil
+
+    exs = toy_examples(32, seed=2)
+    cfg = TrainConfig(lr=3e-3, steps=2, batch_size=8, warmup=1, progress=False, device="cpu", out_dir=str(tmp_path / "a"))
+    train(small(tok, seed=3), exs, tok, POLICY, cfg)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    with pytest.warns(UserWarning, match=r"seed 0 -> 1, global_batch 8 -> 4 "):
+        train(small(tok, seed=3), exs, tok, POLICY, replace(cfg, steps=3, batch_size=4, seed=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the same batches, other settings: no word
+        train(small(tok, seed=3), exs, tok, POLICY, replace(cfg, lr=1e-3, out_dir=str(tmp_path / "b")))
