@@ -34,6 +34,7 @@ def convert(src: str | Path, dst: str | Path, add_tokens: bool = False, dtype: s
     from .checkpoint import CheckpointError, load, save_hf
     from .compress.artifact import is_artifact
     from .gguf_checkpoint import add_guard_tokens, load_gguf
+    from .loaded import GUARD_SETTINGS
     from .tokenizer import REQUIRED_SPECIALS
 
     if dtype not in DTYPES:
@@ -53,7 +54,7 @@ def convert(src: str | Path, dst: str | Path, add_tokens: bool = False, dtype: s
     if missing:
         raise CheckpointError(f"{src}: the vocabulary lacks the guard prompt's control tokens {missing}; "
                               "run convert with --add-guard-tokens")
-    settings = {k: v for k, v in loaded.meta.items() if k in ("policy", "max_context", "threshold")}
+    settings = {k: v for k, v in loaded.meta.items() if k in GUARD_SETTINGS}
     return save_hf(loaded.model, loaded.tokenizer, dst, guard_meta=settings or None)
 
 

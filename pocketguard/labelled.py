@@ -96,6 +96,8 @@ def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 yield n, json.loads(line)
             except json.JSONDecodeError as e:
                 yield n, RowError(f"not valid JSON: {e.msg} (column {e.colno})")
+            except RecursionError:  # json's decoder recurses per level: a line nested ~1,000 deep is no row either
+                yield n, RowError("not a row: nested too deeply to read")
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:

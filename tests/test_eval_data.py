@@ -222,3 +222,14 @@ def test_lookalike_flag_is_read_checked_and_round_trips(tmp_path):
     assert [e.lookalike for e in back] == [True, False]
     c = write_csv(tmp_path / "d.csv", ["text", "label", "lookalike"], [["hi", "safe", "true"], ["yo", "safe", ""]])
     assert [e.lookalike for e in read_examples(c)[0]] == [True, False]
+
+
+def test_a_line_nested_too_deeply_is_a_malformed_row_not_a_traceback(tmp_path):
+    from pocketguard.labelled import DataError, read_rows
+
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"prompt": "hello", "label": "safe"}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
+    examples, problems = read_rows(p, skip_malformed=True)
+    assert len(examples) == 1 and [(q.line, "nested too deeply" in q.message) for q in problems] == [(2, True)]
+    with pytest.raises(DataError, match="1 malformed row"):
+        read_rows(p)
