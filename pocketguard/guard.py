@@ -32,7 +32,7 @@ from .answer import AnswerGrammar, Verdict, decode, finish, keep_to, p_unsafe, s
 from .conversation import Conversation, ConversationError, ConversationLike, Role, as_conversation
 from .model import Transformer
 from .policy import SUBSET_MODES, Policy, PolicyError
-from .prompt import encode_prefix, encode_suffix, encode_turn
+from .prompt import encode_prefix, encode_suffix, encode_turn, markup_parts
 from .stream import ResponseStream
 from .tokenizer import Tokenizer
 
@@ -48,6 +48,7 @@ class _Job:
     role: Role
     turns: list[list[int]]
     truncation: dict | None = None
+    note: str | None = None
 
 
 class Guard:
@@ -294,16 +295,33 @@ class Guard:
         return dropped, {"dropped_turns": dropped, "dropped_tokens": sum(map(len, turns[:dropped]))} if dropped else None
 
     def _plan(self, index: int, conv: Conversation, budget: int) -> list[_Job]:
-        """Apply the context policy: drop earliest turns; window the judged turn if it alone is too long. A judged
-        turn that is too long even for the narrowest window raises ValueError (`_run` makes it that item's error)."""
-        role = conv.judged
-        turns = [encode_turn(self.tokenizer, m.role, m.content) for m in conv.messages]
+        """The prompts that judge `conv`: its judged message, and, when that holds template-like markup
+        (`prompt.markup_parts`: "…\n\nUser: …" typed into it), each of its parts on its own after the same earlier
+        turns, so that no fake turn hides what came before it (`_worst` combines them, as it does windows)."""
+        context = [encode_turn(self.tokenizer, m.role, m.content) for m in conv.messages[:-1]]
+        content = conv.messages[-1].content
+        jobs = self._plan_turn(index, conv.judged, context, content, budget)
+        parts = markup_parts(content)
+        if parts:
+            note = (f"the judged message holds text that reads as the prompt's own turn markup (e.g. 'User:'); the "
+                    f"{len(parts)} parts it separates were also judged on their own, and the verdict is the worst")
+            for part in parts:
+                jobs += self._plan_turn(index, conv.judged, context, part, budget)
+            for j in jobs:
+                j.note = note
+        return jobs
+
+    def _plan_turn(self, index: int, role: Role, context: list[list[int]], content: str, budget: int) -> list[_Job]:
+        """Apply the context policy to one judged text after the `context` turns: drop earliest turns; window the
+        judged text if it alone is too long. A judged text that is too long even for the narrowest window raises
+        ValueError (`_run` makes it that item's error)."""
+        turns = context + [encode_turn(self.tokenizer, role, content)]
         dropped, info = self._drop(turns, budget)
         kept = turns[dropped:]
         if sum(map(len, kept)) <= budget:
             return [_Job(index, role, kept, info)]
         # The judged turn alone does not fit: overlapping windows over its content, each judged on its own.
-        content_ids = self.tokenizer.encode(conv.messages[-1].content.strip())
+        content_ids = self.tokenizer.encode(content.strip())
         overhead = len(encode_turn(self.tokenizer, role, "x")) + 8  # header, blank line, re-tokenisation slack
         width = budget - overhead
         if width < 16:
@@ -369,6 +387,7 @@ class Guard:
             scored = self._judge([jobs[i] for i in chunk], policy, grammar, scores_needed(category_scores, keep), chunk_steps)
             for i, v in zip(chunk, scored):
                 v.truncation = jobs[i].truncation
+                v.notes += [jobs[i].note] if jobs[i].note else []
                 judged[i] = keep_to(v, keep, self.threshold, category_scores)
             start = end
         results: dict[int, list[Verdict]] = {}

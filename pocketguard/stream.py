@@ -10,7 +10,8 @@ steps — not the whole conversation again.
 The earlier turns follow the guard's context policy as `moderate` applies it to the conversation with the reply so
 far (`Guard._budget`, `Guard._drop`): the earliest turns that leave the reply no room are not in the sequence, and
 when the growing reply needs the room of another, the history is run again without it (and the verdict's
-`truncation` says what was dropped). A reply that alone does not fit is judged by `moderate`, in windows.
+`truncation` says what was dropped). A reply that alone does not fit is judged by `moderate`, in windows, and so is
+one that holds text reading as the prompt's turn markup ("…\n\nUser: …": `prompt.markup_parts`).
 
 `guard` is a `pocketguard.guard.Guard` (not imported here: the guard imports this module).
 """
@@ -22,7 +23,7 @@ import time
 from .answer import Verdict, keep_to, scores_needed
 from .conversation import Conversation, ConversationError, Message, check_unicode
 from .policy import Policy
-from .prompt import encode_suffix, encode_turn
+from .prompt import encode_suffix, encode_turn, markup_parts
 
 
 class ResponseStream:
@@ -86,8 +87,9 @@ class ResponseStream:
         if not self.text.strip():
             return Verdict.failure("nothing to judge yet: the reply so far is empty", role="agent")
         turn = encode_turn(self.guard.tokenizer, "agent", self.text)
-        if len(turn) > self._budget:
-            # The reply alone is past the context: moderate judges it in windows.
+        if len(turn) > self._budget or markup_parts(self.text):
+            # The reply alone is past the context (moderate judges it in windows), or it holds text that reads as the
+            # prompt's turn markup (moderate judges its parts on their own too): one sequence can do neither.
             msgs = list(self.conversation.messages) + [Message("agent", self.text)]
             v = self.guard.moderate(Conversation.create(msgs, notes=self.conversation.notes), policy=self.policy,
                                     category_scores=self.category_scores)
