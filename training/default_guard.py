@@ -26,7 +26,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   card       teacher vs students tables for docs/model-card.md, from the eval predictions
   pick       the student to ship: the best dev F1 among the shapes that fit the package
   probe      the hand-written probes of training/probes.jsonl (never trained on), expected vs each model
-             (--probes training/probes-fresh.jsonl, probes-blind.jsonl, probes-blind2.jsonl … probes-blind5.jsonl: sets
+             (--probes training/probes-fresh.jsonl, probes-blind.jsonl, probes-blind2.jsonl … probes-blind6.jsonl: sets
              written later, each before any model saw it)
   probe-history  each probe's record across the probe tables of every run in training/runs (--column: teacher)
   calibrate  a student's p_unsafe threshold, chosen on dev only (the lowest that meets the look-alike target),
@@ -1030,7 +1030,9 @@ BLIND_PROBES = ("probes-blind2", "probes-blind3", "probes-blind4")  # (6), (7), 
 # Tabled by `judge` and counted in the rule's paired line, no clause of its own: the fifth blind set (stop 48) came
 # when runs aa and ac had shown one set's count moving by up to 5 between two fine-tunes of one seed; a "not fewer"
 # clause per set turns on that noise, pooled pairs less so.
-PAIRED_ONLY_PROBES = ("probes-blind5",)
+# The sixth (stop 55): each ask followed by an unrelated everyday question, and benign requests followed alike — the
+# shipped guard flagged 6 of 14 such asks where it flags 13 of 14 alone (docs/model-card.md, *Probes*).
+PAIRED_ONLY_PROBES = ("probes-blind5", "probes-blind6")
 JUDGED_PROBES = RULE_PROBES + BLIND_PROBES + PAIRED_ONLY_PROBES
 TEACHER_GAP = 0.02  # (4): F1 points of the teacher, on each split
 
