@@ -37,10 +37,10 @@ def _versions() -> dict:
 
 def _prepare(model: nn.Module) -> nn.Module:
     """A copy of `model` whose quantized layers are kernels modules (merging LoRA, converting fake quant)."""
-    from .lora import LoRALinear
+    from .lora import has_lora
     from .quantize import convert, is_fake_quantized
 
-    if any(isinstance(m, LoRALinear) for m in model.modules()) or is_fake_quantized(model):
+    if has_lora(model) or is_fake_quantized(model):
         model = convert(copy.deepcopy(model))  # (convert merges the adapters first)
     if not any(K.is_quantized(m) for m in model.modules()):
         raise ArtifactError("the model has no quantized layers: run quantize_ (or the qat step) before saving an artifact")

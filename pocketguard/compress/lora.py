@@ -108,9 +108,14 @@ def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, targets=None,
     return model
 
 
+def has_lora(model: nn.Module) -> bool:
+    """Whether the model holds LoRA adapters not yet merged."""
+    return any(isinstance(m, LoRALinear) for m in model.modules())
+
+
 def require_merged(model: nn.Module, verb: str) -> None:
     """`verb` works on plain weights; a LoRALinear has none, and the adapters would be lost or mis-rotated."""
-    if any(isinstance(m, LoRALinear) for m in model.modules()):
+    if has_lora(model):
         raise ValueError(f"{verb}: the model has unmerged LoRA adapters; merge them first "
                          "(merge_lora(model, requantize=False) keeps a float model float)")
 

@@ -57,6 +57,7 @@ from ..examples import load_examples
 from ..model import Transformer
 from ..policy import Policy
 from ..tokenizer import Tokenizer
+from .lora import has_lora
 from .steps import STEPS, RecipeError, StepContext
 from .steps import register_step as register_step  # re-exported
 
@@ -492,7 +493,7 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
         wall = time.perf_counter() - t0
         # Unmerged LoRA adapters (`lora` with merge = false) are saved merged and re-quantized: the next step, and
         # this step's dev metrics, take the saved model, as a run resumed after this step does
-        adapters = _has_adapters(model)
+        adapters = has_lora(model)
         if not adapters:
             model = handed_on(model)
         if main:
@@ -549,12 +550,6 @@ def load_step_output(directory: Path, device: torch.device) -> nn.Module:
     from .. import checkpoint
 
     return handed_on(checkpoint.load(directory, device=device).model)
-
-
-def _has_adapters(model: nn.Module) -> bool:
-    from .lora import LoRALinear
-
-    return any(isinstance(m, LoRALinear) for m in model.modules())
 
 
 def _finished(out: Path, names: list[str], hashes: list[str]) -> int:
