@@ -30,6 +30,12 @@ _SIDE = {"user": "user", "human": "user", "assistant": "agent", "agent": "agent"
 _TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
 
 
+def side_of(role: Any) -> str | None:
+    """The side (user, agent, tool or system) a role name stands for, in any case ("Human", "assistant"); None for
+    anything else."""
+    return _SIDE.get(role.lower()) if isinstance(role, str) else None
+
+
 class ConversationError(ValueError):
     """The conversation cannot be judged as given (bad roles, order, types)."""
 
@@ -130,7 +136,7 @@ class Conversation:
             check_unicode(m.content, f"message #{i + 1}")
         conv = cls(tuple(messages), tuple(notes))
         if role is not None:
-            r = _SIDE.get(role.lower()) if isinstance(role, str) else None
+            r = side_of(role)
             if r not in ("user", "agent"):
                 raise ConversationError(f"judged role must be 'user' or 'agent', got {role!r}")
             if r != conv.judged:
@@ -231,7 +237,7 @@ def content_text(content: Any, where: str = "content") -> tuple[str, Counter[str
 
 def _side(i: int, role: Any) -> str:
     """Message #i's side (user, agent, tool or system) from an OpenAI role; anything else is refused."""
-    side = _SIDE.get(role.lower()) if isinstance(role, str) else None
+    side = side_of(role)
     if side is None:
         raise ConversationError(f"message #{i}: role must be 'user', 'assistant', 'tool' or 'system', got {role!r}")
     return side

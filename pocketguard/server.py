@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .conversation import _SIDE, ConversationError
+from .conversation import ConversationError, side_of
 from .guard import Guard, Verdict
 from .policy import SUBSET_MODE_HELP, SUBSET_MODES, Policy, PolicyError
 from .server_api import (OPENAI_CATEGORIES, OPENAI_FROM_CODES, ApiError, Metrics, MetricsMiddleware, PolicyCache,
@@ -181,9 +181,10 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
             first = await receive()
             not_a_reply = ("a stream judges the agent's reply to the conversation's last user message: end 'messages' "
                            "with that message and send the reply as chunks")
-            role = first.get("role")  # None, "User", "human": the user's side, as on /v1/guard
-            if isinstance(role, str) and _SIDE.get(role.lower()) == "agent":  # before parsing, which would only say
-                raise ApiError(422, not_a_reply, param="role")  # the role mismatches
+            # None, "User", "human": the user's side, as on /v1/guard; a role naming the agent is refused before
+            # parsing, which would only say the role mismatches
+            if side_of(first.get("role")) == "agent":
+                raise ApiError(422, not_a_reply, param="role")
             req = parse_guard_request(first, guard, config, policies)
             if req.conv.judged != "user":
                 raise ApiError(422, not_a_reply, param="messages")
