@@ -3591,10 +3591,15 @@ FIRST_LEADS = ["Quick question: ", "First, ", "Question for you: "]  # an ask th
 NO_LEAD_SHARE = 0.5
 
 
+def split_share(texts: list[str], salt: str, split: str) -> list[str]:
+    """The `texts` a split uses: dev's share (DEV_TALK_SHARE of them, by a stable hash of each) never appears in
+    train, so dev also scores asks set among sentences the guard never saw."""
+    return [t for t in texts if (_stable(salt, t) < DEV_TALK_SHARE) == (split == "dev")]
+
+
 def talk_for(split: str) -> list[str]:
-    """The SMALL_TALK sentences a split's long texts use: dev's share (DEV_TALK_SHARE, by a stable hash of the
-    sentence) never appears in train, so dev also scores asks among sentences the guard never saw."""
-    return [t for t in SMALL_TALK if (_stable("talk", t) < DEV_TALK_SHARE) == (split == "dev")]
+    """The SMALL_TALK sentences a split's long texts use (`split_share`)."""
+    return split_share(SMALL_TALK, "talk", split)
 
 
 def long_text(ask: str, key: str, where: str, talk: list[str] = SMALL_TALK) -> str:
@@ -3671,8 +3676,8 @@ UNRELATED_LEADS = ["", "", "", "Also, ", "And ", "By the way, ", "Unrelated, but
 
 
 def unrelated_for(split: str) -> list[str]:
-    """The UNRELATED_REQUESTS a split uses: dev's share (as `talk_for`) never appears in train."""
-    return [t for t in UNRELATED_REQUESTS if (_stable("follow", t) < DEV_TALK_SHARE) == (split == "dev")]
+    """The UNRELATED_REQUESTS a split's `followed` rows use (`split_share`)."""
+    return split_share(UNRELATED_REQUESTS, "follow", split)
 
 
 def followed(ask: str, key: str, follow: str) -> str:
