@@ -146,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - report which checkpoint failed, whatever the cause
             return fail(f"cannot load {model}: {e}")
         verdicts = [v for i in range(0, len(examples), args.batch_size) for v in judge(guard, examples[i : i + args.batch_size])]
-    if any(map(failed, verdicts)):  # fail closed: a sweep over verdicts it could not make (`failed`) means nothing
-        return fail(f"{sum(map(failed, verdicts))} examples could not be judged; fix them or the guard first")
+    if n_failed := sum(map(failed, verdicts)):  # fail closed: a sweep over verdicts it could not make means nothing
+        return fail(f"{n_failed} examples could not be judged; fix them or the guard first")
     try:
         chosen, rows = sweep(examples, verdicts, args.max_fpr, args.lookalikes)
     except ValueError as e:  # answers without p_unsafe: no threshold can re-decide them
