@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -81,6 +82,17 @@ class GGUFTensor(NamedTuple):
 class GGUFFile(NamedTuple):
     fields: dict  # metadata; arrays as lists
     tensors: list[GGUFTensor]
+
+
+_INT64_MAX = 2**63 - 1  # what numpy and torch index with, and llama.cpp's bound on a tensor's element count
+
+
+def _check_shape(path: Path, name: str, shape: tuple[int, ...]) -> None:
+    """Refuse a header shape too large to index. Sizes are exact Python ints here: np.prod wraps silently past
+    int64, so a corrupt header's huge dimensions could multiply to a small (even 0) size and pass the file-size
+    check. A zero dimension counts as 1: it empties the tensor but still has to fit beside the others."""
+    if math.prod(int(n) or 1 for n in shape) > _INT64_MAX:
+        raise CheckpointError(f"{path} is corrupt: tensor {name} has shape {list(shape)}, over 2**63 - 1 values")
 
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -163,7 +175,8 @@ def read_gguf(path: str | Path) -> GGUFFile:
             block, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
         except (ValueError, KeyError):
             raise CheckpointError(f"{path}: tensor {name} has unknown GGML type id {type_id}") from None
-        cols, rows = (shape[0], int(np.prod(shape[1:]))) if shape else (1, 1)
+        _check_shape(path, name, shape)
+        cols, rows = (shape[0], math.prod(shape[1:])) if shape else (1, 1)
         if cols % block:
             raise CheckpointError(f"{path}: tensor {name} rows of {cols} values are not whole {qtype.name} blocks")
         row_bytes = cols // block * block_bytes
@@ -270,7 +283,7 @@ def _dequantize(t: GGUFTensor, source: str) -> torch.Tensor:
     if not np.issubdtype(a.dtype, np.floating):
         raise CheckpointError(f"{source}: tensor {t.name} has integer type {t.type.name}; weights must be float")
     shape = tuple(int(n) for n in reversed(t.shape))  # GGUF lists dimensions innermost first
-    if a.size != int(np.prod(shape)):
+    if a.size != math.prod(shape):
         raise CheckpointError(f"{source}: tensor {t.name} holds {a.size} values for its shape {list(shape)}")
     if not a.flags.writeable:  # F32/F16 come back as views of the read-only mapped file
         a = a.copy()
@@ -338,7 +351,7 @@ def load_gguf(path: str | Path, device: str | torch.device = "cpu", dtype: torch
     kept = {t.name for t in reader.tensors if keep_quantized and t.type.name in _CODES and len(t.shape) == 2
             and _LINEAR.match(_our_key(t.name) or "")}
     dtype = resolve_dtype(dtype, args, device, source,
-                          kept_params=sum(int(np.prod(t.shape)) for t in reader.tensors if t.name in kept))
+                          kept_params=sum(math.prod(int(n) for n in t.shape) for t in reader.tensors if t.name in kept))
     tokenizer = gguf_tokenizer(reader, source)
     missing = [s for s in REQUIRED_SPECIALS if s not in tokenizer.specials]
     if require_guard_tokens and missing:

@@ -372,6 +372,23 @@ def test_errors(good, tiny_tok):
     err(ok, r'dtype must be "auto" or one of float32, bfloat16, float16, float64', dtype=torch.int8)
 
 
+def test_a_shape_past_int64_is_a_corrupt_header_naming_the_tensor(good):
+    """Dimensions multiplying past int64 wrapped in np.prod: 2**32 * 2**32 rows came out as 0, so the tensor
+    passed the file-size check as empty and failed later, if at all, on some other account."""
+    model, tensors, vocab, d = good
+    embd = tensors["token_embd.weight"][0]
+    ok = write_gguf(d / "3d.gguf", model.args, dict(tensors, **{"token_embd.weight": (embd.reshape(-1, 2, 32), None)}), vocab)
+    raw = bytearray(ok.read_bytes())  # its dims, innermost first, after its name and n_dims: [32, 2, vocab] -> [32, 2**32, 2**32]
+    at = raw.find(b"token_embd.weight") + len("token_embd.weight") + 4
+    assert [int.from_bytes(raw[at + 8 * i:at + 8 * i + 8], "little") for i in range(3)] == [32, 2, embd.shape[0]]
+    raw[at + 8:at + 24] = (2**32).to_bytes(8, "little") * 2
+    (d / "big.gguf").write_bytes(bytes(raw))
+    for read in (read_gguf, load_gguf):
+        with pytest.raises(CheckpointError, match=r"big\.gguf is corrupt: tensor token_embd\.weight has shape "
+                                                  r"\[32, 4294967296, 4294967296\], over 2\*\*63 - 1 values"):
+            read(d / "big.gguf")
+
+
 def test_moderate_exits_2_naming_the_file_on_a_corrupt_gguf(good, capsys):
     """A guard that cannot load cannot judge: exit 2 with what is wrong, not a traceback of a ZeroDivisionError."""
     model, tensors, vocab, d = good
