@@ -550,6 +550,8 @@ def train(
         # The log restarts from the state's history: a killed run may have logged past its last save, or (killed
         # before its first save, or resume = false) left a log of steps this run trains again
         log_file.write_text("".join(json.dumps(r) + "\n" for r in history))
+        if not config.resume:  # an older run's state, left until this run's first save, would be resumed after a kill
+            state_path.unlink(missing_ok=True)
 
     def emit(rec: dict) -> None:
         history.append(rec)

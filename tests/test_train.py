@@ -799,6 +799,25 @@ def test_a_run_restarted_before_its_first_save_logs_each_step_once(tok, tmp_path
     assert steps() == [1, 2, 3, 4]
 
 
+def test_a_fresh_run_killed_before_its_first_save_is_not_resumed_from_an_older_runs_state(tok, tmp_path):
+    """resume = false starts over: the older run's train_state.pt goes at the start, not at this run's first save,
+    so a later resume after a kill before that save starts from step 0 instead of the other run's weights."""
+    exs = toy_examples(32, seed=2)
+    cfg = TrainConfig(lr=3e-3, steps=4, batch_size=4, warmup=1, log_every=1, save_every=10, progress=False,
+                      device="cpu", out_dir=str(tmp_path / "run"))
+    train(small(tok, seed=3), exs, tok, POLICY, cfg)
+    assert (tmp_path / "run" / "train_state.pt").exists()
+
+    def kill_after_2(rec):
+        if rec.get("step") == 2:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(small(tok, seed=4), exs, tok, POLICY, replace(cfg, resume=False), log=kill_after_2)
+    assert not (tmp_path / "run" / "train_state.pt").exists()
+    assert train(small(tok, seed=4), exs, tok, POLICY, cfg).resumed_from == 0
+
+
 def test_a_row_with_a_code_the_policy_lacks_is_refused_not_trained_without_it(tok):
     """Rows given as dicts are checked as a file's are: a code outside the training policy (or one listed twice) is an
     ExampleError. Putting the codes in the policy's order had filtered them first, so ["S2", "S9"] under S1/S9/S10
