@@ -73,6 +73,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+import weakref
 from pathlib import Path
 
 import torch
@@ -1332,16 +1333,24 @@ class FastBlock(nn.Module):
         self.w13 = Linear([f.w1, f.w3])
         self.w2 = Linear([f.w2])
 
-    _bias_for: tuple = (None, None)
+    _NO_BIAS = (lambda: None, None)
+    _bias_for: tuple = _NO_BIAS  # (weak reference to the last mask, its bias)
 
     @classmethod
     def _bias(cls, mask: Tensor) -> Tensor:
-        """Additive float mask (0 / -inf) of the model's boolean mask, converted once per forward."""
+        """Additive float mask (0 / -inf) of the model's boolean mask, converted once per forward (every layer gets
+        the same mask object). The mask is held weakly and its bias dropped when it dies (`_drop`), so a long
+        prefill's [T, L] bias is not kept past its forward, across models and conversations."""
         last, bias = cls._bias_for  # one read: another thread may replace the pair meanwhile
-        if last is not mask:
+        if last() is not mask:
             bias = torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, float("-inf"))
-            cls._bias_for = (mask, bias)
+            cls._bias_for = (weakref.ref(mask, cls._drop), bias)
         return bias
+
+    @classmethod
+    def _drop(cls, ref: weakref.ref) -> None:
+        if cls._bias_for[0] is ref:  # (a newer mask's pair stays)
+            cls._bias_for = cls._NO_BIAS
 
     ATTN_BLOCK = 128  # query rows per SDPA call: later blocks skip the keys they cannot see
 

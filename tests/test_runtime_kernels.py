@@ -219,6 +219,34 @@ def test_fast_block_matches_the_reference_block(kernel, tiny_tok):
         assert dev(ref, fast(x, cos, sin, None, None, 0)) <= 2 * nudged
 
 
+def test_the_attention_bias_lives_no_longer_than_its_mask(kernel, tiny_tok):
+    """FastBlock turns the boolean mask into an additive bias once per forward (every layer gets the same mask
+    object) and drops it with the mask: a class-level cache kept the last prefill's [T, L] floats, and its mask, after
+    the model and the conversation were gone. Same outputs, hit or miss."""
+    from pocketguard.model import KVCache
+
+    model = _guard_model(tiny_tok, n_layers=2)
+    fast = R.FastBlock(model.layers[0])
+    B, Tn = 2, 150  # > FastBlock.ATTN_BLOCK: without a mask the block builds its own causal one
+    pos = torch.arange(Tn)[None].expand(B, Tn)
+    cos, sin = model.rope_cos[pos], model.rope_sin[pos]
+    x = torch.randn(B, Tn, 576, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        own = fast(x, cos, sin, None, None, 0)
+        assert R.FastBlock._bias_for[1] is None  # its own mask died with the call
+        mask = torch.ones(Tn, Tn, dtype=torch.bool).tril()[None, None]
+        for _ in range(2):  # converted, then reused
+            torch.testing.assert_close(fast(x, cos, sin, mask, None, 0), own, rtol=0, atol=0)
+            assert R.FastBlock._bias_for[0]() is mask
+        del mask
+        assert R.FastBlock._bias_for[1] is None
+        R.accelerate(model)
+        cache = KVCache(model.args, 1, 64)
+        model(torch.randint(0, tiny_tok.vocab_size, (1, 40)), cache=cache)
+        model(torch.randint(0, tiny_tok.vocab_size, (1, 1)), cache=cache)
+        assert R.FastBlock._bias_for[1] is None
+
+
 def test_a_kernel_asked_for_that_cannot_run_is_reported_not_silent(monkeypatch, tiny_tok, tmp_path):
     """POCKETGUARD_CPU_KERNEL naming a kernel the CPU lacks, or misspelt, falls back to the portable path (many times
     slower): load_fast warns with the reason instead of doing it in silence; auto and portable stay quiet."""
