@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -37,6 +38,20 @@ class _Item:
         share a packed pass, and category scores cost one extra pass for the whole batch when any item wants
         them (the others' verdicts are the same either way; they are sent without scores)."""
         return self.policy
+
+
+def _deliver(items: list[_Item], verdicts: list[Verdict]) -> None:
+    """Give each item its verdict; a request that ended without it (504, the client gone) cancelled its futures."""
+    for it, v in zip(items, verdicts):
+        if not it.future.done():
+            it.future.set_result(v)
+
+
+def _shutting_down(items: Iterable[_Item]) -> None:
+    """Fail the items still unanswered: the server is stopping (fail closed)."""
+    for it in items:
+        if not it.future.done():
+            it.future.set_exception(ApiError(503, "the server is shutting down", "server_shutting_down"))
 
 
 class Batcher:
@@ -81,6 +96,8 @@ class Batcher:
         self._task = loop.create_task(self._run(), name="pocketguard-batcher")
 
     async def stop(self) -> None:
+        """Answer every outstanding request now rather than at its own deadline: the batch in flight (`_run`, on
+        its cancellation) and the queued items. What has no verdict gets a 503, never a default verdict."""
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -88,10 +105,8 @@ class Batcher:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        while self._pending:
-            item = self._pending.popleft()
-            if not item.future.done():
-                item.future.set_exception(ApiError(503, "the server is shutting down", "server_shutting_down"))
+        _shutting_down(self._pending)
+        self._pending.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -147,13 +162,19 @@ class Batcher:
             if not items:
                 continue
             try:
-                verdicts = await loop.run_in_executor(self._executor, self._judge, items)
+                work = loop.run_in_executor(self._executor, self._judge, items)
+                # shielded: stop() cancels this task, not the batch, so a batch that has just finished still answers
+                verdicts = await asyncio.shield(work)
+            except asyncio.CancelledError:  # stop(): the worker thread cannot be interrupted, so the batch's items
+                # are answered now, with its verdicts if it finished, else an error
+                if work.done() and not work.cancelled() and work.exception() is None:
+                    _deliver(items, work.result())
+                _shutting_down(items)
+                raise
             except Exception as e:  # _judge catches guard errors; this is the executor itself failing
                 log.exception("guard worker failed")
                 verdicts = [Verdict.failure(f"guard worker failed: {type(e).__name__}: {e}") for _ in items]
-            for it, v in zip(items, verdicts):
-                if not it.future.done():
-                    it.future.set_result(v)
+            _deliver(items, verdicts)
 
     def _take(self) -> list[_Item]:
         """Up to `max_batch` items sharing the oldest item's key (`_Item.key`), oldest first; the rest keep their

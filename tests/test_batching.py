@@ -3,8 +3,11 @@ every kernel, for shapes like the next default guard's (non-power-of-two widths,
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import random
+import threading
+import time
 
 import pytest
 import torch
@@ -12,10 +15,13 @@ import torch
 from pocketguard import packed
 from pocketguard import runtime_cpu as R
 from pocketguard import testing as T
-from pocketguard.answer import AnswerGrammar, decode
+from pocketguard.answer import AnswerGrammar, Verdict, decode
 from pocketguard.compress.quantize import QuantConfig, quantize_
+from pocketguard.conversation import Conversation
 from pocketguard.guard import Guard
 from pocketguard.policy import Policy
+from pocketguard.server_api import ApiError, Metrics, ServerConfig
+from pocketguard.server_batcher import Batcher
 
 FAST = R.available()[0]  # runtime_cpu's AMX, AVX-512 VNNI or AVX2 kernel
 
@@ -391,3 +397,50 @@ def test_a_head_size_the_int8_kernel_cannot_take_runs_sdpa(tiny_tok, shape):
     for ids, g in zip(prompts, got):
         torch.testing.assert_close(g, m(torch.tensor([ids]))[0, -1], atol=1e-5, rtol=1e-5)
     assert not R.attention_int8_fits(m.args.head_dim)
+
+
+# ------------------------------------------------------------------------------------ the server's batcher
+class _HeldGuard:
+    """Stands in for the guard behind the server's `Batcher`: each batch is judged `unsafe` once `release` is set,
+    so a test holds a batch in flight (on the worker thread) as long as it needs."""
+
+    def __init__(self):
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def moderate_batch(self, convs, **kw):
+        self.started.set()
+        self.release.wait(10)
+        return [Verdict("unsafe", categories=["S1"]) for _ in convs]
+
+
+@pytest.mark.parametrize("finished", [False, True], ids=["running", "finished"])
+def test_stop_answers_the_batch_in_flight_at_once(finished):
+    """A request whose batch the worker was judging when the batcher stopped waited for its own deadline (its items
+    had left the queue, so stop() never saw them): now stop() answers it at once, with its verdicts where the batch
+    had already finished, else with the 503 the queued items get (never a default verdict)."""
+    guard = _HeldGuard()
+    batcher = Batcher(guard, ServerConfig(max_batch=1, batch_wait_ms=0), Metrics())
+
+    async def go():
+        running = asyncio.ensure_future(batcher.submit([Conversation.prompt("first")], None, False, 30))
+        while not guard.started.is_set():
+            await asyncio.sleep(0.005)
+        queued = asyncio.ensure_future(batcher.submit([Conversation.prompt("second")], None, False, 30))
+        await asyncio.sleep(0.01)
+        assert batcher.depth == 1
+        if finished:  # the worker returns; its verdicts reach the loop only once the loop runs again, after stop()
+            guard.release.set()
+            time.sleep(0.2)
+        t0 = time.monotonic()
+        await batcher.stop()
+        out = await asyncio.wait_for(asyncio.gather(running, queued, return_exceptions=True), 2)
+        guard.release.set()
+        return out, time.monotonic() - t0
+
+    (first, second), took = asyncio.run(go())
+    assert took < 1  # not the 30 s deadline
+    assert isinstance(second, ApiError) and second.status == 503
+    if finished:
+        assert [(v.status, v.categories) for v in first] == [("unsafe", ["S1"])]
+    else:
+        assert isinstance(first, ApiError) and (first.status, first.type) == (503, "server_shutting_down")
