@@ -569,20 +569,21 @@ def _load_tokenizer(path: Path, args: ModelArgs) -> Tokenizer:
 
 
 def _check_vocab(tok: Tokenizer, args: ModelArgs, where: str) -> None:
-    if tok.vocab_size > args.vocab_size:
-        raise CheckpointError(f"{where}: the tokenizer has {tok.vocab_size} tokens but the model's vocabulary "
-                              f"has {args.vocab_size}: they do not belong together")
+    """Token ids index the model's embedding, so the tokenizer's highest id (added and special tokens included)
+    must be below its vocab_size. Not the token count: a vocabulary with gaps in its ids, or with added tokens at
+    high ids, has fewer tokens than its highest id + 1."""
     if tok.kind == "tiktoken" and tok.vocab_size != args.vocab_size:
         # A tokenizer.model lists the base vocabulary only; the control tokens are numbered after it. With another
         # count than the model's (a file cut short, another model's), `<|eot_id|>` & co. would be other rows of the
         # embedding than the model was trained with. Meta's reference code asserts the same equality.
         raise CheckpointError(f"{where}: the tiktoken tokenizer has {tok.vocab_size} tokens (its base vocabulary and 256 "
                               f"special tokens) but the model's vocabulary has {args.vocab_size}: they do not belong together")
-    top = max(tok.specials.values(), default=-1)
+    # tiktoken's highest ids are its special tokens, numbered after its ranks 0..n-1 (TiktokenTokenizer checks those)
+    ids = tok._tok.get_vocab(with_added_tokens=True) if tok.kind == "hf" else tok.specials
+    name, top = max(ids.items(), key=lambda kv: kv[1], default=("", -1))
     if top >= args.vocab_size:
-        name = next(s for s, i in tok.specials.items() if i == top)
-        raise CheckpointError(f"{where}: the tokenizer's {name} has id {top}, outside the model's vocabulary of "
-                              f"{args.vocab_size}: they do not belong together")
+        raise CheckpointError(f"{where}: the tokenizer's token {name!r} has id {top}, outside the model's vocabulary of "
+                              f"{args.vocab_size} (ids 0..{args.vocab_size - 1}): they do not belong together")
 
 
 def _save_tokenizer(tok: Tokenizer, d: Path) -> None:

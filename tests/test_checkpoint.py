@@ -349,11 +349,21 @@ def bigger_tokenizer(d):
     train_bpe(T.tiny_corpus(), 700, d / "tokenizer.json")
 
 
-def eot_past_the_embedding(d):
+def renumber(content, new_id, **added):
+    """Give token `content` the id `new_id` in tokenizer.json (its added-token entry, if any, also updated with
+    `added`): the token count stays that of the model's vocabulary, the highest id does not."""
     def move(tok):
-        next(a for a in tok["added_tokens"] if a["content"] == "<|eot_id|>")["id"] = 700
-        tok["model"]["vocab"]["<|eot_id|>"] = 700
-    edit_json(d / "tokenizer.json", move)
+        tok["model"]["vocab"][content] = new_id
+        for a in tok["added_tokens"]:
+            if a["content"] == content:
+                a.update(id=new_id, **added)
+    return lambda d: edit_json(d / "tokenizer.json", move)
+
+
+def last_merge_past_the_embedding(d):
+    """A gap in the ids: the tokenizer's highest-numbered BPE token moved from 599 to 650."""
+    vocab = json.loads((d / "tokenizer.json").read_text())["model"]["vocab"]
+    renumber(max(vocab, key=vocab.get), 650)(d)
 
 
 def shard_then_drop_one(d):
@@ -396,9 +406,14 @@ HF_BREAKS = {
     "integer weights": (lambda d: edit_tensors(d / "model.safetensors", lambda sd: sd.update({"model.norm.weight": torch.ones(64, dtype=torch.int8)})),
                         r"model\.norm\.weight .* dtype torch\.int8"),
     "missing tokenizer": (lambda d: (d / "tokenizer.json").unlink(), r"no tokenizer\.json or tokenizer\.model"),
-    "tokenizer larger than the model": (bigger_tokenizer, r"tokenizer has \d+ tokens but the model's vocabulary has 600"),
-    # as many tokens as the model has rows, but a control token numbered past them: loaded, then failed on every prompt
-    "control token outside the embedding": (eot_past_the_embedding, r"<\|eot_id\|> has id 700, outside the model's vocabulary of 600"),
+    "tokenizer larger than the model": (bigger_tokenizer, r"tokenizer's token '.+' has id 6\d\d, outside the model's vocabulary of 600"),
+    # as many tokens as the model has rows, but one numbered past them: loaded, then failed on every prompt (a
+    # control token) or on text holding it (a plain or added one: only control tokens' ids used to be checked)
+    "control token outside the embedding": (renumber("<|eot_id|>", 700),
+                                            r"token '<\|eot_id\|>' has id 700, outside the model's vocabulary of 600 \(ids 0\.\.599\)"),
+    "gap in the ids": (last_merge_past_the_embedding, r"token '.+' has id 650, outside the model's vocabulary of 600"),
+    "plain added token outside the embedding": (renumber("<|python_tag|>", 650, special=False),
+                                                r"token '<\|python_tag\|>' has id 650, outside the model's vocabulary of 600"),
     "corrupt guard.json": (lambda d: (d / "guard.json").write_text("[1,"), r"guard\.json .* corrupt"),
     "invalid policy": (lambda d: (d / "guard.json").write_text(json.dumps({"policy": {"keep": ["S1"]}})), r"guard\.json: invalid policy"),
     "bad max_context": (lambda d: (d / "guard.json").write_text(json.dumps({"max_context": -5})), r"max_context must be a positive integer"),
@@ -515,7 +530,7 @@ def test_unknown_folders_and_unsaveable_models_are_refused(tmp_path, tiny_tok, t
         save_meta(tiny_model, tiny_tok, tmp_path / "m1")
     with pytest.raises(CheckpointError, match="standard shapes only"):
         save_meta(T.tiny_model(T.tiny_args(vocab_size=tiny_tiktoken.vocab_size, ffn_dims=[96, 160])), tiny_tiktoken, tmp_path / "m2")
-    with pytest.raises(CheckpointError, match="tokenizer has 600 tokens but the model's vocabulary has 500"):
+    with pytest.raises(CheckpointError, match=r"tokenizer's token '.+' has id 599, outside the model's vocabulary of 500"):
         save_hf(T.tiny_model(T.tiny_args(vocab_size=500)), tiny_tok, tmp_path / "h")
     with pytest.raises(CheckpointError, match="invalid policy"):
         save_guard_meta(tmp_path, {"policy": {"category": [{"code": "bad code", "name": "x"}]}})
