@@ -203,13 +203,19 @@ void pg_quant_act(int M, int Mp, int K, const float *x, long ldx, uint8_t *xu, f
 }
 
 /* RMSNorm (model.RMSNorm: w * (x * rsqrt(mean(x^2) + eps))) fused with the row quantization above. */
-void pg_rmsnorm_quant(int M, int Mp, int K, const float *x, long ldx, const float *w, float eps,
-                      uint8_t *xu, float *sx, float *zu, int nthreads) {
+int pg_rmsnorm_quant(int M, int Mp, int K, const float *x, long ldx, const float *w, float eps,
+                     uint8_t *xu, float *sx, float *zu, int nthreads) {
+    int failed = 0;
     #pragma omp parallel num_threads(nthreads)
     {
         float *h = (float *)aligned_alloc(64, ((size_t)K * 4 + 63) / 64 * 64);
+        if (!h) {
+            #pragma omp atomic write
+            failed = 1;
+        }
         #pragma omp for schedule(static)
         for (int m = 0; m < Mp; m++) {
+            if (!h) continue;  /* (the loop still runs: it ends at a barrier every thread must reach) */
             if (m >= M) { memset(xu + (long)m * K, 0, K); continue; }
             const float *r = x + (long)m * ldx;
             __m512 acc = _mm512_setzero_ps();
@@ -226,16 +232,23 @@ void pg_rmsnorm_quant(int M, int Mp, int K, const float *x, long ldx, const floa
         }
         free(h);
     }
+    return failed;  /* 1: out of memory, the rows are not valid */
 }
 
 /* h = silu(g) * u for rows of gu = [g | u] (F columns each, row stride ld), quantized per row like
    quant_row (the input of the MLP's down projection). */
-void pg_silu_mul_quant(int M, int Mp, int F, const float *gu, long ld, uint8_t *xu, float *sx, float *zu, int nthreads) {
+int pg_silu_mul_quant(int M, int Mp, int F, const float *gu, long ld, uint8_t *xu, float *sx, float *zu, int nthreads) {
+    int failed = 0;
     #pragma omp parallel num_threads(nthreads)
     {
         float *h = (float *)aligned_alloc(64, ((size_t)F * 4 + 63) / 64 * 64);
+        if (!h) {
+            #pragma omp atomic write
+            failed = 1;
+        }
         #pragma omp for schedule(static)
         for (int m = 0; m < Mp; m++) {
+            if (!h) continue;  /* (the loop still runs: it ends at a barrier every thread must reach) */
             if (m >= M) { memset(xu + (long)m * F, 0, F); continue; }
             const float *g = gu + (long)m * ld, *u = g + F;
             int k = 0;
@@ -250,23 +263,30 @@ void pg_silu_mul_quant(int M, int Mp, int F, const float *gu, long ld, uint8_t *
         }
         free(h);
     }
+    return failed;  /* 1: out of memory, the rows are not valid */
 }
 
 /* y[M, N] (row stride ldy) = dequant(x) @ dequant(W)^T for int4 group-32 W packed by pack_int4_amx.
    wpk: [N/16][K/32][256] bytes; sw: [N/16][K/32][16] fp16 group scales; wsum[N] = sum_g s_g sum_k c. */
-void pg_gemm_amx(int M, int N, int K, const uint8_t *xu, const float *sx, const float *zu,
-                 const uint8_t *wpk, const uint16_t *sw, const float *wsum, float *y, long ldy,
-                 const float *res, long ldr, int nthreads) {
+int pg_gemm_amx(int M, int N, int K, const uint8_t *xu, const float *sx, const float *zu,
+                const uint8_t *wpk, const uint16_t *sw, const float *wsum, float *y, long ldy,
+                const float *res, long ldr, int nthreads) {
     const int NB = N / 16, G = K / 32, Mp = (M + 15) / 16 * 16;
     const int NB2 = (NB + 1) / 2;
+    int failed = 0;
     #pragma omp parallel num_threads(nthreads)
     {
         pg_tiles();
         int8_t *panel = (int8_t *)aligned_alloc(64, (size_t)G * 1024);
+        if (!panel) {
+            #pragma omp atomic write
+            failed = 1;
+        }
         int32_t cbuf[2][256] __attribute__((aligned(64)));
         const __m512i m4 = _mm512_set1_epi8(0x0F), e8 = _mm512_set1_epi8(8);
         #pragma omp for schedule(static)
         for (int nb2 = 0; nb2 < NB2; nb2++) {
+            if (!panel) continue;
             const int nb = nb2 * 2, two = (nb + 1 < NB);
             /* unpack the weight panel of these (up to) two 16-column blocks: int4 -> int8 VNNI tiles */
             for (int b = 0; b <= two; b++) {
@@ -330,6 +350,7 @@ void pg_gemm_amx(int M, int N, int K, const uint8_t *xu, const float *sx, const 
         free(panel);
         _tile_release();
     }
+    return failed;  /* 1: out of memory, y is not valid */
 }
 
 #pragma GCC pop_options
@@ -426,13 +447,19 @@ void pg_quant_act_avx2(int M, int Mp, int K, const float *x, long ldx, uint8_t *
 }
 
 /* pg_rmsnorm_quant on AVX2: the sum of squares in the same 16 lanes and order. */
-void pg_rmsnorm_quant_avx2(int M, int Mp, int K, const float *x, long ldx, const float *w, float eps,
-                           uint8_t *xu, float *sx, float *zu, int nthreads) {
+int pg_rmsnorm_quant_avx2(int M, int Mp, int K, const float *x, long ldx, const float *w, float eps,
+                          uint8_t *xu, float *sx, float *zu, int nthreads) {
+    int failed = 0;
     #pragma omp parallel num_threads(nthreads)
     {
         float *h = (float *)aligned_alloc(64, ((size_t)K * 4 + 63) / 64 * 64);
+        if (!h) {
+            #pragma omp atomic write
+            failed = 1;
+        }
         #pragma omp for schedule(static)
         for (int m = 0; m < Mp; m++) {
+            if (!h) continue;  /* (the loop still runs: it ends at a barrier every thread must reach) */
             if (m >= M) { memset(xu + (long)m * K, 0, K); continue; }
             const float *r = x + (long)m * ldx;
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
@@ -453,6 +480,7 @@ void pg_rmsnorm_quant_avx2(int M, int Mp, int K, const float *x, long ldx, const
         }
         free(h);
     }
+    return failed;  /* 1: out of memory, the rows are not valid */
 }
 
 /* exp512 on AVX2, the same steps; scalef (x * 2^n, one rounding) becomes two exact power-of-two factors
@@ -478,13 +506,19 @@ static inline __m256 exp256(__m256 x) {
 }
 
 /* pg_silu_mul_quant on AVX2: the vector exp on the same elements (blocks of 16), expf on the tail. */
-void pg_silu_mul_quant_avx2(int M, int Mp, int F, const float *gu, long ld, uint8_t *xu, float *sx, float *zu,
-                            int nthreads) {
+int pg_silu_mul_quant_avx2(int M, int Mp, int F, const float *gu, long ld, uint8_t *xu, float *sx, float *zu,
+                           int nthreads) {
+    int failed = 0;
     #pragma omp parallel num_threads(nthreads)
     {
         float *h = (float *)aligned_alloc(64, ((size_t)F * 4 + 63) / 64 * 64);
+        if (!h) {
+            #pragma omp atomic write
+            failed = 1;
+        }
         #pragma omp for schedule(static)
         for (int m = 0; m < Mp; m++) {
+            if (!h) continue;  /* (the loop still runs: it ends at a barrier every thread must reach) */
             if (m >= M) { memset(xu + (long)m * F, 0, F); continue; }
             const float *g = gu + (long)m * ld, *u = g + F;
             const __m256 one = _mm256_set1_ps(1.0f);
@@ -499,6 +533,7 @@ void pg_silu_mul_quant_avx2(int M, int Mp, int F, const float *gu, long ld, uint
         }
         free(h);
     }
+    return failed;  /* 1: out of memory, the rows are not valid */
 }
 
 #define AVX2_MR 3  /* rows per tile: 6 int16 + 6 fp32 accumulators, 4 weight and 2 activation vectors: the 16 ymm */
@@ -562,11 +597,12 @@ static inline __attribute__((always_inline)) void avx2_tile(
 }
 
 /* pg_gemm_amx's contract (same packed weights, same arguments) on AVX2. */
-void pg_gemm_avx2(int M, int N, int K, const uint8_t *xu, const float *sx, const float *zu,
-                  const uint8_t *wpk, const uint16_t *sw, const float *wsum, float *y, long ldy,
-                  const float *res, long ldr, int nthreads) {
+int pg_gemm_avx2(int M, int N, int K, const uint8_t *xu, const float *sx, const float *zu,
+                 const uint8_t *wpk, const uint16_t *sw, const float *wsum, float *y, long ldy,
+                 const float *res, long ldr, int nthreads) {
     const int NB = N / 16, G = K / 32;
     int32_t *uc = (int32_t *)malloc((size_t)(M > 0 ? M : 1) * G * sizeof(int32_t));
+    if (!uc) return 1;  /* out of memory */
     #pragma omp parallel num_threads(nthreads)
     {
         group_usums(M, G, K, xu, uc);
@@ -580,6 +616,7 @@ void pg_gemm_avx2(int M, int N, int K, const uint8_t *xu, const float *sx, const
         }
     }
     free(uc);
+    return 0;
 }
 
 #pragma GCC pop_options
@@ -707,11 +744,12 @@ static inline __attribute__((always_inline)) void vnni_cols(
 }
 
 /* pg_gemm_amx's contract (same packed weights, same arguments) on AVX-512 VNNI. */
-void pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const float *zu,
-                  const uint8_t *wpk, const uint16_t *sw, const float *wsum, float *y, long ldy,
-                  const float *res, long ldr, int nthreads) {
+int pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const float *zu,
+                 const uint8_t *wpk, const uint16_t *sw, const float *wsum, float *y, long ldy,
+                 const float *res, long ldr, int nthreads) {
     const int NB = N / 16, G = K / 32, NT = (NB + VNNI_NR - 1) / VNNI_NR;
     int32_t *uc = (int32_t *)malloc((size_t)(M > 0 ? M : 1) * G * sizeof(int32_t));
+    if (!uc) return 1;  /* out of memory */
     #pragma omp parallel num_threads(nthreads)
     {
         uint8_t *wun = M >= VNNI_MR ? (uint8_t *)aligned_alloc(64, (size_t)VNNI_NR * G * 512) : NULL;
@@ -728,6 +766,7 @@ void pg_gemm_vnni(int M, int N, int K, const uint8_t *xu, const float *sx, const
         free(wun);
     }
     free(uc);
+    return 0;
 }
 
 /* Causal attention of one sequence in int8 on VNNI (runtime_cpu.attention_int8): T new queries (rows of q, row
@@ -1005,6 +1044,8 @@ def _build() -> Path:
             r = subprocess.run([cc, *_CFLAGS, str(src), "-o", tmp_out], capture_output=True, text=True)
             if r.returncode:
                 raise RuntimeError(f"compiling the CPU kernels failed: {r.stderr.strip()[:800]}")
+            # the linker keeps mkstemp's 0600 (adding x: 0711), which other users of a shared cache cannot load
+            os.chmod(tmp_out, 0o755)
             os.replace(tmp_out, out)
         finally:  # a build that failed, could not start (CC names no program) or was interrupted leaves nothing
             with contextlib.suppress(FileNotFoundError):
@@ -1045,13 +1086,13 @@ def _load():
         lib.pg_quant_act.restype = None
         for gemm in (lib.pg_gemm_amx, lib.pg_gemm_vnni, lib.pg_gemm_avx2):
             gemm.argtypes = [i, i, i, vp, vp, vp, vp, vp, vp, vp, l, vp, l, i]
-            gemm.restype = None
+            gemm.restype = ctypes.c_int  # these four return 1 when their scratch could not be allocated
         lib.pg_rmsnorm_quant.argtypes = [i, i, i, vp, l, vp, ctypes.c_float, vp, vp, vp, i]
-        lib.pg_rmsnorm_quant.restype = None
+        lib.pg_rmsnorm_quant.restype = ctypes.c_int
         lib.pg_rope.argtypes = [i, i, i, vp, l, vp, vp, i]
         lib.pg_rope.restype = None
         lib.pg_silu_mul_quant.argtypes = [i, i, i, vp, l, vp, vp, vp, i]
-        lib.pg_silu_mul_quant.restype = None
+        lib.pg_silu_mul_quant.restype = ctypes.c_int
         lib.pg_attn_vnni.argtypes = [i, i, i, i, i, vp, l, vp, vp, l, vp, l, ctypes.c_float, vp, i]
         lib.pg_attn_vnni.restype = ctypes.c_int
         _KERNEL = kernel
@@ -1224,16 +1265,18 @@ def rmsnorm_quantize(x: Tensor, weight: Tensor, eps: float) -> QAct:
     K = x.shape[-1]
     x2 = _rows(x, K)
     q = QAct(x2.shape[0], K)
-    _load().pg_rmsnorm_quant(q.M, q.xu.shape[0], K, x2.data_ptr(), x2.stride(0), weight.data_ptr(), float(eps),
-                             q.xu.data_ptr(), q.sx.data_ptr(), q.zu.data_ptr(), _threads())
+    if _load().pg_rmsnorm_quant(q.M, q.xu.shape[0], K, x2.data_ptr(), x2.stride(0), weight.data_ptr(), float(eps),
+                                q.xu.data_ptr(), q.sx.data_ptr(), q.zu.data_ptr(), _threads()):
+        raise MemoryError(f"the RMSNorm kernel could not allocate its row buffers ({K} columns)")
     return q
 
 
 def silu_mul_quantize(gu: Tensor, hidden: int) -> QAct:
     """silu(gate) * up for gu = [gate | up] rows (the fused w1|w3 output), then `quantize_rows`, in one pass."""
     q = QAct(gu.shape[0], hidden)
-    _load().pg_silu_mul_quant(q.M, q.xu.shape[0], hidden, gu.data_ptr(), gu.stride(0), q.xu.data_ptr(),
-                              q.sx.data_ptr(), q.zu.data_ptr(), _threads())
+    if _load().pg_silu_mul_quant(q.M, q.xu.shape[0], hidden, gu.data_ptr(), gu.stride(0), q.xu.data_ptr(),
+                                 q.sx.data_ptr(), q.zu.data_ptr(), _threads()):
+        raise MemoryError(f"the SiLU kernel could not allocate its row buffers ({hidden} columns)")
     return q
 
 
@@ -1277,8 +1320,9 @@ class AmxInt4Linear(nn.Module):
             raise ValueError("residual must be fp32 [M, out_features] with contiguous rows (and no padding)")
         rp, rl = (residual.data_ptr(), residual.stride(0)) if residual is not None else (None, 0)
         gemm = getattr(_load(), f"pg_gemm_{self.KERNEL}")
-        gemm(q.M, N, q.K, q.xu.data_ptr(), q.sx.data_ptr(), q.zu.data_ptr(), self.packed.data_ptr(),
-             self.sw.data_ptr(), self.wsum.data_ptr(), y.data_ptr(), N, rp, rl, _threads())
+        if gemm(q.M, N, q.K, q.xu.data_ptr(), q.sx.data_ptr(), q.zu.data_ptr(), self.packed.data_ptr(),
+                self.sw.data_ptr(), self.wsum.data_ptr(), y.data_ptr(), N, rp, rl, _threads()):
+            raise MemoryError(f"the {self.KERNEL} matmul could not allocate its buffers ({q.M} x {q.K} rows)")
         return y[:, : self.out_features] if self.n_pad else y
 
     def forward(self, x: Tensor) -> Tensor:

@@ -523,6 +523,15 @@ def test_the_int8_heads_row_sums_follow_its_codes_not_their_address():
     check()
 
 
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compiler")
+def test_the_built_kernel_library_is_readable_by_every_user(monkeypatch, tmp_path):
+    """The library is compiled into a mkstemp file (mode 0600) and the linker only added x to it: 0711, which another
+    user of a shared POCKETGUARD_CACHE cannot dlopen (loading maps the file, so it must be readable)."""
+    monkeypatch.setenv("POCKETGUARD_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "gcc")
+    assert R._build().stat().st_mode & 0o777 == 0o755
+
+
 @pytest.mark.parametrize("how", ["no such compiler", "interrupted"])
 def test_a_failed_kernel_build_leaves_no_file_in_the_cache(monkeypatch, tmp_path, how):
     """Every process that builds the kernel library compiles into its own temporary file beside the cache entry and
