@@ -578,9 +578,7 @@ def _check_vocab(tok: Tokenizer, args: ModelArgs, where: str) -> None:
         # embedding than the model was trained with. Meta's reference code asserts the same equality.
         raise CheckpointError(f"{where}: the tiktoken tokenizer has {tok.vocab_size} tokens (its base vocabulary and 256 "
                               f"special tokens) but the model's vocabulary has {args.vocab_size}: they do not belong together")
-    # tiktoken's highest ids are its special tokens, numbered after its ranks 0..n-1 (TiktokenTokenizer checks those)
-    ids = tok._tok.get_vocab(with_added_tokens=True) if tok.kind == "hf" else tok.specials
-    name, top = max(ids.items(), key=lambda kv: kv[1], default=("", -1))
+    name, top = tok.highest_token()
     if top >= args.vocab_size:
         raise CheckpointError(f"{where}: the tokenizer's token {name!r} has id {top}, outside the model's vocabulary of "
                               f"{args.vocab_size} (ids 0..{args.vocab_size - 1}): they do not belong together")

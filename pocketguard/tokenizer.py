@@ -68,6 +68,12 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         raise NotImplementedError
 
+    def highest_token(self) -> tuple[str, int]:
+        """The token with the highest id, added and special tokens included: ids index a model's embedding, so
+        it is this id (not the token count, which gaps in the ids make smaller) that must fit the model. Here the
+        special tokens: tiktoken numbers them after its ranks 0..n-1 (checked at load)."""
+        return max(self.specials.items(), key=lambda kv: kv[1])
+
     @cached_property
     def special_ids(self) -> frozenset[int]:
         return frozenset(self.specials.values())
@@ -137,6 +143,9 @@ class HFTokenizer(Tokenizer):
 
     def _encode_plain(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
+
+    def highest_token(self) -> tuple[str, int]:
+        return max(self._tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
 
     def decode(self, ids: Iterable[int]) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=False)
