@@ -773,6 +773,34 @@ def test_hf_export_of_a_quantized_guard_is_the_guard_on_float_activations(models
     assert torch.allclose(torch.as_tensor(theirs)[g._grammar(g.policy).firsts].float(), ours[rows].float(), atol=1e-3)
 
 
+def test_hf_export_of_a_guard_loaded_artifact_is_the_artifact(models, tiny_tok, tmp_path):
+    """`Guard.load` runs an artifact on runtime_cpu's FastBlocks where the CPU has a fast kernel: their int4 weights
+    live only as packed tiles, and `export_hf` of that model failed ("cannot rebuild a float model: missing
+    layers.0.attention.wq.weight, ..."). The tiles give the codes and scales back exactly: the export is byte for byte
+    the one of `checkpoint.load`'s model, and read back it gives the artifact's logits on float activations (and its
+    own int8-activation logits to their rounding)."""
+    from pocketguard import kernels as K
+    from pocketguard import runtime_cpu as R
+    from pocketguard.checkpoint import load
+    from pocketguard.compress.artifact import save_artifact
+    from pocketguard.export.hf import export_hf
+
+    art = save_artifact(models[1], tiny_tok, Policy.default(), tmp_path / "art")
+    fast = Guard.load(art).model
+    assert any(isinstance(m, R.FastBlock) for m in fast.modules()) == R.available()[0]
+    out = export_hf(fast, tiny_tok, tmp_path / "hf")
+    portable = load(art).model
+    ref = export_hf(portable, tiny_tok, tmp_path / "hf-ref")
+    assert (out / "model.safetensors").read_bytes() == (ref / "model.safetensors").read_bytes()
+    back = load(out).model
+    ids = torch.tensor([encode_prompt(tiny_tok, Policy.default(), as_conversation(CONVS[2])).ids])
+    with torch.no_grad():
+        theirs = back(ids)[0, -1, portable.output_token_ids]
+        with K.float_activations(portable):
+            torch.testing.assert_close(theirs, portable(ids)[0, -1], atol=1e-5, rtol=1e-5)
+        assert (theirs - fast(ids)[0, -1]).abs().max() < 0.1  # int8 activation rounding only (0.04 of logits up to 1.8)
+
+
 def test_verify_tells_activation_rounding_from_a_broken_export(models, tiny_tok, tmp_path, capsys, monkeypatch):
     """A verdict that differs only because the format has no int8 activation rounding passes `--verify` (named as
     such); one that pocketguard's weights do not give on float activations either fails it."""
