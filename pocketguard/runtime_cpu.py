@@ -55,7 +55,8 @@ closed as well: a query, key or value row holding a NaN or an infinity makes NaN
 quantization, q|k|v in one matmul and gate|up in one matmul so each activation is quantized once, SiLU·up
 fused with the next quantization, residual adds in the matmul epilogue, RoPE in place, attention by query
 blocks); the block's interface is unchanged, so the KV cache, the prefix cache and constrained decoding in
-`Guard` work as before. `load_fast(path)` loads an artifact the same way but packs each layer from a private
+`Guard` work as before; `FastBlock.standard_block()` gives the block back, the same codes and scales, for the
+exporters. `load_fast(path)` loads an artifact the same way but packs each layer from a private
 read of its tensors and leaves the embedding table memory-mapped, so peak RSS stays near the packed weights.
 Both leave the model on the portable `kernels` path when the CPU has none of AMX-INT8, AVX-512 VNNI and AVX2
 (`available()` says why) or when `POCKETGUARD_CPU_KERNEL=portable`. Measurements: docs/benchmarks.md.
@@ -1194,6 +1195,16 @@ def pack_int4_amx(codes: Tensor, scales: Tensor) -> tuple[Tensor, Tensor, Tensor
     return packed, sw, wsum.contiguous()
 
 
+def unpack_int4_amx(packed: Tensor, sw: Tensor) -> tuple[Tensor, Tensor]:
+    """`pack_int4_amx`'s inverse: (packed [N/16, K/32, 256], sw [N/16, K/32, 16]) -> (int4 codes int8 [N, K], fp16
+    scales [N, K/32]), exactly. A `Guard.load`ed model keeps its int4 weights only as these tiles; exporters need the
+    codes back (`FastBlock.standard_block`)."""
+    nb, G, _ = packed.shape
+    t = torch.cat([packed & 15, packed >> 4], -1)  # [nb, G, 512]: tile rows 0-3, then 4-7
+    codes = t.reshape(nb, G, 8, 16, 4).permute(0, 3, 1, 2, 4).reshape(nb * 16, G * 32).to(torch.int8) - 8
+    return codes, sw.permute(0, 2, 1).reshape(nb * 16, G)
+
+
 _PACK_ROWS = 256  # rows packed at a time: transients stay ~1 MB, so loading does not fragment the heap
 
 
@@ -1310,6 +1321,19 @@ class AmxInt4Linear(nn.Module):
         self.register_buffer("sw", sw)
         self.register_buffer("wsum", wsum)
 
+    def parts(self) -> list[nn.Module]:
+        """The constructor's inverse: the `kernels.Int4WeightInt8ActLinear`s this was packed from, with their own
+        codes and fp16 scales (less the zero rows padding to 16)."""
+        from .kernels import Int4WeightInt8ActLinear
+
+        codes, scales = (t[: self.out_features].split(self.splits) for t in unpack_int4_amx(self.packed, self.sw))
+        out = []
+        for c, s in zip(codes, scales):
+            lin = Int4WeightInt8ActLinear(self.in_features, c.shape[0], 32, torch.float16)
+            lin.set_codes(c, s)
+            out.append(lin)
+        return out
+
     def mm(self, q: QAct, residual: Tensor | None = None) -> Tensor:
         """[M, out_features] float32 from activations quantized by `quantize_rows` / `rmsnorm_quantize`;
         `residual` [M, out_features] (fp32, unit column stride) is added in the kernel's epilogue."""
@@ -1376,6 +1400,27 @@ class FastBlock(nn.Module):
         self.hidden = f.w1.out_features
         self.w13 = Linear([f.w1, f.w3])
         self.w2 = Linear([f.w2])
+
+    def standard_block(self) -> nn.Module:
+        """`FastBlock(block)`'s inverse: the `model.TransformerBlock` it was made from, its linears the 8da4w
+        `kernels` modules with the same codes and fp16 scales (`AmxInt4Linear.parts`), its norm gains fp32 as held
+        here. Every exporter reads the standard per-layer modules, and reaches this by its name
+        (`pocketguard.export.standard_blocks`: export sits below runtime_cpu, docs/design.md)."""
+        from .model import ModelArgs, TransformerBlock
+
+        args = ModelArgs(dim=self.wo.out_features, n_layers=1, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
+                         head_dim=self.head_dim, ffn_dims=self.hidden, norm_eps=self.attention_eps)
+        with torch.device("meta"):  # every tensor is replaced below
+            block = TransformerBlock(args, self.hidden)
+        a, f = block.attention, block.feed_forward
+        a.wq, a.wk, a.wv = self.wqkv.parts()
+        (a.wo,) = self.wo.parts()
+        f.w1, f.w3 = self.w13.parts()
+        (f.w2,) = self.w2.parts()
+        for norm, gain in ((block.attention_norm, self.attention_norm_weight), (block.ffn_norm, self.ffn_norm_weight)):
+            norm.weight = nn.Parameter(gain.detach().clone(), requires_grad=False)
+        block.ffn_norm.eps = self.ffn_eps
+        return block
 
     _NO_BIAS = (lambda: None, None)
     _bias_for: tuple = _NO_BIAS  # (weak reference to the last mask, its bias)

@@ -372,6 +372,27 @@ def test_gguf_q4_0_of_an_int4_artifact_gives_the_same_verdicts(models, tiny_tok,
     assert _agree(Guard(qm, tiny_tok), b, min_margin=0.3) >= 3
 
 
+@pytest.mark.parametrize("qtype", ["q4_0", "f32"])
+def test_gguf_export_of_a_guard_loaded_artifact_is_the_artifact(models, tiny_tok, tmp_path, qtype):
+    """`Guard.load` runs an artifact on runtime_cpu's FastBlocks where the CPU has a fast kernel: they have no
+    `attention_norm` or `attention` modules, and `export_gguf` of that model failed with AttributeError. Their tiles
+    give the codes and scales back exactly (`FastBlock.standard_block`): the file is byte for byte the one of
+    `checkpoint.load`'s model, its own codes (q4_0) and its dequantized weights (f32) alike, and the guard's model
+    keeps its FastBlocks."""
+    from pocketguard import runtime_cpu as R
+    from pocketguard.checkpoint import load
+    from pocketguard.compress.artifact import save_artifact
+
+    art = save_artifact(models[1], tiny_tok, Policy.default(), tmp_path / "art")
+    fast = Guard.load(art).model
+    blocks = list(fast.layers)
+    assert any(isinstance(b, R.FastBlock) for b in blocks) == R.available()[0]
+    out = export_gguf(fast, tiny_tok, tmp_path / "fast.gguf", qtype)
+    ref = export_gguf(load(art).model, tiny_tok, tmp_path / "ref.gguf", qtype)
+    assert out.read_bytes() == ref.read_bytes()
+    assert list(fast.layers) == blocks
+
+
 # ------------------------------------------------------------------------------------------------ HF
 
 
@@ -572,6 +593,33 @@ def test_executorch_export_never_replaces_another_models_tokenizer(models, tiny_
     with pytest.raises(ExportError, match="holds another tokenizer"):
         export_executorch(models[1], tmp_path / "g.pte", max_len=64, tokenizer=tiny_tok)
     assert other.read_text() == '{"not": "this model\'s tokenizer"}' and not (tmp_path / "g.pte").exists()
+
+
+@pytest.mark.skipif(not HAVE_ET, reason="executorch not installed (pip install 'pocketguard[executorch]')")
+def test_executorch_export_of_a_guard_loaded_artifact_is_the_artifact(models, tiny_tok, tmp_path):
+    """`export_executorch` of a `Guard.load`ed artifact (runtime_cpu's FastBlocks) failed with "'FastBlock' object
+    has no attribute 'attention'". The module it lowers now holds the same codes, scales and tables as for
+    `checkpoint.load`'s model and gives the same logits; the lowering is a function of that module (the two tiny
+    `.pte` files were the same 154,480 bytes, checked once by hand: 46 s on 2 cores)."""
+    from pocketguard.checkpoint import load
+    from pocketguard.compress.artifact import save_artifact
+    from pocketguard.export.executorch import ExportableGuardModel
+
+    art = save_artifact(models[1], tiny_tok, Policy.default(), tmp_path / "art")
+    fast, ref = (ExportableGuardModel(m, 64) for m in (Guard.load(art).model, load(art).model))
+
+    def tensors(m):  # torchao's quantized weights (no torch.equal) by their codes and scales
+        out = {}
+        for k, v in m.state_dict().items():
+            out.update({f"{k}.qdata": v.qdata, f"{k}.scale": v.scale} if hasattr(v, "qdata") else {k: v})
+        return out
+
+    a, b = tensors(fast), tensors(ref)
+    assert a.keys() == b.keys() and "layers.0.wq.weight.qdata" in a
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ids = torch.tensor([encode_prompt(tiny_tok, Policy.default(), as_conversation(CONVS[0])).ids[:60]])
+    with torch.no_grad():
+        assert torch.equal(fast(ids, torch.tensor([0])), ref(ids, torch.tensor([0])))
 
 
 TOKENIZER_TEXTS = ["\n\nHuman: What year is it? 2024, or 31415?\n\nAssistant:", "It's   spaced\tout\r\nok", "ünïcödé 🙂 café",

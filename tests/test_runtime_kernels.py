@@ -185,6 +185,25 @@ def test_a_row_that_is_not_finite_gives_nan_outputs(any_kernel, bad):
             assert got[row].isnan().all() and torch.equal(got[keep], want[keep])
 
 
+def test_unpacking_the_tiles_gives_the_codes_and_scales_back():
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.randint(-8, 8, (48, 96), generator=gen, dtype=torch.int8)
+    scales = (torch.rand(48, 3, generator=gen) + 0.01).half()
+    packed, sw, _ = R.pack_int4_amx(codes, scales)
+    back, s = R.unpack_int4_amx(packed, sw)
+    assert torch.equal(back, codes) and torch.equal(s, scales)
+
+
+def test_a_packed_linear_gives_back_its_parts(kernel):
+    """Three parts, the last one padded to 16 rows: the same modules, codes and scales come back."""
+    parts = [_linear(n, 64, seed=i) for i, n in enumerate([48, 16, 8])]
+    back = R.LINEARS[kernel](parts).parts()
+    assert [type(p) for p in back] == [type(p) for p in parts]
+    for p, q in zip(parts, back):
+        assert q.quant_spec() == p.quant_spec()
+        assert torch.equal(q.qweight, p.qweight) and torch.equal(q.scales, p.scales)
+
+
 def _guard_model(tok, n_layers: int = 2):
     """A random quantized model at the next default guard's shapes (dim 576, 9 q / 3 kv heads, MLP 1536)."""
     from pocketguard.compress.prune import prune_output
@@ -217,6 +236,18 @@ def test_fast_block_matches_the_reference_block(kernel, tiny_tok):
         nudged = max(dev(ref, block(torch.nextafter(x, x + d), cos, sin, None, None, 0)) for d in (1, -1))
         assert 0 < nudged < 0.05
         assert dev(ref, fast(x, cos, sin, None, None, 0)) <= 2 * nudged
+
+
+def test_a_fast_block_gives_back_the_block_it_was_made_from(kernel, tiny_tok):
+    """`FastBlock.standard_block`, which the exporters read a `Guard.load`ed model through: the same modules and
+    tensors as the block packed, to the bit."""
+    block = _guard_model(tiny_tok, n_layers=1).layers[0]
+    back = R.FastBlock(block).standard_block()
+    assert [(n, type(m)) for n, m in back.named_modules()] == [(n, type(m)) for n, m in block.named_modules()]
+    got, want = back.state_dict(), block.state_dict()
+    assert got.keys() == want.keys()
+    assert all(got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]) for k in want)
+    assert (back.attention_norm.eps, back.ffn_norm.eps) == (block.attention_norm.eps, block.ffn_norm.eps)
 
 
 def test_the_attention_bias_lives_no_longer_than_its_mask(kernel, tiny_tok):

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..model import Transformer, rotate_half
+from . import standard_blocks
 
 
 class ExportError(ValueError):
@@ -151,7 +152,8 @@ class _Block(nn.Module):
 
 
 class ExportableGuardModel(nn.Module):
-    """pocketguard's `Transformer` rewritten for torch.export: static KV cache, last-token logits."""
+    """pocketguard's `Transformer` rewritten for torch.export: static KV cache, last-token logits. A `Guard.load`ed
+    model's FastBlocks are read as the kernel modules they were packed from (`standard_blocks`)."""
 
     def __init__(self, model: Transformer, max_len: int):
         super().__init__()
@@ -160,7 +162,7 @@ class ExportableGuardModel(nn.Module):
             raise ExportError(f"max_len {max_len} exceeds the model's context of {args.max_seq_len}")
         self.max_len = max_len
         self.tok_embeddings = _Embedding(model.tok_embeddings, model.input_id_map)
-        self.layers = nn.ModuleList(_Block(layer, args, max_len) for layer in model.layers)
+        self.layers = nn.ModuleList(_Block(layer, args, max_len) for layer in standard_blocks(model).layers)
         self.norm = _RMSNorm(model.norm)
         self.output = _linear(model.output)
         self.register_buffer("rope_cos", model.rope_cos[:max_len].clone(), persistent=False)

@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import standard_blocks
+
 QTYPES = ("f32", "f16", "q8_0", "q4_0")
 GGUF_BLOCK_LINEARS = {
     "attention.wq": "attn_q", "attention.wk": "attn_k", "attention.wv": "attn_v", "attention.wo": "attn_output",
@@ -155,9 +157,11 @@ def code_type(m: nn.Module, qtype: str, explicit: bool = False) -> str | None:
 
 def gguf_tensors(model, qtype: str = "q4_0", head_qtype: str | None = None, embed_qtype: str | None = None
                  ) -> Iterator[tuple[str, np.ndarray, object]]:
-    """(gguf name, data, raw GGML type or None) for every tensor of the standard-shape llama GGUF."""
+    """(gguf name, data, raw GGML type or None) for every tensor of the standard-shape llama GGUF; a `Guard.load`ed
+    model's FastBlocks give their own codes and scales back first (`standard_blocks`)."""
     if qtype not in QTYPES:
         raise ExportError(f"GGUF type must be one of {QTYPES}, got {qtype!r}")
+    model = standard_blocks(model)
     args = model.args
     dim, V = args.dim, args.vocab_size
 
@@ -354,7 +358,8 @@ def add_tokenizer(w, tokenizer, n_vocab: int) -> None:
 
 def export_gguf(model, tokenizer, path: str | Path, qtype: str = "q4_0", policy=None, name: str = "pocketguard",
                 head_qtype: str | None = None, embed_qtype: str | None = None, threshold: float | None = None) -> Path:
-    """Write `model` (float or a pocketguard artifact's kernels) as a llama.cpp GGUF file; returns the path.
+    """Write `model` (float or a pocketguard artifact's kernels, `checkpoint.load`ed or `Guard.load`ed) as a llama.cpp
+    GGUF file; returns the path.
     The policy and the guard's `threshold` (when it has one) go into pocketguard.* metadata."""
     import gguf
 

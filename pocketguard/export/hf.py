@@ -29,15 +29,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import standard_blocks
+
 
 def dequantized_model(model) -> nn.Module:
-    """A float copy of `model` whose kernel modules became nn.Linear / nn.Embedding: pocketguard.kernels' modules
-    (`checkpoint.load` of an artifact) and runtime_cpu's FastBlocks (`Guard.load` of one on a CPU with a fast kernel)."""
+    """A float copy of `model` whose kernel modules (pocketguard.kernels) became nn.Linear / nn.Embedding; a
+    `Guard.load`ed model's FastBlocks are read as the kernel modules they were packed from (`standard_blocks`)."""
     from .. import kernels as K
 
-    # FastBlocks by their fused linears: runtime_cpu sits above export (docs/design.md), as packed._block tells them
-    fast = {name: m for name, m in model.named_modules() if hasattr(m, "wqkv")}
-    if not fast and not any(K.is_quantized(m) for m in model.modules()):
+    model = standard_blocks(model)
+    if not any(K.is_quantized(m) for m in model.modules()):
         return model
     from ..weights import skeleton
 
@@ -46,39 +47,12 @@ def dequantized_model(model) -> nn.Module:
     for name, mod in model.named_modules():
         if K.is_quantized(mod):
             state[name + ".weight"] = mod.dequantize(torch.float32)
-    for name, block in fast.items():
-        state.update(_fast_block_state(name, block))
     for name, p in model.named_parameters():
-        if name.rpartition(".")[0] not in fast:  # (a FastBlock's own are its norm gains, renamed above)
-            state[name] = p.detach().to(torch.float32, copy=True)  # a copy: `out` must not share storage with `model`
+        state[name] = p.detach().to(torch.float32, copy=True)  # a copy: `out` must not share storage with `model`
     missing, unexpected = out.load_state_dict(state, strict=False, assign=True)
     if unexpected or [m for m in missing if not m.endswith(("rope_cos", "rope_sin"))]:
         raise ValueError(f"cannot rebuild a float model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return out.eval()
-
-
-_FUSED = {"wqkv": ("attention.wq", "attention.wk", "attention.wv"), "wo": ("attention.wo",),
-          "w13": ("feed_forward.w1", "feed_forward.w3"), "w2": ("feed_forward.w2",)}
-
-
-def _fast_block_state(name: str, block) -> dict[str, torch.Tensor]:
-    """A FastBlock's weights under `TransformerBlock`'s names. The block kept no codes of its own but the tiles it
-    packed them into (`runtime_cpu.pack_int4_amx`: nibble = code + 8, fp16 group-32 scales), which give them back
-    exactly; `kernels.dequantize_weight` multiplies them out as the portable kernels' `dequantize` does, so the float
-    weights are the artifact's to the bit."""
-    from ..kernels import dequantize_weight
-
-    state = {f"{name}.attention_norm.weight": block.attention_norm_weight.detach().clone(),
-             f"{name}.ffn_norm.weight": block.ffn_norm_weight.detach().clone()}
-    for fused, parts in _FUSED.items():
-        lin = getattr(block, fused)
-        nb, G, _ = lin.packed.shape
-        tiles = torch.cat([lin.packed & 15, lin.packed >> 4], -1)  # [nb, G, 512]: tile rows 0-3, then 4-7
-        codes = tiles.reshape(nb, G, 8, 16, 4).permute(0, 3, 1, 2, 4).reshape(nb * 16, G * 32).to(torch.int8) - 8
-        scales = lin.sw.permute(0, 2, 1).reshape(nb * 16, G)
-        w = dequantize_weight(codes, scales, 32)[: lin.out_features]  # (less the zero rows padding to 16)
-        state.update({f"{name}.{part}.weight": t for part, t in zip(parts, w.split(lin.splits))})
-    return state
 
 
 def export_hf(model, tokenizer, directory: str | Path, policy=None, max_context: int | None = None,
