@@ -539,3 +539,32 @@ def test_prepare_refuses_a_backbone_of_another_checksum_and_keeps_nothing_of_it(
     repo = tmp_path / "repo"
     assert not (repo / "runs" / "backbone" / "SmolLM2-135M-Instruct.Q4_1.gguf").exists()
     assert not list((repo / ".carry").glob("p*"))
+
+
+# Packages the GPU machine's image lacks (the device tool's KINDS.md): the server's. A test file that imported them
+# at its top broke the stage's first check and cost a lease (stop 56).
+GPU_IMAGE_LACKS = ("fastapi", "uvicorn", "pydantic", "starlette")
+BLOCK = f"""
+import sys
+class _Lacks:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {GPU_IMAGE_LACKS!r}:
+            raise ImportError(f"no module named {{name!r}} (not on the GPU image)")
+sys.meta_path.insert(0, _Lacks())
+import pytest
+sys.exit(pytest.main(sys.argv[1:]))
+"""
+
+
+def test_the_gpu_stages_test_checks_collect_without_the_server_packages():
+    """gpu_run.sh runs some tests on the GPU machine before it trains; they must collect there (exit 5: a
+    CUDA-only selection that selects nothing on this machine; an import error is exit 2)."""
+    import shlex
+
+    run_sh = (SCRIPT.parent / "gpu_run.sh").read_text()
+    checks = [shlex.split(m) for m in __import__("re").findall(r"python3 -m pytest ([^;]+?); then", run_sh)]
+    assert len(checks) >= 2, "gpu_run.sh's pytest checks not found"
+    for args in checks:
+        r = subprocess.run([sys.executable, "-c", BLOCK, *args, "--collect-only", "-q"], cwd=SCRIPT.parents[1],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode in (0, 5), f"{args}:\n{r.stdout[-3000:]}{r.stderr[-2000:]}"
