@@ -170,3 +170,15 @@ def test_verdict_agreement_by_hand():
     assert a["mean_abs_dp_unsafe"] == pytest.approx((0.1 + 0.2 + 0.4) / 3)
     assert a["kappa"] == pytest.approx(0.0)  # 50% observed agreement, 50% expected by chance
     assert verdict_agreement(ref, ref)["kappa"] == 1.0
+
+
+def test_verdict_agreement_exact_counts_a_non_finite_p_unsafe_as_a_failure():
+    # a "safe" verdict with p_unsafe NaN is a failure to judge (flagged): it is not the reference's safe verdict
+    ref = [{"status": "safe", "p_unsafe": 0.1, "categories": []}, {"status": "unsafe", "p_unsafe": 0.9, "categories": ["S1"]}]
+    got = [{"status": "safe", "p_unsafe": float("nan"), "categories": []},
+           {"status": "unsafe", "p_unsafe": float("inf"), "categories": ["S1"]}]
+    a = verdict_agreement(got, ref)
+    assert a["flagged"] == 0.5 and a["flips_to_flagged"] == 1
+    assert a["exact"] == 0.0  # neither is the reference's verdict: both are failures to judge
+    both_failed = [{"status": "error", "p_unsafe": None, "categories": []}, {"status": "error", "p_unsafe": None, "categories": []}]
+    assert verdict_agreement(got, both_failed)["exact"] == 1.0  # failures alike on both sides

@@ -200,14 +200,18 @@ def verdict_agreement(predictions: Sequence[Any], reference: Sequence[Any]) -> d
     """How often a model's verdicts match the reference's on the same inputs.
 
     `flagged` compares flagged/not (failures to judge are flagged, as in `metrics.predicted`); `exact` also needs the
-    same status and category set; `kappa` is Cohen's kappa on flagged; flips count reference→model changes of the
+    same status and category set (a failure to judge, a non-finite p_unsafe included, counts as an `error` naming no
+    category, whatever its status says); `kappa` is Cohen's kappa on flagged; flips count reference→model changes of the
     flagged decision; |Δp_unsafe| is over the examples both judged with a p_unsafe.
     """
     if len(predictions) != len(reference):
         raise ValueError(f"{len(predictions)} predictions but {len(reference)} reference verdicts")
     a, b = predicted(predictions)[0], predicted(reference)[0]
-    exact = [get(p, "status") == get(q, "status") and set(get(p, "categories") or []) == set(get(q, "categories") or [])
-             for p, q in zip(predictions, reference)]
+
+    def judged(v: Any) -> tuple[Any, set]:  # a failure to judge (a non-finite p_unsafe too) is an error naming nothing
+        return ("error", set()) if failed(v) else (get(v, "status"), set(get(v, "categories") or []))
+
+    exact = [judged(p) == judged(q) for p, q in zip(predictions, reference)]
     dp = [abs(get(p, "p_unsafe") - get(q, "p_unsafe")) for p, q in zip(predictions, reference)
           if not (failed(p) or failed(q)) and get(p, "p_unsafe") is not None and get(q, "p_unsafe") is not None]
     kappa = None
