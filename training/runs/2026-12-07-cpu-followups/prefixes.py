@@ -1,8 +1,11 @@
 """Would judging the judged message without its last sentence (`last`), or every proper prefix of it by sentence
 (`all`), close the recency hole at less false-positive cost than judging sentences alone? Shipped guard, CPU;
 run from the repository root: `python prefixes.py last`, `python prefixes.py all`."""
-close the recency hole at less false-positive cost than judging sentences alone? Shipped guard, CPU."""
-import json, re, sys, time
+import json
+import re
+import sys
+import time
+
 from pocketguard.guard import Guard
 
 g = Guard.load()
@@ -31,12 +34,16 @@ def run(rows, name):
     by = {}
     for r, w, s in zip(rows, whole, flag):
         k = (r.get("source", "").split("/")[-1] if name == "positions" else name, r["label"])
-        a = by.setdefault(k, [0, 0, 0]); a[0] += 1; a[1] += w.status != "safe"; a[2] += s
+        a = by.setdefault(k, [0, 0, 0])
+        a[0], a[1], a[2] = a[0] + 1, a[1] + (w.status != "safe"), a[2] + s
     for k, (n, fw, fs) in sorted(by.items()):
         print(f"{MODE:5} {name:10} {k[0]:14} {k[1]:6} n={n:4} whole {fw:4} ({fw/n:.3f})  +prefixes {fs:4} ({fs/n:.3f})", flush=True)
     print(f"  {len(extra)} extra prompts, {time.time()-t0:.0f}s", flush=True)
 
-load = lambda p: [json.loads(l) for l in open(p)]
+def load(p):
+    return [json.loads(line) for line in open(p)]
+
+
 run(load("training/probes-blind6.jsonl"), "blind6")
 run([r for r in load("runs/data-x4/dev_heldout.jsonl") if r.get("source") == "alpaca-seed-tasks"], "alpaca")
 run([r for r in load("runs/data-x4/dev.jsonl") if r.get("lookalike") and r.get("role", "user") == "user" and len(r["messages"]) == 1], "lookalike")
