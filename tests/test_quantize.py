@@ -667,9 +667,11 @@ def test_ptq_recipe_step_calibrates_on_guard_prompts(tiny_tok):
 
     policy = Policy.default().subset(["S1", "S9", "S10"])
     examples = toy_examples(4)
+    seqs = calibration_from_examples(examples, tiny_tok, policy, max_len=1024)
+    assert len(seqs) == 4 and tiny_tok.decode(seqs[0].tolist()).endswith(("safe", "S1", "S9", "S10"))
+    # a cap below the policy header: the sequences keep their start (<|begin_of_text|>, header), not a mid-header cut
     seqs = calibration_from_examples(examples, tiny_tok, policy, max_len=64)
-    assert len(seqs) == 4 and all(len(s) <= 64 for s in seqs)
-    assert tiny_tok.decode(seqs[0].tolist()).endswith(("safe", "S1", "S9", "S10"))
+    assert len(seqs) == 4 and all(len(s) <= 64 and s[0] == tiny_tok.special("<|begin_of_text|>") for s in seqs)
     ctx = SimpleNamespace(tokenizer=tiny_tok, policy=policy, calibration=examples, data={"max_len": 48}, info={})
     m = ptq_step(tiny_model(tiny_args(vocab_size=tiny_tok.vocab_size)), ctx, mode="gptq", act_order=True)
     assert isinstance(m.layers[0].feed_forward.w1, K.Int4WeightInt8ActLinear) and m.quant_config.act_order
@@ -711,3 +713,30 @@ def test_an_empty_calibration_sequence_is_refused(calibration):
     for mode in ("gptq", "imatrix"):
         with pytest.raises(ValueError, match=r"calibration sequences \[[\d, ]+\] have no tokens"):
             quantize_(tiny(), QuantConfig(mode=mode), calibration=calibration)
+
+
+def test_overlong_calibration_prompts_lose_their_earliest_turns_not_their_header(tiny_tok):
+    """Before, a sequence over max_len was cut from the left (`ids[-max_len:]`): GPTQ / imatrix calibrated on text
+    that starts mid-policy, without <|begin_of_text|>, which the guard never sees. Now the earliest turns go first
+    (as in training and at inference); a judged turn too long alone keeps the header and loses its own start."""
+    from pocketguard.compress.quantize import calibration_from_examples
+    from pocketguard.conversation import Conversation
+    from pocketguard.policy import Policy
+    from pocketguard.prompt import answer_text, encode_prompt
+
+    policy = Policy.default().subset(["S1", "S9", "S10"])
+    msgs = [{"role": "user", "content": "hello world " * 40}, {"role": "assistant", "content": "cat river " * 40},
+            {"role": "user", "content": "how to cook cake"}]
+    ex = {"messages": msgs, "role": "user", "label": "unsafe", "categories": ["S10"]}
+    p = encode_prompt(tiny_tok, policy, Conversation.from_messages(msgs, "user"))
+    ans = tiny_tok.encode(answer_text(["S10"]))
+    assert calibration_from_examples([ex], tiny_tok, policy, max_len=4096)[0].tolist() == p.ids + ans  # fits
+    # one turn too many: the first goes, whole
+    fit = len(p.ids) + len(ans) - len(p.turns[0])
+    seq = calibration_from_examples([ex], tiny_tok, policy, max_len=fit)[0].tolist()
+    assert seq == p.prefix + p.turns[1] + p.turns[2] + p.suffix + ans
+    # the judged turn alone does not fit: header kept, the judged turn cut at its start
+    m = len(p.prefix) + len(p.suffix) + len(ans) + 3
+    seq = calibration_from_examples([ex], tiny_tok, policy, max_len=m)[0].tolist()
+    assert len(seq) == m and seq[: len(p.prefix)] == p.prefix and seq[-len(p.suffix) - len(ans):] == p.suffix + ans
+    assert seq[0] == tiny_tok.special("<|begin_of_text|>")

@@ -33,18 +33,30 @@ def as_sequences(calibration: Any) -> list[Tensor]:
 
 def calibration_from_examples(examples: Iterable[dict], tokenizer, policy=None, max_samples: int = 128,
                               max_len: int = 512) -> list[Tensor]:
-    """Prompt (+ expected answer) token ids of labelled JSONL examples, as calibration sequences."""
+    """Prompt (+ expected answer) token ids of labelled JSONL examples, as calibration sequences.
+
+    A sequence over `max_len` loses its earliest turns first, as the guard's prompts do (training, inference):
+    it keeps `<|begin_of_text|>` and the policy header. If the judged turn alone does not fit, the header is kept
+    and the judged turn loses its start (as a window of it would be judged), never the header; a `max_len` below
+    the header itself keeps the sequence's first `max_len` tokens."""
     policy = policy or Policy.default()
     seqs = []
     for ex in examples:
         if len(seqs) >= max_samples:
             break
         conv = Conversation.from_messages(ex["messages"], ex.get("role"))
-        ids = encode_prompt(tokenizer, policy, conv).ids
+        p = encode_prompt(tokenizer, policy, conv)
+        tail = list(p.suffix)
         if "label" in ex:
             cats = [c for c in ex.get("categories", []) if c in policy] if ex["label"] == "unsafe" else None
-            ids = ids + tokenizer.encode(answer_text(cats))
-        seqs.append(torch.tensor(ids[-max_len:], dtype=torch.long))
+            tail += tokenizer.encode(answer_text(cats))
+        turns = list(p.turns)
+        while len(p.prefix) + sum(map(len, turns)) + len(tail) > max_len and len(turns) > 1:
+            turns.pop(0)
+        head = p.prefix[:max_len]
+        rest = [t for turn in turns for t in turn] + tail
+        rest = rest[max(0, len(rest) - (max_len - len(head))):]
+        seqs.append(torch.tensor(head + rest, dtype=torch.long))
     return seqs
 
 
