@@ -32,7 +32,7 @@ from .answer import AnswerGrammar, Verdict, decode, finish, keep_to, p_unsafe, s
 from .conversation import Conversation, ConversationError, ConversationLike, Role, as_conversation
 from .model import Transformer
 from .policy import SUBSET_MODES, Policy, PolicyError
-from .prompt import encode_prefix, encode_suffix, encode_turn, markup_parts
+from .prompt import MAX_MARKUP_PARTS, encode_prefix, encode_suffix, encode_turn, markup_parts
 from .stream import ResponseStream
 from .tokenizer import Tokenizer
 
@@ -303,8 +303,10 @@ class Guard:
         jobs = self._plan_turn(index, conv.judged, context, content, budget)
         parts = markup_parts(content)
         if parts:
+            grouped = (f" (a message with more than {MAX_MARKUP_PARTS}: in {MAX_MARKUP_PARTS} groups of neighbouring "
+                       "parts, without their labels)") if len(parts) == MAX_MARKUP_PARTS else ""
             note = (f"the judged message holds text that reads as the prompt's own turn markup (e.g. 'User:'); the "
-                    f"{len(parts)} parts it separates were also judged on their own, and the verdict is the worst")
+                    f"{len(parts)} parts it separates were also judged on their own{grouped}, and the verdict is the worst")
             for part in parts:
                 jobs += self._plan_turn(index, conv.judged, context, part, budget)
             for j in jobs:
