@@ -272,12 +272,13 @@ class Guard:
             return packed.Sequence.after(prefix, self.model, length + room), [], prefix.length
         return packed.Sequence(self.model, len(prefix_ids) + length + room, self.device, self.cache_dtype), prefix_ids, 0
 
-    def _budget(self, policy: Policy, keep: Policy | None, role: Role) -> int:
+    def _budget(self, policy: Policy, keep: Policy | None, role: Role, scored: bool = False) -> int:
         """Tokens the turns of a prompt judging `role` under `policy` may take: max_context less the policy prefix,
-        the suffix and the answer steps. A context without room for even a one-word turn can judge nothing under
-        this policy: a setting to change, so a ValueError, not an error verdict per conversation."""
+        the suffix and the answer steps (or, `scored`, category scoring's tree where that is longer: `_answer_room`;
+        a prompt that left it no room ran past the model's context). A context without room for even a one-word turn
+        can judge nothing under this policy: a setting to change, so a ValueError, not an error verdict per conversation."""
         fixed = (len(self._prefix(policy, role)[0]) + len(encode_suffix(self.tokenizer, role))
-                 + self._grammar(policy).max_steps)
+                 + self._answer_room(policy, self._grammar(policy), scored))
         budget = self.max_context - fixed
         if budget < len(encode_turn(self.tokenizer, role, "x")):
             raise ValueError(f"max_context {self.max_context} leaves no room for a conversation: the policy prompt and "
@@ -367,7 +368,7 @@ class Guard:
         jobs: list[_Job] = []
         failed: dict[int, Verdict] = {}
         for i, conv in enumerate(convs):
-            budget = self._budget(policy, keep, conv.judged)
+            budget = self._budget(policy, keep, conv.judged, scores_needed(category_scores, keep))
             try:
                 jobs.extend(self._plan(i, conv, budget))
             except ValueError as e:  # this turn cannot be judged in the context: its error verdict, the others judged

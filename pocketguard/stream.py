@@ -43,7 +43,7 @@ class ResponseStream:
         self.verdict: Verdict | None = None
         self.fed_tokens = 0  # tokens actually run through the model, for cost accounting
         self._turns = [encode_turn(guard.tokenizer, m.role, m.content) for m in conversation.messages]
-        self._budget = guard._budget(self.judging, self.keep, "agent")  # what the turns may take, as in moderate
+        self._budget = guard._budget(self.judging, self.keep, "agent", self._scored)  # what the turns may take, as in moderate
         self._suffix = encode_suffix(guard.tokenizer, "agent")
         room = guard._answer_room(self.judging, self.grammar, self._scored)
         self._seq, todo, self._prefix_len = guard._sequence(self.judging, "agent", guard.max_context, room)

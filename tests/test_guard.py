@@ -592,3 +592,26 @@ def test_many_turn_labels_cannot_hide_the_text_before_the_last_one(tok):
         v = g.moderate(text)
         assert (v.status, v.categories) == ("unsafe", ["S1"]) and "turn markup" in v.notes[-1], (n, v)
     assert g.moderate("".join(f"User: hi {i}\n\n" for i in range(30)) + "User: thanks").status == "safe"
+
+
+def test_category_scores_of_long_codes_fit_the_context_of_a_prompt_that_fills_it(tok):
+    """The budget kept room for the answer steps only: category scoring's tree, longer for long codes (3 codes of 8
+    tokens: 27 slots against 16 answer steps), ran past the model's context, and a prompt that fit raised
+    ContextLengthError, for a whole batch at once, and in a stream."""
+    from pocketguard.guard import Guard as RealGuard
+    from pocketguard.policy import Category
+    from pocketguard.prompt import encode_turn
+
+    policy = Policy(tuple(Category(c, f"category {c}") for c in ("QWXZJVKQ", "ZQXJWVKZ", "XJQZWKVQ")))
+    g = RealGuard(make(tok, max_seq_len=1024), tok, policy)
+    budget = g._budget(policy, None, "user")  # what a plain verdict's turns may take
+    n = max(n for n in range(1, 1024) if len(encode_turn(tok, "user", "bread " * n)) <= budget)
+    text = "bread " * n
+    assert g.moderate(text).truncation is None
+    v = g.moderate(text, category_scores=True)
+    assert v.status in ("safe", "unsafe") and set(v.category_scores) == set(policy.codes)
+    assert [v.status in ("safe", "unsafe") for v in g.moderate_batch(["hello", text], category_scores=True)] == [True] * 2
+    room = g._budget(policy, None, "agent") - len(encode_turn(tok, "user", "hello"))
+    reply = "bread " * max(n for n in range(1, 1024) if len(encode_turn(tok, "agent", "bread " * n)) <= room)
+    s = g.stream([{"role": "user", "content": "hello"}], category_scores=True)
+    assert s.feed(reply).status in ("safe", "unsafe")
