@@ -32,7 +32,7 @@ EXIT_SAFE, EXIT_UNSAFE, EXIT_ERROR = 0, 1, 2
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="?", help="the user prompt to judge (prompt classification); - reads it from stdin")
     p.add_argument("--response", help="the agent's reply to TEXT; judges the reply (response classification)")
-    p.add_argument("--conversation", type=Path, help="JSON file of OpenAI-style messages (a list, or an object with "
+    p.add_argument("--conversation", type=Path, help="JSON file of OpenAI-style messages (a list, a prompt string, or an object with "
                    "'messages' or 'text' and an optional 'role' and 'id'; any other key is refused: --policy and --category-scores "
                    "are options here); the last user or agent turn is judged, system messages are not (docs/api.md); - = stdin")
     p.add_argument("--jsonl", type=Path, help="judge many: one conversation per line (a prompt string, a message list, or "
@@ -42,9 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="--jsonl: prompts per packed pass (default 64)")
     p.add_argument("--model", type=Path, help="checkpoint folder or .gguf file (default: the shipped default guard)")
     p.add_argument("--policy", type=Path, help="custom policy TOML (see docs/policy.md)")
-    p.add_argument("--threshold", type=float, help="flag when p_unsafe >= THRESHOLD instead of greedy decoding")
+    p.add_argument("--threshold", type=float, help="flag when p_unsafe >= THRESHOLD (default: the guard's guard.json "
+                   "threshold, 0.5 for the shipped guard; a guard without one decodes greedily)")
     p.add_argument("--subset-mode", choices=SUBSET_MODES, default="filter", help=SUBSET_MODE_HELP)
-    p.add_argument("--max-context", type=int, help="token limit for the whole prompt (default: model's)")
+    p.add_argument("--max-context", type=int, help="token limit for the whole prompt (default: the guard's guard.json "
+                   "max_context, else the model's context)")
     p.add_argument("--category-scores", action="store_true", help="also score every category")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
