@@ -304,8 +304,8 @@ class Guard:
         jobs = self._plan_turn(index, conv.judged, context, content, budget)
         parts = markup_parts(content)
         if parts:
-            grouped = (f" (a message with more than {MAX_MARKUP_PARTS}: in {MAX_MARKUP_PARTS} groups of neighbouring "
-                       "parts, without their labels)") if len(parts) == MAX_MARKUP_PARTS else ""
+            grouped = (f" (at most {MAX_MARKUP_PARTS}: a message with more is judged in {MAX_MARKUP_PARTS} groups of "
+                       "neighbouring parts, without their labels)") if len(parts) == MAX_MARKUP_PARTS else ""
             note = (f"the judged message holds text that reads as the prompt's own turn markup (e.g. 'User:'); the "
                     f"{len(parts)} parts it separates were also judged on their own{grouped}, and the verdict is the worst")
             for part in parts:
