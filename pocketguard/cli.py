@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jsonl", type=Path, help="judge many: one conversation per line (a prompt string, a message list, or "
                    "an object with 'messages' or 'text' and an optional 'id' and 'role', no other key), batched; one JSON verdict per line on "
                    "stdout, in order, with its 'line' (and 'id'); a line that cannot be read, or is too long for --max-context, gets an "
-                   "error verdict; - = stdin. Exit 2 if any line could not be judged, else 1 if any is unsafe")
+                   "error verdict; - = stdin. Exit 2 if any line could not be judged (or the input holds none), else 1 if any is unsafe")
     p.add_argument("--batch-size", type=int, default=64, help="--jsonl: prompts per packed pass (default 64)")
     p.add_argument("--model", type=Path, help="checkpoint folder or .gguf file (default: the shipped default guard)")
     p.add_argument("--policy", type=Path, help="custom policy TOML (see docs/policy.md)")
@@ -120,6 +120,9 @@ def _moderate_jsonl(args, guard) -> int:
                                  ensure_ascii=False))
             sys.stdout.flush()
     total = sum(counts.values())
+    if not total:  # an empty input is likely an upstream step's failure: not an all-clear (fail closed)
+        print(f"error: {args.jsonl} holds no conversation to judge", file=sys.stderr)
+        return EXIT_ERROR
     print(f"{total} judged in {time.perf_counter() - t0:.1f} s: {counts['safe']} safe, {counts['unsafe']} unsafe, "
           f"{counts['error']} could not be judged", file=sys.stderr)
     return EXIT_ERROR if counts["error"] else EXIT_UNSAFE if counts["unsafe"] else EXIT_SAFE

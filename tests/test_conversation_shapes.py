@@ -267,6 +267,16 @@ def test_cli_jsonl_judges_the_lines_that_fit_when_one_cannot_fit_max_context(tmp
     assert "the judged user turn" in second["error"] and f"does not fit max_context {fit}" in second["error"]
 
 
+def test_cli_jsonl_with_no_conversation_is_an_error_not_an_all_clear(tmp_path, tiny_hf_dir, capsys):
+    """An empty file (or only blank lines) exited 0, "safe", as if every conversation had passed: an upstream step
+    that wrote nothing must not read as an all-clear."""
+    f = tmp_path / "empty.jsonl"
+    for text in ("", "\n \n"):
+        f.write_text(text)
+        assert main(["moderate", "--jsonl", str(f), "--model", str(tiny_hf_dir)]) == 2
+        assert "no conversation to judge" in capsys.readouterr().err
+
+
 def test_cli_reads_text_a_conversation_or_jsonl_from_stdin(tiny_hf_dir, capsys, monkeypatch):
     import io
 
