@@ -5,6 +5,7 @@ then the same as a recipe through `pocketguard compress`, resumable step by step
 import argparse
 import json
 import time
+import warnings
 
 import pytest
 import torch
@@ -592,3 +593,28 @@ def test_distill_keeps_an_explicit_zero_kl_weight_when_hidden_states_use_the_tea
     for kl, hidden in ((0.0, 0.5), (0.0, 0.0), (0.3, 0.0)):
         distill(teacher, teacher, train_ex[:4], tok, POLICY, TrainConfig(kl_weight=kl, hidden_weight=hidden, steps=1))
     assert [(c.kl_weight, c.hidden_weight) for c in seen] == [(0.0, 0.5), (1.0, 0.0), (0.3, 0.0)]
+
+
+@needs_quantize
+def test_a_calibrating_step_draws_its_calibration_samples_past_the_pruning_sample(toy, tmp_path):
+    """Before, gptq / imatrix drew only from the `[data] calib` sample (pruning's, 64 rows by default): a step asking
+    for 24 samples of a recipe with calib = 8 calibrated on 8, without a word. Now it draws the first 24 of the same
+    seeded order of the training rows; where the rows run out, it warns and the report says how many it used."""
+    from pocketguard.compress.recipe import run_recipe
+
+    tok, train_ex, _, teacher, _ = toy
+    checkpoint.save_hf(teacher, tok, tmp_path / "teacher", guard_meta={"policy": checkpoint.policy_dict(POLICY)})
+    _write_jsonl(tmp_path / "train.jsonl", train_ex[:40])
+    infos = {}
+    for asked in (24, 100):
+        recipe = tmp_path / f"r{asked}.toml"
+        recipe.write_text(f'teacher = "teacher"\noutput = "out{asked}"\n[data]\ntrain = "train.jsonl"\ncalib = 8\n'
+                          f'max_len = 256\n[[step]]\nkind = "imatrix"\ncalibration_samples = {asked}\n')
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_recipe(recipe, device="cpu", progress=False)
+        infos[asked] = json.loads((tmp_path / f"out{asked}" / "report.jsonl").read_text())["info"]
+        short = [str(w.message) for w in caught if "calibration_samples" in str(w.message)]
+        assert short == ([] if asked <= 40 else [f"imatrix: calibration_samples = {asked}, but [data] train has "
+                                                 "40 rows: calibrating on 40"])
+    assert infos == {24: {"calibration_samples": 24}, 100: {"calibration_samples": 40}}

@@ -10,7 +10,8 @@ output = "out/student"
 [data]
 train = "train.jsonl"            # labelled examples (docs/design.md schema)
 dev = "dev.jsonl"                # optional: per-step F1 and agreement with the teacher
-calib = 64                       # calibration examples (drawn from train) for pruning
+calib = 64                       # calibration examples (drawn from train) for pruning; gptq / imatrix
+                                 # steps draw their own calibration_samples from the same seeded order
 max_len = 2048                   # token cap for training and calibration prompts
 # dev_max = 500                  # evaluate at most this many dev examples per step
 
@@ -400,9 +401,9 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
         dev_examples = dev_examples[: int(data["dev_max"])]
     import random as _random
 
-    calib_idx = list(range(len(examples)))
-    _random.Random(int(recipe.raw.get("seed", 0))).shuffle(calib_idx)
-    calibration = [examples[i] for i in calib_idx[: int(data.get("calib", 64))]]
+    calibration_pool = list(examples)
+    _random.Random(int(recipe.raw.get("seed", 0))).shuffle(calibration_pool)
+    calibration = calibration_pool[: int(data.get("calib", 64))]
 
     # ---- which steps are done
     names = [f"{i + 1:02d}-{s['kind']}" for i, s in enumerate(recipe.steps)]
@@ -477,7 +478,7 @@ def run_recipe(path: str | Path, resume: bool = False, force: bool = False, devi
             if dev_str:
                 params.setdefault("device", str(dev))
         ctx = StepContext(tokenizer, policy, teacher, examples, dev_examples, calibration, dev, work, recipe.raw, data,
-                          index=i + 1, kind=kind)
+                          index=i + 1, kind=kind, calibration_pool=calibration_pool)
         _say(f"[{i + 1}/{len(names)}] {kind} {_canonical(spec)}")
         if dev.type == "cuda":  # the step's peak of reserved memory (the caching allocator's hold on the card):
             # whether two jobs fit one GPU side by side is read from it

@@ -6,6 +6,7 @@ Libraries are imported inside the step functions, so a recipe without quantizati
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -59,13 +60,16 @@ class StepContext:
     teacher: Transformer
     examples: list[dict]  # training examples
     dev_examples: list[dict]
-    calibration: list[dict]  # calibration examples (a reproducible sample of the training examples)
+    calibration: list[dict]  # pruning's calibration examples: the first [data] calib of `calibration_pool`
     device: torch.device
     work_dir: Path  # the step writes any files of its own here
     recipe: dict  # the parsed recipe, for provenance
     data: dict  # the recipe's [data] table
     index: int = 0
     kind: str = ""
+    # the training examples in a seeded order: gptq / imatrix take their first `calibration_samples`, which may be
+    # more than pruning's `calibration` (whose rows they then include)
+    calibration_pool: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # step-specific facts for the report line (JSON-serialisable)
     saved: bool = False  # set by a step that wrote its own output (e.g. export_artifact)
     _calib_batches: list | None = None
@@ -197,11 +201,14 @@ def _ctx_get(ctx, key, default=None):
 
 
 def _calibration_for(ctx, cfg, params: dict):
+    """The calibration sequences of a gptq / imatrix step: `calibration_samples` of the context's examples. Fewer
+    rows than asked is a warning and the report's `calibration_samples` says how many were used."""
     from .calibration import calibration_from_examples
 
     if params.get("calibration") is not None:
         return params["calibration"]
-    examples = _ctx_get(ctx, "calibration") or _ctx_get(ctx, "examples") or _ctx_get(ctx, "train_examples")
+    examples = (_ctx_get(ctx, "calibration_pool") or _ctx_get(ctx, "calibration") or _ctx_get(ctx, "examples")
+                or _ctx_get(ctx, "train_examples"))
     tok = _ctx_get(ctx, "tokenizer")
     if examples is None or tok is None:
         return None
@@ -209,7 +216,14 @@ def _calibration_for(ctx, cfg, params: dict):
     data_max = (_ctx_get(ctx, "data") or {}).get("max_len") if isinstance(_ctx_get(ctx, "data"), dict) else None
     if data_max:
         max_len = min(max_len, int(data_max))
-    return calibration_from_examples(examples, tok, _ctx_get(ctx, "policy"), cfg.calibration_samples, max_len)
+    seqs = calibration_from_examples(examples, tok, _ctx_get(ctx, "policy"), cfg.calibration_samples, max_len)
+    if len(seqs) < cfg.calibration_samples:
+        warnings.warn(f"{cfg.mode}: calibration_samples = {cfg.calibration_samples}, but [data] train has "
+                      f"{len(seqs)} rows: calibrating on {len(seqs)}")
+    info = _ctx_get(ctx, "info")
+    if isinstance(info, dict):
+        info["calibration_samples"] = len(seqs)
+    return seqs
 
 
 def ptq_step(model: nn.Module, ctx=None, **params) -> nn.Module:
