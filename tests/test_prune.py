@@ -239,3 +239,23 @@ def test_mlp_global_budget_keeps_multiples_within_the_budget(tiny_tok, calib):
     assert prune_mlp(model, 50, calib, budget="global")[0].args.ffn_dims == torch.bincount(layer_of[top]).tolist()
     with pytest.raises(ValueError, match=r"budget of 96 MLP neurons is below the per-layer floors \[48, 48, 48\]"):
         prune_mlp(model, 32, calib, budget="global", multiple_of=48)
+
+
+def test_mlp_uniform_widths_keep_to_multiple_of_and_min_width(tiny_tok, calib):
+    """Before, `multiple_of` and `min_width` were read by budget="global" only: a uniform width of 90 with
+    multiple_of = 32 kept 90 neurons, and a min_width above the width was ignored, both without a word. A uniform
+    width is a cap as the global budget is: rounded down to a multiple (a layer kept whole stays whole), and one
+    below the per-layer floor is an error."""
+    dims = [128, 96, 100]
+    model = _model(tiny_tok, n_layers=3, ffn_dims=dims)
+    for width, multiple, kept in ((90, 32, [64] * 3), ([127, 96, 100], 32, [96, 96, 100]), (90, 1, [90] * 3)):
+        pruned, report = prune_mlp(model, width, calib, multiple_of=multiple)
+        assert pruned.args.ffn_dims == report.kept == kept, (width, multiple)
+    with pytest.raises(ValueError, match=r"layer 0: width 40, rounded down to a multiple of 48 \(0\), is below the "
+                                         r"per-layer floor 48 \(min_width 1, multiple_of 48\)"):
+        prune_mlp(model, 40, calib, multiple_of=48)
+    with pytest.raises(ValueError, match=r"layer 1: width 50, rounded down to a multiple of 1 \(50\), is below the "
+                                         r"per-layer floor 64 \(min_width 64, multiple_of 1\)"):
+        prune_mlp(model, [64, 50, 64], calib, min_width=64)
+    with pytest.raises(ValueError, match="layer 0: cannot keep 129 of 128"):
+        prune_mlp(model, [129, 96, 96], calib, multiple_of=32)

@@ -23,7 +23,8 @@ Scores
 * **MLP neurons**: `score_j = mean_tokens |silu(gate_j(x)) · up_j(x)| · ‖W_down[:, j]‖₂` — the average
   magnitude of neuron j's contribution to the residual stream (a Wanda-style activation × weight score).
   A neuron that is never active or whose down-projection column is zero scores exactly 0.
-  `budget="uniform"` keeps the top `width` per layer; `budget="global"` keeps the top `width·n_layers`
+  `budget="uniform"` keeps the top `width` per layer, rounded down to a multiple of `multiple_of` (unless it is
+  the layer's full width) and at least `min_width`; `budget="global"` keeps the top `width·n_layers`
   across all layers (scores are in residual-stream units, so they compare across layers), at most that many in
   total, at least `min_width` per layer, and each width a multiple of `multiple_of` or the layer's full width
   (allocated in such steps, best average score first). Kept neurons stay in their original order and
@@ -333,15 +334,36 @@ def score_mlp(model: Transformer, calib_batches: Iterable) -> list[Tensor]:
     return out
 
 
+def _floors(dims: list[int], min_width: int, multiple: int) -> list[int]:
+    """Each layer's least width: `min_width` rounded up to a multiple of `multiple` (one multiple at least), or the
+    layer's full width where that is less (keeping a whole layer never needs rounding)."""
+    floor = -(-max(min_width, multiple) // multiple) * multiple
+    return [min(d, floor) for d in dims]
+
+
+def _uniform_widths(asked: list[int], dims: list[int], min_width: int, multiple: int) -> list[int]:
+    """Per-layer widths of `budget="uniform"`: each asked width is a cap, as the global budget is, so it is rounded
+    down to a multiple of `multiple` (a layer kept whole stays whole); one that then falls below the layer's floor
+    (`_floors`) is an error, as a global budget below the floors is."""
+    widths = []
+    for i, (w, d, f) in enumerate(zip(asked, dims, _floors(dims, min_width, multiple))):
+        if not 1 <= w <= d:
+            raise ValueError(f"layer {i}: cannot keep {w} of {d} MLP neurons")
+        kept = w if w == d else w // multiple * multiple
+        if kept < f:
+            raise ValueError(f"layer {i}: width {w}, rounded down to a multiple of {multiple} ({kept}), is below the "
+                             f"per-layer floor {f} (min_width {min_width}, multiple_of {multiple})")
+        widths.append(kept)
+    return widths
+
+
 def _global_widths(scores: list[Tensor], dims: list[int], total: int, min_width: int, multiple: int) -> list[int]:
     """Per-layer widths for a global budget of `total` neurons. Each width is a multiple of `multiple` or the
-    layer's full width (keeping a whole layer never needs rounding), at least `min_width` rounded up to a multiple
-    (or the full width), and together at most `total`. From those floors, the step (to the next multiple, or
-    to the full width) whose neurons score highest on average is taken while it fits; with `multiple = 1` that is
-    the global top-k."""
+    layer's full width, at least its floor (`_floors`), and together at most `total`. From those floors, the step
+    (to the next multiple, or to the full width) whose neurons score highest on average is taken while it fits;
+    with `multiple = 1` that is the global top-k."""
     ranked = [s.double().sort(descending=True).values for s in scores]
-    floor = -(-max(min_width, multiple) // multiple) * multiple
-    widths = [min(d, floor) for d in dims]
+    widths = _floors(dims, min_width, multiple)
     if sum(widths) > total:
         raise ValueError(f"a global budget of {total} MLP neurons is below the per-layer floors {widths} "
                          f"(min_width {min_width}, multiple_of {multiple})")
@@ -375,8 +397,9 @@ def prune_mlp(
     """Keep the highest-scoring intermediate neurons of every MLP (gate/up rows and down columns together).
 
     `width`: one width for every layer, or a list with one per layer (`budget="uniform"` only). With
-    `budget="global"`, at most `width × n_layers` neurons are kept in total wherever they score highest, each
-    layer's width a multiple of `multiple_of` or its full width (see `_global_widths`).
+    `budget="global"`, at most `width × n_layers` neurons are kept in total wherever they score highest. Either way
+    each layer's width is a multiple of `multiple_of` or its full width, and at least `min_width` (see
+    `_uniform_widths`, `_global_widths`).
     """
     _require_float(model, "prune_mlp")
     if multiple_of < 1:
@@ -387,16 +410,14 @@ def prune_mlp(
         raise ValueError(f"budget must be 'uniform' or 'global', got {budget!r}")
     scores = score_mlp(model, calib_batches)
     if budget == "uniform":
-        widths = [int(width)] * L if isinstance(width, int) else [int(w) for w in width]
-        if len(widths) != L:
-            raise ValueError(f"width has {len(widths)} entries for {L} layers")
+        asked = [int(width)] * L if isinstance(width, int) else [int(w) for w in width]
+        if len(asked) != L:
+            raise ValueError(f"width has {len(asked)} entries for {L} layers")
+        widths = _uniform_widths(asked, list(dims), int(min_width), int(multiple_of))
     else:
         if not isinstance(width, int):
             raise ValueError("budget='global' takes one width (the average per layer)")
         widths = _global_widths(scores, list(dims), int(width) * L, int(min_width), int(multiple_of))
-    for i, (w, d) in enumerate(zip(widths, dims)):
-        if not 1 <= w <= d:
-            raise ValueError(f"layer {i}: cannot keep {w} of {d} MLP neurons")
     keep_idx = [torch.topk(s, w).indices.sort().values for s, w in zip(scores, widths)]
 
     state = _state(model)
