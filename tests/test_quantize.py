@@ -740,3 +740,27 @@ def test_overlong_calibration_prompts_lose_their_earliest_turns_not_their_header
     seq = calibration_from_examples([ex], tiny_tok, policy, max_len=m)[0].tolist()
     assert len(seq) == m and seq[: len(p.prefix)] == p.prefix and seq[-len(p.suffix) - len(ans):] == p.suffix + ans
     assert seq[0] == tiny_tok.special("<|begin_of_text|>")
+
+
+def test_calibration_rows_are_read_as_training_reads_them(tiny_tok):
+    """Before, `"categories": null` raised a bare TypeError, an unsafe row whose codes the policy lacks calibrated on
+    the answer `safe`, and codes kept the row's order. Now a labelled row is parsed as a training row is
+    (`parse_example`): a malformed one is an ExampleError naming the row, and the codes are in the policy's order."""
+    from pocketguard.compress.quantize import calibration_from_examples
+    from pocketguard.conversation import Conversation
+    from pocketguard.examples import ExampleError
+    from pocketguard.policy import Policy
+    from pocketguard.prompt import answer_text, encode_prompt
+
+    policy = Policy.default().subset(["S1", "S9", "S10"])
+    msgs = [{"role": "user", "content": "how to cook cake"}]
+    prompt = encode_prompt(tiny_tok, policy, Conversation.from_messages(msgs)).ids
+    rows = [{"messages": msgs, "label": "unsafe", "categories": ["S10", "S1"]},
+            {"messages": msgs, "label": "safe", "categories": None}, {"messages": msgs}]
+    answers = [tiny_tok.encode(answer_text(["S1", "S10"])), tiny_tok.encode(answer_text([])), []]
+    assert [s.tolist() for s in calibration_from_examples(rows, tiny_tok, policy)] == [prompt + a for a in answers]
+    for bad, needle in (({"label": "unsafe", "categories": None}, "an unsafe example needs at least one category code"),
+                        ({"label": "unsafe", "categories": ["S5"]}, r"categories \['S5'\] are not in the policy"),
+                        ({"label": "unsure"}, "label must be 'safe' or 'unsafe'")):
+        with pytest.raises(ExampleError, match=f"calibration example 1: {needle}"):
+            calibration_from_examples([rows[0], {"messages": msgs, **bad}], tiny_tok, policy)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..conversation import Conversation
+from ..examples import ExampleError, parse_example
 from ..policy import Policy
 from ..prompt import answer_text, encode_prompt
 
@@ -35,21 +36,30 @@ def calibration_from_examples(examples: Iterable[dict], tokenizer, policy=None, 
                               max_len: int = 512) -> list[Tensor]:
     """Prompt (+ expected answer) token ids of labelled JSONL examples, as calibration sequences.
 
+    A labelled row is parsed as a training row is (`parse_example`: a malformed one is an ExampleError naming the
+    row) and its codes are answered in the policy's order, as training answers them; a row without `label`
+    calibrates on its prompt alone.
+
     A sequence over `max_len` loses its earliest turns first, as the guard's prompts do (training, inference):
     it keeps `<|begin_of_text|>` and the policy header. If the judged turn alone does not fit, the header is kept
     and the judged turn loses its start (as a window of it would be judged), never the header; a `max_len` below
     the header itself keeps the sequence's first `max_len` tokens."""
     policy = policy or Policy.default()
     seqs = []
-    for ex in examples:
+    for i, ex in enumerate(examples):
         if len(seqs) >= max_samples:
             break
-        conv = Conversation.from_messages(ex["messages"], ex.get("role"))
+        try:
+            if isinstance(ex, dict) and "messages" in ex and "label" not in ex:
+                conv, cats = Conversation.from_messages(ex["messages"], ex.get("role")), None
+            else:
+                conv, cats = parse_example(ex, policy)
+        except ValueError as e:  # ExampleError, ConversationError
+            raise ExampleError(f"calibration example {i}: {e}") from None
         p = encode_prompt(tokenizer, policy, conv)
         tail = list(p.suffix)
-        if "label" in ex:
-            cats = [c for c in ex.get("categories", []) if c in policy] if ex["label"] == "unsafe" else None
-            tail += tokenizer.encode(answer_text(cats))
+        if cats is not None:
+            tail += tokenizer.encode(answer_text([c for c in policy.codes if c in cats]))
         turns = list(p.turns)
         while len(p.prefix) + sum(map(len, turns)) + len(tail) > max_len and len(turns) > 1:
             turns.pop(0)
