@@ -168,6 +168,12 @@
 # Stop 54 (2026-12-06, twenty-fourth session): a new checkout without the ignored files (runs/teachers/ad and ae
 # lost; `prepare data-x4` rebuilt the rest in 44 s) and no machine for 70 minutes (nine failed starts, 90-180 s of
 # device time each, ten-minute refusal windows between): the next lease starts from the backbone again.
+# Stop 56 (2026-12-07, second session): eight failed or refused starts (1,800 -> 884 s), then an H100 for `part`
+# (the start cost ~104 s of budget for a 2.4 s call); `start` failed at once at the padded check: a test added that
+# session to test_batching.py imported fastapi at the top, which the GPU image lacks (collection error, not a
+# kernel fault; tests/test_gpu_stage.py now collects gpu_run.sh's checks with the image's missing packages blocked).
+# The retry, sent ~2 minutes later, found the machine "taken back for other work" and cost 271 s: 478 s were left,
+# too little for a teacher. Before a lease: `pytest tests/test_gpu_stage.py` and the CPU smoke pipeline.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
