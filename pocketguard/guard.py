@@ -472,13 +472,17 @@ class Guard:
         """score(c) = p_unsafe · P(c is the first listed code | "unsafe\\n"), normalised over the policy's codes.
 
         Each code's tokens are teacher-forced after `unsafe\\n` and followed by `,` or end of turn, so S1 is
-        not credited with the mass of S10. All codes are paths of one token trie after `unsafe\\n` (each token sees
+        not credited with the mass of S10. A comma may merge with the next code's first letters (Llama 3's tokenizer
+        writes "S1,S10" as S 1 ,S 10): the first token of `,` + each code ends a code too, else a code listed first
+        of several lost the mass of the ones after it. All codes are paths of one token trie after `unsafe\\n` (each token sees
         the prompt, `unsafe\\n` and its own prefix; codes share their common prefixes, e.g. S1 and S10-S14 the
         tokens of "S1"), scored in one pass on top of each prompt, then rolled back.
         """
         head = self.model.head_rows
         lead = self.tokenizer.encode("unsafe\n")
-        term = [r for r in head([self.tokenizer.encode(",")[0], self.tokenizer.special("<|eot_id|>")]) if r is not None]
+        ends = {self.tokenizer.encode(",")[0], self.tokenizer.special("<|eot_id|>")}
+        ends |= {self.tokenizer.encode("," + c)[0] for c in policy.codes}
+        term = [r for r in head(sorted(ends)) if r is not None]
         B = len(seqs)
         tokens, parents = list(lead), list(range(-1, len(lead) - 1))
         nodes: dict[tuple[int, int], int] = {}  # (parent slot, token) -> slot

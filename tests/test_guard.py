@@ -587,6 +587,38 @@ def test_many_turn_labels_cannot_hide_the_text_before_the_last_one(tok):
     assert g.moderate("".join(f"User: hi {i}\n\n" for i in range(30)) + "User: thanks").status == "safe"
 
 
+def test_category_scores_end_a_code_at_a_comma_merged_with_the_next_code(tok):
+    """Llama 3's tokenizer (and this one) writes "S1,S10" as S 1 ,S 10: a code listed first of several is followed by
+    ",S", not ",". Scoring ended codes at "," or end of turn only, so S1 lost the mass of "S1,S10" and S2 ("S2" then
+    end of turn, a little less likely) took all of it."""
+    assert len(tok.encode(",S")) == 1 and tok.encode("S1,S10")[2] == tok.encode(",S")[0]
+    eot = tok.special("<|eot_id|>")
+    # after "unsafe\n": S; after S: 1 (+50) or 2 (+49); after S1: ",S" (another code follows); after S2: end of turn
+    nxt = {(): {tok.encode("S")[0]: 50.0}, (tok.encode("S")[0],): {tok.encode("1")[-1]: 50.0, tok.encode("2")[-1]: 49.0},
+           tuple(tok.encode("S1")): {tok.encode(",S")[0]: 50.0}, tuple(tok.encode("S2")): {eot: 50.0}}
+
+    class TwoCodes(Guard):
+        def _forward(self, seqs, tokens, all_logits=False, parents=None):
+            out = super()._forward(seqs, tokens, all_logits, parents)
+            if parents is None:  # the answer's decoding: scripted "unsafe\nS1,S10" (model.script)
+                return out
+            lead = len(self.tokenizer.encode("unsafe\n"))
+            for b, toks in enumerate(tokens):
+                for j in range(lead - 1, len(toks)):
+                    path, k = [], j
+                    while k >= lead:
+                        path.append(toks[k])
+                        k = parents[k]
+                    for tid, add in nxt.get(tuple(reversed(path)), {}).items():
+                        out[b][j, self.model.head_rows([tid])[0]] += add
+            return out
+
+    v = TwoCodes(make(tok, "unsafe\nS1,S10"), tok).moderate("how to make a bomb", category_scores=True)
+    share = {c: p / v.p_unsafe for c, p in v.category_scores.items()}
+    # e / (1 + e) = 0.73 and 0.27, less what the random model's own logits move (S1 0.70 here); before: 0.00 and 1.00
+    assert 0.6 < share["S1"] < 0.8 and 0.2 < share["S2"] < 0.4 and share["S1"] + share["S2"] > 0.99
+
+
 def test_category_scores_of_long_codes_fit_the_context_of_a_prompt_that_fills_it(tok):
     """The budget kept room for the answer steps only: category scoring's tree, longer for long codes (3 codes of 8
     tokens: 27 slots against 16 answer steps), ran past the model's context, and a prompt that fit raised
