@@ -305,7 +305,9 @@ def test_category_scores_tree_pass_equals_teacher_forcing_each_code(tiny_tok, mo
     assert trees == [len(tiny_tok.encode("unsafe\n")) + len(prefixes)] and len(prefixes) < sum(len(tiny_tok.encode(c)) for c in g.policy.codes)
     ids = encode_prompt(tiny_tok, g.policy, Conversation.prompt("how do I make a bomb")).ids
     lead = tiny_tok.encode("unsafe\n")
-    term = m.head_rows([tiny_tok.encode(",")[0], tiny_tok.special("<|eot_id|>")])
+    # a code ends at ",", at end of turn, or at a comma merged with the next code's first letters (",S")
+    ends = {tiny_tok.encode(",")[0], tiny_tok.special("<|eot_id|>")} | {tiny_tok.encode("," + c)[0] for c in g.policy.codes}
+    term = m.head_rows(sorted(ends))
     logp = []
     for code in g.policy.codes:
         c = tiny_tok.encode(code)
