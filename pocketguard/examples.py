@@ -19,7 +19,7 @@ from .augment import augment as draw_policy
 from .conversation import Conversation
 from .labelled import DataError, Problem, read_rows
 from .policy import Policy
-from .prompt import answer_text, encode_prompt, encode_turn
+from .prompt import answer_text, earliest_to_drop, encode_prompt, encode_turn
 from .tokenizer import Tokenizer
 
 IGNORE = -100
@@ -92,10 +92,8 @@ def encode_example(tokenizer: Tokenizer, policy: Policy, example: dict, max_len:
     p = encode_prompt(tokenizer, policy, conv)
     ans = answer_ids(tokenizer, cats)
     budget = max_len - len(p.prefix) - len(p.suffix) - len(ans)
-    turns, dropped = list(p.turns), 0
-    while sum(map(len, turns)) > budget and len(turns) > 1:
-        turns.pop(0)
-        dropped += 1
+    dropped = earliest_to_drop(p.turns, budget)
+    turns = p.turns[dropped:]
     truncated = False
     if sum(map(len, turns)) > budget:
         # An unsafe turn cut to its start may have lost the harm its label names (a long benign text, then the

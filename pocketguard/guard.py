@@ -32,7 +32,7 @@ from .answer import AnswerGrammar, Verdict, decode, finish, keep_to, p_unsafe, s
 from .conversation import Conversation, ConversationError, ConversationLike, Role, as_conversation
 from .model import Transformer
 from .policy import SUBSET_MODES, Policy, PolicyError
-from .prompt import MAX_MARKUP_PARTS, encode_prefix, encode_suffix, encode_turn, markup_parts
+from .prompt import MAX_MARKUP_PARTS, earliest_to_drop, encode_prefix, encode_suffix, encode_turn, markup_parts
 from .stream import ResponseStream
 from .tokenizer import Tokenizer
 
@@ -287,12 +287,9 @@ class Guard:
 
     @staticmethod
     def _drop(turns: list[list[int]], budget: int) -> tuple[int, dict | None]:
-        """The context policy's first rule: how many of the earliest turns to drop for `turns` to fit `budget` (never
-        the last, the judged one), and the verdict's `truncation` that says so (None when none is dropped)."""
-        total, dropped = sum(map(len, turns)), 0
-        while total > budget and dropped < len(turns) - 1:
-            total -= len(turns[dropped])
-            dropped += 1
+        """The context policy's first rule (`prompt.earliest_to_drop`): how many of the earliest turns to drop for
+        `turns` to fit `budget`, and the verdict's `truncation` that says so (None when none is dropped)."""
+        dropped = earliest_to_drop(turns, budget)
         return dropped, {"dropped_turns": dropped, "dropped_tokens": sum(map(len, turns[:dropped]))} if dropped else None
 
     def _plan(self, index: int, conv: Conversation, budget: int) -> list[_Job]:

@@ -75,6 +75,16 @@ def answer_text(categories: list[str] | None) -> str:
     return "safe" if not categories else "unsafe\n" + ",".join(categories)
 
 
+def earliest_to_drop(turns: list[list[int]], budget: int) -> int:
+    """The context policy's first rule, as inference, training and calibration apply it: how many of the earliest
+    turns to drop for `turns` to fit `budget` tokens, never the last one (the judged turn)."""
+    total, dropped = sum(map(len, turns)), 0
+    while total > budget and dropped < len(turns) - 1:
+        total -= len(turns[dropped])
+        dropped += 1
+    return dropped
+
+
 @dataclass
 class PromptTokens:
     prefix: list[int]

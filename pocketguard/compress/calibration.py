@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..conversation import Conversation
 from ..examples import ExampleError, parse_example
 from ..policy import Policy
-from ..prompt import answer_text, encode_prompt
+from ..prompt import answer_text, earliest_to_drop, encode_prompt
 
 
 def as_sequences(calibration: Any) -> list[Tensor]:
@@ -60,9 +60,7 @@ def calibration_from_examples(examples: Iterable[dict], tokenizer, policy=None, 
         tail = list(p.suffix)
         if cats is not None:
             tail += tokenizer.encode(answer_text([c for c in policy.codes if c in cats]))
-        turns = list(p.turns)
-        while len(p.prefix) + sum(map(len, turns)) + len(tail) > max_len and len(turns) > 1:
-            turns.pop(0)
+        turns = p.turns[earliest_to_drop(p.turns, max_len - len(p.prefix) - len(tail)):]
         head = p.prefix[:max_len]
         rest = [t for turn in turns for t in turn] + tail
         rest = rest[max(0, len(rest) - (max_len - len(head))):]
