@@ -114,9 +114,13 @@ class Policy:
         return [self.get(c).name for c in codes]
 
     def subset(self, codes: list[str]) -> "Policy":
-        """Keep only `codes`, in the policy's order; unknown codes are an error, not ignored."""
+        """Keep only `codes`, in the policy's order; unknown or repeated codes are an error, not ignored (a repeat is
+        likely a typo for another code, S1 for S11: never judged against a shorter list in silence)."""
         for c in codes:
             self.get(c)
+        repeated = sorted({c for c in codes if codes.count(c) > 1})
+        if repeated:
+            raise PolicyError(f"duplicate category code(s) {repeated}")
         keep = set(codes)
         return Policy(tuple(c for c in self.categories if c.code in keep))
 
@@ -185,9 +189,6 @@ class Policy:
             keep = data["keep"]
             if not isinstance(keep, list) or not all(isinstance(c, str) for c in keep):
                 raise PolicyError(f"{source}: 'keep' must be a list of category codes, e.g. [\"S1\", \"S9\"]")
-            repeated = sorted({c for c in keep if keep.count(c) > 1})
-            if repeated:  # likely a typo for another code (S1 for S11): never judged against a shorter list in silence
-                raise PolicyError(f"{source}: keep: duplicate category code(s) {repeated}")
             try:
                 cats = list(Policy(tuple(cats)).subset(keep).categories)
             except PolicyError as e:

@@ -29,6 +29,15 @@ def test_toml_subset_rename_extra_keep_stable_codes(tmp_path):
     assert Policy.from_dict(__import__("tomllib").loads(p.to_toml())) == p  # round-trip through TOML
 
 
+def test_subset_refuses_repeats_and_unknown_codes_as_the_toml_keep_does():
+    # a repeat is likely a typo for another code (S1 for S11): the API never keeps a shorter list in silence
+    with pytest.raises(PolicyError, match=r"duplicate category code\(s\) \['S1'\]"):
+        Policy.default().subset(["S1", "S9", "S1"])
+    with pytest.raises(PolicyError, match="unknown category 'S99'"):
+        Policy.default().subset(["S1", "S99"])
+    assert Policy.default().subset(["S9", "S1"]).codes == ["S1", "S9"]
+
+
 @pytest.mark.parametrize(
     "text, needle",
     [
