@@ -380,3 +380,21 @@ def test_bootstrap_0_keeps_the_point_differences_from_the_reference(setup):
     assert vs["f1_interval"] is None and vs["auprc_interval"] is None and "interval" not in other["metrics"]
     md = (out / "report.md").read_text()
     assert f"ΔF1 {vs['f1']:+.3f}" in md and "ΔF1 vs reference" in md
+
+
+def test_a_second_eval_writing_the_same_predictions_is_refused_and_loses_nothing(setup, capsys):
+    """Two evals into one --out each emptied the predictions file and then both appended to it (a held-out file of
+    twice its examples' rows, unreadable by `read_predictions`); the second is refused while the first writes."""
+    from pocketguard.evaluate.command import _only_writer
+
+    out = setup / "twice"
+    args = ["eval", "--model", str(setup / "copy"), "--data", str(setup / "dev.jsonl"), "--skip-malformed",
+            "--out", str(out)]
+    assert main(args) == 0
+    pred = out / "predictions" / "00-copy.jsonl"
+    before = pred.read_text()
+    with _only_writer(pred):  # flock: a lock per open file, so the same process counts as another writer
+        assert main(args + ["--restart"]) == 2
+        assert "another pocketguard eval is writing these predictions now" in capsys.readouterr().err
+        assert pred.read_text() == before  # neither emptied nor appended to
+    assert main(args + ["--restart"]) == 0 and len(pred.read_text().splitlines()) == 6
