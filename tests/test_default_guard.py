@@ -860,6 +860,16 @@ def test_card_targets_table_scores_each_student_greedy_and_at_its_threshold(tmp_
     # at 0.6: 0.6 is flagged (≥), 0.55 is not → held-out tp 3, fp 1 → F1 0.75; b FPR 1/5; dev look-alike FPR 0
     assert f"| {shape} | 0.6 | 0.750 | a 0.750 / —; b — / 0.200 | 1.000 | 0.000 | 1.000 | 1.000 (en) | 1.000 / 0.000 |" in table
     assert "| teacher | 0.6 |" not in table  # a teacher has no operating point of its own
+    # `judge` run again after `calibrate` remakes the student's predictions at its threshold (its guard.json changed):
+    # its greedy row is still greedy, re-decided from p_unsafe, not the threshold's verdicts under another name
+    at = lambda q: {"status": "unsafe" if q >= 0.6 else "safe", "categories": ["S1"] if q >= 0.6 else [],  # noqa: E731
+                    "p_unsafe": q}
+    (p.eval / "dev_heldout-cpu" / "predictions" / "00-x.jsonl").write_text("".join(
+        json.dumps({"line": i + 1, "label": r["label"], "categories": [], "verdict": at(q)}) + "\n"
+        for i, (r, (*_, q)) in enumerate(zip(held_rows, held))))
+    dg.stage_card(p)
+    table = (p.eval / "card.md").read_text()
+    assert f"| {shape} | greedy | 0.667 |" in table and f"| {shape} | 0.6 | 0.750 |" in table
 
 
 def test_subset_split_judges_held_out_harm_in_three_codes_under_a_policy_of_those_three(tmp_path, monkeypatch):

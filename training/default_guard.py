@@ -823,16 +823,25 @@ def _operating_points(p: Paths, who: str) -> list[float | None]:
     return [None] + ([t] if t is not None else [])
 
 
+def _decided(verdicts: list, at: float | None) -> list:
+    """Saved verdicts at an operating point; greedy (None) re-decided at p_unsafe ≥ ½ too (greedy decoding flags at
+    p_unsafe > ½: the same but at exactly ½). Predictions remade after `calibrate` wrote a student's threshold (`judge`
+    run again) were made at that threshold, and read as they are they passed for greedy ones (run ah: 0.825 held-out
+    F1 in both rows, greedy 0.830)."""
+    from pocketguard.evaluate.metrics import at_threshold
+
+    return at_threshold(verdicts, 0.5 if at is None else at)
+
+
 def _scored(p: Paths, split: str, data: Path):
     """(model, device, threshold or None, examples, its verdicts there) for every model evaluated on `split`, the
     teacher first, at each of its operating points (`_operating_points`)."""
-    from pocketguard.evaluate.metrics import at_threshold
 
     for who, by_device in sorted(_predictions(p, split).items(), key=lambda kv: kv[0] != "teacher"):
         device = _device(who, by_device)
         examples, verdicts = _verdicts(data, by_device[device])
         for at in _operating_points(p, who):
-            yield who, device, at, examples, at_threshold(verdicts, at)
+            yield who, device, at, examples, _decided(verdicts, at)
 
 
 def _positions_table(p: Paths, f) -> list[str]:
@@ -987,7 +996,7 @@ def _targets(p: Paths, f) -> list[str]:
     """Issue 12's bars for each model with predictions on both splits (a student from the CPU it ships for), greedy
     and, for a student calibrated by `calibrate`, at its guard.json threshold: what the model card's *Targets*
     table needs without a hand-made script (held-out sources as `_by_source` scores them)."""
-    from pocketguard.evaluate.metrics import at_threshold, evaluate_examples, gold_flags, predicted, sliced
+    from pocketguard.evaluate.metrics import evaluate_examples, gold_flags, predicted, sliced
 
     rows = ["| model | threshold | held-out F1 | held-out by source (recall / FPR) | dev F1 | dev look-alike FPR | "
             "dev response F1 | dev F1, lowest language | dev long-text asks (recall / FPR) |", "|---|---|---|---|---|---|---|---|---|"]
@@ -1001,7 +1010,7 @@ def _targets(p: Paths, f) -> list[str]:
         kind = ["long" if (ex.source or "").endswith("/in-long-text") else "other" for ex in dev_ex]
         dev_gold = gold_flags([ex.label for ex in dev_ex])
         for at in _operating_points(p, who):
-            dev_vs, held_vs = at_threshold(dev_run[1], at), at_threshold(held_run[1], at)
+            dev_vs, held_vs = _decided(dev_run[1], at), _decided(held_run[1], at)
             dev, held = evaluate_examples(dev_ex, dev_vs), evaluate_examples(held_ex, held_vs)
             cells = [f"{src} {f(m['recall']) if m['unsafe'] else '—'} / {f(m['fpr']) if m['safe'] else '—'}"
                      for src, m in _by_source(held_ex, held_vs).items()]
@@ -1048,11 +1057,10 @@ def _read(p: Paths, who: str, split: str) -> tuple[list, list] | None:
 
 def _at_op(p: Paths, who: str, split: str) -> tuple[list, list] | None:
     """`_read` at the model's operating point (a calibrated student's guard.json threshold, else greedy)."""
-    from pocketguard.evaluate.metrics import at_threshold
 
     if (run := _read(p, who, split)) is None:
         return None
-    return run[0], at_threshold(run[1], _operating_points(p, who)[-1])
+    return run[0], _decided(run[1], _operating_points(p, who)[-1])
 
 
 def _bars(p: Paths, who: str, runs: dict[str, tuple[list, list] | None]) -> dict[str, float | None]:
