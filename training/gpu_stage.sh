@@ -22,7 +22,9 @@
 # their students share one teacher, so student recipes compare without a new teacher's noise: runs d and e, one
 # recipe, were 4 held-out points apart): once a poll shows "label done" (or "teacher done" when no "-x" shape
 # runs), `TEACHER_ORIGIN="run n's soup" training/gpu_stage.sh fetch-teacher` brings it back in bf16, four 15 MiB
-# parts per call ($OUT/teacher.tgz.NN; ~5 calls, sent back to back between polls while the students train). Keep
+# parts per call ($OUT/teacher.tgz.NN; ~5 calls, sent back to back between polls while the students train; a call
+# returns at most 64 MiB, so `fetch-teacher && poll` that brings a student back as well leaves a part behind: run
+# ah's teacher.tgz.13 came back only with the next call's `cp /root/stage/teacher.tgz.13 $OUT/`). Keep
 # the parts here (runs/teachers/NAME/, ignored by git: they are lost with this machine's disk). A later lease
 # sends them instead of the backbone parts:
 #   call 1:  training/gpu_stage.sh part runs/teachers/NAME/teacher.tgz.0[0-2] .whl/*.whl    carry: those parts, .whl
