@@ -118,7 +118,7 @@ def _moderate(guard: Any, examples: list[Example], batch_size: int, desc: str, o
 def _only_writer(out: Path) -> Any:
     """An exclusive lock on `out`'s .lock file, held while the returned file is open. Two evals into one --out each
     emptied the predictions file and then both appended to it (a held-out file of 7,596 rows for its 3,798
-    examples, unreadable afterwards): the second is refused instead. Where there is no `fcntl` (Windows), no lock."""
+    examples, unreadable afterwards): the second is refused instead. Without `fcntl` (Windows) or file locks, no lock."""
     f = open(out.with_suffix(".lock"), "a", encoding="utf-8")
     try:
         import fcntl
@@ -130,6 +130,8 @@ def _only_writer(out: Path) -> Any:
         f.close()
         raise DataError(f"{out}: another pocketguard eval is writing these predictions now; wait for it to finish "
                         "or give this one another --out") from None
+    except OSError:  # a file system without locks (some network mounts): write unguarded, as before
+        pass
     return f
 
 
