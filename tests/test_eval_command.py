@@ -398,3 +398,17 @@ def test_a_second_eval_writing_the_same_predictions_is_refused_and_loses_nothing
         assert "another pocketguard eval is writing these predictions now" in capsys.readouterr().err
         assert pred.read_text() == before  # neither emptied nor appended to
     assert main(args + ["--restart"]) == 0 and len(pred.read_text().splitlines()) == 6
+
+
+def test_predictions_are_written_where_the_file_system_has_no_locks(setup, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(*a):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = setup / "nolocks"
+    assert main(["eval", "--model", str(setup / "copy"), "--data", str(setup / "dev.jsonl"), "--skip-malformed",
+                 "--out", str(out)]) == 0
+    assert len((out / "predictions" / "00-copy.jsonl").read_text().splitlines()) == 6
