@@ -276,8 +276,9 @@ class Guard:
         """Tokens the turns of a prompt judging `role` under `policy` may take: max_context less the policy prefix,
         the suffix and the answer steps (or, `scored`, category scoring's tree where that is longer: `_answer_room`;
         a prompt that left it no room ran past the model's context). A context without room for even a one-word turn
-        can judge nothing under this policy: a setting to change, so a ValueError, not an error verdict per conversation."""
-        fixed = (len(self._prefix(policy, role)[0]) + len(encode_suffix(self.tokenizer, role))
+        can judge nothing under this policy: a setting to change, so a ValueError, not an error verdict per conversation.
+        Tokenization only (the model does not run): the server checks a request's policy with it before queueing it."""
+        fixed = (len(encode_prefix(self.tokenizer, policy, role)) + len(encode_suffix(self.tokenizer, role))
                  + self._answer_room(policy, self._grammar(policy), scored))
         budget = self.max_context - fixed
         if budget < len(encode_turn(self.tokenizer, role, "x")):

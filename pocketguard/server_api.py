@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .answer import scores_needed
 from .conversation import Conversation, ConversationError, message_text
 from .guard import Guard, Verdict
 from .policy import Policy, PolicyError
@@ -377,4 +378,20 @@ def parse_guard_request(data: dict, guard: Guard, config: ServerConfig, cache: P
         if text is not None:
             check_length(text, f"messages[{i}]", config)
     policy = parse_policy(data["policy"], guard, config, cache) if data.get("policy") is not None else None
+    if policy is not None:
+        check_room(policy, guard, scores)
     return GuardRequest(conv, policy, scores)
+
+
+def check_room(policy: Policy, guard: Guard, category_scores: bool) -> None:
+    """The guard's own rule (`Guard._budget`) for whether a request's policy leaves room for a conversation, as this
+    request judges under it: with category scores (or a subset kept from the guard's policy) the room holds the codes'
+    scoring tree, which for long custom codes is longer than the answer steps `parse_policy` counts. A policy that
+    fails it is the request's mistake (422); judged anyway, the guard raised for the whole batch (a 500 guard_error)."""
+    judging, keep = guard._judging(policy)
+    scored = scores_needed(category_scores, keep)
+    for role in ("user", "agent"):
+        try:
+            guard._budget(judging, keep, role, scored)
+        except ValueError as e:
+            raise ApiError(422, f"invalid policy{' with category scores' if scored else ''}: {e}", param="policy") from None

@@ -21,7 +21,7 @@ from pocketguard.conversation import Conversation
 from pocketguard.guard import Guard
 from pocketguard.model import ModelArgs, Transformer
 from pocketguard.policy import Policy
-from pocketguard.prompt import encode_prompt
+from pocketguard.prompt import encode_prompt, encode_suffix
 from pocketguard.server import OPENAI_CATEGORIES, OPENAI_FROM_CODES, ServerConfig, create_app, openai_result
 from scripted import ScriptedGuard
 
@@ -345,6 +345,26 @@ def test_special_token_text_is_judged_as_plain_text(tok):
         assert (v["status"], v["answer"], v["prompt_tokens"]) == (d.status, d.answer, len(ids))
         res = c.post("/v1/moderations", json={"input": attack}).json()["results"][0]
         assert res["flagged"] == d.flagged
+
+
+def test_a_request_policy_that_leaves_no_room_with_category_scores_is_a_422(tok):
+    """A per-request policy whose codes' scoring tree is longer than its answer steps (64 long custom codes) passed
+    the server's room check, which counted only the answer steps: with category_scores the guard then raised for the
+    whole batch and the request got a 500 guard_error ("the guard could not judge") for a policy the client sent.
+    It is a 422 that says there is no room; the same policy without category scores is still judged."""
+    from pocketguard.prompt import encode_prefix
+
+    policy = {"category": [{"code": f"QZXJW{i:02d}", "name": "n"} for i in range(64)]}
+    p = Policy.from_dict(policy)
+    used = max(len(encode_prefix(tok, p, r)) + len(encode_suffix(tok, r)) for r in ("user", "agent"))
+    tree = sum(len(tok.encode(c)) for c in p.codes) + len(tok.encode("unsafe\n"))
+    assert tree > 4 + 4 * len(p) + 64  # the scoring tree needs more than the check allowed for
+    with serving(make_guard(tok, "safe", max_context=used + 4 * len(p) + 64)) as c:
+        err = assert_error(c.post("/v1/guard", json=GOOD | {"policy": policy, "category_scores": True}), 422,
+                           "invalid policy", "no room")
+        assert err["param"] == "policy"
+        r = c.post("/v1/guard", json=GOOD | {"policy": policy})
+        assert r.status_code == 200 and r.json()["status"] == "safe", r.text
 
 
 def test_custom_policy_can_be_switched_off(tok):
