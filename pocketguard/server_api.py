@@ -113,7 +113,8 @@ class ServerConfig:
                      "max_policy_categories", "max_policy_chars", "policy_cache_size", "max_streams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.batch_wait_ms < 0 or self.request_timeout_s <= 0:
+        # written so that NaN fails too (every comparison with it is false): a NaN timeout times out at once
+        if not (self.batch_wait_ms >= 0 and self.request_timeout_s > 0):
             raise ValueError("batch_wait_ms must be >= 0 and request_timeout_s > 0")
 
 

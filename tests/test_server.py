@@ -556,6 +556,26 @@ def test_serve_settings_no_request_could_use_fail_at_startup(tiny_hf_dir, capsys
     assert "--device nosuchdevice" in capsys.readouterr().err
 
 
+def test_serve_refuses_a_nan_timeout(capsys, monkeypatch):
+    """`--timeout nan` (argparse's float takes it) passed the `request_timeout_s <= 0` check, and the server started and
+    answered every request 408 at once (asyncio.wait_for with a NaN timeout times out immediately); `--batch-wait-ms
+    nan` passed likewise. Both are refused at startup with a message and exit 2, as other bad settings are."""
+    import argparse
+
+    import uvicorn
+
+    from pocketguard import server
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started"))
+    p = argparse.ArgumentParser()
+    server.add_arguments(p)
+    for flag in ("--timeout", "--batch-wait-ms"):
+        assert server.run(p.parse_args(["--model", "/nonexistent/guard", flag, "nan"])) == 2
+        assert "must be" in capsys.readouterr().err
+        with pytest.raises(ValueError):
+            ServerConfig(**{"request_timeout_s" if flag == "--timeout" else "batch_wait_ms": float("nan")})
+
+
 def test_serve_refuses_a_guard_that_cannot_judge(tok, tmp_path, capsys, monkeypatch):
     """NaN weights, or a head that cannot emit the answer's first token: every request would be a 500 behind a
     /health that says ok, so the warm-up's error verdicts stop the server (exit 2) before it binds a port."""
