@@ -288,8 +288,10 @@ def run(args) -> int:
         # Warm the policy-prefix cache for both judged roles, so the first requests do not pay for it; a setting
         # no request could be judged under (a --max-context the policy prompt fills, which raises) or a model that
         # cannot judge at all (NaN weights, a head that cannot spell the answer: error verdicts) fails here, not
-        # per request behind a healthy /health.
-        warm = guard.moderate_batch(["hello", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]])
+        # per request behind a healthy /health. With category scores, as /v1/moderations always asks: a --policy of
+        # long custom codes can leave room for the answer but not for scoring the codes.
+        warm = guard.moderate_batch(["hello", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]],
+                                    category_scores=True)
     except (PolicyError, ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

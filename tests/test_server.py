@@ -552,6 +552,20 @@ def test_serve_settings_no_request_could_use_fail_at_startup(tiny_hf_dir, capsys
     server.add_arguments(p)
     assert server.run(p.parse_args(["--model", str(tiny_hf_dir), "--max-context", "5"])) == 2
     assert "max_context 5 leaves no room" in capsys.readouterr().err
+    # a --policy of long custom codes with room for the answer steps but not for scoring the codes, which
+    # /v1/moderations always asks for: refused at startup, not a 500 for every moderation request
+    from pocketguard.prompt import encode_prefix
+
+    codes = [f"QZXJW{i:02d}" for i in range(64)]
+    policy_file = tiny_hf_dir.parent / "long-codes.toml"
+    policy_file.write_text("".join(f'[[category]]\ncode = "{c}"\nname = "n"\n' for c in codes))
+    tok, policy = Guard.load(tiny_hf_dir).tokenizer, Policy.from_toml(policy_file)
+    used = max(len(encode_prefix(tok, policy, r)) + len(encode_suffix(tok, r)) for r in ("user", "agent"))
+    tight = used + 4 + 4 * len(codes) + 8  # the answer and a short turn fit; the codes' scoring tree does not
+    assert sum(len(tok.encode(c)) for c in codes) > tight - used
+    args = p.parse_args(["--model", str(tiny_hf_dir), "--policy", str(policy_file), "--max-context", str(tight)])
+    assert server.run(args) == 2
+    assert "leaves no room" in capsys.readouterr().err
     assert server.run(p.parse_args(["--model", str(tiny_hf_dir), "--device", "nosuchdevice"])) == 2
     assert "--device nosuchdevice" in capsys.readouterr().err
 
