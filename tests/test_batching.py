@@ -449,3 +449,37 @@ def test_stop_answers_the_batch_in_flight_at_once(finished):
         assert [(v.status, v.categories) for v in first] == [("unsafe", ["S1"])]
     else:
         assert isinstance(first, ApiError) and (first.status, first.type) == (503, "server_shutting_down")
+
+
+def test_a_batching_task_that_died_is_restarted_with_its_queue():
+    """The batching task dying (a bug in taking a batch) left its queued items to the next `ensure_started`, which
+    emptied the queue: those requests waited for their own deadline (504) though the restarted task was idle. The
+    restart keeps the queue, so they are judged."""
+    pytest.importorskip("fastapi")  # imported here: the GPU stage runs this file without the server's packages
+    from pocketguard.server_api import Metrics, ServerConfig
+    from pocketguard.server_batcher import Batcher
+
+    guard = _HeldGuard()
+    guard.release.set()
+    batcher = Batcher(guard, ServerConfig(max_batch=4, batch_wait_ms=0), Metrics())
+    take, calls = batcher._take, []
+
+    def dies_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug while taking a batch")
+        return take()
+
+    batcher._take = dies_once
+
+    async def go():
+        first = asyncio.ensure_future(batcher.submit([Conversation.prompt("first")], None, False, 5))
+        await asyncio.sleep(0.01)  # submit starts the task and queues the item; the task dies taking it
+        while batcher.alive:
+            await asyncio.sleep(0.005)
+        assert batcher.depth == 1  # the item is still queued; nothing judges it
+        batcher.ensure_started()  # what the next request or /health does
+        return await asyncio.wait_for(first, 2)
+
+    verdicts = asyncio.run(go())
+    assert [(v.status, v.categories) for v in verdicts] == [("unsafe", ["S1"])]
