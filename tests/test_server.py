@@ -985,3 +985,40 @@ def test_a_request_larger_than_the_queue_is_refused_not_told_to_retry(tok):
         assert err["param"] == "input" and err["type"] == "invalid_request_error"
         r = c.post("/v1/moderations", json={"input": ["hello"] * 4})
         assert r.status_code == 200 and len(r.json()["results"]) == 4
+
+
+def test_a_stream_chunk_the_guard_does_not_judge_in_time_is_a_504(tok):
+    """Stream work had no deadline: a busy worker or a hung guard kept a chunk's verdict waiting without end. It gets
+    --timeout as every request's judging does: a 504 error (never a verdict) and a close, and the server serves on."""
+    from starlette.websockets import WebSocketDisconnect
+
+    guard = make_guard(tok, "safe")
+    real_stream, release = guard.stream, threading.Event()
+
+    def slow_stream(*a, **k):
+        s = real_stream(*a, **k)
+        feed = s.feed
+
+        def hung_feed(chunk):
+            release.wait(10)
+            return feed(chunk)
+
+        s.feed = hung_feed
+        return s
+
+    guard.stream = slow_stream
+    try:
+        with serving(guard, request_timeout_s=0.5) as client:
+            with client.websocket_connect("/v1/guard/stream") as ws:
+                ws.send_json({"messages": STREAM_USER})
+                ws.send_json({"chunk": REPLY_CHUNKS[0]})
+                msg = ws.receive_json()
+                assert msg["type"] == "error" and msg["error"]["code"] == 504 and msg["error"]["type"] == "timeout"
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    ws.receive_json()
+                assert closed.value.code == 1011
+            release.set()
+            assert metric(client, 'pocketguard_rejected_total{reason="timeout"}') == 1
+            assert client.post("/v1/guard", json=GOOD).status_code == 200
+    finally:
+        release.set()
