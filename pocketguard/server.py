@@ -171,16 +171,6 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
                 raise ApiError(400, f"a message must be a JSON object, got {_json_type(data)}")
             return data
 
-        async def judged(work, *args):
-            """Stream work on the guard's worker thread, within --timeout as every request's judging is (504): a
-            busy worker or a hung guard kept a chunk's verdict waiting without end."""
-            try:
-                work_done = asyncio.get_running_loop().run_in_executor(batcher._executor, work, *args)
-                return await asyncio.wait_for(work_done, config.request_timeout_s)
-            except asyncio.TimeoutError:
-                metrics.rejected.labels("timeout").inc()
-                raise ApiError(504, f"the guard did not answer within {config.request_timeout_s:g} s", "timeout") from None
-
         if open_streams["n"] >= config.max_streams:
             metrics.rejected.labels("streams_full").inc()
             return await fail(ApiError(429, f"{config.max_streams} streams are open; retry later", "rate_limit_exceeded"))
@@ -197,13 +187,13 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
             req = parse_guard_request(first, guard, config, policies)
             if req.conv.judged != "user":
                 raise ApiError(422, not_a_reply, param="messages")
-            stream = await judged(guard.stream, req.conv, req.policy, req.category_scores)
+            stream = await batcher.run(guard.stream, req.conv, req.policy, req.category_scores)
             while True:
                 data = await receive()
                 if set(data) != {"chunk"} or not isinstance(data["chunk"], str):
                     raise ApiError(422, "after the first message, send {\"chunk\": \"...\"} objects", param="chunk")
                 check_text(stream.text + data["chunk"], "the reply so far", config)
-                v = await judged(stream.feed, data["chunk"])
+                v = await batcher.run(stream.feed, data["chunk"])
                 metrics.verdicts.labels(v.status).inc()
                 await ws.send_json({"type": "verdict", "chunk": stream.chunks - 1, "stopped": stream.stopped,
                                     "first_unsafe_chunk": stream.first_unsafe, "verdict": v.to_dict()})

@@ -112,6 +112,21 @@ class Batcher:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
+    async def run(self, work, *args):
+        """`work(*args)` on the guard's worker thread (a stream's steps, between batches), within --timeout as a
+        batch's items are (504): a busy worker or a hung guard kept a stream's verdict waiting without end."""
+        self.ensure_started()
+        done = asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+        try:
+            return await asyncio.wait_for(done, self.config.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise self._timed_out() from None
+
+    def _timed_out(self) -> ApiError:
+        """The 504 of a request the guard did not answer within --timeout, counted."""
+        self.metrics.rejected.labels("timeout").inc()
+        return ApiError(504, f"the guard did not answer within {self.config.request_timeout_s:g} s", "timeout")
+
     async def submit(self, convs: list[Conversation], policy: Policy | None, scores: bool, timeout: float) -> list[Verdict]:
         """Queue the conversations and wait (up to `timeout` s) for their verdicts, in order."""
         self.ensure_started()
@@ -130,8 +145,7 @@ class Batcher:
         try:
             return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
         except asyncio.TimeoutError:
-            self.metrics.rejected.labels("timeout").inc()
-            raise ApiError(504, f"the guard did not answer within {self.config.request_timeout_s:g} s", "timeout") from None
+            raise self._timed_out() from None
         finally:
             for f in futures:
                 if not f.done():
