@@ -592,7 +592,7 @@ def train(
 
         label = config.name or ("distill" if use_teacher else "train")
         bar = tqdm(total=total, initial=start, desc=label, unit="step",
-                   dynamic_ncols=True, leave=False)
+                   dynamic_ncols=True, leave=False, disable=None)  # None: no bar when stderr is not a terminal
 
     workers = config.loader_workers if config.loader_workers is not None else (2 if device.type == "cuda" else 0)
     if workers:

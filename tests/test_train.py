@@ -192,6 +192,22 @@ def test_hidden_only_distillation_does_not_run_the_head(tok):
     assert calls
 
 
+def test_progress_bar_shows_on_a_terminal_only(tok, monkeypatch):
+    """A log file (stderr not a terminal: nohup, CI, a pipe) gets the step reports, not tqdm's carriage returns."""
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    cfg = TrainConfig(lr=3e-3, steps=2, batch_size=4, progress=True, name="bar-probe", device="cpu")
+    for stream, shown in ((io.StringIO(), False), (Terminal(), True)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        train(small(tok, seed=1), toy_examples(8, seed=4), tok, POLICY, cfg)
+        assert ("bar-probe" in stream.getvalue()) is shown
+
+
 def test_distillation_uses_the_teachers_logits_on_the_students_kept_tokens(tok):
     teacher = small(tok, seed=5, n_layers=3, ffn_dims=160)  # another depth and width
     student = prune_output(small(tok, seed=6), tok, POLICY)

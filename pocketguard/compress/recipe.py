@@ -276,7 +276,7 @@ def _verdicts(model: nn.Module, tokenizer: Tokenizer, policy: Policy, dev: list[
     if progress:
         from tqdm.auto import tqdm
 
-        chunks = tqdm(chunks, desc="dev verdicts", leave=False, unit="batch")
+        chunks = tqdm(chunks, desc="dev verdicts", leave=False, unit="batch", disable=None)
     for k in chunks:
         part = dev[k : k + batch_size]
         vs = g.moderate_batch([e["messages"] for e in part], roles=[e.get("role") for e in part], batch_size=batch_size)
