@@ -147,9 +147,12 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
         await ws.accept()
 
         async def fail(e: ApiError) -> None:  # the HTTP endpoints' error body, then close (1008: policy, 1011: ours)
-            await ws.send_json({"type": "error", "error": {"message": e.message, "type": e.type, "param": e.param,
-                                                           "code": e.status}})
-            await ws.close(code=1008 if e.status < 500 else 1011)
+            try:
+                await ws.send_json({"type": "error", "error": {"message": e.message, "type": e.type, "param": e.param,
+                                                               "code": e.status}})
+                await ws.close(code=1008 if e.status < 500 else 1011)
+            except WebSocketDisconnect:  # the client has gone (a failed send says so): nobody is left to tell
+                return
 
         async def receive() -> dict:
             try:

@@ -1022,3 +1022,48 @@ def test_a_stream_chunk_the_guard_does_not_judge_in_time_is_a_504(tok):
             assert client.post("/v1/guard", json=GOOD).status_code == 200
     finally:
         release.set()
+
+
+def test_a_stream_client_gone_before_its_error_leaves_no_traceback(tok):
+    """A client that closes while its chunk is judged: the 504 that follows has nobody to reach. The socket is gone,
+    which is no server failure: no 'Exception in ASGI application' traceback, and the server serves on."""
+    import logging
+
+    from websockets.sync.client import connect
+
+    guard = make_guard(tok, "safe")
+    real_stream, release, fed = guard.stream, threading.Event(), threading.Event()
+
+    def slow_stream(*a, **k):
+        s = real_stream(*a, **k)
+        feed = s.feed
+
+        def hung_feed(chunk):
+            fed.set()
+            release.wait(10)
+            return feed(chunk)
+
+        s.feed = hung_feed
+        return s
+
+    guard.stream = slow_stream
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append
+    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "pocketguard")]
+    try:
+        with live_server(create_app(guard, ServerConfig(request_timeout_s=0.5))) as url:
+            for lg in loggers:  # after uvicorn's start, whose logging config replaces its loggers' handlers
+                lg.addHandler(handler)
+            with connect(url.replace("http", "ws") + "/v1/guard/stream") as ws:
+                ws.send(json.dumps({"messages": STREAM_USER}))
+                ws.send(json.dumps({"chunk": REPLY_CHUNKS[0]}))
+                assert fed.wait(10)
+            time.sleep(1.0)  # the 504 comes due after the client has gone
+            release.set()
+            assert httpx.post(url + "/v1/guard", json=GOOD, timeout=20).status_code == 200
+    finally:
+        release.set()
+        for lg in loggers:
+            lg.removeHandler(handler)
+    assert not errors, [r.getMessage() for r in errors]
