@@ -132,8 +132,9 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
             assert r.output == (p.out / "teacher" if name == "default-teacher" else p.student(p.shipped))
             assert tomllib.loads(dg._dump_recipe(tomllib.loads(path.read_text()))) == tomllib.loads(path.read_text())
             if not smoke:  # only the paths and the shape change: the other hyperparameters are the committed ones
-                shape = {"prune_blocks": {"keep": p.shapes[p.shipped][0]},
-                         "prune_mlp": {"width": p.shapes[p.shipped][1]}}
+                s = p.shapes[p.shipped]  # (the shipped shape's own distillation temperature among the shape's)
+                shape = {"prune_blocks": {"keep": s.blocks}, "prune_mlp": {"width": s.width},
+                         "distill": {"temperature": s.distill_temperature} if s.distill_temperature else {}}
                 assert r.train == committed["train"]
                 assert r.steps == [{**s, **shape.get(s["kind"], {})} for s in committed["step"]]
     # LOADER_WORKERS (gpu_run.sh's fallback when its loader check fails on the GPU) reaches every recipe's [train]
@@ -266,7 +267,8 @@ def test_a_lookalike_repeat_shape_trains_on_its_lookalikes_repeated(tmp_path, mo
     p.labelled.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")  # a blank last line is skipped
     read = []
     monkeypatch.setattr(R, "run_recipe", lambda path, **kw: read.append(load_recipe(path).data["train"]))
-    dg.stage_student(p, [shape, dg.SHIPPED])
+    plain = next(k for k, s in p.shapes.items() if s.lookalike_repeat == 1 and s.extra)
+    dg.stage_student(p, [shape, plain])
     written = [json.loads(line)["messages"][0]["content"] for line in Path(read[0]).read_text().splitlines()]
     assert written == ["a", "b", "b", "c", "d", "d"] and Path(read[1]) == p.labelled
     assert dg.repeat_lookalikes(p.labelled, tmp_path / "x3.jsonl", 3) == 2

@@ -159,14 +159,18 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # Run ae (stop 50): 0.801 greedy, 4.9 below run ad's t2; run af (the seed shapes below) put that on the
           # teacher or data, not on the student's seed
           "b22-f1536-e4-hxv-t2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0),
-          # one step further along the one axis that moved a student (not yet trained): whether T = 4 goes on gaining
-          # held-out recall, or the flatter answers lose what the verdict's argmax carried
+          # one step further along the one axis that moved a student: whether T = 4 goes on gaining held-out recall, or
+          # the flatter answers lose what the verdict's argmax carried. Run ai (2026-12-07, run ah's kept teacher): dev F1
+          # 0.929 after distillation, 0.928 after QAT (t2 0.921 / 0.931, t2-l2 0.935 / 0.941); the lease ended before
+          # the student came back whole, so no held-out number
           "b22-f1536-e4-hxv-t4": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=4.0),
           # t2's false alarms on dev look-alikes (0.127 greedy, its teacher 0.087) set its calibrated threshold at 0.75,
           # where seven probes of harm fall below it and eight look-alikes above ½ (run ad's README); runs ab and ad's
           # students flag look-alikes their teachers clear (dose questions with a harmless reason, history of a crime).
           # The same with every look-alike row of train seen twice (9,416 of data-x3's 42,601; ~16 % more distillation
-          # and QAT steps). Not yet trained
+          # and QAT steps). Run ai (2026-12-07, H100, run ah's kept teacher on data-x5; 9,669 look-alike rows twice): the
+          # rule's 17 of 17 against run z's guard — held-out 0.835 greedy (its teacher 0.853, −1.9), dev look-alike FPR
+          # 0.075, HarmBench 0.935, probes 332 of 390 right over the eight sets (run z's 312): shipped
           "b22-f1536-e4-hxv-t2-l2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2),
           # at T = 2 the T²-scaled KL term ended at about twice the T = 1 run's, CE equal (run ad): T = 1 with the KL
           # weighed twice says whether the softening or the weight moved t2 (a diagnostic; not yet trained)
@@ -195,7 +199,7 @@ TEACHER_SEEDS = tuple(int(s) for s in os.environ.get("TEACHER_SEEDS", "0 1").spl
 # LOADER_WORKERS (environment): every recipe's [train] loader_workers (default: the TrainConfig's own, 2 on CUDA);
 # gpu_run.sh sets 0 when batches built in worker processes fail its check on the GPU.
 LOADER_WORKERS = os.environ.get("LOADER_WORKERS", "")
-SHIPPED = "b22-f1536-e4-hxv"  # the shape in pocketguard/assets (run z, 2026-12-06, sixteenth session) and default-student.toml
+SHIPPED = "b22-f1536-e4-hxv-t2-l2"  # the shape in pocketguard/assets (run ai, 2026-12-07): default-student.toml at T = 2, look-alikes twice
 SMOKE_SHAPES = {"b1-f128": Shape(1, 128, 8), "b2-f64-e4-hxv": Shape(2, 64, 4, 1.0, True, True),
                 "b1-f128-q": Shape(1, 128, 8, qat_epochs=0.5, base="b1-f128"),
                 "b2-f64-e4-hxv-r": Shape(2, 64, 4, 1.0, True, True, rotation="hadamard", base="b2-f64-e4-hxv"),
