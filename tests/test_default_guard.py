@@ -132,9 +132,9 @@ def test_committed_recipes_resolve_to_valid_recipes(tmp_path):
             assert r.output == (p.out / "teacher" if name == "default-teacher" else p.student(p.shipped))
             assert tomllib.loads(dg._dump_recipe(tomllib.loads(path.read_text()))) == tomllib.loads(path.read_text())
             if not smoke:  # only the paths and the shape change: the other hyperparameters are the committed ones
-                s = p.shapes[p.shipped]  # (the shipped shape's own distillation temperature among the shape's)
-                shape = {"prune_blocks": {"keep": s.blocks}, "prune_mlp": {"width": s.width},
-                         "distill": {"temperature": s.distill_temperature} if s.distill_temperature else {}}
+                sh = p.shapes[p.shipped]  # the shipped shape sets its blocks, width and distillation temperature
+                shape = {"prune_blocks": {"keep": sh.blocks}, "prune_mlp": {"width": sh.width},
+                         "distill": {"temperature": sh.distill_temperature} if sh.distill_temperature else {}}
                 assert r.train == committed["train"]
                 assert r.steps == [{**s, **shape.get(s["kind"], {})} for s in committed["step"]]
     # LOADER_WORKERS (gpu_run.sh's fallback when its loader check fails on the GPU) reaches every recipe's [train]
