@@ -808,6 +808,12 @@ def test_judge_keeps_two_students_apart_and_tables_their_probes_together(tmp_pat
         (p.eval / d / "predictions").mkdir()
         (p.eval / d / "predictions" / "00-x.jsonl").write_text("")
     assert dg._predictions(p, "dev") == {m: {"cpu": p.eval / f"dev-cpu-{m}" / "predictions" / "00-x.jsonl"} for m in (A, B)}
+    # a third student judged later in the same run: its probe tables keep the first two's columns beside its own
+    stem = dg.JUDGED_PROBES[0]
+    (p.eval / f"{stem}-cpu.md").write_text(f"| # | judged | text | expected | {A} | {B} |\n|---|---|---|---|---|---|\n")
+    calls.clear()
+    dg.stage_judge(p, ["b22-f1536-e4-hxv-t2"], ref)
+    assert [c[1] for c in calls if c[0] == "probe"] == [(A, B, "b22-f1536-e4-hxv-t2")] + [("b22-f1536-e4-hxv-t2",)] * (len(dg.JUDGED_PROBES) - 1)
 
 
 def test_card_targets_table_scores_each_student_greedy_and_at_its_threshold(tmp_path):

@@ -1238,13 +1238,15 @@ JUDGE_SPLITS = ("dev_heldout", "subset", "positions", "dev")  # every split the 
 def stage_judge(p: Paths, shapes: list[str], ref: Paths, device: str = "cpu") -> list[str]:
     """Students back from a GPU lease, judged where they ship, start to finish: each one's `eval` of JUDGE_SPLITS
     under its own tag (OUT/eval/<split>-<device>-<shape>: two students keep their predictions), its threshold on
-    dev (`calibrate`), every probe set with all of them in one table, the card, and the rule for each against
-    `ref`. Returns the shapes the rule would ship."""
+    dev (`calibrate`), every probe set with all of them (and the students its table holds) in one table, the card,
+    and the rule for each against `ref`. Returns the shapes the rule would ship."""
     for shape in shapes:
         stage_eval(p, device, [shape], shape, JUDGE_SPLITS)
         stage_calibrate(p, shape, device)
-    for stem in JUDGED_PROBES:
-        stage_probe(p, shapes, device, PROBES.with_name(f"{stem}.jsonl"))
+    for stem in JUDGED_PROBES:  # with the students a table already holds (a shape judged after another keeps both)
+        table = p.eval / f"{stem}-{device.split(':')[0]}.md"
+        there = _probe_models(table.read_text(encoding="utf-8").split("\n", 1)[0]) if table.exists() else []
+        stage_probe(p, list(dict.fromkeys(there + shapes)), device, PROBES.with_name(f"{stem}.jsonl"))
     stage_card(p)
     return [shape for shape in shapes if stage_rule(p, shape, ref)]
 
