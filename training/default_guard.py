@@ -172,6 +172,10 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # rule's 17 of 17 against run z's guard — held-out 0.835 greedy (its teacher 0.853, −1.9), dev look-alike FPR
           # 0.075, HarmBench 0.935, probes 332 of 390 right over the eight sets (run z's 312): shipped
           "b22-f1536-e4-hxv-t2-l2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2),
+          # run ai's t2-l2 stood 1.3 held-out points above t2 of the same teacher (one pair; run af's seed spread ≤ 1.8)
+          # and 14 probes: other seeds of the shipped recipe say whether the repeat or the draw made it. Not yet trained
+          "b22-f1536-e4-hxv-t2-l2-s1": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2, seed=1),
+          "b22-f1536-e4-hxv-t2-l2-s2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2, seed=2),
           # at T = 2 the T²-scaled KL term ended at about twice the T = 1 run's, CE equal (run ad): T = 1 with the KL
           # weighed twice says whether the softening or the weight moved t2 (a diagnostic; not yet trained)
           "b22-f1536-e4-hxv-k2": Shape(22, 1536, 4, 1.0, True, True, distill_kl_weight=2.0),
