@@ -176,6 +176,12 @@
 # kernel fault; tests/test_gpu_stage.py now collects gpu_run.sh's checks with the image's missing packages blocked).
 # The retry, sent ~2 minutes later, found the machine "taken back for other work" and cost 271 s: 478 s were left,
 # too little for a teacher. Before a lease: `pytest tests/test_gpu_stage.py` and the CPU smoke pipeline.
+# Run ai (2026-12-07, fourth session; two failed starts, 257 s, then an H100): run ah's kept teacher, `part` x4 (~12 s),
+# `TEACHER_EVAL=0 TEACHER_SEEDS=0 STUDENT_EVAL=0 DISTILL_EVAL=0 … start "b22-f1536-e4-hxv-t2 b22-f1536-e4-hxv-t2-l2"
+# .carry/data-x5.tgz runs/teachers/ah/teacher.tgz.1[2-3] && … poll 560` (the first student), `poll 400`, `poll 300`
+# (the second), `poll 200` (PIPELINE_FINISHED): students one after the other 425 s and 474 s, 16 minutes from `start`.
+# The 475 s left held `resume "b22-f1536-e4-hxv-t4"` (a third student on the warm machine, teacher and verdicts
+# kept: distil 226 s, QAT 142 s) but not its fetch: a student needs ~400 s plus ~30 s to come back.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
