@@ -695,9 +695,8 @@ def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PR
     from pocketguard.guard import Guard
     from pocketguard.examples import load_examples
 
-    table = p.eval / f"{Path(probes_file).stem}-{device.split(':')[0]}.md"
-    if table.exists():
-        _keep_others(table, _probe_models(table.read_text(encoding="utf-8").split("\n", 1)[0]), models)
+    table = _probe_table(p, probes_file, device)
+    _keep_others(table, _tabled_models(table), models)
     probes = load_examples(probes_file)
     extra = p.data / "extra.jsonl"  # the unlabelled pool, which "-x" shapes train on
     trained = [p.data / "train.jsonl"] + ([extra] if extra.exists() else [])
@@ -1118,6 +1117,16 @@ def _probe_models(row: str) -> list[str]:
     return _columns(row)[4:]
 
 
+def _probe_table(p: Paths, probes_file: Path, device: str) -> Path:
+    """Where `probe` tables a probe set's verdicts on a device: OUT/eval/<probes stem>-<device kind>.md."""
+    return p.eval / f"{Path(probes_file).stem}-{device.split(':')[0]}.md"
+
+
+def _tabled_models(table: Path) -> list[str]:
+    """The models a probe table holds (none when it is not there yet)."""
+    return _probe_models(table.read_text(encoding="utf-8").split("\n", 1)[0]) if table.exists() else []
+
+
 def stage_rule(p: Paths, shape: str, ref: Paths, ref_model: str = "shipped") -> bool:
     """The shipping rule for student `shape` of run `p` against `ref_model` evaluated in run folder `ref` (its
     `eval --models shipped --split dev --split dev_heldout --device cpu` and `probe` tables): a table of every
@@ -1248,9 +1257,8 @@ def stage_judge(p: Paths, shapes: list[str], ref: Paths, device: str = "cpu") ->
         stage_eval(p, device, [shape], shape, JUDGE_SPLITS)
         stage_calibrate(p, shape, device)
     for stem in JUDGED_PROBES:  # with the students a table already holds (a shape judged after another keeps both)
-        table = p.eval / f"{stem}-{device.split(':')[0]}.md"
-        there = _probe_models(table.read_text(encoding="utf-8").split("\n", 1)[0]) if table.exists() else []
-        stage_probe(p, list(dict.fromkeys(there + shapes)), device, PROBES.with_name(f"{stem}.jsonl"))
+        probes = PROBES.with_name(f"{stem}.jsonl")
+        stage_probe(p, list(dict.fromkeys(_tabled_models(_probe_table(p, probes, device)) + shapes)), device, probes)
     stage_card(p)
     return [shape for shape in shapes if stage_rule(p, shape, ref)]
 
