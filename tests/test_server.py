@@ -987,19 +987,17 @@ def test_a_request_larger_than_the_queue_is_refused_not_told_to_retry(tok):
         assert r.status_code == 200 and len(r.json()["results"]) == 4
 
 
-def test_a_stream_chunk_the_guard_does_not_judge_in_time_is_a_504(tok):
-    """Stream work had no deadline: a busy worker or a hung guard kept a chunk's verdict waiting without end. It gets
-    --timeout as every request's judging does: a 504 error (never a verdict) and a close, and the server serves on."""
-    from starlette.websockets import WebSocketDisconnect
-
-    guard = make_guard(tok, "safe")
-    real_stream, release = guard.stream, threading.Event()
+def hang_stream_feeds(guard) -> tuple[threading.Event, threading.Event]:
+    """Make the guard's streams hang in each chunk's judging until `release` is set (at most 10 s); `fed` is set
+    once a chunk has reached the guard."""
+    real_stream, release, fed = guard.stream, threading.Event(), threading.Event()
 
     def slow_stream(*a, **k):
         s = real_stream(*a, **k)
         feed = s.feed
 
         def hung_feed(chunk):
+            fed.set()
             release.wait(10)
             return feed(chunk)
 
@@ -1007,6 +1005,16 @@ def test_a_stream_chunk_the_guard_does_not_judge_in_time_is_a_504(tok):
         return s
 
     guard.stream = slow_stream
+    return release, fed
+
+
+def test_a_stream_chunk_the_guard_does_not_judge_in_time_is_a_504(tok):
+    """Stream work had no deadline: a busy worker or a hung guard kept a chunk's verdict waiting without end. It gets
+    --timeout as every request's judging does: a 504 error (never a verdict) and a close, and the server serves on."""
+    from starlette.websockets import WebSocketDisconnect
+
+    guard = make_guard(tok, "safe")
+    release, _ = hang_stream_feeds(guard)
     try:
         with serving(guard, request_timeout_s=0.5) as client:
             with client.websocket_connect("/v1/guard/stream") as ws:
@@ -1032,21 +1040,7 @@ def test_a_stream_client_gone_before_its_error_leaves_no_traceback(tok):
     from websockets.sync.client import connect
 
     guard = make_guard(tok, "safe")
-    real_stream, release, fed = guard.stream, threading.Event(), threading.Event()
-
-    def slow_stream(*a, **k):
-        s = real_stream(*a, **k)
-        feed = s.feed
-
-        def hung_feed(chunk):
-            fed.set()
-            release.wait(10)
-            return feed(chunk)
-
-        s.feed = hung_feed
-        return s
-
-    guard.stream = slow_stream
+    release, fed = hang_stream_feeds(guard)
     errors: list[logging.LogRecord] = []
     handler = logging.Handler(logging.ERROR)
     handler.emit = errors.append
