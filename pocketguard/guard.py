@@ -185,6 +185,14 @@ class Guard:
         """Judge an agent reply while it streams: `s = guard.stream(msgs); v = s.feed(chunk)` (see stream.py)."""
         return ResponseStream(self, as_conversation(conversation), policy, category_scores)
 
+    def check_policy(self, policy: Policy, category_scores: bool = False) -> None:
+        """Raise ValueError if `policy` leaves no room in max_context for a conversation judged under it, for either
+        role (`_budget`, as `moderate` would count it): a setting to change, which a server checks per request before
+        queueing it rather than failing the batch it joins. Tokenization only; the model does not run."""
+        judging, keep = self._judging(policy)
+        for role in ("user", "agent"):
+            self._budget(judging, keep, role, scores_needed(category_scores, keep))
+
     def parse_answer(self, text: str, policy: Policy | None = None) -> Verdict:
         """Turn a raw answer produced elsewhere (llama.cpp, ExecuTorch, vLLM) into a Verdict, strictly."""
         policy = policy or self.policy

@@ -15,7 +15,6 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .answer import scores_needed
 from .conversation import Conversation, ConversationError, message_text
 from .guard import Guard, Verdict
 from .policy import Policy, PolicyError
@@ -335,14 +334,6 @@ def parse_policy(raw: Any, guard: Guard, config: ServerConfig, cache: PolicyCach
         raise ApiError(422, f"policy text is {chars} characters; the limit is {config.max_policy_chars}", param="policy")
     for c in policy.categories:
         check_text(c.name + c.description, f"policy category {c.code}", config)
-    # The policy prompt must leave room for a conversation, for both judged roles.
-    from .prompt import encode_prefix, encode_suffix
-
-    for role in ("user", "agent"):
-        used = len(encode_prefix(guard.tokenizer, policy, role)) + len(encode_suffix(guard.tokenizer, role))
-        if used + 4 * len(policy) + 64 > guard.max_context:
-            raise ApiError(422, f"the policy prompt takes {used} tokens, leaving no room for a conversation in the "
-                                f"guard's context of {guard.max_context}", param="policy")
     cache.put(key, policy)
     return policy
 
@@ -385,14 +376,12 @@ def parse_guard_request(data: dict, guard: Guard, config: ServerConfig, cache: P
 
 
 def check_room(policy: Policy, guard: Guard, category_scores: bool) -> None:
-    """The guard's own rule (`Guard._budget`) for whether a request's policy leaves room for a conversation, as this
-    request judges under it: with category scores (or a subset kept from the guard's policy) the room holds the codes'
-    scoring tree, which for long custom codes is longer than the answer steps `parse_policy` counts. A policy that
-    fails it is the request's mistake (422); judged anyway, the guard raised for the whole batch (a 500 guard_error)."""
-    judging, keep = guard._judging(policy)
-    scored = scores_needed(category_scores, keep)
-    for role in ("user", "agent"):
-        try:
-            guard._budget(judging, keep, role, scored)
-        except ValueError as e:
-            raise ApiError(422, f"invalid policy{' with category scores' if scored else ''}: {e}", param="policy") from None
+    """Whether a request's policy leaves room for a conversation as this request judges under it (`Guard.check_policy`,
+    the guard's own rule): with category scores (or a subset kept from the guard's policy) the room holds the codes'
+    scoring tree, which for long custom codes is longer than the answer steps. A policy that fails it is the request's
+    mistake (422); judged anyway, the guard raised for the whole batch (a 500 guard_error)."""
+    try:
+        guard.check_policy(policy, category_scores)
+    except ValueError as e:
+        raise ApiError(422, f"invalid policy{' with category scores' if category_scores else ''}: {e}",
+                       param="policy") from None

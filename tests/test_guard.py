@@ -133,6 +133,36 @@ def test_a_turn_too_long_for_the_context_is_its_own_error_not_the_batchs(tok):
     with pytest.raises(ValueError, match=f"max_context {short - turn} leaves no room for a conversation: the policy "
                                          f"prompt and the answer take {short - turn + steps} tokens"):
         Guard(model, tok, max_context=short - turn).moderate_batch(["hello", "world"])
+    # check_policy says the same before anything runs, and passes where the batch above was judged
+    with pytest.raises(ValueError, match=f"max_context {short - turn} leaves no room"):
+        Guard(model, tok, max_context=short - turn).check_policy(Policy.default())
+    g.check_policy(Policy.default())
+
+
+def test_check_policy_counts_category_scoring_and_both_roles(tok):
+    """`check_policy` is the rule `moderate` raises by: long custom codes leave room for the answer steps but not for
+    their scoring tree, so the policy passes without category scores and fails with them, exactly where a scored
+    verdict raises; the agent role's longer prompt is counted too."""
+    from pocketguard.prompt import encode_prefix, encode_suffix, encode_turn
+
+    policy = Policy.from_dict({"category": [{"code": f"QZXJW{i:02d}", "name": "n"} for i in range(64)]})
+    # each role's policy prompt with a two-letter turn of its own role
+    used = {r: len(encode_prefix(tok, policy, r)) + len(encode_suffix(tok, r)) + len(encode_turn(tok, r, "hi"))
+            for r in ("user", "agent")}
+    model = make(tok, seed=3)
+    steps = Guard(model, tok, policy=policy)._grammar(policy).max_steps
+    g = Guard(model, tok, policy=policy, max_context=max(used.values()) + steps)
+    g.check_policy(policy)
+    assert g.moderate("hi").status in ("safe", "unsafe")
+    with pytest.raises(ValueError, match="leaves no room"):
+        g.check_policy(policy, category_scores=True)
+    with pytest.raises(ValueError, match="leaves no room"):
+        g.moderate("hi", category_scores=True)
+    assert used["agent"] > used["user"]
+    g = Guard(model, tok, policy=policy, max_context=used["user"] + steps)  # room for a user turn, not an agent's
+    assert g.moderate("hi").status in ("safe", "unsafe")
+    with pytest.raises(ValueError, match="leaves no room"):
+        g.check_policy(policy)
 
 
 def test_batch_misuse_is_refused_not_judged_wrongly(tok):
