@@ -168,8 +168,8 @@ def test_shapes_set_their_training_lengths_and_data(tmp_path):
             want = own if own is not None else committed[kind] if s.extra else dg.TRAIN_EPOCHS[kind]
             assert got[kind] == want, (shape, kind)
         base = p.labelled if s.extra else p.data / "train.jsonl"
-        assert Path(r.data["train"]) == (base.with_name(f"{base.stem}-lookalikes-x{s.lookalike_repeat}.jsonl")
-                                         if s.lookalike_repeat > 1 else base), shape
+        tags = [f"{kind}-x{k}" for kind, k in (("lookalikes", s.lookalike_repeat), ("replies", s.reply_repeat)) if k > 1]
+        assert Path(r.data["train"]) == base.with_name("-".join([base.stem, *tags]) + ".jsonl") if tags else base, shape
         distill = next(st for st in r.steps if st["kind"] == "distill")  # its own temperature, else the recipe's 1.0
         assert distill["temperature"] == (s.distill_temperature or 1.0), shape
         assert distill["kl_weight"] == (s.distill_kl_weight or 1.0), shape
@@ -271,8 +271,30 @@ def test_a_lookalike_repeat_shape_trains_on_its_lookalikes_repeated(tmp_path, mo
     dg.stage_student(p, [shape, plain])
     written = [json.loads(line)["messages"][0]["content"] for line in Path(read[0]).read_text().splitlines()]
     assert written == ["a", "b", "b", "c", "d", "d"] and Path(read[1]) == p.labelled
-    assert dg.repeat_lookalikes(p.labelled, tmp_path / "x3.jsonl", 3) == 2
+    assert dg.repeat_rows(p.labelled, tmp_path / "x3.jsonl", 3) == {"lookalike": 2}
     assert len((tmp_path / "x3.jsonl").read_text().splitlines()) == 8
+
+
+def test_a_reply_repeat_shape_repeats_the_reply_harm_rows(tmp_path):
+    """`reply_repeat` repeats the rows of the generated reply-harm sources (unsafe and their safe twins), not other
+    agent turns or a source that only ends alike; a row that is a look-alike too is written the larger count, once."""
+    import json
+
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    rows = [("a", "generated-unsafe/story_harm_replies", False), ("b", "generated-unsafe/compliance", False),
+            ("c", "generated-unsafe/story_harm_replies", True), ("d", "pool/x_replies/teacher-labelled", False),
+            ("e", "generated-benign/benign_words_slotted", True)]
+    src = tmp_path / "train.jsonl"
+    src.write_text("".join(json.dumps({"messages": [{"role": "user", "content": t}], "label": "safe", "categories": [],
+                                       "source": s, "lookalike": lk}) + "\n" for t, s, lk in rows))
+    assert dg.repeat_rows(src, tmp_path / "out.jsonl", lookalike=2, reply=3) == {"lookalike": 2, "reply": 2}
+    written = [json.loads(line)["messages"][0]["content"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert written == ["a"] * 3 + ["b"] + ["c"] * 3 + ["d"] + ["e"] * 2
+    p = dg.Paths(tmp_path / "run", tmp_path, smoke=False)
+    assert p.student_data("b22-f1536-e4-hxv-t2-l2-r3").name == "train-lookalikes-x2-replies-x3.jsonl"
+    assert p.student_data("b22-f1536-e4-hxv-t2-l2").name == "train-lookalikes-x2.jsonl"
 
 
 def test_calibrate_picks_the_lowest_threshold_that_meets_the_lookalike_target_on_dev(tmp_path):

@@ -50,6 +50,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,7 @@ class Shape(NamedTuple):
     rotation: str | None = None  # the QAT step's QuantConfig.rotation ("hadamard") when not None
     distill_temperature: float | None = None  # the distillation's softmax temperature when not None (the recipe's: 1.0)
     lookalike_repeat: int = 1  # each look-alike row of the student's training data this many times (Paths.student_data)
+    reply_repeat: int = 1  # each reply-harm row (REPLY_SOURCE: an innocent ask whose reply alone decides) this many times
     distill_kl_weight: float | None = None  # the distillation's KL weight when not None (the recipe's: 1.0)
     seed: int = 0  # the student recipe's seed: data order, augmentation, calibration sample, initial RNG state
 
@@ -176,6 +178,12 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # and 14 probes: other seeds of the shipped recipe say whether the repeat or the draw made it. Not yet trained
           "b22-f1536-e4-hxv-t2-l2-s1": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2, seed=1),
           "b22-f1536-e4-hxv-t2-l2-s2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2, seed=2),
+          # run aj (2026-12-07, seeds 1 and 2 of the shipped recipe, run ah's kept teacher): every student of it missed
+          # the harm only a reply carries after an innocent ask where the teacher did not (REPLY_SOURCE; probe 25, a
+          # children's story that describes abuse, at 0.02-0.15). The same with those rows (753 unsafe, 782 safe twins
+          # of data-x5's train) three times: ~6 % more steps. Not yet trained
+          "b22-f1536-e4-hxv-t2-l2-r3": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2,
+                                             reply_repeat=3),
           # at T = 2 the T²-scaled KL term ended at about twice the T = 1 run's, CE equal (run ad): T = 1 with the KL
           # weighed twice says whether the softening or the weight moved t2 (a diagnostic; not yet trained)
           "b22-f1536-e4-hxv-k2": Shape(22, 1536, 4, 1.0, True, True, distill_kl_weight=2.0),
@@ -246,10 +254,11 @@ class Paths:
         return self.labelled if self.shapes[shape].extra else self.data / "train.jsonl"
 
     def student_data(self, shape: str) -> Path:
-        """The training data of a student recipe: its source, or a copy with the look-alikes repeated
-        (`repeat_lookalikes`, written by the `student` stage) for a shape that asks."""
-        base, k = self.student_source(shape), self.shapes[shape].lookalike_repeat
-        return base.with_name(f"{base.stem}-lookalikes-x{k}.jsonl") if k > 1 else base
+        """The training data of a student recipe: its source, or a copy with the look-alikes and/or reply-harm rows
+        repeated (`repeat_rows`, written by the `student` stage) for a shape that asks."""
+        s, base = self.shapes[shape], self.student_source(shape)
+        tags = [f"{kind}-x{k}" for kind, k in (("lookalikes", s.lookalike_repeat), ("replies", s.reply_repeat)) if k > 1]
+        return base.with_name("-".join([base.stem, *tags]) + ".jsonl") if tags else base
 
     def ingredient(self, seed: int) -> Path:
         """The run folder of the teacher fine-tune with `seed` (one ingredient of the soup)."""
@@ -551,26 +560,38 @@ def stage_student(p: Paths, shapes: list[str]) -> None:
         s = p.shapes[shape]
         if s.extra and not p.labelled.exists():
             raise SystemExit(f"{shape} trains on {p.labelled}: run the `label` stage first")
-        if s.lookalike_repeat > 1:
-            src, dst = p.student_source(shape), p.student_data(shape)
-            n = repeat_lookalikes(src, dst, s.lookalike_repeat)
-            _say(f"{shape}: {n} look-alike rows of {src.name} written {s.lookalike_repeat} times → {dst}")
+        src, dst = p.student_source(shape), p.student_data(shape)
+        if dst != src:
+            n = repeat_rows(src, dst, s.lookalike_repeat, s.reply_repeat)
+            _say(f"{shape}: {n['lookalike']} look-alike rows of {src.name} written {s.lookalike_repeat} times, "
+                 f"{n['reply']} reply-harm rows {s.reply_repeat} times → {dst}")
         _run_recipe(p, "default-student", shape)
 
 
-def repeat_lookalikes(src: Path, dst: Path, times: int) -> int:
-    """`src` (JSON lines) with each row marked `"lookalike": true` written `times` times in a row, the others once,
-    to `dst` (replaced whole: another shape's student may read a file of the same name beside it, so it is written
-    under a temporary name first); the number of look-alike rows. Repetition, not a weighted sampler, so the recipe's
-    loader, shuffling and epochs stay what every other student had."""
-    n, tmp = 0, dst.with_suffix(f".partial{os.getpid()}")
+# The generated sources where an innocent ask (a story for a child, a question about a named person) is answered
+# and the reply alone is harmful, or is its safe twin (build_data.py's GENERATED_UNSAFE "*_replies" tables). Run ai's
+# shipped student got 15 of dev's 30 story_harm_replies rows and 8 of its 16 surveillance_replies rows wrong (one
+# unseen template each, every one of its rows), its teacher none: the widest gap by source.
+REPLY_SOURCE = re.compile(r"generated-unsafe/\w+_replies")
+
+
+def repeat_rows(src: Path, dst: Path, lookalike: int = 1, reply: int = 1) -> Counter:
+    """`src` (JSON lines) with each row marked `"lookalike": true` written `lookalike` times in a row, each reply-harm
+    row (REPLY_SOURCE) `reply` times (a row that is both: the larger), the others once, to `dst` (replaced whole:
+    another shape's student may read a file of the same name beside it, so it is written under a temporary name
+    first); the number of repeated rows of each kind. Repetition, not a weighted sampler, so the recipe's loader,
+    shuffling and epochs stay what every other student had."""
+    n: Counter = Counter()
+    tmp = dst.with_suffix(f".partial{os.getpid()}")
     with src.open(encoding="utf-8") as f, tmp.open("w", encoding="utf-8") as out:
         for line in f:
             if not line.strip():
                 continue
-            k = times if json.loads(line).get("lookalike") is True else 1
-            n += k > 1
-            out.write((line if line.endswith("\n") else line + "\n") * k)
+            row = json.loads(line)
+            kinds = {"lookalike": lookalike if row.get("lookalike") is True else 1,
+                     "reply": reply if REPLY_SOURCE.fullmatch(str(row.get("source", ""))) else 1}
+            n.update(kind for kind, k in kinds.items() if k > 1)
+            out.write((line if line.endswith("\n") else line + "\n") * max(kinds.values()))
     tmp.replace(dst)
     return n
 
