@@ -380,11 +380,33 @@ def test_label_stage_writes_train_plus_the_teachers_verdicts_on_the_pool(tmp_pat
     (p.data / "train.jsonl").write_text(train2)
     dg.stage_label(p, "cpu")
     assert p.labelled.read_text() == train2 + labels
+    # a rebuilt pool reuses them row by row: its rows in another order, twice, without the teacher
     p.labelled.unlink()
-    (p.data / "extra.jsonl").write_text((p.data / "extra.jsonl").read_text() + (p.data / "extra.jsonl").read_text())
-    with pytest.raises(Exception, match="teacher"):  # another pool: the teacher must judge it, and it is not here
+    extra = (p.data / "extra.jsonl").read_text().splitlines(keepends=True)
+    (p.data / "extra.jsonl").write_text("".join(extra[::-1] * 2))
+    dg.stage_label(p, "cpu")
+    assert p.labelled.read_text() == train2 + "".join(lines[1:][::-1][i % len(pool)] + "\n" for i in range(2 * len(pool)))
+    # a row never judged needs the teacher (gone: it raises, and the kept verdicts stay), and only that row is judged
+    p.labelled.unlink()
+    new = {"messages": [{"role": "user", "content": "how do I kill a python process"}], "role": "user", "label": "unlabelled",
+           "categories": [], "source": "src2"}
+    (p.data / "extra.jsonl").write_text("".join(extra) + json.dumps(new) + "\n")
+    kept = (p.labelled.parent / "pool.jsonl").read_text()
+    with pytest.raises(Exception, match="teacher"):
         dg.stage_label(p, "cpu")
-    assert not p.labelled.exists() and (p.labelled.parent / "pool.jsonl").read_text() == labels
+    assert not p.labelled.exists() and (p.labelled.parent / "pool.jsonl").read_text() == kept
+    shutil.move(tmp_path / "teacher-away", p.teacher)
+    judged = []
+    real = Guard.moderate_batch
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Guard, "moderate_batch", lambda self, convs, **kw: judged.append(convs) or real(self, convs, **kw))
+        dg.stage_label(p, "cpu")
+    assert judged == [[new["messages"]]]
+    v = Guard.load(p.teacher).moderate(new["messages"])
+    got = p.labelled.read_text().splitlines()
+    assert got[: len(pool) + 1] == [train2.rstrip("\n"), *lines[1:]]
+    last = json.loads(got[-1])
+    assert (last["label"], last["source"]) == (v.status, "src2/teacher-labelled") and len(got) == len(pool) + 2
 
 
 def test_label_threshold_flags_the_pool_at_that_p_unsafe(tmp_path, monkeypatch):

@@ -309,8 +309,8 @@ def test_fetch_teacher_refuses_parts_too_large_to_come_back(tmp_path):
 @pytest.mark.parametrize("same_data,same_pool", [(True, True), (False, True), (False, False)])
 def test_start_with_a_kept_teacher_needs_no_backbone(tmp_path, same_data, same_pool):
     """`start` with teacher parts (from `fetch-teacher`, sent with `part`) instead of the backbone's: the teacher is
-    in the work tree in fp32 before the pipeline starts; its verdicts on the pool stay when this lease's
-    extra.jsonl is the one they judged (`label` joins them to this lease's train.jsonl), whatever train.jsonl is;
+    in the work tree in fp32 before the pipeline starts; its verdicts on the pool stay, whatever train.jsonl is (for
+    this lease's extra.jsonl `label` joins them to train.jsonl; for another it reuses them row by row);
     a part missing is named, and nothing starts."""
     import sys
     import tarfile
@@ -348,8 +348,8 @@ def test_start_with_a_kept_teacher_needs_no_backbone(tmp_path, same_data, same_p
     state = load_file(str(run / "teacher" / "model" / "model.safetensors"))
     assert state["w"].dtype == torch.float32 and torch.equal(state["w"], weights["w"].bfloat16().float())
     assert not (run / "labelled" / "train.jsonl").exists()  # never the other lease's train + pool
-    assert (run / "labelled" / "pool.jsonl").exists() == same_pool
-    assert ("pool labels dropped" in r.stdout) != same_pool and ("labels of this lease's pool kept" in r.stdout) == same_pool
+    assert (run / "labelled" / "pool.jsonl").read_bytes() == b"labelled pool rows\n"  # for `label` to reuse row by row
+    assert ("labels of another pool kept" in r.stdout) != same_pool and ("labels of this lease's pool kept" in r.stdout) == same_pool
     assert ("trained on other data" in r.stdout) != same_data
     log = tmp_path / "results" / "log.txt"
     for _ in range(100):  # the pipeline runs detached from the call

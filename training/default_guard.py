@@ -342,8 +342,10 @@ def stage_label(p: Paths, device: str) -> None:
     the answer anyway; the pool only widens the inputs it is matched on. A row the teacher cannot judge
     (an error verdict) is left out and counted. The verdicts depend on the teacher and the pool only, so they are
     kept apart (OUT/labelled/pool.jsonl, with POOL-SHA256, the sha256 of the extra.jsonl they judged): a kept
-    teacher's labels join a rebuilt train.jsonl in a second instead of the teacher's ~100 s on a GPU. POOL-THRESHOLD
-    says at which LABEL_THRESHOLD they were given (none: greedy); verdicts at another are not reused."""
+    teacher's labels join a rebuilt train.jsonl in a second instead of the teacher's ~100 s on a GPU, and a rebuilt
+    pool reuses them row by row (`_pool_key`: data-x6's pool differs from data-x5's in 50 of 16,125 rows), the
+    teacher judging only the rows they lack. POOL-THRESHOLD says at which LABEL_THRESHOLD they were given (none:
+    greedy); verdicts at another are not reused."""
     from pocketguard.artifact import sha256_file
     from pocketguard.guard import Guard
 
@@ -360,18 +362,26 @@ def stage_label(p: Paths, device: str) -> None:
         _say(f"label: the teacher's labels of this pool are in {pool}: joined to this train.jsonl, no teacher run")
     else:
         rows = _jsonl(extra)
-        guard = Guard.load(p.teacher, device=device, threshold=LABEL_THRESHOLD)
-        t0, out, skipped = time.perf_counter(), [], 0
-        for start in range(0, len(rows), 1024):
-            chunk = rows[start : start + 1024]
-            for row, v in zip(chunk, guard.moderate_batch([r["messages"] for r in chunk], batch_size=128)):
-                if v.status not in ("safe", "unsafe") or (v.status == "unsafe" and not v.categories):
-                    skipped += 1
-                    continue
-                codes = sorted(v.categories, key=lambda c: int(c[1:])) if v.status == "unsafe" else []
-                out.append({**row, "label": v.status, "categories": codes,
-                            "source": row["source"] + "/teacher-labelled"})
-            _say(f"label: {start + len(chunk)}/{len(rows)} in {time.perf_counter() - t0:.0f}s")
+        kept = {_pool_key(r): (r["label"], r["categories"]) for r in _jsonl(pool)} if same_threshold and pool.exists() else {}
+        todo = [r for r in rows if _pool_key(r) not in kept]
+        if kept:
+            _say(f"label: {len(rows) - len(todo)} of {len(rows)} pool rows judged before ({pool}); the teacher judges {len(todo)}")
+        t0, judged, skipped = time.perf_counter(), {}, 0
+        if todo:
+            guard = Guard.load(p.teacher, device=device, threshold=LABEL_THRESHOLD)
+            for start in range(0, len(todo), 1024):
+                chunk = todo[start : start + 1024]
+                for row, v in zip(chunk, guard.moderate_batch([r["messages"] for r in chunk], batch_size=128)):
+                    if v.status in ("safe", "unsafe") and (v.status == "safe" or v.categories):
+                        judged[_pool_key(row)] = (v.status, sorted(v.categories, key=lambda c: int(c[1:])))
+                _say(f"label: {start + len(chunk)}/{len(todo)} in {time.perf_counter() - t0:.0f}s")
+        out = []
+        for row in rows:
+            verdict = kept.get(_pool_key(row)) or judged.get(_pool_key(row))
+            if verdict is None:  # the teacher could not judge it
+                skipped += 1
+                continue
+            out.append({**row, "label": verdict[0], "categories": verdict[1], "source": row["source"] + "/teacher-labelled"})
         pool.parent.mkdir(parents=True, exist_ok=True)
         tmp = pool.with_suffix(".partial")
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out), encoding="utf-8")
@@ -385,6 +395,11 @@ def stage_label(p: Paths, device: str) -> None:
     tmp.write_text((p.data / "train.jsonl").read_text(encoding="utf-8") + pool.read_text(encoding="utf-8"), encoding="utf-8")
     tmp.rename(p.labelled)
     _say(f"label: train + pool → {p.labelled}")
+
+
+def _pool_key(row: dict) -> str:
+    """What a pool row's verdict depends on: its messages and judged role (not its label, codes or source)."""
+    return json.dumps([row["messages"], row.get("role")], ensure_ascii=False, sort_keys=True)
 
 
 def _toml_value(v) -> str:

@@ -34,8 +34,9 @@
 # (run o's teacher, repacked on 2026-12-04 with its verdicts on the current pool, which `label` then joins to train
 # without running it: 14 parts 00-13: `part` 00-02 with the wheels, 03-05, 06-08, 09-11, then `start` with
 # data.tgz and 12-13, ~50 of the 67.1 MB a call carries.)
-# (the teacher is back in fp32; its verdicts on the pool are used when this lease's extra.jsonl is the one they
-# judged, joined to this lease's train.jsonl by `label` without running the teacher).
+# (the teacher is back in fp32; its verdicts on the pool are joined to this lease's train.jsonl by `label` without
+# running the teacher when this lease's extra.jsonl is the one they judged, and reused row by row for a rebuilt
+# pool, the teacher judging only the rows they lack: data-x6's 50 of 16,125).
 # `poll` returns as soon as a student has finished, with its student.tgz.NN in $OUT (`cat student.tgz.* | tar xz`
 # restores default/students/SHAPE/model here; one student per call, a call returns at most 64 MiB), and copies
 # log.txt, results.tgz, logs.tgz and the picked student (unless it came back already) once the pipeline has
@@ -326,16 +327,15 @@ case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | carry-s
       if ! (cd "$work/runs/data" && sha256sum -c --status "$work/runs/$run/teacher/DATA-SHA256"); then
         echo "teacher: trained on other data than this lease's train.jsonl"
       fi
-      # its verdicts on the pool depend on it and the pool only: kept when this lease's extra.jsonl is the one they
-      # judged (`label` joins them to this lease's train.jsonl in a second), else dropped (`label` runs the teacher);
-      # a train + pool file from the other lease never trains a student here
+      # its verdicts on the pool depend on it and the pool's rows only: when this lease's extra.jsonl is the one they
+      # judged, `label` joins them to this lease's train.jsonl in a second; for another pool it reuses them row by
+      # row and runs the teacher on the rows they lack; a train + pool file from the other lease never trains here
       lab="$work/runs/$run/labelled"
       rm -f "$lab/train.jsonl"
       if [ -s "$lab/pool.jsonl" ] && (cd "$work/runs/data" && sha256sum -c --status "$lab/POOL-SHA256" 2> /dev/null); then
         echo "teacher: its labels of this lease's pool kept"
-      elif [ -d "$lab" ]; then
-        rm -rf "$lab"
-        echo "teacher: its pool labels dropped (another pool than this lease's extra.jsonl, or none kept)"
+      elif [ -s "$lab/pool.jsonl" ]; then
+        echo "teacher: its labels of another pool kept (label reuses them row by row, the teacher judges the rest)"
       fi
     fi
     launch "$shapes" ;;
