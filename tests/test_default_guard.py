@@ -436,6 +436,25 @@ def test_label_threshold_flags_the_pool_at_that_p_unsafe(tmp_path, monkeypatch):
         dg.stage_label(p, "cpu")
 
 
+def test_card_names_the_dev_sources_where_students_lose_to_their_teacher():
+    """The by-source table counts each model's wrong verdicts per dev source and lists the sources where the students
+    are wrong more than their teacher, worst first; sources the students judge as well as it are left out."""
+    import numpy as np
+
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+    from pocketguard.labelled import Example
+
+    rows = [("a", "unsafe")] * 4 + [("b", "safe")] * 3 + [("c", "unsafe")] * 2
+    examples = [Example([{"role": "user", "content": "x"}], "user", label, source=src) for src, label in rows]
+    gold = np.array([label == "unsafe" for _, label in rows])
+    miss = lambda *idx: np.array([g != (i in idx) for i, g in enumerate(gold)])  # noqa: E731  (wrong exactly at idx)
+    flags = {"teacher": miss(7), "s1": miss(0, 1, 7), "s2": miss(0, 1, 2, 4)}
+    out = dg._source_gaps(examples, flags)
+    assert out[1].startswith("| dev source") and out[1].endswith("| teacher wrong | s1 wrong | s2 wrong |")
+    assert out[3:] == ["| a | 4 | 0 | 2 | 3 |", "| b | 3 | 0 | 0 | 1 |"]  # c: the teacher's one miss, theirs too
+
+
 def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
     """`default_guard.py card`'s quality-vs-size table: a row per shape with a recipe report, naming how it was
     distilled (hidden-state term, teacher-labelled pool), its input vocabulary (the prune_input step's count) and

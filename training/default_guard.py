@@ -59,13 +59,16 @@ import tomllib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "training"))  # however this file is loaded (script, import, a test's spec)
 
 from build_data import _jsonl, norm  # noqa: E402  (one JSONL reader; texts compare as build_data's dedup does)
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RECIPES = ROOT / "training" / "recipes"
 ASSET = ROOT / "pocketguard" / "assets" / "default-guard"
@@ -690,6 +693,27 @@ def _verdicts(data: Path, predictions: Path) -> tuple[list, list]:
     return examples, read_predictions(predictions, examples)
 
 
+def _source_gaps(examples: list, flags: dict[str, np.ndarray], top: int = 10) -> list[str]:
+    """Dev's sources where the students are wrong most often beside their teacher: a template the teacher judges and
+    its students do not (run aj: an unseen story-harm template, wrong for every seed and never for the teacher) is
+    a distillation gap that F1 over thousands of rows hides. Wrong counts per source, `top` sources."""
+    from pocketguard.evaluate.metrics import gold_flags
+
+    gold = gold_flags([e.label for e in examples])
+    by: dict[str, list[int]] = {}
+    for i, e in enumerate(examples):
+        by.setdefault(e.source or "unknown", []).append(i)
+    students = [w for w in flags if w != "teacher"]
+    wrong = {src: {w: int((flags[w][idx] != gold[idx]).sum()) for w in flags} for src, idx in by.items()}
+    lost = lambda src: sum(wrong[src][w] for w in students) - len(students) * wrong[src]["teacher"]  # noqa: E731
+    out = ["", "| dev source (where the students are wrong most beside their teacher) | n | teacher wrong | "
+           + " | ".join(f"{w} wrong" for w in students) + " |", "|---|---|---|" + "---|" * len(students)]
+    for src in sorted(wrong, key=lambda s: (-lost(s), s))[:top]:
+        if lost(src) > 0:
+            out.append(f"| {src} | {len(by[src])} | {wrong[src]['teacher']} | " + " | ".join(str(wrong[src][w]) for w in students) + " |")
+    return out
+
+
 GAP_MIN_UNSAFE = 20  # a slice's gap to the teacher is reported when it holds at least this many unsafe examples
 
 
@@ -952,6 +976,7 @@ def stage_card(p: Paths) -> None:
 
     found: dict[tuple[str, str], dict] = {}
     gaps = []  # (split, slice, student, its paired difference from the teacher)
+    dev_flags: dict[str, np.ndarray] = {}  # model → its dev verdicts flagged or not (the by-source table)
     for split in ("dev", "dev_heldout"):
         teacher = None
         for who, by_device in sorted(_predictions(p, split).items(), key=lambda kv: kv[0] != "teacher"):
@@ -960,6 +985,8 @@ def stage_card(p: Paths) -> None:
             label = f"{who} ({device}{', int4' if student and '@' not in who else ''})"  # SHAPE@distill is float
             examples, verdicts = _verdicts(p.data / f"{split}.jsonl", by_device[device])
             found[(split, label)] = evaluate_examples(examples, verdicts)
+            if split == "dev":
+                dev_examples, dev_flags[who] = examples, predicted(verdicts)[0]
             if who == "teacher":
                 teacher = verdicts
             elif student and teacher is not None:
@@ -993,6 +1020,8 @@ def stage_card(p: Paths) -> None:
         out.append(f"| {split} | {part} | {who} | {'—' if d['f1'] is None else format(d['f1'], '+.3f')} | "
                    f"{span(d['f1_interval'])} | {'—' if d['auprc'] is None else format(d['auprc'], '+.3f')} | "
                    f"{span(d['auprc_interval'])} |")
+    if "teacher" in dev_flags and len(dev_flags) > 1:
+        out += _source_gaps(dev_examples, dev_flags)
     # Quality vs size: every shape's own recipe report (dev F1 and agreement with the teacher on the recipe's
     # dev_max examples after pruning, distillation and QAT), so shapes that were not shipped count too.
     out += ["", "| student shape | blocks | MLP width | embedding bits | hidden-state distillation | teacher-labelled pool | "
