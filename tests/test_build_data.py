@@ -467,8 +467,8 @@ def test_generated_tables_hold_no_harmful_ask():
 
 def test_train_only_tables_cover_every_code_in_each_language_and_stay_out_of_dev(built):
     """The asks of all nine languages (French, Spanish, German, Russian, Chinese, Japanese, Arabic, Hindi, Bengali)
-    name every code S1–S14 in each language, their look-alikes are safe, every slot is filled; they and the purpose
-    pairs land in train only (dev stays the earlier guards' yardstick)."""
+    name every code S1–S14 in each language, their look-alikes are safe, every slot is filled; they, the purpose
+    pairs and the train-only reply tables land in train only (dev stays the earlier guards' yardstick)."""
     asks = list(bd.generate_i18n_asks(0, per_template=4))
     assert set(bd.GENERATED_I18N_ASKS) == set(bd.XSAFETY_LANGS.values()) - {"en"}
     for lang in bd.GENERATED_I18N_ASKS:
@@ -488,7 +488,9 @@ def test_train_only_tables_cover_every_code_in_each_language_and_stay_out_of_dev
     assert rows and {split for split, _ in rows} == {"train"}
     assert {e.source for _, e in rows} >= {"generated-unsafe/i18n", "generated-benign/i18n-lookalike", "generated-unsafe/purpose",
                                            "generated-benign/purpose", "generated-benign/code", "generated-unsafe/code",
-                                           "generated-unsafe/code-replies"}
+                                           "generated-unsafe/code-replies", *(f"generated-unsafe/{d}" for d in bd.REPLIES_TRAIN_ONLY)}
+    more = [e for e in bd.generate_unsafe(0, per_template=4) if e.source.split("/")[1] in bd.REPLIES_TRAIN_ONLY]
+    assert more and all(bd._split_of(e, 0, 0.5) == "train" for e in more)
 
 
 def test_code_pairs_differ_only_in_the_command_or_the_reply():
