@@ -183,8 +183,8 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           "b22-f1536-e4-hxv-t2-l2-s2": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2, seed=2),
           # run aj (2026-12-07, seeds 1 and 2 of the shipped recipe, run ah's kept teacher): every student of it missed
           # the harm only a reply carries after an innocent ask where the teacher did not (REPLY_SOURCE; probe 25, a
-          # children's story that describes abuse, at 0.02-0.15). The same with those rows (753 unsafe, 782 safe twins
-          # of data-x5's train) three times: ~6 % more steps. Not yet trained
+          # children's story that describes abuse, at 0.01-0.15). The same with those rows (753 unsafe, 782 safe twins
+          # of data-x5's train; data-x6 adds 144 train-only ones) three times: ~6 % more steps. Not yet trained
           "b22-f1536-e4-hxv-t2-l2-r3": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2,
                                              reply_repeat=3),
           # at T = 2 the T²-scaled KL term ended at about twice the T = 1 run's, CE equal (run ad): T = 1 with the KL
