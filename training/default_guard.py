@@ -587,9 +587,9 @@ def stage_student(p: Paths, shapes: list[str]) -> None:
 
 
 # The generated sources where an innocent ask (a story for a child, a question about a named person) is answered
-# and the reply alone is harmful, or is its safe twin (build_data.py's GENERATED_UNSAFE "*_replies" tables). Run ai's
-# shipped student got 15 of dev's 30 story_harm_replies rows and 8 of its 16 surveillance_replies rows wrong (one
-# unseen template each, every one of its rows), its teacher none: the widest gap by source.
+# and the reply alone is harmful, or is its safe twin (build_data.py's GENERATED_REPLIES "*_replies" tables). Run ai's
+# shipped student passed every unsafe reply of dev's story_harm_replies and surveillance_replies templates (15 and 8;
+# dev holds one unseen template of each), its teacher none: the widest gap by source (training/runs/2026-12-07-h100-aj).
 REPLY_SOURCE = re.compile(r"generated-unsafe/\w+_replies")
 
 
