@@ -365,8 +365,9 @@ def stage_label(p: Paths, device: str) -> None:
         _say(f"label: the teacher's labels of this pool are in {pool}: joined to this train.jsonl, no teacher run")
     else:
         rows = _jsonl(extra)
+        keys = [_pool_key(r) for r in rows]
         kept = {_pool_key(r): (r["label"], r["categories"]) for r in _jsonl(pool)} if same_threshold and pool.exists() else {}
-        todo = [r for r in rows if _pool_key(r) not in kept]
+        todo = [(k, r) for k, r in zip(keys, rows) if k not in kept]
         if kept:
             _say(f"label: {len(rows) - len(todo)} of {len(rows)} pool rows judged before ({pool}); the teacher judges {len(todo)}")
         t0, judged, skipped = time.perf_counter(), {}, 0
@@ -374,13 +375,13 @@ def stage_label(p: Paths, device: str) -> None:
             guard = Guard.load(p.teacher, device=device, threshold=LABEL_THRESHOLD)
             for start in range(0, len(todo), 1024):
                 chunk = todo[start : start + 1024]
-                for row, v in zip(chunk, guard.moderate_batch([r["messages"] for r in chunk], batch_size=128)):
+                for (k, _), v in zip(chunk, guard.moderate_batch([r["messages"] for _, r in chunk], batch_size=128)):
                     if v.status in ("safe", "unsafe") and (v.status == "safe" or v.categories):
-                        judged[_pool_key(row)] = (v.status, sorted(v.categories, key=lambda c: int(c[1:])))
+                        judged[k] = (v.status, sorted(v.categories, key=lambda c: int(c[1:])))
                 _say(f"label: {start + len(chunk)}/{len(todo)} in {time.perf_counter() - t0:.0f}s")
         out = []
-        for row in rows:
-            verdict = kept.get(_pool_key(row)) or judged.get(_pool_key(row))
+        for k, row in zip(keys, rows):
+            verdict = kept.get(k) or judged.get(k)
             if verdict is None:  # the teacher could not judge it
                 skipped += 1
                 continue
