@@ -455,6 +455,42 @@ def test_card_names_the_dev_sources_where_students_lose_to_their_teacher():
     assert out[3:] == ["| a | 4 | 0 | 2 | 3 |", "| b | 3 | 0 | 0 | 1 |"]  # c: the teacher's one miss, theirs too
 
 
+def test_gaps_sets_students_of_other_runs_beside_one_teacher(tmp_path, capsys):
+    """`default_guard.py gaps` reads OUT's teacher and students and each --also run's students (named RUN:SHAPE, its
+    own teacher left out) from their saved dev predictions; a watched source is listed even where no one errs, and a
+    source dev does not hold is an error, not an empty row."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [("a", "unsafe")] * 3 + [("b", "safe")] * 2 + [("c", "safe")]
+    (data / "dev.jsonl").write_text("".join(json.dumps({"text": f"m{i}", "label": label, "source": src}) + "\n"
+                                            for i, (src, label) in enumerate(rows)))
+
+    def saved(run: Path, folder: str, model: str, wrong: set[int]) -> None:
+        d = run / "eval" / folder
+        (d / "predictions").mkdir(parents=True)
+        (d / "models.json").write_text(json.dumps([model]))
+        flagged = [(label == "unsafe") != (i in wrong) for i, (_, label) in enumerate(rows)]
+        (d / "predictions" / "00-x.jsonl").write_text("".join(json.dumps({"line": i + 1, "label": label, "categories": [], "verdict": {
+            "status": "unsafe" if f else "safe", "role": "user", "categories": [], "p_unsafe": 0.9 if f else 0.1}}) + "\n"
+            for i, ((_, label), f) in enumerate(zip(rows, flagged))))
+
+    out, other = tmp_path / "runs" / "ak" / "default", tmp_path / "runs" / "aj" / "default"
+    saved(out, "dev-cuda", "teacher", {0})
+    saved(out, "dev-cpu-s", "s", {0, 1})
+    saved(other, "dev-cuda", "teacher", {0, 1, 2, 3})  # another run's teacher: not a column
+    saved(other, "dev-cpu-s", "s", {2, 3, 4})
+    assert dg.main(["gaps", "--data", str(data), "--out", str(out), "--also", str(other), "--source", "c"]) == 0
+    table = capsys.readouterr().out.strip().splitlines()
+    assert table[0].endswith("| teacher wrong | s wrong | aj:s wrong |")
+    # ranked by the students' errors beyond the teacher's (b: 2, a: 3 - 2 x 1), then the watched source
+    assert table[2:] == ["| b | 2 | 0 | 0 | 2 |", "| a | 3 | 1 | 2 | 1 |", "| c | 1 | 0 | 0 | 0 |"]
+    with pytest.raises(SystemExit, match="no dev rows of source"):
+        dg.main(["gaps", "--data", str(data), "--out", str(out), "--source", "d"])
+
+
 def test_card_lists_every_trained_shape_with_its_recipe(tmp_path):
     """`default_guard.py card`'s quality-vs-size table: a row per shape with a recipe report, naming how it was
     distilled (hidden-state term, teacher-labelled pool), its input vocabulary (the prune_input step's count) and

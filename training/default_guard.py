@@ -29,6 +29,8 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
              (--probes training/probes-fresh.jsonl, probes-blind.jsonl, probes-blind2.jsonl … probes-blind6.jsonl: sets
              written later, each before any model saw it)
   probe-history  each probe's record across the probe tables of every run in training/runs (--column: teacher)
+  gaps       dev errors per source of OUT's teacher and students and of each --also run's students (one dev split):
+             seeds and data builds side by side (--source: a source to list whatever its rank)
   calibrate  a student's p_unsafe threshold, chosen on dev only (the lowest that meets the look-alike target),
              into its artifact's guard.json (before `ship`)
   rule       the shipping rule for one --shape against the shipped guard evaluated in --reference: every clause
@@ -694,10 +696,11 @@ def _verdicts(data: Path, predictions: Path) -> tuple[list, list]:
     return examples, read_predictions(predictions, examples)
 
 
-def _source_gaps(examples: list, flags: dict[str, np.ndarray], top: int = 10) -> list[str]:
+def _source_gaps(examples: list, flags: dict[str, np.ndarray], top: int = 10, always: tuple[str, ...] = ()) -> list[str]:
     """Dev's sources where the students are wrong most often beside their teacher: a template the teacher judges and
     its students do not (run aj: an unseen story-harm template, wrong for every seed and never for the teacher) is
-    a distillation gap that F1 over thousands of rows hides. Wrong counts per source, `top` sources."""
+    a distillation gap that F1 over thousands of rows hides. Wrong counts per source, `top` sources, then the
+    `always` ones not among them (a gap being watched, listed even once it has closed)."""
     from pocketguard.evaluate.metrics import gold_flags
 
     gold = gold_flags([e.label for e in examples])
@@ -709,10 +712,33 @@ def _source_gaps(examples: list, flags: dict[str, np.ndarray], top: int = 10) ->
     lost = lambda src: sum(wrong[src][w] for w in students) - len(students) * wrong[src]["teacher"]  # noqa: E731
     out = ["", "| dev source (where the students are wrong most beside their teacher) | n | teacher wrong | "
            + " | ".join(f"{w} wrong" for w in students) + " |", "|---|---|---|" + "---|" * len(students)]
-    for src in sorted(wrong, key=lambda s: (-lost(s), s))[:top]:
-        if lost(src) > 0:
-            out.append(f"| {src} | {len(by[src])} | {wrong[src]['teacher']} | " + " | ".join(str(wrong[src][w]) for w in students) + " |")
+    unknown = [src for src in always if src not in wrong]
+    if unknown:
+        raise SystemExit(f"no dev rows of source(s) {', '.join(unknown)}")
+    ranked = [src for src in sorted(wrong, key=lambda s: (-lost(s), s))[:top] if lost(src) > 0]
+    for src in ranked + [src for src in always if src not in ranked]:
+        out.append(f"| {src} | {len(by[src])} | {wrong[src]['teacher']} | " + " | ".join(str(wrong[src][w]) for w in students) + " |")
     return out
+
+
+def stage_gaps(p: Paths, also: list[Path], sources: tuple[str, ...]) -> None:
+    """`_source_gaps` over the students of several run folders judged on the same dev split (OUT's teacher and
+    students, then each of `also`'s students, named RUN:SHAPE by the folder above it: runs/aj/default → aj): seeds
+    and data builds of one teacher side by side, where `card` sees one run."""
+    from pocketguard.evaluate.metrics import predicted
+
+    examples: list = []
+    flags: dict[str, np.ndarray] = {}
+    for i, run in enumerate([p.out, *also]):
+        q = Paths(run, p.source_data, p.smoke, p.backbone)
+        for who, by_device in sorted(_predictions(q, "dev").items(), key=lambda kv: kv[0] != "teacher"):
+            if who == "teacher" and i > 0:
+                continue  # one teacher: OUT's
+            examples, verdicts = _verdicts(p.data / "dev.jsonl", by_device[_device(who, by_device)])
+            flags[who if i == 0 else f"{q.out.parent.name}:{who}"] = predicted(verdicts)[0]
+    if "teacher" not in flags:
+        raise SystemExit(f"no teacher predictions on dev in {p.eval}")
+    print("\n".join(_source_gaps(examples, flags, always=sources)[1:]))
 
 
 GAP_MIN_UNSAFE = 20  # a slice's gap to the teacher is reported when it holds at least this many unsafe examples
@@ -1334,7 +1360,7 @@ STAGES = ("data", "backbone", "teacher", "label", "student", "eval")
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "probe-history", "pick", "calibrate", "rule", "judge"))
+    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "probe-history", "pick", "calibrate", "rule", "judge", "gaps"))
     ap.add_argument("--data", type=Path, default=ROOT / "runs" / "data", help="build_data.py output (default: runs/data)")
     ap.add_argument("--out", type=Path, help="run folder (default: runs/default, or runs/smoke with --smoke)")
     ap.add_argument("--backbone", type=Path, default=BACKBONE, help=f"the backbone GGUF (default: {BACKBONE.relative_to(ROOT)})")
@@ -1355,6 +1381,9 @@ def main(argv: list[str] | None = None) -> int:
                                                      "`shipped` (its eval predictions and probe tables)")
     ap.add_argument("--column", default="teacher", help="probe-history: the model column of the tables under training/runs "
                                                          "(default: teacher)")
+    ap.add_argument("--also", type=Path, action="append", default=[], help="gaps: another run folder whose students "
+                                                                            "join the table (judged on the same dev split)")
+    ap.add_argument("--source", action="append", default=[], help="gaps: a dev source to list whatever its rank")
     a = ap.parse_args(argv)
     out = a.out or ROOT / "runs" / ("smoke" if a.smoke else "default")
     p = Paths(out, a.data, a.smoke, a.backbone)
@@ -1373,7 +1402,8 @@ def main(argv: list[str] | None = None) -> int:
            "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device, a.probes),
            "probe-history": lambda: stage_probe_history(Path(__file__).resolve().parent / "runs", a.column),
            "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to),
-           "calibrate": lambda: stage_calibrate(p, shapes[0], a.device or "cpu")}
+           "calibrate": lambda: stage_calibrate(p, shapes[0], a.device or "cpu"),
+           "gaps": lambda: stage_gaps(p, a.also, tuple(a.source))}
     if a.stage in ("ship", "calibrate", "rule") and len(shapes) != 1:
         ap.error(f"{a.stage} needs exactly one --shape")
     if a.stage in ("rule", "judge"):  # exit 0 only when every clause is met (judge: for at least one shape)
