@@ -183,6 +183,10 @@
 # (the second), `poll 200` (PIPELINE_FINISHED): students one after the other 425 s and 474 s, 16 minutes from `start`.
 # The 475 s left held `resume "b22-f1536-e4-hxv-t4"` (a third student on the warm machine, teacher and verdicts
 # kept: distil 226 s, QAT 142 s) but not its fetch: a student needs ~400 s plus ~30 s to come back.
+# Run ak (2026-12-07, sixth session; an H100 at once, data-x6): the same with `start "b22-f1536-e4-hxv-t2-l2
+# b22-f1536-e4-hxv-t2-l2-r3" .carry/data-x6.tgz …`, `poll 560`, `poll 400` (the first student, 617 s); the next `poll`
+# found the machine "taken back for other work" 839 s into the lease, the second student just begun: lost, and the
+# 619 s left held no other. A lease can end early: put the student that matters most first.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
