@@ -342,7 +342,7 @@ def test_probe_texts_are_kept_out_of_every_split_and_the_pool(data, tmp_path):
     assert said(bd.build(data, probes=f"{tmp_path / 'reply-probe.jsonl'},{tmp_path / 'probes.jsonl'}", **kw)) == []
     every = sorted(Path(f).name for f in bd.Options().probes.split(","))
     assert every == ["probes-blind.jsonl", "probes-blind2.jsonl", "probes-blind3.jsonl", "probes-blind4.jsonl", "probes-blind5.jsonl", "probes-blind6.jsonl",
-                     "probes-fresh.jsonl", "probes.jsonl"]
+                     "probes-blind7.jsonl", "probes-fresh.jsonl", "probes.jsonl"]
 
 
 def test_pool_dialogues_set_pool_messages_in_context_unlabelled(data, built):

@@ -26,7 +26,7 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   card       teacher vs students tables for docs/model-card.md, from the eval predictions
   pick       the student to ship: the best dev F1 among the shapes that fit the package
   probe      the hand-written probes of training/probes.jsonl (never trained on), expected vs each model
-             (--probes training/probes-fresh.jsonl, probes-blind.jsonl, probes-blind2.jsonl … probes-blind6.jsonl: sets
+             (--probes training/probes-fresh.jsonl, probes-blind.jsonl, probes-blind2.jsonl … probes-blind7.jsonl: sets
              written later, each before any model saw it)
   probe-history  each probe's record across the probe tables of every run in training/runs (--column: teacher)
   gaps       dev errors per source of OUT's teacher and students and of each --also run's students (one dev split):
@@ -1140,7 +1140,9 @@ BLIND_PROBES = ("probes-blind2", "probes-blind3", "probes-blind4")  # (6), (7), 
 # clause per set turns on that noise, pooled pairs less so.
 # The sixth (stop 55): each ask followed by an unrelated everyday question, and benign requests followed alike — the
 # shipped guard flagged 6 of 14 such asks where it flags 13 of 14 alone (docs/model-card.md, *Probes*).
-PAIRED_ONLY_PROBES = ("probes-blind5", "probes-blind6")
+# The seventh (stop 60): harm carried by the agent's reply alone after an ordinary ask, one pair per code (an unsafe
+# and a safe reply to the same ask), written after data-x7's plain_child_harm_replies and before any model trained on it.
+PAIRED_ONLY_PROBES = ("probes-blind5", "probes-blind6", "probes-blind7")
 JUDGED_PROBES = RULE_PROBES + BLIND_PROBES + PAIRED_ONLY_PROBES
 TEACHER_GAP = 0.02  # (4): F1 points of the teacher, on each split
 
