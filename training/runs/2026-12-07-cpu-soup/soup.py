@@ -31,8 +31,9 @@ def main(out: str, paths: list[str]) -> None:
                        if isinstance(mod, QuantLinear) else type(mod).from_weight(w, scale_dtype=mod.scales.dtype))
                 parent, _, leaf = name.rpartition(".")
                 setattr(base.get_submodule(parent) if parent else base, leaf, new)
-        for name, p in base.named_parameters():
-            p.copy_(torch.stack([dict(m.named_parameters())[name] for m in models]).mean(0))
+        params = [dict(m.named_parameters()) for m in models]
+        for name, p in params[0].items():
+            p.copy_(torch.stack([ps[name] for ps in params]).mean(0))
     save_artifact(base, loaded[0].tokenizer, loaded[0].meta.get("policy"), out, recipe={"soup_of": paths})
     print("wrote", out)
 
