@@ -1,6 +1,7 @@
 """Quantization numerics, QAT, PTQ baselines (RTN / GPTQ / imatrix), rotation, LoRA, kernels."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -603,7 +604,8 @@ def test_merging_a_zero_adapter_and_requantizing_changes_nothing(base):
     if base == "fake":  # re-quantizing onto a fake base's grid goes through its kernel: convert does both
         with pytest.raises(ValueError, match=r"quantize.convert\(model\) converts it and merges"):
             merge_lora(copy.deepcopy(m), requantize=True)
-    got = _merged(m, base)
+    with pytest.warns(UserWarning, match=r"adapters moved none of the [\d,]+ weights merged onto the quantization grid"):
+        got = _merged(m, base)  # the merge says the adapters' training is lost, whichever path merged them
     for name, mod in ref.named_modules():
         if isinstance(mod, K.QuantLinear):
             new = got.get_submodule(name)
@@ -644,7 +646,8 @@ def test_a_small_adapter_merges_onto_the_base_grid_closer_than_fresh_scales(base
     with torch.no_grad():
         unmerged = m(toks)
         old = _fresh_scale_merge(copy.deepcopy(m), base)(toks)
-        new = _merged(m, base)
+        with pytest.warns(UserWarning, match="adapters moved none"):  # this small a Δ moves no code
+            new = _merged(m, base)
         err_new, err_old = ((new(toks) - unmerged) ** 2).mean(), ((old - unmerged) ** 2).mean()
     assert 0 < err_new < 0.5 * err_old, (err_new, err_old)
     ref = _shipped(plain, base)
@@ -654,6 +657,26 @@ def test_a_small_adapter_merges_onto_the_base_grid_closer_than_fresh_scales(base
             kept_s.append((new.get_submodule(name).scales == mod.scales).float().mean())
             kept_q.append((new.get_submodule(name).int_weight() == mod.int_weight()).float().mean())
     assert min(kept_s) > 0.9 and min(kept_q) > 0.7, (min(kept_s), min(kept_q))
+
+
+def test_the_merge_reports_how_many_weights_the_adapters_moved():
+    """Re-quantized, an adapter's Δ under half a grid step rounds away: the report counts the weights whose value the
+    merge changed (as comparing the grids finds), and a merge that moved some does not warn."""
+    m, plain = _lora_model("kernels")
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, LoRALinear):
+                mod.lora_B.normal_(0, 0.05, generator=g)
+    moved: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = merge_lora(m, requantize=True, report=moved)
+    targeted = [(name, mod) for name, mod in plain.named_modules()  # every block linear carried an adapter
+                if isinstance(mod, K.QuantLinear) and name.startswith("layers.")]
+    total = sum(mod.dequantize().numel() for _, mod in targeted)
+    differ = sum(int((new.get_submodule(name).dequantize() != mod.dequantize()).sum()) for name, mod in targeted)
+    assert moved == {"weights": total, "weights_changed": differ} and 0 < differ < total, (moved, total)
 
 
 def test_ptq_recipe_step_calibrates_on_guard_prompts(tiny_tok):
@@ -764,3 +787,35 @@ def test_calibration_rows_are_read_as_training_reads_them(tiny_tok):
                         ({"label": "unsure"}, "label must be 'safe' or 'unsafe'")):
         with pytest.raises(ExampleError, match=f"calibration example 1: {needle}"):
             calibration_from_examples([rows[0], {"messages": msgs, **bad}], tiny_tok, policy)
+
+
+
+@pytest.mark.parametrize("lr", [1e-6, 5e-2])
+def test_the_lora_step_records_the_merge_and_warns_when_its_training_rounded_away(tiny_tok, lr):
+    """Two steps at a tiny learning rate move no int4 code: the step's report says so (`info["lora_merge"]`) and the
+    run warns, rather than saving the base under the lora step's name as if it had learned; at a working rate the
+    report counts the weights that moved, and nothing warns."""
+    from types import SimpleNamespace
+
+    from pocketguard.compress.steps import lora_step
+    from pocketguard.policy import Policy
+    from pocketguard.testing import tiny_args, tiny_model
+    from pocketguard.toy import toy_examples
+
+    base = quantize_(tiny_model(tiny_args(vocab_size=tiny_tok.vocab_size)), QuantConfig(mode="rtn"))
+    plain = copy.deepcopy(base)
+    ctx = SimpleNamespace(tokenizer=tiny_tok, policy=Policy.default().subset(["S1", "S9", "S10"]),
+                          examples=toy_examples(8), info={}, recipe={"seed": 0}, index=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = lora_step(base, ctx, rank=2, steps=2, lr=lr, warmup=0, batch_size=4, max_len=1024)
+    targeted = [(n, m) for n, m in plain.named_modules() if isinstance(m, K.QuantLinear) and n.startswith("layers.")]
+    moved = sum(int((got.get_submodule(n).dequantize() != m.dequantize()).sum()) for n, m in targeted)
+    assert ctx.info["lora_merge"] == {"weights": sum(m.dequantize().numel() for _, m in targeted), "weights_changed": moved}
+    rounded_away = [w for w in caught if "adapters moved none" in str(w.message)]
+    if lr < 1e-3:
+        assert moved == 0 and len(rounded_away) == 1
+        assert rounded_away[0].filename.endswith("steps.py")  # points at the merge's caller, not at torch's no_grad
+        assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), plain.state_dict().values()))
+    else:
+        assert moved > 0 and not rounded_away

@@ -304,7 +304,14 @@ def lora_step(model: nn.Module, ctx=None, rank: int = 8, alpha: float | None = N
     add_lora(model, int(rank), float(alpha) if alpha is not None else 2.0 * int(rank), targets, float(dropout),
              adapter_generator(ctx))
     model = train_in_step(model, ctx, train_params)
-    return merge_lora(model, requantize=True) if merge else model
+    if not merge:
+        return model
+    moved: dict = {}
+    model = merge_lora(model, requantize=True, report=moved)
+    info = _ctx_get(ctx, "info")
+    if isinstance(info, dict):
+        info["lora_merge"] = moved
+    return model
 
 
 # Step kind → StepKind. To add a kind, add an entry here, or call
