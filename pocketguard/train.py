@@ -14,6 +14,8 @@ Data are labelled examples, encoded as the guard reads them with the loss on the
   which a block- and width-pruned student has to relearn (the intermediate-state loss of Minitron and the
   cosine loss of DistilBERT, here on the last layer only since pruning keeps the width but not the depth; student
   and teacher must carry the same rotation, compress.rotate's: recipe steps turn a copy of the teacher to match).
+* with `distill_where_teacher_right`, both teacher terms are left out for an example whose verdict (its first
+  answer token) the teacher predicts wrongly: such an example trains on CE alone.
 
 Batches are length-bucketed. Under `torchrun` (WORLD_SIZE > 1) the process group is initialised from the
 environment (distributed.py), every rank trains on its own slice of each global batch (DDP, or FSDP2 with
@@ -79,6 +81,10 @@ class TrainConfig:
     kl_weight: float = 0.0
     temperature: float = 1.0
     hidden_weight: float = 0.0  # cosine distance to the teacher's final hidden states at every real token
+    # Distil only where the teacher is right: an example whose verdict (the first answer token) the teacher gets wrong
+    # trains on CE alone, without KL or the hidden-state term, so rows added to teach what the teacher misses are
+    # not pulled back toward its answer (a kept teacher scored 41 of data-x7's 150 new rows wrong, most at p ≤ 0.15)
+    distill_where_teacher_right: bool = False
     max_len: int = 4096
     overlong: str = "skip"  # judged turn alone longer than max_len: "skip" the example or "truncate" it (safe ones)
     eval_every: int = 0  # steps; 0: only at the end (when dev data are given)
@@ -131,6 +137,9 @@ class TrainConfig:
             raise ValueError("ce_weight, kl_weight and hidden_weight must be ≥ 0 and not all 0")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
+        if self.distill_where_teacher_right and not self.kl_weight:
+            raise ValueError("distill_where_teacher_right reads the teacher's verdict from its answer logits: it needs "
+                             "kl_weight > 0")
         if self.cpu_bf16 and not self.bf16:
             raise ValueError("cpu_bf16 extends bf16 autocast to the CPU: it needs bf16 = true")
         if self.loader_workers is not None and (isinstance(self.loader_workers, bool) or self.loader_workers < 0):
@@ -291,13 +300,15 @@ class TrainResult:
 
 def _loss(out: Tensor | None, y: Tensor, t_logits: Tensor | None, config: TrainConfig, h: Tensor | None = None,
           t_h: Tensor | None = None, n_answer: Tensor | None = None,
-          n_real: Tensor | None = None) -> tuple[Tensor, Tensor]:
+          n_real: Tensor | None = None, kl_keep: Tensor | None = None,
+          hidden_keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(weighted loss, its detached parts [ce, kl, hidden]).
 
     CE and KL are means over the answer positions given, the hidden term over the real tokens given; with
     `n_answer` / `n_real` they are sums divided by those counts instead (the counts of the whole global batch, so
     that micro-batches and ranks add up to the mean over the global batch, as one process with it computes).
-    `out` is None when neither CE nor KL is on (the head was not run)."""
+    `kl_keep` / `hidden_keep` (0/1 per answer position / real token) leave positions out of those two terms
+    (`teacher_right`), still counted in the means. `out` is None when neither CE nor KL is on (the head was not run)."""
     out = out.float() if out is not None else None
     zero = h.new_zeros((), dtype=torch.float32) if out is None else out.new_zeros(())
 
@@ -310,12 +321,25 @@ def _loss(out: Tensor | None, y: Tensor, t_logits: Tensor | None, config: TrainC
         T = config.temperature
         lt = torch.log_softmax(t_logits.float() / T, -1)
         ls = torch.log_softmax(out / T, -1)
-        kl = mean((lt.exp() * (lt - ls)).sum(-1), n_answer) * T * T
+        per = (lt.exp() * (lt - ls)).sum(-1)
+        kl = mean(per if kl_keep is None else per * kl_keep, n_answer) * T * T
     hid = zero
     if h is not None and t_h is not None:
-        hid = mean(1 - F.cosine_similarity(h.float(), t_h.float(), dim=-1), n_real)
+        per = 1 - F.cosine_similarity(h.float(), t_h.float(), dim=-1)
+        hid = mean(per if hidden_keep is None else per * hidden_keep, n_real)
     loss = config.ce_weight * ce + config.kl_weight * kl + config.hidden_weight * hid
     return loss, torch.stack([ce.detach(), kl.detach(), hid.detach()])
+
+
+def teacher_right(rows: Tensor, t_logits: Tensor, y: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """For `distill_where_teacher_right`: (per answer position, per real token) 1.0 where the example's verdict —
+    its first answer position, the lowest column of its row — is the teacher's top token, else 0.0. `rows` are the
+    answer positions' batch rows in row-major order (`nonzero`), so a row's first position is its first entry."""
+    first = torch.ones_like(rows, dtype=torch.bool)
+    first[1:] = rows[1:] != rows[:-1]
+    right = torch.ones(valid.shape[0], dtype=torch.bool, device=rows.device)
+    right[rows[first]] = t_logits[first].argmax(-1) == y[first]
+    return right[rows].float(), right[valid.nonzero(as_tuple=True)[0]].float()
 
 
 # ============================================================================================ evaluation
@@ -631,6 +655,9 @@ def train(
                         t_logits = teacher.output(th[rows, cols])
                         t_logits = t_logits[:, t_rows] if t_rows is not None else t_logits
                     t_h = th[batch.valid] if config.hidden_weight else None
+            kl_keep = hidden_keep = None
+            if t_logits is not None and config.distill_where_teacher_right:
+                kl_keep, hidden_keep = teacher_right(rows, t_logits, y, batch.valid)
             sync = a == config.grad_accum - 1
             ctx = net.no_sync() if (not sync and hasattr(net, "no_sync")) else contextlib.nullcontext()
             with ctx:
@@ -639,7 +666,8 @@ def train(
                               logits=bool(config.ce_weight or config.kl_weight))
                 if t_h is not None:
                     out, h = out
-                loss, parts = _loss(out, y, t_logits, config, h, t_h, n_answer=counts[0], n_real=counts[1])
+                loss, parts = _loss(out, y, t_logits, config, h, t_h, n_answer=counts[0], n_real=counts[1],
+                                    kl_keep=kl_keep, hidden_keep=hidden_keep)
                 # DDP and FSDP average the ranks' gradients: this rank's share of the global sum, times world
                 (loss * world).backward()
             acc += torch.cat([loss.detach()[None], parts])  # this rank's share of the step's global mean

@@ -173,9 +173,12 @@ def test_shapes_set_their_training_lengths_and_data(tmp_path):
         distill = next(st for st in r.steps if st["kind"] == "distill")  # its own temperature, else the recipe's 1.0
         assert distill["temperature"] == (s.distill_temperature or 1.0), shape
         assert distill["kl_weight"] == (s.distill_kl_weight or 1.0), shape
+        for st in r.steps:  # distillation and QAT (both distil) leave the teacher out where it is wrong, if asked
+            if st["kind"] in ("distill", "qat"):
+                assert st.get("distill_where_teacher_right", False) == s.teacher_right, (shape, st["kind"])
         assert r.raw["seed"] == s.seed, shape  # every step that trains reads the recipe's seed
     assert any(s.distill_temperature for s in p.shapes.values()) and any(s.distill_kl_weight for s in p.shapes.values())
-    assert any(s.seed for s in p.shapes.values())
+    assert any(s.seed for s in p.shapes.values()) and any(s.teacher_right for s in p.shapes.values())
 
 
 def test_vocab_shapes_prune_the_input_embedding_after_the_head(tmp_path):

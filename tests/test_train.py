@@ -901,3 +901,52 @@ def test_resuming_with_other_batches_than_the_saved_run_warns(tok, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # the same batches, other settings: no word
         train(small(tok, seed=3), exs, tok, POLICY, replace(cfg, lr=1e-3, out_dir=str(tmp_path / "b")))
+
+
+def test_teacher_right_marks_the_examples_whose_verdict_the_teacher_predicts():
+    from pocketguard.train import teacher_right
+
+    rows = torch.tensor([0, 0, 1, 1, 1, 3])  # answer positions, row-major; row 2 has none (all padding: kept)
+    y = torch.tensor([1, 4, 0, 2, 4, 1])  # the label's head row at each
+    t = torch.zeros(6, 5)
+    t[0, 1] = t[1, 3] = 1  # row 0: verdict right, a later position wrong (still right: the verdict decides)
+    t[2, 1] = t[3, 2] = t[4, 4] = 1  # row 1: verdict wrong, later positions right
+    t[5, 1] = 1  # row 3: right
+    valid = torch.tensor([[1, 1, 0], [1, 1, 1], [0, 0, 0], [1, 0, 0]], dtype=torch.bool)
+    at_answer, at_token = teacher_right(rows, t, y, valid)
+    assert at_answer.tolist() == [1, 1, 0, 0, 0, 1] and at_token.tolist() == [1, 1, 0, 0, 0, 1]
+
+
+def test_where_the_teacher_is_wrong_distillation_trains_on_the_label_alone(tok):
+    """A teacher that answers "safe" to everything, on unsafe rows only: with `distill_where_teacher_right` its KL
+    and hidden-state terms drop out of every example, and training ends with the weights of CE alone; without it,
+    the teacher pulls the student elsewhere. A config that has no teacher logits to read the verdict from is refused."""
+    exs = [e for e in toy_examples(64, seed=4) if e["categories"]][:16]
+    enc = GuardData(exs[:1], tok, POLICY, 256).encoded[0]
+    safe = GuardData([{**exs[0], "label": "safe", "categories": []}], tok, POLICY, 256).encoded[0]
+    safe_id = safe.ids[safe.n_prompt]
+    assert safe_id != enc.ids[enc.n_prompt]
+
+    class SaysSafe(torch.nn.Module):
+        def forward(self, x):
+            out = torch.zeros(x.shape[0], tok.vocab_size, dtype=x.dtype)
+            out[:, safe_id] = 10.0
+            return out
+
+    teacher = small(tok, seed=5)
+    teacher.output = SaysSafe()
+    base = dict(lr=3e-3, steps=4, batch_size=8, progress=False, device="cpu", seed=0)
+
+    def trained(**over):
+        student = prune_output(small(tok, seed=6), tok, POLICY)
+        cfg = TrainConfig(**{**base, **over})
+        train(student, exs, tok, POLICY, cfg, teacher=teacher if cfg.uses_teacher else None)
+        return student.state_dict()
+
+    ce_only = trained(kl_weight=0.0, hidden_weight=0.0)
+    vetoed = trained(kl_weight=1.0, hidden_weight=1.0, temperature=2.0, distill_where_teacher_right=True)
+    pulled = trained(kl_weight=1.0, hidden_weight=1.0, temperature=2.0)
+    assert all(torch.allclose(ce_only[k], vetoed[k], rtol=1e-5, atol=1e-7) for k in ce_only)
+    assert not all(torch.allclose(ce_only[k], pulled[k], rtol=1e-3, atol=1e-5) for k in ce_only)
+    with pytest.raises(ValueError, match="needs kl_weight > 0"):
+        TrainConfig(hidden_weight=1.0, distill_where_teacher_right=True)

@@ -109,6 +109,7 @@ class Shape(NamedTuple):
     reply_repeat: int = 1  # each reply-harm row (REPLY_SOURCE: an innocent ask whose reply alone decides) this many times
     distill_kl_weight: float | None = None  # the distillation's KL weight when not None (the recipe's: 1.0)
     seed: int = 0  # the student recipe's seed: data order, augmentation, calibration sample, initial RNG state
+    teacher_right: bool = False  # distillation and QAT distil only the rows whose verdict the teacher gets right
 
 
 SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16-f1024": Shape(16, 1024, 8),
@@ -189,6 +190,13 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # of data-x5's train; data-x6 adds 144 train-only ones) three times: ~6 % more steps. Not yet trained
           "b22-f1536-e4-hxv-t2-l2-r3": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2,
                                              reply_repeat=3),
+          # run ah's kept teacher gets 41 of data-x7's 150 plain_child_harm_replies wrong (all 30 rows of two unsafe
+          # templates at p ≤ 0.15, 11 body-safety lessons flagged; training/runs/2026-12-07-cpu-qlora): distilled from
+          # it, those rows pull the student back toward its answers. The shipped recipe distilling only the rows whose
+          # verdict the teacher gets right (CE alone on the others) tests the rows, not the CE term against a confident
+          # teacher (on data-x7; not yet trained)
+          "b22-f1536-e4-hxv-t2-l2-tr": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2,
+                                             teacher_right=True),
           # at T = 2 the T²-scaled KL term ended at about twice the T = 1 run's, CE equal (run ad): T = 1 with the KL
           # weighed twice says whether the softening or the weight moved t2 (a diagnostic; not yet trained)
           "b22-f1536-e4-hxv-k2": Shape(22, 1536, 4, 1.0, True, True, distill_kl_weight=2.0),
@@ -446,9 +454,11 @@ def resolved_recipe(p: Paths, name: str, shape: str | None = None, seed: int | N
         hidden = {"hidden_weight": s.hidden_weight} if s.hidden_weight else {}
         soft = {"temperature": s.distill_temperature} if s.distill_temperature else {}
         soft |= {"kl_weight": s.distill_kl_weight} if s.distill_kl_weight else {}
+        right = {"distill_where_teacher_right": True} if s.teacher_right else {}
         for step in r["step"]:
-            step.update({"prune_blocks": {"keep": s.blocks}, "prune_mlp": {"width": s.width}, "distill": {**hidden, **soft},
-                         "qat": {"embedding_bits": s.embedding_bits, **hidden,
+            step.update({"prune_blocks": {"keep": s.blocks}, "prune_mlp": {"width": s.width},
+                         "distill": {**hidden, **soft, **right},
+                         "qat": {"embedding_bits": s.embedding_bits, **hidden, **right,
                                  **({"rotation": s.rotation} if s.rotation else {})}}.get(step["kind"], {}))
             if not s.extra and step["kind"] in TRAIN_EPOCHS:
                 step["epochs"] = TRAIN_EPOCHS[step["kind"]]
