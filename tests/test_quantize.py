@@ -789,7 +789,6 @@ def test_calibration_rows_are_read_as_training_reads_them(tiny_tok):
             calibration_from_examples([rows[0], {"messages": msgs, **bad}], tiny_tok, policy)
 
 
-
 @pytest.mark.parametrize("lr", [1e-6, 5e-2])
 def test_the_lora_step_records_the_merge_and_warns_when_its_training_rounded_away(tiny_tok, lr):
     """Two steps at a tiny learning rate move no int4 code: the step's report says so (`info["lora_merge"]`) and the
