@@ -741,10 +741,13 @@ def stage_gaps(p: Paths, also: list[Path], sources: tuple[str, ...]) -> None:
     flags: dict[str, np.ndarray] = {}
     for i, run in enumerate([p.out, *also]):
         q = Paths(run, p.source_data, p.smoke, p.backbone)
-        for who, by_device in sorted(_predictions(q, "dev").items(), key=lambda kv: kv[0] != "teacher"):
+        for who in sorted(_predictions(q, "dev"), key=lambda w: w != "teacher"):
             if who == "teacher" and i > 0:
                 continue  # one teacher: OUT's
-            examples, verdicts = _verdicts(p.data / "dev.jsonl", by_device[_device(who, by_device)])
+            read = _read(q, who, "dev")
+            if read is None:  # predictions without dev.jsonl
+                raise SystemExit(f"{p.data / 'dev.jsonl'} is missing: build the data again with training/build_data.py")
+            examples, verdicts = read
             flags[who if i == 0 else f"{q.out.parent.name}:{who}"] = predicted(verdicts)[0]
     if "teacher" not in flags:
         raise SystemExit(f"no teacher predictions on dev in {p.eval}")
