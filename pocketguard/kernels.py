@@ -36,6 +36,8 @@ fake-quant model) and `fast` (the default; equal to the reference within float r
 
 from __future__ import annotations
 
+import math
+
 import contextlib
 import weakref
 from typing import Iterator
@@ -114,6 +116,45 @@ def quantize_weight(w: Tensor, scales: Tensor, bits: int, group_size: int | None
 def dequantize_weight(q: Tensor, scales: Tensor, group_size: int | None = None, dtype=torch.float32) -> Tensor:
     qg, _ = _groups(q, group_size)
     return (qg.to(dtype) * scales.to(dtype).unsqueeze(-1)).reshape(q.shape)
+
+
+def latent_weight(q: Tensor, scales: Tensor, bits: int, group_size: int | None = None) -> Tensor:
+    """A float weight that `weight_scales` + `quantize_weight` map back to the codes `q` and `scales` (QAT resumed
+    from a quantized model). Plain `q * s` would not: a group whose largest code is 7 re-scales to 7/7.5 of its
+    scale and re-rounds. So each group's absmax goes back to v ≈ (qmax − qmin)/2 · s = 7.5 s: codes 7 and −8 sit at
+    ±v (7.5 → 8, clamped to 7; −7.5 → −8), and in a group with neither (its extreme fell just inside −7.5 when the
+    scale was rounded) the −7 codes sit at −v. v is searched a few float32 steps around 7.5 s for the one that gives
+    back both the scale and those codes under float32 rounding. A group whose codes stay below 7 in size (searched
+    scales: GPTQ, imatrix) re-scales; `requantize_mismatch` counts what does not come back."""
+    qg, _ = _groups(q.to(torch.float32), group_size)
+    qmin, qmax = qrange(bits)
+    half = (qmax - qmin) / 2
+    s = scales.to(torch.float32).reshape(qg.shape[:-1])
+    low = (qg == qmin).any(-1)  # −v must round to qmin here …
+    inner = ~(low | (qg == qmax).any(-1)) & (qg == -qmax).any(-1)  # … and to −qmax (not qmin) here
+    base = half * s
+    v, found = base.clone(), torch.zeros_like(low)
+    for k in (0, 1, -1, 2, -2, 3, -3, 4, -4):  # float32 steps away from 7.5 s, nearest first
+        cand = base
+        for _ in range(abs(k)):
+            cand = torch.nextafter(cand, torch.full_like(cand, math.copysign(math.inf, k)))
+        code = torch.round(-cand * (1.0 / s))  # as quantize_weight rounds a −v code
+        ok = weight_scales(cand, bits, 1, scales.dtype).reshape(s.shape) == scales.reshape(s.shape)
+        ok &= torch.where(low, code == qmin, torch.where(inner, code == -qmax, True))
+        v = torch.where(ok & ~found, cand, v)
+        found |= ok
+    v = v.unsqueeze(-1)
+    w = qg * s.unsqueeze(-1)
+    w = torch.where(qg == qmax, v, torch.where(qg == qmin, -v, w))
+    w = torch.where(inner.unsqueeze(-1) & (qg == -qmax), -v, w)
+    return w.reshape(q.shape)
+
+
+def requantize_mismatch(w: Tensor, q: Tensor, scales: Tensor, bits: int, group_size: int | None = None) -> tuple[int, int]:
+    """(codes, scales) that quantizing float `w` with the shared numerics does not give back as `q` / `scales`."""
+    s = weight_scales(w, bits, group_size, scales.dtype)
+    codes = quantize_weight(w, s, bits, group_size)
+    return int((codes != q).sum()), int((s != scales.reshape(s.shape)).sum())
 
 
 def fake_quantize_weight(w: Tensor, bits: int, group_size: int | None = None, scale_dtype=torch.float32,
@@ -272,6 +313,10 @@ class QuantLinear(nn.Module):
 
     def dequantize(self, dtype=torch.float32) -> Tensor:
         return dequantize_weight(self.int_weight(), self.scales, self.group_size, dtype)
+
+    def latent(self) -> Tensor:
+        """A float weight that quantizes back to these codes and scales (`latent_weight`)."""
+        return latent_weight(self.int_weight(), self.scales, self.weight_bits, self.group_size)
 
     @property
     def weight(self) -> Tensor:
@@ -458,6 +503,10 @@ class QuantEmbedding(nn.Module):
 
     def dequantize(self, dtype=torch.float32) -> Tensor:
         return dequantize_weight(self.int_weight(), self.scales, None, dtype)
+
+    def latent(self) -> Tensor:
+        """A float table that quantizes back to these codes and scales (`latent_weight`)."""
+        return latent_weight(self.int_weight(), self.scales, self.weight_bits, None)
 
     @property
     def weight(self) -> Tensor:

@@ -618,3 +618,31 @@ def test_a_calibrating_step_draws_its_calibration_samples_past_the_pruning_sampl
         assert short == ([] if asked <= 40 else [f"imatrix: calibration_samples = {asked}, but [data] train has "
                                                  "40 rows: calibrating on 40"])
     assert infos == {24: {"calibration_samples": 24}, 100: {"calibration_samples": 40}}
+
+
+@needs_quantize
+def test_a_recipe_continues_qat_from_the_artifact_it_is_given_as_student(toy, tmp_path):
+    """`student` = a compressed artifact and a qat step of its scheme (repairing a shipped guard on new data): the
+    run trains from the artifact's own codes, so at learning rate 0 it writes them back bit for bit, and its report
+    says every code and scale came back."""
+    import copy
+
+    from safetensors.torch import load_file
+
+    from pocketguard.compress.artifact import save_artifact
+    from pocketguard.compress.recipe import run_recipe
+
+    tok, train_ex, _, teacher, _ = toy
+    checkpoint.save_hf(teacher, tok, tmp_path / "teacher", guard_meta={"policy": checkpoint.policy_dict(POLICY)})
+    save_artifact(Q.quantize_(copy.deepcopy(teacher), Q.QuantConfig(mode="rtn")), tok, POLICY, tmp_path / "art")
+    _write_jsonl(tmp_path / "train.jsonl", train_ex[:32])
+    recipe = tmp_path / "repair.toml"
+    recipe.write_text('teacher = "teacher"\nstudent = "art"\noutput = "out"\n[data]\ntrain = "train.jsonl"\n'
+                      'max_len = 256\n[train]\nbatch_size = 8\n[[step]]\nkind = "qat"\nsteps = 2\nlr = 0.0\nwarmup = 0\n'
+                      '[[step]]\nkind = "export_artifact"\n')
+    run_recipe(recipe, device="cpu", progress=False)
+    want, got = load_file(tmp_path / "art" / "model.safetensors"), load_file(tmp_path / "out" / "model" / "model.safetensors")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    qat = json.loads((tmp_path / "out" / "report.jsonl").read_text().splitlines()[0])
+    assert qat["kind"] == "qat" and qat["info"]["qat_start"]["codes_off"] == qat["info"]["qat_start"]["scales_off"] == 0
+    assert qat["info"]["qat_start"]["codes"] > 0

@@ -818,3 +818,57 @@ def test_the_lora_step_records_the_merge_and_warns_when_its_training_rounded_awa
         assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), plain.state_dict().values()))
     else:
         assert moved > 0 and not rounded_away
+
+
+@pytest.mark.parametrize("bits,group,scale_dtype", [(4, 32, "float16"), (4, None, "float32"), (8, None, "float32"),
+                                                     (8, 32, "float16")])
+def test_latent_weights_quantize_back_to_their_codes_and_scales(bits, group, scale_dtype):
+    """`latent_weight` gives a float weight that the shared quantizer maps back to the very codes and scales it came
+    from; the dequantized weight (codes × scale) does not: its groups re-scale and re-round."""
+    w = torch.randn(48, 128, generator=torch.Generator().manual_seed(bits)) * 0.05
+    w[::7, ::5] *= 4  # outliers, so groups' extremes differ in sign and size
+    dt = K.scale_dtype_of(scale_dtype)
+    s = K.weight_scales(w, bits, group, dt)
+    q = K.quantize_weight(w, s, bits, group)
+    assert K.requantize_mismatch(K.latent_weight(q, s, bits, group), q, s, bits, group) == (0, 0)
+    codes_off, scales_off = K.requantize_mismatch(K.dequantize_weight(q, s, group), q, s, bits, group)
+    assert scales_off > 0.3 * s.numel() and codes_off > 0
+
+
+def test_qat_on_a_quantized_model_starts_from_its_own_codes(tiny_tok):
+    """The qat step on a model already quantized with its scheme trains the weights it has: at learning rate 0 the
+    converted model is the input, codes and scales bit for bit (dequantizing and re-quantizing would not be), and the
+    step's report says every code came back."""
+    from types import SimpleNamespace
+
+    from pocketguard.compress.quantize import float_model
+    from pocketguard.compress.steps import qat_step
+    from pocketguard.policy import Policy
+    from pocketguard.testing import tiny_args, tiny_model
+    from pocketguard.toy import toy_examples
+
+    cfg = dict(weight_bits=4, group_size=32, act_bits=8, embedding_bits=4, head_bits=8)
+    base = quantize_(tiny_model(tiny_args(vocab_size=tiny_tok.vocab_size)), QuantConfig(mode="rtn", **cfg))
+    ctx = SimpleNamespace(tokenizer=tiny_tok, policy=Policy.default().subset(["S1", "S9", "S10"]),
+                          examples=toy_examples(8), dev_examples=[], info={}, recipe={"seed": 0}, index=0, teacher=None)
+    got = qat_step(copy.deepcopy(base), ctx, steps=2, lr=0.0, warmup=0, batch_size=4, max_len=1024, **cfg)
+    want = base.state_dict()
+    assert got.state_dict().keys() == want.keys()
+    assert all(torch.equal(v, want[k]) for k, v in got.state_dict().items())
+    assert ctx.info["qat_start"]["codes_off"] == 0 and ctx.info["qat_start"]["scales_off"] == 0
+    redone = convert(prepare_qat(float_model(base), QuantConfig(**cfg)))  # the dequantized start re-grids
+    assert not all(torch.equal(v, want[k]) for k, v in redone.state_dict().items())
+
+
+def test_qat_on_a_model_quantized_another_way_is_refused(tiny_tok):
+    """Fake-quantizing int4 g32 weights as int4 g64 would round them twice: the step says which modules differ."""
+    from types import SimpleNamespace
+
+    from pocketguard.compress.steps import qat_step
+    from pocketguard.testing import tiny_args, tiny_model
+
+    base = quantize_(tiny_model(tiny_args(vocab_size=tiny_tok.vocab_size)), QuantConfig(mode="rtn", group_size=32))
+    ctx = SimpleNamespace(tokenizer=tiny_tok, examples=[], info={})
+    with pytest.raises(ValueError, match=r"needs its own scheme.*layers\.0\.attention\.wq is .*\(4, 32, 8, torch\.float16\), "
+                                         r"the step asks \(4, 64, 8, torch\.float16\)"):
+        qat_step(base, ctx, group_size=64, steps=1)

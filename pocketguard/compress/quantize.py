@@ -488,6 +488,60 @@ def is_fake_quantized(model: nn.Module) -> bool:
     return any(_fake_spec(m) is not None for m in model.modules())
 
 
+def float_model(model: nn.Module, latent: bool = False) -> nn.Module:
+    """A float copy of `model` whose kernel modules became nn.Linear / nn.Embedding with their dequantized weights;
+    with `latent`, weights that fake-quantize back to the same codes and scales (`kernels.latent_weight`), the
+    start of QAT on a quantized model. A model with no kernel module comes back as it is."""
+    if not any(K.is_quantized(m) for m in model.modules()):
+        return model
+    from ..weights import skeleton
+
+    out = skeleton(model.args, "cpu")  # every parameter comes from `state`: none is initialised first
+    state = {}
+    for name, mod in model.named_modules():
+        if K.is_quantized(mod):
+            state[name + ".weight"] = mod.latent() if latent else mod.dequantize(torch.float32)
+    for name, p in model.named_parameters():
+        state[name] = p.detach().to(torch.float32, copy=True)  # a copy: `out` must not share storage with `model`
+    missing, unexpected = out.load_state_dict(state, strict=False, assign=True)
+    if unexpected or [m for m in missing if not m.endswith(("rope_cos", "rope_sin"))]:
+        raise ValueError(f"cannot rebuild a float model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return out.eval()
+
+
+def qat_start(model: nn.Module, cfg: QuantConfig, info: dict | None = None) -> nn.Module:
+    """QAT on a model already quantized with `cfg`'s scheme (a shipped artifact trained further on new data): the
+    float model whose fake quantization gives back its codes and scales (`float_model(latent=True)`), so training
+    starts from the model itself, not from a re-rounded copy of it (dequantized weights re-grid: every group's
+    scale changes). Module by module the scheme must be `cfg`'s; `info["qat_start"]` counts the codes and scales
+    that do not come back (a few float32-scaled ones; GPTQ / imatrix scales re-scale)."""
+    targets = {t.name: t for t in plan(model, cfg)}
+    wrong = []
+    for name, mod in model.named_modules():
+        if not K.is_quantized(mod):
+            continue
+        spec, t = mod.quant_spec(), targets.get(name)
+        have = (spec["weight_bits"], spec["group_size"], spec["act_bits"], K.scale_dtype_of(spec["scale_dtype"]))
+        want = None if t is None else (t.bits, t.group_size, t.act_bits, t.scale_dtype)
+        if have != want:
+            wrong.append(f"{name} is (bits, group, act bits, scales) {have}, the step asks {want}")
+    wrong += [f"{n} is not quantized, the step quantizes it" for n in targets if not K.is_quantized(model.get_submodule(n))]
+    if wrong:
+        raise ValueError("qat on a quantized model needs its own scheme, or its weights would be rounded twice: "
+                         + "; ".join(wrong[:4]) + (f" (and {len(wrong) - 4} more)" if len(wrong) > 4 else ""))
+    out = float_model(model, latent=True)
+    codes = scales = codes_off = scales_off = 0
+    for name in targets:
+        mod = model.get_submodule(name)
+        c, s = K.requantize_mismatch(out.get_submodule(name).weight.detach(), mod.int_weight(), mod.scales,
+                                     mod.weight_bits, getattr(mod, "group_size", None))
+        codes_off, scales_off = codes_off + c, scales_off + s
+        codes, scales = codes + mod.int_weight().numel(), scales + mod.scales.numel()
+    if info is not None:
+        info["qat_start"] = {"codes": codes, "codes_off": codes_off, "scales": scales, "scales_off": scales_off}
+    return out
+
+
 def dequantized_state(model: nn.Module) -> dict[str, Tensor]:
     """Float weights of every linear/embedding as the quantized model sees them (for analysis/export)."""
     out = {}

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .. import kernels as K
 from ..model import Transformer
 from ..policy import Policy
 from ..tokenizer import Tokenizer
@@ -251,13 +252,16 @@ def qat_step(model: nn.Module, ctx=None, **params) -> nn.Module:
     Keys QuantConfig knows configure the quantization; `lora_rank` (+ `lora_alpha`, `lora_targets`,
     `lora_dropout`) trains LoRA adapters on the frozen fake-quantized backbone instead of all weights (QLoRA;
     merged and re-quantized at convert); every other key goes to `TrainConfig` (the recipe's [train] table,
-    `out_dir`, …). With `kl_weight` or `hidden_weight > 0` the recipe's teacher is distilled into the fake-quantized student."""
-    from .quantize import QuantConfig, convert, prepare_qat
+    `out_dir`, …). A student already quantized with the step's scheme starts from its own codes (`qat_start`). With `kl_weight` or `hidden_weight > 0` the recipe's teacher is distilled into the fake-quantized student."""
+    from .quantize import QuantConfig, convert, prepare_qat, qat_start
 
     params = dict(params)
     params["mode"] = "qat"
     lora = {k: params.pop(k) for k in QAT_LORA_KEYS if k in params}
     cfg, train_params = QuantConfig.split(params)
+    if any(K.is_quantized(m) for m in model.modules()):  # resume from its own codes (a shipped artifact repaired)
+        info = _ctx_get(ctx, "info")
+        model = qat_start(model, cfg, info if isinstance(info, dict) else None)
     prepare_qat(model, cfg)
     if lora.get("lora_rank"):
         from .lora import add_lora

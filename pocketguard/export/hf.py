@@ -26,33 +26,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from . import standard_blocks
 
 
-def dequantized_model(model) -> nn.Module:
-    """A float copy of `model` whose kernel modules (pocketguard.kernels) became nn.Linear / nn.Embedding; a
-    `Guard.load`ed model's FastBlocks are read as the kernel modules they were packed from (`standard_blocks`)."""
-    from .. import kernels as K
+def dequantized_model(model, latent: bool = False) -> nn.Module:
+    """A float copy of `model` whose kernel modules (pocketguard.kernels) became nn.Linear / nn.Embedding
+    (`quantize.float_model`); a `Guard.load`ed model's FastBlocks are read as the kernel modules they were packed
+    from (`standard_blocks`)."""
+    from ..compress.quantize import float_model
 
-    model = standard_blocks(model)
-    if not any(K.is_quantized(m) for m in model.modules()):
-        return model
-    from ..weights import skeleton
-
-    out = skeleton(model.args, "cpu")  # every parameter comes from `state`: none is initialised first
-    state = {}
-    for name, mod in model.named_modules():
-        if K.is_quantized(mod):
-            state[name + ".weight"] = mod.dequantize(torch.float32)
-    for name, p in model.named_parameters():
-        state[name] = p.detach().to(torch.float32, copy=True)  # a copy: `out` must not share storage with `model`
-    missing, unexpected = out.load_state_dict(state, strict=False, assign=True)
-    if unexpected or [m for m in missing if not m.endswith(("rope_cos", "rope_sin"))]:
-        raise ValueError(f"cannot rebuild a float model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return out.eval()
+    return float_model(standard_blocks(model), latent=latent)
 
 
 def export_hf(model, tokenizer, directory: str | Path, policy=None, max_context: int | None = None,
