@@ -118,14 +118,20 @@ def dequantize_weight(q: Tensor, scales: Tensor, group_size: int | None = None, 
     return (qg.to(dtype) * scales.to(dtype).unsqueeze(-1)).reshape(q.shape)
 
 
+LATENT_STEPS = 32  # float32 steps searched each side of 7.5 s (latent_weight)
+
+
 def latent_weight(q: Tensor, scales: Tensor, bits: int, group_size: int | None = None) -> Tensor:
     """A float weight that `weight_scales` + `quantize_weight` map back to the codes `q` and `scales` (QAT resumed
     from a quantized model). Plain `q * s` would not: a group whose largest code is 7 re-scales to 7/7.5 of its
     scale and re-rounds. So each group's absmax goes back to v ≈ (qmax − qmin)/2 · s = 7.5 s: codes 7 and −8 sit at
     ±v (7.5 → 8, clamped to 7; −7.5 → −8), and in a group with neither (its extreme fell just inside −7.5 when the
-    scale was rounded) the −7 codes sit at −v. v is searched a few float32 steps around 7.5 s for the one that gives
-    back both the scale and those codes under float32 rounding. A group whose codes stay below 7 in size (searched
-    scales: GPTQ, imatrix) re-scales; `requantize_mismatch` counts what does not come back."""
+    scale was rounded) the −7 codes sit at −v. v is searched up to LATENT_STEPS float32 steps either side of 7.5 s for
+    the nearest that gives back both the scale and those codes under float32 rounding; where no float32 v / 7.5 is
+    the scale itself (a float32 scale made another way: on the GPU, by torchao), the nearest that gives back the
+    codes, with a scale a few float32 steps off (a group whose extreme is a −7 then and again finds none, and reads
+    it back as −8). A group whose codes stay below 7 in size (searched scales: GPTQ, imatrix) re-scales;
+    `requantize_mismatch` counts what does not come back."""
     qg, _ = _groups(q.to(torch.float32), group_size)
     qmin, qmax = qrange(bits)
     half = (qmax - qmin) / 2
@@ -133,16 +139,24 @@ def latent_weight(q: Tensor, scales: Tensor, bits: int, group_size: int | None =
     low = (qg == qmin).any(-1)  # −v must round to qmin here …
     inner = ~(low | (qg == qmax).any(-1)) & (qg == -qmax).any(-1)  # … and to −qmax (not qmin) here
     base = half * s
-    v, found = base.clone(), torch.zeros_like(low)
-    for k in (0, 1, -1, 2, -2, 3, -3, 4, -4):  # float32 steps away from 7.5 s, nearest first
-        cand = base
-        for _ in range(abs(k)):
-            cand = torch.nextafter(cand, torch.full_like(cand, math.copysign(math.inf, k)))
-        code = torch.round(-cand * (1.0 / s))  # as quantize_weight rounds a −v code
-        ok = weight_scales(cand, bits, 1, scales.dtype).reshape(s.shape) == scales.reshape(s.shape)
-        ok &= torch.where(low, code == qmin, torch.where(inner, code == -qmax, True))
-        v = torch.where(ok & ~found, cand, v)
+    v, found, codes_only = base.clone(), torch.zeros_like(low), torch.zeros_like(low)
+    up, down = base, base
+    for k in range(2 * LATENT_STEPS + 1):  # 7.5 s, then float32 steps away from it, nearest first
+        if k % 2:
+            cand = up = torch.nextafter(up, torch.full_like(up, math.inf))
+        elif k:
+            cand = down = torch.nextafter(down, torch.full_like(down, -math.inf))
+        else:
+            cand = base
+        back = weight_scales(cand, bits, 1, scales.dtype).reshape(s.shape)  # the scale v gives the group
+        code = torch.round(-cand * (1.0 / back.to(torch.float32)))  # as quantize_weight rounds a −v code under it
+        code_ok = torch.where(low, code == qmin, torch.where(inner, code == -qmax, True))
+        ok = code_ok & (back == scales.reshape(s.shape))
+        v = torch.where(ok & ~found | code_ok & ~found & ~codes_only, cand, v)
+        codes_only |= code_ok
         found |= ok
+        if bool(found.all()):
+            break
     v = v.unsqueeze(-1)
     w = qg * s.unsqueeze(-1)
     w = torch.where(qg == qmax, v, torch.where(qg == qmin, -v, w))
