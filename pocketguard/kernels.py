@@ -36,9 +36,8 @@ fake-quant model) and `fast` (the default; equal to the reference within float r
 
 from __future__ import annotations
 
-import math
-
 import contextlib
+import math
 import weakref
 from typing import Iterator
 

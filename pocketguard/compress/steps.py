@@ -252,7 +252,8 @@ def qat_step(model: nn.Module, ctx=None, **params) -> nn.Module:
     Keys QuantConfig knows configure the quantization; `lora_rank` (+ `lora_alpha`, `lora_targets`,
     `lora_dropout`) trains LoRA adapters on the frozen fake-quantized backbone instead of all weights (QLoRA;
     merged and re-quantized at convert); every other key goes to `TrainConfig` (the recipe's [train] table,
-    `out_dir`, …). A student already quantized with the step's scheme starts from its own codes (`qat_start`). With `kl_weight` or `hidden_weight > 0` the recipe's teacher is distilled into the fake-quantized student."""
+    `out_dir`, …). With `kl_weight` or `hidden_weight > 0` the recipe's teacher is distilled into the fake-quantized
+    student. A student already quantized with the step's scheme trains on from its own codes (`qat_start`)."""
     from .quantize import QuantConfig, convert, prepare_qat, qat_start
 
     params = dict(params)
