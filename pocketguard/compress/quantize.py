@@ -497,10 +497,7 @@ def float_model(model: nn.Module, latent: bool = False) -> nn.Module:
     from ..weights import skeleton
 
     out = skeleton(model.args, "cpu")  # every parameter comes from `state`: none is initialised first
-    state = {}
-    for name, mod in model.named_modules():
-        if K.is_quantized(mod):
-            state[name + ".weight"] = mod.latent() if latent else mod.dequantize(torch.float32)
+    state = dequantized_state(model, latent)
     for name, p in model.named_parameters():
         state[name] = p.detach().to(torch.float32, copy=True)  # a copy: `out` must not share storage with `model`
     missing, unexpected = out.load_state_dict(state, strict=False, assign=True)
@@ -542,10 +539,11 @@ def qat_start(model: nn.Module, cfg: QuantConfig, info: dict | None = None) -> n
     return out
 
 
-def dequantized_state(model: nn.Module) -> dict[str, Tensor]:
-    """Float weights of every linear/embedding as the quantized model sees them (for analysis/export)."""
+def dequantized_state(model: nn.Module, latent: bool = False) -> dict[str, Tensor]:
+    """Float weights of every linear/embedding as the quantized model sees them (for analysis/export); with `latent`,
+    ones that quantize back to the same codes and scales (`kernels.latent_weight`)."""
     out = {}
     for name, mod in model.named_modules():
         if isinstance(mod, (QuantLinear, QuantEmbedding)):
-            out[name + ".weight"] = mod.dequantize()
+            out[name + ".weight"] = mod.latent() if latent else mod.dequantize()
     return out
