@@ -194,7 +194,8 @@ SHAPES = {"b10-f1536": Shape(10, 1536, 8), "b13-f1536": Shape(13, 1536, 8), "b16
           # templates at p ≤ 0.15, 11 body-safety lessons flagged; training/runs/2026-12-07-cpu-qlora): distilled from
           # it, those rows pull the student back toward its answers. The shipped recipe distilling only the rows whose
           # verdict the teacher gets right (CE alone on the others) tests the rows, not the CE term against a confident
-          # teacher (on data-x7; not yet trained)
+          # teacher (on data-x7). Run al (2026-12-07) trained it from a teacher fine-tuned on data-x7 (which gets those rows
+          # right): dev 0.938 after QAT beside t2-l2's 0.940, 364 probe verdicts right at ½ beside its 379; not judged
           "b22-f1536-e4-hxv-t2-l2-tr": Shape(22, 1536, 4, 1.0, True, True, distill_temperature=2.0, lookalike_repeat=2,
                                              teacher_right=True),
           # at T = 2 the T²-scaled KL term ended at about twice the T = 1 run's, CE equal (run ad): T = 1 with the KL

@@ -187,6 +187,11 @@
 # b22-f1536-e4-hxv-t2-l2-r3" .carry/data-x6.tgz …`, `poll 560`, `poll 400` (the first student, 617 s); the next `poll`
 # found the machine "taken back for other work" 839 s into the lease, the second student just begun: lost, and the
 # 619 s left held no other. A lease can end early: put the student that matters most first.
+# Run al (2026-12-07, ninth session; an H100 at once, data-x7): a new teacher and two students, `part .carry/p00`,
+# `TEACHER_SEEDS=0 STUDENT_EVAL=0 DISTILL_EVAL=0 … start "b22-f1536-e4-hxv-t2-l2 b22-f1536-e4-hxv-t2-l2-tr"
+# .carry/data-x7.tgz .carry/p01 && … poll 540` (to "label done"), four `fetch-teacher` (~60 s), `poll 560` (the first
+# student), `poll 420`, `poll 180` (the second), `poll 95` (finished): teacher 299 s of training, label 74 s, students
+# 508 s and 514 s in turn (PARALLEL = 1 on an H100), 1,731 of 1,800 s held.
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
