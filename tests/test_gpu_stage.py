@@ -359,6 +359,51 @@ def test_start_with_a_kept_teacher_needs_no_backbone(tmp_path, same_data, same_p
     assert "shapes=b22-f1536-e4-hxv" in log.read_text()
 
 
+def test_pack_teacher_packs_a_teacher_made_here_for_start_to_take(tmp_path):
+    """`pack-teacher MODEL DATA DEST`: a teacher made on this machine (a soup of two leases' teachers) in the parts
+    `fetch-teacher` makes, which `start` takes as a kept teacher: fp32 there, its ORIGIN and the train.jsonl it
+    learned, no verdicts on the pool (`label` judges the whole pool); a folder without a checkpoint is an error."""
+    import io
+
+    import torch
+    from safetensors.torch import load, save_file
+
+    model, data, dest = tmp_path / "soup", tmp_path / "data", tmp_path / "parts"
+    model.mkdir()
+    data.mkdir()
+    weights = {"w": torch.randn(64, 48, generator=torch.Generator().manual_seed(1)), "ids": torch.arange(5)}
+    save_file(weights, str(model / "model.safetensors"), metadata={"format": "pt"})
+    (data / "train.jsonl").write_text("train rows\n")
+    (data / "VERSION").write_text("data-x7\n")
+    env = {**_env(tmp_path), "PYTHON": sys.executable, "TEACHER_PART_BYTES": "4000", "TEACHER_ORIGIN": "ah + al soup"}
+    call = lambda *a: subprocess.run(["bash", str(SCRIPT), *a], env=env, capture_output=True, text=True)  # noqa: E731
+    r = call("pack-teacher", str(model), str(data), str(dest))
+    assert r.returncode == 1 and "no checkpoint" in r.stderr and not dest.exists()
+    (model / "config.json").write_text('{"dim": 48}')
+    r = call("pack-teacher", str(model), str(data), str(dest))
+    assert r.returncode == 0, r.stderr
+    parts = sorted(dest.iterdir())
+    assert len(parts) > 1 and all(p.stat().st_size <= 4000 for p in parts) and f"{len(parts)} teacher parts" in r.stdout
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as t:
+        files = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+    assert not any("labelled" in n for n in files)
+    assert files["default/teacher/ORIGIN"].startswith(b"ah + al soup; bf16 weights packed ") and b"data-x7" in files["default/teacher/ORIGIN"]
+    assert load(files["default/teacher/model/model.safetensors"])["w"].dtype == torch.bfloat16
+    repo = tmp_path / "repo"
+    (repo / "training").mkdir(parents=True)
+    (repo / "training" / "gpu_run.sh").write_text(STUB)
+    (data / "extra.jsonl").write_text("pool rows\n")
+    with tarfile.open(tmp_path / "data.tgz", "w:gz") as t:
+        t.add(data, arcname="data")
+    r = subprocess.run(["bash", str(SCRIPT), "start", "b22-f1536-e4-hxv", str(tmp_path / "data.tgz"), *map(str, parts)],
+                       env=env, cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "teacher: ah + al soup" in r.stdout and "trained on other data" not in r.stdout and "labels" not in r.stdout
+    state = load((tmp_path / "work" / "runs" / "default" / "teacher" / "model" / "model.safetensors").read_bytes())
+    assert state["w"].dtype == torch.float32 and torch.equal(state["w"], weights["w"].bfloat16().float())
+    assert torch.equal(state["ids"], weights["ids"])
+
+
 def test_carry_size_counts_what_a_call_would_send(tmp_path):
     """Tracked files still on disk, untracked files git does not ignore and the carry paths; not ignored files, not a
     tracked file moved out of the tree."""

@@ -31,6 +31,9 @@
 #   calls 2..:  training/gpu_stage.sh part runs/teachers/NAME/teacher.tgz.0[3-5]  (three parts a call: 47 MiB and
 #            the ~10 MiB tree fit the 64 MiB a call carries)
 #   last:    training/gpu_stage.sh start "SHAPES" .carry/data.tgz runs/teachers/NAME/teacher.tgz.1[2-4] && … poll 560
+# A teacher made on this machine (run ah's and run al's averaged: training/runs/2026-12-07-cpu-teacher-soup) goes the
+# same way once packed here: `PYTHON=.venv/bin/python training/gpu_stage.sh pack-teacher MODEL runs/data-x7
+# runs/teachers/NAME` (DATA: the build whose train.jsonl the next lease trains on; no pool verdicts: `label` runs).
 # (run o's teacher, repacked on 2026-12-04 with its verdicts on the current pool, which `label` then joins to train
 # without running it: 14 parts 00-13: `part` 00-02 with the wheels, 03-05, 06-08, 09-11, then `start` with
 # data.tgz and 12-13, ~50 of the 67.1 MB a call carries.)
@@ -297,6 +300,28 @@ parts_missing() {  # $1 (what) do not join to $2: a machine that went back betwe
   exit 1
 }
 
+part_bytes() {  # parts of at most 15 MiB, four per call: a file over 16 MiB does not come back from $OUT (64 MiB a call)
+  bytes=${TEACHER_PART_BYTES:-15728640}
+  [ "$bytes" -le 16777216 ] || { echo "TEACHER_PART_BYTES=$bytes: a file over 16 MiB does not come back from \$OUT" >&2; exit 2; }
+}
+pack_teacher() {  # teacher model folder, the data folder whose train.jsonl it learned, its labelled folder (or none),
+  # where the parts go: bf16 weights, its soup.json, its verdicts on the pool (not train + pool), ORIGIN, DATA-SHA256
+  local t=$1 data=$2 lab=$3 dest=$4 b="$4/tbundle"
+  rm -rf "$b" "$dest"/teacher.tgz.* && mkdir -p "$b/$run/teacher"
+  cp -rL "$t" "$b/$run/teacher/model"
+  to_dtype bfloat16 "$b/$run/teacher/model/model.safetensors"
+  cp "$(dirname "$t")/soup.json" "$b/$run/teacher/" 2> /dev/null || true
+  if [ -s "$lab/pool.jsonl" ]; then
+    mkdir -p "$b/$run/labelled"
+    cp "$lab/pool.jsonl" "$lab/POOL-SHA256" "$b/$run/labelled/"
+    cp "$lab/POOL-THRESHOLD" "$b/$run/labelled/" 2> /dev/null || true  # (none: greedy)
+  fi
+  (cd "$data" && sha256sum train.jsonl) > "$b/$run/teacher/DATA-SHA256"
+  echo "${TEACHER_ORIGIN:-a kept teacher}; bf16 weights packed $(date -u +%FT%TZ); data: $(head -c 200 "$data/VERSION" 2> /dev/null)" \
+    > "$b/$run/teacher/ORIGIN"
+  tar czf - -C "$b" "$run" | split -b "$bytes" -d -a 2 - "$dest/teacher.tgz."
+  rm -rf "$b"
+}
 to_dtype() {  # rewrite a safetensors file's floating-point tensors in dtype $1 (bfloat16 for the trip, float32 back)
   "${PYTHON:-python3}" - "$@" << 'EOF'
 import sys
@@ -408,23 +433,9 @@ case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | carry-s
     # lease's (runs d and e's teachers, one recipe, were 4 held-out points apart)
     t="$work/runs/$run/teacher/model"
     [ -s "$t/config.json" ] || { echo "no teacher yet ($t): poll until 'teacher done'" >&2; exit 1; }
-    # parts of at most 15 MiB, four per call: a file of more than 16 MiB does not come back from $OUT (64 MiB a call)
-    bytes=${TEACHER_PART_BYTES:-15728640}
-    [ "$bytes" -le 16777216 ] || { echo "TEACHER_PART_BYTES=$bytes: a file over 16 MiB does not come back from \$OUT" >&2; exit 2; }
+    part_bytes
     if [ ! -e "$stage/teacher-packed-$bytes" ]; then
-      rm -rf "$stage/tbundle" "$stage"/teacher.tgz.* "$stage"/teacher-packed* && mkdir -p "$stage/tbundle/$run/teacher"
-      cp -r "$t" "$stage/tbundle/$run/teacher/model"
-      to_dtype bfloat16 "$stage/tbundle/$run/teacher/model/model.safetensors"
-      cp "$work/runs/$run/teacher/soup.json" "$stage/tbundle/$run/teacher/" 2> /dev/null || true
-      if [ -s "$work/runs/$run/labelled/pool.jsonl" ]; then  # its verdicts on the pool, not train + pool
-        mkdir -p "$stage/tbundle/$run/labelled"
-        cp "$work/runs/$run/labelled/pool.jsonl" "$work/runs/$run/labelled/POOL-SHA256" "$stage/tbundle/$run/labelled/"
-        cp "$work/runs/$run/labelled/POOL-THRESHOLD" "$stage/tbundle/$run/labelled/" 2> /dev/null || true  # (none: greedy)
-      fi
-      (cd "$work/runs/data" && sha256sum train.jsonl) > "$stage/tbundle/$run/teacher/DATA-SHA256"
-      echo "${TEACHER_ORIGIN:-a kept teacher}; bf16 weights packed $(date -u +%FT%TZ); data: $(head -c 200 "$work/runs/data/VERSION" 2> /dev/null)" \
-        > "$stage/tbundle/$run/teacher/ORIGIN"
-      tar czf - -C "$stage/tbundle" "$run" | split -b "$bytes" -d -a 2 - "$stage/teacher.tgz."
+      rm -f "$stage"/teacher-packed* && pack_teacher "$t" "$work/runs/data" "$work/runs/$run/labelled" "$stage"
       touch "$stage/teacher-packed-$bytes"
     fi
     n=0
@@ -439,10 +450,20 @@ case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | carry-s
       exit 0
     fi
     echo "every teacher part was brought back" ;;
+  pack-teacher)
+    # here, not on the GPU machine: a teacher made on this machine (two leases' teachers averaged,
+    # training/runs/2026-12-07-cpu-teacher-soup) packed as `fetch-teacher` brings one back, for `part` and `start` to
+    # send (no verdicts on the pool: `label` runs it on the whole pool there, ~75 s)
+    model=${2:?teacher model folder} data=${3:?the data folder whose train.jsonl it learned} dest=${4:?where the parts go}
+    [ -s "$model/config.json" ] && [ -s "$model/model.safetensors" ] || { echo "no checkpoint in $model" >&2; exit 1; }
+    [ -s "$data/train.jsonl" ] || { echo "no train.jsonl in $data" >&2; exit 1; }
+    part_bytes
+    mkdir -p "$dest" && pack_teacher "$model" "$data" "" "$dest"
+    echo "packed: $(ls "$dest"/teacher.tgz.[0-9][0-9] | wc -l) teacher parts in $dest" ;;
   fetch)
     # another finished student than the picked one (a call brings back at most 64 MiB: one student per call)
     shape=${2:?shape}
     finished "$shape" || { echo "no finished student $shape" >&2; exit 1; }
     send_student "$shape" ;;
-  *) echo "usage: $0 part FILES... | start SHAPES FILES... | resume SHAPES | poll SECONDS | wait PATTERN SECONDS | fetch SHAPE | fetch-teacher" >&2; exit 2 ;;
+  *) echo "usage: $0 part FILES... | start SHAPES FILES... | resume SHAPES | poll SECONDS | wait PATTERN SECONDS | fetch SHAPE | fetch-teacher | pack-teacher MODEL DATA DEST" >&2; exit 2 ;;
 esac
