@@ -338,7 +338,7 @@ save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.it
 EOF
 }
 
-case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | carry-size | prepare}" in
+case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | pack-teacher | carry-size | prepare}" in
   part)
     shift; stage_files "$@"; ls -la "$stage" ;;
   start)
