@@ -246,15 +246,31 @@ def _teacher(tmp_path: Path, train: str = "train rows\n", extra: str = "pool row
     return weights
 
 
+def _bundle(parts: list[Path]) -> dict[str, bytes]:
+    """The files of teacher parts joined (what `start` unpacks), by path."""
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+
+
+def _lease(tmp_path: Path, data: Path) -> Path:
+    """A repository whose gpu_run.sh is the stub, and `data` packed as tmp_path/data.tgz: what `start` is given."""
+    repo = tmp_path / "repo"
+    (repo / "training").mkdir(parents=True)
+    (repo / "training" / "gpu_run.sh").write_text(STUB)
+    with tarfile.open(tmp_path / "data.tgz", "w:gz") as t:
+        t.add(data, arcname="data")
+    return repo
+
+
 @pytest.mark.parametrize("part_bytes", [500, None])  # None: the default, 15 MiB
 def test_fetch_teacher_brings_the_teacher_back_in_parts_a_call_can_hold(tmp_path, part_bytes):
     """`fetch-teacher`: the teacher in bf16 (half the calls), its soup.json and pool labels (and the threshold they
     were given at), where it came from and which train.jsonl it learned, split into parts of TEACHER_PART_BYTES, as
     many new parts in $OUT per call as one call brings back (8 files, 64 MiB: run o's first call made a 50 MB part,
     which did not come back)."""
-    import io
     import sys
-    import tarfile
 
     import torch
     from safetensors.torch import load
@@ -283,9 +299,7 @@ def test_fetch_teacher_brings_the_teacher_back_in_parts_a_call_can_hold(tmp_path
             (out / n).rename(tmp_path / n)
     assert got == [f"teacher.tgz.{i:02d}" for i in range(len(got))]
     assert len(got) > per_call if part_bytes == 500 else len(got) == 1  # several calls; one small part
-    out = tmp_path
-    with tarfile.open(fileobj=io.BytesIO(b"".join((out / n).read_bytes() for n in got))) as t:
-        files = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+    files = _bundle([tmp_path / n for n in got])
     state = load(files["default/teacher/model/model.safetensors"])
     assert state["w"].dtype == torch.bfloat16 and torch.equal(state["w"], weights["w"].bfloat16())
     assert torch.equal(state["ids"], weights["ids"])  # integer tensors keep their dtype
@@ -313,7 +327,6 @@ def test_start_with_a_kept_teacher_needs_no_backbone(tmp_path, same_data, same_p
     this lease's extra.jsonl `label` joins them to train.jsonl; for another it reuses them row by row);
     a part missing is named, and nothing starts."""
     import sys
-    import tarfile
 
     import torch
     from safetensors.torch import load_file
@@ -328,14 +341,10 @@ def test_start_with_a_kept_teacher_needs_no_backbone(tmp_path, same_data, same_p
                                                       capture_output=True, text=True).stdout:
         pass
     parts = sorted(out.iterdir())
-    repo = tmp_path / "repo"
-    (repo / "training").mkdir(parents=True)
-    (repo / "training" / "gpu_run.sh").write_text(STUB)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.jsonl").write_text("train rows\n" if same_data else "rebuilt rows\n")
     (tmp_path / "data" / "extra.jsonl").write_text("pool rows\n" if same_pool else "another pool\n")
-    with tarfile.open(tmp_path / "data.tgz", "w:gz") as t:
-        t.add(tmp_path / "data", arcname="data")
+    repo = _lease(tmp_path, tmp_path / "data")
     env = {**_env(tmp_path), "PYTHON": sys.executable}
     call = lambda *a: subprocess.run(["bash", str(SCRIPT), *a], env=env, cwd=repo, capture_output=True, text=True)  # noqa: E731
     r = call("start", "b22-f1536-e4-hxv", str(tmp_path / "data.tgz"), *map(str, parts[1:]))
@@ -363,8 +372,6 @@ def test_pack_teacher_packs_a_teacher_made_here_for_start_to_take(tmp_path):
     """`pack-teacher MODEL DATA DEST`: a teacher made on this machine (a soup of two leases' teachers) in the parts
     `fetch-teacher` makes, which `start` takes as a kept teacher: fp32 there, its ORIGIN and the train.jsonl it
     learned, no verdicts on the pool (`label` judges the whole pool); a folder without a checkpoint is an error."""
-    import io
-
     import torch
     from safetensors.torch import load, save_file
 
@@ -384,17 +391,12 @@ def test_pack_teacher_packs_a_teacher_made_here_for_start_to_take(tmp_path):
     assert r.returncode == 0, r.stderr
     parts = sorted(dest.iterdir())
     assert len(parts) > 1 and all(p.stat().st_size <= 4000 for p in parts) and f"{len(parts)} teacher parts" in r.stdout
-    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as t:
-        files = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+    files = _bundle(parts)
     assert not any("labelled" in n for n in files)
     assert files["default/teacher/ORIGIN"].startswith(b"ah + al soup; bf16 weights packed ") and b"data-x7" in files["default/teacher/ORIGIN"]
     assert load(files["default/teacher/model/model.safetensors"])["w"].dtype == torch.bfloat16
-    repo = tmp_path / "repo"
-    (repo / "training").mkdir(parents=True)
-    (repo / "training" / "gpu_run.sh").write_text(STUB)
     (data / "extra.jsonl").write_text("pool rows\n")
-    with tarfile.open(tmp_path / "data.tgz", "w:gz") as t:
-        t.add(data, arcname="data")
+    repo = _lease(tmp_path, data)
     r = subprocess.run(["bash", str(SCRIPT), "start", "b22-f1536-e4-hxv", str(tmp_path / "data.tgz"), *map(str, parts)],
                        env=env, cwd=repo, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
