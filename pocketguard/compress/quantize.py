@@ -530,10 +530,11 @@ def qat_start(model: nn.Module, cfg: QuantConfig, info: dict | None = None) -> n
     codes = scales = codes_off = scales_off = 0
     for name in targets:
         mod = model.get_submodule(name)
-        c, s = K.requantize_mismatch(out.get_submodule(name).weight.detach(), mod.int_weight(), mod.scales,
-                                     mod.weight_bits, getattr(mod, "group_size", None))
+        q = mod.int_weight()  # unpacked once: packed int4 codes cost a pass to read
+        c, s = K.requantize_mismatch(out.get_submodule(name).weight.detach(), q, mod.scales, mod.weight_bits,
+                                     getattr(mod, "group_size", None))
         codes_off, scales_off = codes_off + c, scales_off + s
-        codes, scales = codes + mod.int_weight().numel(), scales + mod.scales.numel()
+        codes, scales = codes + q.numel(), scales + mod.scales.numel()
     if info is not None:
         info["qat_start"] = {"codes": codes, "codes_off": codes_off, "scales": scales, "scales_off": scales_off}
     return out
