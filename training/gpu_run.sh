@@ -88,6 +88,9 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   # (those that finished: a soup survives a lost ingredient)
   # (a lone survivor is the teacher itself: run aa evaluated one model twice)
   ingredients=$(python3 -c 'import sys; sys.path.insert(0, "training"); import default_guard as d; p = d.Paths(d.ROOT / "runs" / sys.argv[2], d.ROOT / sys.argv[1], sys.argv[2] == "smoke"); s = [f"teacher-s{s}" for s in p.seeds if (p.model(f"teacher-s{s}") / "config.json").exists()]; print(",".join(s if len(s) > 1 else []))' "$data" "$run")
+  # TEACHER_EVAL=teacher evaluates the teacher alone: on an H100 the students wait for this eval, ~110 s a model
+  # (run ae's three models held its student 330 s), and a soup's ingredients' numbers are a measurement, not a need
+  if [ "${TEACHER_EVAL:-1}" = teacher ]; then ingredients=""; fi
   # and its probe tables (a lease that ends before `pick` still says what the teacher gets right: run m's did not)
   # (positions.jsonl too, where build_data.py wrote it: does the teacher judge an ask wherever it sits in a message?)
   # (and the subset split: harm under a policy of three categories, which the guard shipped on 2026-12-04 mostly missed)

@@ -46,8 +46,8 @@
 # finished; `fetch SHAPE` brings back a finished student the same way.
 # BACKBONE_SHA256 (environment) is the joined file's checksum (default: SmolLM2-135M-Instruct.Q4_1.gguf's).
 # STUDENT_EVAL, DISTILL_EVAL, TEACHER_SEEDS, TEACHER_EVAL and LABEL_THRESHOLD (environment) pass to gpu_run.sh
-# (TEACHER_EVAL=0: a kept teacher is not evaluated again; copy its first lease's eval/*-cuda into the new run before
-# `judge`). Runs g, h and i (2026-12-03) fit a 30-minute lease with TEACHER_SEEDS=0 and one distillation (h: 19.5
+# (TEACHER_EVAL=teacher: a soup's ingredients are not evaluated; TEACHER_EVAL=0: a kept teacher is not evaluated
+# again; copy its first lease's eval/*-cuda into the new run before `judge`). Runs g, h and i (2026-12-03) fit a 30-minute lease with TEACHER_SEEDS=0 and one distillation (h: 19.5
 # minutes; i: a base and its 1-epoch QAT variant, `STUDENT_EVAL=heldout … start "b22-f1536-e4-hv b22-f1536-e4-hv-q1"`,
 # 28 minutes with a failed machine start: the critical path was teacher 425 s + distil and QAT 587 s + the variant's
 # QAT 409 s + its held-out eval).
