@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import json
 import logging
 import sys
 import time
@@ -43,7 +42,7 @@ from .conversation import ConversationError, side_of
 from .guard import Guard, Verdict
 from .policy import SUBSET_MODE_HELP, SUBSET_MODES, Policy, PolicyError
 from .server_api import (OPENAI_CATEGORIES, OPENAI_FROM_CODES, ApiError, Metrics, MetricsMiddleware, PolicyCache,
-                         ServerConfig, _error, _json_type, check_text, openai_result, parse_guard_request,
+                         ServerConfig, _error, check_text, json_object, openai_result, parse_guard_request,
                          parse_moderation_inputs, read_json)
 from .server_batcher import Batcher
 
@@ -164,15 +163,7 @@ def create_app(guard: Guard, config: ServerConfig | None = None) -> FastAPI:
             # the same statuses and types as the same mistake in an HTTP body (read_json; docs/serving.md, Errors)
             if len(raw.encode("utf-8", "surrogatepass")) > config.max_body_bytes:
                 raise ApiError(413, f"a message is over {config.max_body_bytes} bytes", "request_too_large")
-            try:
-                data = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise ApiError(400, f"a message is not valid JSON: {e}") from None
-            except (RecursionError, ValueError) as e:  # absurd nesting, 5000-digit numbers
-                raise ApiError(400, f"a message is not acceptable JSON: {type(e).__name__}") from None
-            if not isinstance(data, dict):
-                raise ApiError(400, f"a message must be a JSON object, got {_json_type(data)}")
-            return data
+            return json_object(raw, "a message")
 
         if open_streams["n"] >= config.max_streams:
             metrics.rejected.labels("streams_full").inc()

@@ -209,14 +209,20 @@ async def read_json(request: Request, config: ServerConfig) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ApiError(400, f"request body is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})") from None
+    return json_object(text, "request body")
+
+
+def json_object(text: str, what: str) -> dict:
+    """`text` parsed as a JSON object, or a 400 ApiError naming `what` (an HTTP body, a WebSocket message: the
+    same mistake gets the same status and wording on both)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ApiError(400, f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        raise ApiError(400, f"{what} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except (RecursionError, ValueError) as e:  # absurd nesting, 5000-digit numbers
-        raise ApiError(400, f"request body is not acceptable JSON: {type(e).__name__}") from None
+        raise ApiError(400, f"{what} is not acceptable JSON: {type(e).__name__}") from None
     if not isinstance(data, dict):
-        raise ApiError(400, f"request body must be a JSON object, got {_json_type(data)}")
+        raise ApiError(400, f"{what} must be a JSON object, got {_json_type(data)}")
     return data
 
 

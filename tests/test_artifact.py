@@ -12,15 +12,7 @@ from pocketguard.guard import Guard
 from pocketguard.policy import Policy
 from pocketguard.testing import tiny_args, tiny_model, tiny_tiktoken_file, tiny_tokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine OpenMP waits for descheduled
-    threads made these tests 10x slower; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,7 @@ from pocketguard.compress.rotate import fold_norms, rotate_model, rotation_matri
 from pocketguard.model import ModelArgs, Transformer
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine OpenMP waits for descheduled
-    threads made these tests 10x slower; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(seed=0, dim=64, **over):
