@@ -248,6 +248,9 @@ class Transformer(nn.Module):
             self.input_id_map = None
         out_ids = torch.tensor(args.output_token_ids, dtype=torch.long) if args.output_token_ids is not None else None
         self.register_buffer("output_token_ids", out_ids, persistent=False)
+        # Set by train() for TrainConfig.activation_checkpointing: with gradients on, each block's activations are
+        # recomputed in backward instead of kept (one more forward's compute for a block's activations at a time)
+        self.activation_checkpointing = False
 
     def init_weights(self, std: float = 0.02, seed: int | None = None) -> "Transformer":
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -331,8 +334,14 @@ class Transformer(nn.Module):
         cos, sin = self.rope_cos[positions], self.rope_sin[positions]
         h = self.embed(tokens)
         cos, sin = cos.to(h.dtype), sin.to(h.dtype)
+        recompute = self.activation_checkpointing and cache is None and torch.is_grad_enabled()
+        if recompute:
+            from torch.utils.checkpoint import checkpoint  # (imported only by training that asks for it)
         for i, layer in enumerate(self.layers):
-            h = layer(h, cos, sin, mask, cache, i)
+            if recompute:  # (the RNG state is replayed, so dropout draws the same masks again)
+                h = checkpoint(layer, h, cos, sin, mask, None, i, use_reentrant=False)
+            else:
+                h = layer(h, cos, sin, mask, cache, i)
         if last_only:
             last = T - 1 - valid.flip(1).long().argmax(1)
             h = h[torch.arange(B, device=dev), last].unsqueeze(1)

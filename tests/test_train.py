@@ -179,6 +179,36 @@ def test_resume_with_lora_dropout_draws_the_masks_the_killed_run_would_have(tok,
         assert torch.equal(a, b), n
 
 
+def test_activation_checkpointing_trains_the_same_weights_recomputing_each_block(tok):
+    """Recomputing each block in backward (dropout replayed: LoRA adapters at p = 0.3; with a hidden-state teacher)
+    gives the weights of keeping the activations; every block runs twice a micro-batch (forward, then again in
+    backward); the switch is back off after training, and a model without it is refused."""
+    from pocketguard.compress.lora import add_lora
+
+    exs = toy_examples(16, seed=4)
+    cfg = TrainConfig(lr=5e-3, steps=3, batch_size=4, progress=False, device="cpu", hidden_weight=0.5, kl_weight=0.5)
+    teacher = small(tok, seed=7)
+    runs = {}
+    for on in (False, True):
+        torch.manual_seed(0)
+        model = add_lora(small(tok, seed=3), rank=4, alpha=8.0, dropout=0.3)
+        calls = []
+        # (pre-hooks: a recomputation stops once it has what backward needs, before a block's forward hooks)
+        hooks = [b.register_forward_pre_hook(lambda m, i, n=n: calls.append(n)) for n, b in enumerate(model.layers)]
+        train(model, exs, tok, POLICY, replace(cfg, activation_checkpointing=on), teacher=teacher)
+        for h in hooks:
+            h.remove()
+        runs[on] = model.state_dict(), calls
+        assert model.activation_checkpointing is False
+    for (n, a), b in zip(runs[False][0].items(), runs[True][0].values()):
+        assert torch.equal(a, b), n
+    assert len(runs[True][1]) == 2 * len(runs[False][1]) == 2 * 3 * 2  # 3 steps x 2 blocks, each twice
+    assert runs[True][1][:2] == [0, 1] and runs[True][1][2:4] == [1, 0]  # forward, then backward's order
+    with pytest.raises(ValueError, match="activation_checkpointing needs"):
+        train(torch.nn.Linear(2, 2), exs, tok, POLICY, replace(cfg, activation_checkpointing=True, hidden_weight=0.0,
+                                                              kl_weight=0.0))
+
+
 def test_hidden_only_distillation_does_not_run_the_head(tok):
     """With neither CE nor KL the head's output is unused: running it would leave DDP waiting for its gradient."""
     teacher, student = small(tok, seed=5), prune_output(small(tok, seed=6), tok, POLICY)
