@@ -918,6 +918,41 @@ def test_judge_keeps_two_students_apart_and_tables_their_probes_together(tmp_pat
     assert [c[1] for c in calls if c[0] == "probe"] == [(A, B, "b22-f1536-e4-hxv-t2")] + [("b22-f1536-e4-hxv-t2",)] * (len(dg.JUDGED_PROBES) - 1)
 
 
+def test_reference_copies_the_shipped_guard_and_evaluates_and_probes_it_as_judge_reads_it(tmp_path, monkeypatch):
+    """`reference` makes runs/b5 again on a machine that lost it: the package's folder copied (not linked: a lease
+    moves the package's weights out of the tree) to where `judge --reference` looks for model `shipped`, its eval on
+    dev and dev_heldout and every judged probe set; kept while the package holds the same guard, replaced whole
+    when it holds another."""
+    sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
+    import default_guard as dg
+
+    p = dg.Paths(tmp_path / "b5", tmp_path / "data", False)
+    (tmp_path / "data").mkdir()
+    for split in ("dev", "dev_heldout"):
+        (tmp_path / "data" / f"{split}.jsonl").write_text(json.dumps({"text": "hello", "label": "safe"}) + "\n")
+    shipped = tmp_path / "package"
+    shipped.mkdir()
+    (shipped / "manifest.json").write_text('{"v": 1}')
+    (shipped / "model.safetensors").write_bytes(b"weights one")
+    calls = []
+    monkeypatch.setattr(dg.subprocess, "run", lambda cmd, **k: calls.append(("eval", Path(cmd[cmd.index("--out") + 1]).name,
+                                                                             Path(cmd[cmd.index("--model") + 1]))))
+    monkeypatch.setattr(dg, "stage_probe", lambda p, models, device, f: calls.append(("probe", tuple(models), device, Path(f).name)))
+    dg.stage_reference(p, shipped)
+    model = tmp_path / "b5" / "students" / "shipped" / "model"
+    assert p.model("shipped") == model and not model.is_symlink()
+    assert (model / "model.safetensors").read_bytes() == b"weights one"
+    assert calls == ([("eval", "dev-cpu", model), ("eval", "dev_heldout-cpu", model)]
+                     + [("probe", ("shipped",), "cpu", f"{stem}.jsonl") for stem in dg.JUDGED_PROBES])
+    (shipped / "model.safetensors").unlink()  # moved out for a lease's calls: the reference keeps its copy
+    dg.stage_reference(p, shipped)
+    assert (model / "model.safetensors").read_bytes() == b"weights one"
+    (shipped / "manifest.json").write_text('{"v": 2}')  # another guard shipped
+    (shipped / "model.safetensors").write_bytes(b"weights two")
+    dg.stage_reference(p, shipped)
+    assert (model / "model.safetensors").read_bytes() == b"weights two" and not model.with_name("model.partial").exists()
+
+
 def test_card_targets_table_scores_each_student_greedy_and_at_its_threshold(tmp_path):
     """`card`'s first table, issue 12's bars per model: held-out F1 and each held-out source's recall / FPR, dev F1,
     look-alike FPR, response F1 and the weakest language — greedy, and for a calibrated student at its guard.json

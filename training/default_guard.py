@@ -39,6 +39,8 @@ Stages (each also runs alone, and each resumes where a killed run stopped):
   judge      students back from a GPU lease, on this CPU: eval of every split (each --shape under its own tag),
              calibrate, every judged probe set (JUDGED_PROBES, each in one table), card, and rule for each
              (exit 0 when one would ship)
+  reference  the shipped guard copied into OUT and evaluated and probed on this CPU: what rule and judge read
+             as --reference (runs/b5), made again on a machine that lost runs/
 
 `--smoke` runs the same stages at toy size on CPU in a few minutes (the backbone cut to SMOKE_BLOCKS, few
 steps, a data sample): the check that the whole pipeline works before GPU time is spent on it. The committed
@@ -1371,12 +1373,30 @@ def stage_judge(p: Paths, shapes: list[str], ref: Paths, device: str = "cpu") ->
     return [shape for shape in shapes if stage_rule(p, shape, ref)]
 
 
+def stage_reference(p: Paths, shipped: Path, device: str = "cpu") -> None:
+    """The shipped guard as `rule` and `judge --reference OUT` read it, made again where runs/ was lost: `shipped`
+    (the package's folder) copied to OUT/students/shipped/model — a copy, since a GPU lease moves the package's
+    weights out of the tree for its calls, and replaced whole when the package holds another guard —, its `eval`
+    on dev and dev_heldout and every judged probe set, on this CPU with the kernels it ships with (~15 minutes)."""
+    dst = p.model("shipped")
+    if not (dst / "manifest.json").exists() or (dst / "manifest.json").read_bytes() != (shipped / "manifest.json").read_bytes():
+        tmp = dst.with_name(dst.name + ".partial")  # (a copy cut short never passes for the guard)
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(shipped, tmp)
+        shutil.rmtree(dst, ignore_errors=True)
+        tmp.rename(dst)
+    stage_eval(p, device, ["shipped"])
+    for stem in JUDGED_PROBES:
+        stage_probe(p, ["shipped"], device, PROBES.with_name(f"{stem}.jsonl"))
+
+
 STAGES = ("data", "backbone", "teacher", "label", "student", "eval")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "probe-history", "pick", "calibrate", "rule", "judge", "gaps"))
+    ap.add_argument("stage", choices=STAGES + ("all", "ship", "card", "probe", "probe-history", "pick", "calibrate", "rule", "judge", "gaps",
+                                                "reference"))
     ap.add_argument("--data", type=Path, default=ROOT / "runs" / "data", help="build_data.py output (default: runs/data)")
     ap.add_argument("--out", type=Path, help="run folder (default: runs/default, or runs/smoke with --smoke)")
     ap.add_argument("--backbone", type=Path, default=BACKBONE, help=f"the backbone GGUF (default: {BACKBONE.relative_to(ROOT)})")
@@ -1391,7 +1411,8 @@ def main(argv: list[str] | None = None) -> int:
                          "S1/S9/S10 judged by a prompt listing those three alone)")
     ap.add_argument("--tag", default="", help="eval: suffix of the output folders (OUT/eval/<split>-<device>-<tag>), so a "
                                                "separate run does not replace another on the same device")
-    ap.add_argument("--ship-to", type=Path, default=ASSET, help="where `ship` puts the guard (default: the package)")
+    ap.add_argument("--ship-to", type=Path, default=ASSET, help="where `ship` puts the guard and `reference` finds it "
+                                                                 "(default: the package)")
     ap.add_argument("--seed", type=int, default=None, help="teacher: train the soup ingredient with this seed only")
     ap.add_argument("--reference", type=Path, help="rule: the run folder where the shipped guard was evaluated as model "
                                                      "`shipped` (its eval predictions and probe tables)")
@@ -1419,6 +1440,7 @@ def main(argv: list[str] | None = None) -> int:
            "probe-history": lambda: stage_probe_history(Path(__file__).resolve().parent / "runs", a.column),
            "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to),
            "calibrate": lambda: stage_calibrate(p, shapes[0], a.device or "cpu"),
+           "reference": lambda: stage_reference(p, a.ship_to, a.device or "cpu"),
            "gaps": lambda: stage_gaps(p, a.also, tuple(a.source))}
     if a.stage in ("ship", "calibrate", "rule") and len(shapes) != 1:
         ap.error(f"{a.stage} needs exactly one --shape")
