@@ -501,6 +501,42 @@ def test_two_process_training_ends_with_identical_weights(tok, tmp_path, paralle
                                rtol=1e-5, atol=0)
 
 
+def _recompute_worker(rank, world, port, tok_dir, out_dir, parallel):
+    """Under `parallel`, train small(seed=11) with and without activation checkpointing; each rank saves both."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from pocketguard.tokenizer import HFTokenizer
+    import torch.distributed as dist
+
+    tok = HFTokenizer(os.path.join(tok_dir, "tokenizer.json"))
+    got = {}
+    for on in (False, True):
+        model = small(tok, seed=11)
+        train(model, toy_examples(40, seed=1), tok, POLICY, TrainConfig(lr=3e-3, steps=3, batch_size=4, warmup=1,
+              progress=False, parallel=parallel, device="cpu", activation_checkpointing=on))
+        got[on] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    torch.save(got, os.path.join(out_dir, f"recompute{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_activation_checkpointing_under_ddp_and_fsdp_trains_the_same_weights(tok, tmp_path, parallel):
+    """Recomputed blocks inside DDP's and FSDP's wrappers (FSDP gathers a block's shards again for the recompute):
+    each rank ends with the weights of training without recomputation, and both ranks with the same ones."""
+    import shutil
+
+    import torch.multiprocessing as mp
+
+    tok_dir = str(tmp_path / "tok")
+    os.makedirs(tok_dir)
+    shutil.copyfile(tok.path, os.path.join(tok_dir, "tokenizer.json"))
+    mp.spawn(_recompute_worker, args=(2, _free_port(), tok_dir, str(tmp_path), parallel), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"recompute{r}.pt") for r in (0, 1)]
+    for k, v in ranks[0][False].items():
+        assert all(torch.equal(r[on][k], v) for r in ranks for on in (False, True)), k
+
+
 def _mode_worker(rank, world, port, tok_dir, out_dir, parallel, steps, batch_size, hidden_only=False):
     """Train `small(seed=11)` in `out_dir` for `steps` (resuming whatever state is there) under `parallel`;
     rank 0 saves the weights to out_dir/final.pt. world 1: one process, no process group."""
