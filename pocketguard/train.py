@@ -334,14 +334,20 @@ def _loss(out: Tensor | None, y: Tensor, t_logits: Tensor | None, config: TrainC
     return loss, torch.stack([ce.detach(), kl.detach(), hid.detach()])
 
 
-def teacher_right(rows: Tensor, t_logits: Tensor, y: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-    """For `distill_where_teacher_right`: (per answer position, per real token) 1.0 where the example's verdict —
-    its first answer position, the lowest column of its row — is the teacher's top token, else 0.0. `rows` are the
-    answer positions' batch rows in row-major order (`nonzero`), so a row's first position is its first entry."""
+def first_answers(rows: Tensor) -> Tensor:
+    """Indices into `rows` — the answer positions' batch rows in row-major order (`nonzero`) — of each row's first
+    answer position, the one that predicts its verdict; a row without answer positions (padding) has none."""
     first = torch.ones_like(rows, dtype=torch.bool)
     first[1:] = rows[1:] != rows[:-1]
+    return first.nonzero(as_tuple=True)[0]
+
+
+def teacher_right(rows: Tensor, t_logits: Tensor, y: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """For `distill_where_teacher_right`: (per answer position, per real token) 1.0 where the example's verdict —
+    its first answer position (`first_answers`) — is the teacher's top token, else 0.0."""
+    f = first_answers(rows)
     right = torch.ones(valid.shape[0], dtype=torch.bool, device=rows.device)
-    right[rows[first]] = t_logits[first].argmax(-1) == y[first]
+    right[rows[f]] = t_logits[f].argmax(-1) == y[f]
     return right[rows].float(), right[valid.nonzero(as_tuple=True)[0]].float()
 
 
@@ -380,13 +386,12 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], tokenizer: Tokenizer, d
         y = lut[batch.targets[rows, cols]]
         s[0] += F.cross_entropy(out, y, ignore_index=IGNORE, reduction="sum").double()
         s[1] += int((y != IGNORE).sum())
-        # first answer position of each row: the first gathered position of that row
-        first_idx = torch.searchsorted(rows.contiguous(), torch.arange(len(batch), device=device))
+        first_idx = first_answers(rows)  # each row's verdict position (a row without one is not scored)
         if (first_rows == IGNORE).any():
             continue
         p = torch.softmax(out[first_idx][:, first_rows], -1)[:, 1]
         pred = (p > 0.5).long()
-        lab = batch.labels
+        lab = batch.labels[rows[first_idx]]
         s[2] += int((pred == lab).sum())
         s[3] += int(((pred == 1) & (lab == 1)).sum())
         s[4] += int(((pred == 1) & (lab == 0)).sum())

@@ -983,6 +983,22 @@ def test_teacher_right_marks_the_examples_whose_verdict_the_teacher_predicts():
     assert at_answer.tolist() == [1, 1, 0, 0, 0, 1] and at_token.tolist() == [1, 1, 0, 0, 0, 1]
 
 
+def test_evaluate_scores_each_row_at_its_own_verdict_and_skips_a_row_without_one(tok):
+    """`evaluate` reads each example's verdict at its first answer position (`first_answers`, which teacher_right
+    shares): a row with no answer position (padding) is not scored, and the rows after it keep their own verdicts
+    (a search for row i's first position had read the next row's for a row without one)."""
+    from pocketguard.train import evaluate
+
+    model = small(tok, seed=6).eval()
+    enc = GuardData(toy_examples(3, seed=9), tok, POLICY, 256).encoded
+    b = collate(enc)
+    b.targets[1] = IGNORE  # row 1: no answer position
+    got = evaluate(model, [b], tok, torch.device("cpu"), bf16=False)
+    alone = [evaluate(model, [collate([e])], tok, torch.device("cpu"), bf16=False) for e in (enc[0], enc[2])]
+    assert got["n"] == 2
+    torch.testing.assert_close(got["p_unsafe"], [a["p_unsafe"][0] for a in alone], rtol=1e-5, atol=1e-6)
+
+
 def test_where_the_teacher_is_wrong_distillation_trains_on_the_label_alone(tok):
     """A teacher that answers "safe" to everything, on unsafe rows only: with `distill_where_teacher_right` its KL
     and hidden-state terms drop out of every example, and training ends with the weights of CE alone; without it,
