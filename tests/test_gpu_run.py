@@ -18,6 +18,7 @@ case "$*" in
     shape=${@: -1}; sleep 1; mkdir -p runs/default/students/$shape/model; echo '{}' > runs/default/students/$shape/model/manifest.json ;;
   *"default_guard.py"*" pick"*) mkdir -p runs/default; echo "${SHAPES%% *}" > runs/default/picked.txt ;;
   *"default_guard.py"*" eval "*) sleep 1 ;;
+  *"import default_guard as d"*"teacher-s"*) echo "${STUB_INGREDIENTS:-}" ;;  # the soup's ingredients that finished
 esac
 echo "end $*" >> "$STUB_LOG"
 """
@@ -76,3 +77,17 @@ def test_teacher_eval_0_leaves_a_kept_teachers_eval_out(tmp_path):
             < _at(calls, "end", "student --shape s-a") < _at(calls, "start", "student --shape s-b"))
     probes = [c for c in calls if c.startswith("start") and " probe " in c]
     assert len(probes) == 2 and all(c.endswith("--models s-a") for c in probes)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("teacher_eval, models", [("1", "teacher,teacher-s0,teacher-s1"), ("teacher", "teacher")])
+def test_teacher_eval_teacher_evaluates_a_soup_without_its_ingredients(tmp_path, teacher_eval, models):
+    """A soup's ingredients are evaluated and probed beside it by default (did averaging help?); TEACHER_EVAL=teacher
+    leaves them out, since on an H100 the students wait for that eval (~110 s a model: run ae's three held its
+    student 330 s)."""
+    calls = _run(tmp_path, TEACHER_EVAL=teacher_eval, STUB_INGREDIENTS="teacher-s0,teacher-s1")
+    evals = [c for c in calls if c.startswith("start") and " eval --device cuda" in c]
+    assert len(evals) == 1 and f"--models {models} " in evals[0]
+    probes = [c for c in calls if c.startswith("start") and " probe " in c]
+    assert probes and all(c.endswith(f"--models {models}") or c.endswith(f"--models {models},s-a") for c in probes)
+    assert probes[-1].endswith(f"--models {models},s-a")
