@@ -46,8 +46,8 @@ attention in `pg_attn_vnni`. 12-bit queries and keys per row (`vpdpwssd`) give e
 fp32, and the probabilities (uint8 per row, value scales folded in) times int8 values are again exact int32 sums —
 3-3.6x SDPA on the default guard's 300-token shape (4.7x with int8 queries and keys), at ~0.9 % relative error in
 the attention output (1.8 % when queries and keys were int8 too, until 2026-12-04: that cost the shipped guard 0.8
-held-out F1 points against exact attention, which 12-bit ones give back; docs/model-card.md, *Quality*). Everywhere
-else (no VNNI, the portable or a forced AVX2 kernel, GPUs, bf16) attention is torch's SDPA in the model's dtype, and
+held-out F1 points against exact attention, which 12-bit ones give back; docs/training-history.md, *The
+arithmetic's own noise*). Everywhere else (no VNNI, the portable or a forced AVX2 kernel, GPUs, bf16) attention is torch's SDPA in the model's dtype, and
 `POCKETGUARD_ATTENTION=fp32` asks for exact fp32 SDPA on CPU too (`int8_attention()`). The int8 attention fails
 closed as well: a query, key or value row holding a NaN or an infinity makes NaN every output that reads it.
 
@@ -1131,8 +1131,8 @@ def int8_attention() -> bool:
     * `fp32` (or its older name `sdpa`): never int8, torch's SDPA (exact fp32 on CPU).
 
     int8 (12-bit queries and keys, int8 values and uint8 probabilities) is 3-3.6x faster than fp32 SDPA on the default
-    guard's prompt shapes; on the shipped guard its held-out F1 is exact attention's (docs/model-card.md). GPUs
-    and non-fp32 models keep SDPA whatever the setting (`packed.Attention`)."""
+    guard's prompt shapes; on the shipped guard its held-out F1 is exact attention's (docs/training-history.md,
+    *The arithmetic's own noise*). GPUs and non-fp32 models keep SDPA whatever the setting (`packed.Attention`)."""
     want = os.environ.get("POCKETGUARD_ATTENTION", "auto")
     if want not in ATTENTION_MODES:
         raise ValueError(f"POCKETGUARD_ATTENTION must be auto, int8 or fp32 (sdpa: the same as fp32), not {want!r}")
