@@ -48,8 +48,9 @@ fp32, and the probabilities (uint8 per row, value scales folded in) times int8 v
 the attention output (1.8 % when queries and keys were int8 too, until 2026-12-04: that cost the shipped guard 0.8
 held-out F1 points against exact attention, which 12-bit ones give back; docs/training-history.md, *The
 arithmetic's own noise*). Everywhere else (no VNNI, the portable or a forced AVX2 kernel, GPUs, bf16) attention is
-torch's SDPA in the model's dtype, and `POCKETGUARD_ATTENTION=fp32` asks for exact fp32 SDPA on CPU too (`int8_attention()`). The int8 attention fails
-closed as well: a query, key or value row holding a NaN or an infinity makes NaN every output that reads it.
+torch's SDPA in the model's dtype, and `POCKETGUARD_ATTENTION=fp32` asks for exact fp32 SDPA on CPU too
+(`int8_attention()`). The int8 attention fails closed as well: a query, key or value row holding a NaN or an infinity
+makes NaN every output that reads it.
 
 `accelerate(model)` swaps each transformer block for a `FastBlock` (RMSNorm fused with the activation
 quantization, q|k|v in one matmul and gate|up in one matmul so each activation is quantized once, SiLU·up
