@@ -444,14 +444,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, tok_dir, out_dir, parallel):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+def _rank_setup(rank, world, port, tok_dir):
+    """A spawned worker's start: join the gloo group's environment (world > 1), one intra-op thread, the toy tokenizer."""
     from pocketguard.tokenizer import HFTokenizer
+
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                          LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    return HFTokenizer(os.path.join(tok_dir, "tokenizer.json"))
+
+
+def _ddp_worker(rank, world, port, tok_dir, out_dir, parallel):
     import torch.distributed as dist
 
-    tok = HFTokenizer(os.path.join(tok_dir, "tokenizer.json"))
+    tok = _rank_setup(rank, world, port, tok_dir)
     model = small(tok, seed=11)
     cfg = TrainConfig(lr=3e-3, steps=4, batch_size=4, warmup=1, progress=False, parallel=parallel, device="cpu",
                       out_dir=os.path.join(out_dir, "run"), save_every=2)
@@ -503,13 +510,9 @@ def test_two_process_training_ends_with_identical_weights(tok, tmp_path, paralle
 
 def _recompute_worker(rank, world, port, tok_dir, out_dir, parallel):
     """Under `parallel`, train small(seed=11) with and without activation checkpointing; each rank saves both."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    from pocketguard.tokenizer import HFTokenizer
     import torch.distributed as dist
 
-    tok = HFTokenizer(os.path.join(tok_dir, "tokenizer.json"))
+    tok = _rank_setup(rank, world, port, tok_dir)
     got = {}
     for on in (False, True):
         model = small(tok, seed=11)
@@ -521,16 +524,11 @@ def _recompute_worker(rank, world, port, tok_dir, out_dir, parallel):
 
 
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
-def test_activation_checkpointing_under_ddp_and_fsdp_trains_the_same_weights(tok, tmp_path, parallel):
+def test_activation_checkpointing_under_ddp_and_fsdp_trains_the_same_weights(tmp_path, tok_dir, parallel):
     """Recomputed blocks inside DDP's and FSDP's wrappers (FSDP gathers a block's shards again for the recompute):
     each rank ends with the weights of training without recomputation, and both ranks with the same ones."""
-    import shutil
-
     import torch.multiprocessing as mp
 
-    tok_dir = str(tmp_path / "tok")
-    os.makedirs(tok_dir)
-    shutil.copyfile(tok.path, os.path.join(tok_dir, "tokenizer.json"))
     mp.spawn(_recompute_worker, args=(2, _free_port(), tok_dir, str(tmp_path), parallel), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"recompute{r}.pt") for r in (0, 1)]
     for k, v in ranks[0][False].items():
@@ -540,14 +538,9 @@ def test_activation_checkpointing_under_ddp_and_fsdp_trains_the_same_weights(tok
 def _mode_worker(rank, world, port, tok_dir, out_dir, parallel, steps, batch_size, hidden_only=False):
     """Train `small(seed=11)` in `out_dir` for `steps` (resuming whatever state is there) under `parallel`;
     rank 0 saves the weights to out_dir/final.pt. world 1: one process, no process group."""
-    if world > 1:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                          LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    from pocketguard.tokenizer import HFTokenizer
     import torch.distributed as dist
 
-    tok = HFTokenizer(os.path.join(tok_dir, "tokenizer.json"))
+    tok = _rank_setup(rank, world, port, tok_dir)
     model, teacher = small(tok, seed=11), None
     cfg = TrainConfig(lr=3e-3, steps=steps, batch_size=batch_size, warmup=1, progress=False, parallel=parallel,
                       device="cpu", out_dir=out_dir, save_every=2)
@@ -606,14 +599,10 @@ def test_two_process_ddp_distils_on_hidden_states_alone(tmp_path, tok_dir):
 
 def _dropout_worker(rank, world, port, tok_dir, out_dir):
     """Two DDP ranks train a LoRA-adapted model with dropout for two steps; each saves the start of every mask drawn."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
     from pocketguard.compress.lora import add_lora
-    from pocketguard.tokenizer import HFTokenizer
     import torch.distributed as dist
 
-    tok = HFTokenizer(os.path.join(tok_dir, "tokenizer.json"))
+    tok = _rank_setup(rank, world, port, tok_dir)
     torch.manual_seed(0)
     model = add_lora(small(tok, seed=3), rank=4, alpha=8.0, dropout=0.5)
     masks = []

@@ -168,7 +168,7 @@ pack_teacher() {  # teacher model folder, the data folder whose train.jsonl it l
   cp -rL "$t" "$b/$run/teacher/model"
   to_dtype bfloat16 "$b/$run/teacher/model/model.safetensors"
   cp "$(dirname "$t")/soup.json" "$b/$run/teacher/" 2> /dev/null || true
-  if [ -s "$lab/pool.jsonl" ]; then
+  if [ -n "$lab" ] && [ -s "$lab/pool.jsonl" ]; then
     mkdir -p "$b/$run/labelled"
     cp "$lab/pool.jsonl" "$lab/POOL-SHA256" "$b/$run/labelled/"
     cp "$lab/POOL-THRESHOLD" "$b/$run/labelled/" 2> /dev/null || true  # (none: greedy)
