@@ -812,9 +812,9 @@ def test_probe_stage_refuses_probes_the_data_holds_in_another_surface_form(tmp_p
         dg.stage_probe(p, ["no-such-model"], "cpu")
 
 
-def test_probe_table_counts_right_answers_by_what_is_judged(tmp_path):
-    """The probe table ends with the right answers per judged role and label (user / agent, unsafe / safe), which
-    add up to the total and agree with the rows marked wrong."""
+def _tiny_probe_run(tmp_path):
+    """A run folder with a tiny random "teacher", an empty train.jsonl and a five-probe set of every judged role and
+    label -> (default_guard, its Paths, the probe file, the probe rows)."""
     sys.path.insert(0, str(DEFAULT_MODEL_DIR.parents[2] / "training"))
     import default_guard as dg
     from pocketguard.checkpoint import policy_dict, save_hf
@@ -832,6 +832,13 @@ def test_probe_table_counts_right_answers_by_what_is_judged(tmp_path):
             (user("q") + [{"role": "assistant", "content": "ok"}], "agent", "safe", [])]
     probes = tmp_path / "probes-x.jsonl"
     probes.write_text("".join(json.dumps({"messages": m, "role": r, "label": lab, "categories": c}) + "\n" for m, r, lab, c in rows))
+    return dg, p, probes, rows
+
+
+def test_probe_table_counts_right_answers_by_what_is_judged(tmp_path):
+    """The probe table ends with the right answers per judged role and label (user / agent, unsafe / safe), which
+    add up to the total and agree with the rows marked wrong."""
+    dg, p, probes, rows = _tiny_probe_run(tmp_path)
     dg.stage_probe(p, ["teacher"], "cpu", probes)
     lines = (p.eval / "probes-x-cpu.md").read_text().splitlines()
     table = [line for line in lines if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
@@ -844,6 +851,34 @@ def test_probe_table_counts_right_answers_by_what_is_judged(tmp_path):
         assert got == total - sum(1 for line in table if "✗" in line and (line.split("|")[2].strip(), line.split("|")[4].strip().split()[0]) == key)
     right = int(lines[-5].split("**")[-2].split("/")[0])
     assert right == sum(int(c.split("/")[0]) for c in counts.values())
+
+
+def test_probe_tables_several_sets_in_one_process_loading_each_model_once(tmp_path, monkeypatch):
+    """`probe --probes A --probes B` writes one table per set, each what a process of its own writes, loading the
+    model once (a GPU lease's nine sets cost ~80 s of start-ups one process each); a model folder replaced in
+    between loads again."""
+    from pocketguard.guard import Guard
+
+    dg, p, probes, rows = _tiny_probe_run(tmp_path)
+    other = tmp_path / "probes-y.jsonl"
+    other.write_text("".join(probes.read_text().splitlines(keepends=True)[::-1]))
+    args = ["--data", str(p.data), "--out", str(p.out), "--device", "cpu", "--models", "teacher", "probe"]
+    assert dg.main(args + ["--probes", str(probes)]) == 0
+    assert dg.main(args + ["--probes", str(other)]) == 0
+    alone = {f: (p.eval / f).read_text() for f in ("probes-x-cpu.md", "probes-y-cpu.md")}
+    for f in alone:
+        (p.eval / f).unlink()
+    dg._PROBE_GUARDS.clear()
+    loads = []
+    real = Guard.load.__func__
+    monkeypatch.setattr(Guard, "load", classmethod(lambda cls, *a, **k: loads.append(a[0]) or real(cls, *a, **k)))
+    assert dg.main(args + ["--probes", str(probes), "--probes", str(other)]) == 0
+    assert {f: (p.eval / f).read_text() for f in alone} == alone
+    assert len(loads) == 1
+    config = p.model("teacher") / "config.json"
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))  # a new model there
+    dg.stage_probe(p, ["teacher"], "cpu", probes)
+    assert len(loads) == 2
 
 
 def test_eval_and_probe_stop_before_dropping_another_models_results(tmp_path, monkeypatch):

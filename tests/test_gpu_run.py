@@ -24,7 +24,7 @@ echo "end $*" >> "$STUB_LOG"
 """
 
 
-def _run(tmp_path: Path, **env) -> list[str]:
+def _run(tmp_path: Path, gpu_mib: int = 81559, **env) -> list[str]:
     work, stubs = tmp_path / "work", tmp_path / "stubs"
     (work / "training").mkdir(parents=True)
     shutil.copy(REPO / "training" / "gpu_run.sh", work / "training" / "gpu_run.sh")
@@ -35,7 +35,7 @@ def _run(tmp_path: Path, **env) -> list[str]:
     (teacher / "config.json").write_text("{}")
     stubs.mkdir()
     (stubs / "python3").write_text(PYTHON3)
-    (stubs / "nvidia-smi").write_text("#!/usr/bin/env bash\necho 81559\n")  # an H100: PARALLEL=1
+    (stubs / "nvidia-smi").write_text(f"#!/usr/bin/env bash\necho {gpu_mib}\n")  # 81559: an H100, PARALLEL=1
     for stub in stubs.iterdir():
         stub.chmod(0o755)
     log = tmp_path / "calls.log"
@@ -53,16 +53,40 @@ def _at(calls: list[str], prefix: str, needle: str) -> int:
     return next(i for i, c in enumerate(calls) if c.startswith(prefix) and needle in c)
 
 
+def _probe_calls(calls: list[str]) -> list[str]:
+    probes = [c for c in calls if c.startswith("start") and " probe " in c]
+    for c in probes:  # every set in one process
+        assert "--probes training/probes-blind.jsonl --probes training/probes.jsonl " in c
+    return probes
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_on_a_one_job_gpu_the_students_start_after_the_teachers_eval(tmp_path):
     """The teacher's eval (43 GB) and a distillation (47 GB) do not fit an H100 side by side (run aa): the first
-    student starts once the eval has ended, and the students train one after the other."""
+    student starts once the eval of the splits `judge` compares it with has ended, and the students train one after
+    the other; the teacher's subset eval waits for them, and its probe tables come with the picked student's (run am
+    lost its student to the lease's end after ~100 s of those ahead of it)."""
     calls = _run(tmp_path)
+    first_eval = _at(calls, "start", " eval --device cuda --models teacher")
+    assert "--split dev --split dev_heldout" in calls[first_eval] and "subset" not in calls[first_eval]
     eval_end = _at(calls, "end", " eval --device cuda --models teacher")
     first, second = _at(calls, "start", "student --shape s-a"), _at(calls, "start", "student --shape s-b")
     assert eval_end < first < _at(calls, "end", "student --shape s-a") < second
-    probes = [c for c in calls if c.startswith("start") and " probe " in c]
-    assert probes and all("--models teacher,s-a" in c for c in probes[-2:])  # the picked student beside its teacher
+    assert _at(calls, "end", "student --shape s-b") < _at(calls, "start", "--models teacher --split subset")
+    probes = _probe_calls(calls)
+    assert len(probes) == 1 and probes[0].endswith("--models teacher,s-a")  # the picked student beside its teacher
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_on_a_two_job_gpu_the_teachers_whole_eval_runs_beside_the_students(tmp_path):
+    """Where the GPU holds the eval beside a distillation (an H200: PARALLEL=2), the teacher's every split and
+    probe table run at once, beside `label` and the students, none of which wait for them."""
+    calls = _run(tmp_path, gpu_mib=143771)
+    evals = [c for c in calls if c.startswith("start") and " eval --device cuda" in c]
+    assert len(evals) == 1 and "--split subset" in evals[0]
+    probes = _probe_calls(calls)
+    assert len(probes) == 2 and probes[0].endswith("--models teacher") and probes[1].endswith("--models teacher,s-a")
+    assert _at(calls, "start", "student --shape s-b") < _at(calls, "end", "student --shape s-a")  # side by side
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -75,8 +99,8 @@ def test_teacher_eval_0_leaves_a_kept_teachers_eval_out(tmp_path):
     assert not any(" eval " in c for c in calls)
     assert (_at(calls, "end", " label") < _at(calls, "start", "student --shape s-a")
             < _at(calls, "end", "student --shape s-a") < _at(calls, "start", "student --shape s-b"))
-    probes = [c for c in calls if c.startswith("start") and " probe " in c]
-    assert len(probes) == 2 and all(c.endswith("--models s-a") for c in probes)
+    probes = _probe_calls(calls)
+    assert len(probes) == 1 and probes[0].endswith("--models s-a")
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -87,7 +111,6 @@ def test_teacher_eval_teacher_evaluates_a_soup_without_its_ingredients(tmp_path,
     student 330 s)."""
     calls = _run(tmp_path, TEACHER_EVAL=teacher_eval, STUB_INGREDIENTS="teacher-s0,teacher-s1")
     evals = [c for c in calls if c.startswith("start") and " eval --device cuda" in c]
-    assert len(evals) == 1 and f"--models {models} " in evals[0]
-    probes = [c for c in calls if c.startswith("start") and " probe " in c]
-    assert probes and all(c.endswith(f"--models {models}") or c.endswith(f"--models {models},s-a") for c in probes)
-    assert probes[-1].endswith(f"--models {models},s-a")
+    assert len(evals) == 2 and all(f"--models {models} " in c for c in evals)  # the judged splits, then subset
+    probes = _probe_calls(calls)
+    assert len(probes) == 1 and probes[0].endswith(f"--models {models},s-a")

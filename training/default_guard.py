@@ -74,6 +74,8 @@ from build_data import _jsonl, norm  # noqa: E402  (one JSONL reader; texts comp
 if TYPE_CHECKING:
     import numpy as np
 
+    from pocketguard.guard import Guard
+
 RECIPES = ROOT / "training" / "recipes"
 ASSET = ROOT / "pocketguard" / "assets" / "default-guard"
 PROBES = ROOT / "training" / "probes.jsonl"
@@ -792,23 +794,29 @@ def _keep_others(out: Path, there: list[str], models: list[str]) -> None:
                          f"(--models {','.join(dict.fromkeys(there + models))}) or, for eval, give this run a --tag")
 
 
-def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PROBES) -> None:
-    """Hand-written probes (training/probes*.jsonl: never trained on) as a table: expected vs each model's
-    verdict; a probe is right when the status matches and, for unsafe, the expected categories are named."""
-    from pocketguard.guard import Guard
+def stage_probe(p: Paths, models: list[str], device: str, *probes_files: Path) -> None:
+    """Hand-written probes (training/probes*.jsonl: never trained on; default training/probes.jsonl) as one table
+    per file: expected vs each model's verdict; a probe is right when the status matches and, for unsafe, the
+    expected categories are named."""
+    for probes_file in probes_files or (PROBES,):
+        _probe_set(p, models, device, probes_file)
+
+
+def _probe_set(p: Paths, models: list[str], device: str, probes_file: Path) -> None:
+    """`stage_probe` of one probe file."""
     from pocketguard.examples import load_examples
 
     table = _probe_table(p, probes_file, device)
     _keep_others(table, _tabled_models(table), models)
     probes = load_examples(probes_file)
     extra = p.data / "extra.jsonl"  # the unlabelled pool, which "-x" shapes train on
-    trained = [p.data / "train.jsonl"] + ([extra] if extra.exists() else [])
-    seen = {norm(m["content"]) for f in trained for row in _jsonl(f) for m in row["messages"]}
+    trained = tuple([p.data / "train.jsonl"] + ([extra] if extra.exists() else []))
+    seen = _trained_texts(trained)
     leaked = [e["messages"][-1]["content"] for e in probes if norm(e["messages"][-1]["content"]) in seen]  # the judged one
     if leaked:
         raise SystemExit(f"probes must not be trained on; in {', '.join(f.name for f in trained)}: {leaked}")
     out = ["| # | judged | text | expected | " + " | ".join(models) + " |", "|---|---|---|---|" + "---|" * len(models)]
-    verdicts = {m: Guard.load(p.model(m), device=device).moderate_batch([e["messages"] for e in probes]) for m in models}
+    verdicts = {m: _probe_guard(p.model(m), device).moderate_batch([e["messages"] for e in probes]) for m in models}
     right: Counter = Counter()  # (model, judged role, expected label) → probes right
     n = Counter((e["role"], e["label"]) for e in probes)
     for i, e in enumerate(probes):
@@ -831,6 +839,32 @@ def stage_probe(p: Paths, models: list[str], device: str, probes_file: Path = PR
     p.eval.mkdir(parents=True, exist_ok=True)
     table.write_text(text, encoding="utf-8")
     print(text)
+
+
+# A process that tables several probe sets (`probe --probes A --probes B`, `judge`, `reference`) loads each model and
+# reads the training texts once: on a GPU lease a process per set cost ~5 s of start-up and loading each, ~80 s of the
+# teacher's nine tables that one-job GPUs make the students wait for (run am, 2026-12-07).
+_PROBE_GUARDS: dict[tuple[str, str, int], Guard] = {}
+_TRAINED: dict[tuple[tuple[str, int], ...], set[str]] = {}
+
+
+def _probe_guard(model: Path, device: str) -> Guard:
+    """`Guard.load(model, device)`, once per process while the folder's config is unchanged (a folder replaced by
+    a new model loads again)."""
+    from pocketguard.guard import Guard
+
+    key = (str(model.resolve()), device, max((f.stat().st_mtime_ns for f in model.glob("*.json")), default=0))
+    if key not in _PROBE_GUARDS:
+        _PROBE_GUARDS[key] = Guard.load(model, device=device)
+    return _PROBE_GUARDS[key]
+
+
+def _trained_texts(files: tuple[Path, ...]) -> set[str]:
+    """Every message text of `files` as build_data's dedup compares them, read once per process per file version."""
+    key = tuple((str(f.resolve()), f.stat().st_mtime_ns) for f in files)
+    if key not in _TRAINED:
+        _TRAINED[key] = {norm(m["content"]) for f in files for row in _jsonl(f) for m in row["messages"]}
+    return _TRAINED[key]
 
 
 def probe_history(runs: Path, column: str = "teacher") -> list[tuple[str, str, list[str], list[str]]]:
@@ -1403,7 +1437,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="toy sizes on CPU: check the pipeline end to end")
     ap.add_argument("--shape", action="append", help="student: which shapes of SHAPES (default: all); ship: the one to ship (default: SHIPPED)")
     ap.add_argument("--device", default=None, help="device for eval, label and probe (default: cuda when available, else cpu)")
-    ap.add_argument("--probes", type=Path, default=PROBES, help=f"probe: the probe file (default: {PROBES.relative_to(ROOT)})")
+    ap.add_argument("--probes", type=Path, action="append", help=f"probe: a probe file, one table each; repeat it for "
+                    f"several in one process (default: {PROBES.relative_to(ROOT)})")
     ap.add_argument("--models", default=None, help="eval: comma-separated teacher, shapes and SHAPE@STEP checkpoints (default: all)")
     ap.add_argument("--split", action="append", choices=("dev", "dev_heldout", "positions", "subset"),
                     help="eval: only these splits (default: dev and dev_heldout; positions: build_data.py's held-out asks "
@@ -1436,7 +1471,7 @@ def main(argv: list[str] | None = None) -> int:
     run = {"data": lambda: stage_data(p), "backbone": lambda: stage_backbone(p), "teacher": lambda: stage_teacher(p, common, a.seed),
            "label": lambda: stage_label(p, device),
            "student": lambda: stage_student(p, shapes), "eval": lambda: stage_eval(p, device, models, a.tag, tuple(a.split or ("dev", "dev_heldout"))),
-           "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device, a.probes),
+           "card": lambda: stage_card(p), "probe": lambda: stage_probe(p, models, device, *(a.probes or ())),
            "probe-history": lambda: stage_probe_history(Path(__file__).resolve().parent / "runs", a.column),
            "pick": lambda: stage_pick(p), "ship": lambda: stage_ship(p, shapes[0], a.ship_to),
            "calibrate": lambda: stage_calibrate(p, shapes[0], a.device or "cpu"),

@@ -50,6 +50,8 @@ student_eval() {
     *) $dg eval --device cuda --models "$1" --tag "$1" ;;
   esac
 }
+# Every probe set (build_data.py keeps each out of the data) as tables of the models $1, in one process
+probe_all() { $dg probe --device cuda $(printf -- '--probes %s ' training/probes*.jsonl) --models "$1"; }
 base_of() { python3 -c "$py_shapes; print(S[sys.argv[1]].base)" "$1"; }
 # A shape with a `base` (the same recipe up to QAT) starts once its base's recipe finished, from the base's distilled
 # checkpoint (or, when the base failed, on its own): QAT variants cost one distillation. Not beside the base's QAT:
@@ -91,18 +93,24 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
   # TEACHER_EVAL=teacher evaluates the teacher alone: on an H100 the students wait for this eval, ~110 s a model
   # (run ae's three models held its student 330 s), and a soup's ingredients' numbers are a measurement, not a need
   if [ "${TEACHER_EVAL:-1}" = teacher ]; then ingredients=""; fi
-  # and its probe tables (a lease that ends before `pick` still says what the teacher gets right: run m's did not)
+  # and its probe tables, beside the students where the GPU holds both (a lease that ends before `pick` still says
+  # what the teacher gets right: run m's did not)
   # (positions.jsonl too, where build_data.py wrote it: does the teacher judge an ask wherever it sits in a message?)
   # (and the subset split: harm under a policy of three categories, which the guard shipped on 2026-12-04 mostly missed)
   # TEACHER_EVAL=0 skips it: a kept teacher's eval came back with the lease that trained it (copy that run's
   # eval/*-cuda folders into the new run's eval/ before `judge`), and on an H100 the students wait for it (119 s
   # for one model in run ad: its 43 GB and a distillation's 47 GB ran out of the 80 side by side in run aa)
+  # On a one-job GPU only the splits `judge` compares a student with (dev, dev_heldout, positions) hold the students
+  # back; the subset split waits until they are done and the probe tables come with the picked student's (run am lost
+  # its student to the lease's end ~2 minutes before QAT finished, after ~100 s of the teacher's subset eval and
+  # probes ahead of it)
+  teachers="teacher${ingredients:+,$ingredients}"
   pids=(); eval_pid=""  # (the eval's own: with TEACHER_EVAL=0 pids[0] is the first student, whom the gate below
   # then left out of its count, so two distillations started side by side on run af's H100)
   if [ "${TEACHER_EVAL:-1}" != 0 ]; then
-    { $dg eval --device cuda --models "teacher${ingredients:+,$ingredients}" --split dev --split dev_heldout --split subset \
-        $([ -s "$data/positions.jsonl" ] && echo --split positions)
-      for probes in training/probes*.jsonl; do $dg probe --device cuda --probes "$probes" --models "teacher${ingredients:+,$ingredients}"; done
+    { $dg eval --device cuda --models "$teachers" --split dev --split dev_heldout \
+        $([ -s "$data/positions.jsonl" ] && echo --split positions) $([ "$PARALLEL" = 1 ] || echo --split subset)
+      [ "$PARALLEL" = 1 ] || probe_all "$teachers"
     } > "$results/eval-teacher.log" 2>&1 &
     eval_pid=$!; pids=($!)
   fi
@@ -134,13 +142,13 @@ shapes=${SHAPES:-$(python3 -c "$py_shapes; print(*S)")}
         || echo "$shape failed again"
     fi
   done
+  if [ "${TEACHER_EVAL:-1}" != 0 ] && [ "$PARALLEL" = 1 ]; then
+    $dg eval --device cuda --models "$teachers" --split subset >> "$results/eval-teacher.log" 2>&1
+  fi
   echo "students and teacher eval done after $(( $(date +%s) - start ))s"
   for f in "$results"/student-*.log; do grep -E "^\[|→" "$f"; done
   $dg pick
-  teachers=$([ "${TEACHER_EVAL:-1}" = 0 ] || echo "teacher${ingredients:+,$ingredients},")
-  for probes in training/probes*.jsonl; do  # every probe set (build_data.py keeps each out of the data)
-    $dg probe --device cuda --probes "$probes" --models "$teachers$(cat runs/$run/picked.txt)"
-  done
+  probe_all "$([ "${TEACHER_EVAL:-1}" = 0 ] || echo "$teachers,")$(cat runs/$run/picked.txt)"
 } 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn|register_constant" | tee "$results/log.txt"
 # A failed teacher, or no student to pick, leaves nothing to pack: say so instead of finishing.
 if grep -q "TEACHER FAILED" "$results/log.txt" || [ ! -s runs/$run/picked.txt ]; then
