@@ -3761,6 +3761,30 @@ def followed(ask: str, key: str, follow: str) -> str:
     return ask.rstrip() + r.choice([" ", " ", "\n\n", "\n"]) + r.choice(UNRELATED_LEADS) + follow
 
 
+# ------------------------------------------------------------------------------- an ask among other requests
+# A message of many requests, one to a line or paragraph (a batch of questions, a pasted to-do list), with the ask
+# anywhere among them. The shipped guard found 0-6 % of held-out HarmBench asks set in the middle of ~4,100 tokens of
+# such requests, at every --max-context (model card, *Known failures*; scripts/long_inputs.py): train set asks among
+# small talk (`long_text`) and before one follow-up (`followed`), never among other requests. The ask decides the
+# label; half of these rows set a benign message there instead, so that a list decides nothing. The others are the
+# split's own benign messages, AMONG_WORDS of them: inside the 1,024 tokens the guard trains on.
+AMONG_WORDS = (60, 400)
+
+
+def among_requests(ask: str, key: str, others: list[str]) -> str:
+    """`ask` at a random place among `others` (first, last or between), one to a line or a paragraph, at times
+    numbered or bulleted."""
+    r = random.Random(key)
+    at = r.randint(0, len(others))
+    items = others[:at] + [ask] + others[at:]
+    mark = r.random()
+    if mark < 0.25:
+        items = [f"{n}. {t}" for n, t in enumerate(items, start=1)]
+    elif mark < 0.4:
+        items = [f"- {t}" for t in items]
+    return ("\n\n" if r.random() < 0.4 else "\n").join(items)
+
+
 # source name → (folder under --data, reader)
 SOURCES: dict[str, tuple[str, Callable[[Path, int], Iterable[Example]]]] = {
     "xsafety-multilingual": ("xsafety-multilingual", read_xsafety),
@@ -3814,6 +3838,7 @@ class Options:
     long_texts: int = 3200
     after_harm: int = 2000  # a harmful user turn, a refusal or a quote of it, then the judged turn (half benign) in train (dev: dev_frac)
     followups: int = 1600  # an ask, then an unrelated everyday request in the same message (half harmful) in train (dev: dev_frac)
+    among: int = 1600  # an ask among other benign requests of the split, one to a line (half harmful) in train (dev: dev_frac)
     max_safe_share: float = 0.61  # 0.6 until the four domains of 2026-12-04: their ~530 rows then cost self-instruct and CLINC 650
     vary_frac: float = 0.45  # share of train / dev examples rewritten in another surface form
     rare_floor: int = 400  # unsafe train examples each rare code is upsampled to (with surface variation)
@@ -3878,7 +3903,8 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
         mine = [t for t in templates if (_stable(seed, "jailbreak", t) < dev_frac) == (name == "dev")]
         scale = 1 if name == "train" else dev_frac
         exs += derive(exs, mine, draws, o.refusal_rate, round(o.splices * scale), o.comply_rate, round(o.long_texts * scale),
-                      round(o.after_harm * scale), talk_for(name), round(o.followups * scale), unrelated_for(name))
+                      round(o.after_harm * scale), talk_for(name), round(o.followups * scale), unrelated_for(name),
+                      round(o.among * scale))
     result = Build(_dedup(splits, dropped), dropped)
     for name in ("train", "dev"):
         exs = result.splits[name]
@@ -4092,7 +4118,7 @@ def _split_of(ex: Example, seed: int, dev_frac: float) -> str:
 
 def derive(exs: list[Example], templates: list[str], draws: Draws, refusal_rate: float, splices: int,
            comply_rate: float, long_texts: int, after_harm: int = 0, talk: list[str] = SMALL_TALK, followups: int = 0,
-           follows: list[str] = UNRELATED_REQUESTS) -> list[Example]:
+           follows: list[str] = UNRELATED_REQUESTS, among: int = 0) -> list[Example]:
     """Examples built from this split's own rows (so no text crosses splits):
 
     - refusal: a harmful ask answered by a template refusal in its language → safe agent turn;
@@ -4111,6 +4137,8 @@ def derive(exs: list[Example], templates: list[str], draws: Draws, refusal_rate:
       student's 122 false positives on the held-out ConvAbuse turns, 2026-12-02 run b).
     - followed: a harmful or a benign English ask, then in the same message an unrelated everyday request (a
       UNRELATED_REQUESTS sentence or another benign message of the split, half each) → the ask's label and codes (half each).
+    - among-requests: a harmful or a benign English ask among other benign messages of the split (AMONG_WORDS words of
+      them), one to a line → the ask's label and codes (half each).
 
     `draws` (Draws) decides whether rows added to the split leave what is derived from the others as it was.
     """
@@ -4179,6 +4207,19 @@ def derive(exs: list[Example], templates: list[str], draws: Draws, refusal_rate:
         text = followed(msg.messages[0]["content"], f"{draws.random('follow-key', i)}", then)
         out.append(Example(turns(text), msg.label, msg.categories, f"{msg.base_source}/followed", lookalike=msg.lookalike,
                            group=msg.group))
+    for i in range(among if all(pools) else 0):  # after `followed`: the rows drawn before stay as they were
+        msg = draws.choice(pools[i % 2], "among", i)
+        ask, words = msg.messages[0]["content"], AMONG_WORDS[0] + draws.random("among-words", i) * (AMONG_WORDS[1] - AMONG_WORDS[0])
+        others: list[str] = []
+        for j in range(200):  # (bounded: a split of few benign messages ends short)
+            if sum(len(o.split()) for o in others) >= words:
+                break
+            other = draws.choice(benign, "among-other", i, j).messages[0]["content"]
+            # (not one about accounts or cards: `fraud_codes` reads the whole message and would add S2 to an S7 ask)
+            if other != ask and other not in others and not ACCOUNT_ACCESS.search(_english(other)):
+                others.append(other)
+        out.append(Example(turns(among_requests(ask, f"{draws.random('among-key', i)}", others)), msg.label, msg.categories,
+                           f"{msg.base_source}/among-requests", lookalike=msg.lookalike, group=msg.group))
     return out
 
 
