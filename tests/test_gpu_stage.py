@@ -75,6 +75,20 @@ def test_poll_stops_waiting_for_a_pipeline_that_died(tmp_path):
     assert time.monotonic() - t0 < 30
 
 
+@pytest.mark.parametrize("args", [["poll", "600"], ["wait", "label done", "700"]])
+def test_a_wait_longer_than_a_call_is_cut_to_leave_time_to_copy(tmp_path, args):
+    """A call killed at its 600 s limit brings nothing back (run am's `poll 600`): `poll` and `wait` wait at most
+    MAX_WAIT (560 s) and say so; a shorter wait is kept as asked."""
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "run.log").write_text("started\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "log.txt").write_text("teacher: step 40\n")  # a pipeline that died: the wait ends at once
+    r = subprocess.run(["bash", str(SCRIPT), *args], env=_env(tmp_path), capture_output=True, text=True)
+    assert f"waiting 560s, not {args[-1]}s" in r.stderr
+    r = subprocess.run(["bash", str(SCRIPT), *args[:-1], "500"], env=_env(tmp_path), capture_output=True, text=True)
+    assert "waiting" not in r.stderr and "teacher: step 40" in r.stdout
+
+
 def test_start_with_a_missing_backbone_part_names_the_parts_it_has(tmp_path):
     part = tmp_path / "p01"
     part.write_bytes(b"second half")

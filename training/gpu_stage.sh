@@ -14,7 +14,7 @@
 #   call 1:  training/gpu_stage.sh part .carry/p00 .whl/*.whl                   carry: .carry/p00 .whl
 #   call 2:  training/gpu_stage.sh start "b18-f1024 b24-f1024-e4" .carry/data.tgz .carry/p01 \
 #              && training/gpu_stage.sh poll 500                                 carry: .carry/p01 .carry/data.tgz
-#   next:    training/gpu_stage.sh poll 570                     (until it prints PIPELINE_FINISHED or PIPELINE_FAILED)
+#   next:    training/gpu_stage.sh poll 560                     (until it prints PIPELINE_FINISHED or PIPELINE_FAILED)
 #   failed:  training/gpu_stage.sh resume "b18-f1024 ..." && training/gpu_stage.sh poll 500   (right away: the machine
 #            goes back after 30 s idle; resume keeps what finished, e.g. run g's first attempt lost a soup ingredient)
 #
@@ -126,6 +126,13 @@ started() {
     "between calls, and the parts, data and runs went with it): start again" >&2; exit 3; }
 }
 running() { pgrep -f "bash training/gpu_run.sh" > /dev/null 2>&1; }
+# A call ends at the device's 600 s, and one killed there brings nothing back (run am's `poll 600`): a wait stops at
+# MAX_WAIT seconds, leaving the call time to pack and copy what came
+bounded() {
+  if [ "$1" -gt "${MAX_WAIT:-560}" ]; then
+    echo "waiting ${MAX_WAIT:-560}s, not $1s: a call killed at its 600 s limit brings nothing back" >&2; echo "${MAX_WAIT:-560}"
+  else echo "$1"; fi
+}
 finished() { [ -s "$work/runs/$run/students/$1/model/manifest.json" ]; }  # a student's model/ is whole (manifest written last)
 
 send_student() {  # a finished student's model/ into $OUT in 15 MB parts (`cat student.tgz.* | tar xz` restores it here)
@@ -242,7 +249,7 @@ case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | pack-te
     launch "$shapes" ;;
   poll)
     started
-    end=$(( $(date +%s) + ${2:-500} )) unsent=""
+    end=$(( $(date +%s) + $(bounded "${2:-500}") )) unsent=""
     while [ "$(date +%s)" -lt $end ]; do
       grep -q "PIPELINE_FINISHED\|PIPELINE_FAILED" "$results/log.txt" 2>/dev/null && break
       # a student that finished comes back in this call, not at the pipeline's end: a lease lost between two
@@ -270,7 +277,7 @@ case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | pack-te
     # until the pipeline's log has PATTERN (e.g. "teacher done", so that `fetch-teacher` follows in the same call when
     # the lease has no time for the students: run v, 2026-12-05), or SECONDS pass, or the pipeline ends or dies
     # without it; exit 0 only when PATTERN came
-    pattern=${2:?pattern} secs=${3:-500}
+    pattern=${2:?pattern} secs=$(bounded "${3:-500}")
     started
     end=$(( $(date +%s) + secs ))
     until grep -qs -- "$pattern" "$results/log.txt"; do
