@@ -152,9 +152,12 @@ def _student(tmp_path: Path, shape: str) -> None:
     (model / "manifest.json").write_text("{}")  # written last: the student is finished
 
 
-def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path):
+@pytest.mark.parametrize("limit, predictions", [(None, True), (1000, False)])
+def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path, limit, predictions):
     """A lease lost between two calls loses what only the GPU machine holds: `poll` returns as soon as a student
-    finished, with it in $OUT, even while the pipeline runs on; the next poll does not send it again."""
+    finished, with it in $OUT, even while the pipeline runs on; the next poll does not send it again. Beside it come
+    the eval's predictions (`judge` needs the teacher's) unless $OUT would then hold more than OUT_LIMIT (a call
+    returns at most 64 MiB)."""
     import tarfile
 
     (tmp_path / "stage").mkdir()
@@ -168,7 +171,7 @@ def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path):
         (tmp_path / "work" / "runs" / "default" / f).write_text("{}")
     out = tmp_path / "out"
     out.mkdir()
-    env = {**_env(tmp_path), "OUT": str(out)}
+    env = {**_env(tmp_path), "OUT": str(out), **({"OUT_LIMIT": str(limit)} if limit else {})}
     pipeline = subprocess.Popen(["bash", "-c", "exec -a 'bash training/gpu_run.sh' sleep 60"])  # a running pipeline
     try:
         t0 = time.monotonic()
@@ -176,8 +179,9 @@ def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path):
         assert r.returncode == 0, r.stderr
         assert time.monotonic() - t0 < 60 and "brought back: b22" in r.stdout
         assert {p.name for p in out.iterdir()} == {"student.tgz.00", "student-b22.log", "progress.tgz", "progress-logs.tgz"}
-        with tarfile.open(out / "progress.tgz") as t:  # beside a student, the eval's predictions stay behind (64 MiB)
-            assert set(t.getnames()) == {"eval", "eval/dev-cuda", "eval/dev-cuda/report.json"}
+        with tarfile.open(out / "progress.tgz") as t:
+            assert set(t.getnames()) == {"eval", "eval/dev-cuda", "eval/dev-cuda/report.json"} | (
+                {"eval/dev-cuda/predictions", "eval/dev-cuda/predictions/00-teacher.jsonl"} if predictions else set())
         here = tmp_path / "here"
         here.mkdir()
         with tarfile.open(out / "student.tgz.00") as t:

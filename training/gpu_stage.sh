@@ -143,10 +143,16 @@ send_student() {  # a finished student's model/ into $OUT in 15 MB parts (`cat s
 send_progress() {  # what an unfinished pipeline has so far (run m's lease ended before its pipeline did, and its
   # teacher's eval came back only because a call copied it by hand): the eval reports and predictions, the resolved
   # recipes, the step reports and the logs, as $OUT/progress.tgz (a few MB). Beside a student's ~50 MB ($1 = lean)
-  # the predictions stay behind: a call returns at most 64 MiB, and what is over is not returned at all.
+  # the predictions come only while $OUT stays within OUT_LIMIT (62 MiB): a call returns at most 64 MiB, and what is
+  # over is not returned at all. (`judge` needs the teacher's predictions; one teacher's are ~2.3 MB packed, run am.)
   local have; have=$(cd "$work/runs/$run" 2>/dev/null && ls -d eval recipes teacher/soup.json teacher*/report.jsonl \
     students/*/report.jsonl 2>/dev/null) || true
-  [ -n "$have" ] && (cd "$work/runs/$run" && tar czf "$OUT/progress.tgz" ${1:+--exclude=predictions} $have)
+  if [ -n "$have" ]; then
+    (cd "$work/runs/$run" && tar czf "$OUT/progress.tgz" $have)
+    if [ -n "${1:-}" ] && [ "$(du -sb "$OUT" | cut -f1)" -gt "${OUT_LIMIT:-65011712}" ]; then
+      (cd "$work/runs/$run" && tar czf "$OUT/progress.tgz" --exclude=predictions $have)
+    fi
+  fi
   (cd "$results" && ls ./*.log > /dev/null 2>&1 && tar czf "$OUT/progress-logs.tgz" ./*.log) || true
 }
 
