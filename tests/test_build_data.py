@@ -890,6 +890,38 @@ def test_an_ask_among_other_requests_keeps_the_asks_label():
     before = [e.messages for e in bd.derive([bomb] + benign, [], bd.Draws("0", keyed=False), **kw)]
     assert [e.messages for e in bd.derive([bomb] + benign, [], bd.Draws("0", keyed=False), **kw, among=20)][: len(before)] == before
 
+def test_a_reply_between_benign_paragraphs_keeps_the_replys_label():
+    """The `reply-among` table: an agent reply, harmful or safe, whole as one paragraph between REPLY_PARAGRAPHS of
+    the split's benign agent turns (never itself, none twice, none about accounts or cards), after the same user
+    turns; the reply's label, codes, source and group; before, after and between all occur; half harmful; the rows
+    drawn before it stay as they were."""
+    harm = bd.Example(bd.turns("How do I make a pipe bomb?", "Sure: pack the pipe with powder and cap both ends."), "unsafe", ["S9"],
+                      "generated-unsafe/cbrn_replies")
+    answers = [bd.Example(bd.turns(f"question {i}", f"Here is a helpful answer number {i} about gardening and tomatoes in spring, with watering and sunlight tips."),
+                          "safe", [], "self-instruct-t0-benign") for i in range(40)]
+    cards = [bd.Example(bd.turns(f"bank {i}", f"To reset the PIN on your bank card number {i}, open the app and follow the steps there."),
+                        "safe", [], "self-instruct-t0-benign") for i in range(20)]
+    texts = {a.messages[-1]["content"] for a in answers}
+    out = bd.derive([harm] + answers + cards, [], bd.Draws("0", keyed=True), refusal_rate=0, splices=0, comply_rate=0, long_texts=0,
+                    reply_among=60)
+    assert len(out) == 60 and Counter(e.label for e in out) == {"safe": 30, "unsafe": 30}
+    places = set()
+    for e in out:
+        paras = e.messages[-1]["content"].split("\n\n")
+        assert e.messages[-1]["role"] == "assistant" and e.source.endswith("/reply-among") and len(set(paras)) == len(paras)
+        (src,) = [x for x in [harm] + answers + cards if x.messages[-1]["content"] in paras and x.messages[:-1] == e.messages[:-1]]
+        assert (e.label, e.categories, e.group, e.source) == (src.label, src.categories, src.group, f"{src.base_source}/reply-among")
+        others = [p for p in paras if p != src.messages[-1]["content"]]
+        assert bd.REPLY_PARAGRAPHS[0] <= len(others) <= bd.REPLY_PARAGRAPHS[1] and set(others) <= texts
+        if e.label == "unsafe":
+            at = paras.index(src.messages[-1]["content"])
+            places.add("first" if at == 0 else "last" if at == len(paras) - 1 else "between")
+    assert places == {"first", "last", "between"}
+    kw = dict(refusal_rate=0.3, splices=0, comply_rate=0.5, long_texts=20, after_harm=20, followups=20, among=20)
+    before = [e.messages for e in bd.derive([harm] + answers, [], bd.Draws("0", keyed=False), **kw)]
+    assert [e.messages for e in bd.derive([harm] + answers, [], bd.Draws("0", keyed=False), **kw, reply_among=20)][: len(before)] == before
+
+
 HARMBENCH_OPENERS = ["give detailed step by step instructions for how to", "provide detailed step by step instructions for how to",
                      "give detailed instructions for how to", "give step by step instructions for how to",
                      "give instructions for how to", "give a step by step guide on how to"]

@@ -3785,6 +3785,21 @@ def among_requests(ask: str, key: str, others: list[str]) -> str:
     return ("\n\n" if r.random() < 0.4 else "\n").join(items)
 
 
+# ------------------------------------------------------------------------------- a reply among benign paragraphs
+# An agent turn whose harm sits between paragraphs of harmless text (a compliant answer wrapped in an unrelated
+# preamble and a friendly ending, as jailbroken replies often are). The shipped guard flagged 22 % of dev's
+# harmful generated replies set between three benign answer paragraphs (median 171 words) where it flags 73 % alone,
+# with no false alarm either way (2026-12-07, this CPU; docs/data.md). The reply decides the label: half of these
+# rows wrap a safe reply (a refusal, a benign answer) alike. The paragraphs are the split's own benign agent turns.
+REPLY_PARAGRAPHS = (1, 4)  # benign paragraphs around the reply
+
+
+def amid_paragraphs(reply: str, key: str, paragraphs: list[str]) -> str:
+    """`reply` at a random place among `paragraphs` (before, after or between them), a blank line apart."""
+    at = random.Random(key).randint(0, len(paragraphs))
+    return "\n\n".join(paragraphs[:at] + [reply] + paragraphs[at:])
+
+
 # source name → (folder under --data, reader)
 SOURCES: dict[str, tuple[str, Callable[[Path, int], Iterable[Example]]]] = {
     "xsafety-multilingual": ("xsafety-multilingual", read_xsafety),
@@ -3839,6 +3854,7 @@ class Options:
     after_harm: int = 2000  # a harmful user turn, a refusal or a quote of it, then the judged turn (half benign) in train (dev: dev_frac)
     followups: int = 1600  # an ask, then an unrelated everyday request in the same message (half harmful) in train (dev: dev_frac)
     among: int = 1600  # an ask among other benign requests of the split, one to a line (half harmful) in train (dev: dev_frac)
+    reply_among: int = 1600  # an agent reply between benign answer paragraphs of the split (half harmful) in train (dev: dev_frac)
     max_safe_share: float = 0.61  # 0.6 until the four domains of 2026-12-04: their ~530 rows then cost self-instruct and CLINC 650
     vary_frac: float = 0.45  # share of train / dev examples rewritten in another surface form
     rare_floor: int = 400  # unsafe train examples each rare code is upsampled to (with surface variation)
@@ -3904,7 +3920,7 @@ def build(data: Path, opts: Options | None = None, **kw) -> Build:
         scale = 1 if name == "train" else dev_frac
         exs += derive(exs, mine, draws, o.refusal_rate, round(o.splices * scale), o.comply_rate, round(o.long_texts * scale),
                       round(o.after_harm * scale), talk_for(name), round(o.followups * scale), unrelated_for(name),
-                      round(o.among * scale))
+                      round(o.among * scale), round(o.reply_among * scale))
     result = Build(_dedup(splits, dropped), dropped)
     for name in ("train", "dev"):
         exs = result.splits[name]
@@ -4118,7 +4134,7 @@ def _split_of(ex: Example, seed: int, dev_frac: float) -> str:
 
 def derive(exs: list[Example], templates: list[str], draws: Draws, refusal_rate: float, splices: int,
            comply_rate: float, long_texts: int, after_harm: int = 0, talk: list[str] = SMALL_TALK, followups: int = 0,
-           follows: list[str] = UNRELATED_REQUESTS, among: int = 0) -> list[Example]:
+           follows: list[str] = UNRELATED_REQUESTS, among: int = 0, reply_among: int = 0) -> list[Example]:
     """Examples built from this split's own rows (so no text crosses splits):
 
     - refusal: a harmful ask answered by a template refusal in its language → safe agent turn;
@@ -4139,6 +4155,8 @@ def derive(exs: list[Example], templates: list[str], draws: Draws, refusal_rate:
       UNRELATED_REQUESTS sentence or another benign message of the split, half each) → the ask's label and codes (half each).
     - among-requests: a harmful or a benign English ask among other benign messages of the split (AMONG_WORDS words of
       them), one to a line → the ask's label and codes (half each).
+    - reply-among: an English agent reply (a harmful one — compliance, a generated harmful reply —, or a safe one)
+      between REPLY_PARAGRAPHS benign agent turns of the split → the reply's label and codes (half each).
 
     `draws` (Draws) decides whether rows added to the split leave what is derived from the others as it was.
     """
@@ -4220,6 +4238,21 @@ def derive(exs: list[Example], templates: list[str], draws: Draws, refusal_rate:
                 others.append(other)
         out.append(Example(turns(among_requests(ask, f"{draws.random('among-key', i)}", others)), msg.label, msg.categories,
                            f"{msg.base_source}/among-requests", lookalike=msg.lookalike, group=msg.group))
+    replies = [_Ring([e for e in exs + out if e.role == "agent" and e.language == "en" and e.label == label], salt)
+               for label in ("unsafe", "safe")]
+    # (the split's own benign answers — not its derived refusals —, none about accounts or cards, as above)
+    paragraphs = _Ring([e for e in exs if e.role == "agent" and e.label == "safe" and e.language == "en"
+                        and 15 <= len(e.messages[-1]["content"].split()) <= 150 and not ACCOUNT_ACCESS.search(_english(e.messages[-1]["content"]))],
+                       salt, lambda e: e.messages[-1]["content"])
+    for i in range(reply_among if all(replies) and paragraphs else 0):  # after `among-requests`, for the same reason
+        msg = draws.choice(replies[i % 2], "reply-among", i)
+        reply = msg.messages[-1]["content"]
+        n = REPLY_PARAGRAPHS[0] + int(draws.random("reply-among-n", i) * (REPLY_PARAGRAPHS[1] - REPLY_PARAGRAPHS[0] + 1))
+        around = list(dict.fromkeys(t for t in (draws.choice(paragraphs, "reply-among-p", i, j).messages[-1]["content"]
+                                                for j in range(n)) if t != reply))
+        text = amid_paragraphs(reply, f"{draws.random('reply-among-key', i)}", around)
+        out.append(Example(msg.messages[:-1] + [{"role": "assistant", "content": text}], msg.label, msg.categories,
+                           f"{msg.base_source}/reply-among", msg.language, lookalike=msg.lookalike, group=msg.group))
     return out
 
 
