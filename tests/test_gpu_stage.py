@@ -4,6 +4,7 @@ what finished there and starting the results afresh; `prepare` makes what the ca
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -110,10 +111,12 @@ mv "$3/log.partial" "$3/log.txt"
 """
 
 
-def test_parts_start_and_poll_bring_a_finished_run_back(tmp_path):
+@pytest.mark.parametrize("packed, no_xz_in_tar", [("data-t.tgz", False), ("data-t.txz", False), ("data-t.txz", True)])
+def test_parts_start_and_poll_bring_a_finished_run_back(tmp_path, packed, no_xz_in_tar):
     """The lease as planned: a part in one call, the other part, the data and `start` in the next (the parts join
     to the checked GGUF, the tree and the data land in the work folder, the pipeline runs detached), then `poll`
-    copies what came out into $OUT."""
+    copies what came out into $OUT. The data come gzip- or xz-packed (`prepare` packs xz), and xz unpacks where tar
+    cannot (Python's tarfile)."""
     import hashlib
     import tarfile
 
@@ -126,14 +129,20 @@ def test_parts_start_and_poll_bring_a_finished_run_back(tmp_path):
     (repo / ".carry" / "p01").write_bytes(backbone[600:])
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.jsonl").write_text("{}\n")
-    with tarfile.open(repo / ".carry" / "data-t.tgz", "w:gz") as t:  # any name: staged as data.tgz
+    with tarfile.open(repo / ".carry" / packed, "w:gz" if packed.endswith(".tgz") else "w:xz") as t:  # any name
         t.add(tmp_path / "data", arcname="data")
     out = tmp_path / "out"
     out.mkdir()
     env = {**_env(tmp_path), "BACKBONE_SHA256": hashlib.sha256(backbone).hexdigest(), "OUT": str(out)}
+    if no_xz_in_tar:  # a tar that cannot read the data archive (no xz program), and copies trees as ever
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "tar").write_text(f'#!/usr/bin/env bash\ncase "$*" in *data.tar*) exit 2 ;; esac\nexec {shutil.which("tar")} "$@"\n')
+        (bin_dir / "tar").chmod(0o755)
+        env["PATH"] = f"{bin_dir}:{env['PATH']}"
     call = lambda *a: subprocess.run(["bash", str(SCRIPT), *a], env=env, cwd=repo, capture_output=True, text=True)  # noqa: E731
     assert call("part", ".carry/p00").returncode == 0
-    r = call("start", "b22-f1536-e4-hxv", ".carry/data-t.tgz", ".carry/p01")
+    r = call("start", "b22-f1536-e4-hxv", f".carry/{packed}", ".carry/p01")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "stage" / "backbone.gguf").read_bytes() == backbone
     assert not (tmp_path / "work" / ".carry").exists()  # the parts and data do not travel into the work tree
@@ -557,7 +566,7 @@ def test_prepare_makes_what_the_calls_carry_on_a_fresh_machine(tmp_path):
     repo = tmp_path / "repo"
     parts = sorted((repo / ".carry").glob("p[0-9][0-9]"))
     assert b"".join(p.read_bytes() for p in parts) == backbone  # the parts join to the checked GGUF
-    with tarfile.open(repo / ".carry" / "data-x.tgz") as t:  # the data under data/, as `start` unpacks it
+    with tarfile.open(repo / ".carry" / "data-x.txz") as t:  # the data under data/, as `start` unpacks it
         assert t.extractfile("data/train.jsonl").read() == b'{"text": "hi"}\n'
     assert sorted(p.name for p in (repo / ".whl").iterdir()) == ["gguf-0.19.0-py3-none-any.whl",
                                                                   "torchao-0.18.0-py3-none-any.whl"]
@@ -590,7 +599,7 @@ def test_prepare_passes_build_args_to_a_build_it_makes(tmp_path):
            "BACKBONE_SHA256": hashlib.sha256(backbone).hexdigest(), "BUILD_ARGS": "--without generated-code-pairs --seed 1"}
     r = subprocess.run(["bash", str(SCRIPT), "prepare", "data-x4c"], cwd=tmp_path / "repo", env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    with tarfile.open(tmp_path / "repo" / ".carry" / "data-x4c.tgz") as t:
+    with tarfile.open(tmp_path / "repo" / ".carry" / "data-x4c.txz") as t:
         argv = json.loads(t.extractfile("data/train.jsonl").read())
     assert argv == ["training/build_data.py", "--data", "../shared/data", "--out", "runs/data-x4c",
                     "--without", "generated-code-pairs", "--seed", "1"]

