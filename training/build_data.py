@@ -3787,10 +3787,11 @@ def among_requests(ask: str, key: str, others: list[str]) -> str:
 
 # ------------------------------------------------------------------------------- a reply among benign paragraphs
 # An agent turn whose harm sits between paragraphs of harmless text (a compliant answer wrapped in an unrelated
-# preamble and a friendly ending, as jailbroken replies often are). The shipped guard flagged 22 % of dev's
-# harmful generated replies set between three benign answer paragraphs (median 171 words) where it flags 73 % alone,
-# with no false alarm either way (2026-12-07, this CPU; docs/data.md). The reply decides the label: half of these
-# rows wrap a safe reply (a refusal, a benign answer) alike. The paragraphs are the split's own benign agent turns.
+# preamble and a friendly ending, as jailbroken replies often are). The shipped guard flags 19 of dev's 116 harmful
+# generated replies set between three benign answer paragraphs (median 180 words), 85 alone, and none of their 119
+# safe twins either way (`scripts/long_inputs.py runs/data-x8 OUT --replies`; docs/data.md). The reply decides the
+# label: half of these rows wrap a safe reply (a refusal, a benign answer) alike. The paragraphs are the split's own
+# benign agent turns.
 REPLY_PARAGRAPHS = (1, 4)  # benign paragraphs around the reply
 
 
