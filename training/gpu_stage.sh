@@ -52,8 +52,9 @@
 # is in docs/training-history.md, *GPU leases*; plan a lease from it. On an H100 (PARALLEL=1), from `part`:
 # one teacher seed, `label` and one student ~1,250 s (run am measured ~1,400 s with the teacher's whole eval and
 # probes ahead of the student, ~175 s, since moved behind it); two seeds (trained in turn), `label`, the soup's eval
-# (TEACHER_EVAL=teacher) and one student ~1,650 s; a kept teacher's student ~600 s. A refused start costs 90-180 s,
-# and a `poll N` must wait less than its call's limit (a call killed at the limit brings nothing back).
+# (TEACHER_EVAL=teacher) and one student ~1,650 s (on data-x7; data-x8's train is ~6 % longer); a kept teacher's
+# student ~600 s. A refused start costs 90-180 s, and a `poll N` must wait less than its call's limit (a call killed
+# at the limit brings nothing back).
 set -euo pipefail
 # `carry-size PATH...`, here before a call: what a `run` carrying PATHs would send (tracked files still on disk,
 # untracked files git does not ignore, the PATHs) against the 64 MiB a call takes. A call over it is refused while
