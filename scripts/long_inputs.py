@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 FILLER_SOURCES = ("self-instruct-t0-benign", "clinc-oos-queries")
@@ -47,15 +48,16 @@ def build(data: Path, words: int, seed: int = 0) -> list[dict]:
     return out
 
 
-REPLY_SOURCE = "generated-unsafe/"  # with a `_replies` table name: an ordinary ask, the harm in the reply alone
+# an ordinary ask, the harm in the reply alone (training/default_guard.py's REPLY_SOURCE; this script imports no
+# training code)
+REPLY_SOURCE = re.compile(r"generated-unsafe/\w+_replies")
 
 
 def replies(data: Path, seed: int = 0) -> list[dict]:
     """dev's `generated-unsafe/*_replies` rows alone (`<source>/reply-alone`) and with the reply between two and one
     of dev's self-instruct answers of 40-150 words (`<source>/reply-amid`), labels and codes kept."""
     rows = [json.loads(line) for line in (data / "dev.jsonl").open(encoding="utf-8")]
-    harm = [r for r in rows if r["source"].startswith(REPLY_SOURCE) and r["source"].endswith("_replies")
-            and r["messages"][-1]["role"] == "assistant"]
+    harm = [r for r in rows if REPLY_SOURCE.fullmatch(r["source"]) and r["messages"][-1]["role"] == "assistant"]
     fill = [r["messages"][-1]["content"] for r in rows if r["source"] == "self-instruct-t0-benign" and r["label"] == "safe"
             and r["messages"][-1]["role"] == "assistant" and 40 < len(r["messages"][-1]["content"].split()) < 150]
     rng, out = random.Random(seed), []
