@@ -972,7 +972,8 @@ def test_reference_copies_the_shipped_guard_and_evaluates_and_probes_it_as_judge
     calls = []
     monkeypatch.setattr(dg.subprocess, "run", lambda cmd, **k: calls.append(("eval", Path(cmd[cmd.index("--out") + 1]).name,
                                                                              Path(cmd[cmd.index("--model") + 1]))))
-    monkeypatch.setattr(dg, "stage_probe", lambda p, models, device, f: calls.append(("probe", tuple(models), device, Path(f).name)))
+    monkeypatch.setattr(dg, "stage_probe", lambda p, models, device, *fs: calls.extend(("probe", tuple(models), device, Path(f).name)
+                                                                                      for f in fs))
     dg.stage_reference(p, shipped)
     model = tmp_path / "b5" / "students" / "shipped" / "model"
     assert p.model("shipped") == model and not model.is_symlink()

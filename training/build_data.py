@@ -909,13 +909,18 @@ ACCOUNT_ACCESS = re.compile(
 )
 
 
+def about_accounts(text: str) -> bool:
+    """Whether `text` (any language `_english` reads) is about accounts, credentials or cards (ACCOUNT_ACCESS)."""
+    return bool(ACCOUNT_ACCESS.search(_english(text)))
+
+
 def fraud_codes(e: Example) -> Example:
     """`e` with S2 beside S7 when it is about getting at someone's accounts, credentials or cards (ACCOUNT_ACCESS)."""
     if e.label != "unsafe" or "S7" not in e.categories or "S2" in e.categories:
         return e
     users = [m["content"] for m in e.messages if m["role"] == "user"]
     texts = {e.messages[-1]["content"], *users[-1:]}  # the judged turn, and the ask before a judged reply
-    if not any(ACCOUNT_ACCESS.search(_english(t)) for t in texts):
+    if not any(about_accounts(t) for t in texts):
         return e
     return replace(e, categories=sorted({*e.categories, "S2"}, key=_code_order))
 
@@ -4230,20 +4235,22 @@ def derive(exs: list[Example], templates: list[str], draws: Draws, refusal_rate:
         msg = draws.choice(pools[i % 2], "among", i)
         ask, words = msg.messages[0]["content"], AMONG_WORDS[0] + draws.random("among-words", i) * (AMONG_WORDS[1] - AMONG_WORDS[0])
         others: list[str] = []
+        got = 0  # words in `others`
         for j in range(200):  # (bounded: a split of few benign messages ends short)
-            if sum(len(o.split()) for o in others) >= words:
+            if got >= words:
                 break
             other = draws.choice(benign, "among-other", i, j).messages[0]["content"]
             # (not one about accounts or cards: `fraud_codes` reads the whole message and would add S2 to an S7 ask)
-            if other != ask and other not in others and not ACCOUNT_ACCESS.search(_english(other)):
+            if other != ask and other not in others and not about_accounts(other):
                 others.append(other)
+                got += len(other.split())
         out.append(Example(turns(among_requests(ask, f"{draws.random('among-key', i)}", others)), msg.label, msg.categories,
                            f"{msg.base_source}/among-requests", lookalike=msg.lookalike, group=msg.group))
     replies = [_Ring([e for e in exs + out if e.role == "agent" and e.language == "en" and e.label == label], salt)
                for label in ("unsafe", "safe")]
     # (the split's own benign answers — not its derived refusals —, none about accounts or cards, as above)
     paragraphs = _Ring([e for e in exs if e.role == "agent" and e.label == "safe" and e.language == "en"
-                        and 15 <= len(e.messages[-1]["content"].split()) <= 150 and not ACCOUNT_ACCESS.search(_english(e.messages[-1]["content"]))],
+                        and 15 <= len(e.messages[-1]["content"].split()) <= 150 and not about_accounts(e.messages[-1]["content"])],
                        salt, lambda e: e.messages[-1]["content"])
     for i in range(reply_among if all(replies) and paragraphs else 0):  # after `among-requests`, for the same reason
         msg = draws.choice(replies[i % 2], "reply-among", i)

@@ -1420,8 +1420,7 @@ def stage_reference(p: Paths, shipped: Path, device: str = "cpu") -> None:
         shutil.rmtree(dst, ignore_errors=True)
         tmp.rename(dst)
     stage_eval(p, device, ["shipped"])
-    for stem in JUDGED_PROBES:
-        stage_probe(p, ["shipped"], device, PROBES.with_name(f"{stem}.jsonl"))
+    stage_probe(p, ["shipped"], device, *(PROBES.with_name(f"{stem}.jsonl") for stem in JUDGED_PROBES))
 
 
 STAGES = ("data", "backbone", "teacher", "label", "student", "eval")
