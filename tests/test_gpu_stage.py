@@ -213,11 +213,8 @@ def test_poll_brings_a_finished_student_back_at_once_and_once(tmp_path, limit, p
     assert {p.name for p in out.iterdir()} == {"log.txt", "logs.tgz", "results.tgz"}
 
 
-def test_poll_of_an_unfinished_pipeline_brings_what_it_has_so_far(tmp_path):
-    """A lease can end before the pipeline does (run m's did, after its students): every poll brings the teacher's
-    eval, the resolved recipes, the step reports and the logs so far, not only a finished student."""
-    import tarfile
-
+def _poll_unfinished(tmp_path: Path, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+    """`poll 2` of a running pipeline whose teacher is done and whose student is distilling."""
     (tmp_path / "stage").mkdir()
     (tmp_path / "stage" / "run.log").write_text("started\n")
     (tmp_path / "results").mkdir()
@@ -233,9 +230,17 @@ def test_poll_of_an_unfinished_pipeline_brings_what_it_has_so_far(tmp_path):
     out.mkdir()
     pipeline = subprocess.Popen(["bash", "-c", "exec -a 'bash training/gpu_run.sh' sleep 60"])  # a running pipeline
     try:
-        r = subprocess.run(["bash", str(SCRIPT), "poll", "2"], env={**_env(tmp_path), "OUT": str(out)}, capture_output=True, text=True)
+        r = subprocess.run(["bash", str(SCRIPT), "poll", "2"], env={**_env(tmp_path), "OUT": str(out), **(env or {})},
+                           capture_output=True, text=True)
     finally:
         pipeline.kill()
+    return r, out
+
+
+def test_poll_of_an_unfinished_pipeline_brings_what_it_has_so_far(tmp_path):
+    """A lease can end before the pipeline does (run m's did, after its students): every poll brings the teacher's
+    eval, the resolved recipes, the step reports and the logs so far, not only a finished student."""
+    r, out = _poll_unfinished(tmp_path)
     assert r.returncode == 0, r.stderr
     assert {p.name for p in out.iterdir()} == {"progress.tgz", "progress-logs.tgz"}
     with tarfile.open(out / "progress.tgz") as t:
@@ -246,6 +251,25 @@ def test_poll_of_an_unfinished_pipeline_brings_what_it_has_so_far(tmp_path):
     assert "eval/dev_heldout-cuda/predictions/00-teacher.jsonl" in names
     with tarfile.open(out / "progress-logs.tgz") as t:
         assert "./eval-teacher.log" in t.getnames()
+
+
+@pytest.mark.parametrize("status", [1, 2])
+def test_poll_packs_files_still_being_written_and_fails_only_on_a_broken_archive(tmp_path, status):
+    """GNU tar exits 1 when a file changes while it reads it (an eval writing its predictions): the archive is whole
+    and the poll goes on (run an's first poll ended there with rc 1); a status of 2 is a failure, said as one."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "tar").write_text(f"#!/usr/bin/env bash\n{shutil.which('tar')} \"$@\" || exit\n"
+                              f"echo 'tar: eval/dev-cuda/predictions/00-model.jsonl: file changed as we read it' >&2\n"
+                              f"exit {status}\n")
+    (shim / "tar").chmod(0o755)
+    r, out = _poll_unfinished(tmp_path, {"PATH": f"{shim}:{os.environ['PATH']}"})
+    if status == 1:
+        assert r.returncode == 0, r.stderr
+        with tarfile.open(out / "progress.tgz") as t:
+            assert "eval/dev_heldout-cuda/predictions/00-teacher.jsonl" in t.getnames()
+    else:
+        assert r.returncode != 0 and "file changed" in r.stderr
 
 
 def _teacher(tmp_path: Path, train: str = "train rows\n", extra: str = "pool rows\n"):

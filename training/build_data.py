@@ -4159,8 +4159,8 @@ def derive(exs: list[Example], templates: list[str], draws: Draws, refusal_rate:
       student's 122 false positives on the held-out ConvAbuse turns, 2026-12-02 run b).
     - followed: a harmful or a benign English ask, then in the same message an unrelated everyday request (a
       UNRELATED_REQUESTS sentence or another benign message of the split, half each) → the ask's label and codes (half each).
-    - among-requests: a harmful or a benign English ask among other benign messages of the split (AMONG_WORDS words of
-      them), one to a line → the ask's label and codes (half each).
+    - among-requests: a harmful or a benign English ask among other benign messages of the split, none a look-alike
+      (AMONG_WORDS words of them), one to a line → the ask's label and codes (half each).
     - reply-among: an English agent reply (a harmful one — compliance, a generated harmful reply —, or a safe one)
       between REPLY_PARAGRAPHS benign agent turns of the split → the reply's label and codes (half each).
 
@@ -4231,7 +4231,10 @@ def derive(exs: list[Example], templates: list[str], draws: Draws, refusal_rate:
         text = followed(msg.messages[0]["content"], f"{draws.random('follow-key', i)}", then)
         out.append(Example(turns(text), msg.label, msg.categories, f"{msg.base_source}/followed", lookalike=msg.lookalike,
                            group=msg.group))
-    for i in range(among if all(pools) else 0):  # after `followed`: the rows drawn before stay as they were
+    # The others are plain benign messages: look-alikes among them (two or three dose questions in one list) made run
+    # an's teacher flag 28 of dev's 67 benign lists that held one, 2 of the 13 that held none.
+    plain = _Ring([e for e in benign.pool if not e.lookalike], salt)
+    for i in range(among if all(pools) and plain else 0):  # after `followed`: the rows drawn before stay as they were
         msg = draws.choice(pools[i % 2], "among", i)
         ask, words = msg.messages[0]["content"], AMONG_WORDS[0] + draws.random("among-words", i) * (AMONG_WORDS[1] - AMONG_WORDS[0])
         others: list[str] = []
@@ -4239,7 +4242,7 @@ def derive(exs: list[Example], templates: list[str], draws: Draws, refusal_rate:
         for j in range(200):  # (bounded: a split of few benign messages ends short)
             if got >= words:
                 break
-            other = draws.choice(benign, "among-other", i, j).messages[0]["content"]
+            other = draws.choice(plain, "among-other", i, j).messages[0]["content"]
             # (not one about accounts or cards: `fraud_codes` reads the whole message and would add S2 to an S7 ask)
             if other != ask and other not in others and not about_accounts(other):
                 others.append(other)

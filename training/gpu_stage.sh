@@ -50,9 +50,10 @@
 # again; copy its first lease's eval/*-cuda into the new run before `judge`).
 # What each lease's calls cost and what went wrong (machines lost between calls, refused starts, out of memory)
 # is in docs/training-history.md, *GPU leases*; plan a lease from it. On an H100 (PARALLEL=1), from `part`:
-# one teacher seed, `label` and one student ~1,250 s (run am measured ~1,400 s with the teacher's whole eval and
-# probes ahead of the student, ~175 s, since moved behind it); two seeds (trained in turn), `label`, the soup's eval
-# (TEACHER_EVAL=teacher) and one student ~1,650 s (on data-x7; data-x8's train is ~6 % longer); a kept teacher's
+# one teacher seed, `label` and one student ~1,410 s (run an on data-x8: teacher 434 s, `label` 83 s, the wait for
+# the teacher's dev, dev_heldout and positions 85 s, the student 699 s; ~1,520 s of the lease with the machine's start,
+# ~1,560 s to PIPELINE_FINISHED); two seeds trained in turn add ~450 s — more than an H100 lease of 1,800 s holds —
+# so a soup needs an H200 (two jobs at once) or a kept teacher; a kept teacher's
 # student ~600 s. A refused start costs 90-180 s, and a `poll N` must wait less than its call's limit (a call killed
 # at the limit brings nothing back).
 set -euo pipefail
@@ -142,6 +143,14 @@ send_student() {  # a finished student's model/ into $OUT in 15 MB parts (`cat s
   echo "brought back: $1"; ls -la "$OUT"
 }
 
+snapshot() {  # `tar czf ARGS` of files a running pipeline may still be writing (an eval's predictions): GNU tar then
+  # says "file changed as we read it" and exits 1 with a whole archive of what was there (run an's first poll ended on
+  # that, rc 1, under `set -e`); a status above 1 is a real failure
+  local rc=0
+  tar czf "$@" || rc=$?
+  [ "$rc" -le 1 ]
+}
+
 send_progress() {  # what an unfinished pipeline has so far (run m's lease ended before its pipeline did, and its
   # teacher's eval came back only because a call copied it by hand): the eval reports and predictions, the resolved
   # recipes, the step reports and the logs, as $OUT/progress.tgz (a few MB). Beside a student's ~50 MB ($1 = lean)
@@ -150,12 +159,12 @@ send_progress() {  # what an unfinished pipeline has so far (run m's lease ended
   local have; have=$(cd "$work/runs/$run" 2>/dev/null && ls -d eval recipes teacher/soup.json teacher*/report.jsonl \
     students/*/report.jsonl 2>/dev/null) || true
   if [ -n "$have" ]; then
-    (cd "$work/runs/$run" && tar czf "$OUT/progress.tgz" $have)
+    (cd "$work/runs/$run" && snapshot "$OUT/progress.tgz" $have)
     if [ -n "${1:-}" ] && [ "$(du -sb "$OUT" | cut -f1)" -gt "${OUT_LIMIT:-65011712}" ]; then
-      (cd "$work/runs/$run" && tar czf "$OUT/progress.tgz" --exclude=predictions $have)
+      (cd "$work/runs/$run" && snapshot "$OUT/progress.tgz" --exclude=predictions $have)
     fi
   fi
-  (cd "$results" && ls ./*.log > /dev/null 2>&1 && tar czf "$OUT/progress-logs.tgz" ./*.log) || true
+  (cd "$results" && ls ./*.log > /dev/null 2>&1 && snapshot "$OUT/progress-logs.tgz" ./*.log) || true
 }
 
 unsent_student() {  # a finished student not yet brought back
