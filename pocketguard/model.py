@@ -248,8 +248,8 @@ class Transformer(nn.Module):
             self.input_id_map = None
         out_ids = torch.tensor(args.output_token_ids, dtype=torch.long) if args.output_token_ids is not None else None
         self.register_buffer("output_token_ids", out_ids, persistent=False)
-        # Set by train() for TrainConfig.activation_checkpointing: with gradients on, each block's activations are
-        # recomputed in backward instead of kept (one more forward's compute for a block's activations at a time)
+        # On during a training forward of TrainConfig.activation_checkpointing: with gradients on, each block's
+        # activations are recomputed in backward instead of kept (one more forward's compute, one block's at a time)
         self.activation_checkpointing = False
 
     def init_weights(self, std: float = 0.02, seed: int | None = None) -> "Transformer":

@@ -194,17 +194,28 @@ class _AtPositions(nn.Module):
     """Logits only where a loss is taken: the head runs on the gathered answer positions, not on every
     token (a 128k-row head over a whole prompt would dominate the step). Wrapped by DDP / FSDP."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, recompute: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.recompute = model, recompute
 
     def forward(self, tokens: Tensor, valid: Tensor, rows: Tensor, cols: Tensor, hidden: bool = False,
                 logits: bool = True) -> Tensor | tuple[Tensor | None, Tensor]:
         """Logits at (rows, cols); with `hidden`, also the final hidden states of every real token. Without
         `logits` (a hidden-only loss) the head is not run: DDP would wait for its gradient (see _wrap)."""
-        h = self.model(tokens, valid=valid, return_hidden=True)
+        h = self._hidden(tokens, valid)
         out = self.model.output(h[rows, cols]) if logits else None
         return (out, h[valid]) if hidden else out
+
+    def _hidden(self, tokens: Tensor, valid: Tensor) -> Tensor:
+        if not self.recompute:
+            return self.model(tokens, valid=valid, return_hidden=True)
+        # The model's switch (TrainConfig.activation_checkpointing) is on for this forward only: backward replays
+        # the blocks themselves, not this call, and whatever stops training leaves the model as it was.
+        before, self.model.activation_checkpointing = self.model.activation_checkpointing, True
+        try:
+            return self.model(tokens, valid=valid, return_hidden=True)
+        finally:
+            self.model.activation_checkpointing = before
 
 
 def head_lookup(model: Transformer) -> Tensor:
@@ -414,7 +425,7 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], tokenizer: Tokenizer, d
 # ============================================================================================ the loop
 def _wrap(model: nn.Module, config: TrainConfig, device: torch.device, world: int) -> tuple[nn.Module, nn.Module]:
     """(net to call, module holding the trained parameters)."""
-    net = _AtPositions(model)
+    net = _AtPositions(model, config.activation_checkpointing)
     if world == 1:
         return net, model
     if config.parallel == "ddp":
@@ -514,9 +525,6 @@ def train(
                       "(overlong='truncate', safe examples only: an unsafe one is skipped, its harm may be past the cut)")
 
     model.to(device)
-    recomputing = getattr(model, "activation_checkpointing", False)
-    if config.activation_checkpointing:
-        model.activation_checkpointing = True
     lut = head_lookup(model).to(device)
     # Every answer token must have a head row, or CE would silently ignore it.
     answer_vocab = {t for e in data.encoded for t in e.ids[e.n_prompt :]}
@@ -730,6 +738,4 @@ def train(
         full = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True))
         model.load_state_dict({k.removeprefix("model."): v.to(device) for k, v in full.items()})
     model.eval()
-    if config.activation_checkpointing:
-        model.activation_checkpointing = recomputing
     return TrainResult(model, total, history, last_eval, resumed_from, data.skipped, data.truncated)

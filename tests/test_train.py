@@ -182,7 +182,8 @@ def test_resume_with_lora_dropout_draws_the_masks_the_killed_run_would_have(tok,
 def test_activation_checkpointing_trains_the_same_weights_recomputing_each_block(tok):
     """Recomputing each block in backward (dropout replayed: LoRA adapters at p = 0.3; with a hidden-state teacher)
     gives the weights of keeping the activations; every block runs twice a micro-batch (forward, then again in
-    backward); the switch is back off after training, and a model without it is refused."""
+    backward); the switch is back off after training, also when training stops on an error, and a model without it
+    is refused."""
     from pocketguard.compress.lora import add_lora
 
     exs = toy_examples(16, seed=4)
@@ -204,6 +205,14 @@ def test_activation_checkpointing_trains_the_same_weights_recomputing_each_block
         assert torch.equal(a, b), n
     assert len(runs[True][1]) == 2 * len(runs[False][1]) == 2 * 3 * 2  # 3 steps x 2 blocks, each twice
     assert runs[True][1][:2] == [0, 1] and runs[True][1][2:4] == [1, 0]  # forward, then backward's order
+    def stop(module, args):
+        raise RuntimeError("stopped")
+
+    model = small(tok, seed=3)
+    model.layers[1].register_forward_pre_hook(stop)
+    with pytest.raises(RuntimeError, match="stopped"):
+        train(model, exs, tok, POLICY, replace(cfg, activation_checkpointing=True), teacher=teacher)
+    assert model.activation_checkpointing is False
     with pytest.raises(ValueError, match="activation_checkpointing needs"):
         train(torch.nn.Linear(2, 2), exs, tok, POLICY, replace(cfg, activation_checkpointing=True, hidden_weight=0.0,
                                                               kl_weight=0.0))
